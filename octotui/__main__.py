@@ -1,0 +1,5 @@
+import sys
+
+from octotui.cli import main
+
+sys.exit(main())

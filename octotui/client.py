@@ -1,0 +1,194 @@
+"""The dashboard's only way to the control server: one long-lived ``httpx.AsyncClient``, typed methods.
+
+Every failure surfaces as :class:`ClientError` (the server answered with an error, whose ``detail``
+is kept) or its subclass :class:`ServerUnreachable` (no answer at all), so callers never handle
+httpx's exception tree themselves.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from octotui.protocol import (
+    API_PREFIX,
+    Agent,
+    AgentMetrics,
+    Health,
+    Placement,
+    Provider,
+    ServerInfo,
+    Test,
+    TestCreate,
+    TestSeries,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ClientError(Exception):
+    """The server refused a request, or gave an answer that does not fit the contract."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class ServerUnreachable(ClientError):
+    """No answer from the server: refused, timed out, TLS failure, DNS failure."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):  # FastAPI's validation errors
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+        return "; ".join(parts) or response.reason_phrase
+    return response.reason_phrase
+
+
+class Client:
+    """Typed access to one control server.
+
+    ``transport`` lets tests hand in ``httpx.ASGITransport(app)`` to talk to the real server app
+    without a socket; ``verify`` takes a CA bundle path or ``False``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        verify: str | bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + API_PREFIX,
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like the agent does
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachable(f"{self.base_url}: no answer in time") from exc
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ServerUnreachable(f"{self.base_url}: {reason}") from exc
+        if response.is_error:
+            raise ClientError(_detail(response), response.status_code)
+        return response
+
+    async def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
+        response = await self._request("GET", path, **kwargs)
+        return self._parse(response, model)
+
+    def _parse(self, response: httpx.Response, model: type[M]) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ClientError(f"unexpected answer from server: {exc}", response.status_code) from exc
+
+    def _parse_list(self, response: httpx.Response, model: type[M]) -> list[M]:
+        try:
+            return TypeAdapter(list[model]).validate_json(response.content)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise ClientError(f"unexpected answer from server: {exc}", response.status_code) from exc
+
+    # --- server -------------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        return await self._get("/health", Health)
+
+    async def info(self) -> ServerInfo:
+        return await self._get("/info", ServerInfo)
+
+    # --- providers ----------------------------------------------------------------------------
+
+    async def providers(self) -> list[Provider]:
+        return self._parse_list(await self._request("GET", "/providers"), Provider)
+
+    async def create_provider(self, name: str) -> Provider:
+        return self._parse(await self._request("POST", "/providers", json={"name": name}), Provider)
+
+    async def rename_provider(self, provider_id: str, name: str) -> Provider:
+        return self._parse(await self._request("PATCH", f"/providers/{provider_id}", json={"name": name}), Provider)
+
+    async def delete_provider(self, provider_id: str) -> None:
+        await self._request("DELETE", f"/providers/{provider_id}")
+
+    async def rotate_provider_token(self, provider_id: str) -> Provider:
+        return self._parse(await self._request("POST", f"/providers/{provider_id}/rotate-token"), Provider)
+
+    # --- agents -------------------------------------------------------------------------------
+
+    async def agents(self) -> list[Agent]:
+        return self._parse_list(await self._request("GET", "/agents"), Agent)
+
+    async def agent(self, agent_id: str) -> Agent:
+        return await self._get(f"/agents/{agent_id}", Agent)
+
+    async def agent_metrics(self, agent_id: str, seconds: float | None = None) -> AgentMetrics:
+        params = {"seconds": seconds} if seconds is not None else None
+        return await self._get(f"/agents/{agent_id}/metrics", AgentMetrics, params=params)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self._request("DELETE", f"/agents/{agent_id}")
+
+    # --- tests --------------------------------------------------------------------------------
+
+    async def tests(self) -> list[Test]:
+        return self._parse_list(await self._request("GET", "/tests"), Test)
+
+    async def test(self, test_id: str) -> Test:
+        return await self._get(f"/tests/{test_id}", Test)
+
+    async def test_series(self, test_id: str) -> TestSeries:
+        return await self._get(f"/tests/{test_id}/series", TestSeries)
+
+    async def create_test(self, spec: TestCreate) -> Test:
+        body = spec.model_copy(update={"dry_run": False}).model_dump(mode="json", exclude_none=True)
+        return self._parse(await self._request("POST", "/tests", json=body), Test)
+
+    async def plan_test(self, spec: TestCreate) -> Placement:
+        """Dry run: where the server would put the containers, launching nothing."""
+        body = spec.model_copy(update={"dry_run": True}).model_dump(mode="json", exclude_none=True)
+        return self._parse(await self._request("POST", "/tests", json=body), Placement)
+
+    async def stop_test(self, test_id: str) -> Test:
+        return self._parse(await self._request("POST", f"/tests/{test_id}/stop"), Test)
+
+    async def stop_container(self, test_id: str, container_id: str) -> Test:
+        response = await self._request("POST", f"/tests/{test_id}/containers/{container_id}/stop")
+        return self._parse(response, Test)

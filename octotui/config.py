@@ -1,0 +1,125 @@
+"""Settings resolution shared by every octotui command: defaults < config file < ``OCTOTUI_*`` < flags.
+
+The config file is TOML (``$XDG_CONFIG_HOME/octotui/config.toml`` by default, or ``OCTOTUI_CONFIG``),
+with one table per command (``[dashboard]``, ``[server]``, ``[agent]``) whose keys are the flag names
+with dashes turned to underscores. Each command declares its options once as :class:`Option`; the
+same declaration feeds argparse, the environment and the file, so the README's table cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "octotui"
+
+
+class ConfigError(Exception):
+    """A setting has a value that cannot be used; the message says which and why."""
+
+
+def user_data_dir() -> Path:
+    """Where the embedded server keeps its state unless told otherwise."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def config_file() -> Path:
+    env = os.environ.get("OCTOTUI_CONFIG")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: a ``--flag``, an ``OCTOTUI_*`` variable and a config-file key at once."""
+
+    name: str  # flag name without dashes, e.g. "server" or "state-dir"
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] = str
+    flag: bool = False  # a boolean switch (--read-only)
+    env: str | None = None  # defaults to OCTOTUI_<NAME>
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env_var(self) -> str:
+        return self.env or "OCTOTUI_" + self.dest.upper()
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Declare ``options`` on ``parser``; defaults are resolved later by :func:`resolve`."""
+    for opt in options:
+        help_text = f"{opt.help} (env {opt.env_var}"
+        help_text += f", default {opt.default})" if opt.default not in (None, False, "") else ")"
+        if opt.flag:
+            parser.add_argument(f"--{opt.name}", dest=opt.dest, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(f"--{opt.name}", dest=opt.dest, type=opt.type, default=None, help=help_text)
+
+
+def resolve(
+    namespace: argparse.Namespace,
+    options: Sequence[Option],
+    section: str,
+    environ: dict[str, str] | None = None,
+    file: Path | None = None,
+) -> dict[str, Any]:
+    """Merge defaults, the config file's ``[section]``, the environment and parsed flags."""
+    environ = dict(os.environ) if environ is None else environ
+    file = config_file() if file is None else file
+    from_file: dict[str, Any] = {}
+    if file.is_file():
+        try:
+            from_file = tomllib.loads(file.read_text()).get(section, {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    values: dict[str, Any] = {}
+    for opt in options:
+        value = opt.default
+        if opt.dest in from_file:
+            value = from_file[opt.dest]
+        if opt.env_var in environ:
+            raw = environ[opt.env_var]
+            try:
+                value = _parse_bool(raw) if opt.flag else opt.type(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{opt.env_var}={raw!r}: {exc}") from exc
+        cli = getattr(namespace, opt.dest, None)
+        if cli is not None:
+            value = cli
+        values[opt.dest] = value
+    return values
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {text}")
+    return value
