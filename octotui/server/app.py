@@ -1,0 +1,339 @@
+"""The HTTP API: routes under ``/api/v1`` that translate requests into :class:`Controller` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from octotui.protocol import (
+    API_PREFIX,
+    VERSION,
+    Agent,
+    AgentMetrics,
+    Command,
+    CommandAck,
+    Health,
+    Heartbeat,
+    HeartbeatResponse,
+    Placement,
+    Provider,
+    ProviderCreate,
+    ProviderRename,
+    RegisterRequest,
+    RegisterResponse,
+    ServerInfo,
+    Test,
+    TestCreate,
+    TestSeries,
+)
+from octotui.server.auth import Principal, require_agent, require_operator, require_provider
+from octotui.server.controller import Controller
+from octotui.server.settings import ServerSettings
+from octotui.server.store import Store
+
+log = logging.getLogger("octotui.server")
+
+PUBLIC_PATHS = frozenset({f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"})
+
+
+async def _send_error(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GateMiddleware:
+    """Authenticates every API request and bounds body sizes, before any body is parsed.
+
+    So a request without a valid token gets 401 whatever its body, and an oversized body gets 413
+    without being read into memory.
+    """
+
+    def __init__(self, app: ASGIApp, controller: Controller, max_body: int) -> None:
+        self.app = app
+        self.controller = controller
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        path: str = scope["path"]
+        if path.startswith(API_PREFIX) and path not in PUBLIC_PATHS:
+            auth = headers.get(b"authorization")
+            try:
+                principal = self.controller.tokens.resolve(auth.decode("latin-1") if auth else None)
+            except Exception as exc:  # HTTPException(401)
+                await _send_error(send, 401, getattr(exc, "detail", "unauthorized"), getattr(exc, "headers", None))
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        length = headers.get(b"content-length")
+        too_big = f"request body larger than {self.max_body} bytes"
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await _send_error(send, 400, "invalid Content-Length header")
+                return
+            if declared > self.max_body:
+                await _send_error(send, 413, too_big)
+                return
+            await self.app(scope, receive, send)
+            return
+        if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
+            await self.app(scope, receive, send)
+            return
+        # Chunked body: read it here, bounded, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _send_error(send, 413, too_big)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _principal(request: Request) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+def _controller(request: Request) -> Controller:
+    return request.app.state.controller  # type: ignore[no-any-return]
+
+
+def reader(request: Request) -> Principal:
+    """Any operator token (admin or read-only)."""
+    principal = _principal(request)
+    require_operator(principal, write=False)
+    return principal
+
+
+def writer(request: Request) -> Principal:
+    """An admin token."""
+    principal = _principal(request)
+    require_operator(principal, write=True)
+    return principal
+
+
+Ctl = Annotated[Controller, Depends(_controller)]
+Reader = Annotated[Principal, Depends(reader)]
+Writer = Annotated[Principal, Depends(writer)]
+Anyone = Annotated[Principal, Depends(_principal)]
+
+
+def _routes() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.get("/health", response_model=Health, tags=["server"])
+    async def health() -> Health:
+        return Health()
+
+    @api.get("/info", response_model=ServerInfo, tags=["server"])
+    async def info(ctl: Ctl, who: Anyone) -> ServerInfo:
+        s = ctl.settings
+        return ServerInfo(
+            version=VERSION,
+            url=ctl.url,
+            role=who.kind if who.is_operator else None,
+            heartbeat_interval=s.heartbeat_interval,
+            late_after=s.late_after,
+            offline_after=s.offline_after,
+            default_image=s.default_image,
+            max_plan_bytes=s.max_body_bytes,
+        )
+
+    # --- providers -----------------------------------------------------------------------------
+
+    @api.get("/providers", response_model=list[Provider], tags=["providers"])
+    async def list_providers(ctl: Ctl, who: Reader) -> list[Provider]:
+        show = who.kind == "admin"
+        return [ctl.provider_out(p, show) for p in sorted(ctl.providers.values(), key=lambda p: p.created_at)]
+
+    @api.post("/providers", response_model=Provider, status_code=201, tags=["providers"])
+    async def create_provider(body: ProviderCreate, ctl: Ctl, _: Writer) -> Provider:
+        return ctl.provider_out(await ctl.create_provider(body.name), True)
+
+    @api.get("/providers/{provider_id}", response_model=Provider, tags=["providers"])
+    async def get_provider(provider_id: str, ctl: Ctl, who: Reader) -> Provider:
+        return ctl.provider_out(ctl.provider_or_404(provider_id), who.kind == "admin")
+
+    @api.patch("/providers/{provider_id}", response_model=Provider, tags=["providers"])
+    async def rename_provider(provider_id: str, body: ProviderRename, ctl: Ctl, _: Writer) -> Provider:
+        return ctl.provider_out(await ctl.rename_provider(provider_id, body.name), True)
+
+    @api.delete("/providers/{provider_id}", status_code=204, tags=["providers"])
+    async def delete_provider(provider_id: str, ctl: Ctl, _: Writer) -> Response:
+        await ctl.delete_provider(provider_id)
+        return Response(status_code=204)
+
+    @api.post("/providers/{provider_id}/rotate-token", response_model=Provider, tags=["providers"])
+    async def rotate_token(provider_id: str, ctl: Ctl, _: Writer) -> Provider:
+        return ctl.provider_out(await ctl.rotate_provider_token(provider_id), True)
+
+    # --- agents: operator side -----------------------------------------------------------------
+
+    @api.get("/agents", response_model=list[Agent], tags=["agents"])
+    async def list_agents(ctl: Ctl, _: Reader) -> list[Agent]:
+        return [ctl.agent_out(a) for a in ctl.agents.values()]
+
+    @api.get("/agents/{agent_id}", response_model=Agent, tags=["agents"])
+    async def get_agent(agent_id: str, ctl: Ctl, _: Reader) -> Agent:
+        return ctl.agent_out(ctl.agent_or_404(agent_id))
+
+    @api.delete("/agents/{agent_id}", status_code=204, tags=["agents"])
+    async def delete_agent(agent_id: str, ctl: Ctl, _: Writer) -> Response:
+        await ctl.delete_agent(agent_id)
+        return Response(status_code=204)
+
+    @api.get("/agents/{agent_id}/metrics", response_model=AgentMetrics, tags=["agents"])
+    async def agent_metrics(
+        agent_id: str, ctl: Ctl, _: Reader, seconds: Annotated[float | None, Query(gt=0, le=86400)] = None
+    ) -> AgentMetrics:
+        ctl.agent_or_404(agent_id)
+        return AgentMetrics(agent_id=agent_id, samples=ctl.hosts.get(agent_id, seconds))
+
+    # --- agents: agent side --------------------------------------------------------------------
+
+    @api.post("/agents/register", response_model=RegisterResponse, tags=["agent protocol"])
+    async def register(body: RegisterRequest, ctl: Ctl, who: Anyone) -> RegisterResponse:
+        return await ctl.register(require_provider(who), body)
+
+    @api.post("/agents/{agent_id}/heartbeat", response_model=HeartbeatResponse, tags=["agent protocol"])
+    async def heartbeat(agent_id: str, body: Heartbeat, ctl: Ctl, who: Anyone) -> HeartbeatResponse:
+        require_agent(who, agent_id)
+        return ctl.heartbeat(agent_id, body)
+
+    @api.get("/agents/{agent_id}/commands", response_model=list[Command], tags=["agent protocol"])
+    async def poll_commands(
+        agent_id: str,
+        ctl: Ctl,
+        who: Anyone,
+        wait_s: Annotated[float | None, Query(alias="timeout", ge=0, le=3600)] = None,
+        fresh: bool = False,
+    ) -> list[Command]:
+        """Long poll: queued commands at once, else waits (20-30 s, randomised, or ``timeout``, capped)."""
+        require_agent(who, agent_id)
+        ctl.agent_or_404(agent_id)
+        s = ctl.settings
+        wait = random.uniform(s.poll_timeout_min, s.poll_timeout_max)
+        if wait_s is not None:
+            wait = min(wait_s, s.poll_timeout_max)
+        return await ctl.commands.wait(agent_id, wait, fresh=fresh)
+
+    @api.post("/agents/{agent_id}/commands/{command_id}/ack", status_code=204, tags=["agent protocol"])
+    async def ack_command(agent_id: str, command_id: str, body: CommandAck, ctl: Ctl, who: Anyone) -> Response:
+        require_agent(who, agent_id)
+        ctl.ack(agent_id, command_id, body)
+        return Response(status_code=204)
+
+    # --- tests ---------------------------------------------------------------------------------
+
+    @api.post("/tests", response_model=Test | Placement, status_code=201, tags=["tests"])
+    async def create_test(body: TestCreate, ctl: Ctl, _: Writer, response: Response) -> Test | Placement:
+        result = await ctl.create_test(body)
+        if isinstance(result, Placement):
+            response.status_code = 200
+        return result
+
+    @api.get("/tests", response_model=list[Test], tags=["tests"])
+    async def list_tests(ctl: Ctl, _: Reader) -> list[Test]:
+        return [ctl.test_out(t) for t in ctl.tests.values()]
+
+    @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
+    async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
+        return ctl.test_out(ctl.test_or_404(test_id))
+
+    @api.get("/tests/{test_id}/series", response_model=TestSeries, tags=["tests"])
+    async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
+        ctl.test_or_404(test_id)
+        return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
+
+    @api.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
+    async def stop_test(test_id: str, ctl: Ctl, _: Writer) -> Test:
+        return await ctl.stop_test(test_id)
+
+    @api.post("/tests/{test_id}/containers/{container_id}/stop", response_model=Test, tags=["tests"])
+    async def stop_container(test_id: str, container_id: str, ctl: Ctl, _: Writer) -> Test:
+        return await ctl.stop_one(test_id, container_id)
+
+    return api
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail: list[dict[str, Any]] = []
+    for err in exc.errors():
+        msg = str(err.get("msg", ""))
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "json_invalid" and "error" in ctx:
+            msg = f"malformed JSON: {ctx['error']}"
+        item = {"loc": list(err.get("loc", ())), "msg": msg, "type": str(err.get("type", ""))}
+        detail.append(item)
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The control server's ASGI app; its lifespan opens the store and runs the background work."""
+    store = Store(settings.db_path)
+    controller = Controller(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        controller.load(await store.open())
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run_background(stop), name="octotui-background")
+        try:
+            yield
+        finally:
+            stop.set()
+            controller.commands.close()
+            await task
+            await controller.flush()
+            await controller.save_last_seen()
+            await store.close()
+
+    app = FastAPI(
+        title="octotui control server",
+        version=VERSION,
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.controller = controller
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(_routes())
+    app.add_middleware(GateMiddleware, controller=controller, max_body=settings.max_body_bytes)
+    return app

@@ -1,0 +1,188 @@
+"""``octotui server`` (and ``python -m octotui.server``): run the control server alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import uvicorn
+
+from octotui.config import ConfigError, Option, add_options, port_number, positive_float, resolve, user_data_dir
+from octotui.server.app import create_app
+from octotui.server.settings import ServerSettings
+
+log = logging.getLogger("octotui.server")
+
+OPTIONS: list[Option] = [
+    Option("data-dir", "directory of the server's state (SQLite, admin.token, server.url)", type=Path),
+    Option("host", "address to listen on", default="127.0.0.1"),
+    Option("port", "port to listen on (0: pick a free one, see DATA_DIR/server.url)", default=8427, type=port_number),
+    Option("admin-token", "admin token (default: DATA_DIR/admin.token, generated at first start)"),
+    Option("heartbeat-interval", "seconds between agent heartbeats", default=5.0, type=positive_float),
+    Option("late-after", "seconds without heartbeat before an agent is late", default=15.0, type=positive_float),
+    Option("offline-after", "seconds without heartbeat before an agent is offline", default=30.0, type=positive_float),
+    Option("default-image", "JMeter image of tests that name none", default="justb4/jmeter:5.5"),
+    Option("tls-cert", "certificate file (PEM) to serve HTTPS", type=Path),
+    Option("tls-key", "private key file (PEM) of --tls-cert", type=Path),
+    Option("log-level", "debug, info, warning or error", default="info"),
+]
+
+
+def admin_token(data_dir: Path, given: str | None) -> str:
+    """The admin token: given, else read from DATA_DIR/admin.token, else generated there (mode 0600)."""
+    if given:
+        return given
+    path = data_dir / "admin.token"
+    if path.is_file():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    log.info("admin token generated in %s", path)
+    return token
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without re-raising the signal after a graceful stop: we exit 0 ourselves."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+async def serve(settings: ServerSettings, log_level: str = "info") -> None:
+    """Run the server until SIGTERM/SIGINT; writes DATA_DIR/server.url once listening."""
+    url_file = settings.data_dir / "server.url"
+    url_file.unlink(missing_ok=True)
+    sock = _bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    settings_port = settings if settings.port == port else _with_port(settings, port)
+    app = create_app(settings_port)
+    url = _url(settings.scheme, settings.host, port)
+    app.state.controller.url = url
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        # Keep-alive must outlast the heartbeat interval by far, or idle connections close just as
+        # the next heartbeat is sent on them (measured: ~10 % of heartbeats broken at 5 s / 5 s).
+        timeout_keep_alive=max(5, int(3 * settings.heartbeat_interval) + 1),
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        log_config=None,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event for it
+        await asyncio.sleep(0.02)
+    if server.started:
+        url_file.write_text(url + "\n")
+        # Tail latency is decided by the collector: freeze the start-up heap out of its reach and
+        # collect the old generation rarely (DESIGN.md, performance facts).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 50, 100)
+        log.info("octotui server listening on %s", url)
+        while not server.should_exit and not task.done():  # noqa: ASYNC110 - set by a signal handler
+            await asyncio.sleep(0.1)
+        # Answer the open long polls now, or the graceful shutdown would wait for each of them.
+        app.state.controller.commands.close()
+    try:
+        await task
+    finally:
+        url_file.unlink(missing_ok=True)
+        sock.close()
+
+
+def _with_port(settings: ServerSettings, port: int) -> ServerSettings:
+    from dataclasses import replace
+
+    return replace(settings, port=port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``octotui server``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="octotui server", description="Run the octotui control server alone.")
+    add_options(parser, OPTIONS)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        values = resolve(args, OPTIONS, "server")
+    except ConfigError as exc:
+        parser.error(str(exc))
+    level = str(values["log_level"]).upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        parser.error(f"--log-level: expected debug, info, warning or error, got {values['log_level']!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = Path(values["data_dir"]) if values["data_dir"] else user_data_dir() / "server"
+    data_dir = data_dir.expanduser()
+    if values["offline_after"] <= values["late_after"]:
+        parser.error("--offline-after must be greater than --late-after")
+    if bool(values["tls_cert"]) != bool(values["tls_key"]):
+        parser.error("--tls-cert and --tls-key go together")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = ServerSettings(
+        data_dir=data_dir,
+        host=values["host"],
+        port=values["port"],
+        admin_token=admin_token(data_dir, values["admin_token"]),
+        heartbeat_interval=values["heartbeat_interval"],
+        late_after=values["late_after"],
+        offline_after=values["offline_after"],
+        default_image=values["default_image"],
+        tls_cert=Path(values["tls_cert"]) if values["tls_cert"] else None,
+        tls_key=Path(values["tls_key"]) if values["tls_key"] else None,
+    )
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, str(values["log_level"]).lower()))
+    except OSError as exc:
+        log.error("cannot serve on %s:%s: %s", settings.host, settings.port, exc)
+        return 1
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

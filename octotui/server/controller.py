@@ -1,0 +1,704 @@
+"""The server's state and everything that changes it; routes (``app.py``) only translate HTTP.
+
+State lives in memory (loaded from the store at start) and the store is written on changes only:
+providers and agents at once, test and container changes coalesced by a flush every
+``flush_interval``; a heartbeat that changes no state writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from fastapi import HTTPException
+
+from octotui.protocol import (
+    TERMINAL_CONTAINER_STATES,
+    TERMINAL_TEST_STATES,
+    Agent,
+    CommandAck,
+    ContainerRecord,
+    ContainerReport,
+    Heartbeat,
+    HeartbeatResponse,
+    LaunchSpec,
+    Placement,
+    PlacementItem,
+    Provider,
+    RegisterRequest,
+    RegisterResponse,
+    Test,
+    TestCreate,
+)
+from octotui.server.auth import TokenIndex, hash_token, new_token
+from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
+from octotui.server.jmx import PlanError, validate_plan
+from octotui.server.placement import Candidate, PlacementError, place
+from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.results import final_results, live_results
+from octotui.server.settings import ServerSettings
+from octotui.server.store import Snapshot, Store
+
+log = logging.getLogger("octotui.server")
+
+ACTIVE_STATES = frozenset({"pulling", "starting", "running", "stopping"})
+#: How many complete heartbeats may omit a launched container before it counts as lost.
+MISSING_LIMIT = 2
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+class Controller:
+    """Providers, agents, tests and containers, with the rules that move them."""
+
+    def __init__(self, settings: ServerSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.url = f"{settings.scheme}://{settings.host}:{settings.port}"
+        self.tokens = TokenIndex(settings.admin_token)
+        self.providers: dict[str, ProviderRec] = {}
+        self.agents: dict[str, AgentRec] = {}
+        self.tests: dict[str, TestRec] = {}
+        self.containers: dict[str, ContainerRec] = {}
+        #: Live (non-terminal) container ids per agent: heartbeats reconcile against these.
+        self.live: dict[str, set[str]] = {}
+        self.hosts = HostWindows(settings.samples_window)
+        self.series = SeriesWindows(settings.samples_window)
+        self.commands = CommandHub(settings.redeliver_after)
+        self.started = time.time()
+        self._dirty_tests: set[str] = set()
+        self._dirty_containers: set[str] = set()
+        self._new_commands: list[CommandRec] = []
+        self._done_commands: list[str] = []
+        self._seen_dirty: set[str] = set()
+        self._acked: OrderedDict[str, None] = OrderedDict()  # recently acknowledged command ids
+        self._last_point = 0.0
+
+    # --- start-up and persistence --------------------------------------------------------------
+
+    def load(self, snap: Snapshot) -> None:
+        """Take the state read from the store at start-up."""
+        now = time.time()
+        for p in snap.providers:
+            self.providers[p.id] = p
+            self.tokens.add(hash_token(p.token), "provider", p.id)
+        for token_hash, role, subject in snap.tokens:
+            if role in ("admin", "read-only", "agent"):
+                self.tokens.add(token_hash, role, subject)  # type: ignore[arg-type]
+        for a in snap.agents:
+            # Grace after a restart: agents get offline_after seconds to come back before their
+            # containers count as lost, whatever their last heartbeat before the restart.
+            a.health_ref = max(a.last_seen or 0.0, now)
+            a.status = self._status(a, now)
+            self.agents[a.id] = a
+        for t in snap.tests:
+            self.tests[t.id] = t
+        for c in snap.containers:
+            self.containers[c.id] = c
+            if c.state not in TERMINAL_CONTAINER_STATES:
+                self.live.setdefault(c.agent_id, set()).add(c.id)
+        for cmd in snap.commands:
+            self.commands.push(cmd)
+
+    async def flush(self) -> None:
+        """Write the tests, containers and commands changed since the last flush."""
+        if not (self._dirty_tests or self._dirty_containers or self._new_commands or self._done_commands):
+            return
+        tests = [self.tests[i] for i in self._dirty_tests if i in self.tests]
+        containers = [self.containers[i] for i in self._dirty_containers if i in self.containers]
+        new, done = self._new_commands, self._done_commands
+        self._dirty_tests, self._dirty_containers = set(), set()
+        self._new_commands, self._done_commands = [], []
+        await self.store.save_changes(tests, containers, new, done)
+
+    async def save_last_seen(self) -> None:
+        """Persist agents' last heartbeat times (now and then, never per heartbeat)."""
+        ids, self._seen_dirty = self._seen_dirty, set()
+        rows = [(self.agents[i].last_seen, i) for i in ids if i in self.agents]
+        if rows:
+            await self.store.save_last_seen(rows)
+
+    # --- providers -----------------------------------------------------------------------------
+
+    def provider_or_404(self, provider_id: str) -> ProviderRec:
+        p = self.providers.get(provider_id)
+        if p is None:
+            raise HTTPException(404, f"no provider with id {provider_id!r}")
+        return p
+
+    def find_provider(self, key: str) -> ProviderRec:
+        """A provider by id or by name (case-insensitive); 404 when neither matches."""
+        if key in self.providers:
+            return self.providers[key]
+        for p in self.providers.values():
+            if p.name.lower() == key.lower():
+                return p
+        raise HTTPException(404, f"no provider with id or name {key!r}")
+
+    def _name_taken(self, name: str, except_id: str | None = None) -> bool:
+        return any(p.name.lower() == name.lower() and p.id != except_id for p in self.providers.values())
+
+    def provider_out(self, p: ProviderRec, show_token: bool) -> Provider:
+        agents = [a for a in self.agents.values() if a.provider_id == p.id]
+        return Provider(
+            id=p.id,
+            name=p.name,
+            token=p.token if show_token else "",
+            created_at=_dt(p.created_at),
+            agents=len(agents),
+            locations=sorted({a.location for a in agents}),
+        )
+
+    async def create_provider(self, name: str) -> ProviderRec:
+        if self._name_taken(name):
+            raise HTTPException(409, f"a provider named {name!r} already exists")
+        p = ProviderRec(id=_id("p"), name=name, token=new_token(), created_at=time.time())
+        self.providers[p.id] = p
+        self.tokens.add(hash_token(p.token), "provider", p.id)
+        await self.store.save_provider(p)
+        log.info("provider %s created (%s)", p.name, p.id)
+        return p
+
+    async def rename_provider(self, provider_id: str, name: str) -> ProviderRec:
+        p = self.provider_or_404(provider_id)
+        if self._name_taken(name, except_id=p.id):
+            raise HTTPException(409, f"a provider named {name!r} already exists")
+        p.name = name
+        await self.store.save_provider(p)
+        return p
+
+    async def rotate_provider_token(self, provider_id: str) -> ProviderRec:
+        p = self.provider_or_404(provider_id)
+        self.tokens.remove(hash_token(p.token))
+        p.token = new_token()
+        self.tokens.add(hash_token(p.token), "provider", p.id)
+        await self.store.save_provider(p)
+        log.info("provider %s: registration token rotated", p.name)
+        return p
+
+    async def delete_provider(self, provider_id: str) -> None:
+        p = self.provider_or_404(provider_id)
+        agent_ids = [a.id for a in self.agents.values() if a.provider_id == p.id]
+        busy = [self.agents[i].name for i in agent_ids if self.live.get(i)]
+        if busy:
+            raise HTTPException(
+                409, f"provider {p.name!r} still runs test containers on {', '.join(sorted(busy))}: stop them first"
+            )
+        for agent_id in agent_ids:
+            self._forget_agent(agent_id)
+        self.tokens.remove(hash_token(p.token))
+        del self.providers[p.id]
+        await self.store.delete_provider(p.id, agent_ids)
+        log.info("provider %s deleted with %d agent(s)", p.name, len(agent_ids))
+
+    # --- agents --------------------------------------------------------------------------------
+
+    def agent_or_404(self, agent_id: str) -> AgentRec:
+        a = self.agents.get(agent_id)
+        if a is None:
+            raise HTTPException(404, f"no agent with id {agent_id!r}")
+        return a
+
+    def _status(self, a: AgentRec, now: float) -> str:
+        if a.last_seen is None:
+            return "offline"
+        age = now - a.last_seen
+        if age < self.settings.late_after:
+            return "online"
+        return "late" if age < self.settings.offline_after else "offline"
+
+    def agent_out(self, a: AgentRec) -> Agent:
+        p = self.providers.get(a.provider_id)
+        return Agent(
+            id=a.id,
+            name=a.name,
+            provider=a.provider_id,
+            provider_name=p.name if p else "",
+            location=a.location,
+            status=self._status(a, time.time()),
+            last_seen=_dt(a.last_seen),
+            version=a.version,
+            registered_at=_dt(a.registered_at),
+            cpu_count=a.cpu_count,
+            memory_total=a.memory_total,
+            platform=a.platform,
+            host=a.host,
+            docker=a.docker,
+            containers=len(self.live.get(a.id, ())),
+        )
+
+    async def register(self, provider_id: str, req: RegisterRequest) -> RegisterResponse:
+        """Give an agent its identity; an agent already known (by previous id, else by name) keeps its id."""
+        if provider_id not in self.providers:
+            raise HTTPException(401, "invalid or revoked token")
+        now = time.time()
+        a: AgentRec | None = None
+        if req.previous_agent_id:
+            prev = self.agents.get(req.previous_agent_id)
+            if prev is not None and prev.provider_id == provider_id:
+                a = prev
+        if a is None:
+            a = next((x for x in self.agents.values() if x.provider_id == provider_id and x.name == req.name), None)
+        token = new_token()
+        token_hash = hash_token(token)
+        if a is None:
+            a = AgentRec(
+                id=_id("a"),
+                provider_id=provider_id,
+                name=req.name,
+                location=req.location,
+                version=req.version,
+                registered_at=now,
+                cpu_count=req.cpu_count,
+                memory_total=req.memory_total,
+                platform=req.platform,
+                token_hash=token_hash,
+            )
+            self.agents[a.id] = a
+            log.info("agent %s registered in provider %s as %s", a.name, self.providers[provider_id].name, a.id)
+        else:
+            self.tokens.remove(a.token_hash)
+            a.name, a.location, a.version = req.name, req.location, req.version
+            a.cpu_count, a.memory_total, a.platform = req.cpu_count, req.memory_total, req.platform
+            a.token_hash = token_hash
+            # It may have lost what it was handed: hand out its queued commands again.
+            self.commands.reset_delivery(a.id)
+            log.info("agent %s (%s) registered again: same id, new token", a.name, a.id)
+        a.last_seen = a.health_ref = now
+        a.status = "online"
+        self.tokens.add(token_hash, "agent", a.id)
+        await self.store.save_agent(a)
+        return RegisterResponse(
+            agent_id=a.id,
+            agent_token=token,
+            provider=provider_id,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            poll_timeout=self.settings.poll_timeout_max,
+        )
+
+    def _forget_agent(self, agent_id: str) -> None:
+        """Drop an agent from memory: token revoked, windows and queued commands gone, containers lost."""
+        a = self.agents.pop(agent_id)
+        self.tokens.remove(a.token_hash)
+        self.hosts.drop(agent_id)
+        for cmd in self.commands.drop_agent(agent_id):
+            self._done_commands.append(cmd.id)
+        for cid in list(self.live.get(agent_id, ())):
+            self._set_state(self.containers[cid], "lost", f"agent {a.name} was deleted")
+        self.live.pop(agent_id, None)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        a = self.agent_or_404(agent_id)
+        self._forget_agent(agent_id)
+        await self.store.delete_agent(agent_id)
+        await self.flush()
+        log.info("agent %s (%s) deleted, its token revoked", a.name, a.id)
+
+    def heartbeat(self, agent_id: str, hb: Heartbeat) -> HeartbeatResponse:
+        """Take one heartbeat. Synchronous and store-free: it runs on the hot path."""
+        a = self.agent_or_404(agent_id)
+        now = time.time()
+        a.last_seen = a.health_ref = now
+        self._seen_dirty.add(agent_id)
+        if a.status != "online":
+            log.info("agent %s (%s) is online", a.name, a.id)
+            a.status = "online"
+        a.host = hb.host
+        a.docker = hb.docker
+        self.hosts.add(agent_id, [*hb.samples, hb.host] if hb.samples else [hb.host])
+        stop: list[str] = []
+        reported: set[str] = set()
+        for report in hb.containers:
+            reported.add(report.container_id)
+            c = self.containers.get(report.container_id)
+            if c is None or c.agent_id != agent_id:
+                if report.state not in TERMINAL_CONTAINER_STATES:
+                    stop.append(report.container_id)  # a stray: no record of it here
+                continue
+            if self._apply_report(c, report, now):
+                stop.append(c.id)
+        if hb.complete:
+            for cid in list(self.live.get(agent_id, ())):
+                c = self.containers[cid]
+                if cid in reported or c.state == "pending":
+                    continue
+                c.missing += 1
+                if c.missing >= MISSING_LIMIT:
+                    self._set_state(c, "lost", f"agent {a.name} no longer reports this container")
+        return HeartbeatResponse(stop=stop)
+
+    def _apply_report(self, c: ContainerRec, r: ContainerReport, now: float) -> bool:
+        """Fold one report into its record; True when the agent should stop that container."""
+        c.missing = 0
+        if c.state in ("finished", "failed"):
+            # Ended here (e.g. stopped before it started) but still running there.
+            return r.state not in TERMINAL_CONTAINER_STATES
+        t = self.tests.get(c.test_id)
+        c.cpu_percent, c.memory_bytes, c.pull_progress = r.cpu_percent, r.memory_bytes, r.pull_progress
+        if r.docker_id:
+            c.docker_id = r.docker_id
+        if r.figures is not None:
+            c.figures = r.figures
+        if r.final is not None and c.final != r.final:
+            c.final = r.final
+            self._dirty_containers.add(c.id)
+        if r.exit_code is not None:
+            c.exit_code = r.exit_code
+        if r.error:
+            c.error = r.error
+        state = r.state
+        if c.state == "stopping" and state in ("pending", "pulling", "starting", "running"):
+            state = "stopping"  # a stop is under way: the agent has not seen it yet
+        if state != c.state:
+            self._set_state(c, state, r.error)
+        c.updated_at = now
+        ended = t is None or t.state in TERMINAL_TEST_STATES
+        return ended and state not in TERMINAL_CONTAINER_STATES
+
+    def _set_state(self, c: ContainerRec, state: str, error: str | None = None) -> None:
+        c.state = state
+        c.updated_at = time.time()
+        if error:
+            c.error = error
+        self._dirty_containers.add(c.id)
+        live = self.live.setdefault(c.agent_id, set())
+        if state in TERMINAL_CONTAINER_STATES:
+            live.discard(c.id)
+        else:
+            live.add(c.id)
+        t = self.tests.get(c.test_id)
+        if t is not None:
+            self._update_test(t)
+
+    def _update_test(self, t: TestRec) -> None:
+        if t.state in TERMINAL_TEST_STATES:
+            return
+        cs = [self.containers[i] for i in t.container_ids if i in self.containers]
+        states = {c.state for c in cs}
+        if states <= TERMINAL_CONTAINER_STATES:
+            self._end_test(t, cs)
+            return
+        if t.stop_requested:
+            new = "stopping"
+        elif "running" in states:
+            new = "running"
+        elif states & ACTIVE_STATES:
+            new = "starting"
+        else:
+            new = "pending"
+        if new != t.state:
+            if new == "running" and t.started_at is None:
+                t.started_at = time.time()
+            t.state = new
+            self._dirty_tests.add(t.id)
+            log.info("test %s (%s) is %s", t.name, t.id, new)
+
+    def _end_test(self, t: TestRec, cs: list[ContainerRec]) -> None:
+        now = time.time()
+        t.ended_at = now
+        bad = [c for c in cs if c.state != "finished"]
+        if t.stop_requested or len(bad) < len(cs):
+            t.state = "finished"
+        else:
+            t.state = "failed"
+        if bad:
+            first = bad[0]
+            agent = self.agents.get(first.agent_id)
+            where = agent.name if agent else first.agent_id
+            t.reason = f"{len(bad)} of {len(cs)} containers {'did not finish' if t.state == 'finished' else 'failed'}"
+            t.reason += f"; container {first.index} on {where}: {first.state}"
+            if first.error:
+                t.reason += f": {first.error}"
+        started = t.started_at or t.created_at
+        t.results = final_results(cs, now - started if t.started_at else None)
+        self._dirty_tests.add(t.id)
+        log.info("test %s (%s) %s%s", t.name, t.id, t.state, f" ({t.reason})" if t.reason else "")
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def _queue(self, agent_id: str, kind: str, c: ContainerRec, launch: LaunchSpec | None = None) -> CommandRec:
+        cmd = CommandRec(
+            id=_id("m"),
+            agent_id=agent_id,
+            kind=kind,
+            container_id=c.id,
+            test_id=c.test_id,
+            created_at=time.time(),
+            launch=launch,
+        )
+        self.commands.push(cmd)
+        self._new_commands.append(cmd)
+        return cmd
+
+    def ack(self, agent_id: str, command_id: str, ack: CommandAck) -> None:
+        cmd = self.commands.remove(agent_id, command_id)
+        if cmd is None:
+            if command_id in self._acked:
+                return  # a repeated acknowledgement (its first answer was lost)
+            raise HTTPException(404, f"no queued command {command_id!r} for agent {agent_id}")
+        self._acked[command_id] = None
+        while len(self._acked) > 10_000:
+            self._acked.popitem(last=False)
+        self._done_commands.append(cmd.id)
+        c = self.containers.get(cmd.container_id)
+        if c is None:
+            return
+        if not ack.ok:
+            if cmd.kind == "launch" and c.state not in TERMINAL_CONTAINER_STATES:
+                self._set_state(c, "failed", ack.error or "the agent could not launch the container")
+            elif cmd.kind == "stop":
+                c.error = ack.error or "the agent could not stop the container"
+                self._dirty_containers.add(c.id)
+        elif cmd.kind == "launch" and c.state == "pending":
+            self._set_state(c, "starting")
+
+    # --- tests ---------------------------------------------------------------------------------
+
+    def test_or_404(self, test_id: str) -> TestRec:
+        t = self.tests.get(test_id)
+        if t is None:
+            raise HTTPException(404, f"no test with id {test_id!r}")
+        return t
+
+    def container_out(self, c: ContainerRec) -> ContainerRecord:
+        a = self.agents.get(c.agent_id)
+        return ContainerRecord(
+            id=c.id,
+            test_id=c.test_id,
+            agent=c.agent_id,
+            agent_name=a.name if a else "",
+            location=a.location if a else "",
+            state=c.state,
+            index=c.index,
+            docker_id=c.docker_id,
+            cpu_percent=c.cpu_percent,
+            memory_bytes=c.memory_bytes,
+            figures=c.figures,
+            final=c.final,
+            exit_code=c.exit_code,
+            error=c.error,
+            pull_progress=c.pull_progress,
+            updated_at=_dt(c.updated_at),
+        )
+
+    def test_out(self, t: TestRec) -> Test:
+        cs = [self.containers[i] for i in t.container_ids if i in self.containers]
+        results = t.results if t.results is not None else live_results(cs)
+        return Test(
+            id=t.id,
+            name=t.name,
+            provider=t.provider_id,
+            provider_name=t.provider_name,
+            locations=t.locations,
+            image=t.image,
+            properties=t.properties,
+            state=t.state,
+            reason=t.reason,
+            created_at=_dt(t.created_at),
+            started_at=_dt(t.started_at),
+            ended_at=_dt(t.ended_at),
+            containers=[self.container_out(c) for c in cs],
+            results=results,
+        )
+
+    def _candidates(self, provider_id: str) -> list[Candidate]:
+        now = time.time()
+        out = []
+        for a in self.agents.values():
+            if a.provider_id != provider_id:
+                continue
+            reserved = sum(
+                1 for cid in self.live.get(a.id, ()) if self.containers[cid].state in ("pending", "pulling", "starting")
+            )
+            host = a.host
+            out.append(
+                Candidate(
+                    id=a.id,
+                    name=a.name,
+                    location=a.location,
+                    online=self._status(a, now) == "online",
+                    docker=bool(a.docker and a.docker.available),
+                    cpu_count=max(1, len(host.cpu_per_core) if host and host.cpu_per_core else a.cpu_count),
+                    cpu_percent=host.cpu_percent if host else 0.0,
+                    memory_total=(host.memory_total if host and host.memory_total else a.memory_total),
+                    memory_percent=host.memory_percent if host else 0.0,
+                    reserved=reserved,
+                )
+            )
+        return out
+
+    def _shutdown_ports(self) -> set[int]:
+        return {self.containers[cid].shutdown_port for ids in self.live.values() for cid in ids}
+
+    async def create_test(self, spec: TestCreate) -> Test | Placement:
+        """Validate, place and (unless a dry run) queue one launch per container."""
+        if len(spec.plan.encode()) > self.settings.max_body_bytes:
+            raise HTTPException(413, f"the plan is larger than {self.settings.max_body_bytes} bytes")
+        try:
+            validate_plan(spec.plan)
+        except PlanError as exc:
+            raise HTTPException(422, f"invalid plan: {exc}") from None
+        p = self.find_provider(spec.provider)
+        try:
+            spread = place(
+                self._candidates(p.id),
+                spec.containers,
+                locations=spec.locations,
+                memory_per_container=self.settings.container_memory,
+                cpu_per_container=self.settings.container_cpu,
+            )
+        except PlacementError as exc:
+            raise HTTPException(409, f"provider {p.name!r}: {exc}") from None
+        placement = Placement(
+            provider=p.id,
+            provider_name=p.name,
+            containers=spec.containers,
+            items=[PlacementItem(agent=a.id, agent_name=a.name, location=a.location, containers=n) for a, n in spread],
+        )
+        if spec.dry_run:
+            return placement
+        properties = dict(spec.properties)
+        for key, value in (("users", spec.users), ("duration", spec.duration), ("rampup", spec.rampup)):
+            if value is not None:
+                properties[key] = str(value)
+        t = TestRec(
+            id=_id("t"),
+            name=spec.name,
+            provider_id=p.id,
+            provider_name=p.name,
+            locations=list(spec.locations or []),
+            image=spec.image or self.settings.default_image,
+            properties=properties,
+            plan=spec.plan,
+            state="pending",
+            created_at=time.time(),
+        )
+        used = self._shutdown_ports()
+        port = self.settings.shutdown_port_base
+        index = 0
+        for candidate, n in spread:
+            for _ in range(n):
+                while port in used or port == self.settings.port:
+                    port += 1
+                used.add(port)
+                c = ContainerRec(
+                    id=_id("c"),
+                    test_id=t.id,
+                    agent_id=candidate.id,
+                    index=index,
+                    state="pending",
+                    shutdown_port=port,
+                    updated_at=t.created_at,
+                )
+                self.containers[c.id] = c
+                self.live.setdefault(c.agent_id, set()).add(c.id)
+                t.container_ids.append(c.id)
+                self._dirty_containers.add(c.id)
+                spec_ = LaunchSpec(
+                    test_id=t.id,
+                    container_id=c.id,
+                    image=t.image,
+                    plan=t.plan,
+                    properties=properties,
+                    shutdown_port=port,
+                    index=index,
+                    count=spec.containers,
+                )
+                self._queue(candidate.id, "launch", c, spec_)
+                index += 1
+        self.tests[t.id] = t
+        self._dirty_tests.add(t.id)
+        await self.flush()
+        log.info("test %s (%s): %d container(s) queued on %d agent(s)", t.name, t.id, index, len(spread))
+        return self.test_out(t)
+
+    def _stop_container(self, c: ContainerRec) -> None:
+        if c.state in TERMINAL_CONTAINER_STATES or c.state == "stopping":
+            return
+        launch = next(
+            (x for x in self.commands.pending(c.agent_id) if x.kind == "launch" and x.container_id == c.id), None
+        )
+        if c.state == "pending" and launch is not None and launch.delivered_at is None:
+            # Never handed to the agent: cancel the launch instead of stopping anything.
+            self.commands.remove(c.agent_id, launch.id)
+            self._done_commands.append(launch.id)
+            self._set_state(c, "failed", "stopped before it started")
+            return
+        self._queue(c.agent_id, "stop", c)
+        self._set_state(c, "stopping")
+
+    async def stop_test(self, test_id: str) -> Test:
+        t = self.test_or_404(test_id)
+        if t.state not in TERMINAL_TEST_STATES:
+            t.stop_requested = True
+            self._dirty_tests.add(t.id)
+            for cid in t.container_ids:
+                if cid in self.containers:
+                    self._stop_container(self.containers[cid])
+            self._update_test(t)
+            await self.flush()
+            log.info("test %s (%s): stop requested", t.name, t.id)
+        return self.test_out(t)
+
+    async def stop_one(self, test_id: str, container_id: str) -> Test:
+        t = self.test_or_404(test_id)
+        c = self.containers.get(container_id)
+        if c is None or c.test_id != t.id:
+            raise HTTPException(404, f"test {test_id} has no container {container_id!r}")
+        self._stop_container(c)
+        await self.flush()
+        return self.test_out(t)
+
+    # --- periodic work -------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Recompute agent health, mark containers of offline agents lost, sample live tests."""
+        now = time.time()
+        for a in self.agents.values():
+            status = self._status(a, now)
+            if status != a.status:
+                log.info("agent %s (%s) is %s", a.name, a.id, status)
+                a.status = status
+            if now - a.health_ref >= self.settings.offline_after and self.live.get(a.id):
+                for cid in list(self.live[a.id]):
+                    c = self.containers[cid]
+                    for cmd in self.commands.pending(a.id):
+                        if cmd.container_id == cid:
+                            self.commands.remove(a.id, cmd.id)
+                            self._done_commands.append(cmd.id)
+                    self._set_state(c, "lost", f"agent {a.name} went offline")
+        if now - self._last_point >= 1.0:
+            self._last_point = now
+            for t in self.tests.values():
+                if t.state in ("starting", "running", "stopping"):
+                    cs = [self.containers[i] for i in t.container_ids if i in self.containers]
+                    if any(c.figures is not None for c in cs):
+                        r = live_results(cs)
+                        self.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
+
+    async def run_background(self, stop: asyncio.Event) -> None:
+        """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
+        interval = max(0.1, min(1.0, self.settings.late_after / 5, self.settings.flush_interval))
+        last_seen_saved = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.tick()
+                await self.flush()
+                if time.monotonic() - last_seen_saved >= 30:
+                    last_seen_saved = time.monotonic()
+                    await self.save_last_seen()
+            except Exception:
+                log.exception("background work failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -1,0 +1,180 @@
+"""Live, in-memory parts of the server behind small interfaces: windows of recent figures and
+the delivery of commands to agents waiting on their long poll.
+
+With several server replicas these would move to a shared service (the long poll of an agent may
+sit on one replica while its command is queued on another); nothing else reaches into them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+
+from octotui.protocol import Command, HostSample, TestSeriesPoint
+from octotui.server.records import CommandRec
+
+#: Order of the fields of a host sample tuple. A tuple of floats costs ~1 KB against ~4.4 KB for a
+#: pydantic model, and far fewer objects for the garbage collector to walk.
+SAMPLE_FIELDS = tuple(HostSample.model_fields)
+_CORES = SAMPLE_FIELDS.index("cpu_per_core")
+
+
+def sample_tuple(sample: HostSample) -> tuple[object, ...]:
+    values = [getattr(sample, name) for name in SAMPLE_FIELDS]
+    values[_CORES] = tuple(values[_CORES])
+    return tuple(values)
+
+
+def sample_from_tuple(values: tuple[object, ...]) -> HostSample:
+    data = dict(zip(SAMPLE_FIELDS, values, strict=True))
+    data["cpu_per_core"] = list(data["cpu_per_core"])  # type: ignore[call-overload]
+    return HostSample.model_construct(**data)  # type: ignore[arg-type]
+
+
+class HostWindows:
+    """A bounded window of host samples per agent."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._windows: dict[str, deque[tuple[object, ...]]] = {}
+
+    def add(self, agent_id: str, samples: list[HostSample]) -> None:
+        """Append samples (oldest first), skipping any not newer than the last one kept."""
+        window = self._windows.get(agent_id)
+        if window is None:
+            window = self._windows[agent_id] = deque(maxlen=self.size)
+        last = window[-1][0] if window else float("-inf")
+        for sample in samples:
+            if sample.ts > last:  # type: ignore[operator]
+                window.append(sample_tuple(sample))
+                last = sample.ts
+
+    def get(self, agent_id: str, seconds: float | None = None) -> list[HostSample]:
+        """Samples of the last ``seconds`` (by the agent's clock), or the whole window."""
+        window = self._windows.get(agent_id)
+        if not window:
+            return []
+        rows = list(window)
+        if seconds is not None:
+            since = float(rows[-1][0]) - seconds  # type: ignore[arg-type]
+            rows = [row for row in rows if float(row[0]) >= since]  # type: ignore[arg-type]
+        return [sample_from_tuple(row) for row in rows]
+
+    def drop(self, agent_id: str) -> None:
+        self._windows.pop(agent_id, None)
+
+
+class SeriesWindows:
+    """A bounded series of live points per test: (ts, rate, avg_ms, errors, active)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._series: dict[str, deque[tuple[float, float, float, int, int]]] = {}
+
+    def add(self, test_id: str, ts: float, rate: float, avg_ms: float, errors: int, active: int) -> None:
+        series = self._series.get(test_id)
+        if series is None:
+            series = self._series[test_id] = deque(maxlen=self.size)
+        series.append((ts, rate, avg_ms, errors, active))
+
+    def get(self, test_id: str) -> list[TestSeriesPoint]:
+        return [
+            TestSeriesPoint.model_construct(ts=ts, rate=rate, avg_ms=avg, errors=errors, active=active)
+            for ts, rate, avg, errors, active in self._series.get(test_id, ())
+        ]
+
+    def drop(self, test_id: str) -> None:
+        self._series.pop(test_id, None)
+
+
+def to_command(rec: CommandRec) -> Command:
+    return Command(
+        id=rec.id,
+        kind=rec.kind,
+        container_id=rec.container_id,
+        test_id=rec.test_id,
+        launch=rec.launch,
+        grace_s=rec.grace_s,
+    )
+
+
+class CommandHub:
+    """Queued commands per agent and the long polls waiting for them.
+
+    A command stays queued until acknowledged. A poll hands out the commands not yet handed out,
+    and again those handed out more than ``redeliver_after`` seconds ago (or all of them when the
+    agent says its poll is ``fresh``, i.e. its first after a start): a redelivery keeps the id.
+    """
+
+    def __init__(self, redeliver_after: float) -> None:
+        self.redeliver_after = redeliver_after
+        self._queues: dict[str, dict[str, CommandRec]] = {}
+        self._events: dict[str, asyncio.Event] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Answer every waiting poll now (empty) and every later one at once: the server stops."""
+        self._closed = True
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
+
+    def push(self, rec: CommandRec) -> None:
+        self._queues.setdefault(rec.agent_id, {})[rec.id] = rec
+        event = self._events.pop(rec.agent_id, None)
+        if event is not None:
+            event.set()
+
+    def get(self, agent_id: str, command_id: str) -> CommandRec | None:
+        return self._queues.get(agent_id, {}).get(command_id)
+
+    def remove(self, agent_id: str, command_id: str) -> CommandRec | None:
+        queue = self._queues.get(agent_id)
+        return queue.pop(command_id, None) if queue else None
+
+    def pending(self, agent_id: str) -> list[CommandRec]:
+        return list(self._queues.get(agent_id, {}).values())
+
+    def reset_delivery(self, agent_id: str) -> None:
+        """Make every queued command of ``agent_id`` due again (e.g. after it re-registered)."""
+        for rec in self._queues.get(agent_id, {}).values():
+            rec.delivered_at = None
+
+    def drop_agent(self, agent_id: str) -> list[CommandRec]:
+        event = self._events.pop(agent_id, None)
+        if event is not None:
+            event.set()
+        return list(self._queues.pop(agent_id, {}).values())
+
+    def _due(self, agent_id: str, now: float, fresh: bool) -> tuple[list[CommandRec], float | None]:
+        due: list[CommandRec] = []
+        next_due: float | None = None
+        for rec in self._queues.get(agent_id, {}).values():
+            if fresh or rec.delivered_at is None or now - rec.delivered_at >= self.redeliver_after:
+                due.append(rec)
+            else:
+                at = rec.delivered_at + self.redeliver_after - now
+                next_due = at if next_due is None else min(next_due, at)
+        return due, next_due
+
+    async def wait(self, agent_id: str, wait_s: float, fresh: bool = False) -> list[Command]:
+        """Commands due for ``agent_id``, at once if any, else as soon as one is queued, else [] after ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            now = time.monotonic()
+            due, next_due = self._due(agent_id, now, fresh)
+            if due:
+                for rec in due:
+                    rec.delivered_at = now
+                return [to_command(rec) for rec in due]
+            remaining = deadline - now
+            if remaining <= 0 or self._closed:
+                return []
+            event = self._events.get(agent_id)
+            if event is None:
+                event = self._events[agent_id] = asyncio.Event()
+            wait_for = remaining if next_due is None else min(remaining, next_due)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=max(wait_for, 0.001))

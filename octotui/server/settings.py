@@ -1,0 +1,47 @@
+"""Settings of one control server process, resolved once by the CLI and handed to the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything :func:`octotui.server.app.create_app` needs; immutable once the server runs."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8427
+    admin_token: str | None = None
+    heartbeat_interval: float = 5.0
+    late_after: float = 15.0
+    offline_after: float = 30.0
+    #: Each long poll waits a random time in this range so that polls never expire together.
+    poll_timeout_min: float = 20.0
+    poll_timeout_max: float = 30.0
+    #: An unacknowledged command is handed out again after this long (agents dedupe by id).
+    redeliver_after: float = 15.0
+    default_image: str = "justb4/jmeter:5.5"
+    max_body_bytes: int = 5 * MIB
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Points kept per agent (host samples) and per test (live series).
+    samples_window: int = 600
+    #: Placement budget of one JMeter container: memory and CPU it is assumed to need.
+    container_memory: int = 512 * MIB
+    container_cpu: float = 0.25
+    #: First JMeter shutdown port handed to containers; each live container gets its own.
+    shutdown_port_base: int = 4445
+    #: How often live state (container and test changes) is written to the store.
+    flush_interval: float = 0.5
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "octotui.db"

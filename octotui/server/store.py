@@ -1,0 +1,331 @@
+"""Durable state in SQLite: one connection, used only from one worker thread.
+
+Every public coroutine hands its work to a single-thread executor, so SQLite is never touched
+from the event loop and writes keep the order they were submitted in. The interface speaks in
+records (``records.py``), never in SQL rows, so that a PostgreSQL store can replace this one.
+Live figures (heartbeats, host samples) are not written here: only changes of state are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from octotui.protocol import FinalResults, JMeterFigures, LaunchSpec, TestResults
+from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS providers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_subject ON tokens(subject);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, name TEXT NOT NULL, location TEXT NOT NULL,
+    version TEXT NOT NULL, registered_at REAL NOT NULL, cpu_count INTEGER NOT NULL,
+    memory_total INTEGER NOT NULL, platform TEXT NOT NULL, token_hash TEXT NOT NULL, last_seen REAL);
+CREATE TABLE IF NOT EXISTS tests (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, provider_id TEXT NOT NULL, provider_name TEXT NOT NULL,
+    locations TEXT NOT NULL, image TEXT NOT NULL, properties TEXT NOT NULL, plan TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    stop_requested INTEGER NOT NULL, results TEXT, container_ids TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, test_id TEXT NOT NULL, agent_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    state TEXT NOT NULL, shutdown_port INTEGER NOT NULL, docker_id TEXT, exit_code INTEGER, error TEXT,
+    final TEXT, figures TEXT, updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS containers_test ON containers(test_id);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, kind TEXT NOT NULL, container_id TEXT NOT NULL,
+    test_id TEXT NOT NULL, created_at REAL NOT NULL, launch TEXT, grace_s REAL NOT NULL);
+"""
+
+
+@dataclass
+class Snapshot:
+    """Everything the store holds, read once at start-up."""
+
+    providers: list[ProviderRec] = field(default_factory=list)
+    tokens: list[tuple[str, str, str]] = field(default_factory=list)  # (hash, role, subject)
+    agents: list[AgentRec] = field(default_factory=list)
+    tests: list[TestRec] = field(default_factory=list)
+    containers: list[ContainerRec] = field(default_factory=list)
+    commands: list[CommandRec] = field(default_factory=list)
+
+
+def _dump(model: Any) -> str | None:
+    return None if model is None else model.model_dump_json()
+
+
+class Store:
+    """SQLite store. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "store is not open"
+        return self._db
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> Snapshot:
+        """Create the schema if needed and return everything stored."""
+        return await self._run(self._open)
+
+    def _open(self) -> Snapshot:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        return self._load()
+
+    async def close(self) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _load(self) -> Snapshot:
+        db = self.db
+        snap = Snapshot()
+        snap.providers = [ProviderRec(*row) for row in db.execute("SELECT id, name, token, created_at FROM providers")]
+        snap.tokens = [tuple(row) for row in db.execute("SELECT hash, role, subject FROM tokens")]
+        snap.agents = [
+            AgentRec(*row)
+            for row in db.execute(
+                "SELECT id, provider_id, name, location, version, registered_at, cpu_count, memory_total,"
+                " platform, token_hash, last_seen FROM agents"
+            )
+        ]
+        for row in db.execute(
+            "SELECT id, name, provider_id, provider_name, locations, image, properties, plan, state, reason,"
+            " created_at, started_at, ended_at, stop_requested, results, container_ids FROM tests ORDER BY created_at"
+        ):
+            snap.tests.append(
+                TestRec(
+                    id=row[0],
+                    name=row[1],
+                    provider_id=row[2],
+                    provider_name=row[3],
+                    locations=json.loads(row[4]),
+                    image=row[5],
+                    properties=json.loads(row[6]),
+                    plan=row[7],
+                    state=row[8],
+                    reason=row[9],
+                    created_at=row[10],
+                    started_at=row[11],
+                    ended_at=row[12],
+                    stop_requested=bool(row[13]),
+                    results=TestResults.model_validate_json(row[14]) if row[14] else None,
+                    container_ids=json.loads(row[15]),
+                )
+            )
+        for row in db.execute(
+            "SELECT id, test_id, agent_id, idx, state, shutdown_port, docker_id, exit_code, error, final, figures,"
+            " updated_at FROM containers"
+        ):
+            snap.containers.append(
+                ContainerRec(
+                    id=row[0],
+                    test_id=row[1],
+                    agent_id=row[2],
+                    index=row[3],
+                    state=row[4],
+                    shutdown_port=row[5],
+                    docker_id=row[6],
+                    exit_code=row[7],
+                    error=row[8],
+                    final=FinalResults.model_validate_json(row[9]) if row[9] else None,
+                    figures=JMeterFigures.model_validate_json(row[10]) if row[10] else None,
+                    updated_at=row[11],
+                )
+            )
+        for row in db.execute(
+            "SELECT id, agent_id, kind, container_id, test_id, created_at, launch, grace_s FROM commands"
+            " ORDER BY created_at"
+        ):
+            snap.commands.append(
+                CommandRec(
+                    id=row[0],
+                    agent_id=row[1],
+                    kind=row[2],
+                    container_id=row[3],
+                    test_id=row[4],
+                    created_at=row[5],
+                    launch=LaunchSpec.model_validate_json(row[6]) if row[6] else None,
+                    grace_s=row[7],
+                )
+            )
+        return snap
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # --- providers and tokens ------------------------------------------------------------------
+
+    async def save_provider(self, p: ProviderRec) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO providers (id, name, token, created_at) VALUES (?, ?, ?, ?)",
+                (p.id, p.name, p.token, p.created_at),
+            )
+
+        await self._run(self._tx, run)
+
+    async def delete_provider(self, provider_id: str, agent_ids: Iterable[str]) -> None:
+        """Delete a provider, its agents and their tokens in one transaction."""
+        ids = list(agent_ids)
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM providers WHERE id = ?", (provider_id,))
+            db.executemany("DELETE FROM agents WHERE id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM tokens WHERE subject = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM commands WHERE agent_id = ?", [(i,) for i in ids])
+
+        await self._run(self._tx, run)
+
+    async def save_token(self, token_hash: str, role: str, subject: str, created_at: float) -> None:
+        """Store an operator or agent token (by its hash only)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO tokens (hash, role, subject, created_at) VALUES (?, ?, ?, ?)",
+                (token_hash, role, subject, created_at),
+            )
+
+        await self._run(self._tx, run)
+
+    # --- agents --------------------------------------------------------------------------------
+
+    async def save_agent(self, a: AgentRec) -> None:
+        """Insert or update an agent; its token row is replaced by the current one."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO agents (id, provider_id, name, location, version, registered_at, cpu_count,"
+                " memory_total, platform, token_hash, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    a.id,
+                    a.provider_id,
+                    a.name,
+                    a.location,
+                    a.version,
+                    a.registered_at,
+                    a.cpu_count,
+                    a.memory_total,
+                    a.platform,
+                    a.token_hash,
+                    a.last_seen,
+                ),
+            )
+            db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (a.id,))
+            db.execute(
+                "INSERT OR REPLACE INTO tokens (hash, role, subject, created_at) VALUES (?, 'agent', ?, ?)",
+                (a.token_hash, a.id, a.registered_at),
+            )
+
+        await self._run(self._tx, run)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            db.execute("DELETE FROM tokens WHERE subject = ?", (agent_id,))
+            db.execute("DELETE FROM commands WHERE agent_id = ?", (agent_id,))
+
+        await self._run(self._tx, run)
+
+    async def save_last_seen(self, rows: list[tuple[float | None, str]]) -> None:
+        """Bulk update of agents' last heartbeat times (written now and then, never per heartbeat)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE agents SET last_seen = ? WHERE id = ?", rows)
+
+        await self._run(self._tx, run)
+
+    # --- tests, containers, commands -----------------------------------------------------------
+
+    async def save_changes(
+        self,
+        tests: list[TestRec],
+        containers: list[ContainerRec],
+        new_commands: list[CommandRec] | None = None,
+        done_commands: list[str] | None = None,
+    ) -> None:
+        """Write changed tests and containers and queued/acknowledged commands in one transaction."""
+        test_rows = [
+            (
+                t.id,
+                t.name,
+                t.provider_id,
+                t.provider_name,
+                json.dumps(t.locations),
+                t.image,
+                json.dumps(t.properties),
+                t.plan,
+                t.state,
+                t.reason,
+                t.created_at,
+                t.started_at,
+                t.ended_at,
+                int(t.stop_requested),
+                _dump(t.results),
+                json.dumps(t.container_ids),
+            )
+            for t in tests
+        ]
+        container_rows = [
+            (
+                c.id,
+                c.test_id,
+                c.agent_id,
+                c.index,
+                c.state,
+                c.shutdown_port,
+                c.docker_id,
+                c.exit_code,
+                c.error,
+                _dump(c.final),
+                _dump(c.figures),
+                c.updated_at,
+            )
+            for c in containers
+        ]
+        command_rows = [
+            (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, _dump(c.launch), c.grace_s)
+            for c in new_commands or ()
+        ]
+        done_rows = [(i,) for i in done_commands or ()]
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO tests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", test_rows)
+            db.executemany("INSERT OR REPLACE INTO containers VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", container_rows)
+            db.executemany("INSERT OR REPLACE INTO commands VALUES (?,?,?,?,?,?,?,?)", command_rows)
+            db.executemany("DELETE FROM commands WHERE id = ?", done_rows)
+
+        await self._run(self._tx, run)
