@@ -1,0 +1,175 @@
+"""Embedded mode: a control server and an agent for this machine, as child processes.
+
+The server runs in its own process, not a thread, so the dashboard's pauses never delay
+heartbeats and heartbeats never delay the dashboard (DESIGN.md, measured facts). Both children
+are stopped by pid when the dashboard quits. Nothing of the server or the agent is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from octotui.client import Client, ClientError
+
+LOCAL_PROVIDER = "local"
+#: Short health thresholds, so that the first screen is lively.
+SERVER_ARGS = ("--heartbeat-interval", "1", "--late-after", "5", "--offline-after", "15")
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+class EmbeddedError(Exception):
+    """The embedded server or agent could not be started; the message says why and where the log is."""
+
+
+def local_agent_name() -> str:
+    """This machine's host name, made acceptable as an agent name."""
+    name = re.sub(r"[^A-Za-z0-9._ -]", "-", socket.gethostname().split(".")[0])[:64].lstrip("._ -")
+    return name or "local"
+
+
+def _die_with_parent() -> None:
+    # Linux only: a child gets SIGTERM if the dashboard dies without cleaning up (kill -9).
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Embedded:
+    """Starts the server, makes sure the ``local`` provider exists, starts the agent.
+
+    Use as a context manager; :attr:`url` and :attr:`admin_token` are set once started.
+    """
+
+    def __init__(self, data_dir: Path, *, agent_name: str | None = None, python: str = sys.executable) -> None:
+        self.data_dir = data_dir
+        self.agent_name = agent_name or local_agent_name()
+        self.python = python
+        self.url = ""
+        self.admin_token = ""
+        self.server: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Embedded:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the children that were started."""
+        return [p.pid for p in (self.server, self.agent) if p is not None]
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        with (self.data_dir / log_name).open("ab") as log:
+            return subprocess.Popen(
+                [self.python, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+
+    def start(self) -> None:
+        """Start both children and wait until the agent can register; raises :class:`EmbeddedError`."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url_file = self.data_dir / "server.url"
+        url_file.unlink(missing_ok=True)
+        self.server = self._spawn(
+            ["-m", "octotui", "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", "0",
+             *SERVER_ARGS],
+            "server.log",
+        )  # fmt: skip
+        self.url = self._wait_for_url(url_file)
+        self.admin_token = self._read_token()
+        token = asyncio.run(self._local_provider_token())
+        self.agent = self._spawn(
+            ["-m", "agent", "--server", self.url, "--token", token, "--location", "local", "--name",
+             self.agent_name, "--state-dir", str(self.data_dir / "agent"), "--interval", "1"],
+            "agent.log",
+        )  # fmt: skip
+
+    def _server_died(self) -> EmbeddedError:
+        log = self.data_dir / "server.log"
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        return EmbeddedError(f"the embedded server exited; its log ({log}) ends with:\n{tail}")
+
+    def _wait_for_url(self, url_file: Path) -> str:
+        assert self.server is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise self._server_died()
+            if url_file.is_file():
+                url = url_file.read_text().strip()
+                if url:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                            return url
+            time.sleep(0.05)
+        raise EmbeddedError(
+            f"the embedded server did not answer within {START_TIMEOUT_S:.0f} s (log in {self.data_dir})"
+        )
+
+    def _read_token(self) -> str:
+        path = self.data_dir / "admin.token"
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise EmbeddedError(f"cannot read the admin token {path}: {exc}") from exc
+        if not token:
+            raise EmbeddedError(f"{path} is empty")
+        return token
+
+    async def _local_provider_token(self) -> str:
+        async with Client(self.url, self.admin_token) as client:
+            try:
+                providers = await client.providers()
+                local = next((p for p in providers if p.name == LOCAL_PROVIDER), None)
+                if local is None:
+                    local = await client.create_provider(LOCAL_PROVIDER)
+            except ClientError as exc:
+                raise EmbeddedError(f"cannot set up the {LOCAL_PROVIDER!r} provider: {exc.message}") from exc
+        if not local.token:
+            raise EmbeddedError(f"the server gave no registration token for provider {LOCAL_PROVIDER!r}")
+        return local.token
+
+    def stop(self) -> None:
+        """SIGTERM the agent then the server, by pid; SIGKILL whatever outlives the timeout."""
+        for proc in (self.agent, self.server):
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        for proc in (self.agent, self.server):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)

@@ -1,0 +1,1 @@
+"""The octotui dashboard (Textual): it reaches the control server only through :mod:`octotui.client`."""

@@ -1,0 +1,231 @@
+"""The dashboard app: wiring only. The poll worker posts messages, handlers set reactives,
+screens watch the reactives, widgets render them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from octotui.client import Client, ClientError
+from octotui.protocol import Agent, AgentMetrics, Placement, Provider, ServerInfo, Test, TestCreate, TestSeries
+from octotui.tui import messages
+from octotui.tui.poller import Poller
+from octotui.tui.state import Connection
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The dashboard's resolved settings (see :mod:`octotui.tui.cli`)."""
+
+    server: str | None = None
+    token: str | None = None
+    read_only: bool = False
+    data_dir: Path | None = None
+    ca_bundle: str | None = None
+    refresh: float = 1.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> DashboardSettings:
+        data_dir = values.get("data_dir")
+        return cls(
+            server=values.get("server") or None,
+            token=values.get("token") or None,
+            read_only=bool(values.get("read_only")),
+            data_dir=Path(data_dir) if data_dir else None,
+            ca_bundle=values.get("ca_bundle") or None,
+            refresh=float(values.get("refresh") or 1.0),
+        )
+
+
+class OctoApp(App[int]):
+    """The octotui dashboard on one control server, reached through ``client``."""
+
+    TITLE = "octotui"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False),
+    ]
+
+    info: reactive[ServerInfo | None] = reactive(None)
+    agents: reactive[list[Agent]] = reactive(list)
+    providers: reactive[list[Provider]] = reactive(list)
+    tests: reactive[list[Test]] = reactive(list)
+    connection: reactive[Connection] = reactive(Connection)
+    agent_metrics: reactive[AgentMetrics | None] = reactive(None)
+    test_detail: reactive[tuple[Test, TestSeries] | None] = reactive(None)
+    read_only: reactive[bool] = reactive(False)
+
+    def __init__(self, client: Client, *, server_label: str, read_only: bool = False, refresh: float = 1.0) -> None:
+        super().__init__()
+        self.client = client
+        self.server_label = server_label
+        self.refresh_s = refresh
+        self.forced_read_only = read_only
+        self.set_reactive(OctoApp.read_only, read_only)
+        self.set_reactive(OctoApp.connection, Connection(refresh=refresh))
+        self.poller = Poller(client, refresh, self.post_message)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from octotui.tui.screens.main import MainScreen
+
+        self.push_screen(MainScreen())
+        self.poll()
+
+    @work(group="poll", exit_on_error=False, name="poll")
+    async def poll(self) -> None:
+        """The one long-lived worker that talks to the server on a schedule."""
+        await self.poller.run()
+
+    async def on_unmount(self) -> None:
+        await self.client.aclose()
+
+    # --- what the poll worker reports ---------------------------------------------------------
+
+    def on_info_updated(self, message: messages.InfoUpdated) -> None:
+        self.info = message.info
+        self.read_only = self.forced_read_only or message.info.role == "read-only"
+
+    def on_agents_updated(self, message: messages.AgentsUpdated) -> None:
+        self.agents = message.agents
+
+    def on_providers_updated(self, message: messages.ProvidersUpdated) -> None:
+        self.providers = message.providers
+
+    def on_tests_updated(self, message: messages.TestsUpdated) -> None:
+        self.tests = message.tests
+
+    def on_agent_metrics_updated(self, message: messages.AgentMetricsUpdated) -> None:
+        if message.metrics.agent_id == self.poller.agent_id:
+            self.agent_metrics = message.metrics
+
+    def on_test_detail_updated(self, message: messages.TestDetailUpdated) -> None:
+        if message.test.id == self.poller.test_id:
+            self.test_detail = (message.test, message.series)
+
+    def on_server_reached(self, message: messages.ServerReached) -> None:
+        self.connection = Connection("ok", last_update=message.at, refresh=self.refresh_s)
+        if message.recovered:
+            self.notify("Server reachable again", title="Connection")
+
+    def on_server_unreachable(self, message: messages.ServerUnreachable) -> None:
+        self.connection = Connection(
+            "unreachable",
+            message.reason,
+            last_update=self.connection.last_update,
+            retry_at=time.time() + message.retry_in,
+            refresh=self.refresh_s,
+        )
+
+    def on_server_refused(self, message: messages.ServerRefused) -> None:
+        self.connection = Connection(
+            "refused",
+            message.message,
+            last_update=self.connection.last_update,
+            retry_at=time.time() + message.retry_in,
+            refresh=self.refresh_s,
+        )
+
+    def watch_read_only(self) -> None:
+        self.refresh_bindings()
+
+    # --- what screens ask for -----------------------------------------------------------------
+
+    def follow_agent(self, agent_id: str | None) -> None:
+        """Fetch ``agent_id``'s host samples on every round (None: stop)."""
+        self.poller.agent_id = agent_id
+        self.agent_metrics = None
+        if agent_id is not None:
+            self.poller.wake()
+
+    def follow_test(self, test_id: str | None) -> None:
+        """Fetch ``test_id``'s detail and series on every round (None: stop)."""
+        self.poller.test_id = test_id
+        self.test_detail = None
+        if test_id is not None:
+            self.poller.wake()
+
+    async def plan_test(self, spec: TestCreate) -> Placement:
+        """Dry run on the server; raises :class:`ClientError` with the server's message."""
+        return await self.client.plan_test(spec)
+
+    async def create_test(self, spec: TestCreate) -> Test:
+        """Launch a test; raises :class:`ClientError` with the server's message."""
+        test = await self.client.create_test(spec)
+        self.poller.wake()
+        return test
+
+    @work(group="actions", exit_on_error=False)
+    async def stop_test(self, test_id: str, name: str) -> None:
+        """Ask the server to stop a test; the outcome is notified."""
+        try:
+            await self.client.stop_test(test_id)
+        except ClientError as exc:
+            self.notify(exc.message, title=f"Cannot stop {name}", severity="error")
+        else:
+            self.notify(f"Stopping {name}", title="Test")
+        self.poller.wake()
+
+    @work(group="actions", exit_on_error=False)
+    async def stop_container(self, test_id: str, container_id: str, label: str) -> None:
+        """Ask the server to stop one container of a test; the outcome is notified."""
+        try:
+            await self.client.stop_container(test_id, container_id)
+        except ClientError as exc:
+            self.notify(exc.message, title=f"Cannot stop {label}", severity="error")
+        else:
+            self.notify(f"Stopping {label}", title="Container")
+        self.poller.wake()
+
+    # --- actions and commands -----------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from octotui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_distribution(self) -> None:
+        from octotui.tui.screens.distribution import DistributionScreen
+
+        if not isinstance(self.screen, DistributionScreen):
+            self.push_screen(DistributionScreen())
+
+    def action_launch(self) -> None:
+        from octotui.tui.screens.launch import LaunchScreen
+
+        if self.read_only:
+            self.notify("Read-only: launching is disabled", severity="warning")
+            return
+        self.push_screen(LaunchScreen())
+
+    def action_home(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Agents and providers", "Back to the main screen", self.action_home)
+        yield SystemCommand("Container distribution", "Where each test's containers run", self.action_distribution)
+        yield SystemCommand("Help", "Every key of every screen", self.action_help)
+        if not self.read_only:
+            yield SystemCommand("Launch a test", "Pick a JMX plan and start containers", self.action_launch)
+
+
+def create_app(settings: DashboardSettings, client: Client) -> OctoApp:
+    """Build the dashboard; the CLI and the tests share this factory."""
+    label = settings.server or client.base_url
+    return OctoApp(client, server_label=label, read_only=settings.read_only, refresh=settings.refresh)

@@ -1,0 +1,72 @@
+"""``octotui`` (the dashboard): on a named server, or embedded with its own server and agent."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from octotui.client import Client
+from octotui.config import ConfigError, Option, add_options, positive_float, resolve, user_data_dir
+from octotui.protocol import VERSION
+from octotui.tui.app import DashboardSettings, create_app
+
+OPTIONS: list[Option] = [
+    Option("server", "URL of the control server (absent: embedded mode, own server and local agent)"),
+    Option("token", "operator token (embedded mode: the admin token of the data dir)"),
+    Option("read-only", "monitoring mode: hide every action that changes something", default=False, flag=True),
+    Option("data-dir", "state of the embedded server and agent", type=Path),
+    Option("ca-bundle", "CA bundle (PEM) to verify the server's certificate"),
+    Option("refresh", "seconds between refreshes", default=1.0, type=positive_float),
+]
+
+
+def parse(argv: Sequence[str]) -> DashboardSettings:
+    """Resolve flags, ``OCTOTUI_*`` variables and the ``[dashboard]`` config table."""
+    parser = argparse.ArgumentParser(
+        prog="octotui",
+        description="Dashboard of octotui: agents, providers, JMeter tests. `octotui server` runs the server alone.",
+    )
+    parser.add_argument("--version", action="version", version=f"octotui {VERSION}")
+    add_options(parser, OPTIONS)
+    args = parser.parse_args(list(argv))
+    try:
+        values = resolve(args, OPTIONS, "dashboard")
+    except ConfigError as exc:
+        parser.error(str(exc))
+    settings = DashboardSettings.from_mapping(values)
+    if settings.refresh <= 0:
+        parser.error(f"--refresh must be > 0, got {settings.refresh}")
+    if settings.server:
+        if not settings.server.startswith(("http://", "https://")):
+            parser.error(f"--server: not an http(s) URL: {settings.server!r}")
+        if not settings.token:
+            parser.error("--server needs --token (or OCTOTUI_TOKEN): an admin or read-only token of that server")
+    if settings.ca_bundle and not Path(settings.ca_bundle).is_file():
+        parser.error(f"--ca-bundle: no such file: {settings.ca_bundle}")
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the dashboard; returns the exit code."""
+    settings = parse(sys.argv[1:] if argv is None else argv)
+    verify: str | bool = settings.ca_bundle or True
+    if settings.server:
+        client = Client(settings.server, settings.token, verify=verify)
+        create_app(settings, client).run()
+        return 0
+    from octotui.embedded import Embedded, EmbeddedError
+
+    data_dir = (settings.data_dir or user_data_dir()).expanduser()
+    try:
+        with Embedded(data_dir) as embedded:
+            print(f"octotui: embedded server {embedded.url}, state in {data_dir}", file=sys.stderr)
+            client = Client(embedded.url, settings.token or embedded.admin_token)
+            app = create_app(settings, client)
+            app.server_label = f"{embedded.url} (embedded)"
+            app.run()
+    except EmbeddedError as exc:
+        print(f"octotui: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,57 @@
+"""Small text formatters shared by the widgets: ages, sizes, rates, percentages."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+
+def age_seconds(when: datetime | None, now: float | None = None) -> float | None:
+    """Seconds elapsed since ``when`` (None when never)."""
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, now - when.timestamp())
+
+
+def duration(seconds: float | None) -> str:
+    """Compact human duration: ``42s``, ``3m``, ``2h05``, ``3d``."""
+    if seconds is None:
+        return "never"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}"
+    return f"{s // 86400}d"
+
+
+def size(n: float) -> str:
+    """Bytes with a binary unit: ``512B``, ``1.5K``, ``3.2G``."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(value) < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"
+
+
+def rate(bps: float) -> str:
+    """Bytes per second."""
+    return size(bps) + "/s"
+
+
+def percent(value: float | None) -> str:
+    """One decimal percentage without the sign, or a dash."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar of ``width`` cells filled to ``fraction`` (eighth blocks for precision)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
+    return ("█" * full + partial).ljust(width, "·")[:width]

@@ -1,0 +1,128 @@
+"""The one loop that fetches everything the dashboard shows and posts it as messages.
+
+One long-lived coroutine, run by one worker the app owns: it fetches, posts, then sleeps (or is
+woken early). It never raises: a lost server becomes a :class:`~octotui.tui.messages.ServerUnreachable`
+message and a retry with backoff, so the app survives any network failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from textual.message import Message
+
+from octotui.client import Client, ClientError
+from octotui.client import ServerUnreachable as Unreachable
+from octotui.protocol import AgentMetrics, HostSample
+from octotui.tui import messages
+
+log = logging.getLogger(__name__)
+
+#: How far back the agent detail screen's charts reach.
+METRICS_WINDOW_S = 300.0
+#: Backoff cap while the server is unreachable: short, so the dashboard recovers quickly.
+MAX_RETRY_S = 5.0
+#: How often the server's own description (thresholds, role) is fetched again.
+INFO_EVERY_S = 30.0
+#: Freezing the long-lived heap keeps full collections short as DataTable caches grow (DESIGN.md).
+GC_FREEZE_EVERY_S = 30.0
+
+
+class Poller:
+    """Fetches agents, providers, tests and server info every ``refresh`` seconds.
+
+    ``agent_id`` / ``test_id`` name what an open detail screen needs besides; set them and call
+    :meth:`wake` to fetch at once.
+    """
+
+    def __init__(self, client: Client, refresh: float, post: Callable[[Message], object]) -> None:
+        self.client = client
+        self.refresh = refresh
+        self.post = post
+        self.agent_id: str | None = None
+        self.test_id: str | None = None
+        self._wake = asyncio.Event()
+        self._samples: deque[HostSample] = deque(maxlen=int(METRICS_WINDOW_S * 2))
+        self._samples_of: str | None = None
+        self._info_at = 0.0
+        self._lost = True
+        self.rounds = 0
+
+    def wake(self) -> None:
+        """Fetch now instead of at the end of the current sleep."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Loop forever; cancelled when the app exits."""
+        retry = self.refresh
+        last_freeze = time.monotonic()
+        while True:
+            try:
+                await self.round()
+            except Unreachable as exc:
+                self._lost = True
+                self.post(messages.ServerUnreachable(exc.message, retry))
+                delay, retry = retry, min(retry * 2, MAX_RETRY_S)
+            except ClientError as exc:
+                self._lost = True
+                self.post(messages.ServerRefused(exc.message, exc.status, retry))
+                delay, retry = retry, min(retry * 2, MAX_RETRY_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must show, not kill the dashboard
+                log.exception("poll round failed")
+                self.post(messages.ServerRefused(f"{type(exc).__name__}: {exc}", None, retry))
+                delay, retry = retry, min(retry * 2, MAX_RETRY_S)
+            else:
+                delay, retry = self.refresh, self.refresh
+            if time.monotonic() - last_freeze > GC_FREEZE_EVERY_S:
+                gc.freeze()
+                last_freeze = time.monotonic()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def round(self) -> None:
+        """One fetch of everything; raises :class:`ClientError` on any failure."""
+        now = time.monotonic()
+        if self._lost or now - self._info_at > INFO_EVERY_S:
+            self.post(messages.InfoUpdated(await self.client.info()))
+            self._info_at = now
+        agents, providers, tests = await asyncio.gather(
+            self.client.agents(), self.client.providers(), self.client.tests()
+        )
+        self.post(messages.ProvidersUpdated(providers))
+        self.post(messages.AgentsUpdated(agents))
+        self.post(messages.TestsUpdated(tests))
+        agent_id, test_id = self.agent_id, self.test_id
+        if agent_id is not None:
+            self.post(messages.AgentMetricsUpdated(await self._metrics(agent_id)))
+        if test_id is not None:
+            test, series = await asyncio.gather(self.client.test(test_id), self.client.test_series(test_id))
+            self.post(messages.TestDetailUpdated(test, series))
+        recovered = self._lost and self.rounds > 0
+        self._lost = False
+        self.rounds += 1
+        self.post(messages.ServerReached(time.time(), recovered))
+
+    async def _metrics(self, agent_id: str) -> AgentMetrics:
+        # The whole window once, then only the last few seconds merged in: a full window of
+        # samples every second would be most of the dashboard's traffic.
+        if self._samples_of != agent_id or not self._samples:
+            self._samples.clear()
+            self._samples_of = agent_id
+            fresh = await self.client.agent_metrics(agent_id, seconds=METRICS_WINDOW_S)
+        else:
+            fresh = await self.client.agent_metrics(agent_id, seconds=max(5.0, self.refresh * 5))
+        last = self._samples[-1].ts if self._samples else float("-inf")
+        self._samples.extend(s for s in fresh.samples if s.ts > last)
+        horizon = (self._samples[-1].ts if self._samples else 0.0) - METRICS_WINDOW_S
+        while self._samples and self._samples[0].ts < horizon:
+            self._samples.popleft()
+        return AgentMetrics(agent_id=agent_id, samples=list(self._samples))

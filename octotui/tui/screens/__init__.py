@@ -1,0 +1,1 @@
+"""Screens of the dashboard: each watches the app's reactives and feeds its widgets."""

@@ -1,0 +1,117 @@
+"""One agent: live CPU and memory charts, per-core bars, host figures, docker, its containers."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer, Label, Static
+
+from octotui.protocol import Agent, AgentMetrics, HostSample, Test
+from octotui.tui import format as fmt
+from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.widgets.charts import Chart, CoreBars
+from octotui.tui.widgets.tables import AgentContainersTable
+
+
+def host_figures(agent: Agent, sample: HostSample | None) -> str:
+    """The figures panel: memory, swap, disk, network, load, docker engine."""
+    lines = []
+    if sample is None:
+        lines.append("no host sample yet")
+    else:
+        total = sample.memory_total or agent.memory_total
+        lines += [
+            f"mem  {fmt.size(sample.memory_used)} / {fmt.size(total)} ({sample.memory_percent:.0f}%)",
+            f"swap {sample.swap_percent:.0f}%   disk {sample.disk_percent:.0f}% used",
+            f"disk r {fmt.rate(sample.disk_read_bps)}  w {fmt.rate(sample.disk_write_bps)}",
+            f"net  tx {fmt.rate(sample.net_sent_bps)}  rx {fmt.rate(sample.net_recv_bps)}",
+            f"load {sample.load1:.2f} {sample.load5:.2f} {sample.load15:.2f}  ({agent.cpu_count} cpu)",
+        ]
+    docker = agent.docker
+    if docker is None:
+        lines.append("docker: not reported")
+    elif docker.available:
+        lines.append(f"docker: engine {docker.version or '?'} ready")
+    else:
+        lines.append(f"docker: unavailable ({docker.error or 'no engine'})")
+    return "\n".join(lines)
+
+
+class AgentScreen(DashboardScreen):
+    """The detail of one agent; its samples are fetched by the app's worker while shown."""
+
+    BINDINGS: ClassVar = [Binding("escape", "back", "Back")]
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+        self._figures = ""
+
+    def compose(self) -> ComposeResult:
+        yield self.status_bar()
+        yield Label("", id="agent-title", markup=False)
+        with Horizontal(id="charts"):
+            yield Chart("CPU %", ceiling=100, id="cpu-chart")
+            yield Chart("Mem %", ceiling=100, id="mem-chart")
+        with Horizontal(id="host"):
+            yield CoreBars(id="cores")
+            yield Static("", id="figures", markup=False)
+        yield AgentContainersTable(id="agent-containers")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.octo.follow_agent(self.agent_id)
+        self.watch(self.app, "agents", self._agents_changed)
+        self.watch(self.app, "agent_metrics", self._metrics_changed)
+        self.watch(self.app, "tests", self._tests_changed)
+
+    def on_unmount(self) -> None:
+        if self.octo.poller.agent_id == self.agent_id:
+            self.octo.follow_agent(None)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    @property
+    def agent(self) -> Agent | None:
+        return next((a for a in self.octo.agents if a.id == self.agent_id), None)
+
+    def _agents_changed(self, agents: list[Agent]) -> None:
+        agent = self.agent
+        title = self.query_one("#agent-title", Label)
+        if agent is None:
+            title.update("This agent was deleted.")
+            return
+        title.update(
+            f"{agent.name} · {agent.status} · {agent.provider_name}/{agent.location} · "
+            f"v{agent.version} · {agent.platform or '?'}"
+        )
+        title.set_classes(f"-{agent.status}")
+        metrics = self.octo.agent_metrics
+        latest = metrics.samples[-1] if metrics and metrics.samples else agent.host
+        self._show_figures(agent, latest)
+
+    def _show_figures(self, agent: Agent, sample: HostSample | None) -> None:
+        text = host_figures(agent, sample)
+        if text != self._figures:
+            self._figures = text
+            self.query_one("#figures", Static).update(text)
+
+    def _metrics_changed(self, metrics: AgentMetrics | None) -> None:
+        if metrics is None or metrics.agent_id != self.agent_id:
+            return
+        samples = metrics.samples
+        self.query_one("#cpu-chart", Chart).values = tuple(s.cpu_percent for s in samples)
+        self.query_one("#mem-chart", Chart).values = tuple(s.memory_percent for s in samples)
+        if samples:
+            self.query_one(CoreBars).cores = tuple(samples[-1].cpu_per_core)
+            agent = self.agent
+            if agent is not None:
+                self._show_figures(agent, samples[-1])
+
+    def _tests_changed(self, tests: list[Test]) -> None:
+        self.query_one(AgentContainersTable).show(tests, self.agent_id)

@@ -1,0 +1,47 @@
+"""What every dashboard screen shares: the status bar bound to the app's connection state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from textual.screen import Screen
+
+from octotui.protocol import ServerInfo
+from octotui.tui.state import Connection
+from octotui.tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from octotui.tui.app import OctoApp
+
+
+def thresholds_text(info: ServerInfo | None) -> str:
+    """The health thresholds as the status bar shows them."""
+    if info is None:
+        return ""
+    return f"late>{info.late_after:g}s off>{info.offline_after:g}s"
+
+
+class DashboardScreen(Screen[Any]):
+    """A screen with the status bar on top, kept in step with the app."""
+
+    @property
+    def octo(self) -> OctoApp:
+        return cast("OctoApp", self.app)
+
+    def status_bar(self) -> StatusBar:
+        return StatusBar(self.octo.server_label, id="status")
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "connection", self._connection_changed)
+        self.watch(self.app, "info", self._info_changed)
+        self.watch(self.app, "read_only", self._read_only_changed)
+
+    def _connection_changed(self, connection: Connection) -> None:
+        self.query_one(StatusBar).connection = connection
+
+    def _info_changed(self, info: ServerInfo | None) -> None:
+        self.query_one(StatusBar).thresholds = thresholds_text(info)
+
+    def _read_only_changed(self, read_only: bool) -> None:
+        self.query_one(StatusBar).read_only = read_only
+        self.refresh_bindings()

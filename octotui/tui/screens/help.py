@@ -1,0 +1,45 @@
+"""Every key of every screen, on one page."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """\
+[b]Everywhere[/b]
+  ?          this help              q        quit
+  ctrl+p     command palette        escape   back / close
+  tab        next table             o        cycle the sort column
+
+[b]Main screen[/b]
+  enter      open the agent, test or provider under the cursor
+  /          filter agents (name, provider, location, status)
+  a / p / t  focus agents / providers / tests
+  l          launch a test          s        stop the selected test
+  d          container distribution over providers and locations
+
+[b]Agent[/b]     live CPU and memory, per-core bars, host figures, its containers
+[b]Test[/b]      live hits/s, response time and errors, its containers
+  s          stop the test          x        stop the selected container
+[b]Launch[/b]    plan file, provider, locations, containers, users, duration,
+           image; enter previews the placement, ctrl+l launches it
+
+Read-only mode hides every key that changes something."""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys of the dashboard; any of escape, q, ? closes it."""
+
+    BINDINGS: ClassVar = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog", classes="help"):
+            yield Static(HELP, id="help-text")
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)

@@ -1,0 +1,140 @@
+"""The main screen: providers, agents (filterable, sortable) and tests."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input
+
+from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
+from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.widgets.tables import AgentsTable, ProvidersTable, TestsTable
+
+
+class MainScreen(DashboardScreen):
+    """Providers, agents and tests at a glance; enter opens the row's detail."""
+
+    BINDINGS: ClassVar = [
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("l", "launch", "Launch"),
+        Binding("s", "stop", "Stop test"),
+        Binding("d", "distribution", "Distribution"),
+        Binding("a", "focus('agents')", "Agents", show=False),
+        Binding("t", "focus('tests')", "Tests", show=False),
+        Binding("p", "focus('providers')", "Providers", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield self.status_bar()
+        yield ProvidersTable(id="providers")
+        yield AgentsTable(id="agents")
+        yield TestsTable(id="tests")
+        yield Input(placeholder="filter agents: name, provider, location, status", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#filter").display = False
+        self.watch(self.app, "agents", self._agents_changed)
+        self.watch(self.app, "providers", self._providers_changed)
+        self.watch(self.app, "tests", self._tests_changed)
+        self.query_one(AgentsTable).focus()
+
+    @property
+    def needle(self) -> str:
+        return self.query_one("#filter", Input).value
+
+    def _late_after(self) -> float:
+        info: ServerInfo | None = self.octo.info
+        return info.late_after if info else 10.0
+
+    def _agents_changed(self, agents: list[Agent]) -> None:
+        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle)
+        self.query_one(ProvidersTable).show(self.octo.providers, agents)
+
+    def _providers_changed(self, providers: list[Provider]) -> None:
+        self.query_one(ProvidersTable).show(providers, self.octo.agents)
+
+    def _tests_changed(self, tests: list[Test]) -> None:
+        self.query_one(TestsTable).show(tests)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in ("launch", "stop") and self.octo.read_only)
+
+    # --- filter -------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.value = ""
+        field.display = False
+        self.query_one(AgentsTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(AgentsTable).show(self.octo.agents, self._late_after(), event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        if not self.needle:
+            self.query_one("#filter").display = False
+        self.query_one(AgentsTable).focus()
+
+    # --- navigation and actions ---------------------------------------------------------------
+
+    def action_focus(self, which: str) -> None:
+        self.query_one(f"#{which}").focus()
+
+    def action_launch(self) -> None:
+        self.octo.action_launch()
+
+    def action_distribution(self) -> None:
+        self.octo.action_distribution()
+
+    @on(DataTable.RowSelected, "#agents")
+    def _open_agent(self, event: DataTable.RowSelected) -> None:
+        from octotui.tui.screens.agent import AgentScreen
+
+        if event.row_key.value:
+            self.app.push_screen(AgentScreen(str(event.row_key.value)))
+
+    @on(DataTable.RowSelected, "#tests")
+    def _open_test(self, event: DataTable.RowSelected) -> None:
+        from octotui.tui.screens.test import TestScreen
+
+        if event.row_key.value:
+            self.app.push_screen(TestScreen(str(event.row_key.value)))
+
+    @on(DataTable.RowSelected, "#providers")
+    def _open_provider(self, event: DataTable.RowSelected) -> None:
+        from octotui.tui.screens.provider import ProviderScreen
+
+        if event.row_key.value:
+            self.app.push_screen(ProviderScreen(str(event.row_key.value)))
+
+    def action_stop(self) -> None:
+        from octotui.tui.screens.confirm import ConfirmScreen
+
+        test_id = self.query_one(TestsTable).selected_key
+        test = next((t for t in self.octo.tests if t.id == test_id), None)
+        if test is None:
+            self.notify("Select a test first (t focuses the tests table)", severity="warning")
+            return
+        if test.state in TERMINAL_TEST_STATES:
+            self.notify(f"{test.name} has already {test.state}", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.octo.stop_test(test.id, test.name)
+
+        question = f"Stop test {test.name} and its {len(test.containers)} containers?"
+        self.app.push_screen(ConfirmScreen(question), confirmed)

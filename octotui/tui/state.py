@@ -1,0 +1,17 @@
+"""Plain values the app holds in reactives (new objects on every change, never mutated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the dashboard knows of its link to the server."""
+
+    state: Literal["connecting", "ok", "unreachable", "refused"] = "connecting"
+    message: str = ""
+    last_update: float = 0.0  # unix time of the last successful poll round
+    retry_at: float = 0.0  # unix time of the next attempt while failing
+    refresh: float = 1.0

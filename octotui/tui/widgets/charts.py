@@ -1,0 +1,97 @@
+"""Charts drawn in one colour (a gradient costs most of a live dashboard's terminal output)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from octotui.tui import format as fmt
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+class Chart(Widget):
+    """A title line with the latest value, then vertical bars, newest on the right.
+
+    One column per value; ``ceiling`` fixes the scale (100 for percentages), else the visible
+    maximum sets it.
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"chart--bar", "chart--title", "chart--value"}
+    values: reactive[tuple[float, ...]] = reactive(tuple, layout=False)
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        ceiling: float | None = None,
+        formatter: Callable[[float], str] = fmt.percent,
+        unit: str = "",
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.title = title
+        self.ceiling = ceiling
+        self.formatter = formatter
+        self.unit = unit
+
+    def render(self) -> Text:
+        width = max(1, self.size.width)
+        rows = max(1, self.size.height - 1)
+        data: Sequence[float] = self.values[-width:]
+        title_style = self.get_component_rich_style("chart--title")
+        value_style = self.get_component_rich_style("chart--value")
+        bar_style = self.get_component_rich_style("chart--bar")
+        text = Text(no_wrap=True, overflow="crop")
+        text.append(self.title, title_style)
+        if data:
+            text.append(f" {self.formatter(data[-1])}{self.unit}", value_style)
+            text.append(f"  max {self.formatter(max(data))}", title_style)
+        else:
+            text.append("  waiting for data", title_style)
+        top = self.ceiling or (max(data) if data else 1.0) or 1.0
+        levels = [min(max(v / top, 0.0), 1.0) * rows * 8 for v in data]
+        pad = width - len(data)
+        for row in range(rows - 1, -1, -1):
+            line = []
+            for level in levels:
+                eighths = round(level - row * 8)
+                line.append(_BLOCKS[min(max(eighths, 0), 8)])
+            text.append("\n" + " " * pad + "".join(line), bar_style)
+        return text
+
+
+class CoreBars(Widget):
+    """One horizontal bar per CPU core, laid out in as many columns as fit."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"corebars--bar", "corebars--label"}
+    cores: reactive[tuple[float, ...]] = reactive(tuple, layout=False)
+
+    def render(self) -> Text:
+        cores = self.cores
+        text = Text(no_wrap=True, overflow="crop")
+        if not cores:
+            return text.append("per-core: waiting for data", self.get_component_rich_style("corebars--label"))
+        height = max(1, self.size.height)
+        columns = -(-len(cores) // height)
+        cell = max(12, self.size.width // columns)
+        bar_width = max(3, cell - 10)
+        label, bar = self.get_component_rich_style("corebars--label"), self.get_component_rich_style("corebars--bar")
+        lines = min(height, len(cores))
+        for line in range(lines):
+            if line:
+                text.append("\n")
+            for col in range(columns):
+                index = col * lines + line
+                if index >= len(cores):
+                    break
+                value = cores[index]
+                text.append(f"{index:>3} ", label)
+                text.append(fmt.bar(value / 100, bar_width), bar)
+                text.append(f"{value:4.0f}% ".ljust(cell - bar_width - 4), label)
+        return text

@@ -1,0 +1,182 @@
+"""A DataTable updated row by row and cell by cell, never cleared and rebuilt on a tick."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.color import Color
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
+
+
+def theme_style(variables: Mapping[str, str], name: str) -> Style | str:
+    """A Rich style for the theme variable ``name`` (its alpha blended onto the background)."""
+    if name in ("bold", "dim", "italic"):
+        return name
+    value = variables.get(name)
+    if value is None:
+        return ""
+    try:
+        color = Color.parse(variables.get("background", "#000000")) + Color.parse(value)
+    except Exception:
+        return ""
+    return Style(color=color.rich_color)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its key, header label, width in cells and alignment."""
+
+    key: str
+    label: str
+    width: int | None = None
+    justify: str = "left"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What a cell shows (``text``), in which theme colour (``style``, a theme variable name such as
+    ``"success"``) and how it sorts (``sort``)."""
+
+    text: str
+    style: str | None = None
+    sort: Any = None
+
+    @property
+    def sort_key(self) -> Any:
+        return self.text.lower() if self.sort is None else self.sort
+
+
+class SortText(Text):
+    """A cell's rendered text that remembers how it sorts."""
+
+    sort_key: Any = None
+
+
+def _ordered(value: Any) -> tuple[int, Any]:
+    # Mixed None/number/str sort keys must never raise: None last, then by type name.
+    if value is None:
+        return (2, 0)
+    if isinstance(value, int | float):
+        return (0, float(value))
+    return (1, str(value))
+
+
+class KeyedTable(DataTable[Text]):
+    """A table whose rows have stable keys; :meth:`sync` adds, updates and removes rows by key.
+
+    Only cells whose value changed are written, and only their row is repainted: ``update_cell``
+    repaints the whole table, the largest share of a live dashboard's terminal output.
+    """
+
+    COLUMNS: ClassVar[Sequence[Column]] = ()
+    BINDINGS: ClassVar = [Binding("o", "cycle_sort", "Sort", show=True)]
+
+    @dataclass
+    class SortChanged(Message):
+        """The sort column or direction of a table changed."""
+
+        table: KeyedTable
+        column: str | None
+        reverse: bool
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+
+    def on_mount(self) -> None:
+        for col in self.COLUMNS:
+            self.add_column(col.label, key=col.key, width=col.width)
+
+    def _style(self, name: str | None) -> Style | str:
+        if not name:
+            return ""
+        return theme_style(self.app.theme_variables, name)
+
+    def _render(self, col: Column, cell: Cell) -> SortText:
+        text = SortText(cell.text, style=self._style(cell.style), justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
+        text.sort_key = _ordered(cell.sort_key)
+        return text
+
+    def sync(self, rows: Mapping[str, Sequence[Cell]]) -> None:
+        """Make the table show exactly ``rows`` (key -> cells), in the current sort order."""
+        reorder = False
+        for key in [k for k in self._cells if k not in rows]:
+            self.remove_row(key)
+            del self._cells[key]
+        for key, cells in rows.items():
+            new = tuple(cells)
+            old = self._cells.get(key)
+            if old is None:
+                self.add_row(*(self._render(c, v) for c, v in zip(self.COLUMNS, new, strict=True)), key=key)
+                reorder = True
+            elif old != new:
+                for col, before, after in zip(self.COLUMNS, old, new, strict=True):
+                    if before != after:
+                        self._write(key, col, after)
+                        if col.key == self.sort_column and before.sort_key != after.sort_key:
+                            reorder = True
+            self._cells[key] = new
+        if reorder and self.sort_column is not None:
+            self._apply_sort()
+
+    def _write(self, key: str, col: Column, cell: Cell) -> None:
+        row_key, col_key = RowKey(key), ColumnKey(col.key)
+        data = getattr(self, "_data", None)
+        if not isinstance(data, dict) or row_key not in data:
+            self.update_cell(key, col.key, self._render(col, cell))
+            return
+        data[row_key][col_key] = self._render(col, cell)
+        self._update_count += 1
+        self.refresh_row(self.get_row_index(row_key))
+
+    def _apply_sort(self) -> None:
+        if self.sort_column is None:
+            return
+        self.sort(self.sort_column, key=lambda text: text.sort_key, reverse=self.sort_reverse)
+
+    def sort_by(self, column: str | None, reverse: bool = False) -> None:
+        """Sort by ``column`` (None: order of arrival)."""
+        self.sort_column, self.sort_reverse = column, reverse
+        for col in self.COLUMNS:
+            arrow = (" ▼" if reverse else " ▲") if col.key == column else ""
+            self.columns[ColumnKey(col.key)].label = Text(col.label + arrow)
+        self._apply_sort()
+        self.refresh()
+        self.post_message(self.SortChanged(self, column, reverse))
+
+    def action_cycle_sort(self) -> None:
+        """Next sort: each column ascending, then descending, then the next column."""
+        keys = [c.key for c in self.COLUMNS]
+        if self.sort_column is None:
+            self.sort_by(keys[0])
+        elif not self.sort_reverse:
+            self.sort_by(self.sort_column, reverse=True)
+        else:
+            index = keys.index(self.sort_column) + 1
+            self.sort_by(keys[index] if index < len(keys) else None)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        reverse = self.sort_column == column and not self.sort_reverse
+        self.sort_by(column, reverse=reverse)
+
+    @property
+    def selected_key(self) -> str | None:
+        """Key of the row under the cursor, if any."""
+        if self.row_count == 0:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return None if row_key.value is None else str(row_key.value)

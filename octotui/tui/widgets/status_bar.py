@@ -1,0 +1,75 @@
+"""One line at the top: server, connection state, freshness, health thresholds, read-only badge."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Label
+
+from octotui.tui.state import Connection
+
+
+class StatusBar(Horizontal):
+    """Shows ``connection`` (set by its screen) and re-renders only the parts whose text changed."""
+
+    connection: reactive[Connection] = reactive(Connection, always_update=False)
+    thresholds: reactive[str] = reactive("")
+    read_only: reactive[bool] = reactive(False)
+
+    def __init__(self, server_label: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.server_label = server_label
+        self._shown = ""
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.server_label, id="sb-server", markup=False)
+        yield Label("connecting", id="sb-state", classes="-connecting", markup=False)
+        yield Label("", id="sb-thresholds")
+        yield Label(" READ-ONLY ", id="sb-readonly")
+
+    def on_mount(self) -> None:
+        self.query_one("#sb-readonly").display = self.read_only
+        self.set_interval(1.0, self._tick)
+        self._tick()
+
+    def watch_connection(self) -> None:
+        if self.is_mounted:
+            self._tick()
+
+    def watch_thresholds(self, value: str) -> None:
+        if self.is_mounted:
+            self.query_one("#sb-thresholds", Label).update(value)
+
+    def watch_read_only(self, value: bool) -> None:
+        if self.is_mounted:
+            self.query_one("#sb-readonly").display = value
+
+    def state_text(self) -> tuple[str, str]:
+        """The connection cell's text and its CSS class."""
+        c = self.connection
+        now = time.time()
+        if c.state == "ok":
+            age = now - c.last_update
+            if age < max(3.0, c.refresh * 3):
+                return "● live", "-ok"
+            return f"● updated {int(age)} s ago", "-stale"
+        if c.state in ("unreachable", "refused"):
+            wait = max(0, round(c.retry_at - now))
+            what = "unreachable" if c.state == "unreachable" else f"error: {c.message}"
+            suffix = f", retrying in {wait} s" if wait > 0 else ", retrying"
+            if c.last_update:
+                suffix += f" (last update {int(now - c.last_update)} s ago)"
+            return what + suffix, "-bad"
+        return "connecting…", "-connecting"
+
+    def _tick(self) -> None:
+        text, cls = self.state_text()
+        label = self.query_one("#sb-state", Label)
+        if self._shown != text:
+            self._shown = text
+            label.update(text)
+        if not label.has_class(cls):
+            label.set_classes(cls)

@@ -1,0 +1,233 @@
+"""The dashboard's tables: each turns wire models into keyed rows of :class:`Cell`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, ContainerRecord, Provider, Test
+from octotui.tui import format as fmt
+from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable
+
+STATUS_STYLE = {"online": "success", "late": "warning", "offline": "error"}
+TEST_STATE_STYLE = {
+    "pending": "secondary",
+    "starting": "warning",
+    "running": "success",
+    "stopping": "warning",
+    "finished": "foreground-muted",
+    "failed": "error",
+}
+CONTAINER_STATE_STYLE = {
+    **TEST_STATE_STYLE,
+    "pulling": "warning",
+    "lost": "error",
+}
+
+
+class ProvidersTable(KeyedTable):
+    """Providers: name, agents (online / registered), locations."""
+
+    COLUMNS = (
+        Column("name", "Provider", 16),
+        Column("agents", "Agents", 7, "right"),
+        Column("online", "Online", 6, "right"),
+        Column("locations", "Locations", 38),
+    )
+
+    def show(self, providers: Sequence[Provider], agents: Sequence[Agent]) -> None:
+        online: dict[str, int] = {}
+        for agent in agents:
+            if agent.status == "online":
+                online[agent.provider] = online.get(agent.provider, 0) + 1
+        rows = {}
+        for p in providers:
+            up = online.get(p.id, 0)
+            rows[p.id] = (
+                Cell(p.name),
+                Cell(str(p.agents), sort=p.agents),
+                Cell(str(up), "success" if up else None, sort=up),
+                Cell(", ".join(p.locations) or "-"),
+            )
+        self.sync(rows)
+
+
+def _seen(agent: Agent, late_after: float, now: float) -> Cell:
+    # "now" while heartbeats are on time: an age ticking every second on every row would repaint
+    # the whole column each tick for no information.
+    age = fmt.age_seconds(agent.last_seen, now)
+    if age is None:
+        return Cell("never", "foreground-muted", sort=float("inf"))
+    if age < late_after:
+        return Cell("now", sort=0.0)
+    return Cell(fmt.duration(age), STATUS_STYLE.get(agent.status), sort=age)
+
+
+def agent_cells(agent: Agent, late_after: float, now: float) -> tuple[Cell, ...]:
+    """The agents table's row for one agent."""
+    host = agent.host
+    cpu = host.cpu_percent if host else None
+    mem = host.memory_percent if host else None
+    docker = agent.docker
+    if docker is None:
+        docker_cell = Cell("?", "foreground-muted")
+    elif docker.available:
+        docker_cell = Cell("yes", "success")
+    else:
+        docker_cell = Cell("no", "warning")
+    return (
+        Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
+        Cell(agent.name),
+        Cell(agent.provider_name or agent.provider[:8]),
+        Cell(agent.location),
+        Cell(fmt.percent(cpu), "warning" if (cpu or 0) >= 90 else None, sort=cpu),
+        Cell(fmt.percent(mem), "warning" if (mem or 0) >= 90 else None, sort=mem),
+        _seen(agent, late_after, now),
+        Cell(agent.version or "-"),
+        docker_cell,
+    )
+
+
+class AgentsTable(KeyedTable):
+    """Agents: status (colour and word), identity, live CPU/memory, last seen, version, docker."""
+
+    COLUMNS = (
+        Column("status", "Status", 7),
+        Column("name", "Name", 12),
+        Column("provider", "Provider", 8),
+        Column("location", "Location", 8),
+        Column("cpu", "CPU%", 5, "right"),
+        Column("mem", "Mem%", 5, "right"),
+        Column("seen", "Seen", 5, "right"),
+        Column("version", "Version", 7),
+        Column("docker", "Dkr", 3),
+    )
+
+    def show(self, agents: Iterable[Agent], late_after: float, needle: str = "") -> None:
+        """Show the agents whose name, provider, location or status contains ``needle``."""
+        now = time.time()
+        needle = needle.strip().lower()
+        rows = {}
+        for agent in agents:
+            if needle:
+                haystack = " ".join((agent.name, agent.provider_name, agent.location, agent.status, agent.version))
+                if needle not in haystack.lower():
+                    continue
+            rows[agent.id] = agent_cells(agent, late_after, now)
+        self.sync(rows)
+
+
+def _elapsed(test: Test, now: float) -> Cell:
+    if test.started_at is None:
+        return Cell("-", sort=0.0)
+    end = test.ended_at.timestamp() if test.ended_at else now
+    seconds = max(0.0, end - test.started_at.timestamp())
+    return Cell(fmt.duration(seconds), sort=seconds)
+
+
+def live_containers(test: Test) -> int:
+    """Containers of ``test`` that still run or are on their way."""
+    return sum(1 for c in test.containers if c.state not in TERMINAL_CONTAINER_STATES)
+
+
+class TestsTable(KeyedTable):
+    """Tests: name, state, containers (live/total), hits/s, errors, elapsed."""
+
+    __test__ = False
+    COLUMNS = (
+        Column("name", "Test", 16),
+        Column("state", "State", 8),
+        Column("containers", "Cont.", 5, "right"),
+        Column("rate", "Hits/s", 8, "right"),
+        Column("errors", "Errors", 7, "right"),
+        Column("elapsed", "Elapsed", 7, "right"),
+        Column("provider", "Provider", 10),
+    )
+
+    def show(self, tests: Iterable[Test]) -> None:
+        now = time.time()
+        rows = {}
+        for t in tests:
+            r = t.results
+            rows[t.id] = (
+                Cell(t.name),
+                Cell(t.state, TEST_STATE_STYLE.get(t.state)),
+                Cell(f"{live_containers(t)}/{len(t.containers)}", sort=len(t.containers)),
+                Cell(f"{r.throughput:.1f}", sort=r.throughput),
+                Cell(str(r.errors), "error" if r.errors else None, sort=r.errors),
+                _elapsed(t, now),
+                Cell(t.provider_name or t.provider[:8]),
+            )
+        self.sync(rows)
+
+
+def _progress(c: ContainerRecord) -> Cell:
+    if c.state == "pulling" or (c.pull_progress is not None and c.pull_progress < 1):
+        p = c.pull_progress or 0.0
+        return Cell(f"{fmt.bar(p, 5)}{p * 100:3.0f}%", "warning", sort=p)
+    if c.error:
+        return Cell(c.error[:40], "error")
+    return Cell("")
+
+
+class ContainersTable(KeyedTable):
+    """A test's containers: agent, state, CPU, memory, hits/s, errors, pull progress or error."""
+
+    COLUMNS = (
+        Column("agent", "Agent", 12),
+        Column("location", "Location", 8),
+        Column("state", "State", 8),
+        Column("cpu", "CPU%", 5, "right"),
+        Column("mem", "Mem", 6, "right"),
+        Column("rate", "Hits/s", 7, "right"),
+        Column("errors", "Err", 5, "right"),
+        Column("info", "Pull / error", 10),
+    )
+
+    def show(self, containers: Iterable[ContainerRecord]) -> None:
+        rows = {}
+        for c in containers:
+            f = c.figures
+            rows[c.id] = (
+                Cell(c.agent_name or c.agent[:8]),
+                Cell(c.location or "-"),
+                Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
+                Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
+                Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
+                Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
+                Cell(str(f.errors) if f else "-", "error" if f and f.errors else None, sort=f.errors if f else None),
+                _progress(c),
+            )
+        self.sync(rows)
+
+
+class AgentContainersTable(KeyedTable):
+    """Containers placed on one agent, whatever their test."""
+
+    COLUMNS = (
+        Column("test", "Test", 16),
+        Column("index", "#", 3, "right"),
+        Column("state", "State", 8),
+        Column("cpu", "CPU%", 5, "right"),
+        Column("mem", "Mem", 6, "right"),
+        Column("rate", "Hits/s", 7, "right"),
+        Column("info", "Pull / error", 16),
+    )
+
+    def show(self, tests: Iterable[Test], agent_id: str) -> None:
+        rows = {}
+        for t in tests:
+            for c in t.containers:
+                if c.agent != agent_id:
+                    continue
+                f = c.figures
+                rows[c.id] = (
+                    Cell(t.name),
+                    Cell(str(c.index), sort=c.index),
+                    Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
+                    Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
+                    Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
+                    Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
+                    _progress(c),
+                )
+        self.sync(rows)
