@@ -1,0 +1,45 @@
+"""``octotui-agent`` (also ``python -m agent``): monitor this machine and run JMeter containers.
+
+SIGTERM and SIGINT end the agent cleanly with status 0; JMeter containers keep running (they
+belong to their test) and the agent finds them again by their labels when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from agent.runtime import AgentRuntime
+from agent.settings import parse_settings
+
+
+async def _run(runtime: AgentRuntime) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    code = await runtime.run(stop)
+    if stop.is_set():
+        logging.getLogger("octotui.agent").info("stopped by signal; containers keep running")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``octotui-agent`` console script; returns the exit status."""
+    settings = parse_settings(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("octotui.agent").info("octotui-agent for %s, state in %s", settings.server, settings.state_dir)
+    return asyncio.run(_run(AgentRuntime(settings)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

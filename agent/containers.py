@@ -1,0 +1,767 @@
+"""The agent's Docker runtime: launch JMeter containers, follow them, stop them, clean up after them.
+
+Every method here blocks (docker SDK, files): the runtime calls them in threads, never on its
+event loop. Containers carry labels (``LABEL_*`` of the protocol), so that after any restart the
+agent finds its own again; the work folder of container ``C`` is ``WORK/C`` with ``plan/``
+(mounted read-only at ``/plan``) and ``results/`` (mounted at ``/results``, kept after the end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from agent.jmeter import FiguresTracker, is_error_line, read_jtl
+from octotui.protocol import (
+    LABEL_AGENT,
+    LABEL_COMMAND,
+    LABEL_CONTAINER,
+    LABEL_MANAGED,
+    LABEL_TEST,
+    TERMINAL_CONTAINER_STATES,
+    Command,
+    ContainerReport,
+    DockerInfo,
+    LaunchSpec,
+)
+
+log = logging.getLogger("octotui.agent.containers")
+
+#: The agent's own label: the UDP port JMeter listens on for StopTestNow.
+LABEL_SHUTDOWN_PORT = "io.octotui.shutdown-port"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SAFE_PLAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range, so clients' sockets never take them
+#: A terminal report goes out in this many successful heartbeats before the agent forgets it.
+_DELIVERIES = 3
+_ERROR_TEXT_MAX = 2000
+
+
+class LaunchError(Exception):
+    """A launch that cannot happen; the message is the reason sent back in the command's ack."""
+
+
+def _docker_message(exc: BaseException) -> str:
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        return str(exc.explanation)
+    return str(exc) or type(exc).__name__
+
+
+def _engine_message(exc: BaseException) -> str:
+    text = _docker_message(exc)
+    if "Connection refused" in text or "No such file or directory" in text or "FileNotFoundError" in text:
+        host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return f"no Docker engine answers at {host}"
+    return text
+
+
+# --- cgroups ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupFiles:
+    """Where one container's CPU and memory counters are (cgroup v1 or v2)."""
+
+    cpu: Path  # v1 cpuacct.usage (ns), v2 cpu.stat (usage_usec)
+    memory: Path  # v1 memory.usage_in_bytes, v2 memory.current
+    memory_stat: Path
+    memory_limit: Path
+    v2: bool
+
+
+class Cgroups:
+    """Reads container CPU and memory from cgroup files (~25 µs a file instead of 1-2 s of stats API)."""
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.root = root
+        self.v2 = (root / "cgroup.controllers").exists()
+
+    def _v1_dirs(self, controller: str, docker_id: str, pid: int | None) -> Iterable[Path]:
+        bases = (
+            [self.root / name for name in (controller, "cpu,cpuacct", "cpuacct,cpu")]
+            if controller == "cpuacct"
+            else [self.root / controller]
+        )
+        relatives = [f"docker/{docker_id}", f"system.slice/docker-{docker_id}.scope"]
+        if pid:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                    _, controllers, path = line.split(":", 2)
+                    if controller in controllers.split(","):
+                        relatives.insert(0, path.lstrip("/"))
+        for base in bases:
+            for relative in relatives:
+                yield base / relative
+
+    def find(self, docker_id: str, pid: int | None = None) -> CgroupFiles | None:
+        """The cgroup files of a container, or None when they cannot be read from here."""
+        if self.v2:
+            relatives = [f"system.slice/docker-{docker_id}.scope", f"docker/{docker_id}"]
+            if pid:
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                        if line.startswith("0::"):
+                            relatives.insert(0, line[3:].lstrip("/"))
+            for relative in relatives:
+                base = self.root / relative
+                if (base / "cpu.stat").is_file() and (base / "memory.current").is_file():
+                    return CgroupFiles(base / "cpu.stat", base / "memory.current", base / "memory.stat",
+                                       base / "memory.max", v2=True)  # fmt: skip
+            return None
+        cpu = next((d / "cpuacct.usage" for d in self._v1_dirs("cpuacct", docker_id, pid)
+                    if (d / "cpuacct.usage").is_file()), None)  # fmt: skip
+        mem = next(
+            (d for d in self._v1_dirs("memory", docker_id, pid) if (d / "memory.usage_in_bytes").is_file()), None
+        )
+        if cpu is None or mem is None:
+            return None
+        return CgroupFiles(cpu, mem / "memory.usage_in_bytes", mem / "memory.stat", mem / "memory.limit_in_bytes",
+                           v2=False)  # fmt: skip
+
+    @staticmethod
+    def read(files: CgroupFiles) -> tuple[int, int, int]:
+        """(CPU time in ns, memory in use without page cache, memory limit or 0); OSError when gone."""
+        if files.v2:
+            cpu_ns = 0
+            for line in files.cpu.read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    cpu_ns = int(line.split()[1]) * 1000
+                    break
+        else:
+            cpu_ns = int(files.cpu.read_text())
+        usage = int(files.memory.read_text())
+        inactive_key = "inactive_file " if files.v2 else "total_inactive_file "
+        with contextlib.suppress(OSError, ValueError):
+            for line in files.memory_stat.read_text().splitlines():
+                if line.startswith(inactive_key):
+                    usage = max(usage - int(line.split()[1]), 0)
+                    break
+        limit = 0
+        with contextlib.suppress(OSError, ValueError):
+            text = files.memory_limit.read_text().strip()
+            # v1 reports "no limit" as a huge number, v2 as "max"
+            limit = int(text) if text != "max" and int(text) < 1 << 60 else 0
+        return cpu_ns, usage, limit
+
+
+# --- tracked containers ----------------------------------------------------------------------
+
+
+@dataclass
+class Tracked:
+    """What the agent knows of one container it launched or adopted."""
+
+    container_id: str
+    test_id: str
+    command_id: str | None
+    state: str
+    network_mode: str = "host"
+    docker_id: str | None = None
+    shutdown_port: int | None = None
+    memory_limit: int = 0
+    tracker: FiguresTracker = field(default_factory=FiguresTracker)
+    final: Any = None  # FinalResults | None
+    exit_code: int | None = None
+    error: str | None = None
+    pull_progress: float | None = None
+    stop_requested: bool = False
+    cpu_percent: float = 0.0
+    memory_bytes: int = 0
+    cgroup: CgroupFiles | None = None
+    cgroup_checked: bool = False
+    last_cpu: tuple[int, float] | None = None  # (cpu ns, monotonic s)
+    deliveries: int = 0
+    finishing: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_CONTAINER_STATES
+
+    def report(self) -> ContainerReport:
+        return ContainerReport(
+            container_id=self.container_id,
+            test_id=self.test_id,
+            command_id=self.command_id,
+            docker_id=self.docker_id,
+            state=self.state,
+            cpu_percent=round(self.cpu_percent, 1),
+            memory_bytes=self.memory_bytes,
+            memory_limit=self.memory_limit,
+            figures=self.tracker.figures,
+            final=self.final,
+            exit_code=self.exit_code,
+            error=self.error,
+            pull_progress=self.pull_progress,
+        )
+
+
+def jmeter_args(spec: LaunchSpec, port: int) -> list[str]:
+    """The arguments given to the image's ``jmeter`` entrypoint for one launch."""
+    args = [
+        "-n",
+        "-t", f"/plan/{spec.plan_name}",
+        "-l", "/results/results.jtl",
+        "-j", "/results/jmeter.log",
+        "-Jjmeter.save.saveservice.output_format=csv",
+        "-Jjmeter.save.saveservice.print_field_names=true",
+        f"-Jjmeterengine.nongui.port={port}",
+        f"-Jjmeterengine.nongui.maxport={port}",
+        "-Jsummariser.interval=5",
+    ]  # fmt: skip
+    args += [f"-J{key}={value}" for key, value in spec.properties.items()]
+    return args
+
+
+def _image_ref(image: str) -> tuple[str, str]:
+    repository, tag = docker.utils.parse_repository_tag(image)
+    return repository, tag or "latest"
+
+
+class DockerRuntime:
+    """The containers of one agent on one Docker engine (``DOCKER_HOST`` or the local socket)."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        agent_id: str,
+        state_file: Path | None = None,
+        network_mode: str = "host",
+        cgroups: Cgroups | None = None,
+    ) -> None:
+        self.work_dir = work_dir
+        self.agent_id = agent_id
+        self.known_agent_ids = {agent_id}
+        self.network_mode = network_mode
+        self.state_file = state_file
+        self.cgroups = cgroups or Cgroups()
+        self.info = DockerInfo(available=False, error="not checked yet")
+        self._client: docker.DockerClient | None = None
+        self._stream_client: docker.DockerClient | None = None
+        self._lock = threading.RLock()
+        self._tracked: dict[str, Tracked] = {}
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-stats")
+        self._load_terminal_reports()
+
+    # --- engine ------------------------------------------------------------------------------
+
+    def set_agent_id(self, agent_id: str) -> None:
+        """A re-registration gave a new id: label new containers with it, keep finding the old ones."""
+        with self._lock:
+            self.agent_id = agent_id
+            self.known_agent_ids.add(agent_id)
+
+    def check_engine(self) -> tuple[DockerInfo, bool]:
+        """Ping the engine; (its info, whether availability changed since the last check)."""
+        was = self.info.available
+        try:
+            if self._client is None:
+                self._client = docker.from_env(timeout=30)
+            self._client.ping()
+            if not was or self.info.version is None:
+                version = self._client.version().get("Version")
+                self.info = DockerInfo(available=True, version=version)
+        except Exception as exc:
+            self._close_clients()
+            self.info = DockerInfo(available=False, error=_engine_message(exc))
+            if was:
+                self._fail_all(f"docker engine unavailable: {self.info.error}")
+        return self.info, self.info.available != was
+
+    def _close_clients(self) -> None:
+        for client in (self._client, self._stream_client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._client = self._stream_client = None
+
+    def _api(self) -> Any:
+        if self._client is None:
+            raise LaunchError(f"no Docker engine on this agent: {self.info.error or 'not available'}")
+        return self._client.api
+
+    def _streams(self) -> Any:
+        # Log streams stay open for a whole test: no read timeout for them, on a client of their own.
+        if self._stream_client is None:
+            self._stream_client = docker.from_env(timeout=None)
+        return self._stream_client.api
+
+    def close(self) -> None:
+        """Release the engine connections; containers keep running (they belong to their test)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._close_clients()
+
+    # --- state persisted across restarts -----------------------------------------------------
+
+    def _load_terminal_reports(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            items = json.loads(self.state_file.read_text())
+            for item in items:
+                report = ContainerReport.model_validate(item)
+                tracked = Tracked(report.container_id, report.test_id, report.command_id, report.state)
+                tracked.docker_id, tracked.final, tracked.exit_code = report.docker_id, report.final, report.exit_code
+                tracked.error = report.error
+                tracked.tracker.figures = report.figures
+                self._tracked[report.container_id] = tracked
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.state_file, exc)
+
+    def _save_terminal_reports(self) -> None:
+        if self.state_file is None:
+            return
+        with self._lock:
+            items = [t.report().model_dump(mode="json") for t in self._tracked.values() if t.terminal]
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(items))
+            tmp.replace(self.state_file)
+        except OSError as exc:
+            log.warning("cannot save %s: %s", self.state_file, exc)
+
+    # --- reports -----------------------------------------------------------------------------
+
+    def tracked(self, container_id: str) -> Tracked | None:
+        """The agent's record of one container (None when unknown)."""
+        with self._lock:
+            return self._tracked.get(container_id)
+
+    def reports(self) -> list[ContainerReport]:
+        """Every container's state with fresh CPU/memory; the full list for a heartbeat."""
+        with self._lock:
+            items = list(self._tracked.values())
+        live = [t for t in items if t.state in ("running", "stopping") and t.docker_id]
+        via_api = [t for t in live if not self._sample_cgroup(t)]
+        if via_api and self._client is not None:
+            list(self._pool.map(self._sample_api, via_api))
+        with self._lock:
+            return [t.report() for t in items]
+
+    def delivered(self, container_ids: Iterable[str]) -> None:
+        """These reports reached the server; terminal ones are forgotten after a few deliveries."""
+        dropped = False
+        with self._lock:
+            for cid in container_ids:
+                tracked = self._tracked.get(cid)
+                if tracked is not None and tracked.terminal:
+                    tracked.deliveries += 1
+                    if tracked.deliveries >= _DELIVERIES:
+                        del self._tracked[cid]
+                        dropped = True
+        if dropped:
+            self._save_terminal_reports()
+
+    def _sample_cgroup(self, tracked: Tracked) -> bool:
+        assert tracked.docker_id is not None
+        if tracked.cgroup is None and not tracked.cgroup_checked:
+            tracked.cgroup_checked = True
+            tracked.cgroup = self.cgroups.find(tracked.docker_id, self._pid(tracked.docker_id))
+        if tracked.cgroup is None:
+            return False
+        try:
+            cpu_ns, memory, limit = self.cgroups.read(tracked.cgroup)
+        except (OSError, ValueError):
+            tracked.cgroup = None
+            return False
+        self._update_usage(tracked, cpu_ns, memory, limit)
+        return True
+
+    def _pid(self, docker_id: str) -> int | None:
+        try:
+            return int(self._api().inspect_container(docker_id)["State"]["Pid"]) or None
+        except Exception:
+            return None
+
+    def _sample_api(self, tracked: Tracked) -> None:
+        try:
+            stats = self._api().stats(tracked.docker_id, stream=False, one_shot=True)
+            cpu_ns = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
+            memory = stats.get("memory_stats", {})
+            extra = memory.get("stats", {})
+            usage = int(memory.get("usage", 0)) - int(extra.get("total_inactive_file", extra.get("inactive_file", 0)))
+            self._update_usage(tracked, cpu_ns, max(usage, 0), int(memory.get("limit", 0)))
+        except Exception as exc:
+            log.debug("stats of %s: %s", tracked.container_id, exc)
+
+    @staticmethod
+    def _update_usage(tracked: Tracked, cpu_ns: int, memory: int, limit: int) -> None:
+        now = time.monotonic()
+        if tracked.last_cpu is not None and now > tracked.last_cpu[1]:
+            delta = (cpu_ns - tracked.last_cpu[0]) / 1e9 / (now - tracked.last_cpu[1])
+            tracked.cpu_percent = max(delta * 100.0, 0.0)
+        tracked.last_cpu = (cpu_ns, now)
+        tracked.memory_bytes = memory
+        if limit and not tracked.memory_limit:
+            tracked.memory_limit = limit
+
+    # --- launch ------------------------------------------------------------------------------
+
+    def find_labelled(self, **labels: str) -> list[dict[str, Any]]:
+        """Managed containers (any state) carrying all ``labels`` (docker's sparse list entries)."""
+        filters = [LABEL_MANAGED, *(f"{key}={value}" for key, value in labels.items())]
+        return list(self._api().containers(all=True, filters={"label": filters}))
+
+    def launch(self, command: Command) -> Tracked:
+        """Start the container of a launch command; idempotent by command id and container id.
+
+        Raises :class:`LaunchError` with the reason when it cannot; the container is then reported
+        ``failed`` with that reason too.
+        """
+        spec = command.launch
+        if spec is None:
+            raise LaunchError("launch command without a launch spec")
+        cid = command.container_id
+        if not _SAFE_ID.match(cid) or spec.container_id != cid:
+            raise LaunchError(f"invalid container id {cid!r}")
+        if not _SAFE_PLAN.match(spec.plan_name):
+            raise LaunchError(f"invalid plan name {spec.plan_name!r}: a plain file name is expected")
+        with self._lock:
+            known = self._tracked.get(cid)
+            if known is not None:
+                return known
+            tracked = Tracked(cid, command.test_id, command.id, "starting", network_mode=spec.network_mode)
+            self._tracked[cid] = tracked
+        try:
+            self._launch(tracked, spec)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, LaunchError) else _docker_message(exc)
+            self._fail_launch(tracked, reason)
+            raise LaunchError(reason) from exc
+        return tracked
+
+    def _launch(self, tracked: Tracked, spec: LaunchSpec) -> None:
+        if not self.info.available:
+            raise LaunchError(f"no Docker engine on this agent: {self.info.error or 'not available'}")
+        api = self._api()
+        existing = self.find_labelled(**{LABEL_CONTAINER: tracked.container_id})
+        if tracked.command_id:
+            existing += self.find_labelled(**{LABEL_COMMAND: tracked.command_id})
+        if existing:  # a redelivered launch after a restart: this container exists already
+            log.info("container %s exists already, following it", tracked.container_id)
+            self._adopt_one(existing[0], tracked)
+            return
+        root = self.work_dir / tracked.container_id
+        plan_dir, results_dir = root / "plan", root / "results"
+        plan_dir.mkdir(parents=True, exist_ok=True)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        results_dir.chmod(0o777)  # the image may run JMeter as another user
+        (plan_dir / spec.plan_name).write_text(spec.plan, encoding="utf-8")
+        port = spec.shutdown_port or self._free_port()
+        tracked.shutdown_port = port
+        self._ensure_image(tracked, spec.image)
+        if tracked.stop_requested:
+            raise LaunchError("stopped before it started")
+        tracked.state = "starting"
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_TEST: tracked.test_id,
+            LABEL_CONTAINER: tracked.container_id,
+            LABEL_AGENT: self.agent_id,
+            LABEL_COMMAND: tracked.command_id or "",
+            LABEL_SHUTDOWN_PORT: str(port),
+        }
+        options: dict[str, Any] = {
+            "binds": {
+                str(plan_dir): {"bind": "/plan", "mode": "ro"},
+                str(results_dir): {"bind": "/results", "mode": "rw"},
+            },
+            "network_mode": spec.network_mode or self.network_mode,
+        }
+        if spec.cpu_limit:
+            options["nano_cpus"] = int(spec.cpu_limit * 1e9)
+        if spec.memory_limit:
+            options["mem_limit"] = spec.memory_limit
+            tracked.memory_limit = spec.memory_limit
+        host_config = api.create_host_config(**options)
+        created = api.create_container(
+            spec.image,
+            command=jmeter_args(spec, port),
+            name=f"octotui-{tracked.container_id}",
+            labels=labels,
+            host_config=host_config,
+            detach=True,
+        )
+        tracked.docker_id = created["Id"]
+        api.start(tracked.docker_id)
+        tracked.state = "running"
+        log.info("container %s running (test %s, docker %s)", tracked.container_id, tracked.test_id,
+                 tracked.docker_id[:12])  # fmt: skip
+        self._follow(tracked)
+
+    def _fail_launch(self, tracked: Tracked, reason: str) -> None:
+        if tracked.docker_id and self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
+        shutil.rmtree(self.work_dir / tracked.container_id / "plan", ignore_errors=True)
+        with self._lock:
+            tracked.state, tracked.error, tracked.pull_progress = "failed", reason[:_ERROR_TEXT_MAX], None
+        log.warning("container %s failed: %s", tracked.container_id, reason)
+        self._save_terminal_reports()
+
+    def _ensure_image(self, tracked: Tracked, image: str) -> None:
+        api = self._api()
+        try:
+            api.inspect_image(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        tracked.state, tracked.pull_progress = "pulling", 0.0
+        log.info("container %s: pulling %s", tracked.container_id, image)
+        repository, tag = _image_ref(image)
+        layers: dict[str, tuple[int, int]] = {}
+        try:
+            for event in api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise LaunchError(f"pull of {image} failed: {event['error']}")
+                layer, detail, status = event.get("id"), event.get("progressDetail") or {}, event.get("status", "")
+                if layer and detail.get("total"):
+                    layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
+                elif layer and status in ("Download complete", "Pull complete", "Already exists") and layer in layers:
+                    layers[layer] = (layers[layer][1], layers[layer][1])
+                if layers:
+                    done = sum(c for c, _ in layers.values()) / max(sum(t for _, t in layers.values()), 1)
+                    tracked.pull_progress = min(max(done, tracked.pull_progress or 0.0), 1.0)
+        except docker.errors.APIError as exc:
+            raise LaunchError(f"pull of {image} failed: {_docker_message(exc)}") from exc
+        tracked.pull_progress = 1.0
+        try:
+            api.inspect_image(image)
+        except docker.errors.ImageNotFound as exc:
+            raise LaunchError(f"pull of {image} failed: the image is still missing after the pull") from exc
+
+    def _free_port(self) -> int:
+        taken: set[int] = set()
+        with contextlib.suppress(Exception):
+            for item in self.find_labelled():
+                with contextlib.suppress(ValueError, TypeError):
+                    taken.add(int((item.get("Labels") or {}).get(LABEL_SHUTDOWN_PORT, "")))
+        with self._lock:
+            taken |= {t.shutdown_port for t in self._tracked.values() if t.shutdown_port}
+        for _ in range(200):
+            port = random.randint(*_PORT_RANGE)
+            if port in taken:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+            return port
+        raise LaunchError("no free UDP port for JMeter's shutdown listener")
+
+    # --- following ---------------------------------------------------------------------------
+
+    def _follow(self, tracked: Tracked) -> None:
+        thread = threading.Thread(
+            target=self._follow_logs, args=(tracked,), name=f"follow-{tracked.container_id}", daemon=True
+        )
+        thread.start()
+
+    def _follow_logs(self, tracked: Tracked) -> None:
+        assert tracked.docker_id is not None
+        since: int | None = None
+        for _ in range(100):  # one pass per broken stream; a container's life ends it
+            try:
+                stream = self._streams().logs(tracked.docker_id, stream=True, follow=True, since=since)
+                pending = b""
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self._feed(tracked, line.decode("utf-8", errors="replace"))
+                if pending:
+                    self._feed(tracked, pending.decode("utf-8", errors="replace"))
+            except Exception as exc:
+                log.debug("log stream of %s broke: %s", tracked.container_id, exc)
+            since = int(time.time())
+            try:
+                state = self._api().inspect_container(tracked.docker_id)["State"]
+            except docker.errors.NotFound:
+                self._end(tracked, None, "container vanished (removed outside the agent)")
+                return
+            except Exception as exc:
+                self._end(tracked, None, f"docker engine unavailable: {_engine_message(exc)}")
+                return
+            if not state.get("Running") and state.get("Status") != "created":
+                self._end(tracked, int(state.get("ExitCode", -1)), None)
+                return
+            time.sleep(1)
+        self._end(tracked, None, "lost the container's log stream")
+
+    def _feed(self, tracked: Tracked, line: str) -> None:
+        with self._lock:
+            tracked.tracker.feed(line)
+            if tracked.tracker.shutdown_port:
+                tracked.shutdown_port = tracked.tracker.shutdown_port
+
+    def _end(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
+        """JMeter exited (or the container is gone): results, state, clean-up."""
+        with self._lock:
+            if tracked.terminal or tracked.finishing:
+                return
+            tracked.finishing = True
+        root = self.work_dir / tracked.container_id
+        final = read_jtl(root / "results" / "results.jtl")
+        error = reason
+        state = "failed"
+        if reason is None:
+            if exit_code == 0:
+                state = "finished"
+            elif tracked.stop_requested:
+                state = "finished"
+                error = f"stopped by docker stop (exit code {exit_code}): JMeter did not stop gracefully"
+            else:
+                error = self._jmeter_errors(tracked, root) or f"JMeter exited with code {exit_code}"
+        if reason is None and tracked.docker_id and self._client is not None:
+            try:
+                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception as exc:
+                log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
+        shutil.rmtree(root / "plan", ignore_errors=True)
+        with self._lock:
+            tracked.final = final
+            tracked.exit_code = exit_code
+            tracked.error = error[:_ERROR_TEXT_MAX] if error else None
+            tracked.state = state
+            tracked.cpu_percent = 0.0
+            tracked.finishing = False
+        if state == "finished":
+            log.info("container %s finished (exit %s, %s samples)", tracked.container_id, exit_code,
+                     final.samples if final else 0)  # fmt: skip
+        else:
+            log.warning("container %s failed: %s", tracked.container_id, error)
+        self._save_terminal_reports()
+
+    @staticmethod
+    def _jmeter_errors(tracked: Tracked, root: Path) -> str | None:
+        lines: list[str] = []
+        log_path = root / "results" / "jmeter.log"
+        with contextlib.suppress(OSError), log_path.open(encoding="utf-8", errors="replace") as handle:
+            lines = [line.strip() for line in handle if is_error_line(line)][-10:]
+        if not lines:
+            lines = list(tracked.tracker.errors)[-10:]
+        return "\n".join(lines) if lines else None
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            changed = [t for t in self._tracked.values() if not t.terminal]
+            for tracked in changed:
+                tracked.state, tracked.error = "failed", reason
+        for tracked in changed:
+            log.warning("container %s failed: %s", tracked.container_id, reason)
+        if changed:
+            self._save_terminal_reports()
+
+    # --- stop --------------------------------------------------------------------------------
+
+    def stop(self, container_id: str, grace_s: float) -> str:
+        """Ask JMeter to stop (UDP ``StopTestNow``), ``docker stop`` it after ``grace_s``; returns what happened.
+
+        Returns at once; the wait and the fallback run in a thread of their own.
+        """
+        with self._lock:
+            tracked = self._tracked.get(container_id)
+            if tracked is None:
+                return "not running on this agent"
+            if tracked.terminal:
+                return f"already {tracked.state}"
+            tracked.stop_requested = True
+            if tracked.state in ("pulling", "starting") or not tracked.docker_id:
+                return "stopping before start"
+            tracked.state = "stopping"
+        log.info("container %s stopping", container_id)
+        sent = self._send_stop(tracked)
+        threading.Thread(
+            target=self._stop_after, args=(tracked, grace_s if sent else 0.0), name=f"stop-{container_id}", daemon=True
+        ).start()
+        return "StopTestNow sent" if sent else "docker stop"
+
+    def _send_stop(self, tracked: Tracked) -> bool:
+        if not tracked.shutdown_port:
+            return False
+        host = "127.0.0.1"
+        if tracked.network_mode != "host":
+            try:
+                networks = self._api().inspect_container(tracked.docker_id)["NetworkSettings"]["Networks"]
+                host = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
+            except Exception:
+                host = ""
+            if not host:
+                return False
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"StopTestNow", (host, tracked.shutdown_port))
+        except OSError as exc:
+            log.debug("StopTestNow to %s:%s failed: %s", host, tracked.shutdown_port, exc)
+            return False
+        return True
+
+    def _stop_after(self, tracked: Tracked, grace_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if tracked.terminal or tracked.finishing:
+                return
+            time.sleep(0.2)
+        if tracked.terminal or tracked.finishing or not tracked.docker_id:
+            return
+        log.info("container %s did not stop in %.0f s: docker stop", tracked.container_id, grace_s)
+        try:
+            self._api().stop(tracked.docker_id, timeout=10)
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            log.warning("docker stop of %s failed: %s", tracked.container_id, _docker_message(exc))
+
+    # --- adoption after a restart ------------------------------------------------------------
+
+    def adopt(self) -> list[str]:
+        """Find this agent's containers by their labels and follow them again; their container ids."""
+        found: list[str] = []
+        for agent_id in sorted(self.known_agent_ids):
+            for item in self.find_labelled(**{LABEL_AGENT: agent_id}):
+                labels = item.get("Labels") or {}
+                cid = labels.get(LABEL_CONTAINER, "")
+                if not _SAFE_ID.match(cid):
+                    continue
+                with self._lock:
+                    known = self._tracked.get(cid)
+                    if known is not None and not known.terminal:
+                        continue
+                    tracked = Tracked(cid, labels.get(LABEL_TEST, ""), labels.get(LABEL_COMMAND) or None, "running")
+                    self._tracked[cid] = tracked
+                self._adopt_one(item, tracked)
+                found.append(cid)
+        return found
+
+    def _adopt_one(self, item: dict[str, Any], tracked: Tracked) -> None:
+        labels = item.get("Labels") or {}
+        tracked.docker_id = item["Id"]
+        tracked.network_mode = (item.get("HostConfig") or {}).get("NetworkMode") or "host"
+        with contextlib.suppress(ValueError, TypeError):
+            tracked.shutdown_port = int(labels.get(LABEL_SHUTDOWN_PORT, ""))
+        state = item.get("State", "")
+        if state == "created":
+            with contextlib.suppress(Exception):
+                self._api().start(tracked.docker_id)
+                state = "running"
+        tracked.state = "running"
+        log.info("container %s found again (docker state %s)", tracked.container_id, state)
+        self._follow(tracked)  # replays the log from the start, so the figures are whole again

@@ -1,0 +1,168 @@
+"""The agent's settings: command-line flags, each with an ``OCTOTUI_*`` environment variable.
+
+Precedence: defaults < environment < flags. The agent keeps its own small parser (no config
+file) so that it needs nothing of octotui but the wire contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from octotui.protocol import VERSION, RegisterRequest
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORK_MODES = ("host", "bridge", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Everything the agent needs to run; built by :func:`parse_settings`."""
+
+    server: str
+    token: str | None
+    location: str
+    name: str
+    state_dir: Path
+    work_dir: Path
+    interval: float
+    ca_bundle: Path | None
+    network_mode: str
+    log_level: str
+
+    @property
+    def verify(self) -> str | bool:
+        """What httpx's ``verify`` takes: the CA bundle path, or True for the system store."""
+        return str(self.ca_bundle) if self.ca_bundle else True
+
+
+def _default_name() -> str:
+    return socket.gethostname().split(".")[0] or "agent"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0.1 and 3600 seconds, got {text}")
+    return value
+
+
+def _server_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text.strip().rstrip("/")
+
+
+def _network_mode(text: str) -> str:
+    if text in NETWORK_MODES or text.startswith("container:") or (text and text.replace("-", "").isalnum()):
+        return text
+    raise argparse.ArgumentTypeError(f"not a docker network mode: {text!r}")
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The argument parser, with defaults taken from ``env`` (the ``OCTOTUI_*`` variables)."""
+    state_default = env.get("OCTOTUI_STATE_DIR") or str(Path("~/.local/share/octotui-agent").expanduser())
+    parser = argparse.ArgumentParser(
+        prog="octotui-agent",
+        description="Monitor this machine and run JMeter containers for an octotui control server.",
+    )
+    add = parser.add_argument
+    add(
+        "--server",
+        type=_server_url,
+        default=env.get("OCTOTUI_SERVER"),
+        help="control server URL, the only address the agent calls [OCTOTUI_SERVER]",
+    )
+    add(
+        "--token", default=env.get("OCTOTUI_TOKEN"), help="the provider's registration token, used once [OCTOTUI_TOKEN]"
+    )
+    add(
+        "--location",
+        default=env.get("OCTOTUI_LOCATION", "default"),
+        help="where this machine is, e.g. paris [OCTOTUI_LOCATION, default: default]",
+    )
+    add(
+        "--name",
+        default=env.get("OCTOTUI_NAME") or _default_name(),
+        help="agent name [OCTOTUI_NAME, default: hostname]",
+    )
+    add(
+        "--state-dir",
+        default=state_default,
+        help="identity and state; keep it to keep the agent's identity "
+        "[OCTOTUI_STATE_DIR, default: ~/.local/share/octotui-agent]",
+    )
+    add(
+        "--work-dir",
+        default=env.get("OCTOTUI_WORK_DIR"),
+        help="where plans and results go [OCTOTUI_WORK_DIR, default: STATE_DIR/work]",
+    )
+    add(
+        "--interval",
+        type=_positive,
+        default=env.get("OCTOTUI_INTERVAL", "1"),
+        help="host sampling period in seconds [OCTOTUI_INTERVAL, default: 1]",
+    )
+    add(
+        "--ca-bundle",
+        default=env.get("OCTOTUI_CA_BUNDLE"),
+        help="CA certificates to verify an HTTPS server [OCTOTUI_CA_BUNDLE]",
+    )
+    add(
+        "--network-mode",
+        type=_network_mode,
+        default=env.get("OCTOTUI_NETWORK_MODE", "host"),
+        help="docker network mode of JMeter containers when the launch names none "
+        "[OCTOTUI_NETWORK_MODE, default: host]",
+    )
+    add(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=env.get("OCTOTUI_LOG_LEVEL", "info").lower(),
+        help="[OCTOTUI_LOG_LEVEL, default: info]",
+    )
+    add("--version", action="version", version=f"octotui-agent {VERSION}")
+    return parser  # fmt: skip
+
+
+def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AgentSettings:
+    """Parse flags over environment over defaults; a bad value exits with argparse's message (code 2)."""
+    env = os.environ if env is None else env
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+    if not args.server:
+        parser.error("--server (or OCTOTUI_SERVER) is required")
+    # argparse applies ``type`` to string defaults too, so environment values are checked the same way
+    try:
+        RegisterRequest(name=args.name, location=args.location)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{err['loc'][0]}: {err['msg']}" for err in exc.errors())
+        parser.error(problems)
+    ca_bundle = Path(args.ca_bundle).expanduser() if args.ca_bundle else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        parser.error(f"--ca-bundle: no such file: {ca_bundle}")
+    state_dir = Path(args.state_dir).expanduser().absolute()
+    work_dir = Path(args.work_dir).expanduser().absolute() if args.work_dir else state_dir / "work"
+    return AgentSettings(
+        server=args.server,
+        token=args.token or None,
+        location=args.location.strip(),
+        name=args.name.strip(),
+        state_dir=state_dir,
+        work_dir=work_dir,
+        interval=float(args.interval),
+        ca_bundle=ca_bundle,
+        network_mode=args.network_mode,
+        log_level=args.log_level,
+    )
