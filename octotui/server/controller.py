@@ -129,6 +129,16 @@ class Controller:
         if rows:
             await self.store.save_last_seen(rows)
 
+    async def add_operator_token(self, role: str) -> str:
+        """Create an operator token (``admin`` or ``read-only``); only its hash is kept."""
+        if role not in ("admin", "read-only"):
+            raise ValueError(f"unknown role {role!r}")
+        token = new_token()
+        token_hash = hash_token(token)
+        self.tokens.add(token_hash, role)  # type: ignore[arg-type]
+        await self.store.save_token(token_hash, role, "", time.time())
+        return token
+
     # --- providers -----------------------------------------------------------------------------
 
     def provider_or_404(self, provider_id: str) -> ProviderRec:
