@@ -108,7 +108,7 @@ class Embedded:
         self.admin_token = self._read_token()
         token = asyncio.run(self._local_provider_token())
         self.agent = self._spawn(
-            ["-m", "agent", "--server", self.url, "--token", token, "--location", "local", "--name",
+            ["-m", "agent", "--server", self.url, f"--token={token}", "--location", "local", "--name",
              self.agent_name, "--state-dir", str(self.data_dir / "agent"), "--interval", "1"],
             "agent.log",
         )  # fmt: skip

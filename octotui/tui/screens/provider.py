@@ -36,7 +36,7 @@ class ProviderScreen(ModalScreen[None]):
             url = (info.url if info and info.url else "") or getattr(app, "server_label", "URL")
             if provider.token:
                 token = shlex.quote(provider.token)
-                command = f"octotui-agent --server {shlex.quote(url)} --token {token} --location LOCATION"
+                command = f"octotui-agent --server {shlex.quote(url)} --token={token} --location LOCATION"
                 yield Label("Install an agent on a machine with:")
                 yield Static(command, id="command", markup=False)
             else:

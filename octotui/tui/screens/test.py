@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -58,7 +59,7 @@ class TestScreen(DashboardScreen):
         with Horizontal(id="test-charts"):
             yield Chart("hits/s", formatter=_number, id="rate-chart")
             yield Chart("avg ms", formatter=_number, id="rt-chart")
-            yield Chart("errors", formatter=_number, id="err-chart")
+            yield Chart("new errors", formatter=_number, id="err-chart")
         yield ContainersTable(id="containers")
         yield Footer()
 
@@ -107,7 +108,10 @@ class TestScreen(DashboardScreen):
         points = series.points
         self.query_one("#rate-chart", Chart).values = tuple(p.rate for p in points)
         self.query_one("#rt-chart", Chart).values = tuple(p.avg_ms for p in points)
-        self.query_one("#err-chart", Chart).values = tuple(float(p.errors) for p in points)
+        # The series carries cumulative errors; the chart shows how many each point added.
+        errors = [p.errors for p in points]
+        added = [max(0, now - before) for before, now in itertools.pairwise(errors)]
+        self.query_one("#err-chart", Chart).values = tuple(float(n) for n in [0, *added][: len(errors)])
 
     def action_stop_test(self) -> None:
         from octotui.tui.screens.confirm import ConfirmScreen

@@ -170,6 +170,15 @@ class KeyedTable(DataTable[Text]):
         reverse = self.sort_column == column and not self.sort_reverse
         self.sort_by(column, reverse=reverse)
 
+    def row_cells(self, key: str) -> tuple[Cell, ...] | None:
+        """What the row ``key`` shows, or None when the table has no such row."""
+        return self._cells.get(key)
+
+    @property
+    def row_keys(self) -> list[str]:
+        """Keys of the rows shown, in display order."""
+        return [str(row.key.value) for row in self.ordered_rows]
+
     @property
     def selected_key(self) -> str | None:
         """Key of the row under the cursor, if any."""
