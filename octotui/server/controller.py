@@ -540,7 +540,7 @@ class Controller:
                     online=self._status(a, now) == "online",
                     docker=bool(a.docker and a.docker.available),
                     cpu_count=max(1, len(host.cpu_per_core) if host and host.cpu_per_core else a.cpu_count),
-                    cpu_percent=host.cpu_percent if host else 0.0,
+                    cpu_percent=self.hosts.mean_cpu(a.id) or 0.0,
                     memory_total=(host.memory_total if host and host.memory_total else a.memory_total),
                     memory_percent=host.memory_percent if host else 0.0,
                     reserved=reserved,

@@ -19,6 +19,7 @@ from octotui.server.records import CommandRec
 #: pydantic model, and far fewer objects for the garbage collector to walk.
 SAMPLE_FIELDS = tuple(HostSample.model_fields)
 _CORES = SAMPLE_FIELDS.index("cpu_per_core")
+_CPU = SAMPLE_FIELDS.index("cpu_percent")
 
 
 def sample_tuple(sample: HostSample) -> tuple[object, ...]:
@@ -61,6 +62,14 @@ class HostWindows:
             since = float(rows[-1][0]) - seconds  # type: ignore[arg-type]
             rows = [row for row in rows if float(row[0]) >= since]  # type: ignore[arg-type]
         return [sample_from_tuple(row) for row in rows]
+
+    def mean_cpu(self, agent_id: str, count: int = 10) -> float | None:
+        """Mean CPU % of the last ``count`` samples: one reading alone is too noisy to place by."""
+        window = self._windows.get(agent_id)
+        if not window:
+            return None
+        recent = [float(window[-i][_CPU]) for i in range(1, min(count, len(window)) + 1)]  # type: ignore[arg-type]
+        return sum(recent) / len(recent)
 
     def drop(self, agent_id: str) -> None:
         self._windows.pop(agent_id, None)

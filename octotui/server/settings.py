@@ -32,7 +32,7 @@ class ServerSettings:
     samples_window: int = 600
     #: Placement budget of one JMeter container: memory and CPU it is assumed to need.
     container_memory: int = 512 * MIB
-    container_cpu: float = 0.25
+    container_cpu: float = 0.1
     #: First JMeter shutdown port handed to containers; each live container gets its own.
     shutdown_port_base: int = 4445
     #: How often live state (container and test changes) is written to the store.

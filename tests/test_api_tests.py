@@ -1,0 +1,273 @@
+"""Tests (load tests) through the real server app: placement, launch commands, the state machine
+driven by container reports, live and final results, stop, and every refusal changing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from test_api import PLAN, Env, Starter, bearer, start_server
+
+__all__ = ["start_server"]  # the fixture, shared with test_api.py
+
+
+async def fleet(env: Env, *names: str, location: str = "paris", docker: bool = True) -> list[tuple[str, str]]:
+    """Register agents in provider "local" (created if needed) and make them heartbeat once."""
+    providers = {p["name"]: p for p in (await env.http.get("/providers")).json()}
+    p = providers.get("local") or await env.provider("local")
+    out = []
+    for name in names:
+        agent_id, token = await env.register(p["token"], name=name, location=location)
+        await env.beat(agent_id, token, docker=docker)
+        out.append((agent_id, token))
+    return out
+
+
+async def poll(env: Env, agent_id: str, token: str) -> list[dict[str, Any]]:
+    r = await env.http.get(f"/agents/{agent_id}/commands", params={"timeout": 0}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def ack(env: Env, agent_id: str, token: str, command_id: str, ok: bool = True, error: str | None = None) -> None:
+    r = await env.http.post(
+        f"/agents/{agent_id}/commands/{command_id}/ack", json={"ok": ok, "error": error}, headers=bearer(token)
+    )
+    assert r.status_code == 204, r.text
+
+
+def report(cmd: dict[str, Any], state: str, **extra: Any) -> dict[str, Any]:
+    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": state,
+            **extra}  # fmt: skip
+
+
+def figures(samples: int, rate: float, avg: float, errors: int = 0, active: int = 5) -> dict[str, Any]:
+    return {"samples": samples, "errors": errors, "rate": rate, "avg_ms": avg, "min_ms": 1, "max_ms": 90,
+            "active": active}  # fmt: skip
+
+
+def spec(**over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "checkout", "plan": PLAN, "provider": "local", "containers": 2}
+    body.update(over)
+    return body
+
+
+@pytest.fixture
+async def env(start_server: Starter) -> Env:
+    return await start_server()
+
+
+async def test_dry_run_places_evenly_and_launches_nothing(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    before = await env.snapshot()
+    r = await env.http.post("/tests", json=spec(containers=5, dry_run=True))
+    assert r.status_code == 200, r.text
+    placement = r.json()
+    assert placement["containers"] == 5 and placement["provider_name"] == "local"
+    assert sorted(i["containers"] for i in placement["items"]) == [2, 3]
+    assert {i["agent"] for i in placement["items"]} == {a1, a2}
+    assert await env.snapshot() == before
+    assert await poll(env, a1, t1) == [] and await poll(env, a2, t2) == []
+
+
+async def test_launch_spreads_with_properties_and_unique_ports(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    r = await env.http.post(
+        "/tests", json=spec(containers=3, users=10, duration=60, rampup=5, properties={"host": "127.0.0.1"})
+    )
+    assert r.status_code == 201, r.text
+    test = r.json()
+    assert test["state"] == "pending" and test["image"] == "justb4/jmeter:5.5"
+    assert test["properties"] == {"host": "127.0.0.1", "users": "10", "duration": "60", "rampup": "5"}
+    assert len(test["containers"]) == 3
+    assert all(c["state"] == "pending" and c["agent"] in (a1, a2) for c in test["containers"])
+    commands = await poll(env, a1, t1) + await poll(env, a2, t2)
+    assert len(commands) == 3 and all(c["kind"] == "launch" for c in commands)
+    launches = [c["launch"] for c in commands]
+    assert sorted(x["index"] for x in launches) == [0, 1, 2] and {x["count"] for x in launches} == {3}
+    assert len({x["shutdown_port"] for x in launches}) == 3
+    assert {x["container_id"] for x in launches} == {c["id"] for c in test["containers"]}
+    assert launches[0]["properties"]["users"] == "10" and launches[0]["network_mode"] == "host"
+    # A second test gets other shutdown ports while the first one's containers live.
+    r = await env.http.post("/tests", json=spec(containers=1, image="octotui-jmeter:local"))
+    assert r.status_code == 201 and r.json()["image"] == "octotui-jmeter:local"
+    later = await poll(env, a1, t1) + await poll(env, a2, t2)
+    new_ports = {c["launch"]["shutdown_port"] for c in later if c["test_id"] == r.json()["id"]}
+    assert new_ports.isdisjoint({x["shutdown_port"] for x in launches})
+    # Provider by id works as well as by name.
+    pid = test["provider"]
+    r = await env.http.post("/tests", json=spec(provider=pid, containers=1, dry_run=True))
+    assert r.status_code == 200
+
+
+async def test_state_machine_live_and_final_results(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    cmd1, cmd2 = (await poll(env, a1, t1))[0], (await poll(env, a2, t2))[0]
+
+    async def state() -> dict[str, Any]:
+        return (await env.http.get(f"/tests/{test['id']}")).json()  # type: ignore[no-any-return]
+
+    await ack(env, a1, t1, cmd1["id"])
+    await env.beat(a1, t1, containers=[report(cmd1, "pulling", pull_progress=0.5)])
+    s = await state()
+    assert s["state"] == "starting"
+    assert {c["id"]: c["state"] for c in s["containers"]}[cmd1["container_id"]] == "pulling"
+
+    await env.beat(a1, t1, containers=[report(cmd1, "running", docker_id="d1", figures=figures(100, 50.0, 10.0, 2))])
+    await ack(env, a2, t2, cmd2["id"])
+    await env.beat(a2, t2, containers=[report(cmd2, "running", figures=figures(300, 150.0, 30.0, 1))])
+    s = await state()
+    assert s["state"] == "running" and s["started_at"]
+    res = s["results"]
+    assert res["samples"] == 400 and res["errors"] == 3 and res["throughput"] == 200.0
+    assert res["avg_ms"] == 25.0  # (100*10 + 300*30) / 400
+    assert res["active"] == 10 and res["final"] is False
+    # The series gets a point per second while it runs.
+    deadline = time.monotonic() + 5
+    while not (await env.http.get(f"/tests/{test['id']}/series")).json()["points"]:
+        assert time.monotonic() < deadline, "no series point"
+        await asyncio.sleep(0.1)
+    point = (await env.http.get(f"/tests/{test['id']}/series")).json()["points"][-1]
+    assert point["rate"] == 200.0 and point["errors"] == 3
+
+    r = await env.http.post(f"/tests/{test['id']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "stopping"
+    stops = await poll(env, a1, t1) + await poll(env, a2, t2)
+    assert sorted(c["kind"] for c in stops) == ["stop", "stop"]
+    # The agent, not yet aware of the stop, still says running: the record stays "stopping".
+    await env.beat(a1, t1, containers=[report(cmd1, "running", figures=figures(120, 50.0, 10.0, 2))])
+    assert {c["state"] for c in (await state())["containers"]} == {"stopping"}
+
+    final1 = {"samples": 120, "errors": 2, "throughput": 55.0, "avg_ms": 10.0, "min_ms": 1, "max_ms": 90,
+              "p90_ms": 20, "p95_ms": 30, "p99_ms": 40}  # fmt: skip
+    final2 = {"samples": 360, "errors": 1, "throughput": 160.0, "avg_ms": 30.0, "min_ms": 2, "max_ms": 120,
+              "p90_ms": 50, "p95_ms": 60, "p99_ms": 35}  # fmt: skip
+    await env.beat(a1, t1, containers=[report(cmd1, "finished", exit_code=0, final=final1)])
+    assert (await state())["state"] == "stopping"
+    await env.beat(a2, t2, containers=[report(cmd2, "finished", exit_code=0, final=final2)])
+    s = await state()
+    assert s["state"] == "finished" and s["ended_at"] and s["reason"] is None
+    res = s["results"]
+    assert res["final"] is True and res["samples"] == 480 and res["errors"] == 3
+    assert res["throughput"] == 215.0 and res["avg_ms"] == 25.0
+    assert res["p90_ms"] == 50 and res["p95_ms"] == 60 and res["p99_ms"] == 40  # the max of the containers'
+    assert res["min_ms"] == 1 and res["max_ms"] == 120
+    # A finished test's containers still reported running are told to stop.
+    reply = await env.beat(a1, t1, containers=[report(cmd1, "running")])
+    assert reply["stop"] == [cmd1["container_id"]]
+
+
+async def test_failed_launch_fails_the_test_with_its_reason(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    cmd = (await poll(env, a1, t1))[0]
+    await ack(env, a1, t1, cmd["id"], ok=False, error="image octotui-jmeter:nope not found and cannot be pulled")
+    s = (await env.http.get(f"/tests/{test['id']}")).json()
+    assert s["state"] == "failed"
+    assert "cannot be pulled" in s["reason"] and s["containers"][0]["state"] == "failed"
+
+
+async def test_offline_agent_loses_its_containers(start_server: Starter) -> None:
+    env = await start_server(late_after=0.5, offline_after=1.0)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    cmd = (await poll(env, a1, t1))[0]
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", figures=figures(10, 5.0, 3.0))])
+    deadline = time.monotonic() + 5
+    while (s := (await env.http.get(f"/tests/{test['id']}")).json())["state"] not in ("failed", "finished"):
+        assert time.monotonic() < deadline, s
+        await asyncio.sleep(0.1)
+    assert s["state"] == "failed" and "went offline" in s["reason"]
+    assert s["containers"][0]["state"] == "lost"
+    assert s["results"]["samples"] == 10 and s["results"]["final"] is True
+
+
+async def test_containers_missing_from_complete_reports_are_lost(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    cmd = (await poll(env, a1, t1))[0]
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running")])
+    await env.beat(a1, t1, containers=[], complete=False)  # partial reports prove nothing
+    await env.beat(a1, t1, containers=[])
+    assert (await env.http.get(f"/tests/{test['id']}")).json()["containers"][0]["state"] == "running"
+    await env.beat(a1, t1, containers=[])
+    s = (await env.http.get(f"/tests/{test['id']}")).json()
+    assert s["containers"][0]["state"] == "lost" and s["state"] == "failed"
+
+
+async def test_stray_containers_are_told_to_stop(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    reply = await env.beat(a1, t1, containers=[{"container_id": "c-ghost", "test_id": "t-ghost", "state": "running"}])
+    assert reply["stop"] == ["c-ghost"]
+    reply = await env.beat(a1, t1, containers=[{"container_id": "c-ghost", "test_id": "t-ghost", "state": "finished"}])
+    assert reply["stop"] == []
+
+
+async def test_stop_before_delivery_cancels_the_launch(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    r = await env.http.post(f"/tests/{test['id']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "finished"
+    assert await poll(env, a1, t1) == []
+    # Stopping again is harmless.
+    assert (await env.http.post(f"/tests/{test['id']}/stop")).json()["state"] == "finished"
+
+
+async def test_stop_one_container(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    cmd1, cmd2 = (await poll(env, a1, t1))[0], (await poll(env, a2, t2))[0]
+    for (aid, tok), cmd in (((a1, t1), cmd1), ((a2, t2), cmd2)):
+        await ack(env, aid, tok, cmd["id"])
+        await env.beat(aid, tok, containers=[report(cmd, "running")])
+    r = await env.http.post(f"/tests/{test['id']}/containers/{cmd1['container_id']}/stop")
+    assert r.status_code == 200
+    states = {c["id"]: c["state"] for c in r.json()["containers"]}
+    assert states == {cmd1["container_id"]: "stopping", cmd2["container_id"]: "running"}
+    assert r.json()["state"] == "running"
+    stop = await poll(env, a1, t1)
+    assert [(c["kind"], c["container_id"]) for c in stop] == [("stop", cmd1["container_id"])]
+
+
+async def test_bad_tests_are_refused_and_change_nothing(env: Env) -> None:
+    await fleet(env, "gen-1", "gen-2")
+    await fleet(env, "no-docker", docker=False)
+    before = await env.snapshot()
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        (spec(plan="not xml"), 422, "not well-formed"),
+        (spec(plan="<jmeterTestPlan>"), 422, "not well-formed"),
+        (spec(plan="<html><body/></html>"), 422, "root element is <html>"),
+        (spec(plan="<jmeterTestPlan><hashTree/></jmeterTestPlan>"), 422, "no <TestPlan>"),
+        (spec(plan='<!DOCTYPE x [<!ENTITY a "b">]><jmeterTestPlan><TestPlan/></jmeterTestPlan>'), 422, "DOCTYPE"),
+        (spec(provider="nowhere"), 404, "nowhere"),
+        (spec(containers=1000), 409, "needs 1000 containers"),
+        (spec(locations=["tokyo"]), 409, "in tokyo"),
+    ]
+    for body, status, words in cases:
+        for dry_run in (False, True):
+            r = await env.http.post("/tests", json={**body, "dry_run": dry_run})
+            assert r.status_code == status, (body, r.text)
+            assert words in r.json()["detail"], r.json()
+    assert await env.snapshot() == before
+
+
+async def test_no_agent_with_docker_is_a_clear_409(env: Env) -> None:
+    await fleet(env, "no-docker", docker=False)
+    r = await env.http.post("/tests", json=spec(containers=1))
+    assert r.status_code == 409
+    assert "no online agent with a usable Docker engine" in r.json()["detail"]
+    assert (await env.http.get("/tests")).json() == []
+
+
+async def test_unknown_container_of_a_test_is_404(env: Env) -> None:
+    await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    before = await env.snapshot()
+    r = await env.http.post(f"/tests/{test['id']}/containers/c-nope/stop")
+    assert r.status_code == 404 and "c-nope" in r.json()["detail"]
+    assert await env.snapshot() == before
