@@ -96,7 +96,10 @@ class Embedded:
 
     def start(self) -> None:
         """Start both children and wait until the agent can register; raises :class:`EmbeddedError`."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddedError(f"cannot use {self.data_dir} as the data directory: {exc}") from exc
         url_file = self.data_dir / "server.url"
         url_file.unlink(missing_ok=True)
         self.server = self._spawn(
