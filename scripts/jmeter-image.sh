@@ -71,15 +71,17 @@ ROOTFS="$BUILD_DIR/rootfs"
 BUILD_TAG="octotui-jmeter-build:$(basename "$BUILD_DIR" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-')"
 
 cleanup() {
+    local code=$? mnt
+    set +e
     # A failed debootstrap can leave proc/sys mounted in the rootfs: unmount before deleting anything.
-    local mnt
     if [ -d "$BUILD_DIR" ]; then
-        awk '{print $2}' /proc/mounts | grep -F "$BUILD_DIR/" | sort -r | while read -r mnt; do
-            umount -l "$mnt" 2>/dev/null || true
+        for mnt in $(awk '{print $2}' /proc/mounts | grep -F "$BUILD_DIR/" | sort -r); do
+            umount -l "$mnt"
         done
         rm -rf --one-file-system "$BUILD_DIR"
     fi
-    docker rmi -f "$BUILD_TAG" >/dev/null 2>&1 || true
+    docker rmi "$BUILD_TAG" >/dev/null 2>&1
+    exit "$code"
 }
 trap cleanup EXIT
 
