@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         parser.error("--tls-cert and --tls-key go together")
     data_dir.mkdir(parents=True, exist_ok=True)
+    _raise_open_files_limit()
     settings = ServerSettings(
         data_dir=data_dir,
         host=values["host"],
@@ -178,6 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot serve on %s:%s: %s", settings.host, settings.port, exc)
         return 1
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Each agent holds two sockets (heartbeat and long poll): lift the soft limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ImportError, ValueError, OSError) as exc:
+        log.debug("open files limit left as is: %s", exc)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
