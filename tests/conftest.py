@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.httptarget import http_target  # noqa: F401 - fixture registered for every test
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 JMETER_IMAGE = os.environ.get("OCTOTUI_TEST_JMETER_IMAGE", "octotui-jmeter:local")
 ROOT = Path(__file__).resolve().parent.parent
