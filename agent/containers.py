@@ -256,6 +256,7 @@ class DockerRuntime:
         self._lock = threading.RLock()
         self._tracked: dict[str, Tracked] = {}
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-stats")
+        self._closed = threading.Event()
         self._load_terminal_reports()
 
     # --- engine ------------------------------------------------------------------------------
@@ -303,6 +304,7 @@ class DockerRuntime:
 
     def close(self) -> None:
         """Release the engine connections; containers keep running (they belong to their test)."""
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._close_clients()
 
@@ -589,6 +591,8 @@ class DockerRuntime:
                     self._feed(tracked, pending.decode("utf-8", errors="replace"))
             except Exception as exc:
                 log.debug("log stream of %s broke: %s", tracked.container_id, exc)
+            if self._closed.is_set():
+                return
             since = int(time.time())
             try:
                 state = self._api().inspect_container(tracked.docker_id)["State"]
@@ -613,10 +617,19 @@ class DockerRuntime:
     def _end(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
         """JMeter exited (or the container is gone): results, state, clean-up."""
         with self._lock:
-            if tracked.terminal or tracked.finishing:
+            if tracked.terminal or tracked.finishing or self._closed.is_set():
                 return
             tracked.finishing = True
         root = self.work_dir / tracked.container_id
+        if reason is None and tracked.docker_id and self._client is not None:
+            try:
+                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
+            except docker.errors.NotFound:
+                # someone else removed it (docker rm -f kills, then removes): not JMeter's own end
+                if exit_code != 0 and not tracked.stop_requested:
+                    reason = f"container vanished (removed outside the agent, exit code {exit_code})"
+            except Exception as exc:
+                log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
         final = read_jtl(root / "results" / "results.jtl")
         error = reason
         state = "failed"
@@ -628,13 +641,6 @@ class DockerRuntime:
                 error = f"stopped by docker stop (exit code {exit_code}): JMeter did not stop gracefully"
             else:
                 error = self._jmeter_errors(tracked, root) or f"JMeter exited with code {exit_code}"
-        if reason is None and tracked.docker_id and self._client is not None:
-            try:
-                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            except Exception as exc:
-                log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
         shutil.rmtree(root / "plan", ignore_errors=True)
         with self._lock:
             tracked.final = final
@@ -717,10 +723,10 @@ class DockerRuntime:
     def _stop_after(self, tracked: Tracked, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            if tracked.terminal or tracked.finishing:
+            if tracked.terminal or tracked.finishing or self._closed.is_set():
                 return
             time.sleep(0.2)
-        if tracked.terminal or tracked.finishing or not tracked.docker_id:
+        if tracked.terminal or tracked.finishing or not tracked.docker_id or self._closed.is_set():
             return
         log.info("container %s did not stop in %.0f s: docker stop", tracked.container_id, grace_s)
         try:

@@ -143,12 +143,13 @@ class CommandLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._acks: OrderedDict[str, CommandAck] = OrderedDict()
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                for cid, ack in json.loads(path.read_text()).items():
-                    self._acks[cid] = CommandAck.model_validate(ack)
-            except (OSError, ValueError, AttributeError) as exc:
-                log.warning("ignoring unreadable command log %s: %s", path, exc)
+        try:
+            for cid, ack in json.loads(path.read_text()).items():
+                self._acks[cid] = CommandAck.model_validate(ack)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable command log %s: %s", path, exc)
 
     def get(self, command_id: str) -> CommandAck | None:
         return self._acks.get(command_id)

@@ -1,0 +1,405 @@
+"""The agent's Docker runtime on the real engine.
+
+A tiny locally made image (a static busybox from Debian, its ``/usr/bin/jmeter`` a shell script
+that prints JMeter's lines and writes a JTL) stands in for JMeter where only the runtime is under
+test: labels, limits, mounts, log following, failure, stop, clean-up, adoption after a restart.
+The real JMeter image then runs a real plan against a local HTTP server and stops gracefully.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.containers import LABEL_SHUTDOWN_PORT, Cgroups, DockerRuntime, LaunchError, jmeter_args
+from octotui.protocol import (
+    LABEL_AGENT,
+    LABEL_COMMAND,
+    LABEL_CONTAINER,
+    LABEL_MANAGED,
+    LABEL_TEST,
+    Command,
+    LaunchSpec,
+)
+from tests.conftest import ROOT, wait_until
+
+FAKE_IMAGE = "octotui-test-busybox:local"
+PLAN = "<?xml version='1.0'?><jmeterTestPlan version='1.2'><hashTree/></jmeterTestPlan>"
+
+FAKE_JMETER = r"""#!/bin/busybox sh
+# Stands in for jmeter in tests: JMeter's output lines, a CSV JTL, a jmeter.log; no UDP listener.
+B=/bin/busybox
+plan=""; jtl=/dev/null; log=/dev/null; port=4445; duration=600; code=0; total=0; i=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -t) plan="$2"; shift ;;
+    -l) jtl="$2"; shift ;;
+    -j) log="$2"; shift ;;
+    -Jjmeterengine.nongui.port=*) port="${1#*=}" ;;
+    -Jfake.duration=*) duration="${1#*=}" ;;
+    -Jfake.exit=*) code="${1#*=}" ;;
+  esac
+  shift
+done
+trap 'echo "summary = $total in 00:00:01 = 5.0/s Avg: 10 Min: 10 Max: 10 Err: 0 (0.00%)"; exit 143' TERM
+if [ ! -f "$plan" ]; then echo "An error occurred: cannot read $plan"; exit 1; fi
+echo "Creating summariser <summary>"
+echo "Created the tree successfully using $plan"
+echo "Waiting for possible shutdown message on port $port"
+echo "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency" > "$jtl"
+echo "2024/01/01 00:00:00 INFO  - jmeter.JMeter: fake JMeter started" > "$log"
+while [ "$i" -lt "$duration" ]; do
+  $B sleep 1
+  i=$((i + 1))
+  now=$(($($B date +%s) * 1000))
+  for n in 1 2 3 4 5; do echo "$now,$((n * 10)),fake,200,OK,users 1-1,text,true,100,5" >> "$jtl"; done
+  total=$((total + 5))
+  echo "summary +      5 in 00:00:01 =    5.0/s Avg:    30 Min:    10 Max:    50 Err:     0 (0.00%) Active: 1 Started: 1 Finished: 0"
+  echo "summary = $total in 00:00:0$i =    5.0/s Avg:    30 Min:    10 Max:    50 Err:     0 (0.00%)"
+done
+if [ "$code" != "0" ]; then
+  echo "2024/01/01 00:00:01 ERROR - jmeter.JMeter: fake failure with code $code" >> "$log"
+  echo "Error in NonGUIDriver: fake failure"
+fi
+echo "... end of run"
+exit "$code"
+"""  # noqa: E501
+
+
+@pytest.fixture(scope="session")
+def fake_jmeter_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``octotui-test-busybox:local``: made once from Debian's busybox-static when absent."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(FAKE_IMAGE)
+        return FAKE_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    work = tmp_path_factory.mktemp("busybox")
+    busybox = shutil.which("busybox")
+    if busybox is None or "statically" not in subprocess.run(["file", "-L", busybox], capture_output=True,
+                                                              text=True, check=False).stdout:  # fmt: skip
+        fetched = subprocess.run(["apt-get", "download", "busybox-static"], cwd=work, capture_output=True,
+                                 text=True, timeout=180, check=False)  # fmt: skip
+        debs = list(work.glob("busybox-static_*.deb"))
+        if fetched.returncode != 0 or not debs:
+            pytest.fail(f"cannot fetch busybox-static to build {FAKE_IMAGE}: {fetched.stderr[-500:]}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "deb")], check=True, timeout=60)
+        busybox = str(work / "deb" / "bin" / "busybox")
+    tarball = work / "image.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for directory in ("bin", "usr", "usr/bin", "tmp"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(busybox, arcname="bin/busybox")
+        script = work / "jmeter"
+        script.write_text(FAKE_JMETER)
+        script.chmod(0o755)
+        tar.add(script, arcname="usr/bin/jmeter")
+    docker_client.api.import_image(
+        src=str(tarball), repository=FAKE_IMAGE.split(":")[0], tag="local", changes=['ENTRYPOINT ["/usr/bin/jmeter"]']
+    )
+    docker_client.images.get(FAKE_IMAGE)
+    return FAKE_IMAGE
+
+
+def _cleanup(docker_client: Any, agent_id: str) -> None:
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}):
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+@pytest.fixture
+def agent_id(docker_client: Any) -> Iterator[str]:
+    """A unique agent id whose containers are all removed at the end."""
+    value = f"a-test-{uuid.uuid4().hex[:10]}"
+    yield value
+    _cleanup(docker_client, value)
+
+
+def _runtime(tmp_path: Path, agent_id: str) -> DockerRuntime:
+    runtime = DockerRuntime(tmp_path / "work", agent_id, state_file=tmp_path / "containers.json")
+    info, changed = runtime.check_engine()
+    assert info.available and info.version and changed
+    return runtime
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, agent_id: str) -> Iterator[DockerRuntime]:
+    rt = _runtime(tmp_path, agent_id)
+    yield rt
+    rt.close()
+
+
+def _launch(image: str, *, cid: str | None = None, command_id: str | None = None, **spec: Any) -> Command:
+    cid = cid or f"c-{uuid.uuid4().hex[:8]}"
+    launch = LaunchSpec(test_id="t-test", container_id=cid, image=image, plan=PLAN, **spec)
+    return Command(id=command_id or f"cmd-{uuid.uuid4().hex[:8]}", kind="launch", container_id=cid, test_id="t-test",
+                   launch=launch)  # fmt: skip
+
+
+def _state(runtime: DockerRuntime, cid: str, *states: str) -> Any:
+    report = next((r for r in runtime.reports() if r.container_id == cid), None)
+    return report if report is not None and report.state in states else None
+
+
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("agent-docker")]
+
+
+def test_jmeter_args_pin_the_shutdown_port_and_ask_for_csv() -> None:
+    spec = LaunchSpec(test_id="t", container_id="c", image="i", plan=PLAN, properties={"users": "3", "a.b": "x y"})
+    args = jmeter_args(spec, 4500)
+    assert args[:7] == ["-n", "-t", "/plan/plan.jmx", "-l", "/results/results.jtl", "-j", "/results/jmeter.log"]
+    assert "-Jjmeter.save.saveservice.output_format=csv" in args
+    assert "-Jjmeter.save.saveservice.print_field_names=true" in args
+    assert "-Jjmeterengine.nongui.port=4500" in args and "-Jjmeterengine.nongui.maxport=4500" in args
+    assert args[-2:] == ["-Jusers=3", "-Ja.b=x y"]
+
+
+def test_launch_labels_limits_mounts_follow_and_cleanup(
+    runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
+) -> None:
+    command = _launch(fake_jmeter_image, cpu_limit=0.5, memory_limit=64 * 1024 * 1024,
+                      properties={"fake.duration": "4"})  # fmt: skip
+    cid = command.container_id
+    tracked = runtime.launch(command)
+    assert tracked.state == "running" and tracked.docker_id
+    attrs = docker_client.api.inspect_container(tracked.docker_id)
+    labels = attrs["Config"]["Labels"]
+    assert labels[LABEL_MANAGED] == "true" and labels[LABEL_TEST] == "t-test"
+    assert (labels[LABEL_CONTAINER], labels[LABEL_AGENT], labels[LABEL_COMMAND]) == (cid, agent_id, command.id)
+    port = int(labels[LABEL_SHUTDOWN_PORT])
+    assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
+    assert attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert attrs["HostConfig"]["NetworkMode"] == "host"
+    assert f"-Jjmeterengine.nongui.port={port}" in attrs["Args"] and "-Jfake.duration=4" in attrs["Args"]
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert mounts["/plan"]["RW"] is False and mounts["/results"]["RW"] is True
+    plan_dir = runtime.work_dir / cid / "plan"
+    assert (plan_dir / "plan.jmx").read_text() == PLAN
+
+    live = wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures and r.figures.samples and r,
+                      timeout=15, what="live figures")  # fmt: skip
+    assert live.figures.rate == 5.0 and live.figures.active == 1
+    assert live.memory_bytes > 0 and live.memory_limit == 64 * 1024 * 1024
+    assert runtime.tracked(cid).cgroup is not None, "CPU/memory come from the cgroup files here"  # type: ignore[union-attr]
+    assert runtime.tracked(cid).shutdown_port == port  # type: ignore[union-attr]
+
+    done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=30, what="the end of the run")
+    assert done.state == "finished", done.error
+    assert done.exit_code == 0 and done.error is None
+    assert done.final is not None and done.final.samples == 20 and done.final.max_ms == 50
+    assert done.final.p90_ms == 50 and done.final.avg_ms == 30
+    assert done.figures.samples == 20
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_CONTAINER}={cid}"})
+    assert not plan_dir.exists(), "the plan folder is removed"
+    assert (runtime.work_dir / cid / "results" / "results.jtl").is_file(), "the results are kept"
+    # the terminal report survives an agent restart until it was delivered a few times
+    again = DockerRuntime(runtime.work_dir, agent_id, state_file=runtime.state_file)
+    assert [r.state for r in again.reports() if r.container_id == cid] == ["finished"]
+    for _ in range(3):
+        runtime.delivered([cid])
+    assert runtime.tracked(cid) is None
+    assert DockerRuntime(runtime.work_dir, agent_id, state_file=runtime.state_file).tracked(cid) is None
+
+
+def test_failing_jmeter_reports_its_own_error_lines(runtime: DockerRuntime, fake_jmeter_image: str) -> None:
+    command = _launch(fake_jmeter_image, properties={"fake.duration": "1", "fake.exit": "3"})
+    runtime.launch(command)
+    done = wait_until(lambda: _state(runtime, command.container_id, "finished", "failed"), timeout=30, what="end")
+    assert done.state == "failed" and done.exit_code == 3
+    assert "ERROR - jmeter.JMeter: fake failure with code 3" in done.error
+    assert done.final is not None and done.final.samples == 5
+
+
+def test_stop_falls_back_to_docker_stop(runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str) -> None:
+    command = _launch(fake_jmeter_image)
+    cid = command.container_id
+    runtime.launch(command)
+    wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures, timeout=15, what="running")
+    started = time.monotonic()
+    assert runtime.stop(cid, grace_s=1.0) == "StopTestNow sent"
+    assert _state(runtime, cid, "stopping")
+    done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=30, what="stopped")
+    assert time.monotonic() - started < 15
+    assert done.state == "finished" and done.exit_code == 143, "the stand-in ignores StopTestNow, docker stop ends it"
+    assert "did not stop gracefully" in done.error
+    assert done.final is not None and done.final.samples > 0
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_CONTAINER}={cid}"})
+    assert runtime.stop(cid, 1.0) == "already finished"
+    assert runtime.stop("c-unknown", 1.0) == "not running on this agent"
+
+
+def test_redelivered_launch_never_starts_a_second_container(
+    tmp_path: Path, runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
+) -> None:
+    command = _launch(fake_jmeter_image)
+    first = runtime.launch(command)
+    assert runtime.launch(command) is first
+    # the agent restarted and lost its memory: the labels still say the container exists
+    fresh = DockerRuntime(runtime.work_dir, agent_id, state_file=tmp_path / "other.json")
+    fresh.check_engine()
+    try:
+        again = fresh.launch(command)
+        assert again.docker_id == first.docker_id
+        found = docker_client.containers.list(all=True, filters={"label": f"{LABEL_COMMAND}={command.id}"})
+        assert len(found) == 1
+    finally:
+        fresh.close()
+
+
+def test_restart_finds_running_and_exited_containers(
+    tmp_path: Path, runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
+) -> None:
+    long_run = _launch(fake_jmeter_image)
+    short_run = _launch(fake_jmeter_image, properties={"fake.duration": "4"})
+    runtime.launch(long_run)
+    runtime.launch(short_run)
+    wait_until(lambda: (r := _state(runtime, long_run.container_id, "running")) and r.figures, timeout=20,
+               what="a first summary")  # fmt: skip
+    short_docker_id = runtime.tracked(short_run.container_id).docker_id  # type: ignore[union-attr]
+    runtime.close()
+    # a new agent process: nothing in memory, the containers still there (the short one has exited)
+    docker_client.api.wait(short_docker_id, timeout=30)
+    restarted = DockerRuntime(runtime.work_dir, agent_id, state_file=tmp_path / "restart.json")
+    restarted.check_engine()
+    try:
+        assert sorted(restarted.adopt()) == sorted([long_run.container_id, short_run.container_id])
+        report = wait_until(lambda: (r := _state(restarted, long_run.container_id, "running")) and r.figures
+                            and r.figures.samples >= 10 and r, timeout=15, what="figures replayed")  # fmt: skip
+        assert report.test_id == "t-test" and report.command_id == long_run.id
+        short = wait_until(lambda: _state(restarted, short_run.container_id, "finished"), timeout=15, what="short end")
+        assert short.exit_code == 0 and short.final.samples == 20
+        assert restarted.adopt() == [], "adopting twice follows nothing twice"
+        restarted.stop(long_run.container_id, grace_s=0.5)
+        wait_until(lambda: _state(restarted, long_run.container_id, "finished"), timeout=30, what="stop")
+    finally:
+        restarted.close()
+
+
+def test_vanished_container_is_failed_with_the_reason(
+    runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str
+) -> None:
+    command = _launch(fake_jmeter_image)
+    tracked = runtime.launch(command)
+    wait_until(lambda: _state(runtime, command.container_id, "running"), timeout=10, what="running")
+    docker_client.api.remove_container(tracked.docker_id, force=True)
+    done = wait_until(lambda: _state(runtime, command.container_id, "failed"), timeout=20, what="failed")
+    assert "vanished" in done.error
+
+
+def test_missing_image_that_cannot_be_pulled(runtime: DockerRuntime, docker_client: Any, agent_id: str) -> None:
+    command = _launch("octotui-no-such-image-anywhere:nope")
+    with pytest.raises(LaunchError, match=r"pull of octotui-no-such-image-anywhere:nope failed: .+"):
+        runtime.launch(command)
+    report = _state(runtime, command.container_id, "failed")
+    assert report is not None and report.error.startswith("pull of")
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
+    assert not (runtime.work_dir / command.container_id / "plan").exists()
+
+
+def test_bad_launch_specs_are_refused_and_create_nothing(
+    runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
+) -> None:
+    good = _launch(fake_jmeter_image)
+    cases = [
+        (good.model_copy(update={"launch": None}), "without a launch spec"),
+        (_launch(fake_jmeter_image, cid="../../etc"), "invalid container id"),
+        (good.model_copy(update={"container_id": "c-other"}), "invalid container id"),
+        (_launch(fake_jmeter_image, plan_name="../escape.jmx"), "invalid plan name"),
+        (_launch(fake_jmeter_image, plan_name="a/b.jmx"), "invalid plan name"),
+    ]
+    for command, message in cases:
+        with pytest.raises(LaunchError, match=message):
+            runtime.launch(command)
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
+    assert not any(runtime.work_dir.glob("*/plan")) if runtime.work_dir.exists() else True
+    assert not (runtime.work_dir.parent / "escape.jmx").exists()
+
+
+def test_agent_without_engine_keeps_going_and_refuses_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    runtime = DockerRuntime(tmp_path / "work", "a-none")
+    info, changed = runtime.check_engine()
+    assert not info.available and not changed
+    assert "no Docker engine answers at unix://" in (info.error or "")
+    with pytest.raises(LaunchError, match="no Docker engine on this agent"):
+        runtime.launch(_launch("any:image"))
+    assert [r.state for r in runtime.reports()] == ["failed"]
+    runtime.close()
+
+
+def test_cgroup_reader_finds_nothing_for_unknown_ids(tmp_path: Path) -> None:
+    assert Cgroups().find("0" * 64) is None
+    assert Cgroups(tmp_path).find("abc") is None
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # JMeter's StopTestNow cuts connections mid-request
+
+
+class _Target(http.server.BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.jmeter
+def test_real_jmeter_runs_a_plan_and_stops_gracefully(
+    runtime: DockerRuntime, docker_client: Any, jmeter_image: str
+) -> None:
+    httpd = _Server(("127.0.0.1", 0), _Target)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        plan = (ROOT / "examples" / "http-get.jmx").read_text()
+        props = {"host": "127.0.0.1", "port": str(httpd.server_address[1]), "path": "/", "users": "2",
+                 "rampup": "0", "duration": "120", "think_ms": "5"}  # fmt: skip
+        command = _launch(jmeter_image, properties=props)
+        command.launch.plan = plan  # type: ignore[union-attr]
+        cid = command.container_id
+        started = time.monotonic()
+        runtime.launch(command)
+        live = wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures and r.figures.samples and r,
+                          timeout=90, interval=0.5, what="JMeter's first summary")  # fmt: skip
+        wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures.samples > live.figures.samples,
+                   timeout=30, interval=0.5, what="a second summary")  # fmt: skip
+        print(f"first figures after {time.monotonic() - started:.1f} s: {live.figures}")
+        assert live.figures.rate > 0 and _Target.hits > 0
+        assert runtime.tracked(cid).tracker.shutdown_port == runtime.tracked(cid).shutdown_port  # type: ignore[union-attr]
+        assert runtime.stop(cid, grace_s=30) == "StopTestNow sent"
+        done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=60, what="graceful stop")
+        assert done.state == "finished" and done.exit_code == 0, (done.error, done.exit_code)
+        assert done.error is None, "JMeter stopped by StopTestNow, not by docker stop"
+        assert done.final is not None and done.final.samples > 0
+        assert done.final.errors <= 2, "at most the requests in flight when StopTestNow came fail"
+        assert done.final.p99_ms >= done.final.p90_ms >= done.final.min_ms
+        print(f"final: {done.final}")
+        assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_CONTAINER}={cid}"})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
