@@ -111,11 +111,16 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
         log_config=None,
     )
     server = _Server(config)
+    # Listening before uvicorn starts: a client reading server.url at once is queued by the kernel
+    # until the app is ready, never refused.
+    sock.listen(config.backlog)
+    tmp = url_file.with_suffix(".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, url_file)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event for it
         await asyncio.sleep(0.02)
     if server.started:
-        url_file.write_text(url + "\n")
         # Tail latency is decided by the collector: freeze the start-up heap out of its reach and
         # collect the old generation rarely (DESIGN.md, performance facts).
         gc.collect()
