@@ -107,6 +107,7 @@ def test_spread_live_figures_stop_and_cleanup(server, two_agents, docker_client,
         return current if current["state"] in ("finished", "failed") else None
 
     final = wait_until(ended, timeout=90, interval=1, what="the test to end after stop")
+    print("FINAL", final["results"], [(c["agent_name"], c["exit_code"]) for c in final["containers"]])
     assert final["state"] == "finished", final
     assert final["results"]["samples"] > 0
     assert final["results"]["avg_ms"] >= 0
@@ -138,4 +139,6 @@ def test_bad_launches_are_refused_and_launch_nothing(two_agents, docker_client, 
         assert response.status_code == status, (body.get("containers"), response.text)
         assert word in response.text.lower(), response.text
     assert _snapshot(api) == before, "refused launches change nothing"
-    assert not docker_client.containers.list(all=True, filters={"label": "io.octotui.managed"})
+    for agent in api.get("/agents").json():
+        mine = docker_client.containers.list(all=True, filters={"label": f"io.octotui.agent={agent['id']}"})
+        assert not mine, f"nothing was launched on {agent['name']}"
