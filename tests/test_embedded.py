@@ -94,7 +94,7 @@ def test_embedded_reports_a_server_that_dies_at_start(tmp_path: Path) -> None:
 def test_embedded_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with pytest.raises(EmbeddedError, match="cannot use .* as the data directory"):
+    with pytest.raises(EmbeddedError, match=r"cannot use .* as the data directory"):
         Embedded(not_a_dir / "data").start()
 
 

@@ -63,7 +63,6 @@ class AgentScreen(DashboardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.octo.follow_agent(self.agent_id)
         self.watch(self.app, "agents", self._agents_changed)
         self.watch(self.app, "agent_metrics", self._metrics_changed)

@@ -70,16 +70,15 @@ class DistributionTable(KeyedTable):
     """Groups and their agents; the bar is each agent's share of the busiest agent's load."""
 
     COLUMNS = (
-        Column("where", "Provider/location · agent", 22),
+        Column("where", "Provider/location · agent", 24),
         Column("status", "Status", 11),
         Column("count", "Cont.", 5, "right"),
         Column("balance", "Balance", 10),
-        Column("tests", "Tests (name:containers)", 20),
+        Column("tests", "Tests (name:count)", 18),
     )
     BINDINGS: ClassVar = []
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.sort_column = "where"  # keeps every agent under its group as rows come and go
 
 
@@ -95,7 +94,6 @@ class DistributionScreen(DashboardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.watch(self.app, "agents", self._changed)
         self.watch(self.app, "tests", self._changed)
         self.query_one(DistributionTable).focus()

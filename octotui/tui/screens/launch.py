@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static
@@ -68,6 +68,17 @@ class Form:
     problem: str | None
 
 
+def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
+    """``key=value`` pairs separated by spaces, or the first malformed one."""
+    properties: dict[str, str] = {}
+    for pair in text.split():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            return {}, f"Properties: expected key=value, got {pair!r}"
+        properties[key] = value
+    return properties, None
+
+
 def _positive(text: str, what: str, required: bool) -> tuple[int | None, str | None]:
     raw = text.strip()
     if not raw:
@@ -105,29 +116,40 @@ class LaunchScreen(ModalScreen[str | None]):
         default = next((p.id for p in providers if p.name == "local"), options[0][1] if options else Select.NULL)
         with Vertical(id="dialog", classes="launch"):
             yield Label("Launch a test", classes="title")
-            with Grid(id="launch-form"):
-                yield Label("Plan file")
-                yield Input(
-                    placeholder="path/to/plan.jmx",
-                    id="plan",
-                    compact=True,
-                    validators=[PlanFile(info.max_plan_bytes if info else None)],
-                    validate_on=["changed", "submitted"],
-                )
-                yield Label("Name")
-                yield Input(placeholder="defaults to the plan's file name", id="name", compact=True)
-                yield Label("Provider")
-                yield Select(options, value=default, id="provider", compact=True, allow_blank=not options)
-                yield Label("Locations")
-                yield Input(placeholder="all, or paris,us-east", id="locations", compact=True)
-                yield Label("Containers")
-                yield Input("1", id="containers", type="integer", compact=True)
-                yield Label("Users")
-                yield Input("10", id="users", type="integer", compact=True, placeholder="per container")
-                yield Label("Duration s")
-                yield Input("60", id="duration", type="integer", compact=True)
-                yield Label("Image")
-                yield Input(placeholder=info.default_image if info else "server default", id="image", compact=True)
+            with Vertical(id="launch-form"):
+                with Horizontal(classes="field"):
+                    yield Label("Plan file")
+                    yield Input(
+                        placeholder="path/to/plan.jmx",
+                        id="plan",
+                        compact=True,
+                        validators=[PlanFile(info.max_plan_bytes if info else None)],
+                        validate_on=["changed", "submitted"],
+                    )
+                with Horizontal(classes="field"):
+                    yield Label("Name")
+                    yield Input(placeholder="defaults to the plan's file name", id="name", compact=True)
+                with Horizontal(classes="field"):
+                    yield Label("Provider")
+                    yield Select(options, value=default, id="provider", compact=True, allow_blank=not options)
+                with Horizontal(classes="field"):
+                    yield Label("Locations")
+                    yield Input(placeholder="all, or paris,us-east", id="locations", compact=True)
+                with Horizontal(classes="field"):
+                    yield Label("Containers")
+                    yield Input("1", id="containers", type="integer", compact=True)
+                with Horizontal(classes="field"):
+                    yield Label("Users")
+                    yield Input("10", id="users", type="integer", compact=True, placeholder="per container")
+                with Horizontal(classes="field"):
+                    yield Label("Duration s")
+                    yield Input("60", id="duration", type="integer", compact=True)
+                with Horizontal(classes="field"):
+                    yield Label("Properties")
+                    yield Input(placeholder="key=value … (JMeter -J properties)", id="properties", compact=True)
+                with Horizontal(classes="field"):
+                    yield Label("Image")
+                    yield Input(placeholder=info.default_image if info else "server default", id="image", compact=True)
             yield Static("", id="plan-status", markup=False)
             yield Static("enter: preview the placement", id="preview", markup=False)
             with Horizontal(classes="buttons"):
@@ -162,6 +184,9 @@ class LaunchScreen(ModalScreen[str | None]):
         name = self._value("name").strip() or Path(plan_path.strip()).expanduser().stem
         locations = [x.strip() for x in self._value("locations").split(",") if x.strip()] or None
         image = self._value("image").strip() or None
+        properties, problem = parse_properties(self._value("properties"))
+        if problem:
+            return Form(None, problem)
         try:
             spec = TestCreate(
                 name=name,
@@ -172,6 +197,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 image=image,
                 users=users,
                 duration=duration,
+                properties=properties,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -277,7 +303,9 @@ class LaunchScreen(ModalScreen[str | None]):
 
 def placement_text(placement: Placement) -> str:
     """One line per agent: where the containers would go."""
-    head = f"{placement.containers} containers on {len(placement.items)} agents of {placement.provider_name}:"
+    agents = len(placement.items)
+    plural = "s" if agents != 1 else ""
+    head = f"{placement.containers} containers on {agents} agent{plural} of {placement.provider_name}:"
     lines = [head]
     for item in placement.items[:4]:
         lines.append(f"  {item.agent_name} ({item.location}): {item.containers}")

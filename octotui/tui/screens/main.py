@@ -37,7 +37,6 @@ class MainScreen(DashboardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#filter").display = False
         self.watch(self.app, "agents", self._agents_changed)
         self.watch(self.app, "providers", self._providers_changed)

@@ -60,11 +60,10 @@ class TestScreen(DashboardScreen):
             yield Chart("hits/s", formatter=_number, id="rate-chart")
             yield Chart("avg ms", formatter=_number, id="rt-chart")
             yield Chart("new errors", formatter=_number, id="err-chart")
-        yield ContainersTable(id="containers")
+        yield ContainersTable(id="test-containers")
         yield Footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.octo.follow_test(self.test_id)
         self.watch(self.app, "test_detail", self._detail_changed)
         self.watch(self.app, "tests", self._tests_changed)

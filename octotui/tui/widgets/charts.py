@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -71,13 +72,21 @@ class CoreBars(Widget):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"corebars--bar", "corebars--label"}
     cores: reactive[tuple[float, ...]] = reactive(tuple, layout=False)
+    MAX_LINES: ClassVar[int] = 6
+
+    def watch_cores(self, old: tuple[float, ...], new: tuple[float, ...]) -> None:
+        if len(old) != len(new):
+            self.refresh(layout=True)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return max(1, min(len(self.cores), self.MAX_LINES))
 
     def render(self) -> Text:
         cores = self.cores
         text = Text(no_wrap=True, overflow="crop")
         if not cores:
             return text.append("per-core: waiting for data", self.get_component_rich_style("corebars--label"))
-        height = max(1, self.size.height)
+        height = min(len(cores), self.MAX_LINES)
         columns = -(-len(cores) // height)
         cell = max(12, self.size.width // columns)
         bar_width = max(3, cell - 10)

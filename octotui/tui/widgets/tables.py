@@ -189,7 +189,7 @@ class ContainersTable(KeyedTable):
         for c in containers:
             f = c.figures
             rows[c.id] = (
-                Cell(c.agent_name or c.agent[:8]),
+                Cell(f"#{c.index} {c.agent_name or c.agent[:8]}", sort=(c.agent_name, c.index)),
                 Cell(c.location or "-"),
                 Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
                 Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),

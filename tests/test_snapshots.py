@@ -1,0 +1,250 @@
+"""Every screen of the real dashboard on a real server with real agents (and a real JMeter test).
+
+Live figures are not reproducible, so these are not compared with stored snapshots: each test
+drives the app to every screen and checks what it shows. With ``--snapshot-update`` (``make
+screenshots``) or ``OCTOTUI_SCREENSHOTS=1`` it also saves each screen as an SVG under screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, AgentProcess, ServerProcess, wait_until
+from textual.pilot import Pilot
+
+from octotui.client import Client
+from octotui.tui.app import DashboardSettings, OctoApp, create_app
+from octotui.tui.screens.agent import AgentScreen
+from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.distribution import DistributionScreen, DistributionTable
+from octotui.tui.screens.help import HelpScreen
+from octotui.tui.screens.launch import LaunchScreen
+from octotui.tui.screens.provider import ProviderScreen
+from octotui.tui.screens.test import TestScreen
+from octotui.tui.widgets.charts import Chart
+from octotui.tui.widgets.status_bar import StatusBar
+from octotui.tui.widgets.tables import AgentsTable, ContainersTable, TestsTable
+
+SIZE = (80, 24)
+SHOTS = ROOT / "screenshots"
+PLAN = ROOT / "examples" / "http-get.jmx"
+
+
+@pytest.fixture
+def save(request: pytest.FixtureRequest) -> Callable[[OctoApp, str], None]:
+    """``save(app, name)`` writes screenshots/NAME.svg when screenshots are asked for."""
+    wanted = (
+        bool(request.config.getoption("--snapshot-update", default=False))
+        or os.environ.get("OCTOTUI_SCREENSHOTS") == "1"
+    )
+
+    def shoot(app: OctoApp, name: str) -> None:
+        text = app.export_screenshot(title=f"octotui — {name}")
+        assert "<svg" in text
+        if wanted:
+            SHOTS.mkdir(exist_ok=True)
+            (SHOTS / f"{name}.svg").write_text(text, encoding="utf-8")
+
+    return shoot
+
+
+async def until(pilot: Pilot[object], predicate: Callable[[], object], limit: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out after {limit} s waiting for {what or predicate}")
+
+
+def lab(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, names: dict[str, str]) -> dict[str, str]:
+    """Provider ``lab`` with one agent per ``name -> location``; returns name -> agent id once online."""
+    with server.client() as http:
+        provider = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
+        for _ in range(20):  # AgentProcess passes "--token TOKEN": a leading "-" would read as an option
+            if not provider["token"].startswith("-"):
+                break
+            provider = http.post(f"/providers/{provider['id']}/rotate-token").raise_for_status().json()
+        for name, location in names.items():
+            agent = AgentProcess(server.url, provider["token"], tmp_path / name, location, name, "--interval", "1")
+            agents.append(agent.start())
+
+        def online() -> dict[str, str] | None:
+            found = {a["name"]: a["id"] for a in http.get("/agents").json() if a["status"] == "online"}
+            return found if len(found) == len(names) else None
+
+        return dict(wait_until(online, timeout=30, what="agents online"))
+
+
+def app_on(server: ServerProcess, read_only: bool = False) -> OctoApp:
+    settings = DashboardSettings(server=server.url, token=server.admin_token, read_only=read_only, refresh=0.5)
+    return create_app(settings, Client(server.url, server.admin_token, timeout=3))
+
+
+def text_of(app: OctoApp, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def test_monitoring_screens(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, save: Callable[[OctoApp, str], None]
+) -> None:
+    ids = lab(server, agents, tmp_path, {"box1": "paris", "box2": "lyon"})
+    app = app_on(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(AgentsTable)
+
+        def figures() -> bool:
+            rows = [table.row_cells(i) for i in ids.values()]
+            return all(row is not None and row[4].text != "-" for row in rows)
+
+        await until(pilot, figures, what="both agents with figures")
+        await pilot.pause(1.5)
+        save(app, "main")
+
+        await pilot.press("slash", *"lyon")
+        await until(pilot, lambda: table.row_count == 1)
+        save(app, "main-filter")
+        await pilot.press("escape")
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "filter agents" in text_of(app, "#help-text")
+        save(app, "help")
+        await pilot.press("escape")
+
+        await pilot.press("p", "enter")
+        assert isinstance(app.screen, ProviderScreen)
+        assert "octotui-agent --server" in text_of(app, "#command")
+        save(app, "provider")
+        await pilot.press("escape")
+
+        await pilot.press("a")
+        table.move_cursor(row=table.get_row_index(ids["box1"]))
+        await pilot.press("enter")
+        assert isinstance(app.screen, AgentScreen)
+        cpu = app.screen.query_one("#cpu-chart", Chart)
+        await until(pilot, lambda: len(cpu.values) >= 8, what="8 s of CPU samples")
+        assert "box1 · online · lab/paris" in text_of(app, "#agent-title")
+        save(app, "agent")
+        await pilot.press("escape")
+
+        await pilot.press("l")
+        assert isinstance(app.screen, LaunchScreen)
+        await pilot.press(*str(tmp_path / "nope.jmx"), "enter")
+        assert "no such file" in text_of(app, "#plan-status")
+        save(app, "launch-invalid")
+        await pilot.press("escape")
+
+        server.stop()
+        status = app.screen.query_one(StatusBar)
+        await until(pilot, lambda: "unreachable" in status.state_text()[0])
+        await pilot.pause(0.3)
+        save(app, "unreachable")
+        server.start()
+        await until(pilot, lambda: status.state_text()[0] == "● live", limit=40)
+
+    app = app_on(server, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(AgentsTable)
+        await until(pilot, lambda: table.row_count == 2)
+        await pilot.pause(1)
+        assert "l" not in app.active_bindings
+        save(app, "read-only")
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+async def test_load_test_screens(  # type: ignore[no-untyped-def]
+    server: ServerProcess,
+    agents: list[AgentProcess],
+    tmp_path: Path,
+    save: Callable[[OctoApp, str], None],
+    jmeter_image: str,
+    http_target,
+    docker_client,
+) -> None:
+    lab(server, agents, tmp_path, {"gen1": "paris", "gen2": "lyon"})
+    app = app_on(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(app.agents) == 2 and all(a.docker and a.docker.available for a in app.agents))
+        await pilot.press("l")
+        assert isinstance(app.screen, LaunchScreen)
+        dialog = app.screen
+        dialog.query_one("#plan").value = str(PLAN)  # type: ignore[attr-defined]
+        dialog.query_one("#name").value = "checkout"  # type: ignore[attr-defined]
+        dialog.query_one("#containers").value = "2"  # type: ignore[attr-defined]
+        dialog.query_one("#users").value = "2"  # type: ignore[attr-defined]
+        dialog.query_one("#duration").value = "120"  # type: ignore[attr-defined]
+        dialog.query_one("#properties").value = f"host=127.0.0.1 port={http_target.port} think_ms=20"  # type: ignore[attr-defined]
+        dialog.query_one("#image").value = jmeter_image  # type: ignore[attr-defined]
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="placement preview")
+        assert "2 containers on 2 agents of lab" in text_of(app, "#preview")
+        save(app, "launch-preview")
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launch")
+
+        tests = app.screen.query_one(TestsTable)
+        await until(pilot, lambda: tests.row_count == 1)
+        test_id = tests.row_keys[0]
+
+        def hitting() -> bool:
+            test = next((t for t in app.tests if t.id == test_id), None)
+            return test is not None and test.state == "running" and test.results.samples > 0
+
+        await until(pilot, hitting, limit=90, what="live JMeter figures")
+        await pilot.press("t")
+        save(app, "main-running")
+
+        await pilot.press("enter")
+        assert isinstance(app.screen, TestScreen)
+        rate = app.screen.query_one("#rate-chart", Chart)
+        await until(pilot, lambda: len(rate.values) >= 6, limit=60, what="hits/s series")
+        assert app.screen.query_one(ContainersTable).row_count == 2
+        assert "checkout · running · lab" in text_of(app, "#test-title")
+        save(app, "test")
+
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        save(app, "stop-confirm")
+        await pilot.press("n")
+        await pilot.press("escape")
+
+        await pilot.press("d")
+        assert isinstance(app.screen, DistributionScreen)
+        dist = app.screen.query_one(DistributionTable)
+        await until(pilot, lambda: dist.row_count == 4)
+        cells = [dist.row_cells(k) for k in dist.row_keys]
+        assert [c[3].text for c in cells if c and c[3].text].count("even") == 2
+        save(app, "distribution")
+        await pilot.press("escape")
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"distri")
+        await pilot.pause(0.5)
+        save(app, "command-palette")
+        await pilot.press("escape")
+
+        await pilot.press("t", "s", "y")
+        await until(
+            pilot,
+            lambda: next(t for t in app.tests if t.id == test_id).state in ("finished", "failed"),
+            limit=90,
+            what="the test to end",
+        )
+        test = next(t for t in app.tests if t.id == test_id)
+        assert test.state == "finished" and test.results.samples > 0
+        await pilot.press("enter")
+        await until(pilot, lambda: "samples" in text_of(app, "#test-title"))
+        await pilot.pause(1)
+        save(app, "test-finished")
+    wait_until(
+        lambda: not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}),
+        timeout=60,
+        what="containers removed",
+    )
