@@ -251,6 +251,7 @@ class DockerRuntime:
         self.state_file = state_file
         self.cgroups = cgroups or Cgroups()
         self.info = DockerInfo(available=False, error="not checked yet")
+        self._checked = False
         self._client: docker.DockerClient | None = None
         self._stream_client: docker.DockerClient | None = None
         self._lock = threading.RLock()
@@ -268,7 +269,9 @@ class DockerRuntime:
             self.known_agent_ids.add(agent_id)
 
     def check_engine(self) -> tuple[DockerInfo, bool]:
-        """Ping the engine; (its info, whether availability changed since the last check)."""
+        """Ping the engine; (its info, whether availability changed since the last check, or it is the first)."""
+        first = not self._checked
+        self._checked = True
         was = self.info.available
         try:
             if self._client is None:
@@ -282,7 +285,7 @@ class DockerRuntime:
             self.info = DockerInfo(available=False, error=_engine_message(exc))
             if was:
                 self._fail_all(f"docker engine unavailable: {self.info.error}")
-        return self.info, self.info.available != was
+        return self.info, first or self.info.available != was
 
     def _close_clients(self) -> None:
         for client in (self._client, self._stream_client):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from agent.containers import LABEL_SHUTDOWN_PORT, Cgroups, DockerRuntime, LaunchError, jmeter_args
+from agent.containers import LABEL_SHUTDOWN_PORT, DockerRuntime, LaunchError
 from octotui.protocol import (
     LABEL_AGENT,
     LABEL_COMMAND,
@@ -157,16 +157,6 @@ def _state(runtime: DockerRuntime, cid: str, *states: str) -> Any:
 
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("agent-docker")]
-
-
-def test_jmeter_args_pin_the_shutdown_port_and_ask_for_csv() -> None:
-    spec = LaunchSpec(test_id="t", container_id="c", image="i", plan=PLAN, properties={"users": "3", "a.b": "x y"})
-    args = jmeter_args(spec, 4500)
-    assert args[:7] == ["-n", "-t", "/plan/plan.jmx", "-l", "/results/results.jtl", "-j", "/results/jmeter.log"]
-    assert "-Jjmeter.save.saveservice.output_format=csv" in args
-    assert "-Jjmeter.save.saveservice.print_field_names=true" in args
-    assert "-Jjmeterengine.nongui.port=4500" in args and "-Jjmeterengine.nongui.maxport=4500" in args
-    assert args[-2:] == ["-Jusers=3", "-Ja.b=x y"]
 
 
 def test_launch_labels_limits_mounts_follow_and_cleanup(
@@ -328,23 +318,6 @@ def test_bad_launch_specs_are_refused_and_create_nothing(
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
     assert not any(runtime.work_dir.glob("*/plan")) if runtime.work_dir.exists() else True
     assert not (runtime.work_dir.parent / "escape.jmx").exists()
-
-
-def test_agent_without_engine_keeps_going_and_refuses_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    runtime = DockerRuntime(tmp_path / "work", "a-none")
-    info, changed = runtime.check_engine()
-    assert not info.available and not changed
-    assert "no Docker engine answers at unix://" in (info.error or "")
-    with pytest.raises(LaunchError, match="no Docker engine on this agent"):
-        runtime.launch(_launch("any:image"))
-    assert [r.state for r in runtime.reports()] == ["failed"]
-    runtime.close()
-
-
-def test_cgroup_reader_finds_nothing_for_unknown_ids(tmp_path: Path) -> None:
-    assert Cgroups().find("0" * 64) is None
-    assert Cgroups(tmp_path).find("abc") is None
 
 
 class _Server(http.server.ThreadingHTTPServer):
