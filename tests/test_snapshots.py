@@ -204,7 +204,7 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         await pilot.press("enter")
         assert isinstance(app.screen, TestScreen)
         rate = app.screen.query_one("#rate-chart", Chart)
-        await until(pilot, lambda: len(rate.values) >= 6, limit=60, what="hits/s series")
+        await until(pilot, lambda: len(rate.values) >= 25, limit=90, what="25 points of hits/s")
         assert app.screen.query_one(ContainersTable).row_count == 2
         assert "checkout · running · lab" in text_of(app, "#test-title")
         save(app, "test")

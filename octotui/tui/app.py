@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 
 from octotui.client import Client, ClientError
@@ -58,14 +58,14 @@ class OctoApp(App[int]):
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
 
-    info: reactive[ServerInfo | None] = reactive(None)
-    agents: reactive[list[Agent]] = reactive(list)
-    providers: reactive[list[Provider]] = reactive(list)
-    tests: reactive[list[Test]] = reactive(list)
-    connection: reactive[Connection] = reactive(Connection)
-    agent_metrics: reactive[AgentMetrics | None] = reactive(None)
-    test_detail: reactive[tuple[Test, TestSeries] | None] = reactive(None)
-    read_only: reactive[bool] = reactive(False)
+    info: var[ServerInfo | None] = var(None)
+    agents: var[list[Agent]] = var(list)
+    providers: var[list[Provider]] = var(list)
+    tests: var[list[Test]] = var(list)
+    connection: var[Connection] = var(Connection)
+    agent_metrics: var[AgentMetrics | None] = var(None)
+    test_detail: var[tuple[Test, TestSeries] | None] = var(None)
+    read_only: var[bool] = var(False)
 
     def __init__(self, client: Client, *, server_label: str, read_only: bool = False, refresh: float = 1.0) -> None:
         super().__init__()

@@ -49,6 +49,7 @@ class AgentScreen(DashboardScreen):
         super().__init__()
         self.agent_id = agent_id
         self._figures = ""
+        self._title = ""
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
@@ -79,17 +80,26 @@ class AgentScreen(DashboardScreen):
     def agent(self) -> Agent | None:
         return next((a for a in self.octo.agents if a.id == self.agent_id), None)
 
+    def resync(self) -> None:
+        self._agents_changed(self.octo.agents)
+        self._metrics_changed(self.octo.agent_metrics)
+        self._tests_changed(self.octo.tests)
+
     def _agents_changed(self, agents: list[Agent]) -> None:
+        if not self.visible:
+            return
         agent = self.agent
         title = self.query_one("#agent-title", Label)
         if agent is None:
             title.update("This agent was deleted.")
             return
-        title.update(
-            f"{agent.name} · {agent.status} · {agent.provider_name}/{agent.location} · "
-            f"v{agent.version} · {agent.platform or '?'}"
-        )
-        title.set_classes(f"-{agent.status}")
+        text = f"{agent.name} · {agent.status} · {agent.provider_name}/{agent.location} · v{agent.version} · "
+        text += agent.platform or "?"
+        if text != self._title:
+            # Fixed-size widgets: a layout pass would repaint the whole screen on every tick.
+            self._title = text
+            title.update(text, layout=False)
+            title.set_classes(f"-{agent.status}")
         metrics = self.octo.agent_metrics
         latest = metrics.samples[-1] if metrics and metrics.samples else agent.host
         self._show_figures(agent, latest)
@@ -98,10 +108,10 @@ class AgentScreen(DashboardScreen):
         text = host_figures(agent, sample)
         if text != self._figures:
             self._figures = text
-            self.query_one("#figures", Static).update(text)
+            self.query_one("#figures", Static).update(text, layout=False)
 
     def _metrics_changed(self, metrics: AgentMetrics | None) -> None:
-        if metrics is None or metrics.agent_id != self.agent_id:
+        if metrics is None or metrics.agent_id != self.agent_id or not self.visible:
             return
         samples = metrics.samples
         self.query_one("#cpu-chart", Chart).values = tuple(s.cpu_percent for s in samples)
@@ -113,4 +123,6 @@ class AgentScreen(DashboardScreen):
                 self._show_figures(agent, samples[-1])
 
     def _tests_changed(self, tests: list[Test]) -> None:
+        if not self.visible:
+            return
         self.query_one(AgentContainersTable).show(tests, self.agent_id)

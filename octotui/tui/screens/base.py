@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from octotui.protocol import ServerInfo
 from octotui.tui.state import Connection
@@ -30,6 +30,22 @@ class DashboardScreen(Screen[Any]):
 
     def status_bar(self) -> StatusBar:
         return StatusBar(self.octo.server_label, id="status")
+
+    @property
+    def visible(self) -> bool:
+        """True when this screen is on top, or only a dialog covers it.
+
+        A hidden screen does not feed its widgets: Textual repaints the top screen wherever a
+        screen below it changed, so a hidden live table would cost a full repaint per tick.
+        """
+        top = self.app.screen
+        return top is self or (isinstance(top, ModalScreen) and self in self.app.screen_stack[-2:])
+
+    def on_screen_resume(self) -> None:
+        self.resync()
+
+    def resync(self) -> None:
+        """Show the app's current values (after having been hidden)."""
 
     def on_mount(self) -> None:
         self.watch(self.app, "connection", self._connection_changed)

@@ -70,7 +70,7 @@ class DistributionTable(KeyedTable):
     """Groups and their agents; the bar is each agent's share of the busiest agent's load."""
 
     COLUMNS = (
-        Column("where", "Provider/location · agent", 24),
+        Column("where", "Where · agent", 24),
         Column("status", "Status", 11),
         Column("count", "Cont.", 5, "right"),
         Column("balance", "Balance", 10),
@@ -98,7 +98,12 @@ class DistributionScreen(DashboardScreen):
         self.watch(self.app, "tests", self._changed)
         self.query_one(DistributionTable).focus()
 
+    def resync(self) -> None:
+        self._changed()
+
     def _changed(self) -> None:
+        if not self.visible:
+            return
         self.query_one(DistributionTable).sync(distribution_rows(self.octo.agents, self.octo.tests))
 
     def action_back(self) -> None:

@@ -51,14 +51,24 @@ class MainScreen(DashboardScreen):
         info: ServerInfo | None = self.octo.info
         return info.late_after if info else 10.0
 
+    def resync(self) -> None:
+        self._agents_changed(self.octo.agents)
+        self._tests_changed(self.octo.tests)
+
     def _agents_changed(self, agents: list[Agent]) -> None:
+        if not self.visible:
+            return
         self.query_one(AgentsTable).show(agents, self._late_after(), self.needle)
         self.query_one(ProvidersTable).show(self.octo.providers, agents)
 
     def _providers_changed(self, providers: list[Provider]) -> None:
+        if not self.visible:
+            return
         self.query_one(ProvidersTable).show(providers, self.octo.agents)
 
     def _tests_changed(self, tests: list[Test]) -> None:
+        if not self.visible:
+            return
         self.query_one(TestsTable).show(tests)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

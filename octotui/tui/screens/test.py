@@ -69,6 +69,9 @@ class TestScreen(DashboardScreen):
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(ContainersTable).focus()
 
+    def resync(self) -> None:
+        self._detail_changed(self.octo.test_detail)
+
     def on_unmount(self) -> None:
         if self.octo.poller.test_id == self.test_id:
             self.octo.follow_test(None)
@@ -90,17 +93,17 @@ class TestScreen(DashboardScreen):
         summary = test_summary(test)
         if summary != self._summary:
             self._summary = summary
-            self.query_one("#test-title", Label).update(summary)
+            self.query_one("#test-title", Label).update(summary, layout=False)
         self.query_one(ContainersTable).show(test.containers)
 
     def _tests_changed(self, tests: list[Test]) -> None:
-        if self.octo.test_detail is None:
+        if self.visible and self.octo.test_detail is None:
             test = self.test
             if test is not None:
                 self._show(test)
 
     def _detail_changed(self, detail: tuple[Test, TestSeries] | None) -> None:
-        if detail is None or detail[0].id != self.test_id:
+        if detail is None or detail[0].id != self.test_id or not self.visible:
             return
         test, series = detail
         self._show(test)

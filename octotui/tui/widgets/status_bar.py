@@ -6,7 +6,7 @@ import time
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widgets import Label
 
 from octotui.tui.state import Connection
@@ -15,9 +15,9 @@ from octotui.tui.state import Connection
 class StatusBar(Horizontal):
     """Shows ``connection`` (set by its screen) and re-renders only the parts whose text changed."""
 
-    connection: reactive[Connection] = reactive(Connection, always_update=False)
-    thresholds: reactive[str] = reactive("")
-    read_only: reactive[bool] = reactive(False)
+    connection: var[Connection] = var(Connection, always_update=False)
+    thresholds: var[str] = var("")
+    read_only: var[bool] = var(False)
 
     def __init__(self, server_label: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
