@@ -86,7 +86,7 @@ class AgentScreen(DashboardScreen):
         self._tests_changed(self.octo.tests)
 
     def _agents_changed(self, agents: list[Agent]) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         agent = self.agent
         title = self.query_one("#agent-title", Label)
@@ -111,7 +111,7 @@ class AgentScreen(DashboardScreen):
             self.query_one("#figures", Static).update(text, layout=False)
 
     def _metrics_changed(self, metrics: AgentMetrics | None) -> None:
-        if metrics is None or metrics.agent_id != self.agent_id or not self.visible:
+        if metrics is None or metrics.agent_id != self.agent_id or not self.feeding:
             return
         samples = metrics.samples
         self.query_one("#cpu-chart", Chart).values = tuple(s.cpu_percent for s in samples)
@@ -123,6 +123,6 @@ class AgentScreen(DashboardScreen):
                 self._show_figures(agent, samples[-1])
 
     def _tests_changed(self, tests: list[Test]) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         self.query_one(AgentContainersTable).show(tests, self.agent_id)

@@ -32,7 +32,7 @@ class DashboardScreen(Screen[Any]):
         return StatusBar(self.octo.server_label, id="status")
 
     @property
-    def visible(self) -> bool:
+    def feeding(self) -> bool:
         """True when this screen is on top, or only a dialog covers it.
 
         A hidden screen does not feed its widgets: Textual repaints the top screen wherever a

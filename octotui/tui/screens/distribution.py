@@ -102,7 +102,7 @@ class DistributionScreen(DashboardScreen):
         self._changed()
 
     def _changed(self) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         self.query_one(DistributionTable).sync(distribution_rows(self.octo.agents, self.octo.tests))
 

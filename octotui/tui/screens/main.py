@@ -23,9 +23,9 @@ class MainScreen(DashboardScreen):
         Binding("l", "launch", "Launch"),
         Binding("s", "stop", "Stop test"),
         Binding("d", "distribution", "Distribution"),
-        Binding("a", "focus('agents')", "Agents", show=False),
-        Binding("t", "focus('tests')", "Tests", show=False),
-        Binding("p", "focus('providers')", "Providers", show=False),
+        Binding("a", "focus_table('agents')", "Agents", show=False),
+        Binding("t", "focus_table('tests')", "Tests", show=False),
+        Binding("p", "focus_table('providers')", "Providers", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -56,18 +56,18 @@ class MainScreen(DashboardScreen):
         self._tests_changed(self.octo.tests)
 
     def _agents_changed(self, agents: list[Agent]) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         self.query_one(AgentsTable).show(agents, self._late_after(), self.needle)
         self.query_one(ProvidersTable).show(self.octo.providers, agents)
 
     def _providers_changed(self, providers: list[Provider]) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         self.query_one(ProvidersTable).show(providers, self.octo.agents)
 
     def _tests_changed(self, tests: list[Test]) -> None:
-        if not self.visible:
+        if not self.feeding:
             return
         self.query_one(TestsTable).show(tests)
 
@@ -99,7 +99,7 @@ class MainScreen(DashboardScreen):
 
     # --- navigation and actions ---------------------------------------------------------------
 
-    def action_focus(self, which: str) -> None:
+    def action_focus_table(self, which: str) -> None:
         self.query_one(f"#{which}").focus()
 
     def action_launch(self) -> None:

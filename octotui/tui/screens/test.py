@@ -97,13 +97,13 @@ class TestScreen(DashboardScreen):
         self.query_one(ContainersTable).show(test.containers)
 
     def _tests_changed(self, tests: list[Test]) -> None:
-        if self.visible and self.octo.test_detail is None:
+        if self.feeding and self.octo.test_detail is None:
             test = self.test
             if test is not None:
                 self._show(test)
 
     def _detail_changed(self, detail: tuple[Test, TestSeries] | None) -> None:
-        if detail is None or detail[0].id != self.test_id or not self.visible:
+        if detail is None or detail[0].id != self.test_id or not self.feeding:
             return
         test, series = detail
         self._show(test)

@@ -101,7 +101,7 @@ class KeyedTable(DataTable[Text]):
             return ""
         return theme_style(self.app.theme_variables, name)
 
-    def _render(self, col: Column, cell: Cell) -> SortText:
+    def _cell_text(self, col: Column, cell: Cell) -> SortText:
         text = SortText(cell.text, style=self._style(cell.style), justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
         text.sort_key = _ordered(cell.sort_key)
         return text
@@ -116,7 +116,7 @@ class KeyedTable(DataTable[Text]):
             new = tuple(cells)
             old = self._cells.get(key)
             if old is None:
-                self.add_row(*(self._render(c, v) for c, v in zip(self.COLUMNS, new, strict=True)), key=key)
+                self.add_row(*(self._cell_text(c, v) for c, v in zip(self.COLUMNS, new, strict=True)), key=key)
                 reorder = True
             elif old != new:
                 for col, before, after in zip(self.COLUMNS, old, new, strict=True):
@@ -132,9 +132,9 @@ class KeyedTable(DataTable[Text]):
         row_key, col_key = RowKey(key), ColumnKey(col.key)
         data = getattr(self, "_data", None)
         if not isinstance(data, dict) or row_key not in data:
-            self.update_cell(key, col.key, self._render(col, cell))
+            self.update_cell(key, col.key, self._cell_text(col, cell))
             return
-        data[row_key][col_key] = self._render(col, cell)
+        data[row_key][col_key] = self._cell_text(col, cell)
         self._update_count += 1
         self.refresh_row(self.get_row_index(row_key))
 
