@@ -231,3 +231,30 @@ async def test_wrong_token_is_shown_not_fatal(server: ServerProcess) -> None:
 
 def test_server_url_health(server: ServerProcess) -> None:
     assert httpx.get(f"{server.url}/api/v1/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--server", "http://127.0.0.1:1"], "--server needs --token"),
+        (["--server", "ftp://x", "--token", "t"], "not an http(s) URL"),
+        (["--refresh", "0"], "must be > 0"),
+        (["--ca-bundle", "/nonexistent/ca.pem"], "no such file"),
+    ],
+)
+def test_cli_refuses_bad_settings(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from octotui.tui.cli import parse
+
+    with pytest.raises(SystemExit) as exc:
+        parse(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_embedded_bad_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from octotui.tui.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--data-dir", str(blocker / "data")]) == 1
+    assert "as the data directory" in capsys.readouterr().err
