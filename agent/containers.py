@@ -627,12 +627,14 @@ class DockerRuntime:
         if reason is None and tracked.docker_id and self._client is not None:
             try:
                 self._client.api.remove_container(tracked.docker_id, force=True, v=True)
-            except docker.errors.NotFound:
-                # someone else removed it (docker rm -f kills, then removes): not JMeter's own end
-                if exit_code != 0 and not tracked.stop_requested:
-                    reason = f"container vanished (removed outside the agent, exit code {exit_code})"
             except Exception as exc:
-                log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
+                # NotFound, or 409 "removal already in progress": someone else removed it (docker rm -f
+                # kills, then removes), which is not JMeter's own end
+                removed_elsewhere = isinstance(exc, docker.errors.NotFound) or "already in progress" in str(exc)
+                if not removed_elsewhere:
+                    log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
+                elif exit_code != 0 and not tracked.stop_requested:
+                    reason = f"container vanished (removed outside the agent, exit code {exit_code})"
         final = read_jtl(root / "results" / "results.jtl")
         error = reason
         state = "failed"

@@ -354,6 +354,10 @@ class AgentRuntime:
         else:
             log.warning("docker engine unavailable: %s (monitoring goes on)", info.error)
 
+    def _requeue(self, taken: list[HostSample]) -> None:
+        """Keep unsent readings for the next beat (the newest win when the window is full)."""
+        self.samples = deque([*taken, *self.samples], maxlen=self.samples.maxlen)
+
     async def _heartbeat_loop(self) -> None:
         assert self.identity is not None and self.docker is not None and self.sampler is not None
         attempt = 0
@@ -364,7 +368,11 @@ class AgentRuntime:
             self.samples.clear()
             if not taken:
                 taken = [await asyncio.to_thread(self.sampler.sample)]
-            beat = Heartbeat(host=taken[-1], samples=taken[:-1], docker=self.docker.info, containers=reports)
+            info = self.docker.info
+            # without an engine the agent cannot list its containers: the list is then not the whole truth
+            beat = Heartbeat(
+                host=taken[-1], samples=taken[:-1], docker=info, containers=reports, complete=info.available
+            )
             token = self.identity.agent_token
             try:
                 response = await self._request(
@@ -376,15 +384,14 @@ class AgentRuntime:
                 if response.is_error:
                     raise ServerUnreachable(f"heartbeat refused ({response.status_code}): {self._detail(response)}")
             except ServerUnreachable as exc:
-                # keep the readings for the next beat, so the server's window has no hole
-                self.samples.extendleft(reversed(taken))
+                self._requeue(taken)
                 delay = min(backoff_delay(attempt), BACKOFF_CAP)
                 attempt += 1
                 self._unreached(str(exc), delay)
                 await asyncio.sleep(delay)
                 continue
             except AuthRefused:
-                self.samples.extendleft(reversed(taken))
+                self._requeue(taken)
                 await self._refused(token)
                 continue
             self._reached()
