@@ -105,7 +105,7 @@ class ServerProcess:
         cmd = [
             sys.executable, "-m", "octotui", "server",
             "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port),
-            "--admin-token", self.admin_token, *self.extra,
+            f"--admin-token={self.admin_token}", *self.extra,
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -158,7 +158,7 @@ class AgentProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "agent",
-            "--server", self.server_url, "--token", self.token, "--location", self.location,
+            f"--server={self.server_url}", f"--token={self.token}", f"--location={self.location}",
             "--name", self.name, "--state-dir", str(self.state_dir), *self.extra,
         ]  # fmt: skip
         log = self.log_path.open("ab")
