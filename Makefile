@@ -42,5 +42,9 @@ docker-engine:
 jmeter-image: docker-engine
 	bash scripts/jmeter-image.sh $(JMETER_IMAGE)
 
+## bench: the benchmark suite against DESIGN.md's targets (never part of `make test`); writes docs/BENCHMARKS.md
+bench: install docker-engine jmeter-image
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
