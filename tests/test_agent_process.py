@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
+from tests.conftest import ROOT, AgentProcess, ServerProcess, wait_until
+from tests.test_agent_docker import FAKE_IMAGE, fake_jmeter_image  # noqa: F401 - fixture
 
 
 def _provider(api: httpx.Client, name: str = "lab") -> dict[str, Any]:
@@ -182,3 +184,42 @@ def test_agent_without_docker_engine_keeps_monitoring(
     assert "no Docker engine answers" in online["docker"]["error"]
     assert online["host"]["memory_percent"] > 0
     wait_until(lambda: "docker engine unavailable" in agent.log() or None, timeout=10, what="log line")
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("agent-docker")
+@pytest.mark.usefixtures("fake_jmeter_image")
+def test_agent_restart_leaves_jmeter_running_and_follows_it_again(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, docker_client: Any
+) -> None:
+    api = server.client()
+    provider = _provider(api)
+    agent = _start(server, agents, tmp_path, provider["token"])
+    wait_until(lambda: (a := _online(api, "gen-a")) and a["docker"]["available"], timeout=30, what="agent online")
+    plan = (ROOT / "examples" / "http-get.jmx").read_text()
+    body = {"name": "restart", "plan": plan, "provider": provider["id"], "containers": 1, "image": FAKE_IMAGE,
+            "properties": {"fake.duration": "10"}}  # fmt: skip
+    created = api.post("/tests", json=body)
+    assert created.status_code == 201, created.text
+    test_id = created.json()["id"]
+
+    def container() -> dict[str, Any] | None:
+        current = api.get(f"/tests/{test_id}").json()["containers"][0]
+        return current if current["state"] == "running" and current.get("figures") else None
+
+    wait_until(container, timeout=30, what="the container running with figures")
+    assert agent.stop(signal.SIGTERM) == 0
+    running = docker_client.containers.list(filters={"label": f"io.octotui.test={test_id}"})
+    assert len(running) == 1, "the JMeter container outlives the agent"
+    agent.start()
+
+    def ended() -> dict[str, Any] | None:
+        current = api.get(f"/tests/{test_id}").json()
+        return current if current["state"] in ("finished", "failed") else None
+
+    final = wait_until(ended, timeout=60, interval=0.5, what="the test to end")
+    assert final["state"] == "finished", final
+    assert final["containers"][0]["final"]["samples"] == 50
+    assert "found again" in agent.log()
+    wait_until(lambda: not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}),
+               timeout=20, what="container removed")  # fmt: skip
