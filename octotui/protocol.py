@@ -372,6 +372,50 @@ class TestSeries(Model):
     points: list[TestSeriesPoint]
 
 
+# --- operator tokens and audit ---------------------------------------------------------------
+
+TokenName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+]
+
+
+class TokenCreate(Model):
+    """``POST /api/v1/tokens``: a named operator token; the name ``admin`` is the server's own."""
+
+    name: TokenName
+    role: Role
+
+
+class TokenCreated(Model):
+    """The answer to a token creation: the only time the secret is ever shown."""
+
+    name: str
+    role: Role
+    token: str
+
+
+class TokenInfo(Model):
+    """An operator token as listed (``GET /api/v1/tokens``): never its secret."""
+
+    name: str
+    role: Role
+    created_at: datetime | None = None  # None for the server's start-up admin token
+
+
+class AuditEntry(Model):
+    """One change made through the API (``GET /api/v1/audit``, newest first)."""
+
+    id: int
+    ts: datetime
+    actor: str  # token name: an operator token's name, ``provider:NAME`` or ``agent:ID``
+    role: str  # admin, read-only, provider, agent or local (the CLI on the data dir)
+    action: str  # e.g. provider.create, agent.register, test.stop, token.revoke
+    target: str  # what it changed (id or name)
+    detail: str = ""
+    address: str = ""  # the client's address
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from octotui.protocol import (
     VERSION,
     Agent,
     AgentMetrics,
+    AuditEntry,
     Command,
     CommandAck,
     Health,
@@ -35,6 +36,9 @@ from octotui.protocol import (
     Test,
     TestCreate,
     TestSeries,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
 )
 from octotui.server.auth import Principal, require_agent, require_operator, require_provider
 from octotui.server.controller import Controller
@@ -61,10 +65,11 @@ class GateMiddleware:
     without being read into memory.
     """
 
-    def __init__(self, app: ASGIApp, controller: Controller, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, controller: Controller, max_body: int, max_plan: int) -> None:
         self.app = app
         self.controller = controller
         self.max_body = max_body
+        self.max_plan = max_plan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +86,7 @@ class GateMiddleware:
                 return
             scope.setdefault("state", {})["principal"] = principal
         length = headers.get(b"content-length")
-        too_big = f"request body larger than {self.max_body} bytes"
+        too_big = f"request body larger than {self.max_body} bytes (JMX plans: at most {self.max_plan} bytes)"
         if length is not None:
             try:
                 declared = int(length)
@@ -142,8 +147,16 @@ def reader(request: Request) -> Principal:
 def writer(request: Request) -> Principal:
     """An admin token."""
     principal = _principal(request)
-    require_operator(principal, write=True)
+    require_operator(principal, write=True, what=f"{request.method} {request.url.path}")
     return principal
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def _audit(request: Request, who: Principal, action: str, target: str, detail: str = "") -> None:
+    await _controller(request).audit(who, action, target, detail, _address(request))
 
 
 Ctl = Annotated[Controller, Depends(_controller)]
@@ -170,7 +183,7 @@ def _routes() -> APIRouter:
             late_after=s.late_after,
             offline_after=s.offline_after,
             default_image=s.default_image,
-            max_plan_bytes=s.max_body_bytes,
+            max_plan_bytes=s.max_plan_bytes,
         )
 
     # --- providers -----------------------------------------------------------------------------
@@ -181,25 +194,37 @@ def _routes() -> APIRouter:
         return [ctl.provider_out(p, show) for p in sorted(ctl.providers.values(), key=lambda p: p.created_at)]
 
     @api.post("/providers", response_model=Provider, status_code=201, tags=["providers"])
-    async def create_provider(body: ProviderCreate, ctl: Ctl, _: Writer) -> Provider:
-        return ctl.provider_out(await ctl.create_provider(body.name), True)
+    async def create_provider(body: ProviderCreate, ctl: Ctl, who: Writer, request: Request) -> Provider:
+        p = await ctl.create_provider(body.name)
+        await _audit(request, who, "provider.create", p.id, f"name={p.name}")
+        return ctl.provider_out(p, True)
 
     @api.get("/providers/{provider_id}", response_model=Provider, tags=["providers"])
     async def get_provider(provider_id: str, ctl: Ctl, who: Reader) -> Provider:
         return ctl.provider_out(ctl.provider_or_404(provider_id), who.kind == "admin")
 
     @api.patch("/providers/{provider_id}", response_model=Provider, tags=["providers"])
-    async def rename_provider(provider_id: str, body: ProviderRename, ctl: Ctl, _: Writer) -> Provider:
-        return ctl.provider_out(await ctl.rename_provider(provider_id, body.name), True)
+    async def rename_provider(
+        provider_id: str, body: ProviderRename, ctl: Ctl, who: Writer, request: Request
+    ) -> Provider:
+        old = ctl.provider_or_404(provider_id).name
+        p = await ctl.rename_provider(provider_id, body.name)
+        await _audit(request, who, "provider.rename", p.id, f"{old} -> {p.name}")
+        return ctl.provider_out(p, True)
 
     @api.delete("/providers/{provider_id}", status_code=204, tags=["providers"])
-    async def delete_provider(provider_id: str, ctl: Ctl, _: Writer) -> Response:
+    async def delete_provider(provider_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
+        name = ctl.provider_or_404(provider_id).name
         await ctl.delete_provider(provider_id)
+        await _audit(request, who, "provider.delete", provider_id, f"name={name}")
         return Response(status_code=204)
 
     @api.post("/providers/{provider_id}/rotate-token", response_model=Provider, tags=["providers"])
-    async def rotate_token(provider_id: str, ctl: Ctl, _: Writer) -> Provider:
-        return ctl.provider_out(await ctl.rotate_provider_token(provider_id), True)
+    async def rotate_token(provider_id: str, ctl: Ctl, who: Writer, request: Request) -> Provider:
+        """A new registration token; agents already registered keep their own tokens."""
+        p = await ctl.rotate_provider_token(provider_id)
+        await _audit(request, who, "provider.rotate-token", p.id, f"name={p.name}")
+        return ctl.provider_out(p, True)
 
     # --- agents: operator side -----------------------------------------------------------------
 
@@ -212,8 +237,12 @@ def _routes() -> APIRouter:
         return ctl.agent_out(ctl.agent_or_404(agent_id))
 
     @api.delete("/agents/{agent_id}", status_code=204, tags=["agents"])
-    async def delete_agent(agent_id: str, ctl: Ctl, _: Writer) -> Response:
+    async def delete_agent(agent_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
+        """Forget an agent and revoke its token at once."""
+        a = ctl.agent_or_404(agent_id)
+        name = a.name
         await ctl.delete_agent(agent_id)
+        await _audit(request, who, "agent.delete", agent_id, f"name={name}")
         return Response(status_code=204)
 
     @api.get("/agents/{agent_id}/metrics", response_model=AgentMetrics, tags=["agents"])
@@ -226,8 +255,11 @@ def _routes() -> APIRouter:
     # --- agents: agent side --------------------------------------------------------------------
 
     @api.post("/agents/register", response_model=RegisterResponse, tags=["agent protocol"])
-    async def register(body: RegisterRequest, ctl: Ctl, who: Anyone) -> RegisterResponse:
-        return await ctl.register(require_provider(who), body)
+    async def register(body: RegisterRequest, ctl: Ctl, who: Anyone, request: Request) -> RegisterResponse:
+        answer = await ctl.register(require_provider(who), body)
+        detail = f"name={body.name} location={body.location} version={body.version}"
+        await _audit(request, who, "agent.register", answer.agent_id, detail)
+        return answer
 
     @api.post("/agents/{agent_id}/heartbeat", response_model=HeartbeatResponse, tags=["agent protocol"])
     async def heartbeat(agent_id: str, body: Heartbeat, ctl: Ctl, who: Anyone) -> HeartbeatResponse:
@@ -260,10 +292,15 @@ def _routes() -> APIRouter:
     # --- tests ---------------------------------------------------------------------------------
 
     @api.post("/tests", response_model=Test | Placement, status_code=201, tags=["tests"])
-    async def create_test(body: TestCreate, ctl: Ctl, _: Writer, response: Response) -> Test | Placement:
+    async def create_test(
+        body: TestCreate, ctl: Ctl, who: Writer, response: Response, request: Request
+    ) -> Test | Placement:
         result = await ctl.create_test(body)
         if isinstance(result, Placement):
-            response.status_code = 200
+            response.status_code = 200  # a dry run changes nothing: not audited
+        else:
+            detail = f"name={result.name} provider={result.provider_name} containers={len(result.containers)}"
+            await _audit(request, who, "test.create", result.id, detail)
         return result
 
     @api.get("/tests", response_model=list[Test], tags=["tests"])
@@ -280,12 +317,46 @@ def _routes() -> APIRouter:
         return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
 
     @api.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
-    async def stop_test(test_id: str, ctl: Ctl, _: Writer) -> Test:
-        return await ctl.stop_test(test_id)
+    async def stop_test(test_id: str, ctl: Ctl, who: Writer, request: Request) -> Test:
+        test = await ctl.stop_test(test_id)
+        await _audit(request, who, "test.stop", test_id, f"name={test.name}")
+        return test
 
     @api.post("/tests/{test_id}/containers/{container_id}/stop", response_model=Test, tags=["tests"])
-    async def stop_container(test_id: str, container_id: str, ctl: Ctl, _: Writer) -> Test:
-        return await ctl.stop_one(test_id, container_id)
+    async def stop_container(test_id: str, container_id: str, ctl: Ctl, who: Writer, request: Request) -> Test:
+        test = await ctl.stop_one(test_id, container_id)
+        await _audit(request, who, "container.stop", container_id, f"test={test_id}")
+        return test
+
+    # --- operator tokens and audit -------------------------------------------------------------
+
+    @api.post("/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
+    async def create_token(body: TokenCreate, ctl: Ctl, who: Writer, request: Request) -> TokenCreated:
+        """A named operator token; its secret is in this answer only."""
+        created = await ctl.create_token(body.name, body.role)
+        await _audit(request, who, "token.create", created.name, f"role={created.role}")
+        return created
+
+    @api.get("/tokens", response_model=list[TokenInfo], tags=["tokens"])
+    async def list_tokens(ctl: Ctl, _: Reader) -> list[TokenInfo]:
+        return ctl.token_list()
+
+    @api.delete("/tokens/{name}", status_code=204, tags=["tokens"])
+    async def revoke_token(name: str, ctl: Ctl, who: Writer, request: Request) -> Response:
+        """Revoke at once: the next request with that token gets 401."""
+        await ctl.revoke_token(name)
+        await _audit(request, who, "token.revoke", name)
+        return Response(status_code=204)
+
+    @api.get("/audit", response_model=list[AuditEntry], tags=["audit"])
+    async def audit(
+        ctl: Ctl,
+        _: Reader,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(ge=1, le=2**62, description="only entries with a smaller id")] = None,
+    ) -> list[AuditEntry]:
+        """Changes made through the API, newest first; page with ``before`` = the last id seen."""
+        return await ctl.store.audit(limit, before)
 
     return api
 
@@ -335,5 +406,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(_routes())
-    app.add_middleware(GateMiddleware, controller=controller, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        GateMiddleware, controller=controller, max_body=settings.max_body_bytes, max_plan=settings.max_plan_bytes
+    )
     return app

@@ -6,7 +6,12 @@
 - an agent token: may only act as that agent (heartbeat, poll, ack).
 
 Operator and agent tokens are stored as SHA-256 hashes; provider tokens as they are, since admins
-must read them to install agents.
+must read them to install agents. A presented token is hashed and looked up by its digest, so the
+secret is never compared byte by byte; the start-up admin token's digest is compared with
+``hmac.compare_digest``. Tokens are never logged.
+
+Operator tokens have names (unique; ``admin`` is the start-up token's): the audit log says which
+token made each change, and ``DELETE /api/v1/tokens/{name}`` revokes one at once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from fastapi import HTTPException
 
 Kind = Literal["admin", "read-only", "provider", "agent"]
 OPERATOR_KINDS: frozenset[str] = frozenset({"admin", "read-only"})
+#: The name of the start-up admin token (from the settings or DATA_DIR/admin.token).
+STARTUP_ADMIN = "admin"
 
 
 def new_token() -> str:
@@ -33,7 +40,7 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who sent a request: its kind and, for providers and agents, which one."""
+    """Who sent a request: its kind and which one (operator token name, provider id or agent id)."""
 
     kind: Kind
     subject: str = ""
@@ -49,12 +56,35 @@ class TokenIndex:
     def __init__(self, admin_token: str | None) -> None:
         self._admin_hash = hash_token(admin_token) if admin_token else None
         self._by_hash: dict[str, Principal] = {}
+        #: Named operator tokens: name -> (hash, role, created_at).
+        self.operators: dict[str, tuple[str, str, float]] = {}
 
     def add(self, token_hash: str, kind: Kind, subject: str = "") -> None:
         self._by_hash[token_hash] = Principal(kind, subject)
 
     def remove(self, token_hash: str) -> None:
         self._by_hash.pop(token_hash, None)
+
+    def add_operator(self, name: str, role: str, token_hash: str, created_at: float) -> None:
+        """Add (or replace) the operator token called ``name``."""
+        self.remove_operator(name)
+        self.operators[name] = (token_hash, role, created_at)
+        self.add(token_hash, role, name)  # type: ignore[arg-type]
+
+    def remove_operator(self, name: str) -> bool:
+        """Revoke the operator token called ``name``; False when there is none."""
+        entry = self.operators.pop(name, None)
+        if entry is None:
+            return False
+        self.remove(entry[0])
+        return True
+
+    def replace_operators(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """Take the stored operator tokens ``(hash, role, name, created_at)`` as the whole truth."""
+        for name in list(self.operators):
+            self.remove_operator(name)
+        for token_hash, role, name, created_at in rows:
+            self.add_operator(name, role, token_hash, created_at)
 
     def resolve(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header value; 401 when missing or unknown."""
@@ -66,7 +96,7 @@ class TokenIndex:
             raise HTTPException(401, "malformed Authorization header: expected 'Bearer TOKEN'", _CHALLENGE)
         digest = hash_token(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
-            return Principal("admin")
+            return Principal("admin", STARTUP_ADMIN)
         principal = self._by_hash.get(digest)
         if principal is None:
             raise HTTPException(401, "invalid or revoked token", _CHALLENGE)
@@ -76,12 +106,12 @@ class TokenIndex:
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require_operator(principal: Principal, write: bool) -> None:
+def require_operator(principal: Principal, write: bool, what: str = "this change") -> None:
     """403 unless ``principal`` is an operator allowed to read (or, with ``write``, to change)."""
     if not principal.is_operator:
         raise HTTPException(403, f"a {principal.kind} token cannot use this route: it needs an operator token")
     if write and principal.kind != "admin":
-        raise HTTPException(403, "read-only token: changes need an admin token")
+        raise HTTPException(403, f"read-only token: {what} is not allowed (changes need an admin token)")
 
 
 def require_agent(principal: Principal, agent_id: str) -> None:

@@ -34,8 +34,10 @@ from octotui.protocol import (
     RegisterResponse,
     Test,
     TestCreate,
+    TokenCreated,
+    TokenInfo,
 )
-from octotui.server.auth import TokenIndex, hash_token, new_token
+from octotui.server.auth import STARTUP_ADMIN, Principal, TokenIndex, hash_token, new_token
 from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
 from octotui.server.jmx import PlanError, validate_plan
 from octotui.server.placement import Candidate, PlacementError, place
@@ -94,8 +96,9 @@ class Controller:
             self.providers[p.id] = p
             self.tokens.add(hash_token(p.token), "provider", p.id)
         for token_hash, role, subject in snap.tokens:
-            if role in ("admin", "read-only", "agent"):
-                self.tokens.add(token_hash, role, subject)  # type: ignore[arg-type]
+            if role == "agent":
+                self.tokens.add(token_hash, role, subject)
+        self.tokens.replace_operators(snap.operators)
         for a in snap.agents:
             # Grace after a restart: agents get offline_after seconds to come back before their
             # containers count as lost, whatever their last heartbeat before the restart.
@@ -129,15 +132,64 @@ class Controller:
         if rows:
             await self.store.save_last_seen(rows)
 
-    async def add_operator_token(self, role: str) -> str:
-        """Create an operator token (``admin`` or ``read-only``); only its hash is kept."""
+    async def add_operator_token(self, role: str, name: str | None = None) -> str:
+        """Create an operator token (``admin`` or ``read-only``) and return its secret."""
+        return (await self.create_token(name or _id("token"), role)).token
+
+    # --- operator tokens and audit -------------------------------------------------------------
+
+    async def create_token(self, name: str, role: str) -> TokenCreated:
+        """A new named operator token; only its hash is kept, the secret is returned once."""
         if role not in ("admin", "read-only"):
-            raise ValueError(f"unknown role {role!r}")
+            raise HTTPException(422, f"role must be 'admin' or 'read-only', not {role!r}")
+        if name == STARTUP_ADMIN or name in self.tokens.operators:
+            raise HTTPException(409, f"a token named {name!r} already exists")
         token = new_token()
         token_hash = hash_token(token)
-        self.tokens.add(token_hash, role)  # type: ignore[arg-type]
-        await self.store.save_token(token_hash, role, "", time.time())
-        return token
+        now = time.time()
+        if not await self.store.add_operator(name, role, token_hash, now):
+            raise HTTPException(409, f"a token named {name!r} already exists")
+        self.tokens.add_operator(name, role, token_hash, now)
+        log.info("operator token %s (%s) created", name, role)
+        return TokenCreated(name=name, role=role, token=token)  # type: ignore[arg-type]
+
+    def token_list(self) -> list[TokenInfo]:
+        """The operator tokens, the start-up admin token first; never their secrets."""
+        out = [TokenInfo(name=STARTUP_ADMIN, role="admin")] if self.settings.admin_token else []
+        for name, (_, role, created) in sorted(self.tokens.operators.items(), key=lambda kv: kv[1][2]):
+            out.append(TokenInfo(name=name, role=role, created_at=_dt(created)))  # type: ignore[arg-type]
+        return out
+
+    async def revoke_token(self, name: str) -> None:
+        """Revoke a named operator token at once (the next request with it gets 401)."""
+        if name == STARTUP_ADMIN:
+            raise HTTPException(
+                409, "the start-up admin token cannot be revoked through the API: restart the server with another"
+            )
+        if name not in self.tokens.operators:
+            raise HTTPException(404, f"no token named {name!r}")
+        self.tokens.remove_operator(name)
+        await self.store.remove_operator(name)
+        log.info("operator token %s revoked", name)
+
+    async def sync_tokens(self) -> None:
+        """Take operator tokens changed in the store by another process (``octotui token --data-dir``)."""
+        rows = await self.store.operators_if_changed()
+        if rows is not None:
+            self.tokens.replace_operators(rows)
+
+    def actor(self, who: Principal) -> str:
+        """How the audit log names the holder of a token."""
+        if who.kind == "provider":
+            p = self.providers.get(who.subject)
+            return f"provider:{p.name if p else who.subject}"
+        if who.kind == "agent":
+            return f"agent:{who.subject}"
+        return who.subject or who.kind
+
+    async def audit(self, who: Principal, action: str, target: str, detail: str = "", address: str = "") -> None:
+        """Record one change: who (token name and role), what, when, from where."""
+        await self.store.add_audit(time.time(), self.actor(who), who.kind, action, target, detail, address)
 
     # --- providers -----------------------------------------------------------------------------
 
@@ -553,8 +605,8 @@ class Controller:
 
     async def create_test(self, spec: TestCreate) -> Test | Placement:
         """Validate, place and (unless a dry run) queue one launch per container."""
-        if len(spec.plan.encode()) > self.settings.max_body_bytes:
-            raise HTTPException(413, f"the plan is larger than {self.settings.max_body_bytes} bytes")
+        if len(spec.plan.encode()) > self.settings.max_plan_bytes:
+            raise HTTPException(413, f"the plan is larger than the limit of {self.settings.max_plan_bytes} bytes")
         try:
             validate_plan(spec.plan)
         except PlanError as exc:
@@ -705,6 +757,7 @@ class Controller:
             try:
                 self.tick()
                 await self.flush()
+                await self.sync_tokens()
                 if time.monotonic() - last_seen_saved >= 30:
                     last_seen_saved = time.monotonic()
                     await self.save_last_seen()

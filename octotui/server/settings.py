@@ -25,7 +25,9 @@ class ServerSettings:
     #: An unacknowledged command is handed out again after this long (agents dedupe by id).
     redeliver_after: float = 15.0
     default_image: str = "justb4/jmeter:5.5"
-    max_body_bytes: int = 5 * MIB
+    #: Largest JMX plan accepted; a request body may be larger (JSON escaping, other fields).
+    max_plan_bytes: int = 4 * MIB
+    max_body_bytes: int = 9 * MIB
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Points kept per agent (host samples) and per test (live series).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from octotui.protocol import FinalResults, JMeterFigures, LaunchSpec, TestResults
+from octotui.protocol import AuditEntry, FinalResults, JMeterFigures, LaunchSpec, TestResults
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
 
 T = TypeVar("T")
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS containers (
     state TEXT NOT NULL, shutdown_port INTEGER NOT NULL, docker_id TEXT, exit_code INTEGER, error TEXT,
     final TEXT, figures TEXT, updated_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS containers_test ON containers(test_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, address TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, kind TEXT NOT NULL, container_id TEXT NOT NULL,
     test_id TEXT NOT NULL, created_at REAL NOT NULL, launch TEXT, grace_s REAL NOT NULL);
@@ -54,6 +57,8 @@ class Snapshot:
 
     providers: list[ProviderRec] = field(default_factory=list)
     tokens: list[tuple[str, str, str]] = field(default_factory=list)  # (hash, role, subject)
+    #: Operator tokens: (hash, role, name, created_at); unnamed ones of older stores get a name.
+    operators: list[tuple[str, str, str, float]] = field(default_factory=list)
     agents: list[AgentRec] = field(default_factory=list)
     tests: list[TestRec] = field(default_factory=list)
     containers: list[ContainerRec] = field(default_factory=list)
@@ -71,6 +76,7 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-store")
         self._db: sqlite3.Connection | None = None
+        self._data_version: int | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -107,7 +113,9 @@ class Store:
         db = self.db
         snap = Snapshot()
         snap.providers = [ProviderRec(*row) for row in db.execute("SELECT id, name, token, created_at FROM providers")]
-        snap.tokens = [tuple(row) for row in db.execute("SELECT hash, role, subject FROM tokens")]
+        snap.tokens = [tuple(row) for row in db.execute("SELECT hash, role, subject FROM tokens WHERE role = 'agent'")]
+        snap.operators = self._operators()
+        self._data_version = self._version()
         snap.agents = [
             AgentRec(*row)
             for row in db.execute(
@@ -205,7 +213,7 @@ class Store:
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM providers WHERE id = ?", (provider_id,))
             db.executemany("DELETE FROM agents WHERE id = ?", [(i,) for i in ids])
-            db.executemany("DELETE FROM tokens WHERE subject = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", [(i,) for i in ids])
             db.executemany("DELETE FROM commands WHERE agent_id = ?", [(i,) for i in ids])
 
         await self._run(self._tx, run)
@@ -220,6 +228,104 @@ class Store:
             )
 
         await self._run(self._tx, run)
+
+    def _operators(self) -> list[tuple[str, str, str, float]]:
+        rows = self.db.execute(
+            "SELECT hash, role, subject, created_at FROM tokens WHERE role IN ('admin', 'read-only')"
+            " ORDER BY created_at"
+        ).fetchall()
+        return [(h, role, name or f"token-{h[:8]}", created) for h, role, name, created in rows]
+
+    def _version(self) -> int:
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    async def operators_if_changed(self) -> list[tuple[str, str, str, float]] | None:
+        """The operator tokens when another connection (the ``octotui token`` CLI) changed the file."""
+
+        def run() -> list[tuple[str, str, str, float]] | None:
+            version = self._version()
+            if version == self._data_version:
+                return None
+            self._data_version = version
+            return self._operators()
+
+        return await self._run(run)
+
+    async def operators(self) -> list[tuple[str, str, str, float]]:
+        """Every operator token: (hash, role, name, created_at), oldest first."""
+        return await self._run(self._operators)
+
+    async def add_operator(self, name: str, role: str, token_hash: str, created_at: float) -> bool:
+        """Store a named operator token; False (nothing stored) when the name is taken."""
+
+        def run(db: sqlite3.Connection) -> bool:
+            taken = db.execute(
+                "SELECT 1 FROM tokens WHERE subject = ? AND role IN ('admin', 'read-only')", (name,)
+            ).fetchone()
+            if taken:
+                return False
+            db.execute(
+                "INSERT INTO tokens (hash, role, subject, created_at) VALUES (?, ?, ?, ?)",
+                (token_hash, role, name, created_at),
+            )
+            return True
+
+        return await self._run(self._immediate, run)
+
+    async def remove_operator(self, name: str) -> bool:
+        """Delete the operator token called ``name``; False when there is none."""
+
+        def run(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM tokens WHERE subject = ? AND role IN ('admin', 'read-only')", (name,))
+            return cur.rowcount > 0
+
+        return await self._run(self._immediate, run)
+
+    def _immediate(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # IMMEDIATE takes the write lock at once: the server and the CLI (two processes on one file)
+        # never both pass a name check.
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    async def add_audit(
+        self, ts: float, actor: str, role: str, action: str, target: str, detail: str, address: str
+    ) -> int:
+        """Append one audit entry; returns its id."""
+
+        def run() -> int:
+            cur = self.db.execute(
+                "INSERT INTO audit (ts, actor, role, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ts, actor, role, action, target, detail, address),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self._run(run)
+
+    async def audit(self, limit: int, before: int | None = None) -> list[AuditEntry]:
+        """At most ``limit`` entries, newest first, with ids below ``before`` when given."""
+
+        def run() -> list[AuditEntry]:
+            sql = "SELECT id, ts, actor, role, action, target, detail, address FROM audit"
+            args: tuple[Any, ...] = ()
+            if before is not None:
+                sql += " WHERE id < ?"
+                args = (before,)
+            rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+            return [
+                AuditEntry(id=r[0], ts=r[1], actor=r[2], role=r[3], action=r[4], target=r[5], detail=r[6], address=r[7])
+                for r in rows
+            ]
+
+        return await self._run(run)
 
     # --- agents --------------------------------------------------------------------------------
 
@@ -255,7 +361,7 @@ class Store:
     async def delete_agent(self, agent_id: str) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
-            db.execute("DELETE FROM tokens WHERE subject = ?", (agent_id,))
+            db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (agent_id,))
             db.execute("DELETE FROM commands WHERE agent_id = ?", (agent_id,))
 
         await self._run(self._tx, run)
