@@ -1,4 +1,5 @@
-"""``octotui`` console script: the dashboard by default, ``octotui server`` for the server alone."""
+"""``octotui`` console script: the dashboard by default, ``octotui server`` for the server alone,
+``octotui token`` for operator tokens."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from octotui.server.cli import main as server_main
 
         return server_main(args[1:])
+    if args and args[0] == "token":
+        from octotui.tokens_cli import main as token_main
+
+        return token_main(args[1:])
     from octotui.tui.cli import main as dashboard_main
 
     return dashboard_main(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -17,6 +18,7 @@ from octotui.protocol import (
     API_PREFIX,
     Agent,
     AgentMetrics,
+    AuditEntry,
     Health,
     Placement,
     Provider,
@@ -24,6 +26,8 @@ from octotui.protocol import (
     Test,
     TestCreate,
     TestSeries,
+    TokenCreated,
+    TokenInfo,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -192,3 +196,23 @@ class Client:
     async def stop_container(self, test_id: str, container_id: str) -> Test:
         response = await self._request("POST", f"/tests/{test_id}/containers/{container_id}/stop")
         return self._parse(response, Test)
+
+    # --- operator tokens and audit ------------------------------------------------------------
+
+    async def create_token(self, name: str, role: str) -> TokenCreated:
+        """A named operator token (``admin`` or ``read-only``); the secret is in this answer only."""
+        response = await self._request("POST", "/tokens", json={"name": name, "role": role})
+        return self._parse(response, TokenCreated)
+
+    async def tokens(self) -> list[TokenInfo]:
+        return self._parse_list(await self._request("GET", "/tokens"), TokenInfo)
+
+    async def revoke_token(self, name: str) -> None:
+        await self._request("DELETE", f"/tokens/{quote(name, safe='')}")
+
+    async def audit(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """Changes made through the API, newest first; ``before``: only ids below it (paging)."""
+        params: dict[str, int] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self._parse_list(await self._request("GET", "/audit", params=params), AuditEntry)
