@@ -440,7 +440,9 @@ class DockerRuntime:
             known = self._tracked.get(cid)
             if known is not None:
                 return known
-            tracked = Tracked(cid, command.test_id, command.id, "starting", network_mode=spec.network_mode)
+            # a launch naming a mode other than the default wins; else this agent's --network-mode
+            mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
+            tracked = Tracked(cid, command.test_id, command.id, "starting", network_mode=mode)
             self._tracked[cid] = tracked
         try:
             self._launch(tracked, spec)
@@ -486,7 +488,7 @@ class DockerRuntime:
                 str(plan_dir): {"bind": "/plan", "mode": "ro"},
                 str(results_dir): {"bind": "/results", "mode": "rw"},
             },
-            "network_mode": spec.network_mode or self.network_mode,
+            "network_mode": tracked.network_mode,
         }
         if spec.cpu_limit:
             options["nano_cpus"] = int(spec.cpu_limit * 1e9)

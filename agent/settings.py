@@ -123,7 +123,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--network-mode",
         type=_network_mode,
         default=env.get("OCTOTUI_NETWORK_MODE", "host"),
-        help="docker network mode of JMeter containers when the launch names none "
+        help="docker network mode of JMeter containers, unless a launch names another than host "
         "[OCTOTUI_NETWORK_MODE, default: host]",
     )
     add(

@@ -376,3 +376,22 @@ def test_real_jmeter_runs_a_plan_and_stops_gracefully(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_agent_network_mode_applies_unless_the_launch_names_another(
+    tmp_path: Path, docker_client: Any, fake_jmeter_image: str, agent_id: str
+) -> None:
+    runtime = DockerRuntime(tmp_path / "work", agent_id, network_mode="bridge")
+    runtime.check_engine()
+    try:
+        default = runtime.launch(_launch(fake_jmeter_image))
+        explicit = runtime.launch(_launch(fake_jmeter_image, network_mode="none"))
+        inspect = docker_client.api.inspect_container
+        modes = [inspect(t.docker_id)["HostConfig"]["NetworkMode"] for t in (default, explicit)]
+        assert modes == ["bridge", "none"]
+        wait_until(lambda: _state(runtime, default.container_id, "running"), timeout=10, what="running")
+        assert runtime.stop(default.container_id, grace_s=0.5) == "StopTestNow sent", "sent to the container's address"
+        done = wait_until(lambda: _state(runtime, default.container_id, "finished"), timeout=30, what="stopped")
+        assert done.exit_code == 143
+    finally:
+        runtime.close()
