@@ -21,7 +21,7 @@ run: install
 	$(BIN)/octotui
 
 ## test: everything the suite needs (Docker engine, JMeter image), then the suite in parallel
-test: install docker-engine jmeter-image
+test: install docker-engine jmeter-image agent-image
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 ## test-fast: the suite without Docker (developer loop)
@@ -41,6 +41,10 @@ docker-engine:
 
 jmeter-image: docker-engine
 	bash scripts/jmeter-image.sh $(JMETER_IMAGE)
+
+## agent-image: the agent as a Docker image (octotui-agent:latest), built from a local Debian base
+agent-image: docker-engine
+	bash scripts/agent-image.sh
 
 ## bench: the benchmark suite against DESIGN.md's targets (never part of `make test`); writes docs/BENCHMARKS.md
 bench: install docker-engine jmeter-image
