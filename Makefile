@@ -21,7 +21,7 @@ run: install
 	$(BIN)/octotui
 
 ## test: everything the suite needs (Docker engine, JMeter image), then the suite in parallel
-test: install docker-engine jmeter-image agent-image
+test: install docker-engine jmeter-image
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 ## test-fast: the suite without Docker (developer loop)
