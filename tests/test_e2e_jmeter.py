@@ -46,7 +46,9 @@ def _snapshot(api: httpx.Client) -> tuple[Any, Any]:
 
 
 @pytest.fixture
-def two_agents(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path) -> tuple[httpx.Client, dict[str, Any]]:
+def two_agents(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> tuple[httpx.Client, dict[str, Any]]:
     api = server.client()
     provider = _provider(api, "lab")
     for name, location in (("gen-a", "paris"), ("gen-b", "lyon")):
