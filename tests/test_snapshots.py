@@ -45,6 +45,9 @@ def save(request: pytest.FixtureRequest) -> Callable[[OctoApp, str], None]:
     def shoot(app: OctoApp, name: str) -> None:
         text = app.export_screenshot(title=f"octotui — {name}")
         assert "<svg" in text
+        # Rich writes cell padding as leading no-break spaces; without xml:space="preserve"
+        # librsvg drops them, which shifts coloured cells and right-aligned numbers in the PNGs.
+        text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
         if wanted:
             SHOTS.mkdir(exist_ok=True)
             (SHOTS / f"{name}.svg").write_text(text, encoding="utf-8")

@@ -4,7 +4,7 @@ screens watch the reactives, widgets render them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +16,17 @@ from textual.reactive import var
 from textual.screen import Screen
 
 from octotui.client import Client, ClientError
-from octotui.protocol import Agent, AgentMetrics, Placement, Provider, ServerInfo, Test, TestCreate, TestSeries
+from octotui.protocol import (
+    Agent,
+    AgentMetrics,
+    AuditEntry,
+    Placement,
+    Provider,
+    ServerInfo,
+    Test,
+    TestCreate,
+    TestSeries,
+)
 from octotui.tui import messages
 from octotui.tui.poller import Poller
 from octotui.tui.state import Connection
@@ -66,6 +76,7 @@ class OctoApp(App[int]):
     agent_metrics: var[AgentMetrics | None] = var(None)
     test_detail: var[tuple[Test, TestSeries] | None] = var(None)
     read_only: var[bool] = var(False)
+    audit: var[tuple[list[AuditEntry], str] | None] = var(None)
 
     def __init__(self, client: Client, *, server_label: str, read_only: bool = False, refresh: float = 1.0) -> None:
         super().__init__()
@@ -116,6 +127,10 @@ class OctoApp(App[int]):
         if message.test.id == self.poller.test_id:
             self.test_detail = (message.test, message.series)
 
+    def on_audit_updated(self, message: messages.AuditUpdated) -> None:
+        if self.poller.audit:
+            self.audit = (message.entries, message.error)
+
     def on_server_reached(self, message: messages.ServerReached) -> None:
         self.connection = Connection("ok", last_update=message.at, refresh=self.refresh_s)
         if message.recovered:
@@ -158,6 +173,13 @@ class OctoApp(App[int]):
         if test_id is not None:
             self.poller.wake()
 
+    def follow_audit(self, on: bool) -> None:
+        """Fetch the audit log on every round while the audit screen is shown."""
+        self.poller.audit = on
+        self.audit = None
+        if on:
+            self.poller.wake()
+
     async def plan_test(self, spec: TestCreate) -> Placement:
         """Dry run on the server; raises :class:`ClientError` with the server's message."""
         return await self.client.plan_test(spec)
@@ -171,24 +193,66 @@ class OctoApp(App[int]):
     @work(group="actions", exit_on_error=False)
     async def stop_test(self, test_id: str, name: str) -> None:
         """Ask the server to stop a test; the outcome is notified."""
-        try:
-            await self.client.stop_test(test_id)
-        except ClientError as exc:
-            self.notify(exc.message, title=f"Cannot stop {name}", severity="error")
-        else:
-            self.notify(f"Stopping {name}", title="Test")
-        self.poller.wake()
+        await self._change(self.client.stop_test(test_id), f"Cannot stop {name}", f"Stopping {name}", "Test")
 
     @work(group="actions", exit_on_error=False)
     async def stop_container(self, test_id: str, container_id: str, label: str) -> None:
         """Ask the server to stop one container of a test; the outcome is notified."""
+        await self._change(
+            self.client.stop_container(test_id, container_id), f"Cannot stop {label}", f"Stopping {label}", "Container"
+        )
+
+    async def _change(self, call: Awaitable[object], failed: str, done: str, title: str) -> bool:
+        """Run one change on the server; say what happened, with the server's reason on refusal."""
         try:
-            await self.client.stop_container(test_id, container_id)
+            await call
         except ClientError as exc:
-            self.notify(exc.message, title=f"Cannot stop {label}", severity="error")
-        else:
-            self.notify(f"Stopping {label}", title="Container")
-        self.poller.wake()
+            why = exc.message
+            if exc.status == 403:
+                why = f"the server refused: {why}"
+            self.notify(why, title=failed, severity="error")
+            return False
+        finally:
+            self.poller.wake()
+        self.notify(done, title=title)
+        return True
+
+    @work(group="actions", exit_on_error=False)
+    async def create_provider(self, name: str) -> None:
+        """Create a provider named ``name``; the outcome is notified."""
+        await self._change(
+            self.client.create_provider(name),
+            f"Cannot create provider {name}",
+            f"Provider {name} created: i on it shows how to install agents",
+            "Provider",
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def rename_provider(self, provider_id: str, old: str, new: str) -> None:
+        """Rename a provider; the outcome is notified."""
+        await self._change(
+            self.client.rename_provider(provider_id, new),
+            f"Cannot rename {old}",
+            f"Provider {old} renamed to {new}",
+            "Provider",
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def delete_provider(self, provider_id: str, name: str) -> None:
+        """Delete a provider; the outcome is notified."""
+        await self._change(
+            self.client.delete_provider(provider_id), f"Cannot delete {name}", f"Provider {name} deleted", "Provider"
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def rotate_provider_token(self, provider_id: str, name: str) -> None:
+        """Give a provider a new registration token; agents already registered keep theirs."""
+        await self._change(
+            self.client.rotate_provider_token(provider_id),
+            f"Cannot rotate the token of {name}",
+            f"New registration token for {name}; registered agents are not affected",
+            "Provider",
+        )
 
     # --- actions and commands -----------------------------------------------------------------
 
@@ -203,6 +267,12 @@ class OctoApp(App[int]):
 
         if not isinstance(self.screen, DistributionScreen):
             self.push_screen(DistributionScreen())
+
+    def action_audit(self) -> None:
+        from octotui.tui.screens.audit import AuditScreen
+
+        if not isinstance(self.screen, AuditScreen):
+            self.push_screen(AuditScreen())
 
     def action_launch(self) -> None:
         from octotui.tui.screens.launch import LaunchScreen
@@ -220,6 +290,7 @@ class OctoApp(App[int]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Agents and providers", "Back to the main screen", self.action_home)
         yield SystemCommand("Container distribution", "Where each test's containers run", self.action_distribution)
+        yield SystemCommand("Audit log", "Who changed what, when, from where", self.action_audit)
         yield SystemCommand("Help", "Every key of every screen", self.action_help)
         if not self.read_only:
             yield SystemCommand("Launch a test", "Pick a JMX plan and start containers", self.action_launch)

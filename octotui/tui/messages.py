@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from octotui.protocol import Agent, AgentMetrics, Provider, ServerInfo, Test, TestSeries
+from octotui.protocol import Agent, AgentMetrics, AuditEntry, Provider, ServerInfo, Test, TestSeries
 
 
 @dataclass
@@ -52,6 +52,14 @@ class TestDetailUpdated(Message):
     __test__ = False
     test: Test
     series: TestSeries
+
+
+@dataclass
+class AuditUpdated(Message):
+    """The latest entries of the server's audit log (newest first), or why it cannot be read."""
+
+    entries: list[AuditEntry]
+    error: str = ""
 
 
 @dataclass

@@ -47,6 +47,7 @@ class Poller:
         self.post = post
         self.agent_id: str | None = None
         self.test_id: str | None = None
+        self.audit = False
         self._wake = asyncio.Event()
         self._samples: deque[HostSample] = deque(maxlen=int(METRICS_WINDOW_S * 2))
         self._samples_of: str | None = None
@@ -106,10 +107,25 @@ class Poller:
         if test_id is not None:
             test, series = await asyncio.gather(self.client.test(test_id), self.client.test_series(test_id))
             self.post(messages.TestDetailUpdated(test, series))
+        if self.audit:
+            self.post(await self._audit())
         recovered = self._lost and self.rounds > 0
         self._lost = False
         self.rounds += 1
         self.post(messages.ServerReached(time.time(), recovered))
+
+    async def _audit(self) -> messages.AuditUpdated:
+        # A server without an audit log (or one that refuses this token) must not stop the
+        # rest of the dashboard: the audit screen says why instead.
+        fetch = getattr(self.client, "audit", None)
+        if fetch is None:
+            return messages.AuditUpdated([], "this dashboard's client has no audit call yet")
+        try:
+            return messages.AuditUpdated(list(await fetch()))
+        except Unreachable:
+            raise
+        except ClientError as exc:
+            return messages.AuditUpdated([], exc.message)
 
     async def _metrics(self, agent_id: str) -> AgentMetrics:
         # The whole window once, then only the last few seconds merged in: a full window of

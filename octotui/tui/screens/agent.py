@@ -55,8 +55,8 @@ class AgentScreen(DashboardScreen):
         yield self.status_bar()
         yield Label("", id="agent-title", markup=False)
         with Horizontal(id="charts"):
-            yield Chart("CPU %", ceiling=100, id="cpu-chart")
-            yield Chart("Mem %", ceiling=100, id="mem-chart")
+            yield Chart("CPU", ceiling=100, unit=" %", id="cpu-chart")
+            yield Chart("Mem", ceiling=100, unit=" %", id="mem-chart")
         with Horizontal(id="host"):
             yield CoreBars(id="cores")
             yield Static("", id="figures", markup=False)

@@ -23,6 +23,7 @@ class MainScreen(DashboardScreen):
         Binding("l", "launch", "Launch"),
         Binding("s", "stop", "Stop test"),
         Binding("d", "distribution", "Distribution"),
+        Binding("u", "audit", "Audit"),
         Binding("a", "focus_table('agents')", "Agents", show=False),
         Binding("t", "focus_table('tests')", "Tests", show=False),
         Binding("p", "focus_table('providers')", "Providers", show=False),
@@ -108,6 +109,9 @@ class MainScreen(DashboardScreen):
     def action_distribution(self) -> None:
         self.octo.action_distribution()
 
+    def action_audit(self) -> None:
+        self.octo.action_audit()
+
     @on(DataTable.RowSelected, "#agents")
     def _open_agent(self, event: DataTable.RowSelected) -> None:
         from octotui.tui.screens.agent import AgentScreen
@@ -128,6 +132,58 @@ class MainScreen(DashboardScreen):
 
         if event.row_key.value:
             self.app.push_screen(ProviderScreen(str(event.row_key.value)))
+
+    @on(ProvidersTable.ProviderAction)
+    def _provider_action(self, event: ProvidersTable.ProviderAction) -> None:
+        from octotui.tui.screens.confirm import ConfirmScreen
+        from octotui.tui.screens.prompt import PromptScreen, check_name
+        from octotui.tui.screens.provider import ProviderScreen
+
+        octo = self.octo
+        if event.action == "new":
+
+            def created(name: str | None) -> None:
+                if name:
+                    octo.create_provider(name)
+
+            self.app.push_screen(PromptScreen("Name of the new provider", check=check_name), created)
+            return
+        provider = next((p for p in octo.providers if p.id == event.provider_id), None)
+        if provider is None:
+            self.notify("Select a provider first (p focuses the providers table)", severity="warning")
+            return
+        if event.action == "install":
+            self.app.push_screen(ProviderScreen(provider.id))
+        elif event.action == "rename":
+
+            def renamed(name: str | None) -> None:
+                if name and name != provider.name:
+                    octo.rename_provider(provider.id, provider.name, name)
+
+            self.app.push_screen(
+                PromptScreen(f"Rename provider {provider.name}", provider.name, check=check_name), renamed
+            )
+        elif event.action == "delete":
+
+            def deleted(yes: bool | None) -> None:
+                if yes:
+                    octo.delete_provider(provider.id, provider.name)
+
+            question = f"Delete provider {provider.name}?"
+            if provider.agents:
+                question += f" Its {provider.agents} agents are removed and their tokens revoked."
+            self.app.push_screen(ConfirmScreen(question), deleted)
+        elif event.action == "rotate":
+
+            def rotated(yes: bool | None) -> None:
+                if yes:
+                    octo.rotate_provider_token(provider.id, provider.name)
+
+            question = (
+                f"Give provider {provider.name} a new registration token? The old one stops working "
+                "for new agents; agents already registered are not affected."
+            )
+            self.app.push_screen(ConfirmScreen(question), rotated)
 
     def action_stop(self) -> None:
         from octotui.tui.screens.confirm import ConfirmScreen

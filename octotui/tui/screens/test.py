@@ -58,7 +58,7 @@ class TestScreen(DashboardScreen):
         yield Label("loading…", id="test-title", markup=False)
         with Horizontal(id="test-charts"):
             yield Chart("hits/s", formatter=_number, id="rate-chart")
-            yield Chart("avg ms", formatter=_number, id="rt-chart")
+            yield Chart("avg", formatter=_number, unit=" ms", id="rt-chart")
             yield Chart("new errors", formatter=_number, id="err-chart")
         yield ContainersTable(id="test-containers")
         yield Footer()

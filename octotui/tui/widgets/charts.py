@@ -16,13 +16,13 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
 class Chart(Widget):
-    """A title line with the latest value, then vertical bars, newest on the right.
+    """A title line (latest value and the window's maximum), then vertical bars over a scale.
 
-    One column per value; ``ceiling`` fixes the scale (100 for percentages), else the visible
-    maximum sets it.
+    One column per value, newest on the right; ``ceiling`` fixes the scale (100 for
+    percentages), else the visible maximum sets it. The left gutter shows the scale's top and 0.
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"chart--bar", "chart--title", "chart--value"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"chart--bar", "chart--title", "chart--value", "chart--axis"}
     values: reactive[tuple[float, ...]] = reactive(tuple, layout=False)
 
     def __init__(
@@ -42,28 +42,35 @@ class Chart(Widget):
         self.unit = unit
 
     def render(self) -> Text:
-        width = max(1, self.size.width)
         rows = max(1, self.size.height - 1)
+        top = self.ceiling or (max(self.values) if self.values else 0.0) or 1.0
+        top_label = f"{top:g}" if self.ceiling else self.formatter(top)
+        gutter = len(top_label) + 1
+        width = max(1, self.size.width - gutter)
         data: Sequence[float] = self.values[-width:]
         title_style = self.get_component_rich_style("chart--title")
         value_style = self.get_component_rich_style("chart--value")
         bar_style = self.get_component_rich_style("chart--bar")
+        axis_style = self.get_component_rich_style("chart--axis")
         text = Text(no_wrap=True, overflow="crop")
         text.append(self.title, title_style)
         if data:
             text.append(f" {self.formatter(data[-1])}{self.unit}", value_style)
-            text.append(f"  max {self.formatter(max(data))}", title_style)
+            text.append(f"  (max {self.formatter(max(data))})", title_style)
         else:
             text.append("  waiting for data", title_style)
-        top = self.ceiling or (max(data) if data else 1.0) or 1.0
         levels = [min(max(v / top, 0.0), 1.0) * rows * 8 for v in data]
-        pad = width - len(data)
+        pad = " " * (width - len(data))
         for row in range(rows - 1, -1, -1):
-            line = []
-            for level in levels:
-                eighths = round(level - row * 8)
-                line.append(_BLOCKS[min(max(eighths, 0), 8)])
-            text.append("\n" + " " * pad + "".join(line), bar_style)
+            if row == rows - 1:
+                label = top_label + "┤"
+            elif row == 0:
+                label = "0".rjust(gutter - 1) + "┤"
+            else:
+                label = " " * (gutter - 1) + "│"
+            text.append("\n" + label, axis_style)
+            line = "".join(_BLOCKS[min(max(round(level - row * 8), 0), 8)] for level in levels)
+            text.append(pad + line, bar_style)
         return text
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
-from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, ContainerRecord, Provider, Test
+from textual.binding import Binding
+from textual.message import Message
+
+from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, AuditEntry, ContainerRecord, Provider, Test
 from octotui.tui import format as fmt
 from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable
 
@@ -25,8 +30,38 @@ CONTAINER_STATE_STYLE = {
 }
 
 
+#: Provider actions that change something: hidden in read-only mode.
+PROVIDER_WRITE_ACTIONS = frozenset({"new", "rename", "delete", "rotate"})
+
+
 class ProvidersTable(KeyedTable):
-    """Providers: name, agents (online / registered), locations."""
+    """Providers: name, agents (online / registered), locations; keys for what can be done to one.
+
+    The keys only say what was asked (:class:`ProviderAction`): the screen does it.
+    """
+
+    BINDINGS: ClassVar = [
+        Binding("i", "provider('install')", "Install"),
+        Binding("n", "provider('new')", "New"),
+        Binding("r", "provider('rename')", "Rename"),
+        Binding("delete", "provider('delete')", "Delete", key_display="del"),
+        Binding("k", "provider('rotate')", "Rotate token"),
+    ]
+
+    @dataclass
+    class ProviderAction(Message):
+        """A key asked for ``action`` (install, new, rename, delete, rotate) on ``provider_id``."""
+
+        action: str
+        provider_id: str | None
+
+    def action_provider(self, action: str) -> None:
+        self.post_message(self.ProviderAction(action, self.selected_key))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "provider" and parameters and parameters[0] in PROVIDER_WRITE_ACTIONS:
+            return not getattr(self.app, "read_only", False)
+        return True
 
     COLUMNS = (
         Column("name", "Provider", 16),
@@ -230,4 +265,31 @@ class AgentContainersTable(KeyedTable):
                     Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
                     _progress(c),
                 )
+        self.sync(rows)
+
+
+class AuditTable(KeyedTable):
+    """The audit log: when, who (token name) with which role, what, on what, from where."""
+
+    COLUMNS = (
+        Column("when", "When", 14),
+        Column("who", "Who", 12),
+        Column("role", "Role", 9),
+        Column("action", "Action", 16),
+        Column("target", "Target", 12),
+        Column("address", "Address", 15),
+    )
+
+    def show(self, entries: Iterable[AuditEntry]) -> None:
+        rows = {}
+        for e in entries:
+            local = e.ts.astimezone()
+            rows[str(e.id)] = (
+                Cell(local.strftime("%m-%d %H:%M:%S"), sort=-e.ts.timestamp()),
+                Cell(e.actor),
+                Cell(e.role, "warning" if e.role == "admin" else None),
+                Cell(e.action),
+                Cell(e.target + (f" {e.detail}" if e.detail else "")),
+                Cell(e.address or "-"),
+            )
         self.sync(rows)

@@ -1,0 +1,55 @@
+"""The command lines that install an agent for a provider, as the install dialog shows them."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+#: The agent image as ``make agent-image`` tags it.
+AGENT_IMAGE = "octotui-agent:latest"
+#: Shown instead of the registration token to tokens that may not see it (read-only).
+TOKEN_PLACEHOLDER = "PROVIDER_TOKEN"
+#: The same rule as the wire contract's ``Location``.
+_LOCATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class InstallLine:
+    """One line to copy: what it is for, and the command."""
+
+    label: str
+    command: str
+
+
+def check_location(location: str) -> str | None:
+    """Why ``location`` cannot be an agent's location, or None when it can."""
+    value = location.strip()
+    if not value:
+        return "type a location, e.g. paris"
+    if len(value) > 64:
+        return "a location has at most 64 characters"
+    if not _LOCATION.match(value):
+        return "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+    return None
+
+
+def install_lines(server_url: str, token: str, location: str) -> list[InstallLine]:
+    """The native install (two lines) and the Docker one, with everything filled in.
+
+    Tokens go as ``--token=VALUE``: a token may start with ``-``, which a separate argument
+    would turn into an option.
+    """
+    url = shlex.quote(server_url)
+    tok = shlex.quote(token or TOKEN_PLACEHOLDER)
+    loc = shlex.quote(location.strip())
+    docker = (
+        "docker run -d --restart unless-stopped --name octotui-agent --network host"
+        " -v /var/run/docker.sock:/var/run/docker.sock -v octotui-agent:/var/lib/octotui-agent"
+        f" -e OCTOTUI_SERVER={url} -e OCTOTUI_TOKEN={tok} -e OCTOTUI_LOCATION={loc} {AGENT_IMAGE}"
+    )
+    return [
+        InstallLine("native, step 1", "pip install octotui"),
+        InstallLine("native, step 2", f"octotui-agent --server={url} --token={tok} --location={loc}"),
+        InstallLine("docker", docker),
+    ]

@@ -1,0 +1,68 @@
+"""A one-field dialog (a provider's name): enter accepts, escape cancels."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Dismisses with the typed value (stripped) once ``check`` finds nothing wrong, None on escape."""
+
+    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", *, check: Callable[[str], str | None] | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="prompt"):
+            yield Label(self.title_text, classes="title", markup=False)
+            yield Input(self.value, id="prompt-value")
+            yield Label("", id="prompt-error", markup=False)
+            yield Label("enter accepts · escape cancels", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` cannot be accepted, or None."""
+        if not value.strip():
+            return "type a name"
+        return self.check(value) if self.check else None
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        problem = self.problem(event.value) if event.value else None
+        self.query_one("#prompt-error", Label).update(f"✗ {problem}" if problem else "")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        problem = self.problem(event.value)
+        if problem:
+            self.query_one("#prompt-error", Label).update(f"✗ {problem}")
+            return
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def check_name(value: str) -> str | None:
+    """The wire contract's rule for a provider's name, said in words."""
+    value = value.strip()
+    if len(value) > 64:
+        return "at most 64 characters"
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$", value):
+        return "letters, digits, space, '.', '_' and '-', starting with a letter or digit"
+    return None
