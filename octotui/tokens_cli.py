@@ -102,7 +102,8 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
             _print_created(TokenCreated(name=args.name, role=args.role, token=secret))
         elif args.command == "list":
             rows = await store.operators()
-            tokens = [TokenInfo(name=STARTUP_ADMIN, role="admin")] if (data_dir / "admin.token").is_file() else []
+            # A server always has its start-up admin token (DATA_DIR/admin.token or --admin-token).
+            tokens = [TokenInfo(name=STARTUP_ADMIN, role="admin")]
             tokens += [TokenInfo(name=n, role=r, created_at=datetime.fromtimestamp(c, UTC)) for _, r, n, c in rows]  # type: ignore[arg-type]
             _print_list(tokens)
         else:

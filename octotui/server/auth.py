@@ -106,18 +106,24 @@ class TokenIndex:
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
+def _refuse(principal: Principal, what: str, needs: str) -> HTTPException:
+    if principal.kind == "read-only":
+        return HTTPException(403, f"read-only token: {what} is not allowed ({needs})")
+    return HTTPException(403, f"a {principal.kind} token cannot do this ({what}): {needs}")
+
+
 def require_operator(principal: Principal, write: bool, what: str = "this change") -> None:
     """403 unless ``principal`` is an operator allowed to read (or, with ``write``, to change)."""
     if not principal.is_operator:
         raise HTTPException(403, f"a {principal.kind} token cannot use this route: it needs an operator token")
     if write and principal.kind != "admin":
-        raise HTTPException(403, f"read-only token: {what} is not allowed (changes need an admin token)")
+        raise _refuse(principal, what, "changes need an admin token")
 
 
 def require_agent(principal: Principal, agent_id: str) -> None:
     """403 unless ``principal`` is the agent ``agent_id`` itself."""
     if principal.kind != "agent":
-        raise HTTPException(403, f"a {principal.kind} token cannot act as an agent: it needs that agent's token")
+        raise _refuse(principal, "acting as an agent", "it needs that agent's token")
     if principal.subject != agent_id:
         raise HTTPException(403, f"this agent token belongs to agent {principal.subject}, not {agent_id}")
 
@@ -125,7 +131,5 @@ def require_agent(principal: Principal, agent_id: str) -> None:
 def require_provider(principal: Principal) -> str:
     """The provider id of a registration token; 403 for any other kind."""
     if principal.kind != "provider":
-        raise HTTPException(
-            403, f"registering an agent needs a provider's registration token, not a {principal.kind} token"
-        )
+        raise _refuse(principal, "registering an agent", "it needs a provider's registration token")
     return principal.subject
