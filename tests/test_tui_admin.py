@@ -1,0 +1,197 @@
+"""Read-only monitoring, the install dialog, provider management and the audit screen, driven by
+Pilot at 80x24 against a real server process (and a real agent where a location matters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import AgentProcess, ServerProcess, wait_until
+from test_tui import SIZE, build_app, make_provider, start_agent, until
+from test_tui import agent_id as find_agent
+from textual.widgets import Input, OptionList
+
+from octotui.tui.app import OctoApp
+from octotui.tui.install import TOKEN_PLACEHOLDER
+from octotui.tui.screens.audit import AuditScreen
+from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.prompt import PromptScreen
+from octotui.tui.screens.provider import ProviderScreen
+from octotui.tui.widgets.status_bar import StatusBar
+from octotui.tui.widgets.tables import AuditTable, ProvidersTable
+
+
+def read_only_token(server: ServerProcess, name: str = "watcher") -> str:
+    with server.client() as http:
+        response = http.post("/tokens", json={"name": name, "role": "read-only"})
+        response.raise_for_status()
+        return str(response.json()["token"])
+
+
+def providers_by_name(server: ServerProcess) -> dict[str, dict[str, object]]:
+    with server.client() as http:
+        return {p["name"]: p for p in http.get("/providers").raise_for_status().json()}
+
+
+def notes(app: OctoApp) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+@pytest.fixture
+def lab(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Provider ``lab`` with agent ``box1`` in ``paris``, registered."""
+    provider = make_provider(server)
+    start_agent(server, agents, tmp_path, provider["token"])
+    wait_until(lambda: find_agent(server), timeout=30, what="agent box1 registered")
+    yield provider
+
+
+async def test_read_only_token_hides_every_change_and_a_forced_one_shows_the_403(
+    server: ServerProcess, lab: dict[str, str]
+) -> None:
+    token = read_only_token(server)
+    app = build_app(server, token=token)  # no --read-only: the role comes from /info
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.read_only, what="read-only role from /info")
+        badge = app.screen.query_one(StatusBar).query_one("#sb-readonly")
+        assert badge.display and "READ-ONLY" in str(badge.render())
+        table = app.screen.query_one(ProvidersTable)
+        await until(pilot, lambda: table.row_count == 1, what="the provider row")
+        await pilot.press("p")
+        keys = set(app.active_bindings)
+        assert not {"l", "s", "n", "r", "delete", "k"} & keys
+        assert {"i", "u", "d", "slash", "q"} <= keys
+        for key in ("n", "r", "delete", "k", "l"):
+            await pilot.press(key)
+            assert not isinstance(app.screen, PromptScreen | ConfirmScreen)
+        # The server enforces the role whatever the client does: force a change past the UI.
+        app.create_provider("sneaky")
+        await until(pilot, lambda: any("Cannot create provider sneaky" in n for n in notes(app)), what="refusal")
+        refusal = next(n for n in notes(app) if "sneaky" in n)
+        assert "read-only token" in refusal and "refused" in refusal
+        assert "sneaky" not in providers_by_name(server)
+        # still live: a new provider made by an admin shows up
+        with server.client() as http:
+            http.post("/providers", json={"name": "later"}).raise_for_status()
+        await until(pilot, lambda: table.row_count == 2, what="live update in read-only mode")
+
+
+async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab: dict[str, str]) -> None:
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(ProvidersTable)
+        await until(pilot, lambda: table.row_count == 1 and "paris" in (table.row_cells(lab["id"]) or ())[3].text)
+        await pilot.press("p", "i")
+        assert isinstance(app.screen, ProviderScreen)
+        dialog = app.screen
+        native, docker = dialog.lines[1].command, dialog.lines[2].command
+        assert dialog.lines[0].command == "pip install octotui"
+        assert native == f"octotui-agent --server={server.url} --token={lab['token']} --location=paris"
+        assert docker.startswith("docker run -d --restart unless-stopped --name octotui-agent --network host")
+        assert "-v /var/run/docker.sock:/var/run/docker.sock" in docker
+        assert f"-e OCTOTUI_SERVER={server.url} -e OCTOTUI_TOKEN={lab['token']} -e OCTOTUI_LOCATION=paris" in docker
+        assert docker.endswith(" octotui-agent:latest")
+
+        assert dialog.query_one(OptionList).highlighted == 1
+        await pilot.press("c")
+        assert app.clipboard == native
+        assert any("Copied the native, step 2 line" in n for n in notes(app))
+        await pilot.press("down", "c")
+        assert app.clipboard == docker
+
+        await pilot.press("tab")
+        location = dialog.query_one("#location", Input)
+        assert location.has_focus
+        location.value = ""
+        await pilot.press(*"us-east", "enter")
+        assert dialog.query_one(OptionList).has_focus
+        await pilot.press("c")
+        assert app.clipboard.endswith("-e OCTOTUI_LOCATION=us-east octotui-agent:latest")
+
+        location.value = "bad place!"
+        await pilot.pause()
+        assert "letters, digits" in str(dialog.query_one("#location-error").render())
+        before = app.clipboard
+        await pilot.press("c")
+        assert app.clipboard == before
+        assert any("Location:" in n for n in notes(app))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ProviderScreen)
+
+
+async def test_install_dialog_without_the_token_for_read_only(server: ServerProcess, lab: dict[str, str]) -> None:
+    app = build_app(server, token=read_only_token(server))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(ProvidersTable)
+        await until(pilot, lambda: table.row_count == 1 and app.read_only)
+        await pilot.press("p", "enter")
+        assert isinstance(app.screen, ProviderScreen)
+        commands = " ".join(line.command for line in app.screen.lines)
+        assert lab["token"] not in commands and f"--token={TOKEN_PLACEHOLDER}" in commands
+        assert "admin token" in str(app.screen.query_one("#token-note").render())
+
+
+async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerProcess) -> None:
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(ProvidersTable)
+        await until(pilot, lambda: app.connection.state == "ok")
+        await pilot.press("p", "n")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"bad/name", "enter")
+        assert isinstance(app.screen, PromptScreen)  # refused locally, nothing sent
+        assert "letters, digits" in str(app.screen.query_one("#prompt-error").render())
+        app.screen.query_one(Input).value = ""
+        await pilot.press(*"edge", "enter")
+        await until(pilot, lambda: "edge" in providers_by_name(server), what="provider created")
+        await until(pilot, lambda: table.row_count == 1)
+        edge = providers_by_name(server)["edge"]
+
+        await pilot.press("r")
+        assert isinstance(app.screen, PromptScreen)
+        app.screen.query_one(Input).value = ""
+        await pilot.press(*"edge-2", "enter")
+        await until(pilot, lambda: "edge-2" in providers_by_name(server), what="renamed")
+
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: providers_by_name(server)["edge-2"]["token"] != edge["token"], what="rotated")
+
+        # a duplicate name is the server's to refuse: its reason is shown
+        await pilot.press("n", *"edge-2", "enter")
+        await until(pilot, lambda: any("Cannot create provider edge-2" in n for n in notes(app)), what="conflict")
+        assert list(providers_by_name(server)) == ["edge-2"]
+
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert "edge-2" in providers_by_name(server)
+        await pilot.press("delete", "y")
+        await until(pilot, lambda: not providers_by_name(server), what="deleted")
+        await until(pilot, lambda: table.row_count == 0)
+
+
+async def test_audit_screen_lists_changes_live(server: ServerProcess) -> None:
+    with server.client() as http:
+        http.post("/providers", json={"name": "first"}).raise_for_status()
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connection.state == "ok")
+        await pilot.press("u")
+        assert isinstance(app.screen, AuditScreen)
+        table = app.screen.query_one(AuditTable)
+        await until(pilot, lambda: table.row_count >= 1, what="audit rows")
+        first = table.row_cells(table.row_keys[0])
+        assert first is not None
+        assert first[1].text == "admin" and first[2].text == "admin" and first[3].text == "provider.create"
+        assert first[5].text == "127.0.0.1"
+        with server.client() as http:
+            http.post("/providers", json={"name": "second"}).raise_for_status()
+        await until(pilot, lambda: table.row_count >= 2, what="a new entry, live")
+        newest = table.row_cells(table.row_keys[0])
+        assert newest is not None and "second" in newest[4].text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AuditScreen)
+        assert app.poller.audit is False
