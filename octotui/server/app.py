@@ -23,6 +23,7 @@ from octotui.protocol import (
     AuditEntry,
     Command,
     CommandAck,
+    ErrorBody,
     Health,
     Heartbeat,
     HeartbeatResponse,
@@ -165,12 +166,26 @@ Writer = Annotated[Principal, Depends(writer)]
 Anyone = Annotated[Principal, Depends(_principal)]
 
 
-def _routes() -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX)
+#: Every refusal answers ``{"detail": ...}``; documented so that clients (and schemathesis) know.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "bad request (e.g. an invalid Content-Length)"},
+    401: {"model": ErrorBody, "description": "missing, malformed, invalid or revoked token"},
+    403: {"model": ErrorBody, "description": "this token's role may not use this route"},
+    404: {"model": ErrorBody, "description": "unknown id"},
+    409: {"model": ErrorBody, "description": "conflicts with the current state (name taken, busy, no room)"},
+    413: {"model": ErrorBody, "description": "request body or plan over the limit (see ServerInfo.max_plan_bytes)"},
+    422: {"model": ErrorBody, "description": "malformed JSON, wrong types or values, invalid plan"},
+}
 
-    @api.get("/health", response_model=Health, tags=["server"])
+
+def _routes() -> APIRouter:
+    public = APIRouter(prefix=API_PREFIX)
+
+    @public.get("/health", response_model=Health, tags=["server"])
     async def health() -> Health:
         return Health()
+
+    api = APIRouter(responses=ERRORS)
 
     @api.get("/info", response_model=ServerInfo, tags=["server"])
     async def info(ctl: Ctl, who: Anyone) -> ServerInfo:
@@ -358,7 +373,8 @@ def _routes() -> APIRouter:
         """Changes made through the API, newest first; page with ``before`` = the last id seen."""
         return await ctl.store.audit(limit, before)
 
-    return api
+    public.include_router(api)
+    return public
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
