@@ -149,7 +149,8 @@ fi
 say "step 2/3: $(find "$CONTEXT/wheels" -name '*.whl' | wc -l) wheels"
 
 say "step 3/3: docker build $TAG FROM $BASE_TAG"
-if ! docker build --build-arg "BASE=$BASE_TAG" --label "$LABEL=$HASH" \
+OLD_ID="$(docker image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)"
+if ! docker build --force-rm --build-arg "BASE=$BASE_TAG" --label "$LABEL=$HASH" \
     -f "$ROOT/agent/Dockerfile" -t "$TAG" "$CONTEXT" </dev/null >"$WORK/build.log" 2>&1; then
     tail -n 40 "$WORK/build.log" >&2
     die "docker build failed (log above)"
@@ -157,5 +158,10 @@ fi
 VERSION="$(docker run --rm --entrypoint octotui-agent "$TAG" --version </dev/null)" \
     || die "the built image cannot run octotui-agent --version"
 
+NEW_ID="$(docker image inspect --format '{{.Id}}' "$TAG")"
+if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
+    # The previous build of TAG, now untagged; kept if a container still uses it.
+    docker rmi "$OLD_ID" >/dev/null 2>&1 || true
+fi
 SIZE="$(docker image inspect --format '{{.Size}}' "$TAG")"
 say "built $TAG ($VERSION) in $(($(date +%s) - START)) s, $((SIZE / 1000000)) MB"
