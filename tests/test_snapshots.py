@@ -19,15 +19,17 @@ from textual.pilot import Pilot
 from octotui.client import Client
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
 from octotui.tui.screens.agent import AgentScreen
+from octotui.tui.screens.audit import AuditScreen
 from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.distribution import DistributionScreen, DistributionTable
 from octotui.tui.screens.help import HelpScreen
 from octotui.tui.screens.launch import LaunchScreen
+from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.status_bar import StatusBar
-from octotui.tui.widgets.tables import AgentsTable, ContainersTable, TestsTable
+from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, TestsTable
 
 SIZE = (80, 24)
 SHOTS = ROOT / "screenshots"
@@ -121,8 +123,32 @@ async def test_monitoring_screens(
 
         await pilot.press("p", "enter")
         assert isinstance(app.screen, ProviderScreen)
-        assert "octotui-agent --server" in text_of(app, "#command")
+        assert any(line.command.startswith("docker run -d") for line in app.screen.lines)
         save(app, "provider")
+        await pilot.press("c")
+        assert app.clipboard.startswith("octotui-agent --server=")
+        await pilot.pause(0.2)
+        save(app, "provider-copied")
+        await pilot.press("escape")
+
+        await pilot.press("n", *"edge")
+        assert isinstance(app.screen, PromptScreen)
+        save(app, "provider-new")
+        await pilot.press("escape")
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        save(app, "provider-rotate")
+        await pilot.press("n")
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        save(app, "provider-delete")
+        await pilot.press("n")
+
+        await pilot.press("u")
+        assert isinstance(app.screen, AuditScreen)
+        audit = app.screen.query_one(AuditTable)
+        await until(pilot, lambda: audit.row_count >= 1, what="audit entries")
+        save(app, "audit")
         await pilot.press("escape")
 
         await pilot.press("a")
@@ -148,7 +174,7 @@ async def test_monitoring_screens(
         await pilot.pause(0.3)
         save(app, "unreachable")
         server.start()
-        await until(pilot, lambda: status.state_text()[0] == "● live", limit=40)
+        await until(pilot, lambda: status.state_text()[0] == "● live", limit=40, what="live again")
 
     app = app_on(server, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
@@ -157,6 +183,20 @@ async def test_monitoring_screens(
         await pilot.pause(1)
         assert "l" not in app.active_bindings
         save(app, "read-only")
+
+    # a read-only token: the role comes from the server, the install lines lack the token
+    with server.client() as http:
+        token = http.post("/tokens", json={"name": "wall", "role": "read-only"}).raise_for_status().json()["token"]
+    settings = DashboardSettings(server=server.url, token=token, refresh=0.5)
+    app = create_app(settings, Client(server.url, token, timeout=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.read_only and app.screen.query_one(AgentsTable).row_count == 2)
+        await pilot.press("p")
+        await pilot.pause(1)
+        save(app, "read-only-token")
+        await pilot.press("enter")
+        assert isinstance(app.screen, ProviderScreen)
+        save(app, "provider-read-only")
 
 
 @pytest.mark.docker

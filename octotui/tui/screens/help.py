@@ -22,6 +22,12 @@ HELP = """\
   a / p / t  focus agents / providers / tests
   l          launch a test          s        stop the selected test
   d          container distribution over providers and locations
+  u          audit log: who changed what, when, from where
+
+[b]Providers table[/b] (p)
+  i / enter  install dialog: the lines that add a machine, c copies one
+  n          new provider           r        rename
+  del        delete (asks first)    k        new registration token (asks first)
 
 [b]Agent[/b]     live CPU and memory, per-core bars, host figures, its containers
 [b]Test[/b]      live hits/s, response time and errors, its containers

@@ -76,7 +76,7 @@ class KeyedTable(DataTable[Text]):
     """
 
     COLUMNS: ClassVar[Sequence[Column]] = ()
-    BINDINGS: ClassVar = [Binding("o", "cycle_sort", "Sort", show=True)]
+    BINDINGS: ClassVar = [Binding("o", "cycle_sort", "Sort", show=False)]
 
     @dataclass
     class SortChanged(Message):

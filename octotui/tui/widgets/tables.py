@@ -272,24 +272,26 @@ class AuditTable(KeyedTable):
     """The audit log: when, who (token name) with which role, what, on what, from where."""
 
     COLUMNS = (
-        Column("when", "When", 14),
-        Column("who", "Who", 12),
+        Column("when", "When", 11),
+        Column("who", "Who", 11),
         Column("role", "Role", 9),
-        Column("action", "Action", 16),
-        Column("target", "Target", 12),
-        Column("address", "Address", 15),
+        Column("action", "Action", 15),
+        Column("what", "What", 11),
+        Column("address", "From", 9),
     )
 
     def show(self, entries: Iterable[AuditEntry]) -> None:
         rows = {}
+        today = time.strftime("%Y-%m-%d")
         for e in entries:
             local = e.ts.astimezone()
+            when = local.strftime("%H:%M:%S") if local.strftime("%Y-%m-%d") == today else local.strftime("%m-%d %H:%M")
             rows[str(e.id)] = (
-                Cell(local.strftime("%m-%d %H:%M:%S"), sort=-e.ts.timestamp()),
+                Cell(when, sort=-e.ts.timestamp()),
                 Cell(e.actor),
                 Cell(e.role, "warning" if e.role == "admin" else None),
                 Cell(e.action),
-                Cell(e.target + (f" {e.detail}" if e.detail else "")),
+                Cell(e.detail or e.target),
                 Cell(e.address or "-"),
             )
         self.sync(rows)
