@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from agent.jmeter import FiguresTracker, is_error_line, read_jtl
+from agent.jmeter import FiguresTracker, first_failure, is_error_line, read_jtl
 from octotui.protocol import (
     LABEL_AGENT,
     LABEL_COMMAND,
@@ -643,6 +643,9 @@ class DockerRuntime:
         if reason is None:
             if exit_code == 0:
                 state = "finished"
+                error = self._failed_run(tracked, root, final)
+                if error:
+                    state = "failed"
             elif tracked.stop_requested:
                 state = "finished"
                 error = f"stopped by docker stop (exit code {exit_code}): JMeter did not stop gracefully"
@@ -662,6 +665,22 @@ class DockerRuntime:
         else:
             log.warning("container %s failed: %s", tracked.container_id, error)
         self._save_terminal_reports()
+
+    @classmethod
+    def _failed_run(cls, tracked: Tracked, root: Path, final: Any) -> str | None:
+        """Why a run that exited 0 failed all the same, or None.
+
+        JMeter 2.13 exits 0 when it cannot load its plan (``Error in NonGUIDriver``); and a run
+        whose every sample failed (target refused) ran no load at all.
+        """
+        errors = cls._jmeter_errors(tracked, root)
+        if errors and "Error in NonGUIDriver" in errors:
+            return errors
+        if final is not None and final.samples > 0 and final.errors == final.samples:
+            first = first_failure(root / "results" / "results.jtl")
+            text = f"every sample failed ({final.errors} of {final.samples})"
+            return text + (f": {first}" if first else "") + (f"\n{errors}" if errors else "")
+        return None
 
     @staticmethod
     def _jmeter_errors(tracked: Tracked, root: Path) -> str | None:

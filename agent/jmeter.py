@@ -231,3 +231,28 @@ def read_jtl(path: Path) -> FinalResults | None:
         p99_ms=nearest_rank(elapsed, 99),
         duration_s=duration,
     )
+
+
+def first_failure(path: Path) -> str | None:
+    """The response code and message of the first failed sample of a CSV JTL (JMeter's own words)."""
+    try:
+        handle = path.open(newline="", encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None) or []
+        columns = {name.strip(): index for index, name in enumerate(header)}
+        if not {"success", "responseCode", "responseMessage"} <= columns.keys():
+            return None
+        i_ok, i_code, i_msg = columns["success"], columns["responseCode"], columns["responseMessage"]
+        for _ in range(100_000):
+            try:
+                row = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error:
+                continue
+            if len(row) > max(i_ok, i_code, i_msg) and row[i_ok].strip().lower() == "false":
+                return f"{row[i_code].strip()} {row[i_msg].strip()}".strip()[:300] or None
+    return None

@@ -408,9 +408,15 @@ class AgentRuntime:
         assert self.identity is not None
         attempt = 0
         fresh = True
+        # A proxy on the way may close idle connections: a poll it cuts after a while says so, and
+        # later polls then stay under that idle limit instead of escalating a backoff meant for outages.
+        idle_cap: float | None = None
         while True:
             wait = self.identity.poll_timeout * random.uniform(0.7, 1.0)
+            if idle_cap is not None:
+                wait = min(wait, idle_cap)
             token = self.identity.agent_token
+            opened = time.monotonic()
             try:
                 response = await self._request(
                     "GET", f"/agents/{self.identity.agent_id}/commands",
@@ -425,6 +431,14 @@ class AgentRuntime:
                     raise ServerUnreachable(f"poll refused ({response.status_code}): {self._detail(response)}")
                 items = response.json() if response.content else []
             except ServerUnreachable as exc:
+                held = time.monotonic() - opened
+                if self._reachable and held >= 2.0 and held < wait - 0.5:
+                    # cut while held open (an idle timeout on the way): poll again at once, for less long
+                    idle_cap = max(1.0, held * 0.7)
+                    log.info("long poll cut after %.1f s (%s): polling again, at most %.1f s each", held, exc,
+                             idle_cap)  # fmt: skip
+                    await asyncio.sleep(random.uniform(0.05, 0.3))
+                    continue
                 delay = backoff_delay(attempt)
                 attempt += 1
                 self._unreached(str(exc), delay)

@@ -80,8 +80,7 @@ def test_server_sigkill_mid_test_and_restart(
     def figures_grow() -> bool:
         now = get_test(api, test["id"])
         return now["state"] == "running" and all(
-            figures(c) > figures(next(b for b in before["containers"] if b["id"] == c["id"]))
-            for c in now["containers"]
+            figures(c) > figures(next(b for b in before["containers"] if b["id"] == c["id"])) for c in now["containers"]
         )
 
     wait_until(figures_grow, timeout=30, interval=0.5, what="figures to go on after the restart")
