@@ -104,7 +104,7 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
             rows = await store.operators()
             # A server always has its start-up admin token (DATA_DIR/admin.token or --admin-token).
             tokens = [TokenInfo(name=STARTUP_ADMIN, role="admin")]
-            tokens += [TokenInfo(name=n, role=r, created_at=datetime.fromtimestamp(c, UTC)) for _, r, n, c in rows]  # type: ignore[arg-type]
+            tokens += [TokenInfo(name=n, role=r, created_at=datetime.fromtimestamp(c, UTC)) for _, r, n, c in rows]
             _print_list(tokens)
         else:
             if args.name == STARTUP_ADMIN:

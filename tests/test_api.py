@@ -517,3 +517,17 @@ async def test_delete_provider_with_live_containers_is_409(env: Env) -> None:
     r = await env.http.delete(f"/providers/{p['id']}")
     assert r.status_code == 409 and "host1" in r.json()["detail"]
     assert await env.snapshot() == before
+
+
+async def test_plan_limit_is_stated_and_enforced(start_server: Starter) -> None:
+    env = await start_server(max_plan_bytes=5_000, max_body_bytes=50_000)
+    assert (await env.http.get("/info")).json()["max_plan_bytes"] == 5_000
+    p = await env.provider()
+    before = await env.snapshot()
+    big_plan = PLAN.replace("<hashTree>", "<hashTree>" + "<!-- x -->" * 600)
+    r = await env.http.post("/tests", json={"name": "t", "plan": big_plan, "provider": p["id"], "containers": 1})
+    assert r.status_code == 413 and "limit of 5000 bytes" in r.json()["detail"]
+    r = await env.http.post("/providers", content=b"x" * 60_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert "larger than 50000 bytes" in r.json()["detail"] and "at most 5000 bytes" in r.json()["detail"]
+    assert await env.snapshot() == before

@@ -155,6 +155,7 @@ def test_cli_through_a_server(server: ServerProcess) -> None:
     assert r.returncode == 0, r.stderr
     with server.client() as http:
         assert http.get("/info", headers=bearer(secret)).status_code == 401
+    assert secret not in server.log_path.read_text(), "secrets are never logged"
     r = octotui("list", "--server", server.url, "--token=wrong")
     assert r.returncode == 1 and "invalid or revoked token" in r.stderr
     r = octotui("list", "--server", server.url)

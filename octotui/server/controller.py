@@ -97,7 +97,7 @@ class Controller:
             self.tokens.add(hash_token(p.token), "provider", p.id)
         for token_hash, role, subject in snap.tokens:
             if role == "agent":
-                self.tokens.add(token_hash, role, subject)
+                self.tokens.add(token_hash, "agent", subject)
         self.tokens.replace_operators(snap.operators)
         for a in snap.agents:
             # Grace after a restart: agents get offline_after seconds to come back before their
@@ -151,13 +151,13 @@ class Controller:
             raise HTTPException(409, f"a token named {name!r} already exists")
         self.tokens.add_operator(name, role, token_hash, now)
         log.info("operator token %s (%s) created", name, role)
-        return TokenCreated(name=name, role=role, token=token)  # type: ignore[arg-type]
+        return TokenCreated(name=name, role=role, token=token)
 
     def token_list(self) -> list[TokenInfo]:
         """The operator tokens, the start-up admin token first; never their secrets."""
         out = [TokenInfo(name=STARTUP_ADMIN, role="admin")] if self.settings.admin_token else []
         for name, (_, role, created) in sorted(self.tokens.operators.items(), key=lambda kv: kv[1][2]):
-            out.append(TokenInfo(name=name, role=role, created_at=_dt(created)))  # type: ignore[arg-type]
+            out.append(TokenInfo(name=name, role=role, created_at=_dt(created)))
         return out
 
     async def revoke_token(self, name: str) -> None:
