@@ -109,13 +109,15 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def _refuse(principal: Principal, what: str, needs: str) -> HTTPException:
     if principal.kind == "read-only":
         return HTTPException(403, f"read-only token: {what} is not allowed ({needs})")
-    return HTTPException(403, f"a {principal.kind} token cannot do this ({what}): {needs}")
+    article = "an" if principal.kind[0] in "aeiou" else "a"
+    return HTTPException(403, f"{article} {principal.kind} token cannot do this ({what}): {needs}")
 
 
 def require_operator(principal: Principal, write: bool, what: str = "this change") -> None:
     """403 unless ``principal`` is an operator allowed to read (or, with ``write``, to change)."""
     if not principal.is_operator:
-        raise HTTPException(403, f"a {principal.kind} token cannot use this route: it needs an operator token")
+        article = "an" if principal.kind[0] in "aeiou" else "a"
+        raise HTTPException(403, f"{article} {principal.kind} token cannot use this route: it needs an operator token")
     if write and principal.kind != "admin":
         raise _refuse(principal, what, "changes need an admin token")
 
