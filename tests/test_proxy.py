@@ -1,0 +1,224 @@
+"""The agent and the dashboard's client through a real HTTP proxy (Debian's tinyproxy) on loopback.
+
+httpx does not bypass loopback addresses by itself: with ``HTTP_PROXY``/``HTTPS_PROXY`` set and no
+``NO_PROXY``, a server on 127.0.0.1 is reached through the proxy, which is what these tests rely on;
+``NO_PROXY=127.0.0.1`` must send everything direct. ``scripts/proxy-tools.sh`` installs tinyproxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from octotui.client import Client
+from tests.conftest import ROOT, AgentProcess, ServerProcess, _missing, free_port, wait_until
+
+TINYPROXY = shutil.which("tinyproxy") or next(
+    (p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy") if Path(p).exists()), None
+)
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class Tinyproxy:
+    """tinyproxy in the foreground on a free loopback port, with its own config and log."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.log_path = directory / "tinyproxy.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Tinyproxy:
+        assert TINYPROXY is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "tinyproxy.conf"
+        # No ConnectPort line: CONNECT is allowed to any port. Timeout outlasts the agent's long poll.
+        config.write_text(
+            f"Port {self.port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 120\nMaxClients 50\n"
+            f'LogFile "{self.log_path}"\nPidFile "{self.directory / "tinyproxy.pid"}"\nLogLevel Info\n'
+            "DisableViaHeader Yes\n"
+        )
+        self.log_path.touch()
+        self.proc = subprocess.Popen(
+            [TINYPROXY, "-d", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.directory / "tinyproxy.stderr").open("wb"),
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until(self._listening, timeout=15, what=f"tinyproxy on {self.url}")
+        return self
+
+    def _listening(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            stderr = (self.directory / "tinyproxy.stderr").read_text(errors="replace")
+            raise AssertionError(f"tinyproxy exited with {self.proc.returncode}: {stderr}{self.log()[-2000:]}")
+        with contextlib.suppress(OSError), httpx.Client(timeout=1, trust_env=False) as probe:
+            probe.get(self.url + "/")  # tinyproxy answers a non-proxy request with an error page
+            return True
+        return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def requests(self, what: str) -> int:
+        """How many requests the log shows whose line contains ``what`` (e.g. "/heartbeat", "CONNECT")."""
+        return sum(1 for line in self.log().splitlines() if "Request" in line and what in line)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a process that must use this proxy (lower-case variants too: urllib prefers them)."""
+        env = {"HTTP_PROXY": self.url, "HTTPS_PROXY": self.url, "NO_PROXY": "", "ALL_PROXY": ""}
+        env.update(extra)
+        return {**env, **{k.lower(): v for k, v in env.items()}}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
+    """A real HTTP proxy with CONNECT on loopback (``bash scripts/proxy-tools.sh`` installs it)."""
+    if TINYPROXY is None:
+        _missing("tinyproxy is not installed: run `bash scripts/proxy-tools.sh`")
+    proxy = Tinyproxy(tmp_path / "proxy").start()
+    yield proxy
+    proxy.stop()
+
+
+def _provider(api: httpx.Client) -> dict[str, Any]:
+    response = api.post("/providers", json={"name": "proxied"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _online(api: httpx.Client, name: str, docker: bool = False) -> dict[str, Any] | None:
+    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
+    if not found or not found[0].get("host"):
+        return None
+    return found[0] if not docker or (found[0].get("docker") or {}).get("available") else None
+
+
+def test_agent_registers_and_heartbeats_through_the_proxy(
+    server: ServerProcess, agents: list[AgentProcess], tinyproxy: Tinyproxy, tmp_path: Path
+) -> None:
+    api = server.client()  # the test's own client goes direct (trust_env has no proxy here)
+    provider = _provider(api)
+    agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-p", "paris", "gen-p", "--interval", "0.5")
+    agents.append(agent.start(env=tinyproxy.env()))
+    online = wait_until(lambda: _online(api, "gen-p"), timeout=30, what="the agent online through the proxy")
+    wait_until(lambda: tinyproxy.requests("/heartbeat") >= 3, timeout=20, what="heartbeats in the proxy log")
+    log = tinyproxy.log()
+    assert f"http://127.0.0.1:{server.port}/api/v1/agents/register" in log
+    assert tinyproxy.requests(f"/api/v1/agents/{online['id']}/commands") >= 1, "the long poll goes through it too"
+    assert "Traceback" not in agent.log()
+
+
+def test_no_proxy_sends_the_agent_direct(
+    server: ServerProcess, agents: list[AgentProcess], tinyproxy: Tinyproxy, tmp_path: Path
+) -> None:
+    api = server.client()
+    provider = _provider(api)
+    agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-d", "paris", "gen-d", "--interval", "0.5")
+    agents.append(agent.start(env=tinyproxy.env(NO_PROXY="127.0.0.1")))
+    wait_until(lambda: _online(api, "gen-d"), timeout=30, what="the agent online, direct")
+    time.sleep(2)  # a few heartbeats and polls
+    assert tinyproxy.requests("/api/v1/") == 0, f"NO_PROXY is honoured; proxy log:\n{tinyproxy.log()[-2000:]}"
+
+
+def test_agent_behind_a_dead_proxy_says_so_and_registers_nowhere(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    api = server.client()
+    provider = _provider(api)
+    dead = f"http://127.0.0.1:{free_port()}"
+    agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-x", "paris", "gen-x")
+    env = {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "NO_PROXY": ""}
+    agents.append(agent.start(env={**env, **{k.lower(): v for k, v in env.items()}}))
+    wait_until(lambda: "server unreachable" in agent.log(), timeout=20, what="the agent reporting the outage")
+    assert api.get("/agents").json() == []
+    assert agent.proc is not None and agent.proc.poll() is None, "it keeps retrying"
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("agent-docker")
+def test_agent_receives_and_acknowledges_commands_through_the_proxy(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agents: list[AgentProcess], tinyproxy: Tinyproxy, tmp_path: Path, docker_client
+) -> None:
+    import docker.errors
+
+    from tests.test_agent_docker import FAKE_IMAGE, fake_jmeter_image  # noqa: F401
+
+    try:
+        docker_client.images.get(FAKE_IMAGE)
+    except docker.errors.ImageNotFound:
+        _missing(f"{FAKE_IMAGE} is missing: run tests/test_agent_docker.py once to make it")
+    api = server.client()
+    provider = _provider(api)
+    agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-c", "paris", "gen-c")
+    agents.append(agent.start(env=tinyproxy.env()))
+    wait_until(lambda: _online(api, "gen-c", docker=True), timeout=30, what="the agent online with Docker")
+    body = {"name": "via proxy", "plan": (ROOT / "examples" / "http-get.jmx").read_text(),
+            "provider": provider["id"], "containers": 1, "image": FAKE_IMAGE,
+            "properties": {"fake.duration": "60"}}  # fmt: skip
+    created = api.post("/tests", json=body)
+    assert created.status_code == 201, created.text
+    test_id = created.json()["id"]
+    try:
+
+        def running() -> dict[str, Any] | None:
+            current = api.get(f"/tests/{test_id}").json()["containers"][0]
+            return current if current["state"] == "running" and current.get("figures") else None
+
+        wait_until(running, timeout=30, what="the launch command delivered through the proxy")
+        assert api.post(f"/tests/{test_id}/stop").status_code == 200
+
+        def ended() -> dict[str, Any] | None:
+            current = api.get(f"/tests/{test_id}").json()
+            return current if current["state"] in ("finished", "failed") else None
+
+        wait_until(ended, timeout=60, interval=0.5, what="the stop command delivered through the proxy")
+        assert tinyproxy.requests("/ack ") >= 2, "launch and stop acknowledged through the proxy"
+        assert tinyproxy.requests("/commands") >= 2
+    finally:
+        for leftover in docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}):
+            leftover.remove(force=True)
+
+
+async def test_dashboard_client_goes_through_the_proxy_and_honours_no_proxy(
+    server: ServerProcess, tinyproxy: Tinyproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in tinyproxy.env().items():
+        monkeypatch.setenv(name, value)
+    async with Client(server.url, server.admin_token) as client:
+        assert (await client.health()).status == "ok"
+        await client.create_provider("from-dashboard")
+        assert [p.name for p in await client.providers()] == ["from-dashboard"]
+    assert tinyproxy.requests(f"http://127.0.0.1:{server.port}/api/v1/health") == 1
+    assert tinyproxy.requests("/api/v1/providers") == 2
+
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    before = tinyproxy.requests("/api/v1/")
+    async with Client(server.url, server.admin_token) as client:
+        assert len(await client.providers()) == 1
+    assert tinyproxy.requests("/api/v1/") == before, "NO_PROXY sends the dashboard direct"
