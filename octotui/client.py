@@ -7,6 +7,7 @@ httpx's exception tree themselves.
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -77,11 +78,13 @@ class Client:
         token: str | None = None,
         *,
         timeout: float = 10.0,
-        verify: str | bool = True,
+        verify: str | bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(verify, str):  # a CA bundle path; httpx 0.28 wants an SSLContext for it
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.AsyncClient(
             base_url=self.base_url + API_PREFIX,
             headers=headers,
