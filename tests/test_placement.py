@@ -70,12 +70,21 @@ def test_capacity_from_memory() -> None:
     assert capacity(a, 512 * MIB, 0.25) == 4
 
 
-def test_capacity_from_cpu() -> None:
-    # 2 cores at 50 %: one core free, a quarter core each -> 4
+def test_capacity_from_cpu_budget() -> None:
+    # 2 cores, a quarter core each -> 8, minus the containers already placed there
     a = agent("c", cpu_count=2, cpu_percent=50.0, memory_total=64 * GIB)
-    assert capacity(a, 512 * MIB, 0.25) == 4
+    assert capacity(a, 512 * MIB, 0.25) == 8
+    assert capacity(agent("d", cpu_count=2, running=5, reserved=1), 512 * MIB, 0.25) == 2
+    # a momentary CPU peak does not make a machine refuse work
     busy = agent("busy", cpu_count=2, cpu_percent=100.0)
-    assert capacity(busy, 512 * MIB, 0.25) == 0
+    assert capacity(busy, 512 * MIB, 0.25) == 8
+
+
+def test_busy_agent_loses_ties_but_spread_stays_even() -> None:
+    calm = agent("z-calm", cpu_percent=20.0)
+    busy = agent("a-busy", cpu_percent=95.0)
+    assert counts(place([busy, calm], 1)) == {"z-calm": 1}
+    assert counts(place([busy, calm], 4)) == {"a-busy": 2, "z-calm": 2}
 
 
 def test_capacity_minus_reserved_and_unknown_memory() -> None:

@@ -580,9 +580,8 @@ class Controller:
         for a in self.agents.values():
             if a.provider_id != provider_id:
                 continue
-            reserved = sum(
-                1 for cid in self.live.get(a.id, ()) if self.containers[cid].state in ("pending", "pulling", "starting")
-            )
+            states = [self.containers[cid].state for cid in self.live.get(a.id, ())]
+            reserved = sum(1 for state in states if state in ("pending", "pulling", "starting"))
             host = a.host
             out.append(
                 Candidate(
@@ -596,6 +595,7 @@ class Controller:
                     memory_total=(host.memory_total if host and host.memory_total else a.memory_total),
                     memory_percent=host.memory_percent if host else 0.0,
                     reserved=reserved,
+                    running=len(states) - reserved,
                 )
             )
         return out

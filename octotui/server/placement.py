@@ -30,19 +30,27 @@ class Candidate:
     memory_percent: float = 0.0
     #: Containers placed on it that do not weigh on its sample yet (queued, pulling, starting).
     reserved: int = 0
+    #: Containers of live tests already running on it (they hold part of its CPU budget).
+    running: int = 0
 
 
 def capacity(agent: Candidate, memory_per_container: int, cpu_per_container: float) -> int:
-    """How many more containers ``agent`` can hold, from its free memory and free CPU."""
+    """How many more containers ``agent`` can hold.
+
+    Memory is measured: free memory over the per-container budget, minus containers on their way
+    (running ones already show in the sample). CPU is a budget, not a reading: cores over the
+    per-container share, minus every container placed there. A momentary CPU peak (another test,
+    a build) must not make a machine refuse work it can carry; it only loses ties (see ``place``).
+    """
     limits: list[int] = []
     if agent.memory_total > 0 and memory_per_container > 0:
         free_memory = agent.memory_total * max(0.0, 100.0 - agent.memory_percent) / 100.0
-        limits.append(math.floor(free_memory / memory_per_container))
+        limits.append(math.floor(free_memory / memory_per_container) - agent.reserved)
     if cpu_per_container > 0:
-        free_cpu = max(1, agent.cpu_count) * max(0.0, 100.0 - agent.cpu_percent) / 100.0
-        limits.append(math.floor(free_cpu / cpu_per_container + 1e-9))
-    room = min(limits) if limits else 1_000_000
-    return max(0, room - agent.reserved)
+        budget = math.floor(max(1, agent.cpu_count) / cpu_per_container + 1e-9)
+        limits.append(budget - agent.reserved - agent.running)
+    room = min(limits) if limits else 1_000_000 - agent.reserved
+    return max(0, room)
 
 
 def eligible(agents: Sequence[Candidate], locations: Sequence[str] | None) -> list[Candidate]:
@@ -62,8 +70,8 @@ def place(
     """Spread ``count`` containers over the eligible agents.
 
     Each container goes to the agent holding the fewest so far that still has room; ties go to the
-    agent with the most room left, then by name, so the result is even (5 over 2 agents: 3 and 2)
-    and deterministic. Raises :class:`PlacementError` when they do not all fit: nothing is placed.
+    agent with the most free CPU (in steps of 10 %, so noise does not decide), then the most room,
+    then by name, so the result is even (5 over 2 agents: 3 and 2) and deterministic. Raises :class:`PlacementError` when they do not all fit: nothing is placed.
     Returns (agent, containers) pairs for agents that get at least one, in a stable order.
     """
     if count < 1:
@@ -83,12 +91,13 @@ def place(
         )
     given = {a.id: 0 for a in pool}
     # A heap keyed like the rule above: only the agent just given a container changes its key.
-    heap = [(0, -room[a.id], a.name, a.id, i) for i, a in enumerate(pool) if room[a.id] > 0]
+    busy = {a.id: int(a.cpu_percent // 10) for a in pool}
+    heap = [(0, busy[a.id], -room[a.id], a.name, a.id) for a in pool if room[a.id] > 0]
     heapq.heapify(heap)
     for _ in range(count):
-        n, neg_room, name, agent_id, i = heapq.heappop(heap)
+        n, cpu_step, neg_room, name, agent_id = heapq.heappop(heap)
         given[agent_id] = n + 1
         if neg_room + 1 < 0:
-            heapq.heappush(heap, (n + 1, neg_room + 1, name, agent_id, i))
+            heapq.heappush(heap, (n + 1, cpu_step, neg_room + 1, name, agent_id))
     ordered = sorted(pool, key=lambda a: (a.location, a.name, a.id))
     return [(a, given[a.id]) for a in ordered if given[a.id] > 0]
