@@ -71,7 +71,8 @@ def place(
 
     Each container goes to the agent holding the fewest so far that still has room; ties go to the
     agent with the most free CPU (in steps of 10 %, so noise does not decide), then the most room,
-    then by name, so the result is even (5 over 2 agents: 3 and 2) and deterministic. Raises :class:`PlacementError` when they do not all fit: nothing is placed.
+    then by name, so the result is even (5 over 2 agents: 3 and 2) and deterministic.
+    Raises :class:`PlacementError` when they do not all fit: nothing is placed.
     Returns (agent, containers) pairs for agents that get at least one, in a stable order.
     """
     if count < 1:
