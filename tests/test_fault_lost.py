@@ -129,11 +129,6 @@ def test_lost_agent_then_back(lost_run: dict[str, Any]) -> None:
                adopted_again_s=r["adopted_s"], ended_test_container_removed_s=r["stray_removed_s"])  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: a running test does not say it runs degraded (Test.reason is only set when it ends); "
-    "fix in octotui/server/controller.py Controller._update_test, see docs/RELIABILITY.md",
-)
 def test_running_test_says_it_runs_degraded_and_why(
     server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
     tmp_path: Path, jmeter_image: str, http_target: Any,

@@ -465,6 +465,26 @@ class Controller:
             t.state = new
             self._dirty_tests.add(t.id)
             log.info("test %s (%s) is %s", t.name, t.id, new)
+        reason = self._degraded_reason(cs)
+        if reason != t.reason:
+            t.reason = reason
+            self._dirty_tests.add(t.id)
+            if reason:
+                log.warning("test %s (%s) runs %s", t.name, t.id, reason)
+
+    def _degraded_reason(self, cs: list[ContainerRec]) -> str | None:
+        """Why a test still running has lost part of its load, or None while all is well."""
+        bad = [c for c in cs if c.state in ("lost", "failed")]
+        if not bad:
+            return None
+        first = bad[0]
+        agent = self.agents.get(first.agent_id)
+        where = agent.name if agent else first.agent_id
+        lost = sum(1 for c in bad if c.state == "lost")
+        failed = len(bad) - lost
+        parts = [f"{n} {word}" for n, word in ((lost, "lost"), (failed, "failed")) if n]
+        reason = f"degraded: {' and '.join(parts)} of {len(cs)} containers; container {first.index} on {where}"
+        return reason + (f": {first.error}" if first.error else f" is {first.state}")
 
     def _end_test(self, t: TestRec, cs: list[ContainerRec]) -> None:
         now = time.time()
