@@ -22,12 +22,6 @@ from tests.conftest import ServerProcess
 
 pytestmark = [pytest.mark.xdist_group("fault-disk")]
 
-SERVER_FIX = (
-    "server: a store write that fails (sqlite3.OperationalError: database or disk is full / attempt to write "
-    "a readonly database) reaches the client as a bare 500 'Internal Server Error'; see docs/RELIABILITY.md "
-    "for the exception handler to add in octotui/server/app.py"
-)
-
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
@@ -63,7 +57,6 @@ def _server(disk: Path) -> ServerProcess:
     return proc.start()
 
 
-@pytest.mark.xfail(strict=True, reason=SERVER_FIX)
 def test_disk_full_write_fails_clearly_and_recovers(small_disk: Path) -> None:
     server = _server(small_disk)
     try:

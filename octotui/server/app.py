@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -390,6 +391,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write the store refused (disk full, read-only): say so; the change was not made."""
+    message = str(exc)
+    log.error("store write failed on %s %s: %s", request.method, request.url.path, message)
+    if "full" in message:
+        return JSONResponse({"detail": f"the server's disk is full, nothing was changed ({message})"}, status_code=507)
+    return JSONResponse({"detail": f"the server's store cannot be written, nothing was changed ({message})"}, 503)
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The control server's ASGI app; its lifespan opens the store and runs the background work."""
     store = Store(settings.db_path)
@@ -421,6 +431,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.controller = controller
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sqlite3.OperationalError, _store_error)
     app.include_router(_routes())
     app.add_middleware(
         GateMiddleware, controller=controller, max_body=settings.max_body_bytes, max_plan=settings.max_plan_bytes

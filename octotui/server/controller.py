@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -226,9 +227,9 @@ class Controller:
         if self._name_taken(name):
             raise HTTPException(409, f"a provider named {name!r} already exists")
         p = ProviderRec(id=_id("p"), name=name, token=new_token(), created_at=time.time())
+        await self.store.save_provider(p)  # first: a refused write must leave nothing behind
         self.providers[p.id] = p
         self.tokens.add(hash_token(p.token), "provider", p.id)
-        await self.store.save_provider(p)
         log.info("provider %s created (%s)", p.name, p.id)
         return p
 
@@ -236,16 +237,17 @@ class Controller:
         p = self.provider_or_404(provider_id)
         if self._name_taken(name, except_id=p.id):
             raise HTTPException(409, f"a provider named {name!r} already exists")
+        await self.store.save_provider(dataclasses.replace(p, name=name))
         p.name = name
-        await self.store.save_provider(p)
         return p
 
     async def rotate_provider_token(self, provider_id: str) -> ProviderRec:
         p = self.provider_or_404(provider_id)
+        token = new_token()
+        await self.store.save_provider(dataclasses.replace(p, token=token))
         self.tokens.remove(hash_token(p.token))
-        p.token = new_token()
+        p.token = token
         self.tokens.add(hash_token(p.token), "provider", p.id)
-        await self.store.save_provider(p)
         log.info("provider %s: registration token rotated", p.name)
         return p
 
