@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 JMETER_IMAGE ?= octotui-jmeter:local
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint screenshots docker-engine jmeter-image agent-image bench clean
+.PHONY: install run test test-fast lint screenshots docker-engine jmeter-image agent-image proxy-tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: install
 	$(BIN)/octotui
 
 ## test: everything the suite needs (Docker engine, JMeter image), then the suite in parallel
-test: install docker-engine jmeter-image
+test: install docker-engine jmeter-image agent-image proxy-tools
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 ## test-fast: the suite without Docker (developer loop)
@@ -45,6 +45,10 @@ jmeter-image: docker-engine
 ## agent-image: the agent as a Docker image (octotui-agent:latest), built from a local Debian base
 agent-image: docker-engine
 	bash scripts/agent-image.sh
+
+## proxy-tools: Debian's tinyproxy, the real CONNECT proxy the proxy tests go through
+proxy-tools:
+	bash scripts/proxy-tools.sh
 
 ## bench: the benchmark suite against DESIGN.md's targets (never part of `make test`); writes docs/BENCHMARKS.md
 bench: install docker-engine jmeter-image
