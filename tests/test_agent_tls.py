@@ -1,0 +1,224 @@
+"""The agent against ``octotui server --tls-cert --tls-key`` with a throwaway CA (openssl CLI).
+
+The agent verifies by default: with ``--ca-bundle`` of the right CA it registers and heartbeats,
+directly or through a real proxy (CONNECT); with another CA, or with the system's CAs only, it
+refuses the server with "certificate verify failed" in its log and registers nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AgentProcess, _missing, wait_until
+from tests.test_proxy import TINYPROXY, Tinyproxy
+
+ADMIN = "agent-tls-admin"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=cwd)
+
+
+def _make_ca(directory: Path, name: str) -> Path:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=directory)  # fmt: skip
+    return directory / f"{name}.pem"
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA, another CA, and a server certificate for 127.0.0.1 signed by the first."""
+
+    ca: Path
+    other_ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    if shutil.which("openssl") is None:
+        _missing("openssl is not installed: run `bash scripts/proxy-tools.sh`")
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    ca = _make_ca(directory, "agent-ca")
+    other = _make_ca(directory, "other-ca")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+             "-out", "server.csr", cwd=directory)  # fmt: skip
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "agent-ca.pem", "-CAkey", "agent-ca.key", "-CAcreateserial",
+             "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem", cwd=directory)  # fmt: skip
+    return Pki(ca, other, directory / "server.pem", directory / "server.key")
+
+
+@pytest.fixture
+def https_server(tmp_path: Path, pki: Pki) -> Iterator[str]:
+    """``octotui server`` serving HTTPS on 127.0.0.1; yields its https:// URL."""
+    data = tmp_path / "server"
+    cmd = [sys.executable, "-m", "octotui", "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0",
+           f"--admin-token={ADMIN}", "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
+           "--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6"]  # fmt: skip
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+
+        def url() -> str:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {log_path.read_text()[-2000:]}")
+            return (data / "server.url").read_text().strip()
+
+        found = wait_until(url, timeout=30, what="server.url")
+        assert found.startswith("https://127.0.0.1:")
+        yield found
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Tinyproxy]:
+    """tinyproxy on loopback (see tests/test_proxy.py)."""
+    if TINYPROXY is None:
+        _missing("tinyproxy is not installed: run `bash scripts/proxy-tools.sh`")
+    started = Tinyproxy(tmp_path / "proxy").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def api(https_server: str, pki: Pki) -> Iterator[httpx.Client]:
+    """The admin's client of the HTTPS server, closed before the server stops."""
+    with _api(https_server, pki) as client:
+        yield client
+
+
+def _api(url: str, pki: Pki) -> httpx.Client:
+    return httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {ADMIN}"},
+                        verify=ssl.create_default_context(cafile=pki.ca), timeout=10, trust_env=False)  # fmt: skip
+
+
+def _provider(api: httpx.Client) -> dict[str, Any]:
+    response = api.post("/providers", json={"name": "tls"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _online(api: httpx.Client, name: str) -> dict[str, Any] | None:
+    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
+    return found[0] if found and found[0].get("host") else None
+
+
+def _no_proxy() -> dict[str, str]:
+    env = {"HTTP_PROXY": "", "HTTPS_PROXY": "", "ALL_PROXY": "", "NO_PROXY": ""}
+    return {**env, **{k.lower(): v for k, v in env.items()}}
+
+
+def test_agent_with_the_ca_bundle_registers_and_heartbeats_over_https(
+    https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    provider = _provider(api)
+    agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-t", "paris", "gen-t",
+                         f"--ca-bundle={pki.ca}", "--interval", "0.5")  # fmt: skip
+    agents.append(agent.start(env=_no_proxy()))
+    first = wait_until(lambda: _online(api, "gen-t"), timeout=30, what="the agent online over HTTPS")
+
+    def later() -> dict[str, Any] | None:
+        current = _online(api, "gen-t")
+        return current if current and current["last_seen"] > first["last_seen"] else None
+
+    wait_until(later, timeout=15, what="more heartbeats over HTTPS")
+    assert "registered as" in agent.log() and "certificate" not in agent.log()
+
+
+@pytest.mark.parametrize("which", ["other CA", "system CAs"])
+def test_agent_refuses_a_server_it_cannot_verify(
+    which: str, https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    provider = _provider(api)
+    extra = [f"--ca-bundle={pki.other_ca}"] if which == "other CA" else []
+    agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-w", "paris", "gen-w", *extra)
+    agents.append(agent.start(env=_no_proxy()))
+    wait_until(lambda: "certificate verify failed" in agent.log(), timeout=20, what="a certificate error in the log")
+    assert api.get("/agents").json() == [], "an unverified server gets nothing"
+    assert not (agent.state_dir / "identity.json").exists()
+    assert "Traceback" not in agent.log()
+
+
+def test_agent_over_https_through_the_proxy_uses_connect(
+    https_server: str,
+    pki: Pki,
+    api: httpx.Client,
+    agents: list[AgentProcess],
+    proxy: Tinyproxy,
+    tmp_path: Path,
+) -> None:
+    provider = _provider(api)
+    agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pt", "paris", "gen-pt",
+                         f"--ca-bundle={pki.ca}", "--interval", "0.5")  # fmt: skip
+    agents.append(agent.start(env=proxy.env()))
+    wait_until(lambda: _online(api, "gen-pt"), timeout=30, what="the agent online over HTTPS through the proxy")
+    port = https_server.rsplit(":", 1)[1]
+    assert proxy.requests(f"CONNECT 127.0.0.1:{port}") >= 1, proxy.log()[-2000:]
+    assert proxy.requests("/api/v1/") == 0, "the proxy sees only the tunnel, never a request inside it"
+
+
+def test_agent_through_the_proxy_still_refuses_a_wrong_ca(
+    https_server: str,
+    pki: Pki,
+    api: httpx.Client,
+    agents: list[AgentProcess],
+    proxy: Tinyproxy,
+    tmp_path: Path,
+) -> None:
+    provider = _provider(api)
+    agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pw", "paris", "gen-pw",
+                         f"--ca-bundle={pki.other_ca}")  # fmt: skip
+    agents.append(agent.start(env=proxy.env()))
+    wait_until(lambda: "certificate verify failed" in agent.log(), timeout=20, what="a certificate error in the log")
+    assert proxy.requests("CONNECT") >= 1
+    assert api.get("/agents").json() == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,
+        pytest.param(
+            "not a certificate\n",
+            marks=pytest.mark.xfail(
+                strict=True, reason="agent/settings.py does not load the bundle yet: it dies in a traceback (exit 1)"
+            ),
+        ),
+    ],
+)
+def test_bad_ca_bundle_file_is_refused_with_a_clear_error(
+    content: str | None, https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    provider = _provider(api)
+    bundle = tmp_path / "bundle.pem"
+    if content is not None:
+        bundle.write_text(content)
+    agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-b", "paris", "gen-b", f"--ca-bundle={bundle}")
+    agents.append(agent.start(env=_no_proxy()))
+    assert agent.proc is not None
+    assert agent.proc.wait(timeout=20) == 2
+    log = agent.log()
+    assert "--ca-bundle" in log and "Traceback" not in log, log[-2000:]
+    assert api.get("/agents").json() == []
