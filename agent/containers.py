@@ -469,7 +469,11 @@ class DockerRuntime:
         results_dir.mkdir(parents=True, exist_ok=True)
         results_dir.chmod(0o777)  # the image may run JMeter as another user
         (plan_dir / spec.plan_name).write_text(spec.plan, encoding="utf-8")
-        port = spec.shutdown_port or self._free_port()
+        # On the host network the port is the host's: the server's hint cannot know what else runs
+        # here (another server's agents, other programs), so the agent picks a port it sees free.
+        mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
+        host_network = mode == "host"
+        port = self._free_port() if host_network or not spec.shutdown_port else spec.shutdown_port
         tracked.shutdown_port = port
         self._ensure_image(tracked, spec.image)
         if tracked.stop_requested:
