@@ -61,7 +61,7 @@ def test_server_sigkill_mid_test_and_restart(
     for name in ("gen-a", "gen-b"):
         start_agent(server.url, prov, tmp_path, name, agents)
     online(api, ["gen-a", "gen-b"])
-    test = launch(api, prov, jmeter_image, http_target.port, containers=2, duration=30)
+    test = launch(api, prov, jmeter_image, http_target.port, containers=2, duration=60)
     reaper.tests.add(test["id"])
     before = running_with_figures(api, test["id"])
     docker_ids = {c.id for c in of_test(docker_client, test["id"])}
