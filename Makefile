@@ -43,7 +43,7 @@ jmeter-image: docker-engine
 	bash scripts/jmeter-image.sh $(JMETER_IMAGE)
 
 ## agent-image: the agent as a Docker image (octotui-agent:latest), built from a local Debian base
-agent-image: docker-engine
+agent-image: install docker-engine
 	bash scripts/agent-image.sh
 
 ## proxy-tools: Debian's tinyproxy, the real CONNECT proxy the proxy tests go through
