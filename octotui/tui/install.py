@@ -45,7 +45,7 @@ def install_lines(server_url: str, token: str, location: str) -> list[InstallLin
     loc = shlex.quote(location.strip())
     docker = (
         "docker run -d --restart unless-stopped --name octotui-agent --network host"
-        " -v /var/run/docker.sock:/var/run/docker.sock -v octotui-agent:/var/lib/octotui-agent"
+        " -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/octotui-agent:/var/lib/octotui-agent"
         f" -e OCTOTUI_SERVER={url} -e OCTOTUI_TOKEN={tok} -e OCTOTUI_LOCATION={loc} {AGENT_IMAGE}"
     )
     return [
