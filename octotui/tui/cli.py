@@ -26,7 +26,10 @@ def parse(argv: Sequence[str]) -> DashboardSettings:
     """Resolve flags, ``OCTOTUI_*`` variables and the ``[dashboard]`` config table."""
     parser = argparse.ArgumentParser(
         prog="octotui",
-        description="Dashboard of octotui: agents, providers, JMeter tests. `octotui server` runs the server alone.",
+        description=(
+            "Dashboard of octotui: agents, providers, JMeter tests. `octotui server` runs the server alone;"
+            " `octotui token create|list|revoke` manages operator tokens."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"octotui {VERSION}")
     add_options(parser, OPTIONS)
