@@ -21,6 +21,7 @@ FIGURES = [
     "agent_idle",
     "agent_jmeter",
     "launch",
+    "launch_key",
     "command_delivery",
     "server_scale",
     "dashboard_load",

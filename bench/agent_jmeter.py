@@ -38,43 +38,47 @@ def _once(window: float) -> dict[str, float]:
     dc = dockerutil.client()
     test_ids: list[str] = []
     try:
-        with scratch("jmeter") as tmp, HttpTarget() as target, server_with_provider(tmp) as (server, api, provider):
-            with running_agent(server, provider["token"], tmp, "busy-agent") as agent:
-                wait_online(api, "busy-agent", docker=True)
-                time.sleep(6)  # a few host samples, so placement sees the machine's real load
-                spec = {
-                    "name": "agent-footprint", "plan": PLAN, "provider": provider["id"], "containers": WANTED,
-                    "image": JMETER_IMAGE, "users": 1, "duration": 900,
-                    "properties": {"host": "127.0.0.1", "port": str(target.port), "path": "/", "think_ms": "200"},
-                }  # fmt: skip
+        with (
+            scratch("jmeter") as tmp,
+            HttpTarget() as target,
+            server_with_provider(tmp) as (server, api, provider),
+            running_agent(server, provider["token"], tmp, "busy-agent") as agent,
+        ):
+            wait_online(api, "busy-agent", docker=True)
+            time.sleep(6)  # a few host samples, so placement sees the machine's real load
+            spec = {
+                "name": "agent-footprint", "plan": PLAN, "provider": provider["id"], "containers": WANTED,
+                "image": JMETER_IMAGE, "users": 1, "duration": 900,
+                "properties": {"host": "127.0.0.1", "port": str(target.port), "path": "/", "think_ms": "200"},
+            }  # fmt: skip
+            response = api.post("/tests", json=spec)
+            if response.status_code == 409:
+                found = re.search(r"can hold only (\d+)", response.text)
+                if not found or int(found.group(1)) < 1:
+                    raise AssertionError(f"placement refused: {response.text}")
+                spec["containers"] = int(found.group(1))
                 response = api.post("/tests", json=spec)
-                if response.status_code == 409:
-                    found = re.search(r"can hold only (\d+)", response.text)
-                    if not found or int(found.group(1)) < 1:
-                        raise AssertionError(f"placement refused: {response.text}")
-                    spec["containers"] = int(found.group(1))
-                    response = api.post("/tests", json=spec)
-                response.raise_for_status()
-                test = response.json()
-                test_ids.append(test["id"])
-                count = len(test["containers"])
+            response.raise_for_status()
+            test = response.json()
+            test_ids.append(test["id"])
+            count = len(test["containers"])
 
-                def all_running() -> bool:
-                    t = api.get(f"/tests/{test['id']}").json()
-                    return sum(c["state"] == "running" for c in t["containers"]) == count
+            def all_running() -> bool:
+                t = api.get(f"/tests/{test['id']}").json()
+                return sum(c["state"] == "running" for c in t["containers"]) == count
 
-                wait_until(all_running, timeout=180, interval=1, what=f"{count} containers running")
-                time.sleep(10)
-                assert agent.proc is not None
-                with Sampler(agent.proc.pid) as sampler:
-                    time.sleep(window)
-                cpu, rss_mean, rss_max = sampler.window()
-                hits_before = target.hits
-                time.sleep(1)
-                rate = target.hits - hits_before
-                api.post(f"/tests/{test['id']}/stop")
-                wait_until(lambda: not dockerutil.of_test(dc, test["id"]), timeout=120, interval=1,
-                           what="containers removed")  # fmt: skip
+            wait_until(all_running, timeout=180, interval=1, what=f"{count} containers running")
+            time.sleep(10)
+            assert agent.proc is not None
+            with Sampler(agent.proc.pid) as sampler:
+                time.sleep(window)
+            cpu, rss_mean, rss_max = sampler.window()
+            hits_before = target.hits
+            time.sleep(1)
+            rate = target.hits - hits_before
+            api.post(f"/tests/{test['id']}/stop")
+            wait_until(lambda: not dockerutil.of_test(dc, test["id"]), timeout=120, interval=1,
+                       what="containers removed")  # fmt: skip
     finally:
         dockerutil.remove_tests(dc, test_ids)
         dc.close()

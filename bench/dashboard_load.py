@@ -62,8 +62,8 @@ def _once(window: float) -> dict[str, float]:
                     if os.environ.get("BENCH_PROFILE")
                     else {}
                 )
-                done = run_python(["-m", "bench.dashboard_probe", server.url, server.admin_token,
-                                   "--seconds", str(window), "--size", "200x50"], timeout=window + 240, env=env)  # fmt: skip
+                probe = ["-m", "bench.dashboard_probe", server.url, server.admin_token, "--seconds", str(window)]
+                done = run_python(probe, timeout=window + 240, env=env)
             if done.returncode != 0:
                 raise AssertionError(f"dashboard probe failed: {done.stderr[-3000:]}")
             got = json.loads(done.stdout.strip().splitlines()[-1])

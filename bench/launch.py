@@ -69,15 +69,19 @@ def _once(samples: int) -> dict[str, list[float]]:
     docker_s: list[float] = []
     server_s: list[float] = []
     try:
-        with scratch("launch") as tmp, HttpTarget() as target, server_with_provider(tmp) as (server, api, provider):
-            with running_agent(server, provider["token"], tmp, "launch-agent"):
-                wait_online(api, "launch-agent", docker=True)
-                for _ in range(samples):
-                    d, s, ids = _sample(api, provider, target, dc)
-                    tests += ids
-                    docker_s.append(d)
-                    server_s.append(s)
-                    wait_until(lambda: not dockerutil.of_test(dc, ids[0]), timeout=60, what="container removed")
+        with (
+            scratch("launch") as tmp,
+            HttpTarget() as target,
+            server_with_provider(tmp) as (server, api, provider),
+            running_agent(server, provider["token"], tmp, "launch-agent"),
+        ):
+            wait_online(api, "launch-agent", docker=True)
+            for _ in range(samples):
+                d, s, ids = _sample(api, provider, target, dc)
+                tests += ids
+                docker_s.append(d)
+                server_s.append(s)
+                wait_until(lambda i=ids[0]: not dockerutil.of_test(dc, i), timeout=60, what="container removed")
     finally:
         dockerutil.remove_tests(dc, tests)
         dc.close()

@@ -82,7 +82,7 @@ def _once(window: float, warmup: float) -> list[dict[str, Any]]:
 
 
 def run(runs: int, quick: bool) -> Result:
-    window, warmup = (20.0, 8.0) if quick else (50.0, 10.0)
+    window, warmup = (20.0, 8.0) if quick else (45.0, 10.0)
     per_step: dict[int, dict[str, list[float]]] = {n: {} for n in STEPS}
     details = []
     for i in range(runs):
