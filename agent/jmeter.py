@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from octotui.protocol import FinalResults, JMeterFigures
+from octotui.protocol import FinalResults, JMeterFigures, histogram_percentile, rt_bucket
 
 _NUMBER = r"(?:\d+(?:[.,]\d*)?|[.,]\d+|Infinity|NaN|\?)"
 _SUMMARY = re.compile(
@@ -161,14 +161,6 @@ class FiguresTracker:
         self.figures = fig.model_copy(update=update)
 
 
-def nearest_rank(sorted_values: list[int], percent: float) -> float:
-    """The nearest-rank percentile of already sorted values (0.0 for no values)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(percent / 100.0 * len(sorted_values)))
-    return float(sorted_values[min(rank, len(sorted_values)) - 1])
-
-
 def read_jtl(path: Path) -> FinalResults | None:
     """Aggregate a CSV JTL with a header row; None when the file is missing or not such a JTL.
 
@@ -188,8 +180,9 @@ def read_jtl(path: Path) -> FinalResults | None:
             return None
         i_ts, i_el, i_ok = columns["timeStamp"], columns["elapsed"], columns["success"]
         width = max(i_ts, i_el, i_ok)
-        elapsed: list[int] = []
-        errors = 0
+        histogram: Counter[int] = Counter()  # not a list of every sample: an hour-long run stays small
+        count = errors = total_ms = 0
+        low, high = math.inf, -math.inf
         first = math.inf
         last = -math.inf
         while True:
@@ -209,27 +202,29 @@ def read_jtl(path: Path) -> FinalResults | None:
             ok = row[i_ok].strip().lower()
             if ok not in ("true", "false"):
                 continue
-            elapsed.append(ms)
+            histogram[rt_bucket(ms)] += 1
+            count += 1
+            total_ms += ms
+            low, high = min(low, ms), max(high, ms)
             errors += ok == "false"
             first = min(first, ts)
             last = max(last, ts + ms)
-    if not elapsed:
+    if not count:
         return FinalResults()
-    elapsed.sort()
-    count = len(elapsed)
     duration = max((last - first) / 1000.0, 0.0)
     return FinalResults(
         samples=count,
         errors=errors,
         error_percent=100.0 * errors / count,
         throughput=count / duration if duration > 0 else 0.0,
-        avg_ms=sum(elapsed) / count,
-        min_ms=float(elapsed[0]),
-        max_ms=float(elapsed[-1]),
-        p90_ms=nearest_rank(elapsed, 90),
-        p95_ms=nearest_rank(elapsed, 95),
-        p99_ms=nearest_rank(elapsed, 99),
+        avg_ms=total_ms / count,
+        min_ms=float(low),
+        max_ms=float(high),
+        p90_ms=histogram_percentile(histogram, 90),
+        p95_ms=histogram_percentile(histogram, 95),
+        p99_ms=histogram_percentile(histogram, 99),
         duration_s=duration,
+        histogram=dict(histogram),
     )
 
 

@@ -7,6 +7,8 @@ renaming or removing a field breaks agents already installed in the field.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -161,6 +163,41 @@ class JMeterFigures(Model):
     interval_errors: int = 0
 
 
+#: Response times below this many ms are counted exactly (JMeter's elapsed is whole ms); above,
+#: in logarithmic buckets 0.5 % wide, so a histogram stays small (a few thousand buckets at most for
+#: an hour) and percentiles merged over containers are exact below 1 s and within 0.5 % above.
+EXACT_MS = 1000
+_LOG_STEP = math.log1p(0.005)
+
+
+def rt_bucket(ms: float) -> int:
+    """The histogram bucket of a response time in ms."""
+    if ms < EXACT_MS:
+        return max(0, int(ms))
+    return EXACT_MS + int(math.log(ms / EXACT_MS) / _LOG_STEP + 1e-9)
+
+
+def rt_bucket_ms(bucket: int) -> float:
+    """The lower bound, in ms, of a histogram bucket (the value reported for it)."""
+    if bucket < EXACT_MS:
+        return float(bucket)
+    return round(EXACT_MS * math.exp((bucket - EXACT_MS) * _LOG_STEP), 1)
+
+
+def histogram_percentile(histogram: Mapping[int, int], percent: float) -> float:
+    """Nearest-rank percentile of a response-time histogram (0.0 when empty)."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return 0.0
+    rank = max(1, math.ceil(percent / 100.0 * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return rt_bucket_ms(bucket)
+    return rt_bucket_ms(max(histogram))
+
+
 class FinalResults(Model):
     """Aggregate read from a container's (or a test's) JTL at the end."""
 
@@ -175,6 +212,9 @@ class FinalResults(Model):
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     duration_s: float = 0.0
+    #: Response-time histogram (bucket -> count, see :func:`rt_bucket`), so the server can merge
+    #: containers into exact test percentiles. Absent from older agents.
+    histogram: dict[int, int] | None = None
 
 
 class ContainerReport(Model):

@@ -4,11 +4,14 @@ driven by container reports, live and final results, stop, and every refusal cha
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
 import pytest
 from test_api import PLAN, Env, Starter, bearer, start_server
+
+from octotui.protocol import rt_bucket
 
 __all__ = ["start_server"]  # the fixture, shared with test_api.py
 
@@ -158,6 +161,31 @@ async def test_state_machine_live_and_final_results(env: Env) -> None:
     # A finished test's containers still reported running are told to stop.
     reply = await env.beat(a1, t1, containers=[report(cmd1, "running")])
     assert reply["stop"] == [cmd1["container_id"]]
+
+
+async def test_final_percentiles_merge_the_containers_histograms(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    cmd1, cmd2 = (await poll(env, a1, t1))[0], (await poll(env, a2, t2))[0]
+    fast = list(range(1, 901))  # one container answered fast, the other slowly
+    slow = [v for v in range(500, 600) for _ in range(9)]
+
+    def final(values: list[int]) -> dict[str, Any]:
+        histogram: dict[int, int] = {}
+        for v in values:
+            histogram[rt_bucket(v)] = histogram.get(rt_bucket(v), 0) + 1
+        ordered = sorted(values)
+        return {"samples": len(values), "avg_ms": sum(values) / len(values), "min_ms": ordered[0],
+                "max_ms": ordered[-1], "p99_ms": ordered[-1], "histogram": histogram}  # fmt: skip
+
+    for (agent, token), cmd, values in (((a1, t1), cmd1, fast), ((a2, t2), cmd2, slow)):
+        await ack(env, agent, token, cmd["id"])
+        await env.beat(agent, token, containers=[report(cmd, "finished", exit_code=0, final=final(values))])
+    res = (await env.http.get(f"/tests/{test['id']}")).json()["results"]
+    everything = sorted(fast + slow)
+    assert res["samples"] == 1800
+    for key, percent in (("p90_ms", 90), ("p95_ms", 95), ("p99_ms", 99)):
+        assert res[key] == everything[math.ceil(percent / 100 * len(everything)) - 1], key
 
 
 async def test_failed_launch_fails_the_test_with_its_reason(env: Env) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,11 @@ from agent.jmeter import (
     FiguresTracker,
     Summary,
     is_error_line,
-    nearest_rank,
     parse_shutdown_port,
     parse_summary,
     read_jtl,
 )
+from octotui.protocol import histogram_percentile, rt_bucket
 
 V213_PLUS = (
     "summary +   6068 in     5s = 1294.4/s Avg:     3 Min:     0 Max:    48 Err:     0 (0.00%) "
@@ -173,14 +175,36 @@ def test_tracker_collects_error_lines_bounded() -> None:
     assert list(tracker.errors) == [f"2024-01-01 ERROR o.a.j.JMeter: failure {i}" for i in (7, 8, 9)]
 
 
-def test_nearest_rank() -> None:
+def _hist(values: list[int]) -> dict[int, int]:
+    return dict(Counter(rt_bucket(v) for v in values))
+
+
+def test_histogram_percentile_is_nearest_rank_below_a_second() -> None:
     values = list(range(1, 101))
-    assert nearest_rank(values, 90) == 90
-    assert nearest_rank(values, 99) == 99
-    assert nearest_rank([5], 99) == 5
-    assert nearest_rank([1, 2, 3, 4], 50) == 2
-    assert nearest_rank([1, 2, 3, 4], 0) == 1
-    assert nearest_rank([], 95) == 0.0
+    assert histogram_percentile(_hist(values), 90) == 90
+    assert histogram_percentile(_hist(values), 99) == 99
+    assert histogram_percentile(_hist([5]), 99) == 5
+    assert histogram_percentile(_hist([1, 2, 3, 4]), 50) == 2
+    assert histogram_percentile(_hist([1, 2, 3, 4]), 0) == 1
+    assert histogram_percentile({}, 95) == 0.0
+
+
+def test_histogram_percentile_within_half_a_percent_above_a_second() -> None:
+    values = [1000 + 37 * i for i in range(5000)]  # 1 s .. 186 s
+    for percent in (50, 90, 95, 99):
+        exact = sorted(values)[max(1, math.ceil(percent / 100 * len(values))) - 1]
+        got = histogram_percentile(_hist(values), percent)
+        assert exact * 0.995 <= got <= exact, (percent, exact, got)
+
+
+def test_merged_histograms_give_the_percentile_of_all_samples() -> None:
+    fast, slow = list(range(1, 901)), list(range(500, 600)) * 9  # 900 fast samples, 900 slow
+    merged = Counter(_hist(fast))
+    merged.update(_hist(slow))
+    everything = sorted(fast + slow)
+    for percent in (90, 95, 99):
+        exact = everything[math.ceil(percent / 100 * len(everything)) - 1]
+        assert histogram_percentile(merged, percent) == exact
 
 
 HEADER = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency"
