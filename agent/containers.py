@@ -719,6 +719,8 @@ class DockerRuntime:
                 return "not running on this agent"
             if tracked.terminal:
                 return f"already {tracked.state}"
+            if tracked.state == "stopping":
+                return "already stopping"  # asked again (heartbeat answers repeat it until it ends)
             tracked.stop_requested = True
             if tracked.state in ("pulling", "starting") or not tracked.docker_id:
                 return "stopping before start"

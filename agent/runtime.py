@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import random
+import ssl
 import threading
 import time
 from collections import OrderedDict, deque
@@ -47,6 +48,8 @@ T = TypeVar("T")
 BACKOFF_START = 1.0
 BACKOFF_CAP = 60.0
 _REMEMBERED_COMMANDS = 2000
+#: Polls kept under a proxy's idle limit before one probes a longer hold.
+_IDLE_PROBE_EVERY = 5
 
 
 class FatalError(Exception):
@@ -61,8 +64,28 @@ class ServerUnreachable(Exception):
     """No usable answer from the server (refused, timed out, 5xx)."""
 
 
+class CertificateRefused(ServerUnreachable):
+    """The server's TLS certificate cannot be verified with the CA certificates the agent has."""
+
+
+class ConnectionCut(ServerUnreachable):
+    """A connection was made and the request sent, then closed before the whole answer came back."""
+
+
 class AuthRefused(Exception):
     """The server refused the agent token (401/403): the agent must register again."""
+
+
+def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere in ``exc``'s causes, if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def backoff_delay(attempt: int, start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> float:
@@ -184,6 +207,9 @@ class AgentRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reachable: bool | None = None
         self._outage_logged = False
+        self._outage_since: float | None = None
+        self._reconnected = asyncio.Event()
+        self._offline_after = 30.0  # the server's threshold, learnt from /info
         self._reregister = asyncio.Lock()
         self._http = httpx.AsyncClient(
             base_url=settings.server + API_PREFIX,
@@ -198,22 +224,59 @@ class AgentRuntime:
     def _reached(self) -> None:
         if self._reachable is False:
             log.info("reconnected to %s", self.settings.server)
+            # wake the other loops out of their backoff: the server is back, no need to wait more
+            self._reconnected.set()
+            self._reconnected = asyncio.Event()
         self._reachable = True
         self._outage_logged = False
+        self._outage_since = None
 
-    def _unreached(self, reason: str, delay: float) -> None:
+    def _unreached(self, exc: ServerUnreachable, delay: float) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        if isinstance(exc, CertificateRefused):
+            message, args = "%s: retrying in %.0f s", (exc, delay)
+        else:
+            message, args = "server unreachable (%s): retrying in %.0f s", (exc, delay)
         if not self._outage_logged:
-            log.warning("server unreachable (%s): retrying in %.0f s", reason, delay)
+            log.warning(message, *args)
             self._outage_logged = True
         else:
-            log.debug("server still unreachable (%s): retrying in %.0f s", reason, delay)
+            log.debug(message, *args)
         self._reachable = False
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if another loop reaches the server again meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reconnected.wait(), timeout=delay)
+
+    def _beat_retry_delay(self, attempt: int) -> float:
+        """How long a failed heartbeat waits before the next try.
+
+        While the outage is younger than the server's offline threshold, the agent keeps its
+        heartbeat rate (jittered), so that a short drop does not make it go offline with its
+        containers; a longer outage backs off exponentially.
+        """
+        assert self.identity is not None
+        delay = backoff_delay(attempt)
+        young = self._outage_since is None or time.monotonic() - self._outage_since < self._offline_after
+        if young:
+            delay = min(delay, self.identity.heartbeat_interval * random.uniform(0.5, 1.0))
+        return delay
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise ServerUnreachable("no answer in time") from exc
+        except httpx.ConnectError as exc:
+            failure = _cert_failure(exc)
+            if failure is not None:
+                why = f"certificate verify failed: {failure.verify_message}" if failure.verify_message else str(failure)
+                raise CertificateRefused(f"cannot verify the server's certificate: {why}; pass --ca-bundle") from exc
+            raise ServerUnreachable(str(exc) or type(exc).__name__) from exc
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise ConnectionCut(str(exc) or type(exc).__name__) from exc
         except httpx.TransportError as exc:
             raise ServerUnreachable(str(exc) or type(exc).__name__) from exc
         if response.status_code >= 500:
@@ -263,7 +326,7 @@ class AgentRuntime:
             except ServerUnreachable as exc:
                 delay = backoff_delay(attempt)
                 attempt += 1
-                self._unreached(str(exc), delay)
+                self._unreached(exc, delay)
                 await asyncio.sleep(delay)
                 continue
             self._reached()
@@ -313,12 +376,14 @@ class AgentRuntime:
                 self.docker.set_agent_id(self.identity.agent_id)
 
     async def _refresh_info(self) -> None:
-        """Learn the server's heartbeat interval (it may have changed since registration)."""
+        """Learn the server's heartbeat interval and offline threshold (they may have changed since registration)."""
         assert self.identity is not None
         with contextlib.suppress(ServerUnreachable, ValueError, KeyError, TypeError):
             response = await self._request("GET", "/info", headers=self._auth())
             if response.status_code == 200:
-                self.identity.heartbeat_interval = float(response.json()["heartbeat_interval"])
+                info = response.json()
+                self.identity.heartbeat_interval = float(info["heartbeat_interval"])
+                self._offline_after = float(info.get("offline_after", self._offline_after))
 
     # --- loops --------------------------------------------------------------------------------
 
@@ -385,10 +450,9 @@ class AgentRuntime:
                     raise ServerUnreachable(f"heartbeat refused ({response.status_code}): {self._detail(response)}")
             except ServerUnreachable as exc:
                 self._requeue(taken)
-                delay = min(backoff_delay(attempt), BACKOFF_CAP)
+                self._unreached(exc, delay := self._beat_retry_delay(attempt))
                 attempt += 1
-                self._unreached(str(exc), delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 continue
             except AuthRefused:
                 self._requeue(taken)
@@ -407,14 +471,24 @@ class AgentRuntime:
     async def _poll_loop(self) -> None:
         assert self.identity is not None
         attempt = 0
+        # A "fresh" poll gets every command not yet acknowledged, even one handed out moments ago:
+        # the first poll after a start, and the first after a failed poll (whose answer, maybe
+        # carrying commands, was lost on the way; a command delivered twice still runs once, by id).
         fresh = True
-        # A proxy on the way may close idle connections: a poll it cuts after a while says so, and
+        # A proxy on the way may close idle connections: a poll it cuts while held open says so, and
         # later polls then stay under that idle limit instead of escalating a backoff meant for outages.
+        # Every few polls one is held a little longer, to notice a limit that grew or went away.
         idle_cap: float | None = None
+        under_cap = 0
         while True:
             wait = self.identity.poll_timeout * random.uniform(0.7, 1.0)
             if idle_cap is not None:
-                wait = min(wait, idle_cap)
+                if under_cap >= _IDLE_PROBE_EVERY:
+                    idle_cap, under_cap = idle_cap * 2, 0
+                    if idle_cap >= self.identity.poll_timeout:
+                        idle_cap = None
+                if idle_cap is not None:
+                    wait = min(wait, idle_cap)
             token = self.identity.agent_token
             opened = time.monotonic()
             try:
@@ -431,18 +505,21 @@ class AgentRuntime:
                     raise ServerUnreachable(f"poll refused ({response.status_code}): {self._detail(response)}")
                 items = response.json() if response.content else []
             except ServerUnreachable as exc:
+                fresh = True
                 held = time.monotonic() - opened
-                if self._reachable and held >= 2.0 and held < wait - 0.5:
-                    # cut while held open (an idle timeout on the way): poll again at once, for less long
-                    idle_cap = max(1.0, held * 0.7)
-                    log.info("long poll cut after %.1f s (%s): polling again, at most %.1f s each", held, exc,
-                             idle_cap)  # fmt: skip
+                if isinstance(exc, ConnectionCut) and self._reachable and 1.0 <= held < wait - 0.5:
+                    # cut while held open, the server otherwise answering: an idle timeout on the way
+                    noticed = idle_cap is None
+                    idle_cap, under_cap = max(0.5, held * 0.7), 0
+                    log.log(logging.INFO if noticed else logging.DEBUG,
+                            "long poll cut after %.1f s (%s): polling again, at most %.1f s each", held, exc,
+                            idle_cap)  # fmt: skip
                     await asyncio.sleep(random.uniform(0.05, 0.3))
                     continue
                 delay = backoff_delay(attempt)
                 attempt += 1
-                self._unreached(str(exc), delay)
-                await asyncio.sleep(delay)
+                self._unreached(exc, delay)
+                await self._pause(delay)
                 continue
             except AuthRefused:
                 await self._refused(token)
@@ -450,12 +527,15 @@ class AgentRuntime:
                 continue
             except ValueError as exc:
                 log.warning("unreadable commands from server: %s", exc)
+                fresh = True
                 await asyncio.sleep(backoff_delay(attempt))
                 attempt += 1
                 continue
             self._reached()
             attempt = 0
             fresh = False
+            if idle_cap is not None:
+                under_cap += 1
             for item in items if isinstance(items, list) else []:
                 try:
                     command = Command.model_validate(item)
@@ -511,7 +591,7 @@ class AgentRuntime:
                     json=ack.model_dump(), headers=self._auth(),
                 )  # fmt: skip
             except ServerUnreachable:
-                await asyncio.sleep(backoff_delay(attempt))
+                await self._pause(backoff_delay(attempt))
                 continue
             if response.status_code == 404:
                 log.debug("ack of %s: %s", command_id, self._detail(response))

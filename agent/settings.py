@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,14 @@ class AgentSettings:
     log_level: str
 
     @property
-    def verify(self) -> str | bool:
-        """What httpx's ``verify`` takes: the CA bundle path, or True for the system store."""
-        return str(self.ca_bundle) if self.ca_bundle else True
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx's ``verify`` takes: a context trusting the CA bundle, or True for the system store."""
+        return ca_context(self.ca_bundle) if self.ca_bundle else True
+
+
+def ca_context(bundle: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the certificates of ``bundle`` (PEM); raises ssl.SSLError or OSError."""
+    return ssl.create_default_context(cafile=str(bundle))
 
 
 def _default_name() -> str:
@@ -150,8 +156,15 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         problems = "; ".join(f"--{err['loc'][0]}: {err['msg']}" for err in exc.errors())
         parser.error(problems)
     ca_bundle = Path(args.ca_bundle).expanduser() if args.ca_bundle else None
-    if ca_bundle is not None and not ca_bundle.is_file():
-        parser.error(f"--ca-bundle: no such file: {ca_bundle}")
+    if ca_bundle is not None:
+        if not ca_bundle.is_file():
+            parser.error(f"--ca-bundle: no such file: {ca_bundle}")
+        try:
+            ca_context(ca_bundle)
+        except ssl.SSLError as exc:
+            parser.error(f"--ca-bundle: {ca_bundle} holds no usable PEM certificate ({exc.reason or exc})")
+        except OSError as exc:
+            parser.error(f"--ca-bundle: cannot read {ca_bundle}: {exc.strerror or exc}")
     state_dir = Path(args.state_dir).expanduser().absolute()
     work_dir = Path(args.work_dir).expanduser().absolute() if args.work_dir else state_dir / "work"
     return AgentSettings(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import stat
 import time
 from pathlib import Path
 
+import certifi
 import psutil
 import pytest
 
@@ -80,13 +82,13 @@ def test_flags_over_environment_over_defaults(tmp_path: Path) -> None:
     assert settings.network_mode == "host" and settings.log_level == "info" and settings.verify is True
     assert settings.name == socket.gethostname().split(".")[0]
     bundle = tmp_path / "ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    bundle.write_text(Path(certifi.where()).read_text())
     settings = parse_settings(
         ["--server", "https://ctl.example:8443", "--name", "gen 1", "--work-dir", str(tmp_path / "w"),
          "--ca-bundle", str(bundle), "--network-mode", "bridge", "--log-level", "debug"], env,
     )  # fmt: skip
     assert settings.server == "https://ctl.example:8443" and settings.name == "gen 1"
-    assert settings.work_dir == tmp_path / "w" and settings.verify == str(bundle)
+    assert settings.work_dir == tmp_path / "w" and isinstance(settings.verify, ssl.SSLContext)
     assert settings.network_mode == "bridge" and settings.log_level == "debug"
 
 
