@@ -467,7 +467,7 @@ class Controller:
             t.state = new
             self._dirty_tests.add(t.id)
             log.info("test %s (%s) is %s", t.name, t.id, new)
-        reason = self._degraded_reason(cs)
+        reason = self._degraded_reason(cs) or (t.reason if t.stop_requested else None)
         if reason != t.reason:
             t.reason = reason
             self._dirty_tests.add(t.id)
@@ -496,6 +496,7 @@ class Controller:
             t.state = "finished"
         else:
             t.state = "failed"
+        stopped = t.reason if t.stop_requested and t.reason and t.reason.startswith("stopped by") else None
         if bad:
             first = bad[0]
             agent = self.agents.get(first.agent_id)
@@ -504,6 +505,10 @@ class Controller:
             t.reason += f"; container {first.index} on {where}: {first.state}"
             if first.error:
                 t.reason += f": {first.error}"
+            if stopped:
+                t.reason = f"{stopped}; {t.reason}"
+        else:
+            t.reason = stopped
         started = t.started_at or t.created_at
         t.results = final_results(cs, now - started if t.started_at else None)
         self._dirty_tests.add(t.id)
@@ -722,10 +727,11 @@ class Controller:
         self._queue(c.agent_id, "stop", c)
         self._set_state(c, "stopping")
 
-    async def stop_test(self, test_id: str) -> Test:
+    async def stop_test(self, test_id: str, by: str = "an operator") -> Test:
         t = self.test_or_404(test_id)
         if t.state not in TERMINAL_TEST_STATES:
             t.stop_requested = True
+            t.reason = f"stopped by {by} before its planned end"
             self._dirty_tests.add(t.id)
             for cid in t.container_ids:
                 if cid in self.containers:
