@@ -152,7 +152,7 @@ async def test_state_machine_live_and_final_results(env: Env) -> None:
     assert (await state())["state"] == "stopping"
     await env.beat(a2, t2, containers=[report(cmd2, "finished", exit_code=0, final=final2)])
     s = await state()
-    assert s["state"] == "finished" and s["ended_at"] and s["reason"].startswith("stopped by")
+    assert s["state"] == "finished" and s["ended_at"] and s["reason"] == "stopped by admin before its planned end"
     res = s["results"]
     assert res["final"] is True and res["samples"] == 480 and res["errors"] == 3
     assert res["throughput"] == 215.0 and res["avg_ms"] == 25.0

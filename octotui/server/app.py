@@ -354,7 +354,7 @@ def _routes() -> APIRouter:
 
     @api.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
     async def stop_test(test_id: str, ctl: Ctl, who: Writer, request: Request) -> Test:
-        test = await ctl.stop_test(test_id)
+        test = await ctl.stop_test(test_id, by=who.subject or who.kind)
         await _audit(request, who, "test.stop", test_id, f"name={test.name}")
         return test
 
