@@ -27,6 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from agent.hostpaths import HostPaths, NotOnAVolume
 from agent.jmeter import FiguresTracker, first_failure, is_error_line, read_jtl
 from octotui.protocol import (
     LABEL_AGENT,
@@ -256,6 +257,7 @@ class DockerRuntime:
         self._stream_client: docker.DockerClient | None = None
         self._lock = threading.RLock()
         self._tracked: dict[str, Tracked] = {}
+        self._host_paths: HostPaths | None = None  # found at the first launch (it needs the engine)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-stats")
         self._closed = threading.Event()
         self._load_terminal_reports()
@@ -465,6 +467,7 @@ class DockerRuntime:
             return
         root = self.work_dir / tracked.container_id
         plan_dir, results_dir = root / "plan", root / "results"
+        plan_source, results_source = self._host_path(plan_dir), self._host_path(results_dir)
         plan_dir.mkdir(parents=True, exist_ok=True)
         results_dir.mkdir(parents=True, exist_ok=True)
         results_dir.chmod(0o777)  # the image may run JMeter as another user
@@ -489,8 +492,8 @@ class DockerRuntime:
         }
         options: dict[str, Any] = {
             "binds": {
-                str(plan_dir): {"bind": "/plan", "mode": "ro"},
-                str(results_dir): {"bind": "/results", "mode": "rw"},
+                str(plan_source): {"bind": "/plan", "mode": "ro"},
+                str(results_source): {"bind": "/results", "mode": "rw"},
             },
             "network_mode": tracked.network_mode,
         }
@@ -514,6 +517,17 @@ class DockerRuntime:
         log.info("container %s running (test %s, docker %s)", tracked.container_id, tracked.test_id,
                  tracked.docker_id[:12])  # fmt: skip
         self._follow(tracked)
+
+    def _host_path(self, path: Path) -> Path:
+        """``path`` as the host's engine sees it (the agent may run in a container of its own)."""
+        if self._host_paths is None:
+            self._host_paths = HostPaths.discover(self._api())
+        try:
+            return self._host_paths.to_host(path)
+        except NotOnAVolume:
+            raise LaunchError(
+                f"work folder {self.work_dir} is not on a volume of the agent's container: mount it at the same path"
+            ) from None
 
     def _fail_launch(self, tracked: Tracked, reason: str) -> None:
         if tracked.docker_id and self._client is not None:

@@ -40,11 +40,15 @@ def agent_image(docker_client: Any) -> str:
 class AgentContainer:
     """The agent image run as the install line runs it; removed by id at the end."""
 
-    def __init__(self, docker_client: Any, image: str, state_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, docker_client: Any, image: str, state_dir: Path, env: dict[str, str], mount_at: str | None = None
+    ) -> None:
         self.docker_client = docker_client
         self.image = image
         self.state_dir = state_dir
         self.env = env
+        #: where the state dir is mounted in the agent's container (default: the same path as on the host)
+        self.mount_at = mount_at or str(state_dir)
         self.container: Any = None
 
     def start(self) -> AgentContainer:
@@ -56,9 +60,9 @@ class AgentContainer:
             network_mode="host",
             volumes={
                 "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
-                str(self.state_dir): {"bind": str(self.state_dir), "mode": "rw"},
+                str(self.state_dir): {"bind": self.mount_at, "mode": "rw"},
             },
-            environment={"OCTOTUI_STATE_DIR": str(self.state_dir), **self.env},
+            environment={"OCTOTUI_STATE_DIR": self.mount_at, **self.env},
             labels={"io.octotui.test-agent": "true"},
         )
         return self
@@ -175,3 +179,84 @@ def test_image_without_server_exits_with_usage_error(agent_container, agent_imag
     result = agent.container.wait(timeout=60)
     assert result["StatusCode"] == 2
     assert "--server (or OCTOTUI_SERVER) is required" in agent.logs()
+
+
+def _online(api: httpx.Client, name: str) -> dict[str, Any] | None:
+    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
+    return found[0] if found and (found[0].get("docker") or {}).get("available") else None
+
+
+def _launch(api: httpx.Client, provider: dict[str, Any], image: str, port: int) -> str:
+    spec = {"name": "mounted elsewhere", "plan": (ROOT / "examples" / "http-get.jmx").read_text(),
+            "provider": provider["id"], "containers": 1, "image": image, "users": 1, "duration": 60,
+            "properties": {"host": "127.0.0.1", "port": str(port), "path": "/", "think_ms": "50"}}  # fmt: skip
+    created = api.post("/tests", json=spec)
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def test_image_with_its_state_dir_mounted_at_another_host_path_runs_jmeter(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agent_container, agent_image, docker_client, jmeter_image, http_target, tmp_path
+) -> None:
+    """The documented default: ``-v HOSTDIR:/var/lib/octotui-agent``; JMeter gets host paths under HOSTDIR."""
+    api = server.client()
+    provider = _provider(api)
+    host_dir = tmp_path / "elsewhere"
+    env = {"OCTOTUI_SERVER": server.url, "OCTOTUI_TOKEN": provider["token"], "OCTOTUI_NAME": "gen-moved",
+           "OCTOTUI_INTERVAL": "0.5"}  # fmt: skip
+    agent = AgentContainer(docker_client, agent_image, host_dir, env, mount_at="/var/lib/octotui-agent").start()
+    agent_container.append(agent)
+    try:
+        wait_until(lambda: _online(api, "gen-moved"), timeout=40, what="the agent online with Docker")
+        test_id = _launch(api, provider, jmeter_image, http_target.port)
+
+        def running() -> dict[str, Any] | None:
+            c = api.get(f"/tests/{test_id}").json()["containers"][0]
+            return c if c["state"] == "running" and (c.get("figures") or {}).get("samples") else None
+
+        container = wait_until(running, timeout=60, interval=0.5, what="the JMeter container running with figures")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nagent container log:\n{agent.logs()[-3000:]}") from None
+    jmeter = docker_client.containers.list(filters={"label": f"io.octotui.test={test_id}"})
+    assert len(jmeter) == 1
+    mounts = {m["Destination"]: m["Source"] for m in jmeter[0].attrs["Mounts"]}
+    assert mounts["/plan"] == str(host_dir / "work" / container["id"] / "plan"), mounts
+    assert mounts["/results"] == str(host_dir / "work" / container["id"] / "results"), mounts
+    assert any((host_dir / "work" / container["id"] / "plan").glob("*.jmx")), "the plan is in the host folder"
+    assert api.post(f"/tests/{test_id}/stop").status_code == 200
+    final = wait_until(
+        lambda: (t := api.get(f"/tests/{test_id}").json())["state"] in ("finished", "failed") and t,
+        timeout=60,
+        interval=1,
+        what="the test to end after stop",
+    )
+    assert final["state"] == "finished" and final["results"]["samples"] > 0, final
+    wait_until(
+        lambda: not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}),
+        timeout=30,
+        what="the JMeter container removed",
+    )
+    assert "bind-mounted by their host paths" in agent.logs()
+
+
+def test_image_with_a_work_dir_on_no_volume_fails_the_launch_clearly(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agent_container, agent_image, docker_client, jmeter_image, http_target, tmp_path
+) -> None:
+    api = server.client()
+    provider = _provider(api)
+    env = {"OCTOTUI_SERVER": server.url, "OCTOTUI_TOKEN": provider["token"], "OCTOTUI_NAME": "gen-nowhere",
+           "OCTOTUI_WORK_DIR": "/tmp/octotui-work"}  # fmt: skip
+    agent = AgentContainer(docker_client, agent_image, tmp_path / "state", env).start()
+    agent_container.append(agent)
+    wait_until(lambda: _online(api, "gen-nowhere"), timeout=40, what="the agent online with Docker")
+    test_id = _launch(api, provider, jmeter_image, http_target.port)
+    final = wait_until(
+        lambda: (t := api.get(f"/tests/{test_id}").json())["state"] in ("finished", "failed") and t,
+        timeout=40,
+        interval=0.5,
+        what="the test to fail",
+    )
+    error = final["containers"][0]["error"] or ""
+    assert final["state"] == "failed", final
+    assert "work folder /tmp/octotui-work is not on a volume of the agent's container" in error, error
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"})
