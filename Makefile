@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 JMETER_IMAGE ?= octotui-jmeter:local
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint screenshots docker-engine jmeter-image agent-image proxy-tools bench clean
+.PHONY: install run test test-fast lint screenshots docker-engine jmeter-image agent-image test-tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: install
 	$(BIN)/octotui
 
 ## test: everything the suite needs (Docker engine, JMeter image), then the suite in parallel
-test: install docker-engine jmeter-image agent-image proxy-tools
+test: install docker-engine jmeter-image agent-image test-tools
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 ## test-fast: the suite without Docker (developer loop)
@@ -46,9 +46,9 @@ jmeter-image: docker-engine
 agent-image: install docker-engine
 	bash scripts/agent-image.sh
 
-## proxy-tools: Debian's tinyproxy, the real CONNECT proxy the proxy tests go through
-proxy-tools:
-	bash scripts/proxy-tools.sh
+## test-tools: Debian's tinyproxy (proxy tests), openssl (TLS tests), docker-registry (image pull test)
+test-tools:
+	bash scripts/test-tools.sh
 
 ## bench: the benchmark suite against DESIGN.md's targets (never part of `make test`); writes docs/BENCHMARKS.md
 bench: install docker-engine jmeter-image

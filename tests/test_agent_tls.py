@@ -50,7 +50,7 @@ class Pki:
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     if shutil.which("openssl") is None:
-        _missing("openssl is not installed: run `bash scripts/proxy-tools.sh`")
+        _missing("openssl is not installed: run `bash scripts/test-tools.sh`")
     directory = tmp_path / "pki"
     directory.mkdir()
     ca = _make_ca(directory, "agent-ca")
@@ -96,7 +96,7 @@ def https_server(tmp_path: Path, pki: Pki) -> Iterator[str]:
 def proxy(tmp_path: Path) -> Iterator[Tinyproxy]:
     """tinyproxy on loopback (see tests/test_proxy.py)."""
     if TINYPROXY is None:
-        _missing("tinyproxy is not installed: run `bash scripts/proxy-tools.sh`")
+        _missing("tinyproxy is not installed: run `bash scripts/test-tools.sh`")
     started = Tinyproxy(tmp_path / "proxy").start()
     yield started
     started.stop()

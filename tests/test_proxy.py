@@ -2,7 +2,7 @@
 
 httpx does not bypass loopback addresses by itself: with ``HTTP_PROXY``/``HTTPS_PROXY`` set and no
 ``NO_PROXY``, a server on 127.0.0.1 is reached through the proxy, which is what these tests rely on;
-``NO_PROXY=127.0.0.1`` must send everything direct. ``scripts/proxy-tools.sh`` installs tinyproxy.
+``NO_PROXY=127.0.0.1`` must send everything direct. ``scripts/test-tools.sh`` installs tinyproxy.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ class Tinyproxy:
 
 @pytest.fixture
 def tinyproxy(tmp_path: Path) -> Iterator[Tinyproxy]:
-    """A real HTTP proxy with CONNECT on loopback (``bash scripts/proxy-tools.sh`` installs it)."""
+    """A real HTTP proxy with CONNECT on loopback (``bash scripts/test-tools.sh`` installs it)."""
     if TINYPROXY is None:
-        _missing("tinyproxy is not installed: run `bash scripts/proxy-tools.sh`")
+        _missing("tinyproxy is not installed: run `bash scripts/test-tools.sh`")
     proxy = Tinyproxy(tmp_path / "proxy").start()
     yield proxy
     proxy.stop()
