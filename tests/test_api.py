@@ -433,6 +433,9 @@ async def test_malformed_json_and_wrong_types_are_422_and_change_nothing(env: En
     json_header = {"Content-Type": "application/json"}
     r = await env.http.post("/providers", content=b'{"name": ', headers=json_header)
     assert r.status_code == 422 and "malformed JSON" in r.json()["detail"][0]["msg"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends without -H
+    r = await env.http.post("/providers", content=b'{"name": "lab"}', headers=form)
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"][0]["msg"], r.text
     bad = [
         ("/providers", {"name": 12}),
         ("/providers", {"name": ""}),

@@ -406,7 +406,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         ctx = err.get("ctx") or {}
         if err.get("type") == "json_invalid" and "error" in ctx:
             msg = f"malformed JSON: {ctx['error']}"
-        item = {"loc": list(err.get("loc", ())), "msg": msg, "type": str(err.get("type", ""))}
+        loc = list(err.get("loc", ()))
+        content_type = request.headers.get("content-type", "")
+        if loc == ["body"] and "json" not in content_type:  # e.g. curl -d without -H
+            msg += f" (the body must be JSON sent with Content-Type: application/json, not {content_type or 'none'})"
+        item = {"loc": loc, "msg": msg, "type": str(err.get("type", ""))}
         detail.append(item)
     return JSONResponse({"detail": detail}, status_code=422)
 
