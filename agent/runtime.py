@@ -234,15 +234,17 @@ class AgentRuntime:
     def _unreached(self, exc: ServerUnreachable, delay: float) -> None:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
-        if isinstance(exc, CertificateRefused):
-            message, args = "%s: retrying in %.0f s", (exc, delay)
-        else:
-            message, args = "server unreachable (%s): retrying in %.0f s", (exc, delay)
+        # a certificate failure says what to do itself; anything else is an outage
+        message = (
+            "%s: retrying in %.0f s"
+            if isinstance(exc, CertificateRefused)
+            else "server unreachable (%s): retrying in %.0f s"
+        )
         if not self._outage_logged:
-            log.warning(message, *args)
+            log.warning(message, exc, delay)
             self._outage_logged = True
         else:
-            log.debug(message, *args)
+            log.debug(message, exc, delay)
         self._reachable = False
 
     async def _pause(self, delay: float) -> None:
