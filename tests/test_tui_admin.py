@@ -159,10 +159,29 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         await pilot.press("y")
         await until(pilot, lambda: providers_by_name(server)["edge-2"]["token"] != edge["token"], what="rotated")
 
-        # a duplicate name is the server's to refuse: its reason is shown
+        # a duplicate name is the server's to refuse: the prompt stays open with its reason, so
+        # the next keys are typed into it, never taken as hotkeys (d = delete, k = rotate...)
         await pilot.press("n", *"edge-2", "enter")
-        await until(pilot, lambda: any("Cannot create provider edge-2" in n for n in notes(app)), what="conflict")
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen)
+        error = prompt.query_one("#prompt-error")
+        await until(pilot, lambda: "✗" in str(error.render()), what="the server's refusal inside the prompt")
+        assert "edge-2" in str(error.render()) or "exists" in str(error.render())
+        await pilot.press("k", "d")
+        assert app.screen is prompt and prompt.query_one(Input).value == "edge-2kd"
         assert list(providers_by_name(server)) == ["edge-2"]
+        prompt.query_one(Input).value = ""
+        await pilot.press(*"edge-3", "enter")
+        await until(pilot, lambda: "edge-3" in providers_by_name(server), what="created after the refusal")
+        await until(pilot, lambda: not isinstance(app.screen, PromptScreen), what="the prompt closes on success")
+        await until(pilot, lambda: table.row_count == 2)
+        await pilot.press("down")
+        await until(
+            pilot, lambda: table.selected_key == providers_by_name(server)["edge-3"]["id"], what="edge-3 selected"
+        )
+        await pilot.press("delete", "y")
+        await until(pilot, lambda: "edge-3" not in providers_by_name(server), what="edge-3 deleted")
+        await until(pilot, lambda: table.row_count == 1)
 
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
@@ -186,12 +205,12 @@ async def test_audit_screen_lists_changes_live(server: ServerProcess) -> None:
         first = table.row_cells(table.row_keys[0])
         assert first is not None
         assert first[1].text == "admin" and first[2].text == "admin" and first[3].text == "provider.create"
-        assert first[5].text == "127.0.0.1"
+        assert first[4].text == "127.0.0.1"
         with server.client() as http:
             http.post("/providers", json={"name": "second"}).raise_for_status()
         await until(pilot, lambda: table.row_count >= 2, what="a new entry, live")
         newest = table.row_cells(table.row_keys[0])
-        assert newest is not None and "second" in newest[4].text
+        assert newest is not None and "second" in newest[5].text
         await pilot.press("escape")
         assert not isinstance(app.screen, AuditScreen)
         assert app.poller.audit is False

@@ -62,6 +62,8 @@ class OctoApp(App[int]):
     TITLE = "octotui"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
+    #: Toasts sit over the tables: short-lived, so they do not hide data for long.
+    NOTIFICATION_TIMEOUT = 3.0
     BINDINGS: ClassVar = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -78,10 +80,22 @@ class OctoApp(App[int]):
     read_only: var[bool] = var(False)
     audit: var[tuple[list[AuditEntry], str] | None] = var(None)
 
-    def __init__(self, client: Client, *, server_label: str, read_only: bool = False, refresh: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        server_label: str,
+        read_only: bool = False,
+        refresh: float = 1.0,
+        embedded: bool = False,
+    ) -> None:
         super().__init__()
         self.client = client
         self.server_label = server_label
+        #: True when this dashboard owns the server and the local agent (they stop when it quits).
+        self.embedded = embedded
+        #: The last launch's fields (plan path, counts, properties, image), for the next dialog.
+        self.last_launch: dict[str, str] = {}
         self.refresh_s = refresh
         self.forced_read_only = read_only
         self.set_reactive(OctoApp.read_only, read_only)
@@ -204,18 +218,38 @@ class OctoApp(App[int]):
 
     async def _change(self, call: Awaitable[object], failed: str, done: str, title: str) -> bool:
         """Run one change on the server; say what happened, with the server's reason on refusal."""
+        why = await self.attempt(call)
+        if why is not None:
+            self.notify(why, title=failed, severity="error")
+            return False
+        self.notify(done, title=title)
+        return True
+
+    async def attempt(self, call: Awaitable[object]) -> str | None:
+        """Run one change on the server: None when done, else the server's reason in words."""
         try:
             await call
         except ClientError as exc:
-            why = exc.message
-            if exc.status == 403:
-                why = f"the server refused: {why}"
-            self.notify(why, title=failed, severity="error")
-            return False
+            return f"the server refused: {exc.message}" if exc.status == 403 else exc.message
         finally:
             self.poller.wake()
-        self.notify(done, title=title)
-        return True
+        return None
+
+    async def submit_new_provider(self, name: str) -> str | None:
+        """Create a provider from a prompt that stays open on refusal: None when created, else why not."""
+        why = await self.attempt(self.client.create_provider(name))
+        if why is None:
+            self.notify(f"Provider {name} created: i on it shows how to install agents", title="Provider")
+        return why
+
+    async def submit_rename_provider(self, provider_id: str, old: str, new: str) -> str | None:
+        """Rename a provider from a prompt that stays open on refusal: None when renamed, else why not."""
+        if new == old:
+            return None
+        why = await self.attempt(self.client.rename_provider(provider_id, new))
+        if why is None:
+            self.notify(f"Provider {old} renamed to {new}", title="Provider")
+        return why
 
     @work(group="actions", exit_on_error=False)
     async def create_provider(self, name: str) -> None:
@@ -286,17 +320,78 @@ class OctoApp(App[int]):
         while len(self.screen_stack) > 2:
             self.pop_screen()
 
+    async def action_quit(self) -> None:
+        """Quit; while tests run (and changes are allowed), ask what to do with them first."""
+        from octotui.tui.screens.quit import QuitScreen, active_tests
+
+        if isinstance(self.screen, QuitScreen):
+            return
+        running = active_tests(self.tests)
+        if not running or self.read_only:
+            self.exit(0)
+            return
+        self.push_screen(QuitScreen(running, embedded=self.embedded))
+
+    def _main(self) -> Any:
+        from octotui.tui.screens.main import MainScreen
+
+        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+
+    def action_stop_selected(self) -> None:
+        """Stop the test under the cursor (the test screen's own test), asking first."""
+        from octotui.tui.screens.test import TestScreen
+
+        screen = self.screen
+        if isinstance(screen, TestScreen):
+            screen.action_stop_test()
+            return
+        main = self._main()
+        if main is not None:
+            self.action_home()
+            main.action_stop()
+
+    def action_new_provider(self) -> None:
+        """The new-provider prompt."""
+        from octotui.tui.widgets.tables import ProvidersTable
+
+        main = self._main()
+        if main is not None:
+            self.action_home()
+            main.post_message(ProvidersTable.ProviderAction("new", None))
+
+    def action_install_lines(self) -> None:
+        """The install dialog of the selected provider (else the first one)."""
+        from octotui.tui.screens.provider import ProviderScreen
+        from octotui.tui.widgets.tables import ProvidersTable
+
+        main = self._main()
+        selected = main.query_one(ProvidersTable).selected_key if main is not None else None
+        provider_id = selected or (self.providers[0].id if self.providers else None)
+        if provider_id is None:
+            self.notify("No provider yet: create one first", severity="warning")
+            return
+        self.push_screen(ProviderScreen(provider_id))
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Agents and providers", "Back to the main screen", self.action_home)
+        if not self.read_only:
+            yield SystemCommand("Launch a test", "Pick a JMX plan and start containers", self.action_launch)
+            yield SystemCommand(
+                "Stop the selected test", "Stop it and its containers (asks first)", self.action_stop_selected
+            )
+            yield SystemCommand("New provider", "Create a group of machines", self.action_new_provider)
+        yield SystemCommand(
+            "Install lines", "The command lines that add a machine to a provider", self.action_install_lines
+        )
         yield SystemCommand("Container distribution", "Where each test's containers run", self.action_distribution)
         yield SystemCommand("Audit log", "Who changed what, when, from where", self.action_audit)
         yield SystemCommand("Help", "Every key of every screen", self.action_help)
-        if not self.read_only:
-            yield SystemCommand("Launch a test", "Pick a JMX plan and start containers", self.action_launch)
 
 
-def create_app(settings: DashboardSettings, client: Client) -> OctoApp:
+def create_app(settings: DashboardSettings, client: Client, *, embedded: bool = False) -> OctoApp:
     """Build the dashboard; the CLI and the tests share this factory."""
     label = settings.server or client.base_url
-    return OctoApp(client, server_label=label, read_only=settings.read_only, refresh=settings.refresh)
+    return OctoApp(
+        client, server_label=label, read_only=settings.read_only, refresh=settings.refresh, embedded=embedded
+    )

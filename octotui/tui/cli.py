@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Embedded(data_dir) as embedded:
             print(f"octotui: embedded server {embedded.url}, state in {data_dir}", file=sys.stderr)
             client = Client(embedded.url, settings.token or embedded.admin_token)
-            app = create_app(settings, client)
+            app = create_app(settings, client, embedded=True)
             app.server_label = f"{embedded.url} (embedded)"
             app.run()
     except EmbeddedError as exc:

@@ -52,8 +52,20 @@ class DashboardScreen(Screen[Any]):
         self.watch(self.app, "info", self._info_changed)
         self.watch(self.app, "read_only", self._read_only_changed)
 
+    @property
+    def stale(self) -> bool:
+        """True while the figures shown are old: the server is unreachable or refuses the polls."""
+        return self.has_class("-stale")
+
+    def stale_changed(self, stale: bool) -> None:
+        """The figures became stale, or fresh again (dimming is the stylesheet's)."""
+
     def _connection_changed(self, connection: Connection) -> None:
         self.query_one(StatusBar).connection = connection
+        stale = connection.state in ("unreachable", "refused") and connection.last_update > 0
+        if stale != self.stale:
+            self.set_class(stale, "-stale")
+            self.stale_changed(stale)
 
     def _info_changed(self, info: ServerInfo | None) -> None:
         self.query_one(StatusBar).thresholds = thresholds_text(info)

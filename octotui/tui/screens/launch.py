@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static
@@ -66,30 +67,68 @@ class Form:
 
     spec: TestCreate | None
     problem: str | None
+    warnings: tuple[str, ...] = ()
+
+
+_PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+#: Properties that a field of the dialog sets too (the field wins on the server).
+FIELD_PROPERTIES = {"users": "Users/container", "duration": "Duration", "rampup": "Ramp-up"}
+#: The wire contract's limits, said in words.
+LIMITS = {
+    "containers": (1, 1000, "Containers", "at most 1000"),
+    "users": (1, 100_000, "Users/container", "at most 100000"),
+    "duration": (1, 7 * 24 * 3600, "Duration", "at most 7 days (604800 s)"),
+    "rampup": (0, 24 * 3600, "Ramp-up", "at most 1 day (86400 s)"),
+}
 
 
 def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
-    """``key=value`` pairs separated by spaces, or the first malformed one."""
+    """``key=value`` pairs separated by spaces or commas, or why the text is not that."""
+    if ";" in text:
+        return {}, "Properties: separate key=value pairs with spaces or commas, not ';'"
     properties: dict[str, str] = {}
-    for pair in text.split():
+    for pair in re.split(r"[\s,]+", text.strip()):
+        if not pair:
+            continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
             return {}, f"Properties: expected key=value, got {pair!r}"
+        if not _PROPERTY_KEY.match(key):
+            return {}, f"Properties: {key!r} is not a property name (letters, digits, '_', '.', '-')"
+        if "=" in value:
+            return {}, f"Properties: one '=' per pair, got {pair!r} (missing a space or comma?)"
         properties[key] = value
     return properties, None
 
 
-def _positive(text: str, what: str, required: bool) -> tuple[int | None, str | None]:
+def property_warnings(properties: dict[str, str], fields: dict[str, int | None]) -> list[str]:
+    """Properties that a field of the dialog overrides."""
+    warnings = []
+    for key, label in FIELD_PROPERTIES.items():
+        if key in properties and fields.get(key) is not None:
+            warnings.append(f"{key}={properties[key]} in Properties is overridden by {label} ({fields[key]})")
+    return warnings
+
+
+def _count(text: str, field: str, required: bool) -> tuple[int | None, str | None]:
+    low, high, what, limit = LIMITS[field]
     raw = text.strip()
     if not raw:
         return None, (f"{what} is required" if required else None)
     try:
         value = int(raw)
     except ValueError:
-        return None, f"{what} must be a whole number, got {raw!r}"
-    if value < 1:
-        return None, f"{what} must be at least 1"
+        return None, f"{what}: a whole number, got {raw!r}"
+    if value < low:
+        return None, f"{what}: at least {low}"
+    if value > high:
+        return None, f"{what}: {limit}"
     return value, None
+
+
+def plural(n: int, word: str) -> str:
+    """``1 container``, ``2 containers``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class LaunchScreen(ModalScreen[str | None]):
@@ -112,53 +151,51 @@ class LaunchScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         info = self.octo.info
         providers = self.octo.providers
+        last = self.octo.last_launch
         options = [(p.name, p.id) for p in providers]
         default = next((p.id for p in providers if p.name == "local"), options[0][1] if options else Select.NULL)
+        if last.get("provider") in {p.id for p in providers}:
+            default = last["provider"]
+
+        def field(label: str, widget: Input | Select[str]) -> Horizontal:
+            return Horizontal(Label(label), widget, classes="field")
+
+        def text(name: str, value: str = "", **kwargs: object) -> Input:
+            return Input(last.get(name, value), id=name, compact=True, **kwargs)  # type: ignore[arg-type]
+
         with Vertical(id="dialog", classes="launch"):
             yield Label("Launch a test", classes="title")
-            with Vertical(id="launch-form"):
-                with Horizontal(classes="field"):
-                    yield Label("Plan file")
-                    yield Input(
+            with VerticalScroll(id="launch-form"):
+                yield field(
+                    "Plan file",
+                    text(
+                        "plan",
                         placeholder="path/to/plan.jmx",
-                        id="plan",
-                        compact=True,
                         validators=[PlanFile(info.max_plan_bytes if info else None)],
                         validate_on=["changed", "submitted"],
-                    )
-                with Horizontal(classes="field"):
-                    yield Label("Name")
-                    yield Input(placeholder="defaults to the plan's file name", id="name", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label("Provider")
-                    yield Select(options, value=default, id="provider", compact=True, allow_blank=not options)
-                with Horizontal(classes="field"):
-                    yield Label("Locations")
-                    yield Input(placeholder="all, or paris,us-east", id="locations", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label("Containers")
-                    yield Input("1", id="containers", type="integer", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label("Users")
-                    yield Input("10", id="users", type="integer", compact=True, placeholder="per container")
-                with Horizontal(classes="field"):
-                    yield Label("Duration s")
-                    yield Input("60", id="duration", type="integer", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label("Properties")
-                    yield Input(placeholder="key=value … (JMeter -J properties)", id="properties", compact=True)
-                with Horizontal(classes="field"):
-                    yield Label("Image")
-                    yield Input(placeholder=info.default_image if info else "server default", id="image", compact=True)
-            yield Static("", id="plan-status", markup=False)
-            yield Static("enter: preview the placement", id="preview", markup=False)
+                    ),
+                )
+                yield Static("", id="plan-status", markup=False)
+                yield field("Name", Input(placeholder="defaults to the plan's file name", id="name", compact=True))
+                provider = Select(options, value=default, id="provider", compact=True, allow_blank=not options)
+                yield field("Provider", provider)
+                yield field("Locations", text("locations", placeholder="all, or paris,us-east"))
+                yield field("Containers", text("containers", "1", type="integer"))
+                yield field("Users/container", text("users", "10", type="integer", placeholder="threads per container"))
+                yield field("Duration (s)", text("duration", "60", type="integer"))
+                yield field("Ramp-up (s)", text("rampup", placeholder="JMeter's default", type="integer"))
+                yield field("Properties", text("properties", placeholder="key=value, … (JMeter -J properties)"))
+                yield field("Image", text("image", placeholder=info.default_image if info else "server default"))
+                yield Static("enter: preview the placement", id="preview", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Preview ^r", id="do-preview", compact=True)
                 yield Button("Launch ^l", id="do-launch", variant="success", compact=True, disabled=True)
                 yield Button("Cancel esc", id="do-cancel", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#plan", Input).focus()
+        plan = self.query_one("#plan", Input)
+        plan.focus()
+        plan.cursor_position = len(plan.value)
 
     # --- reading the form ---------------------------------------------------------------------
 
@@ -175,10 +212,11 @@ class LaunchScreen(ModalScreen[str | None]):
         provider = self.query_one("#provider", Select).value
         if provider is Select.NULL or provider is None:
             return Form(None, "Provider: create a provider first")
-        containers, problem = _positive(self._value("containers"), "Containers", True)
-        users, problem2 = _positive(self._value("users"), "Users", False)
-        duration, problem3 = _positive(self._value("duration"), "Duration", False)
-        problem = problem or problem2 or problem3
+        containers, problem = _count(self._value("containers"), "containers", True)
+        users, problem2 = _count(self._value("users"), "users", False)
+        duration, problem3 = _count(self._value("duration"), "duration", False)
+        rampup, problem4 = _count(self._value("rampup"), "rampup", False)
+        problem = problem or problem2 or problem3 or problem4
         if problem:
             return Form(None, problem)
         name = self._value("name").strip() or Path(plan_path.strip()).expanduser().stem
@@ -197,13 +235,15 @@ class LaunchScreen(ModalScreen[str | None]):
                 image=image,
                 users=users,
                 duration=duration,
+                rampup=rampup,
                 properties=properties,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             return Form(None, f"{where.capitalize()}: {first['msg']}")
-        return Form(spec, None)
+        warnings = property_warnings(properties, {"users": users, "duration": duration, "rampup": rampup})
+        return Form(spec, None, tuple(warnings))
 
     async def _with_plan(self, spec: TestCreate) -> TestCreate:
         raw = self._value("plan").strip()
@@ -279,7 +319,9 @@ class LaunchScreen(ModalScreen[str | None]):
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
         else:
             self._previewed = spec
-            self._say(placement_text(placement) + "\nctrl+l launches it", "-ok")
+            notes = [f"⚠ {w}" for w in self.read_form().warnings]
+            text = "\n".join([placement_text(placement, spec.users), *notes, "ctrl+l launches it"])
+            self._say(text, "-ok")
         self.query_one("#do-launch", Button).disabled = self._previewed is None
 
     def action_launch(self) -> None:
@@ -297,19 +339,29 @@ class LaunchScreen(ModalScreen[str | None]):
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
             self.notify(str(getattr(exc, "message", exc)), title="Launch refused", severity="error")
             return
-        self.notify(f"{test.name}: {len(test.containers)} containers queued", title="Test launched")
+        self.octo.last_launch = {name: self._value(name) for name in REMEMBERED} | {
+            "provider": str(self.query_one("#provider", Select).value)
+        }
+        self.notify(f"{test.name}: {plural(len(test.containers), 'container')} queued", title="Test launched")
         self.dismiss(test.id)
 
 
-def placement_text(placement: Placement) -> str:
-    """One line per agent: where the containers would go."""
-    agents = len(placement.items)
-    plural = "s" if agents != 1 else ""
-    head = f"{placement.containers} containers on {agents} agent{plural} of {placement.provider_name}:"
+#: Fields whose values the next launch dialog of the session starts with.
+REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image")
+
+
+def placement_text(placement: Placement, users: int | None = None) -> str:
+    """The total load, then one line per agent: where the containers would go."""
+    head = f"{plural(placement.containers, 'container')} on {plural(len(placement.items), 'agent')}"
+    head += f" of {placement.provider_name}"
     lines = [head]
+    if users is not None:
+        total = placement.containers * users
+        per = f"{plural(placement.containers, 'container')} \N{MULTIPLICATION SIGN} {plural(users, 'user')}"
+        lines.append(f"load: {per} = {plural(total, 'user')}")
     for item in placement.items[:4]:
-        lines.append(f"  {item.agent_name} ({item.location}): {item.containers}")
+        lines.append(f"  {item.agent_name} ({item.location}): {plural(item.containers, 'container')}")
     if len(placement.items) > 4:
         rest = sum(i.containers for i in placement.items[4:])
-        lines.append(f"  … {len(placement.items) - 4} more agents: {rest}")
+        lines.append(f"  … {len(placement.items) - 4} more agents: {plural(rest, 'container')}")
     return "\n".join(lines)

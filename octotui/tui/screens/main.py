@@ -7,7 +7,8 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Input, Label
 
 from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
 from octotui.tui.screens.base import DashboardScreen
@@ -34,11 +35,13 @@ class MainScreen(DashboardScreen):
         yield ProvidersTable(id="providers")
         yield AgentsTable(id="agents")
         yield TestsTable(id="tests")
-        yield Input(placeholder="filter agents: name, provider, location, status", id="filter")
+        with Horizontal(id="filter-bar"):
+            yield Label("filter:", id="filter-label")
+            yield Input(placeholder="agents by name, provider, location, status · esc clears", id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter").display = False
+        self.query_one("#filter-bar").display = False
         self.watch(self.app, "agents", self._agents_changed)
         self.watch(self.app, "providers", self._providers_changed)
         self.watch(self.app, "tests", self._tests_changed)
@@ -56,10 +59,13 @@ class MainScreen(DashboardScreen):
         self._agents_changed(self.octo.agents)
         self._tests_changed(self.octo.tests)
 
+    def stale_changed(self, stale: bool) -> None:
+        self._agents_changed(self.octo.agents)
+
     def _agents_changed(self, agents: list[Agent]) -> None:
         if not self.feeding:
             return
-        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle)
+        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle, stale=self.stale)
         self.query_one(ProvidersTable).show(self.octo.providers, agents)
 
     def _providers_changed(self, providers: list[Provider]) -> None:
@@ -78,24 +84,23 @@ class MainScreen(DashboardScreen):
     # --- filter -------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
+        self.query_one("#filter-bar").display = True
+        self.query_one("#filter", Input).focus()
 
     def action_clear_filter(self) -> None:
         field = self.query_one("#filter", Input)
         field.value = ""
-        field.display = False
+        self.query_one("#filter-bar").display = False
         self.query_one(AgentsTable).focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_one(AgentsTable).show(self.octo.agents, self._late_after(), event.value)
+        self.query_one(AgentsTable).show(self.octo.agents, self._late_after(), event.value, stale=self.stale)
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         if not self.needle:
-            self.query_one("#filter").display = False
+            self.query_one("#filter-bar").display = False
         self.query_one(AgentsTable).focus()
 
     # --- navigation and actions ---------------------------------------------------------------
@@ -141,12 +146,8 @@ class MainScreen(DashboardScreen):
 
         octo = self.octo
         if event.action == "new":
-
-            def created(name: str | None) -> None:
-                if name:
-                    octo.create_provider(name)
-
-            self.app.push_screen(PromptScreen("Name of the new provider", check=check_name), created)
+            prompt = PromptScreen("Name of the new provider", check=check_name, submit=octo.submit_new_provider)
+            self.app.push_screen(prompt)
             return
         provider = next((p for p in octo.providers if p.id == event.provider_id), None)
         if provider is None:
@@ -156,12 +157,11 @@ class MainScreen(DashboardScreen):
             self.app.push_screen(ProviderScreen(provider.id))
         elif event.action == "rename":
 
-            def renamed(name: str | None) -> None:
-                if name and name != provider.name:
-                    octo.rename_provider(provider.id, provider.name, name)
+            async def rename(name: str) -> str | None:
+                return await octo.submit_rename_provider(provider.id, provider.name, name)
 
             self.app.push_screen(
-                PromptScreen(f"Rename provider {provider.name}", provider.name, check=check_name), renamed
+                PromptScreen(f"Rename provider {provider.name}", provider.name, check=check_name, submit=rename)
             )
         elif event.action == "delete":
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from textual import on
@@ -15,15 +15,29 @@ from textual.widgets import Input, Label
 
 
 class PromptScreen(ModalScreen[str | None]):
-    """Dismisses with the typed value (stripped) once ``check`` finds nothing wrong, None on escape."""
+    """Dismisses with the typed value (stripped) once ``check`` finds nothing wrong, None on escape.
+
+    With ``submit``, the value is sent first and the prompt stays open, showing the server's
+    reason, until ``submit`` returns None (done) or escape: a refusal never turns the next
+    keystrokes into hotkeys of the screen below.
+    """
 
     BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", *, check: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        *,
+        check: Callable[[str], str | None] | None = None,
+        submit: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.check = check
+        self.submit = submit
+        self.busy = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="prompt"):
@@ -47,12 +61,26 @@ class PromptScreen(ModalScreen[str | None]):
         self.query_one("#prompt-error", Label).update(f"✗ {problem}" if problem else "")
 
     @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
+    async def _submitted(self, event: Input.Submitted) -> None:
+        if self.busy:
+            return
+        error = self.query_one("#prompt-error", Label)
         problem = self.problem(event.value)
         if problem:
-            self.query_one("#prompt-error", Label).update(f"✗ {problem}")
+            error.update(f"✗ {problem}")
             return
-        self.dismiss(event.value.strip())
+        value = event.value.strip()
+        if self.submit is not None:
+            self.busy = True
+            error.update("sending…")
+            try:
+                problem = await self.submit(value)
+            finally:
+                self.busy = False
+            if problem:
+                error.update(f"✗ {problem}")
+                return
+        self.dismiss(value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

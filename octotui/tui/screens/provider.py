@@ -13,7 +13,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from octotui.protocol import Provider
-from octotui.tui.install import InstallLine, check_location, install_lines
+from octotui.tui.install import TOKEN_PLACEHOLDER, InstallLine, check_location, install_lines
 
 if TYPE_CHECKING:
     from octotui.tui.app import OctoApp
@@ -71,16 +71,20 @@ class ProviderScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         if self.provider is None:
             return
-        self._token = self.provider.token
+        self._token = self._visible_token(self.provider)
         self._show()
         self.watch(self.app, "providers", self._providers_changed)
         self.query_one(OptionList).focus()
 
     def _providers_changed(self, providers: list[Provider]) -> None:
         provider = self.provider
-        if provider is not None and provider.token != self._token:
-            self._token = provider.token  # rotated meanwhile
+        if provider is not None and self._visible_token(provider) != self._token:
+            self._token = self._visible_token(provider)  # rotated meanwhile
             self._show()
+
+    def _visible_token(self, provider: Provider) -> str:
+        # Read-only mode never shows a secret, whatever the token's role (a wall screen, a share).
+        return "" if self.octo.read_only else provider.token
 
     def _show(self) -> None:
         location = self.query_one("#location", Input).value
@@ -95,6 +99,11 @@ class ProviderScreen(ModalScreen[None]):
         note = self.query_one("#token-note", Label)
         if self._token:
             note.update("The token registers agents in this provider: keep it secret.")
+        elif self.octo.read_only and self.provider is not None and self.provider.token:
+            note.update(
+                f"Read-only mode: the registration token is hidden ({TOKEN_PLACEHOLDER} stands for it);"
+                " run octotui without --read-only to get the complete lines."
+            )
         else:
             note.update(
                 "The registration token is only shown to admin tokens: run octotui with an admin "

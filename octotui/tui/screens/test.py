@@ -8,11 +8,11 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Label
+from textual.widgets import DataTable, Footer, Label, Static
 
-from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, Test, TestSeries
+from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, ContainerRecord, Test, TestSeries
 from octotui.tui.screens.base import DashboardScreen
-from octotui.tui.widgets.charts import Chart
+from octotui.tui.widgets.charts import WAITING, Chart
 from octotui.tui.widgets.tables import ContainersTable, live_containers
 
 
@@ -20,22 +20,49 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def test_summary(test: Test) -> str:
-    """Two lines: identity and state, then results."""
+    """Three lines: identity and state, results, response times (percentiles once final)."""
     r = test.results
+    live = live_containers(test)
+    total = len(test.containers)
     first = f"{test.name} · {test.state} · {test.provider_name or test.provider}"
     if test.locations:
         first += f"/{','.join(test.locations)}"
-    first += f" · {live_containers(test)}/{len(test.containers)} containers · {test.image}"
+    first += f" · {live}/{total} container{'s' if total != 1 else ''} live · {test.image}"
     second = (
         f"{r.samples} samples · {r.throughput:.1f}/s · avg {r.avg_ms:.0f} ms · "
         f"errors {r.errors} ({r.error_percent:.2f}%) · {r.active} users"
     )
-    if r.final and r.p95_ms is not None:
-        second += f" · p95 {r.p95_ms:.0f} ms"
-    if test.reason:
-        second += f" · {test.reason}"
-    return first + "\n" + second
+    third = f"response times: min {_ms(r.min_ms)} · max {_ms(r.max_ms)}"
+    if r.final:
+        third += f" · p90 {_ms(r.p90_ms)} · p95 {_ms(r.p95_ms)} · p99 {_ms(r.p99_ms)}"
+    third += " ms" + (" (final)" if r.final else " (live)")
+    return "\n".join((first, second, third))
+
+
+def container_line(container: ContainerRecord | None) -> str:
+    """The selected container's full error (or pull progress), under the containers table."""
+    if container is None:
+        return ""
+    where = f"#{container.index} {container.agent_name or container.agent[:8]}"
+    if container.error:
+        return f"{where} · {container.state}: {container.error.strip()}"
+    if container.exit_code is not None:
+        return f"{where} · {container.state}, exit code {container.exit_code}"
+    return f"{where} · {container.state}"
+
+
+def no_data_text(test: Test) -> str:
+    """What the charts say while the series is empty."""
+    if test.state == "failed":
+        return "no data: the test failed before JMeter reported"
+    if test.state in TERMINAL_TEST_STATES:
+        return "no data: the test ended before JMeter reported"
+    return WAITING
 
 
 class TestScreen(DashboardScreen):
@@ -52,18 +79,23 @@ class TestScreen(DashboardScreen):
         super().__init__()
         self.test_id = test_id
         self._summary = ""
+        self._reason: str | None = None
+        self._container_line = ""
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
         yield Label("loading…", id="test-title", markup=False)
+        yield Static("", id="test-reason", markup=False)
         with Horizontal(id="test-charts"):
             yield Chart("hits/s", formatter=_number, id="rate-chart")
             yield Chart("avg", formatter=_number, unit=" ms", id="rt-chart")
             yield Chart("new errors", formatter=_number, id="err-chart")
         yield ContainersTable(id="test-containers")
+        yield Static("", id="container-line", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#test-reason").display = False
         self.octo.follow_test(self.test_id)
         self.watch(self.app, "test_detail", self._detail_changed)
         self.watch(self.app, "tests", self._tests_changed)
@@ -94,7 +126,31 @@ class TestScreen(DashboardScreen):
         if summary != self._summary:
             self._summary = summary
             self.query_one("#test-title", Label).update(summary, layout=False)
-        self.query_one(ContainersTable).show(test.containers)
+        if test.reason != self._reason:
+            # Rare (a failure, a stop): worth a layout pass, since its height follows the text.
+            self._reason = test.reason
+            reason = self.query_one("#test-reason", Static)
+            reason.update(f"reason: {test.reason}" if test.reason else "")
+            reason.display = bool(test.reason)
+        table = self.query_one(ContainersTable)
+        table.show(test.containers)
+        self._show_container_line(test)
+        empty = no_data_text(test)
+        for chart in self.query(Chart):
+            if chart.empty != empty:
+                chart.empty = empty
+
+    def _show_container_line(self, test: Test | None = None) -> None:
+        test = test or self.test
+        key = self.query_one(ContainersTable).selected_key
+        container = next((c for c in test.containers if c.id == key), None) if test else None
+        line = container_line(container)
+        if line != self._container_line:
+            self._container_line = line
+            self.query_one("#container-line", Static).update(line)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_container_line()
 
     def _tests_changed(self, tests: list[Test]) -> None:
         if self.feeding and self.octo.test_detail is None:

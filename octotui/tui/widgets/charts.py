@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -13,6 +14,7 @@ from textual.widget import Widget
 from octotui.tui import format as fmt
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
+WAITING = "waiting for data"
 
 
 class Chart(Widget):
@@ -24,6 +26,8 @@ class Chart(Widget):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"chart--bar", "chart--title", "chart--value", "chart--axis"}
     values: reactive[tuple[float, ...]] = reactive(tuple, layout=False)
+    #: What the chart says while it has no values (e.g. why none will come).
+    empty: reactive[str] = reactive(lambda: WAITING, layout=False)
 
     def __init__(
         self,
@@ -43,11 +47,19 @@ class Chart(Widget):
 
     def render(self) -> Text:
         rows = max(1, self.size.height - 1)
-        top = self.ceiling or (max(self.values) if self.values else 0.0) or 1.0
-        top_label = f"{top:g}" if self.ceiling else self.formatter(top)
-        gutter = len(top_label) + 1
+        values = self.values
+        # The scale, its label and the title's maximum all come from the visible window.
+        provisional = f"{self.ceiling:g}" if self.ceiling else self.formatter(max(values) if values else 0.0)
+        gutter = len(provisional) + 1
         width = max(1, self.size.width - gutter)
-        data: Sequence[float] = self.values[-width:]
+        data: Sequence[float] = values[-width:]
+        top = self.ceiling or (max(data) if data else 0.0) or 1.0
+        top_label = f"{top:g}" if self.ceiling else self.formatter(top)
+        if len(top_label) + 1 > gutter:
+            gutter = len(top_label) + 1
+            width = max(1, self.size.width - gutter)
+            data = data[-width:]
+        top_label = top_label.rjust(gutter - 1)
         title_style = self.get_component_rich_style("chart--title")
         value_style = self.get_component_rich_style("chart--value")
         bar_style = self.get_component_rich_style("chart--bar")
@@ -57,8 +69,9 @@ class Chart(Widget):
         if data:
             text.append(f" {self.formatter(data[-1])}{self.unit}", value_style)
             text.append(f"  (max {self.formatter(max(data))})", title_style)
-        else:
-            text.append("  waiting for data", title_style)
+        elif self.empty == WAITING:
+            text.append(f"  {WAITING}", title_style)
+        notice = [] if data or self.empty == WAITING else textwrap.wrap(self.empty, width) or [""]
         levels = [min(max(v / top, 0.0), 1.0) * rows * 8 for v in data]
         pad = " " * (width - len(data))
         for row in range(rows - 1, -1, -1):
@@ -69,6 +82,10 @@ class Chart(Widget):
             else:
                 label = " " * (gutter - 1) + "│"
             text.append("\n" + label, axis_style)
+            line_no = rows - 1 - row
+            if notice:
+                text.append(notice[line_no] if line_no < len(notice) else "", title_style)
+                continue
             line = "".join(_BLOCKS[min(max(round(level - row * 8), 0), 8)] for level in levels)
             text.append(pad + line, bar_style)
         return text

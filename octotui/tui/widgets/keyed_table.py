@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.color import Color
 from textual.message import Message
@@ -37,6 +38,8 @@ class Column:
     label: str
     width: int | None = None
     justify: str = "left"
+    #: The last column may stretch over the width the others leave (never below ``width``).
+    stretch: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,11 @@ class KeyedTable(DataTable[Text]):
     """
 
     COLUMNS: ClassVar[Sequence[Column]] = ()
-    BINDINGS: ClassVar = [Binding("o", "cycle_sort", "Sort", show=False)]
+    BINDINGS: ClassVar = [
+        Binding("o", "cycle_sort", "Sort", show=False),
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
 
     @dataclass
     class SortChanged(Message):
@@ -89,12 +96,31 @@ class KeyedTable(DataTable[Text]):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._cells: dict[str, tuple[Cell, ...]] = {}
+        #: Row key -> how the row sorts while no column is chosen (absent: order of arrival).
+        self._order: dict[str, Any] = {}
         self.sort_column: str | None = None
         self.sort_reverse = False
 
     def on_mount(self) -> None:
         for col in self.COLUMNS:
             self.add_column(col.label, key=col.key, width=col.width)
+
+    def on_resize(self) -> None:
+        self._stretch()
+
+    def _stretch(self) -> None:
+        """Give the stretching column whatever width the other columns leave."""
+        stretch = next((c for c in self.COLUMNS if c.stretch), None)
+        if stretch is None or not self.size.width:
+            return
+        others = sum((c.width or 0) + 2 * self.cell_padding for c in self.COLUMNS if c is not stretch)
+        room = self.size.width - others - 2 * self.cell_padding - 1  # 1: the vertical scrollbar
+        column = self.columns.get(ColumnKey(stretch.key))
+        width = max(stretch.width or 1, room)
+        if column is not None and column.width != width:
+            column.width = width
+            self._require_update_dimensions = True
+            self._clear_caches()
 
     def _style(self, name: str | None) -> Style | str:
         if not name:
@@ -106,9 +132,15 @@ class KeyedTable(DataTable[Text]):
         text.sort_key = _ordered(cell.sort_key)
         return text
 
-    def sync(self, rows: Mapping[str, Sequence[Cell]]) -> None:
-        """Make the table show exactly ``rows`` (key -> cells), in the current sort order."""
+    def sync(self, rows: Mapping[str, Sequence[Cell]], order: Mapping[str, Any] | None = None) -> None:
+        """Make the table show exactly ``rows`` (key -> cells), in the current sort order.
+
+        ``order`` (key -> sort key) is the default order, used while no column is chosen.
+        """
         reorder = False
+        if order is not None:
+            reorder = dict(order) != self._order
+            self._order = dict(order)
         for key in [k for k in self._cells if k not in rows]:
             self.remove_row(key)
             del self._cells[key]
@@ -125,7 +157,7 @@ class KeyedTable(DataTable[Text]):
                         if col.key == self.sort_column and before.sort_key != after.sort_key:
                             reorder = True
             self._cells[key] = new
-        if reorder and self.sort_column is not None:
+        if reorder and (self.sort_column is not None or self._order):
             self._apply_sort()
 
     def _write(self, key: str, col: Column, cell: Cell) -> None:
@@ -139,16 +171,37 @@ class KeyedTable(DataTable[Text]):
         self.refresh_row(self.get_row_index(row_key))
 
     def _apply_sort(self) -> None:
-        if self.sort_column is None:
+        if self.sort_column is not None:
+            self.sort(self.sort_column, key=lambda text: text.sort_key, reverse=self.sort_reverse)
             return
-        self.sort(self.sort_column, key=lambda text: text.sort_key, reverse=self.sort_reverse)
+        if not self._order:
+            return
+        # DataTable.sort hands its key function the cells, never the row key: order by key here.
+        keys = sorted(self._data, key=lambda row_key: _ordered(self._order.get(str(row_key.value))))
+        self._row_locations = TwoWayDict({row_key: index for index, row_key in enumerate(keys)})
+        self._update_count += 1
+        self.refresh()
+
+    def sort_label(self, column: str | None = None, reverse: bool | None = None) -> str:
+        """What the table is sorted by, in words (``sorted by CPU% ▼``), or "" for the default."""
+        column = self.sort_column if column is None else column
+        reverse = self.sort_reverse if reverse is None else reverse
+        col = next((c for c in self.COLUMNS if c.key == column), None)
+        if col is None:
+            return ""
+        return f"sorted by {col.label} {'▼' if reverse else '▲'}"
 
     def sort_by(self, column: str | None, reverse: bool = False) -> None:
-        """Sort by ``column`` (None: order of arrival)."""
+        """Sort by ``column`` (None: the default order)."""
         self.sort_column, self.sort_reverse = column, reverse
         for col in self.COLUMNS:
-            arrow = (" ▼" if reverse else " ▲") if col.key == column else ""
-            self.columns[ColumnKey(col.key)].label = Text(col.label + arrow)
+            label = col.label
+            if col.key == column:
+                # The arrow must fit the column, or the sort looks like it did nothing.
+                arrow = "▼" if reverse else "▲"
+                room = (col.width or len(label) + 1) - 1
+                label = (label if len(label) <= room else label[: max(0, room)]) + arrow
+            self.columns[ColumnKey(col.key)].label = Text(label)
         self._apply_sort()
         self.refresh()
         self.post_message(self.SortChanged(self, column, reverse))

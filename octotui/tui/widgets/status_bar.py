@@ -1,4 +1,4 @@
-"""One line at the top: server, connection state, freshness, health thresholds, read-only badge."""
+"""One line at the top: read-only badge, connection state and freshness, server, health thresholds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.reactive import var
 from textual.widgets import Label
 
+from octotui.tui import format as fmt
 from octotui.tui.state import Connection
 
 
@@ -25,10 +26,11 @@ class StatusBar(Horizontal):
         self._shown = ""
 
     def compose(self) -> ComposeResult:
-        yield Label(self.server_label, id="sb-server", markup=False)
-        yield Label("connecting", id="sb-state", classes="-connecting", markup=False)
-        yield Label("", id="sb-thresholds")
+        # The badge and the state first: at 80 columns the server's address is what gets cut.
         yield Label(" READ-ONLY ", id="sb-readonly")
+        yield Label("connecting", id="sb-state", classes="-connecting", markup=False)
+        yield Label(self.server_label, id="sb-server", markup=False)
+        yield Label("", id="sb-thresholds")
 
     def on_mount(self) -> None:
         self.query_one("#sb-readonly").display = self.read_only
@@ -61,7 +63,7 @@ class StatusBar(Horizontal):
             what = "unreachable" if c.state == "unreachable" else f"error: {c.message}"
             suffix = f", retrying in {wait} s" if wait > 0 else ", retrying"
             if c.last_update:
-                suffix += f" (last update {int(now - c.last_update)} s ago)"
+                suffix += f" · stale: {fmt.duration(now - c.last_update)} old"
             return what + suffix, "-bad"
         return "connecting…", "-connecting"
 

@@ -87,9 +87,11 @@ class ProvidersTable(KeyedTable):
         self.sync(rows)
 
 
-def _seen(agent: Agent, late_after: float, now: float) -> Cell:
+def _seen(agent: Agent, late_after: float, now: float, stale: bool = False) -> Cell:
     # "now" while heartbeats are on time: an age ticking every second on every row would repaint
     # the whole column each tick for no information.
+    if stale:
+        return Cell("stale", "warning", sort=float("inf"))
     age = fmt.age_seconds(agent.last_seen, now)
     if age is None:
         return Cell("never", "foreground-muted", sort=float("inf"))
@@ -98,8 +100,8 @@ def _seen(agent: Agent, late_after: float, now: float) -> Cell:
     return Cell(fmt.duration(age), STATUS_STYLE.get(agent.status), sort=age)
 
 
-def agent_cells(agent: Agent, late_after: float, now: float) -> tuple[Cell, ...]:
-    """The agents table's row for one agent."""
+def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False) -> tuple[Cell, ...]:
+    """The agents table's row for one agent (``stale``: the server cannot be reached)."""
     host = agent.host
     cpu = host.cpu_percent if host else None
     mem = host.memory_percent if host else None
@@ -117,7 +119,7 @@ def agent_cells(agent: Agent, late_after: float, now: float) -> tuple[Cell, ...]
         Cell(agent.location),
         Cell(fmt.percent(cpu), "warning" if (cpu or 0) >= 90 else None, sort=cpu),
         Cell(fmt.percent(mem), "warning" if (mem or 0) >= 90 else None, sort=mem),
-        _seen(agent, late_after, now),
+        _seen(agent, late_after, now, stale),
         Cell(agent.version or "-"),
         docker_cell,
     )
@@ -138,8 +140,11 @@ class AgentsTable(KeyedTable):
         Column("docker", "Dkr", 3),
     )
 
-    def show(self, agents: Iterable[Agent], late_after: float, needle: str = "") -> None:
-        """Show the agents whose name, provider, location or status contains ``needle``."""
+    def show(self, agents: Iterable[Agent], late_after: float, needle: str = "", *, stale: bool = False) -> None:
+        """Show the agents whose name, provider, location or status contains ``needle``.
+
+        ``stale``: the server cannot be reached, so every Seen cell says the figures are old.
+        """
         now = time.time()
         needle = needle.strip().lower()
         rows = {}
@@ -148,7 +153,7 @@ class AgentsTable(KeyedTable):
                 haystack = " ".join((agent.name, agent.provider_name, agent.location, agent.status, agent.version))
                 if needle not in haystack.lower():
                     continue
-            rows[agent.id] = agent_cells(agent, late_after, now)
+            rows[agent.id] = agent_cells(agent, late_after, now, stale)
         self.sync(rows)
 
 
@@ -179,7 +184,7 @@ class TestsTable(KeyedTable):
         Column("provider", "Provider", 10),
     )
 
-    def show(self, tests: Iterable[Test]) -> None:
+    def show(self, tests: Sequence[Test]) -> None:
         now = time.time()
         rows = {}
         for t in tests:
@@ -193,7 +198,8 @@ class TestsTable(KeyedTable):
                 _elapsed(t, now),
                 Cell(t.provider_name or t.provider[:8]),
             )
-        self.sync(rows)
+        # Newest first while no column is chosen: the cursor starts on the test just launched.
+        self.sync(rows, order={t.id: -t.created_at.timestamp() for t in tests})
 
 
 def _progress(c: ContainerRecord) -> Cell:
@@ -201,7 +207,7 @@ def _progress(c: ContainerRecord) -> Cell:
         p = c.pull_progress or 0.0
         return Cell(f"{fmt.bar(p, 5)}{p * 100:3.0f}%", "warning", sort=p)
     if c.error:
-        return Cell(c.error[:40], "error")
+        return Cell(c.error.splitlines()[0] if c.error.strip() else c.error, "error")
     return Cell("")
 
 
@@ -216,7 +222,7 @@ class ContainersTable(KeyedTable):
         Column("mem", "Mem", 6, "right"),
         Column("rate", "Hits/s", 7, "right"),
         Column("errors", "Err", 5, "right"),
-        Column("info", "Pull / error", 10),
+        Column("info", "Pull / error", 10, stretch=True),
     )
 
     def show(self, containers: Iterable[ContainerRecord]) -> None:
@@ -246,7 +252,7 @@ class AgentContainersTable(KeyedTable):
         Column("cpu", "CPU%", 5, "right"),
         Column("mem", "Mem", 6, "right"),
         Column("rate", "Hits/s", 7, "right"),
-        Column("info", "Pull / error", 16),
+        Column("info", "Pull / error", 16, stretch=True),
     )
 
     def show(self, tests: Iterable[Test], agent_id: str) -> None:
@@ -268,16 +274,23 @@ class AgentContainersTable(KeyedTable):
         self.sync(rows)
 
 
+def audit_what(entry: AuditEntry) -> str:
+    """What an audit entry changed, and how: its target, then its detail when that says more."""
+    if entry.detail and entry.target and entry.target not in entry.detail:
+        return f"{entry.target}: {entry.detail}"
+    return entry.detail or entry.target
+
+
 class AuditTable(KeyedTable):
     """The audit log: when, who (token name) with which role, what, on what, from where."""
 
     COLUMNS = (
         Column("when", "When", 11),
-        Column("who", "Who", 11),
+        Column("who", "Who", 10),
         Column("role", "Role", 9),
-        Column("action", "Action", 15),
-        Column("what", "What", 11),
+        Column("action", "Action", 14),
         Column("address", "From", 9),
+        Column("what", "What", 12, stretch=True),
     )
 
     def show(self, entries: Iterable[AuditEntry]) -> None:
@@ -291,7 +304,7 @@ class AuditTable(KeyedTable):
                 Cell(e.actor),
                 Cell(e.role, "warning" if e.role == "admin" else None),
                 Cell(e.action),
-                Cell(e.detail or e.target),
                 Cell(e.address or "-"),
+                Cell(audit_what(e)),
             )
         self.sync(rows)
