@@ -152,12 +152,30 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
+class WhatIfServer(ServerProcess):
+    """The server run through ``bench.whatif_async_deps`` (BENCH_WHATIF=async-deps): a measured what-if."""
+
+    def start(self) -> WhatIfServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "bench.whatif_async_deps",
+            "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port),
+            f"--admin-token={self.admin_token}", *self.extra,
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+        wait_until(self._healthy, timeout=30, what=f"what-if server on {self.url}")
+        return self
+
+
 @contextlib.contextmanager
 def server_with_provider(
     tmp: Path, *extra: str, provider: str = "bench"
 ) -> Iterator[tuple[ServerProcess, httpx.Client, dict[str, Any]]]:
     """A real ``octotui server`` (default 5 s heartbeats unless ``extra`` says otherwise) and one provider."""
-    server = ServerProcess(tmp / "server", "--log-level", "warning", *extra)
+    server = (WhatIfServer if os.environ.get("BENCH_WHATIF") == "async-deps" else ServerProcess)(
+        tmp / "server", "--log-level", "warning", *extra
+    )
     server.start()
     try:
         api = server.client()

@@ -44,6 +44,9 @@ def write_report(order: list[str], results_dir: Path) -> Path:
         path = results_dir / f"{name}.json"
         if path.exists():
             results[name] = Result.load(path)
+    for path in sorted(results_dir.glob("*.json")):
+        if path.stem not in results:
+            results[path.stem] = Result.load(path)
     lines = [HEADER]
     lines += [
         "## Summary",

@@ -27,6 +27,8 @@ the server's. Server CPU (% of one core) and RSS by psutil on its pid over the s
 
 #: BENCH_PROFILE=1: py-spy records the server during the last step into $TMPDIR/octotui-bench-profiles/
 PROFILE = bool(os.environ.get("BENCH_PROFILE"))
+#: BENCH_WHATIF=async-deps: the same server with its dependencies made async (bench/whatif_async_deps.py)
+WHATIF = os.environ.get("BENCH_WHATIF") == "async-deps"
 
 
 def _profile(pid: int, seconds: float) -> subprocess.Popen[bytes]:
@@ -59,13 +61,13 @@ def _once(window: float, warmup: float) -> list[dict[str, Any]]:
                     event = json.loads(line)
                     if event["event"] == "step":
                         cpu, _, rss_max = sampler.window(event["t0"], event["t1"])
-                        event.update(server_cpu=cpu, server_rss_mb=rss_max)
+                        event.update(server_cpu=cpu, server_rss_mb=rss_max, load1=os.getloadavg()[0])
                         out.append(event)
-                        if event["agents"] == STEPS[-1]:
-                            break
                         print(f"   step {event['agents']}: p50 {event['p50_ms']:.1f} ms p99 {event['p99_ms']:.1f} ms "
                               f"cpu {cpu:.0f} % rss {rss_max:.0f} MB errors {event['errors']} "
                               f"client lag p99 {event['client_lag_p99_ms']:.1f} ms", flush=True)  # fmt: skip
+                        if event.get("wanted", event["agents"]) == STEPS[-1]:
+                            break
                     elif event["event"] == "registered":
                         print(f"   registered {event['agents']} in {event['register_s']} s", flush=True)
                         if PROFILE and event["agents"] == STEPS[-1]:
@@ -87,16 +89,23 @@ def run(runs: int, quick: bool) -> Result:
     details = []
     for i in range(runs):
         for event in _once(window, warmup):
-            values = per_step[event["agents"]]
+            values = per_step.setdefault(event.get("wanted", event["agents"]), {})
             for key in ("p50_ms", "p99_ms", "max_ms", "server_cpu", "server_rss_mb", "errors", "client_lag_p99_ms"):
                 values.setdefault(key, []).append(float(event[key]))
+            # CPU per heartbeat handled (long polls included): independent of how busy the machine is,
+            # so it tells the capacity of one core: 1,000 heartbeats/s at 5,000 agents.
+            hb_rate = event["heartbeats"] / (event["t1"] - event["t0"])
+            values.setdefault("served", []).append(hb_rate)
+            values.setdefault("cpu_ms", []).append(event["server_cpu"] * 10 / hb_rate if hb_rate else float("nan"))
+            values.setdefault("load", []).append(float(event.get("load1", float("nan"))))
             details.append(
                 f"run {i + 1}, {event['agents']} agents: {event['heartbeats']} heartbeats, "
                 f"p50 {event['p50_ms']:.1f} ms, "
                 f"p90 {event['p90_ms']:.1f} ms, p99 {event['p99_ms']:.1f} ms, max {event['max_ms']:.0f} ms, "
                 f"server CPU {event['server_cpu']:.0f} %, RSS {event['server_rss_mb']:.0f} MB, "
                 f"errors {event['errors']}, reconnects {event['reconnects']}, "
-                f"client loop lag p99 {event['client_lag_p99_ms']:.1f} ms"
+                f"client loop lag p99 {event['client_lag_p99_ms']:.1f} ms, "
+                f"machine load average (1 min) {event.get('load1', float('nan')):.1f}"
             )
     metrics = []
     for n in STEPS:
@@ -108,10 +117,15 @@ def run(runs: int, quick: bool) -> Result:
             Metric(f"{n:,} agents: heartbeat p99", "ms", v["p99_ms"], target),
             Metric(f"{n:,} agents: heartbeat p50", "ms", v["p50_ms"]),
             Metric(f"{n:,} agents: server CPU", "% of one core", v["server_cpu"]),
+            Metric(
+                f"{n:,} agents: heartbeats answered", "per s", v["served"], n / 5 * 0.98 if n == 5000 else None, ">"
+            ),
+            Metric(f"{n:,} agents: server CPU per heartbeat", "ms", v["cpu_ms"]),
             Metric(f"{n:,} agents: server RSS", "MB", v["server_rss_mb"]),
             Metric(f"{n:,} agents: failed heartbeats", "", v["errors"], 1.0 if n == 5000 else None),
         ]
     return Result(
-        figure="server_scale", title=TITLE, target=TARGET,
+        figure="server_scale" + ("_whatif_async_deps" if WHATIF else ""),
+        title=TITLE + (" - what-if: route dependencies made async (not the product)" if WHATIF else ""), target=TARGET,
         method=METHOD + f" Window: {window:.0f} s per step.", metrics=metrics, details=details,
     )  # fmt: skip

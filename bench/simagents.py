@@ -292,7 +292,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(min(args.window, max(0.0, deadline - time.monotonic())))
             end = time.monotonic()
             emit(
-                event="step", agents=len(swarm.agents), t0=start, t1=end, errors=swarm.errors - errors0,
+                event="step", agents=len(swarm.agents), wanted=n, t0=start, t1=end, errors=swarm.errors - errors0,
                 reconnects=sum(c.reconnects for c in swarm.conns) - reconnects0, **swarm.window(start, end),
             )  # fmt: skip
             if time.monotonic() >= deadline:
