@@ -55,6 +55,8 @@ def write_report(order: list[str], results_dir: Path) -> Path:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in results.values():
+        if "whatif" in r.figure:
+            continue  # a measured what-if, shown with the figures, not a result of the product
         for m in r.metrics:
             lo, hi = m.spread
             lines.append(
