@@ -137,24 +137,29 @@ class GateMiddleware:
         await self.app(scope, replay, send)
 
 
-def _principal(request: Request) -> Principal:
+# Dependencies are coroutines on purpose: FastAPI runs a plain ``def`` dependency in its thread
+# pool, which cost 15 % of the event loop at 5,000 agents and put heartbeat p99 at seconds
+# (docs/BENCHMARKS.md); these do no blocking work.
+
+
+async def _principal(request: Request) -> Principal:
     return request.state.principal  # type: ignore[no-any-return]
 
 
-def _controller(request: Request) -> Controller:
+async def _controller(request: Request) -> Controller:
     return request.app.state.controller  # type: ignore[no-any-return]
 
 
-def reader(request: Request) -> Principal:
+async def reader(request: Request) -> Principal:
     """Any operator token (admin or read-only)."""
-    principal = _principal(request)
+    principal: Principal = request.state.principal
     require_operator(principal, write=False)
     return principal
 
 
-def writer(request: Request) -> Principal:
+async def writer(request: Request) -> Principal:
     """An admin token."""
-    principal = _principal(request)
+    principal: Principal = request.state.principal
     require_operator(principal, write=True, what=f"{request.method} {request.url.path}")
     return principal
 
@@ -164,7 +169,7 @@ def _address(request: Request) -> str:
 
 
 async def _audit(request: Request, who: Principal, action: str, target: str, detail: str = "") -> None:
-    await _controller(request).audit(who, action, target, detail, _address(request))
+    await request.app.state.controller.audit(who, action, target, detail, _address(request))
 
 
 Ctl = Annotated[Controller, Depends(_controller)]
