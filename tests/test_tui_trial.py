@@ -286,6 +286,8 @@ async def test_filter_line_sort_arrow_and_stale_figures(
         assert not bar.display
         await pilot.press("slash")
         assert bar.display and bar.region.height == 1 and "filter:" in text_of(app, "#filter-label")
+        footer = app.screen.query_one("Footer")
+        assert bar.region.bottom <= footer.region.y  # above the footer, not under it
         await pilot.press(*"box")
         await pilot.press("escape")
         assert not bar.display and app.screen.query_one("#filter", Input).value == ""
@@ -330,7 +332,9 @@ async def test_audit_detail_column_takes_the_remaining_width(server: ServerProce
         widths = sum(c.get_render_width(table) for c in table.columns.values())
         what = next(c for k, c in table.columns.items() if k.value == "what")
         assert widths <= size[0] and widths >= size[0] - 3, (widths, size)
-        assert what.width >= (12 if size[0] == 80 else 100)
+        assert what.width >= (11 if size[0] == 80 else 100)
+        line = " ".join(text_of(app, "#audit-line").split())
+        assert "admin (admin) · provider.create" in line and "from 127.0.0.1" in line
 
 
 # --- 11. actions in the command palette ---------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Label
+from textual.widgets import DataTable, Footer, Label, Static
 
 from octotui.protocol import AuditEntry
 from octotui.tui.screens.base import DashboardScreen
@@ -18,10 +18,16 @@ class AuditScreen(DashboardScreen):
 
     BINDINGS: ClassVar = [Binding("escape", "back", "Back")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._entries: dict[str, AuditEntry] = {}
+        self._line = ""
+
     def compose(self) -> ComposeResult:
         yield self.status_bar()
         yield Label("Audit log · newest first · loading…", id="audit-title", markup=False)
         yield AuditTable(id="audit")
+        yield Static("", id="audit-line", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -49,4 +55,26 @@ class AuditScreen(DashboardScreen):
             title.update(f"Audit log unavailable: {error}")
             return
         title.update(f"Audit log · {len(entries)} latest changes, newest first")
+        self._entries = {str(e.id): e for e in entries}
         self.query_one(AuditTable).show(entries)
+        self._show_line()
+
+    def _show_line(self) -> None:
+        # The selected entry in full: at 80 columns the table cuts long names and details.
+        entry = self._entries.get(self.query_one(AuditTable).selected_key or "")
+        line = audit_line(entry) if entry else ""
+        if line != self._line:
+            self._line = line
+            self.query_one("#audit-line", Static).update(line)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_line()
+
+
+def audit_line(entry: AuditEntry) -> str:
+    """One audit entry in full words."""
+    when = entry.ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    text = f"{when} · {entry.actor} ({entry.role}) · {entry.action} {entry.target}"
+    if entry.detail:
+        text += f" · {entry.detail}"
+    return text + (f" · from {entry.address}" if entry.address else "")

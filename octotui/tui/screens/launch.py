@@ -165,7 +165,7 @@ class LaunchScreen(ModalScreen[str | None]):
 
         with Vertical(id="dialog", classes="launch"):
             yield Label("Launch a test", classes="title")
-            with VerticalScroll(id="launch-form"):
+            with VerticalScroll(id="launch-form", can_focus=False):
                 yield field(
                     "Plan file",
                     text(

@@ -288,9 +288,9 @@ class AuditTable(KeyedTable):
         Column("when", "When", 11),
         Column("who", "Who", 10),
         Column("role", "Role", 9),
-        Column("action", "Action", 14),
+        Column("action", "Action", 15),
         Column("address", "From", 9),
-        Column("what", "What", 12, stretch=True),
+        Column("what", "What", 11, stretch=True),
     )
 
     def show(self, entries: Iterable[AuditEntry]) -> None:
