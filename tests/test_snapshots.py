@@ -26,6 +26,7 @@ from octotui.tui.screens.help import HelpScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
+from octotui.tui.screens.quit import QuitScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.status_bar import StatusBar
@@ -274,6 +275,12 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         save(app, "command-palette")
         await pilot.press("escape")
 
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen)
+        assert "[s] stop them and quit" in text_of(app, "#quit-question")
+        save(app, "quit-running")
+        await pilot.press("escape")
+
         await pilot.press("t", "s", "y")
         await until(
             pilot,
@@ -286,7 +293,21 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         await pilot.press("enter")
         await until(pilot, lambda: "samples" in text_of(app, "#test-title"))
         await pilot.pause(1)
+        assert "p99" in text_of(app, "#test-title")
         save(app, "test-finished")
+        await pilot.press("escape")
+
+        # a test that cannot start: its reason and its container's error in full
+        with server.client() as http:
+            body = {"name": "no-image", "plan": PLAN.read_text(), "provider": "lab", "containers": 1,
+                    "image": "127.0.0.1:9/octotui-missing:none"}  # fmt: skip
+            failing = http.post("/tests", json=body).raise_for_status().json()["id"]
+        await until(pilot, lambda: any(t.id == failing and t.state == "failed" for t in app.tests), limit=60)
+        await pilot.press("t", "home", "enter")
+        assert isinstance(app.screen, TestScreen) and app.screen.test_id == failing
+        await until(pilot, lambda: app.screen.query_one("#test-reason").display)
+        await pilot.pause(1)
+        save(app, "test-failed")
     wait_until(
         lambda: not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}),
         timeout=60,
