@@ -12,9 +12,10 @@ from textual.widgets import Static
 
 HELP = """\
 [b]Everywhere[/b]
-  ?          this help              q        quit
+  ?          this help              q        quit (asks first while tests run)
   ctrl+p     command palette        escape   back / close
   tab        next table             o        cycle the sort column
+  home / end first / last row
 
 [b]Main screen[/b]
   enter      open the agent, test or provider under the cursor
