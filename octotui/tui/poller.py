@@ -64,6 +64,7 @@ class Poller:
         retry = self.refresh
         last_freeze = time.monotonic()
         while True:
+            started = time.monotonic()
             try:
                 await self.round()
             except Unreachable as exc:
@@ -81,7 +82,8 @@ class Poller:
                 self.post(messages.ServerRefused(f"{type(exc).__name__}: {exc}", None, retry))
                 delay, retry = retry, min(retry * 2, MAX_RETRY_S)
             else:
-                delay, retry = self.refresh, self.refresh
+                # A fixed rate, not a fixed pause: a slow round must not stretch the period.
+                delay, retry = max(0.0, self.refresh - (time.monotonic() - started)), self.refresh
             if time.monotonic() - last_freeze > GC_FREEZE_EVERY_S:
                 gc.freeze()
                 last_freeze = time.monotonic()

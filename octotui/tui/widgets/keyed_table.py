@@ -144,6 +144,7 @@ class KeyedTable(DataTable[Text]):
         for key in [k for k in self._cells if k not in rows]:
             self.remove_row(key)
             del self._cells[key]
+        changed: list[RowKey] = []
         for key, cells in rows.items():
             new = tuple(cells)
             old = self._cells.get(key)
@@ -153,22 +154,29 @@ class KeyedTable(DataTable[Text]):
             elif old != new:
                 for col, before, after in zip(self.COLUMNS, old, new, strict=True):
                     if before != after:
-                        self._write(key, col, after)
+                        if self._write(key, col, after) and (not changed or changed[-1] != RowKey(key)):
+                            changed.append(RowKey(key))
                         if col.key == self.sort_column and before.sort_key != after.sort_key:
                             reorder = True
             self._cells[key] = new
+        if changed:
+            # One cache invalidation for the whole sync: bumping it per cell made DataTable rebuild
+            # its list of every row for each changed row (12 of 14 s of CPU at 1,000 agents).
+            self._update_count += 1
+            for row_key in changed:
+                self.refresh_row(self.get_row_index(row_key))
         if reorder and (self.sort_column is not None or self._order):
             self._apply_sort()
 
-    def _write(self, key: str, col: Column, cell: Cell) -> None:
+    def _write(self, key: str, col: Column, cell: Cell) -> bool:
+        """Put ``cell`` into the table's data; True when the caller must refresh the row."""
         row_key, col_key = RowKey(key), ColumnKey(col.key)
         data = getattr(self, "_data", None)
         if not isinstance(data, dict) or row_key not in data:
             self.update_cell(key, col.key, self._cell_text(col, cell))
-            return
+            return False
         data[row_key][col_key] = self._cell_text(col, cell)
-        self._update_count += 1
-        self.refresh_row(self.get_row_index(row_key))
+        return True
 
     def _apply_sort(self) -> None:
         if self.sort_column is not None:
