@@ -84,10 +84,11 @@ class Embedded:
         """Pids of the children that were started."""
         return [p.pid for p in (self.server, self.agent) if p is not None]
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with (self.data_dir / log_name).open("ab") as log:
             return subprocess.Popen(
                 [self.python, *args],
+                env={**os.environ, **env} if env else None,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -111,9 +112,10 @@ class Embedded:
         self.admin_token = self._read_token()
         token = asyncio.run(self._local_provider_token())
         self.agent = self._spawn(
-            ["-m", "agent", "--server", self.url, f"--token={token}", "--location", "local", "--name",
+            ["-m", "agent", "--server", self.url, "--location", "local", "--name",
              self.agent_name, "--state-dir", str(self.data_dir / "agent"), "--interval", "1"],
             "agent.log",
+            env={"OCTOTUI_TOKEN": token},  # not in argv, where `ps` shows it to every user
         )  # fmt: skip
 
     def _server_died(self) -> EmbeddedError:
