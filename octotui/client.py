@@ -175,8 +175,10 @@ class Client:
 
     # --- tests --------------------------------------------------------------------------------
 
-    async def tests(self) -> list[Test]:
-        return self._parse_list(await self._request("GET", "/tests"), Test)
+    async def tests(self, ended: int | None = None) -> list[Test]:
+        """Every test; with ``ended``, every live test and only the ``ended`` newest ended ones."""
+        params = {"ended": ended} if ended is not None else None
+        return self._parse_list(await self._request("GET", "/tests", params=params), Test)
 
     async def test(self, test_id: str) -> Test:
         return await self._get(f"/tests/{test_id}", Test)

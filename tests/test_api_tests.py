@@ -188,6 +188,25 @@ async def test_final_percentiles_merge_the_containers_histograms(env: Env) -> No
         assert res[key] == everything[math.ceil(percent / 100 * len(everything)) - 1], key
 
 
+async def test_list_keeps_live_tests_and_only_the_newest_ended(env: Env) -> None:
+    await fleet(env, "gen-1")
+    ids = [(await env.http.post("/tests", json=spec(name=f"t{i}", containers=1))).json()["id"] for i in range(4)]
+    for test_id in ids[:3]:  # never handed out: stopping them ends them at once
+        assert (await env.http.post(f"/tests/{test_id}/stop")).json()["state"] in ("finished", "failed")
+
+    async def listed(**params: Any) -> list[str]:
+        r = await env.http.get("/tests", params=params)
+        assert r.status_code == 200, r.text
+        return [t["id"] for t in r.json()]
+
+    assert await listed() == ids
+    assert await listed(ended=1) == [ids[2], ids[3]]
+    assert await listed(ended=0) == [ids[3]]
+    assert await listed(ended=10) == ids
+    for bad in (-1, "some"):
+        assert (await env.http.get("/tests", params={"ended": bad})).status_code == 422
+
+
 async def test_failed_launch_fails_the_test_with_its_reason(env: Env) -> None:
     ((a1, t1),) = await fleet(env, "gen-1")
     test = (await env.http.post("/tests", json=spec(containers=1))).json()

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octotui.protocol import (
     API_PREFIX,
+    TERMINAL_TEST_STATES,
     VERSION,
     Agent,
     AgentMetrics,
@@ -345,8 +346,20 @@ def _routes() -> APIRouter:
         return result
 
     @api.get("/tests", response_model=list[Test], tags=["tests"])
-    async def list_tests(ctl: Ctl, _: Reader) -> list[Test]:
-        return [ctl.test_out(t) for t in ctl.tests.values()]
+    async def list_tests(
+        ctl: Ctl,
+        _: Reader,
+        ended: Annotated[
+            int | None, Query(ge=0, le=100_000, description="keep only the N most recent ended tests (all live ones)")
+        ] = None,
+    ) -> list[Test]:
+        """Every test, oldest first; with ``ended``, every live test and only the newest ended ones."""
+        tests = list(ctl.tests.values())
+        if ended is not None:
+            done = [t for t in tests if t.state in TERMINAL_TEST_STATES]
+            keep = {id(t) for t in sorted(done, key=lambda t: t.created_at)[len(done) - ended :]} if ended else set()
+            tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
+        return [ctl.test_out(t) for t in tests]
 
     @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:

@@ -34,6 +34,11 @@ INFO_EVERY_S = 30.0
 GC_FREEZE_EVERY_S = 30.0
 
 
+#: The dashboard follows every live test and this many of the newest ended ones: the history can
+#: grow for months, and the whole of it every second would grow the poll with it.
+ENDED_TESTS_SHOWN = 100
+
+
 class Poller:
     """Fetches agents, providers, tests and server info every ``refresh`` seconds.
 
@@ -98,7 +103,7 @@ class Poller:
             self.post(messages.InfoUpdated(await self.client.info()))
             self._info_at = now
         agents, providers, tests = await asyncio.gather(
-            self.client.agents(), self.client.providers(), self.client.tests()
+            self.client.agents(), self.client.providers(), self.client.tests(ended=ENDED_TESTS_SHOWN)
         )
         self.post(messages.ProvidersUpdated(providers))
         self.post(messages.AgentsUpdated(agents))
