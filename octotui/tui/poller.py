@@ -37,6 +37,9 @@ GC_FREEZE_EVERY_S = 30.0
 #: The dashboard follows every live test and this many of the newest ended ones: the history can
 #: grow for months, and the whole of it every second would grow the poll with it.
 ENDED_TESTS_SHOWN = 100
+#: After an action the dashboard polls every HURRY_PERIOD_S for HURRY_S seconds.
+HURRY_S = 3.0
+HURRY_PERIOD_S = 0.25
 
 
 class Poller:
@@ -54,6 +57,7 @@ class Poller:
         self.test_id: str | None = None
         self.audit = False
         self._wake = asyncio.Event()
+        self._hurry_until = 0.0
         self._samples: deque[HostSample] = deque(maxlen=int(METRICS_WINDOW_S * 2))
         self._samples_of: str | None = None
         self._info_at = 0.0
@@ -61,7 +65,10 @@ class Poller:
         self.rounds = 0
 
     def wake(self) -> None:
-        """Fetch now instead of at the end of the current sleep."""
+        """Fetch now instead of at the end of the current sleep, then quickly for a few seconds:
+        after an action (launch, stop) its effect shows as soon as the server has it, not a
+        whole refresh period later."""
+        self._hurry_until = time.monotonic() + HURRY_S
         self._wake.set()
 
     async def run(self) -> None:
@@ -92,6 +99,8 @@ class Poller:
             if time.monotonic() - last_freeze > GC_FREEZE_EVERY_S:
                 gc.freeze()
                 last_freeze = time.monotonic()
+            if time.monotonic() < self._hurry_until:
+                delay = min(delay, HURRY_PERIOD_S)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
