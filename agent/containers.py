@@ -768,9 +768,15 @@ class DockerRuntime:
 
     def _stop_after(self, tracked: Tracked, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
+        resend_at = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if tracked.terminal or tracked.finishing or self._closed.is_set():
                 return
+            if time.monotonic() >= resend_at:
+                # JMeter opens its shutdown listener only once its plan is loaded: a JVM still
+                # starting (a busy machine) misses the first datagram, so say it again each second.
+                self._send_stop(tracked)
+                resend_at = time.monotonic() + 1.0
             time.sleep(0.2)
         if tracked.terminal or tracked.finishing or not tracked.docker_id or self._closed.is_set():
             return

@@ -378,6 +378,29 @@ def test_real_jmeter_runs_a_plan_and_stops_gracefully(
         httpd.server_close()
 
 
+def test_stop_while_jmeter_still_starts_is_still_graceful(
+    runtime: DockerRuntime, docker_client: Any, jmeter_image: str
+) -> None:
+    """A stop that arrives before JMeter listens for it (its JVM still loading the plan) is repeated
+    until JMeter hears it: the container ends with exit 0, not by ``docker stop``."""
+    httpd = _Server(("127.0.0.1", 0), _Target)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        props = {"host": "127.0.0.1", "port": str(httpd.server_address[1]), "users": "1", "duration": "120",
+                 "think_ms": "50"}  # fmt: skip
+        command = _launch(jmeter_image, properties=props)
+        command.launch.plan = (ROOT / "examples" / "http-get.jmx").read_text()  # type: ignore[union-attr]
+        cid = command.container_id
+        runtime.launch(command)
+        assert runtime.tracked(cid).tracker.shutdown_port is None, "JMeter is not listening yet"  # type: ignore[union-attr]
+        assert runtime.stop(cid, grace_s=60) == "StopTestNow sent"
+        done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=90, what="graceful stop")
+        assert (done.state, done.exit_code, done.error) == ("finished", 0, None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_agent_network_mode_applies_unless_the_launch_names_another(
     tmp_path: Path, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:

@@ -116,7 +116,9 @@ def test_spread_live_figures_stop_and_cleanup(server, two_agents, docker_client,
     assert results["p90_ms"] <= results["p95_ms"] <= results["p99_ms"] <= results["max_ms"]
     assert results["samples"] == sum(c["final"]["samples"] for c in final["containers"]), "JTL totals add up"
     assert {c["state"] for c in final["containers"]} == {"finished"}
-    assert all(c["exit_code"] == 0 for c in final["containers"]), "JMeter stopped gracefully (exit 0)"
+    assert all(c["exit_code"] == 0 for c in final["containers"]), [
+        (c["agent_name"], c["exit_code"], c["error"]) for c in final["containers"]
+    ]  # JMeter stopped gracefully (exit 0)
     wait_until(lambda: not _managed_containers(docker_client, test_id), timeout=30, what="containers removed")
 
     # The record survives a server restart with its final results.
