@@ -7,13 +7,8 @@ refuses the server with "certificate verify failed" in its log and registers not
 
 from __future__ import annotations
 
-import shutil
-import signal
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,74 +17,24 @@ import pytest
 
 from tests.conftest import AgentProcess, _missing, wait_until
 from tests.test_proxy import TINYPROXY, Tinyproxy
+from tests.tlskit import Pki, make_pki
+from tests.tlskit import https_server as serve_https
 
 ADMIN = "agent-tls-admin"
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=cwd)
-
-
-def _make_ca(directory: Path, name: str) -> Path:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=directory)  # fmt: skip
-    return directory / f"{name}.pem"
-
-
-@dataclass(frozen=True)
-class Pki:
-    """A CA, another CA, and a server certificate for 127.0.0.1 signed by the first."""
-
-    ca: Path
-    other_ca: Path
-    cert: Path
-    key: Path
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
-    if shutil.which("openssl") is None:
-        _missing("openssl is not installed: run `bash scripts/test-tools.sh`")
-    directory = tmp_path / "pki"
-    directory.mkdir()
-    ca = _make_ca(directory, "agent-ca")
-    other = _make_ca(directory, "other-ca")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-             "-out", "server.csr", cwd=directory)  # fmt: skip
-    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "agent-ca.pem", "-CAkey", "agent-ca.key", "-CAcreateserial",
-             "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem", cwd=directory)  # fmt: skip
-    return Pki(ca, other, directory / "server.pem", directory / "server.key")
+    return make_pki(tmp_path / "pki")
 
 
 @pytest.fixture
 def https_server(tmp_path: Path, pki: Pki) -> Iterator[str]:
     """``octotui server`` serving HTTPS on 127.0.0.1; yields its https:// URL."""
-    data = tmp_path / "server"
-    cmd = [sys.executable, "-m", "octotui", "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0",
-           f"--admin-token={ADMIN}", "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
-           "--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6"]  # fmt: skip
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-
-        def url() -> str:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {log_path.read_text()[-2000:]}")
-            return (data / "server.url").read_text().strip()
-
-        found = wait_until(url, timeout=30, what="server.url")
-        assert found.startswith("https://127.0.0.1:")
-        yield found
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with serve_https(
+        tmp_path, pki, ADMIN, "--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6"
+    ) as url:
+        yield url
 
 
 @pytest.fixture
