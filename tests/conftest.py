@@ -139,6 +139,10 @@ class ServerProcess:
         )
 
 
+#: State folders of every agent process this pytest process started, for the session-end sweep.
+STARTED_AGENT_STATE_DIRS: set[Path] = set()
+
+
 class AgentProcess:
     """``octotui-agent`` as a real child process."""
 
@@ -166,6 +170,7 @@ class AgentProcess:
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
         )
         log.close()
+        STARTED_AGENT_STATE_DIRS.add(self.state_dir)
         return self
 
     def log(self) -> str:
@@ -203,3 +208,36 @@ def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
     for agent in started:
         with contextlib.suppress(Exception):
             agent.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_agent_containers() -> Iterator[None]:
+    """At the end of the session, remove any container an agent of this session left behind.
+
+    Tests clean up after themselves; this is the net under a test that failed half-way (a killed
+    agent's exited JMeter container would otherwise stay on the engine). It touches only containers
+    labelled with the id of an agent this pytest process started.
+    """
+    yield
+    import json
+
+    ids: set[str] = set()
+    for state_dir in STARTED_AGENT_STATE_DIRS:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            ids.add(str(json.loads((state_dir / "identity.json").read_text())["agent_id"]))
+    if not ids:
+        return
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+    except Exception:
+        return
+    from octotui.protocol import LABEL_AGENT
+
+    with client:
+        for agent_id in ids:
+            with contextlib.suppress(Exception):
+                for container in client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}):
+                    with contextlib.suppress(Exception):
+                        container.remove(force=True, v=True)
