@@ -45,6 +45,7 @@ from octotui.protocol import (
 )
 from octotui.server.auth import Principal, require_agent, require_operator, require_provider
 from octotui.server.controller import Controller
+from octotui.server.fastpath import AgentFastPath
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 
@@ -192,6 +193,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _routes() -> APIRouter:
+    from octotui.protocol import Changes
+
     public = APIRouter(prefix=API_PREFIX)
 
     @public.get("/health", response_model=Health, tags=["server"])
@@ -361,6 +364,23 @@ def _routes() -> APIRouter:
             tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
         return [ctl.test_out(t) for t in tests]
 
+    @api.get("/changes", response_model=Changes, tags=["server"])
+    async def changes(
+        ctl: Ctl,
+        who: Reader,
+        since: Annotated[
+            int | None, Query(ge=0, le=2**62, description="the revision of the previous answer (absent: everything)")
+        ] = None,
+        epoch: Annotated[str | None, Query(max_length=64, description="the epoch of the previous answer")] = None,
+        ended: Annotated[
+            int | None, Query(ge=0, le=100_000, description="the whole state keeps only the N newest ended tests")
+        ] = None,
+    ) -> Any:
+        """What changed after revision ``since`` of ``epoch``: agents, providers, tests (without their
+        containers) and containers, and the ids removed; or the whole state (``full``) when the
+        server cannot answer exactly: no ``since``, another epoch (it restarted), too old a revision."""
+        return ctl.changes(since, epoch, ended, who.kind == "admin")
+
     @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
         return ctl.test_out(ctl.test_or_404(test_id))
@@ -442,8 +462,11 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"the server's store cannot be written, nothing was changed ({message})"}, 503)
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
-    """The control server's ASGI app; its lifespan opens the store and runs the background work."""
+def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
+    """The control server's ASGI app; its lifespan opens the store and runs the background work.
+
+    ``fast_path=False`` leaves the agents' hot routes to FastAPI alone (the parity tests compare both).
+    """
     store = Store(settings.db_path)
     controller = Controller(settings, store)
 
@@ -475,6 +498,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sqlite3.OperationalError, _store_error)
     app.include_router(_routes())
+    if fast_path:  # inside the gate: it sees authenticated requests with bounded bodies
+        app.add_middleware(AgentFastPath, api=app)
     app.add_middleware(
         GateMiddleware, controller=controller, max_body=settings.max_body_bytes, max_plan=settings.max_plan_bytes
     )

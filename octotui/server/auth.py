@@ -122,8 +122,15 @@ def require_operator(principal: Principal, write: bool, what: str = "this change
         raise _refuse(principal, what, "changes need an admin token")
 
 
+def acts_as_agent(principal: Principal, agent_id: str) -> bool:
+    """True when ``principal`` is the agent ``agent_id`` itself: the rule of :func:`require_agent`."""
+    return principal.kind == "agent" and principal.subject == agent_id
+
+
 def require_agent(principal: Principal, agent_id: str) -> None:
     """403 unless ``principal`` is the agent ``agent_id`` itself."""
+    if acts_as_agent(principal, agent_id):
+        return
     if principal.kind != "agent":
         raise _refuse(principal, "acting as an agent", "it needs that agent's token")
     if principal.subject != agent_id:

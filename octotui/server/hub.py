@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from array import array
 from collections import deque
@@ -101,6 +102,16 @@ class SeriesWindows:
 
     def drop(self, test_id: str) -> None:
         self._series.pop(test_id, None)
+
+
+def poll_wait(least: float, most: float, asked: float | None = None) -> float:
+    """How long a long poll waits: ``asked`` (capped at ``most``), else randomly between the two.
+
+    Randomised so that agents started together do not all come back in the same second.
+    """
+    if asked is not None:
+        return min(asked, most)
+    return random.uniform(least, most)
 
 
 def to_command(rec: CommandRec) -> Command:
