@@ -8,6 +8,7 @@ httpx's exception tree themselves.
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -17,9 +18,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from octotui.protocol import (
     API_PREFIX,
+    TERMINAL_TEST_STATES,
     Agent,
     AgentMetrics,
     AuditEntry,
+    Changes,
+    ContainerRecord,
     Health,
     Placement,
     Provider,
@@ -202,6 +206,16 @@ class Client:
         response = await self._request("POST", f"/tests/{test_id}/containers/{container_id}/stop")
         return self._parse(response, Test)
 
+    async def changes(self, since: int | None = None, epoch: str | None = None, ended: int | None = None) -> Changes:
+        """What changed after revision ``since`` of ``epoch`` (absent: the whole state); ``ended``:
+        the whole state keeps only that many ended tests. A server without the feed answers 404."""
+        params: dict[str, str | int] = {}
+        if since is not None and epoch is not None:
+            params = {"since": since, "epoch": epoch}
+        if ended is not None:
+            params["ended"] = ended
+        return self._parse(await self._request("GET", "/changes", params=params), Changes)
+
     # --- operator tokens and audit ------------------------------------------------------------
 
     async def create_token(self, name: str, role: str) -> TokenCreated:
@@ -221,3 +235,126 @@ class Client:
         if before is not None:
             params["before"] = before
         return self._parse_list(await self._request("GET", "/audit", params=params), AuditEntry)
+
+
+@dataclass
+class Applied:
+    """What one answer of the change feed changed in a :class:`Mirror` (ids, removed ones included).
+
+    ``full``: the mirror was rebuilt from the whole state, so anything may have changed.
+    """
+
+    full: bool = False
+    agents: set[str] = field(default_factory=set)
+    providers: set[str] = field(default_factory=set)
+    tests: set[str] = field(default_factory=set)
+
+
+class Mirror:
+    """The dashboard's copy of the server's agents, providers and tests, kept by the change feed.
+
+    Its lists equal what ``GET /agents``, ``GET /providers`` and ``GET /tests?ended=N`` answer:
+    the same records in the same order. Records that did not change stay the same objects, so
+    a consumer can tell what changed by identity.
+    """
+
+    def __init__(self, ended: int | None = None) -> None:
+        #: Ended tests kept (the newest by creation): as ``GET /tests?ended=``; None keeps all.
+        self.ended = ended
+        self.epoch: str | None = None
+        self.revision: int | None = None
+        self._agents: dict[str, Agent] = {}
+        self._providers: dict[str, Provider] = {}
+        self._summaries: dict[str, Test] = {}  # without their containers
+        self._containers: dict[str, dict[str, ContainerRecord]] = {}  # test id -> container id -> record
+        self._tests: dict[str, Test] = {}  # with their containers
+        self._agent_list: list[Agent] = []
+        self._provider_list: list[Provider] = []
+        self._test_list: list[Test] = []
+
+    @property
+    def agents(self) -> list[Agent]:
+        """Every agent, as ``GET /agents`` lists them."""
+        return self._agent_list
+
+    @property
+    def providers(self) -> list[Provider]:
+        """Every provider, as ``GET /providers`` lists them."""
+        return self._provider_list
+
+    @property
+    def tests(self) -> list[Test]:
+        """The tests, with their containers, as ``GET /tests?ended=N`` lists them."""
+        return self._test_list
+
+    def test(self, test_id: str) -> Test | None:
+        """One test held, with its containers."""
+        return self._tests.get(test_id)
+
+    def apply(self, changes: Changes) -> Applied:
+        """Take one answer of the feed; say what changed."""
+        applied = Applied(full=changes.full)
+        if changes.full:
+            self._agents, self._providers, self._summaries = {}, {}, {}
+            self._containers, self._tests = {}, {}
+        for a in changes.agents:
+            self._agents[a.id] = a
+            applied.agents.add(a.id)
+        for key in changes.removed_agents:
+            self._agents.pop(key, None)
+            applied.agents.add(key)
+        for p in changes.providers:
+            self._providers[p.id] = p
+            applied.providers.add(p.id)
+        for key in changes.removed_providers:
+            self._providers.pop(key, None)
+            applied.providers.add(key)
+        for t in changes.tests:
+            self._summaries[t.id] = t
+            self._containers.setdefault(t.id, {})
+            applied.tests.add(t.id)
+        for key in changes.removed_tests:
+            self._forget_test(key)
+            applied.tests.add(key)
+        reorder: set[str] = set()
+        for c in changes.containers:
+            held = self._containers.get(c.test_id)
+            if held is None:
+                continue  # a test this mirror does not keep (an old ended one)
+            if c.id not in held:
+                reorder.add(c.test_id)
+            held[c.id] = c
+            applied.tests.add(c.test_id)
+        if applied.tests or changes.full:
+            self._trim(applied)
+            for key in applied.tests:
+                summary = self._summaries.get(key)
+                if summary is None:
+                    continue
+                held = self._containers[key]
+                if key in reorder and not changes.full:  # the server lists them by index
+                    held = self._containers[key] = dict(sorted(held.items(), key=lambda kv: kv[1].index))
+                self._tests[key] = summary.model_copy(update={"containers": list(held.values())})
+            self._test_list = [self._tests[key] for key in self._summaries]
+        if applied.agents or changes.full:
+            self._agent_list = list(self._agents.values())
+        if applied.providers or changes.full:
+            self._provider_list = sorted(self._providers.values(), key=lambda p: p.created_at)
+        self.epoch, self.revision = changes.epoch, changes.revision
+        return applied
+
+    def _forget_test(self, key: str) -> None:
+        self._summaries.pop(key, None)
+        self._containers.pop(key, None)
+        self._tests.pop(key, None)
+
+    def _trim(self, applied: Applied) -> None:
+        """Keep only the ``ended`` newest ended tests (by creation), as the server lists them."""
+        if self.ended is None:
+            return
+        done = [t for t in self._summaries.values() if t.state in TERMINAL_TEST_STATES]
+        if len(done) <= self.ended:
+            return
+        for t in sorted(done, key=lambda t: t.created_at)[: len(done) - self.ended]:
+            self._forget_test(t.id)
+            applied.tests.add(t.id)

@@ -412,6 +412,32 @@ class TestSeries(Model):
     points: list[TestSeriesPoint]
 
 
+# --- change feed -----------------------------------------------------------------------------
+
+
+class Changes(Model):
+    """Answer of ``GET /api/v1/changes``: what changed after a revision, or the whole state.
+
+    ``full`` is true when the answer is the whole state (no ``since``, another ``epoch``: the
+    server restarted, or a revision it no longer knows): drop everything held before. Otherwise
+    it holds the records changed after ``since`` and the ids of the records removed. Tests come
+    without their containers (``containers`` empty): those come in :attr:`containers`, each with
+    its ``test_id``, so a change of one container never resends its test's thousand others.
+    Ask again with ``since=revision&epoch=epoch``.
+    """
+
+    epoch: str
+    revision: int
+    full: bool = True
+    agents: list[Agent] = Field(default_factory=list)
+    providers: list[Provider] = Field(default_factory=list)
+    tests: list[Test] = Field(default_factory=list)
+    containers: list[ContainerRecord] = Field(default_factory=list)
+    removed_agents: list[str] = Field(default_factory=list)
+    removed_providers: list[str] = Field(default_factory=list)
+    removed_tests: list[str] = Field(default_factory=list)
+
+
 # --- operator tokens and audit ---------------------------------------------------------------
 
 TokenName = Annotated[

@@ -193,6 +193,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _routes() -> APIRouter:
+    from octotui.protocol import Changes
+
     public = APIRouter(prefix=API_PREFIX)
 
     @public.get("/health", response_model=Health, tags=["server"])
@@ -361,6 +363,23 @@ def _routes() -> APIRouter:
             keep = {id(t) for t in sorted(done, key=lambda t: t.created_at)[len(done) - ended :]} if ended else set()
             tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
         return [ctl.test_out(t) for t in tests]
+
+    @api.get("/changes", response_model=Changes, tags=["server"])
+    async def changes(
+        ctl: Ctl,
+        who: Reader,
+        since: Annotated[
+            int | None, Query(ge=0, le=2**62, description="the revision of the previous answer (absent: everything)")
+        ] = None,
+        epoch: Annotated[str | None, Query(max_length=64, description="the epoch of the previous answer")] = None,
+        ended: Annotated[
+            int | None, Query(ge=0, le=100_000, description="the whole state keeps only the N newest ended tests")
+        ] = None,
+    ) -> Any:
+        """What changed after revision ``since`` of ``epoch``: agents, providers, tests (without their
+        containers) and containers, and the ids removed; or the whole state (``full``) when the
+        server cannot answer exactly: no ``since``, another epoch (it restarted), too old a revision."""
+        return ctl.changes(since, epoch, ended, who.kind == "admin")
 
     @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:

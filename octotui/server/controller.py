@@ -22,6 +22,7 @@ from octotui.protocol import (
     TERMINAL_CONTAINER_STATES,
     TERMINAL_TEST_STATES,
     Agent,
+    Changes,
     CommandAck,
     ContainerRecord,
     ContainerReport,
@@ -42,7 +43,7 @@ from octotui.server.auth import STARTUP_ADMIN, Principal, TokenIndex, hash_token
 from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
 from octotui.server.jmx import PlanError, validate_plan
 from octotui.server.placement import Candidate, PlacementError, place
-from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.records import AgentRec, ChangeLog, CommandRec, ContainerRec, ProviderRec, TestRec
 from octotui.server.results import final_results, live_results
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Snapshot, Store
@@ -87,6 +88,8 @@ class Controller:
         self._seen_dirty: set[str] = set()
         self._acked: OrderedDict[str, None] = OrderedDict()  # recently acknowledged command ids
         self._last_point = 0.0
+        #: What changed when, for ``GET /changes``: every change of what a listing shows touches it.
+        self.feed = ChangeLog()
 
     # --- start-up and persistence --------------------------------------------------------------
 
@@ -212,6 +215,10 @@ class Controller:
     def _name_taken(self, name: str, except_id: str | None = None) -> bool:
         return any(p.name.lower() == name.lower() and p.id != except_id for p in self.providers.values())
 
+    def sorted_providers(self) -> list[ProviderRec]:
+        """The providers, oldest first (as listed)."""
+        return sorted(self.providers.values(), key=lambda p: p.created_at)
+
     def provider_out(self, p: ProviderRec, show_token: bool) -> Provider:
         agents = [a for a in self.agents.values() if a.provider_id == p.id]
         return Provider(
@@ -230,6 +237,7 @@ class Controller:
         await self.store.save_provider(p)  # first: a refused write must leave nothing behind
         self.providers[p.id] = p
         self.tokens.add(hash_token(p.token), "provider", p.id)
+        self.feed.touch("provider", p.id)
         log.info("provider %s created (%s)", p.name, p.id)
         return p
 
@@ -239,6 +247,10 @@ class Controller:
             raise HTTPException(409, f"a provider named {name!r} already exists")
         await self.store.save_provider(dataclasses.replace(p, name=name))
         p.name = name
+        self.feed.touch("provider", p.id)
+        for a in self.agents.values():
+            if a.provider_id == p.id:  # each agent shows its provider's name
+                self.feed.touch("agent", a.id)
         return p
 
     async def rotate_provider_token(self, provider_id: str) -> ProviderRec:
@@ -248,6 +260,7 @@ class Controller:
         self.tokens.remove(hash_token(p.token))
         p.token = token
         self.tokens.add(hash_token(p.token), "provider", p.id)
+        self.feed.touch("provider", p.id)
         log.info("provider %s: registration token rotated", p.name)
         return p
 
@@ -263,6 +276,7 @@ class Controller:
             self._forget_agent(agent_id)
         self.tokens.remove(hash_token(p.token))
         del self.providers[p.id]
+        self.feed.remove("provider", p.id)
         await self.store.delete_provider(p.id, agent_ids)
         log.info("provider %s deleted with %d agent(s)", p.name, len(agent_ids))
 
@@ -333,6 +347,8 @@ class Controller:
             log.info("agent %s registered in provider %s as %s", a.name, self.providers[provider_id].name, a.id)
         else:
             self.tokens.remove(a.token_hash)
+            if (a.name, a.location) != (req.name, req.location):
+                self._touch_containers_of(a.id)  # they show their agent's name and location
             a.name, a.location, a.version = req.name, req.location, req.version
             a.cpu_count, a.memory_total, a.platform = req.cpu_count, req.memory_total, req.platform
             a.token_hash = token_hash
@@ -341,6 +357,8 @@ class Controller:
             log.info("agent %s (%s) registered again: same id, new token", a.name, a.id)
         a.last_seen = a.health_ref = now
         a.status = "online"
+        self.feed.touch("agent", a.id)
+        self.feed.touch("provider", provider_id)  # its agent count and locations
         self.tokens.add(token_hash, "agent", a.id)
         await self.store.save_agent(a)
         return RegisterResponse(
@@ -361,6 +379,15 @@ class Controller:
         for cid in list(self.live.get(agent_id, ())):
             self._set_state(self.containers[cid], "lost", f"agent {a.name} was deleted")
         self.live.pop(agent_id, None)
+        self.feed.remove("agent", agent_id)
+        self.feed.touch("provider", a.provider_id)
+        self._touch_containers_of(agent_id)  # they no longer show its name
+
+    def _touch_containers_of(self, agent_id: str) -> None:
+        # Rare (an agent renamed, moved or deleted): a scan of every container is fine.
+        for c in self.containers.values():
+            if c.agent_id == agent_id:
+                self.feed.touch("container", c.id)
 
     async def delete_agent(self, agent_id: str) -> None:
         a = self.agent_or_404(agent_id)
@@ -380,6 +407,7 @@ class Controller:
             a.status = "online"
         a.host = hb.host
         a.docker = hb.docker
+        self.feed.touch("agent", agent_id)
         self.hosts.add(agent_id, [*hb.samples, hb.host] if hb.samples else [hb.host])
         stop: list[str] = []
         reported: set[str] = set()
@@ -427,8 +455,18 @@ class Controller:
         if state != c.state:
             self._set_state(c, state, r.error)
         c.updated_at = now
+        self._touch_container(c)
         ended = t is None or t.state in TERMINAL_TEST_STATES
         return ended and state not in TERMINAL_CONTAINER_STATES
+
+    def _test_changed(self, t: TestRec) -> None:
+        self._dirty_tests.add(t.id)
+        self.feed.touch("test", t.id)
+
+    def _touch_container(self, c: ContainerRec) -> None:
+        # Its test too: the test's live results sum its containers' figures.
+        self.feed.touch("container", c.id)
+        self.feed.touch("test", c.test_id)
 
     def _set_state(self, c: ContainerRec, state: str, error: str | None = None) -> None:
         c.state = state
@@ -436,11 +474,15 @@ class Controller:
         if error:
             c.error = error
         self._dirty_containers.add(c.id)
+        self._touch_container(c)
         live = self.live.setdefault(c.agent_id, set())
+        was = len(live)
         if state in TERMINAL_CONTAINER_STATES:
             live.discard(c.id)
         else:
             live.add(c.id)
+        if len(live) != was and c.agent_id in self.agents:
+            self.feed.touch("agent", c.agent_id)  # its count of containers
         t = self.tests.get(c.test_id)
         if t is not None:
             self._update_test(t)
@@ -465,12 +507,12 @@ class Controller:
             if new == "running" and t.started_at is None:
                 t.started_at = time.time()
             t.state = new
-            self._dirty_tests.add(t.id)
+            self._test_changed(t)
             log.info("test %s (%s) is %s", t.name, t.id, new)
         reason = self._degraded_reason(cs) or (t.reason if t.stop_requested else None)
         if reason != t.reason:
             t.reason = reason
-            self._dirty_tests.add(t.id)
+            self._test_changed(t)
             if reason:
                 log.warning("test %s (%s) runs %s", t.name, t.id, reason)
 
@@ -511,7 +553,7 @@ class Controller:
             t.reason = stopped
         started = t.started_at or t.created_at
         t.results = final_results(cs, now - started if t.started_at else None)
-        self._dirty_tests.add(t.id)
+        self._test_changed(t)
         log.info("test %s (%s) %s%s", t.name, t.id, t.state, f" ({t.reason})" if t.reason else "")
 
     # --- commands ------------------------------------------------------------------------------
@@ -549,6 +591,7 @@ class Controller:
             elif cmd.kind == "stop":
                 c.error = ack.error or "the agent could not stop the container"
                 self._dirty_containers.add(c.id)
+                self._touch_container(c)
         elif cmd.kind == "launch" and c.state == "pending":
             self._set_state(c, "starting")
 
@@ -581,7 +624,8 @@ class Controller:
             updated_at=_dt(c.updated_at),
         )
 
-    def test_out(self, t: TestRec) -> Test:
+    def test_out(self, t: TestRec, with_containers: bool = True) -> Test:
+        """The test as listed; ``with_containers=False``: without them (the change feed)."""
         cs = [self.containers[i] for i in t.container_ids if i in self.containers]
         results = t.results if t.results is not None else live_results(cs)
         return Test(
@@ -597,9 +641,64 @@ class Controller:
             created_at=_dt(t.created_at),
             started_at=_dt(t.started_at),
             ended_at=_dt(t.ended_at),
-            containers=[self.container_out(c) for c in cs],
+            containers=[self.container_out(c) for c in cs] if with_containers else [],
             results=results,
         )
+
+    def listed_tests(self, ended: int | None) -> list[TestRec]:
+        """Every test, oldest first; with ``ended``, every live test and only the newest ended ones."""
+        tests = list(self.tests.values())
+        if ended is not None:
+            done = [t for t in tests if t.state in TERMINAL_TEST_STATES]
+            keep = {id(t) for t in sorted(done, key=lambda t: t.created_at)[len(done) - ended :]} if ended else set()
+            tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
+        return tests
+
+    def changes(self, since: int | None, epoch: str | None, ended: int | None, show_token: bool) -> Changes:
+        """What changed after revision ``since`` of ``epoch``, or the whole state when that cannot be
+        answered exactly (no revision, another epoch, a revision too old or never given out).
+
+        The whole state lists the tests as ``GET /tests?ended=`` does; changes list every test
+        that changed, so a client keeping ``ended`` ended tests trims its own copy.
+        """
+        self.sweep_health(time.time())  # statuses are ages: bring them up to date first
+        feed = self.feed
+        if since is None or epoch != feed.epoch or not feed.answers(since):
+            tests = self.listed_tests(ended)
+            return Changes(
+                epoch=feed.epoch,
+                revision=feed.revision,
+                full=True,
+                agents=[self.agent_out(a) for a in self.agents.values()],
+                providers=[self.provider_out(p, show_token) for p in self.sorted_providers()],
+                tests=[self.test_out(t, with_containers=False) for t in tests],
+                containers=[
+                    self.container_out(self.containers[i])
+                    for t in tests
+                    for i in t.container_ids
+                    if i in self.containers
+                ],
+            )
+        out = Changes(epoch=feed.epoch, revision=feed.revision, full=False)
+        for kind, key in feed.since(since):
+            if kind == "agent":
+                if (a := self.agents.get(key)) is not None:
+                    out.agents.append(self.agent_out(a))
+                else:
+                    out.removed_agents.append(key)
+            elif kind == "provider":
+                if (p := self.providers.get(key)) is not None:
+                    out.providers.append(self.provider_out(p, show_token))
+                else:
+                    out.removed_providers.append(key)
+            elif kind == "test":
+                if (t := self.tests.get(key)) is not None:
+                    out.tests.append(self.test_out(t, with_containers=False))
+                else:
+                    out.removed_tests.append(key)
+            elif (c := self.containers.get(key)) is not None:
+                out.containers.append(self.container_out(c))
+        return out
 
     def _candidates(self, provider_id: str) -> list[Candidate]:
         now = time.time()
@@ -694,6 +793,8 @@ class Controller:
                 self.live.setdefault(c.agent_id, set()).add(c.id)
                 t.container_ids.append(c.id)
                 self._dirty_containers.add(c.id)
+                self._touch_container(c)
+                self.feed.touch("agent", c.agent_id)
                 spec_ = LaunchSpec(
                     test_id=t.id,
                     container_id=c.id,
@@ -707,7 +808,7 @@ class Controller:
                 self._queue(candidate.id, "launch", c, spec_)
                 index += 1
         self.tests[t.id] = t
-        self._dirty_tests.add(t.id)
+        self._test_changed(t)
         await self.flush()
         log.info("test %s (%s): %d container(s) queued on %d agent(s)", t.name, t.id, index, len(spread))
         return self.test_out(t)
@@ -732,7 +833,7 @@ class Controller:
         if t.state not in TERMINAL_TEST_STATES:
             t.stop_requested = True
             t.reason = f"stopped by {by} before its planned end"
-            self._dirty_tests.add(t.id)
+            self._test_changed(t)
             for cid in t.container_ids:
                 if cid in self.containers:
                     self._stop_container(self.containers[cid])
@@ -752,14 +853,20 @@ class Controller:
 
     # --- periodic work -------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Recompute agent health, mark containers of offline agents lost, sample live tests."""
-        now = time.time()
+    def sweep_health(self, now: float) -> None:
+        """Take each agent's status from the age of its last heartbeat."""
         for a in self.agents.values():
             status = self._status(a, now)
             if status != a.status:
                 log.info("agent %s (%s) is %s", a.name, a.id, status)
                 a.status = status
+                self.feed.touch("agent", a.id)
+
+    def tick(self) -> None:
+        """Recompute agent health, mark containers of offline agents lost, sample live tests."""
+        now = time.time()
+        self.sweep_health(now)
+        for a in self.agents.values():
             if now - a.health_ref >= self.settings.offline_after and self.live.get(a.id):
                 for cid in list(self.live[a.id]):
                     c = self.containers[cid]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from octotui.protocol import DockerInfo, FinalResults, HostSample, JMeterFigures, LaunchSpec, TestResults
@@ -87,3 +89,52 @@ class CommandRec:
     launch: LaunchSpec | None = None
     grace_s: float = 20.0
     delivered_at: float | None = None  # live only: when a poll last handed it out
+
+
+class ChangeLog:
+    """The revision of each record's last visible change, oldest first, for the change feed.
+
+    A record is keyed by its kind and id. ``epoch`` names this server's run: revisions restart
+    with the process, so a client holding another epoch must take the full state again. Removed
+    records stay in the log (the client must learn they are gone) until ``keep_removed`` newer
+    removals push them out; ``floor`` then says how far back the log still answers exactly.
+    """
+
+    def __init__(self, keep_removed: int = 10_000) -> None:
+        self.epoch = secrets.token_hex(8)
+        self.revision = 0
+        self.floor = 0
+        self.keep_removed = keep_removed
+        self._log: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._removed: deque[tuple[int, tuple[str, str]]] = deque()
+
+    def touch(self, kind: str, key: str) -> None:
+        """Record that ``kind`` ``key`` changed (or appeared) now."""
+        self.revision += 1
+        k = (kind, key)
+        self._log[k] = self.revision
+        self._log.move_to_end(k)
+
+    def remove(self, kind: str, key: str) -> None:
+        """Record that ``kind`` ``key`` is gone."""
+        self.touch(kind, key)
+        self._removed.append((self.revision, (kind, key)))
+        while len(self._removed) > self.keep_removed:
+            rev, k = self._removed.popleft()
+            if self._log.get(k) == rev:
+                del self._log[k]
+            self.floor = rev
+
+    def answers(self, since: int) -> bool:
+        """True when the changes after ``since`` are all still known."""
+        return self.floor <= since <= self.revision
+
+    def since(self, revision: int) -> list[tuple[str, str]]:
+        """The records changed after ``revision``, oldest change first."""
+        out: list[tuple[str, str]] = []
+        for k, rev in reversed(self._log.items()):
+            if rev <= revision:
+                break
+            out.append(k)
+        out.reverse()
+        return out

@@ -101,6 +101,8 @@ class OctoApp(App[int]):
         self.set_reactive(OctoApp.read_only, read_only)
         self.set_reactive(OctoApp.connection, Connection(refresh=refresh))
         self.poller = Poller(client, refresh, self.post_message)
+        #: The agents list last set and the ids that changed in it (None: any may have).
+        self.agents_hint: tuple[list[Agent], frozenset[str] | None] = ([], None)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -125,7 +127,13 @@ class OctoApp(App[int]):
         self.read_only = self.forced_read_only or message.info.role == "read-only"
 
     def on_agents_updated(self, message: messages.AgentsUpdated) -> None:
+        self.agents_hint = (message.agents, message.changed)
         self.agents = message.agents
+
+    def agents_changed_in(self, agents: list[Agent]) -> frozenset[str] | None:
+        """The ids of the agents that changed when ``agents`` was set (None: unknown, any)."""
+        hinted, changed = self.agents_hint
+        return changed if hinted is agents else None
 
     def on_providers_updated(self, message: messages.ProvidersUpdated) -> None:
         self.providers = message.providers

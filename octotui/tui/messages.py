@@ -18,9 +18,10 @@ class InfoUpdated(Message):
 
 @dataclass
 class AgentsUpdated(Message):
-    """A fresh list of every agent arrived."""
+    """A fresh list of every agent arrived; ``changed``: the ids of those that changed (None: any)."""
 
     agents: list[Agent]
+    changed: frozenset[str] | None = None
 
 
 @dataclass
@@ -32,10 +33,11 @@ class ProvidersUpdated(Message):
 
 @dataclass
 class TestsUpdated(Message):
-    """A fresh list of every test arrived."""
+    """A fresh list of every test arrived; ``changed``: the ids of those that changed (None: any)."""
 
     __test__ = False
     tests: list[Test]
+    changed: frozenset[str] | None = None
 
 
 @dataclass

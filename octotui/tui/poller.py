@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from octotui.client import Client, ClientError
+from octotui.client import Client, ClientError, Mirror
 from octotui.client import ServerUnreachable as Unreachable
 from octotui.protocol import AgentMetrics, HostSample
 from octotui.tui import messages
@@ -63,6 +63,9 @@ class Poller:
         self._info_at = 0.0
         self._lost = True
         self.rounds = 0
+        #: The server's state as the change feed keeps it; ``feed`` False: the server has none.
+        self.mirror = Mirror(ended=ENDED_TESTS_SHOWN)
+        self.feed: bool | None = None
 
     def wake(self) -> None:
         """Fetch now instead of at the end of the current sleep, then quickly for a few seconds:
@@ -111,24 +114,58 @@ class Poller:
         if self._lost or now - self._info_at > INFO_EVERY_S:
             self.post(messages.InfoUpdated(await self.client.info()))
             self._info_at = now
-        agents, providers, tests = await asyncio.gather(
-            self.client.agents(), self.client.providers(), self.client.tests(ended=ENDED_TESTS_SHOWN)
-        )
-        self.post(messages.ProvidersUpdated(providers))
-        self.post(messages.AgentsUpdated(agents))
-        self.post(messages.TestsUpdated(tests))
+            if self._lost and self.feed is False:
+                self.feed = None  # the server may have been upgraded meanwhile: ask again
+        if self.feed is not False and await self._follow_feed():
+            self.feed = True
+        else:
+            agents, providers, tests = await asyncio.gather(
+                self.client.agents(), self.client.providers(), self.client.tests(ended=ENDED_TESTS_SHOWN)
+            )
+            self.post(messages.ProvidersUpdated(providers))
+            self.post(messages.AgentsUpdated(agents))
+            self.post(messages.TestsUpdated(tests))
         agent_id, test_id = self.agent_id, self.test_id
         if agent_id is not None:
             self.post(messages.AgentMetricsUpdated(await self._metrics(agent_id)))
         if test_id is not None:
-            test, series = await asyncio.gather(self.client.test(test_id), self.client.test_series(test_id))
-            self.post(messages.TestDetailUpdated(test, series))
+            held = self.mirror.test(test_id) if self.feed else None
+            if held is not None:
+                series = await self.client.test_series(test_id)
+                self.post(messages.TestDetailUpdated(held, series))
+            else:
+                test, series = await asyncio.gather(self.client.test(test_id), self.client.test_series(test_id))
+                self.post(messages.TestDetailUpdated(test, series))
         if self.audit:
             self.post(await self._audit())
         recovered = self._lost and self.rounds > 0
         self._lost = False
         self.rounds += 1
         self.post(messages.ServerReached(time.time(), recovered))
+
+    async def _follow_feed(self) -> bool:
+        """Take what changed since the last round and post only that; False when the server has
+        no change feed (an older server: 404), so the round fetches the full listings instead."""
+        mirror = self.mirror
+        try:
+            changes = await self.client.changes(mirror.revision, mirror.epoch, ENDED_TESTS_SHOWN)
+        except Unreachable:
+            raise
+        except ClientError as exc:
+            if exc.status not in (404, 405):
+                raise
+            log.info("the server has no change feed (%s): polling the full listings", exc.status)
+            self.feed = False
+            return False
+        applied = mirror.apply(changes)
+        full = applied.full
+        if full or applied.providers:
+            self.post(messages.ProvidersUpdated(mirror.providers))
+        if full or applied.agents:
+            self.post(messages.AgentsUpdated(mirror.agents, None if full else frozenset(applied.agents)))
+        if full or applied.tests:
+            self.post(messages.TestsUpdated(mirror.tests, None if full else frozenset(applied.tests)))
+        return True
 
     async def _audit(self) -> messages.AuditUpdated:
         # A server without an audit log (or one that refuses this token) must not stop the

@@ -42,7 +42,7 @@ class MainScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter-bar").display = False
-        self.watch(self.app, "agents", self._agents_changed)
+        self.watch(self.app, "agents", self._agents_arrived)
         self.watch(self.app, "providers", self._providers_changed)
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(AgentsTable).focus()
@@ -62,10 +62,13 @@ class MainScreen(DashboardScreen):
     def stale_changed(self, stale: bool) -> None:
         self._agents_changed(self.octo.agents)
 
-    def _agents_changed(self, agents: list[Agent]) -> None:
+    def _agents_arrived(self, agents: list[Agent]) -> None:
+        self._agents_changed(agents, self.octo.agents_changed_in(agents))
+
+    def _agents_changed(self, agents: list[Agent], changed: frozenset[str] | None = None) -> None:
         if not self.feeding:
             return
-        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle, stale=self.stale)
+        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle, stale=self.stale, changed=changed)
         self.query_one(ProvidersTable).show(self.octo.providers, agents)
 
     def _providers_changed(self, providers: list[Provider]) -> None:

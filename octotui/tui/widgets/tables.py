@@ -140,15 +140,38 @@ class AgentsTable(KeyedTable):
         Column("docker", "Dkr", 3),
     )
 
-    def show(self, agents: Iterable[Agent], late_after: float, needle: str = "", *, stale: bool = False) -> None:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._shown_with: tuple[float, str, bool] | None = None
+
+    def show(
+        self,
+        agents: Iterable[Agent],
+        late_after: float,
+        needle: str = "",
+        *,
+        stale: bool = False,
+        changed: frozenset[str] | None = None,
+    ) -> None:
         """Show the agents whose name, provider, location or status contains ``needle``.
 
         ``stale``: the server cannot be reached, so every Seen cell says the figures are old.
+        ``changed``: only these agents changed since the last call (None: any may have), so the
+        others keep their rows, unless their Seen cell is an age that ticks.
         """
         now = time.time()
         needle = needle.strip().lower()
+        settings = (late_after, needle, stale)
+        if settings != self._shown_with:
+            changed = None
+        self._shown_with = settings
         rows = {}
         for agent in agents:
+            if changed is not None and agent.id not in changed:
+                old = self.row_cells(agent.id)
+                if old is not None and old[6].text == "now":
+                    rows[agent.id] = old
+                    continue
             if needle:
                 haystack = " ".join((agent.name, agent.provider_name, agent.location, agent.status, agent.version))
                 if needle not in haystack.lower():
