@@ -129,10 +129,13 @@ async def test_mirror_from_deltas_equals_the_listings_after_every_change(env: En
     assert mirror.providers[0].agents == 1
 
     other = (await env.http.post("/providers", json={"name": "spare"})).json()
+    spare, _ = await env.register(other["token"], name="spare-1")
     await follow(client, mirror)
+    assert [p.agents for p in mirror.providers] == [1, 1]
     assert (await env.http.delete(f"/providers/{other['id']}")).status_code == 204
     ch = await follow(client, mirror)
-    assert ch.removed_providers == [other["id"]] and [p.name for p in mirror.providers] == ["renamed"]
+    assert ch.removed_providers == [other["id"]] and ch.removed_agents == [spare]
+    assert [p.name for p in mirror.providers] == ["renamed"] and [a.id for a in mirror.agents] == [a1]
 
 
 async def test_the_mirror_keeps_only_the_newest_ended_tests(env: Env) -> None:

@@ -274,6 +274,7 @@ class Controller:
             )
         for agent_id in agent_ids:
             self._forget_agent(agent_id)
+        self._touch_containers_of(set(agent_ids))
         self.tokens.remove(hash_token(p.token))
         del self.providers[p.id]
         self.feed.remove("provider", p.id)
@@ -348,7 +349,7 @@ class Controller:
         else:
             self.tokens.remove(a.token_hash)
             if (a.name, a.location) != (req.name, req.location):
-                self._touch_containers_of(a.id)  # they show their agent's name and location
+                self._touch_containers_of({a.id})
             a.name, a.location, a.version = req.name, req.location, req.version
             a.cpu_count, a.memory_total, a.platform = req.cpu_count, req.memory_total, req.platform
             a.token_hash = token_hash
@@ -381,17 +382,18 @@ class Controller:
         self.live.pop(agent_id, None)
         self.feed.remove("agent", agent_id)
         self.feed.touch("provider", a.provider_id)
-        self._touch_containers_of(agent_id)  # they no longer show its name
 
-    def _touch_containers_of(self, agent_id: str) -> None:
-        # Rare (an agent renamed, moved or deleted): a scan of every container is fine.
+    def _touch_containers_of(self, agent_ids: set[str]) -> None:
+        """Containers show their agent's name and location: they change when it is renamed,
+        moved or deleted. Rare: one scan of every container is fine."""
         for c in self.containers.values():
-            if c.agent_id == agent_id:
+            if c.agent_id in agent_ids:
                 self.feed.touch("container", c.id)
 
     async def delete_agent(self, agent_id: str) -> None:
         a = self.agent_or_404(agent_id)
         self._forget_agent(agent_id)
+        self._touch_containers_of({agent_id})
         await self.store.delete_agent(agent_id)
         await self.flush()
         log.info("agent %s (%s) deleted, its token revoked", a.name, a.id)
