@@ -10,18 +10,14 @@ import asyncio
 import logging
 import signal
 import sys
-import warnings
 from collections.abc import Sequence
 
 from agent.settings import parse_settings
 
-# Libraries the agent never uses, refused to keep it under its footprint target (< 50 MB RSS):
-# httpx imports its command-line tool's (click, pygments, rich) when installed, ~5 MiB; requests
-# imports a charset detector, ~3 MiB, where the Docker engine only ever answers UTF-8 JSON (requests
-# then decodes as UTF-8, after a warning that is silenced here).
-for _unused in ("click", "pygments", "rich", "charset_normalizer", "chardet"):
+# Libraries the agent never uses, refused to keep it under its footprint target (< 45 MB RSS):
+# httpx imports its command-line tool's (click, pygments, rich) when installed, ~5 MiB.
+for _unused in ("click", "pygments", "rich"):
     sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
-warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
 
 from agent.runtime import AgentRuntime  # noqa: E402
 
@@ -45,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "httpcore", "urllib3", "docker"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("octotui.agent").info("octotui-agent for %s, state in %s", settings.server, settings.state_dir)
     return asyncio.run(_run(AgentRuntime(settings)))

@@ -1,32 +1,31 @@
 """The agent's Docker runtime: launch JMeter containers, follow them, stop them, clean up after them.
 
-Every method here blocks (docker SDK, files): the runtime calls them in threads, never on its
-event loop. Containers carry labels (``LABEL_*`` of the protocol), so that after any restart the
-agent finds its own again; the work folder of container ``C`` is ``WORK/C`` with ``plan/``
-(mounted read-only at ``/plan``) and ``results/`` (mounted at ``/results``, kept after the end).
+It runs on the agent's event loop: the engine is reached through :mod:`agent.engine` (async), and
+what touches files (cgroup counters, results, the state file) runs in threads. Containers carry
+labels (``LABEL_*`` of the protocol), so that after any restart the agent finds its own again; the
+work folder of container ``C`` is ``WORK/C`` with ``plan/`` (mounted read-only at ``/plan``) and
+``results/`` (mounted at ``/results``, kept after the end).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-
+from agent.cgroups import CgroupFiles, Cgroups
+from agent.engine import Engine, EngineError, NotFound
 from agent.hostpaths import HostPaths, NotOnAVolume
 from agent.jmeter import FiguresTracker, first_failure, is_error_line, read_jtl
 from octotui.protocol import (
@@ -58,107 +57,8 @@ class LaunchError(Exception):
     """A launch that cannot happen; the message is the reason sent back in the command's ack."""
 
 
-def _docker_message(exc: BaseException) -> str:
-    if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        return str(exc.explanation)
+def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _engine_message(exc: BaseException) -> str:
-    text = _docker_message(exc)
-    if "Connection refused" in text or "No such file or directory" in text or "FileNotFoundError" in text:
-        host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        return f"no Docker engine answers at {host}"
-    return text
-
-
-# --- cgroups ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CgroupFiles:
-    """Where one container's CPU and memory counters are (cgroup v1 or v2)."""
-
-    cpu: Path  # v1 cpuacct.usage (ns), v2 cpu.stat (usage_usec)
-    memory: Path  # v1 memory.usage_in_bytes, v2 memory.current
-    memory_stat: Path
-    memory_limit: Path
-    v2: bool
-
-
-class Cgroups:
-    """Reads container CPU and memory from cgroup files (~25 µs a file instead of 1-2 s of stats API)."""
-
-    def __init__(self, root: Path = Path("/sys/fs/cgroup")) -> None:
-        self.root = root
-        self.v2 = (root / "cgroup.controllers").exists()
-
-    def _v1_dirs(self, controller: str, docker_id: str, pid: int | None) -> Iterable[Path]:
-        bases = (
-            [self.root / name for name in (controller, "cpu,cpuacct", "cpuacct,cpu")]
-            if controller == "cpuacct"
-            else [self.root / controller]
-        )
-        relatives = [f"docker/{docker_id}", f"system.slice/docker-{docker_id}.scope"]
-        if pid:
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-                    _, controllers, path = line.split(":", 2)
-                    if controller in controllers.split(","):
-                        relatives.insert(0, path.lstrip("/"))
-        for base in bases:
-            for relative in relatives:
-                yield base / relative
-
-    def find(self, docker_id: str, pid: int | None = None) -> CgroupFiles | None:
-        """The cgroup files of a container, or None when they cannot be read from here."""
-        if self.v2:
-            relatives = [f"system.slice/docker-{docker_id}.scope", f"docker/{docker_id}"]
-            if pid:
-                with contextlib.suppress(OSError):
-                    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-                        if line.startswith("0::"):
-                            relatives.insert(0, line[3:].lstrip("/"))
-            for relative in relatives:
-                base = self.root / relative
-                if (base / "cpu.stat").is_file() and (base / "memory.current").is_file():
-                    return CgroupFiles(base / "cpu.stat", base / "memory.current", base / "memory.stat",
-                                       base / "memory.max", v2=True)  # fmt: skip
-            return None
-        cpu = next((d / "cpuacct.usage" for d in self._v1_dirs("cpuacct", docker_id, pid)
-                    if (d / "cpuacct.usage").is_file()), None)  # fmt: skip
-        mem = next(
-            (d for d in self._v1_dirs("memory", docker_id, pid) if (d / "memory.usage_in_bytes").is_file()), None
-        )
-        if cpu is None or mem is None:
-            return None
-        return CgroupFiles(cpu, mem / "memory.usage_in_bytes", mem / "memory.stat", mem / "memory.limit_in_bytes",
-                           v2=False)  # fmt: skip
-
-    @staticmethod
-    def read(files: CgroupFiles) -> tuple[int, int, int]:
-        """(CPU time in ns, memory in use without page cache, memory limit or 0); OSError when gone."""
-        if files.v2:
-            cpu_ns = 0
-            for line in files.cpu.read_text().splitlines():
-                if line.startswith("usage_usec "):
-                    cpu_ns = int(line.split()[1]) * 1000
-                    break
-        else:
-            cpu_ns = int(files.cpu.read_text())
-        usage = int(files.memory.read_text())
-        inactive_key = "inactive_file " if files.v2 else "total_inactive_file "
-        with contextlib.suppress(OSError, ValueError):
-            for line in files.memory_stat.read_text().splitlines():
-                if line.startswith(inactive_key):
-                    usage = max(usage - int(line.split()[1]), 0)
-                    break
-        limit = 0
-        with contextlib.suppress(OSError, ValueError):
-            text = files.memory_limit.read_text().strip()
-            # v1 reports "no limit" as a huge number, v2 as "max"
-            limit = int(text) if text != "max" and int(text) < 1 << 60 else 0
-        return cpu_ns, usage, limit
 
 
 # --- tracked containers ----------------------------------------------------------------------
@@ -229,13 +129,18 @@ def jmeter_args(spec: LaunchSpec, port: int) -> list[str]:
     return args
 
 
-def _image_ref(image: str) -> tuple[str, str]:
-    repository, tag = docker.utils.parse_repository_tag(image)
-    return repository, tag or "latest"
+def _write_plan(plan_dir: Path, results_dir: Path, spec: LaunchSpec) -> None:
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.chmod(0o777)  # the image may run JMeter as another user
+    (plan_dir / spec.plan_name).write_text(spec.plan, encoding="utf-8")
 
 
 class DockerRuntime:
-    """The containers of one agent on one Docker engine (``DOCKER_HOST`` or the local socket)."""
+    """The containers of one agent on one Docker engine (``DOCKER_HOST`` or the local socket).
+
+    Its coroutines run on one event loop; :meth:`aclose` ends the tasks that follow containers.
+    """
 
     def __init__(
         self,
@@ -253,13 +158,13 @@ class DockerRuntime:
         self.cgroups = cgroups or Cgroups()
         self.info = DockerInfo(available=False, error="not checked yet")
         self._checked = False
-        self._client: docker.DockerClient | None = None
-        self._stream_client: docker.DockerClient | None = None
+        self._engine: Engine | None = None
+        # the state of tracked containers is also read and written by the threads that touch files
         self._lock = threading.RLock()
         self._tracked: dict[str, Tracked] = {}
         self._host_paths: HostPaths | None = None  # found at the first launch (it needs the engine)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-stats")
-        self._closed = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()  # log followers, stop fallbacks
+        self._closed = False
         self._load_terminal_reports()
 
     # --- engine ------------------------------------------------------------------------------
@@ -270,48 +175,49 @@ class DockerRuntime:
             self.agent_id = agent_id
             self.known_agent_ids.add(agent_id)
 
-    def check_engine(self) -> tuple[DockerInfo, bool]:
+    async def check_engine(self) -> tuple[DockerInfo, bool]:
         """Ping the engine; (its info, whether availability changed since the last check, or it is the first)."""
         first = not self._checked
         self._checked = True
         was = self.info.available
         try:
-            if self._client is None:
-                self._client = docker.from_env(timeout=30)
-            self._client.ping()
+            if self._engine is None:
+                self._engine = Engine()
+            await self._engine.ping()
             if not was or self.info.version is None:
-                version = self._client.version().get("Version")
+                version = (await self._engine.version()).get("Version")
                 self.info = DockerInfo(available=True, version=version)
-        except Exception as exc:
-            self._close_clients()
-            self.info = DockerInfo(available=False, error=_engine_message(exc))
+        except Exception as exc:  # EngineError, or a DOCKER_HOST the agent cannot use (ValueError)
+            await self._close_engine()
+            self.info = DockerInfo(available=False, error=_message(exc))
             if was:
-                self._fail_all(f"docker engine unavailable: {self.info.error}")
+                await self._fail_all(f"docker engine unavailable: {self.info.error}")
         return self.info, first or self.info.available != was
 
-    def _close_clients(self) -> None:
-        for client in (self._client, self._stream_client):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close()
-        self._client = self._stream_client = None
+    async def _close_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.aclose()
 
-    def _api(self) -> Any:
-        if self._client is None:
+    def _api(self) -> Engine:
+        if self._engine is None:
             raise LaunchError(f"no Docker engine on this agent: {self.info.error or 'not available'}")
-        return self._client.api
+        return self._engine
 
-    def _streams(self) -> Any:
-        # Log streams stay open for a whole test: no read timeout for them, on a client of their own.
-        if self._stream_client is None:
-            self._stream_client = docker.from_env(timeout=None)
-        return self._stream_client.api
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def close(self) -> None:
-        """Release the engine connections; containers keep running (they belong to their test)."""
-        self._closed.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._close_clients()
+    async def aclose(self) -> None:
+        """Stop following and release the engine connections; containers keep running (they belong to their test)."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_engine()
 
     # --- state persisted across restarts -----------------------------------------------------
 
@@ -349,19 +255,22 @@ class DockerRuntime:
         with self._lock:
             return self._tracked.get(container_id)
 
-    def reports(self) -> list[ContainerReport]:
+    async def reports(self) -> list[ContainerReport]:
         """Every container's state with fresh CPU/memory; the full list for a heartbeat."""
         with self._lock:
             items = list(self._tracked.values())
         live = [t for t in items if t.state in ("running", "stopping") and t.docker_id]
-        via_api = [t for t in live if not self._sample_cgroup(t)]
-        if via_api and self._client is not None:
-            list(self._pool.map(self._sample_api, via_api))
+        if live:
+            # a container's cgroup is looked for once, by its main process when the engine tells it
+            pids = {t.container_id: await self._pid(t) for t in live if t.cgroup is None and not t.cgroup_checked}
+            via_api = await asyncio.to_thread(self._sample_cgroups, live, pids)
+            if via_api and self._engine is not None:
+                await asyncio.gather(*(self._sample_api(t) for t in via_api))
         with self._lock:
             return [t.report() for t in items]
 
     def delivered(self, container_ids: Iterable[str]) -> None:
-        """These reports reached the server; terminal ones are forgotten after a few deliveries."""
+        """These reports reached the server; terminal ones are forgotten after a few deliveries (writes a file)."""
         dropped = False
         with self._lock:
             for cid in container_ids:
@@ -374,30 +283,38 @@ class DockerRuntime:
         if dropped:
             self._save_terminal_reports()
 
-    def _sample_cgroup(self, tracked: Tracked) -> bool:
-        assert tracked.docker_id is not None
-        if tracked.cgroup is None and not tracked.cgroup_checked:
-            tracked.cgroup_checked = True
-            tracked.cgroup = self.cgroups.find(tracked.docker_id, self._pid(tracked.docker_id))
-        if tracked.cgroup is None:
-            return False
-        try:
-            cpu_ns, memory, limit = self.cgroups.read(tracked.cgroup)
-        except (OSError, ValueError):
-            tracked.cgroup = None
-            return False
-        self._update_usage(tracked, cpu_ns, memory, limit)
-        return True
+    def _sample_cgroups(self, live: list[Tracked], pids: dict[str, int | None]) -> list[Tracked]:
+        """Sample from the cgroup files (in a thread); the containers whose files cannot be read."""
+        missed = []
+        for tracked in live:
+            assert tracked.docker_id is not None
+            if tracked.cgroup is None and not tracked.cgroup_checked:
+                tracked.cgroup_checked = True
+                tracked.cgroup = self.cgroups.find(tracked.docker_id, pids.get(tracked.container_id))
+            if tracked.cgroup is None:
+                missed.append(tracked)
+                continue
+            try:
+                cpu_ns, memory, limit = self.cgroups.read(tracked.cgroup)
+            except (OSError, ValueError):
+                tracked.cgroup = None
+                missed.append(tracked)
+                continue
+            with self._lock:
+                self._update_usage(tracked, cpu_ns, memory, limit)
+        return missed
 
-    def _pid(self, docker_id: str) -> int | None:
+    async def _pid(self, tracked: Tracked) -> int | None:
+        assert tracked.docker_id is not None
         try:
-            return int(self._api().inspect_container(docker_id)["State"]["Pid"]) or None
+            return int((await self._api().inspect(tracked.docker_id))["State"]["Pid"]) or None
         except Exception:
             return None
 
-    def _sample_api(self, tracked: Tracked) -> None:
+    async def _sample_api(self, tracked: Tracked) -> None:
+        assert tracked.docker_id is not None
         try:
-            stats = self._api().stats(tracked.docker_id, stream=False, one_shot=True)
+            stats = await self._api().stats(tracked.docker_id)
             cpu_ns = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
             memory = stats.get("memory_stats", {})
             extra = memory.get("stats", {})
@@ -419,12 +336,11 @@ class DockerRuntime:
 
     # --- launch ------------------------------------------------------------------------------
 
-    def find_labelled(self, **labels: str) -> list[dict[str, Any]]:
-        """Managed containers (any state) carrying all ``labels`` (docker's sparse list entries)."""
-        filters = [LABEL_MANAGED, *(f"{key}={value}" for key, value in labels.items())]
-        return list(self._api().containers(all=True, filters={"label": filters}))
+    async def find_labelled(self, **labels: str) -> list[dict[str, Any]]:
+        """Managed containers (any state) carrying all ``labels`` (the engine's list entries)."""
+        return await self._api().containers([LABEL_MANAGED, *(f"{key}={value}" for key, value in labels.items())])
 
-    def launch(self, command: Command) -> Tracked:
+    async def launch(self, command: Command) -> Tracked:
         """Start the container of a launch command; idempotent by command id and container id.
 
         Raises :class:`LaunchError` with the reason when it cannot; the container is then reported
@@ -447,38 +363,35 @@ class DockerRuntime:
             tracked = Tracked(cid, command.test_id, command.id, "starting", network_mode=mode)
             self._tracked[cid] = tracked
         try:
-            self._launch(tracked, spec)
+            await self._launch(tracked, spec)
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, LaunchError) else _docker_message(exc)
-            self._fail_launch(tracked, reason)
+            reason = _message(exc)
+            await self._fail_launch(tracked, reason)
             raise LaunchError(reason) from exc
         return tracked
 
-    def _launch(self, tracked: Tracked, spec: LaunchSpec) -> None:
+    async def _launch(self, tracked: Tracked, spec: LaunchSpec) -> None:
         if not self.info.available:
             raise LaunchError(f"no Docker engine on this agent: {self.info.error or 'not available'}")
         api = self._api()
-        existing = self.find_labelled(**{LABEL_CONTAINER: tracked.container_id})
+        existing = await self.find_labelled(**{LABEL_CONTAINER: tracked.container_id})
         if tracked.command_id:
-            existing += self.find_labelled(**{LABEL_COMMAND: tracked.command_id})
+            existing += await self.find_labelled(**{LABEL_COMMAND: tracked.command_id})
         if existing:  # a redelivered launch after a restart: this container exists already
             log.info("container %s exists already, following it", tracked.container_id)
-            self._adopt_one(existing[0], tracked)
+            await self._adopt_one(existing[0], tracked)
             return
         root = self.work_dir / tracked.container_id
         plan_dir, results_dir = root / "plan", root / "results"
-        plan_source, results_source = self._host_path(plan_dir), self._host_path(results_dir)
-        plan_dir.mkdir(parents=True, exist_ok=True)
-        results_dir.mkdir(parents=True, exist_ok=True)
-        results_dir.chmod(0o777)  # the image may run JMeter as another user
-        (plan_dir / spec.plan_name).write_text(spec.plan, encoding="utf-8")
+        plan_source, results_source = await self._host_path(plan_dir), await self._host_path(results_dir)
+        await asyncio.to_thread(_write_plan, plan_dir, results_dir, spec)
         # On the host network the port is the host's: the server's hint cannot know what else runs
         # here (another server's agents, other programs), so the agent picks a port it sees free.
         mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
         host_network = mode == "host"
-        port = self._free_port() if host_network or not spec.shutdown_port else spec.shutdown_port
+        port = await self._free_port() if host_network or not spec.shutdown_port else spec.shutdown_port
         tracked.shutdown_port = port
-        self._ensure_image(tracked, spec.image)
+        await self._ensure_image(tracked, spec.image)
         if tracked.stop_requested:
             raise LaunchError("stopped before it started")
         tracked.state = "starting"
@@ -490,38 +403,34 @@ class DockerRuntime:
             LABEL_COMMAND: tracked.command_id or "",
             LABEL_SHUTDOWN_PORT: str(port),
         }
-        options: dict[str, Any] = {
-            "binds": {
-                str(plan_source): {"bind": "/plan", "mode": "ro"},
-                str(results_source): {"bind": "/results", "mode": "rw"},
-            },
-            "network_mode": tracked.network_mode,
+        host_config: dict[str, Any] = {
+            "Binds": [f"{plan_source}:/plan:ro", f"{results_source}:/results:rw"],
+            "NetworkMode": tracked.network_mode,
         }
         if spec.cpu_limit:
-            options["nano_cpus"] = int(spec.cpu_limit * 1e9)
+            host_config["NanoCpus"] = int(spec.cpu_limit * 1e9)
         if spec.memory_limit:
-            options["mem_limit"] = spec.memory_limit
+            host_config["Memory"] = spec.memory_limit
             tracked.memory_limit = spec.memory_limit
-        host_config = api.create_host_config(**options)
-        created = api.create_container(
-            spec.image,
-            command=jmeter_args(spec, port),
-            name=f"octotui-{tracked.container_id}",
-            labels=labels,
-            host_config=host_config,
-            detach=True,
-        )
-        tracked.docker_id = created["Id"]
-        api.start(tracked.docker_id)
+        config = {
+            "Image": spec.image,
+            "Cmd": jmeter_args(spec, port),
+            "Labels": labels,
+            "HostConfig": host_config,
+            "Tty": False,  # the log stream is then multiplexed (stdout, stderr), which engine.logs unwraps
+            "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "OpenStdin": False,
+        }  # fmt: skip
+        tracked.docker_id = await api.create(f"octotui-{tracked.container_id}", config)
+        await api.start(tracked.docker_id)
         tracked.state = "running"
         log.info("container %s running (test %s, docker %s)", tracked.container_id, tracked.test_id,
                  tracked.docker_id[:12])  # fmt: skip
         self._follow(tracked)
 
-    def _host_path(self, path: Path) -> Path:
+    async def _host_path(self, path: Path) -> Path:
         """``path`` as the host's engine sees it (the agent may run in a container of its own)."""
         if self._host_paths is None:
-            self._host_paths = HostPaths.discover(self._api())
+            self._host_paths = await HostPaths.discover(self._api())
         try:
             return self._host_paths.to_host(path)
         except NotOnAVolume:
@@ -529,29 +438,31 @@ class DockerRuntime:
                 f"work folder {self.work_dir} is not on a volume of the agent's container: mount it at the same path"
             ) from None
 
-    def _fail_launch(self, tracked: Tracked, reason: str) -> None:
-        if tracked.docker_id and self._client is not None:
+    async def _fail_launch(self, tracked: Tracked, reason: str) -> None:
+        if tracked.docker_id and self._engine is not None:
             with contextlib.suppress(Exception):
-                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
-        shutil.rmtree(self.work_dir / tracked.container_id / "plan", ignore_errors=True)
+                await self._engine.remove(tracked.docker_id)
         with self._lock:
             tracked.state, tracked.error, tracked.pull_progress = "failed", reason[:_ERROR_TEXT_MAX], None
         log.warning("container %s failed: %s", tracked.container_id, reason)
+        await asyncio.to_thread(self._forget_plan, tracked)
+
+    def _forget_plan(self, tracked: Tracked) -> None:
+        shutil.rmtree(self.work_dir / tracked.container_id / "plan", ignore_errors=True)
         self._save_terminal_reports()
 
-    def _ensure_image(self, tracked: Tracked, image: str) -> None:
+    async def _ensure_image(self, tracked: Tracked, image: str) -> None:
         api = self._api()
         try:
-            api.inspect_image(image)
+            await api.inspect_image(image)
             return
-        except docker.errors.ImageNotFound:
+        except NotFound:
             pass
         tracked.state, tracked.pull_progress = "pulling", 0.0
         log.info("container %s: pulling %s", tracked.container_id, image)
-        repository, tag = _image_ref(image)
         layers: dict[str, tuple[int, int]] = {}
         try:
-            for event in api.pull(repository, tag=tag, stream=True, decode=True):
+            async for event in api.pull(image):
                 if "error" in event:
                     raise LaunchError(f"pull of {image} failed: {event['error']}")
                 layer, detail, status = event.get("id"), event.get("progressDetail") or {}, event.get("status", "")
@@ -562,18 +473,18 @@ class DockerRuntime:
                 if layers:
                     done = sum(c for c, _ in layers.values()) / max(sum(t for _, t in layers.values()), 1)
                     tracked.pull_progress = min(max(done, tracked.pull_progress or 0.0), 1.0)
-        except docker.errors.APIError as exc:
-            raise LaunchError(f"pull of {image} failed: {_docker_message(exc)}") from exc
+        except EngineError as exc:
+            raise LaunchError(f"pull of {image} failed: {_message(exc)}") from exc
         tracked.pull_progress = 1.0
         try:
-            api.inspect_image(image)
-        except docker.errors.ImageNotFound as exc:
+            await api.inspect_image(image)
+        except NotFound as exc:
             raise LaunchError(f"pull of {image} failed: the image is still missing after the pull") from exc
 
-    def _free_port(self) -> int:
+    async def _free_port(self) -> int:
         taken: set[int] = set()
-        with contextlib.suppress(Exception):
-            for item in self.find_labelled():
+        with contextlib.suppress(EngineError):
+            for item in await self.find_labelled():
                 with contextlib.suppress(ValueError, TypeError):
                     taken.add(int((item.get("Labels") or {}).get(LABEL_SHUTDOWN_PORT, "")))
         with self._lock:
@@ -593,43 +504,39 @@ class DockerRuntime:
     # --- following ---------------------------------------------------------------------------
 
     def _follow(self, tracked: Tracked) -> None:
-        thread = threading.Thread(
-            target=self._follow_logs, args=(tracked,), name=f"follow-{tracked.container_id}", daemon=True
-        )
-        thread.start()
+        self._spawn(self._follow_logs(tracked), f"follow-{tracked.container_id}")
 
-    def _follow_logs(self, tracked: Tracked) -> None:
+    async def _follow_logs(self, tracked: Tracked) -> None:
         assert tracked.docker_id is not None
         since: int | None = None
         for _ in range(100):  # one pass per broken stream; a container's life ends it
             try:
-                stream = self._streams().logs(tracked.docker_id, stream=True, follow=True, since=since)
                 pending = b""
-                for chunk in stream:
+                async for chunk in self._api().logs(tracked.docker_id, since=since):
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         self._feed(tracked, line.decode("utf-8", errors="replace"))
                 if pending:
                     self._feed(tracked, pending.decode("utf-8", errors="replace"))
-            except Exception as exc:
+            except (EngineError, LaunchError) as exc:
                 log.debug("log stream of %s broke: %s", tracked.container_id, exc)
-            if self._closed.is_set():
+            if self._closed:
                 return
             since = int(time.time())
             try:
-                state = self._api().inspect_container(tracked.docker_id)["State"]
-            except docker.errors.NotFound:
-                self._end(tracked, None, "container vanished (removed outside the agent)")
+                state = (await self._api().inspect(tracked.docker_id))["State"]
+            except NotFound:
+                await self._end(tracked, None, "container vanished (removed outside the agent)")
                 return
             except Exception as exc:
-                self._end(tracked, None, f"docker engine unavailable: {_engine_message(exc)}")
+                await self._end(tracked, None, f"docker engine unavailable: {_message(exc)}")
                 return
             if not state.get("Running") and state.get("Status") != "created":
-                self._end(tracked, int(state.get("ExitCode", -1)), None)
+                await self._end(tracked, int(state.get("ExitCode", -1)), None)
                 return
-            time.sleep(1)
-        self._end(tracked, None, "lost the container's log stream")
+            await asyncio.sleep(1)
+        await self._end(tracked, None, "lost the container's log stream")
 
     def _feed(self, tracked: Tracked, line: str) -> None:
         with self._lock:
@@ -637,24 +544,28 @@ class DockerRuntime:
             if tracked.tracker.shutdown_port:
                 tracked.shutdown_port = tracked.tracker.shutdown_port
 
-    def _end(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
+    async def _end(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
         """JMeter exited (or the container is gone): results, state, clean-up."""
         with self._lock:
-            if tracked.terminal or tracked.finishing or self._closed.is_set():
+            if tracked.terminal or tracked.finishing or self._closed:
                 return
             tracked.finishing = True
-        root = self.work_dir / tracked.container_id
-        if reason is None and tracked.docker_id and self._client is not None:
+        if reason is None and tracked.docker_id and self._engine is not None:
             try:
-                self._client.api.remove_container(tracked.docker_id, force=True, v=True)
-            except Exception as exc:
+                await self._engine.remove(tracked.docker_id)
+            except EngineError as exc:
                 # NotFound, or 409 "removal already in progress": someone else removed it (docker rm -f
                 # kills, then removes), which is not JMeter's own end
-                removed_elsewhere = isinstance(exc, docker.errors.NotFound) or "already in progress" in str(exc)
+                removed_elsewhere = isinstance(exc, NotFound) or "already in progress" in str(exc)
                 if not removed_elsewhere:
-                    log.warning("cannot remove container %s: %s", tracked.container_id, _docker_message(exc))
+                    log.warning("cannot remove container %s: %s", tracked.container_id, _message(exc))
                 elif exit_code != 0 and not tracked.stop_requested:
                     reason = f"container vanished (removed outside the agent, exit code {exit_code})"
+        await asyncio.to_thread(self._finish, tracked, exit_code, reason)
+
+    def _finish(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
+        """The file side of an end (in a thread): the JTL's figures, JMeter's errors, the state file."""
+        root = self.work_dir / tracked.container_id
         final = read_jtl(root / "results" / "results.jtl")
         error = reason
         state = "failed"
@@ -696,6 +607,10 @@ class DockerRuntime:
             return errors
         if final is not None and final.samples > 0 and final.errors == final.samples:
             first = first_failure(root / "results" / "results.jtl")
+            if tracked.stop_requested and first and "InterruptedIOException" in first:
+                # the first sample to end was cut by the stop: every sample was in flight when it
+                # came (a JVM that started late), which says nothing of the target
+                return None
             text = f"every sample failed ({final.errors} of {final.samples})"
             return text + (f": {first}" if first else "") + (f"\n{errors}" if errors else "")
         return None
@@ -710,7 +625,7 @@ class DockerRuntime:
             lines = list(tracked.tracker.errors)[-10:]
         return "\n".join(lines) if lines else None
 
-    def _fail_all(self, reason: str) -> None:
+    async def _fail_all(self, reason: str) -> None:
         with self._lock:
             changed = [t for t in self._tracked.values() if not t.terminal]
             for tracked in changed:
@@ -718,14 +633,14 @@ class DockerRuntime:
         for tracked in changed:
             log.warning("container %s failed: %s", tracked.container_id, reason)
         if changed:
-            self._save_terminal_reports()
+            await asyncio.to_thread(self._save_terminal_reports)
 
     # --- stop --------------------------------------------------------------------------------
 
-    def stop(self, container_id: str, grace_s: float) -> str:
+    async def stop(self, container_id: str, grace_s: float) -> str:
         """Ask JMeter to stop (UDP ``StopTestNow``), ``docker stop`` it after ``grace_s``; returns what happened.
 
-        Returns at once; the wait and the fallback run in a thread of their own.
+        Returns at once; the wait and the fallback run in a task of their own.
         """
         with self._lock:
             tracked = self._tracked.get(container_id)
@@ -740,19 +655,18 @@ class DockerRuntime:
                 return "stopping before start"
             tracked.state = "stopping"
         log.info("container %s stopping", container_id)
-        sent = self._send_stop(tracked)
-        threading.Thread(
-            target=self._stop_after, args=(tracked, grace_s if sent else 0.0), name=f"stop-{container_id}", daemon=True
-        ).start()
+        sent = await self._send_stop(tracked)
+        self._spawn(self._stop_after(tracked, grace_s if sent else 0.0), f"stop-{container_id}")
         return "StopTestNow sent" if sent else "docker stop"
 
-    def _send_stop(self, tracked: Tracked) -> bool:
+    async def _send_stop(self, tracked: Tracked) -> bool:
         if not tracked.shutdown_port:
             return False
         host = "127.0.0.1"
         if tracked.network_mode != "host":
             try:
-                networks = self._api().inspect_container(tracked.docker_id)["NetworkSettings"]["Networks"]
+                assert tracked.docker_id is not None
+                networks = (await self._api().inspect(tracked.docker_id))["NetworkSettings"]["Networks"]
                 host = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
             except Exception:
                 host = ""
@@ -760,41 +674,42 @@ class DockerRuntime:
                 return False
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)  # a datagram to a local address: sent at once or refused
                 sock.sendto(b"StopTestNow", (host, tracked.shutdown_port))
         except OSError as exc:
             log.debug("StopTestNow to %s:%s failed: %s", host, tracked.shutdown_port, exc)
             return False
         return True
 
-    def _stop_after(self, tracked: Tracked, grace_s: float) -> None:
+    async def _stop_after(self, tracked: Tracked, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
         resend_at = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            if tracked.terminal or tracked.finishing or self._closed.is_set():
+            if tracked.terminal or tracked.finishing or self._closed:
                 return
             if time.monotonic() >= resend_at:
                 # JMeter opens its shutdown listener only once its plan is loaded: a JVM still
                 # starting (a busy machine) misses the first datagram, so say it again each second.
-                self._send_stop(tracked)
+                await self._send_stop(tracked)
                 resend_at = time.monotonic() + 1.0
-            time.sleep(0.2)
-        if tracked.terminal or tracked.finishing or not tracked.docker_id or self._closed.is_set():
+            await asyncio.sleep(0.2)
+        if tracked.terminal or tracked.finishing or not tracked.docker_id or self._closed:
             return
         log.info("container %s did not stop in %.0f s: docker stop", tracked.container_id, grace_s)
         try:
-            self._api().stop(tracked.docker_id, timeout=10)
-        except docker.errors.NotFound:
+            await self._api().stop(tracked.docker_id, timeout_s=10)
+        except NotFound:
             pass
         except Exception as exc:
-            log.warning("docker stop of %s failed: %s", tracked.container_id, _docker_message(exc))
+            log.warning("docker stop of %s failed: %s", tracked.container_id, _message(exc))
 
     # --- adoption after a restart ------------------------------------------------------------
 
-    def adopt(self) -> list[str]:
+    async def adopt(self) -> list[str]:
         """Find this agent's containers by their labels and follow them again; their container ids."""
         found: list[str] = []
         for agent_id in sorted(self.known_agent_ids):
-            for item in self.find_labelled(**{LABEL_AGENT: agent_id}):
+            for item in await self.find_labelled(**{LABEL_AGENT: agent_id}):
                 labels = item.get("Labels") or {}
                 cid = labels.get(LABEL_CONTAINER, "")
                 if not _SAFE_ID.match(cid):
@@ -805,11 +720,11 @@ class DockerRuntime:
                         continue
                     tracked = Tracked(cid, labels.get(LABEL_TEST, ""), labels.get(LABEL_COMMAND) or None, "running")
                     self._tracked[cid] = tracked
-                self._adopt_one(item, tracked)
+                await self._adopt_one(item, tracked)
                 found.append(cid)
         return found
 
-    def _adopt_one(self, item: dict[str, Any], tracked: Tracked) -> None:
+    async def _adopt_one(self, item: dict[str, Any], tracked: Tracked) -> None:
         labels = item.get("Labels") or {}
         tracked.docker_id = item["Id"]
         tracked.network_mode = (item.get("HostConfig") or {}).get("NetworkMode") or "host"
@@ -818,7 +733,7 @@ class DockerRuntime:
         state = item.get("State", "")
         if state == "created":
             with contextlib.suppress(Exception):
-                self._api().start(tracked.docker_id)
+                await self._api().start(item["Id"])
                 state = "running"
         tracked.state = "running"
         log.info("container %s found again (docker state %s)", tracked.container_id, state)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.engine import Engine
 
 log = logging.getLogger("octotui.agent.containers")
 
@@ -45,13 +48,13 @@ class HostPaths:
         self.mounts = None if mounts is None else sorted(mounts, key=lambda m: len(m[0]), reverse=True)
 
     @classmethod
-    def discover(cls, api: Any, mountinfo: Path = Path("/proc/self/mountinfo")) -> HostPaths:
-        """Find the agent's own container and its mounts through the engine (``api``: docker APIClient)."""
+    async def discover(cls, engine: Engine, mountinfo: Path = Path("/proc/self/mountinfo")) -> HostPaths:
+        """Find the agent's own container and its mounts through the engine."""
         container_id = own_container_id(mountinfo)
         if container_id is None:
             return cls(None)
         try:
-            attrs = api.inspect_container(container_id)
+            attrs = await engine.inspect(container_id)
         except Exception as exc:  # e.g. a container of another engine than the one the agent drives
             log.info("running in container %s, which the engine does not know (%s): paths kept as they are",
                      container_id[:12], exc)  # fmt: skip

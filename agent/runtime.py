@@ -3,7 +3,7 @@
 Three tasks share one event loop: the host sampler, the heartbeat (latest host sample plus those
 taken since the previous beat, the Docker engine's state, every container), and the long poll
 (commands executed concurrently, acknowledged with their outcome, never twice for one id).
-Everything blocking (psutil, docker SDK, files) runs in threads.
+Everything blocking (psutil, files) runs in threads; the Docker engine is reached asynchronously.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import os
 import platform
 import random
 import ssl
-import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -43,7 +41,6 @@ from octotui.protocol import (
 )
 
 log = logging.getLogger("octotui.agent")
-T = TypeVar("T")
 
 BACKOFF_START = 1.0
 BACKOFF_CAP = 60.0
@@ -92,31 +89,6 @@ def backoff_delay(attempt: int, start: float = BACKOFF_START, cap: float = BACKO
     """Jittered exponential backoff: between half and all of ``start * 2**attempt``, capped near ``cap``."""
     ceiling = min(cap, start * (2 ** min(attempt, 16)))
     return random.uniform(ceiling / 2, ceiling)
-
-
-async def in_thread(func: Callable[..., T], *args: Any) -> T:
-    """Run a possibly long blocking call in a daemon thread, so it never holds up the agent's exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = func(*args)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name=getattr(func, "__name__", "work"), daemon=True).start()
-    return await future
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -409,13 +381,13 @@ class AgentRuntime:
 
     async def _check_engine(self) -> None:
         assert self.docker is not None
-        info, changed = await asyncio.to_thread(self.docker.check_engine)
+        info, changed = await self.docker.check_engine()
         if not changed:
             return
         if info.available:
             log.info("docker engine available (version %s)", info.version)
             try:
-                found = await asyncio.to_thread(self.docker.adopt)
+                found = await self.docker.adopt()
             except Exception as exc:
                 log.warning("cannot list this agent's containers: %s", exc)
             else:
@@ -433,7 +405,7 @@ class AgentRuntime:
         attempt = 0
         while True:
             await self._check_engine()
-            reports = await asyncio.to_thread(self.docker.reports)
+            reports = await self.docker.reports()
             taken = list(self.samples)
             self.samples.clear()
             if not taken:
@@ -470,7 +442,7 @@ class AgentRuntime:
                 answer = HeartbeatResponse.model_validate_json(response.content)
                 for container_id in answer.stop:
                     log.info("the server asks to stop container %s", container_id)
-                    await asyncio.to_thread(self.docker.stop, container_id, 20.0)
+                    await self.docker.stop(container_id, 20.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._beat_now.wait(), timeout=self.identity.heartbeat_interval)
             self._beat_now.clear()
@@ -572,13 +544,13 @@ class AgentRuntime:
             if command.kind == "launch":
                 log.info("launch of container %s (test %s)", command.container_id, command.test_id)
                 try:
-                    await in_thread(self.docker.launch, command)
+                    await self.docker.launch(command)
                     ack = CommandAck(ok=True)
                 except LaunchError as exc:
                     ack = CommandAck(ok=False, error=str(exc))
             else:
                 log.info("stop of container %s (test %s)", command.container_id, command.test_id)
-                outcome = await asyncio.to_thread(self.docker.stop, command.container_id, command.grace_s)
+                outcome = await self.docker.stop(command.container_id, command.grace_s)
                 log.debug("stop of %s: %s", command.container_id, outcome)
                 ack = CommandAck(ok=True)
             await asyncio.to_thread(self.commands.add, command.id, ack)
@@ -657,6 +629,6 @@ class AgentRuntime:
             for task in (sampling, stopping, *self._tasks):
                 task.cancel()
             if self.docker is not None:
-                self.docker.close()
+                await self.docker.aclose()
             with contextlib.suppress(Exception):
                 await self._http.aclose()

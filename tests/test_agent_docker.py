@@ -8,15 +8,17 @@ The real JMeter image then runs a real plan against a local HTTP server and stop
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from octotui.protocol import (
     Command,
     LaunchSpec,
 )
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT
 
 FAKE_IMAGE = "octotui-test-busybox:local"
 PLAN = "<?xml version='1.0'?><jmeterTestPlan version='1.2'><hashTree/></jmeterTestPlan>"
@@ -130,18 +132,13 @@ def agent_id(docker_client: Any) -> Iterator[str]:
     _cleanup(docker_client, value)
 
 
-def _runtime(tmp_path: Path, agent_id: str) -> DockerRuntime:
-    runtime = DockerRuntime(tmp_path / "work", agent_id, state_file=tmp_path / "containers.json")
-    info, changed = runtime.check_engine()
-    assert info.available and info.version and changed
-    return runtime
-
-
 @pytest.fixture
-def runtime(tmp_path: Path, agent_id: str) -> Iterator[DockerRuntime]:
-    rt = _runtime(tmp_path, agent_id)
+async def runtime(tmp_path: Path, agent_id: str) -> AsyncIterator[DockerRuntime]:
+    rt = DockerRuntime(tmp_path / "work", agent_id, state_file=tmp_path / "containers.json")
+    info, changed = await rt.check_engine()
+    assert info.available and info.version and changed
     yield rt
-    rt.close()
+    await rt.aclose()
 
 
 def _launch(image: str, *, cid: str | None = None, command_id: str | None = None, **spec: Any) -> Command:
@@ -151,21 +148,35 @@ def _launch(image: str, *, cid: str | None = None, command_id: str | None = None
                    launch=launch)  # fmt: skip
 
 
-def _state(runtime: DockerRuntime, cid: str, *states: str) -> Any:
-    report = next((r for r in runtime.reports() if r.container_id == cid), None)
+async def _state(runtime: DockerRuntime, cid: str, *states: str) -> Any:
+    report = next((r for r in await runtime.reports() if r.container_id == cid), None)
     return report if report is not None and report.state in states else None
+
+
+async def _until(
+    runtime: DockerRuntime, cid: str, *states: str, within: float, what: str,
+    test: Callable[[Any], Any] = bool, interval: float = 0.1,
+) -> Any:  # fmt: skip
+    """The report of ``cid`` once it is in one of ``states`` and passes ``test``; bounded, fails with ``what``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        report = await _state(runtime, cid, *states)
+        if report is not None and test(report):
+            return report
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {within} s waiting for {what}")
 
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("agent-docker")]
 
 
-def test_launch_labels_limits_mounts_follow_and_cleanup(
+async def test_launch_labels_limits_mounts_follow_and_cleanup(
     runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
     command = _launch(fake_jmeter_image, cpu_limit=0.5, memory_limit=64 * 1024 * 1024,
                       properties={"fake.duration": "4"})  # fmt: skip
     cid = command.container_id
-    tracked = runtime.launch(command)
+    tracked = await runtime.launch(command)
     assert tracked.state == "running" and tracked.docker_id
     attrs = docker_client.api.inspect_container(tracked.docker_id)
     labels = attrs["Config"]["Labels"]
@@ -181,14 +192,14 @@ def test_launch_labels_limits_mounts_follow_and_cleanup(
     plan_dir = runtime.work_dir / cid / "plan"
     assert (plan_dir / "plan.jmx").read_text() == PLAN
 
-    live = wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures and r.figures.samples and r,
-                      timeout=15, what="live figures")  # fmt: skip
+    live = await _until(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=15,
+                        what="live figures")  # fmt: skip
     assert live.figures.rate == 5.0 and live.figures.active == 1
     assert live.memory_bytes > 0 and live.memory_limit == 64 * 1024 * 1024
     assert runtime.tracked(cid).cgroup is not None, "CPU/memory come from the cgroup files here"  # type: ignore[union-attr]
     assert runtime.tracked(cid).shutdown_port == port  # type: ignore[union-attr]
 
-    done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=30, what="the end of the run")
+    done = await _until(runtime, cid, "finished", "failed", within=30, what="the end of the run")
     assert done.state == "finished", done.error
     assert done.exit_code == 0 and done.error is None
     assert done.final is not None and done.final.samples == 20 and done.final.max_ms == 50
@@ -199,109 +210,112 @@ def test_launch_labels_limits_mounts_follow_and_cleanup(
     assert (runtime.work_dir / cid / "results" / "results.jtl").is_file(), "the results are kept"
     # the terminal report survives an agent restart until it was delivered a few times
     again = DockerRuntime(runtime.work_dir, agent_id, state_file=runtime.state_file)
-    assert [r.state for r in again.reports() if r.container_id == cid] == ["finished"]
+    assert [r.state for r in await again.reports() if r.container_id == cid] == ["finished"]
     for _ in range(3):
         runtime.delivered([cid])
     assert runtime.tracked(cid) is None
     assert DockerRuntime(runtime.work_dir, agent_id, state_file=runtime.state_file).tracked(cid) is None
 
 
-def test_failing_jmeter_reports_its_own_error_lines(runtime: DockerRuntime, fake_jmeter_image: str) -> None:
+async def test_failing_jmeter_reports_its_own_error_lines(runtime: DockerRuntime, fake_jmeter_image: str) -> None:
     command = _launch(fake_jmeter_image, properties={"fake.duration": "1", "fake.exit": "3"})
-    runtime.launch(command)
-    done = wait_until(lambda: _state(runtime, command.container_id, "finished", "failed"), timeout=30, what="end")
+    await runtime.launch(command)
+    done = await _until(runtime, command.container_id, "finished", "failed", within=30, what="end")
     assert done.state == "failed" and done.exit_code == 3
     assert "ERROR - jmeter.JMeter: fake failure with code 3" in done.error
     assert done.final is not None and done.final.samples == 5
 
 
-def test_stop_falls_back_to_docker_stop(runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str) -> None:
+async def test_stop_falls_back_to_docker_stop(
+    runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str
+) -> None:
     command = _launch(fake_jmeter_image)
     cid = command.container_id
-    runtime.launch(command)
-    wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures, timeout=15, what="running")
+    await runtime.launch(command)
+    await _until(runtime, cid, "running", test=lambda r: r.figures, within=15, what="running")
     started = time.monotonic()
-    assert runtime.stop(cid, grace_s=1.0) == "StopTestNow sent"
-    assert _state(runtime, cid, "stopping")
-    done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=30, what="stopped")
+    assert await runtime.stop(cid, grace_s=1.0) == "StopTestNow sent"
+    assert await _state(runtime, cid, "stopping")
+    done = await _until(runtime, cid, "finished", "failed", within=30, what="stopped")
     assert time.monotonic() - started < 15
     assert done.state == "finished" and done.exit_code == 143, "the stand-in ignores StopTestNow, docker stop ends it"
     assert "did not stop gracefully" in done.error
     assert done.final is not None and done.final.samples > 0
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_CONTAINER}={cid}"})
-    assert runtime.stop(cid, 1.0) == "already finished"
-    assert runtime.stop("c-unknown", 1.0) == "not running on this agent"
+    assert await runtime.stop(cid, 1.0) == "already finished"
+    assert await runtime.stop("c-unknown", 1.0) == "not running on this agent"
 
 
-def test_redelivered_launch_never_starts_a_second_container(
+async def test_redelivered_launch_never_starts_a_second_container(
     tmp_path: Path, runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
     command = _launch(fake_jmeter_image)
-    first = runtime.launch(command)
-    assert runtime.launch(command) is first
+    first = await runtime.launch(command)
+    assert await runtime.launch(command) is first
     # the agent restarted and lost its memory: the labels still say the container exists
     fresh = DockerRuntime(runtime.work_dir, agent_id, state_file=tmp_path / "other.json")
-    fresh.check_engine()
+    await fresh.check_engine()
     try:
-        again = fresh.launch(command)
+        again = await fresh.launch(command)
         assert again.docker_id == first.docker_id
         found = docker_client.containers.list(all=True, filters={"label": f"{LABEL_COMMAND}={command.id}"})
         assert len(found) == 1
     finally:
-        fresh.close()
+        await fresh.aclose()
 
 
-def test_restart_finds_running_and_exited_containers(
+async def test_restart_finds_running_and_exited_containers(
     tmp_path: Path, runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
     long_run = _launch(fake_jmeter_image)
     short_run = _launch(fake_jmeter_image, properties={"fake.duration": "4"})
-    runtime.launch(long_run)
-    runtime.launch(short_run)
-    wait_until(lambda: (r := _state(runtime, long_run.container_id, "running")) and r.figures, timeout=20,
-               what="a first summary")  # fmt: skip
+    await runtime.launch(long_run)
+    await runtime.launch(short_run)
+    await _until(runtime, long_run.container_id, "running", test=lambda r: r.figures, within=20,
+                 what="a first summary")  # fmt: skip
     short_docker_id = runtime.tracked(short_run.container_id).docker_id  # type: ignore[union-attr]
-    runtime.close()
+    await runtime.aclose()
     # a new agent process: nothing in memory, the containers still there (the short one has exited)
-    docker_client.api.wait(short_docker_id, timeout=30)
+    await asyncio.to_thread(docker_client.api.wait, short_docker_id, timeout=30)
     restarted = DockerRuntime(runtime.work_dir, agent_id, state_file=tmp_path / "restart.json")
-    restarted.check_engine()
+    await restarted.check_engine()
     try:
-        assert sorted(restarted.adopt()) == sorted([long_run.container_id, short_run.container_id])
-        report = wait_until(lambda: (r := _state(restarted, long_run.container_id, "running")) and r.figures
-                            and r.figures.samples >= 10 and r, timeout=15, what="figures replayed")  # fmt: skip
+        assert sorted(await restarted.adopt()) == sorted([long_run.container_id, short_run.container_id])
+        report = await _until(restarted, long_run.container_id, "running",
+                              test=lambda r: r.figures and r.figures.samples >= 10, within=15,
+                              what="figures replayed")  # fmt: skip
         assert report.test_id == "t-test" and report.command_id == long_run.id
-        short = wait_until(lambda: _state(restarted, short_run.container_id, "finished"), timeout=15, what="short end")
+        short = await _until(restarted, short_run.container_id, "finished", within=15, what="short end")
         assert short.exit_code == 0 and short.final.samples == 20
-        assert restarted.adopt() == [], "adopting twice follows nothing twice"
-        restarted.stop(long_run.container_id, grace_s=0.5)
-        wait_until(lambda: _state(restarted, long_run.container_id, "finished"), timeout=30, what="stop")
+        assert await restarted.adopt() == [], "adopting twice follows nothing twice"
+        await restarted.stop(long_run.container_id, grace_s=0.5)
+        await _until(restarted, long_run.container_id, "finished", within=30, what="stop")
     finally:
-        restarted.close()
+        await restarted.aclose()
 
 
-def test_vanished_container_is_failed_with_the_reason(
+async def test_vanished_container_is_failed_with_the_reason(
     runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str
 ) -> None:
     command = _launch(fake_jmeter_image)
-    tracked = runtime.launch(command)
-    wait_until(lambda: _state(runtime, command.container_id, "running"), timeout=10, what="running")
-    docker_client.api.remove_container(tracked.docker_id, force=True)
-    done = wait_until(lambda: _state(runtime, command.container_id, "failed"), timeout=20, what="failed")
+    tracked = await runtime.launch(command)
+    await _until(runtime, command.container_id, "running", within=10, what="running")
+    await asyncio.to_thread(docker_client.api.remove_container, tracked.docker_id, force=True)
+    done = await _until(runtime, command.container_id, "failed", within=20, what="failed")
     assert "vanished" in done.error
 
 
-def test_missing_image_that_cannot_be_pulled(runtime: DockerRuntime, docker_client: Any, agent_id: str) -> None:
+async def test_missing_image_that_cannot_be_pulled(runtime: DockerRuntime, docker_client: Any, agent_id: str) -> None:
     command = _launch("octotui-no-such-image-anywhere:nope")
     with pytest.raises(LaunchError, match=r"pull of octotui-no-such-image-anywhere:nope failed: .+"):
-        runtime.launch(command)
-    report = _state(runtime, command.container_id, "failed")
+        await runtime.launch(command)
+    report = await _state(runtime, command.container_id, "failed")
     assert report is not None and report.error.startswith("pull of")
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
     assert not (runtime.work_dir / command.container_id / "plan").exists()
 
 
-def test_bad_launch_specs_are_refused_and_create_nothing(
+async def test_bad_launch_specs_are_refused_and_create_nothing(
     runtime: DockerRuntime, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
     good = _launch(fake_jmeter_image)
@@ -314,10 +328,26 @@ def test_bad_launch_specs_are_refused_and_create_nothing(
     ]
     for command, message in cases:
         with pytest.raises(LaunchError, match=message):
-            runtime.launch(command)
+            await runtime.launch(command)
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"})
     assert not any(runtime.work_dir.glob("*/plan")) if runtime.work_dir.exists() else True
     assert not (runtime.work_dir.parent / "escape.jmx").exists()
+
+
+async def test_engine_errors_are_clear_and_change_nothing(tmp_path: Path, fake_jmeter_image: str,
+                                                          agent_id: str) -> None:  # fmt: skip
+    """No engine at DOCKER_HOST, or one the agent cannot speak to: the reason says so, nothing is launched."""
+    for host, reason in ((f"unix://{tmp_path}/none.sock", "no Docker engine answers at unix://"),
+                         ("ssh://user@example", "unix:// and tcp:// engines only")):  # fmt: skip
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("DOCKER_HOST", host)
+            rt = DockerRuntime(tmp_path / "work", agent_id)
+            info, changed = await rt.check_engine()
+        assert changed and not info.available and reason in (info.error or ""), info
+        with pytest.raises(LaunchError, match="no Docker engine on this agent: .*" + reason.split()[0]):
+            await rt.launch(_launch(fake_jmeter_image))
+        assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("*/plan"))
+        await rt.aclose()
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -343,7 +373,7 @@ class _Target(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.jmeter
-def test_real_jmeter_runs_a_plan_and_stops_gracefully(
+async def test_real_jmeter_runs_a_plan_and_stops_gracefully(
     runtime: DockerRuntime, docker_client: Any, jmeter_image: str
 ) -> None:
     httpd = _Server(("127.0.0.1", 0), _Target)
@@ -356,16 +386,16 @@ def test_real_jmeter_runs_a_plan_and_stops_gracefully(
         command.launch.plan = plan  # type: ignore[union-attr]
         cid = command.container_id
         started = time.monotonic()
-        runtime.launch(command)
-        live = wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures and r.figures.samples and r,
-                          timeout=90, interval=0.5, what="JMeter's first summary")  # fmt: skip
-        wait_until(lambda: (r := _state(runtime, cid, "running")) and r.figures.samples > live.figures.samples,
-                   timeout=30, interval=0.5, what="a second summary")  # fmt: skip
+        await runtime.launch(command)
+        live = await _until(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=90,
+                            interval=0.5, what="JMeter's first summary")  # fmt: skip
+        await _until(runtime, cid, "running", test=lambda r: r.figures.samples > live.figures.samples, within=30,
+                     interval=0.5, what="a second summary")  # fmt: skip
         print(f"first figures after {time.monotonic() - started:.1f} s: {live.figures}")
         assert live.figures.rate > 0 and _Target.hits > 0
         assert runtime.tracked(cid).tracker.shutdown_port == runtime.tracked(cid).shutdown_port  # type: ignore[union-attr]
-        assert runtime.stop(cid, grace_s=30) == "StopTestNow sent"
-        done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=60, what="graceful stop")
+        assert await runtime.stop(cid, grace_s=30) == "StopTestNow sent"
+        done = await _until(runtime, cid, "finished", "failed", within=60, what="graceful stop")
         assert done.state == "finished" and done.exit_code == 0, (done.error, done.exit_code)
         assert done.error is None, "JMeter stopped by StopTestNow, not by docker stop"
         assert done.final is not None and done.final.samples > 0
@@ -378,7 +408,7 @@ def test_real_jmeter_runs_a_plan_and_stops_gracefully(
         httpd.server_close()
 
 
-def test_stop_while_jmeter_still_starts_is_still_graceful(
+async def test_stop_while_jmeter_still_starts_is_still_graceful(
     runtime: DockerRuntime, docker_client: Any, jmeter_image: str
 ) -> None:
     """A stop that arrives before JMeter listens for it (its JVM still loading the plan) is repeated
@@ -391,30 +421,41 @@ def test_stop_while_jmeter_still_starts_is_still_graceful(
         command = _launch(jmeter_image, properties=props)
         command.launch.plan = (ROOT / "examples" / "http-get.jmx").read_text()  # type: ignore[union-attr]
         cid = command.container_id
-        runtime.launch(command)
+        await runtime.launch(command)
         assert runtime.tracked(cid).tracker.shutdown_port is None, "JMeter is not listening yet"  # type: ignore[union-attr]
-        assert runtime.stop(cid, grace_s=60) == "StopTestNow sent"
-        done = wait_until(lambda: _state(runtime, cid, "finished", "failed"), timeout=90, what="graceful stop")
+        assert await runtime.stop(cid, grace_s=60) == "StopTestNow sent"
+        done = await _until(runtime, cid, "finished", "failed", within=90, what="graceful stop")
         assert (done.state, done.exit_code, done.error) == ("finished", 0, None)
     finally:
         httpd.shutdown()
         httpd.server_close()
 
 
-def test_agent_network_mode_applies_unless_the_launch_names_another(
+async def test_agent_network_mode_applies_unless_the_launch_names_another(
     tmp_path: Path, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
     runtime = DockerRuntime(tmp_path / "work", agent_id, network_mode="bridge")
-    runtime.check_engine()
+    await runtime.check_engine()
     try:
-        default = runtime.launch(_launch(fake_jmeter_image))
-        explicit = runtime.launch(_launch(fake_jmeter_image, network_mode="none"))
+        default = await runtime.launch(_launch(fake_jmeter_image))
+        explicit = await runtime.launch(_launch(fake_jmeter_image, network_mode="none"))
         inspect = docker_client.api.inspect_container
         modes = [inspect(t.docker_id)["HostConfig"]["NetworkMode"] for t in (default, explicit)]
         assert modes == ["bridge", "none"]
-        wait_until(lambda: _state(runtime, default.container_id, "running"), timeout=10, what="running")
-        assert runtime.stop(default.container_id, grace_s=0.5) == "StopTestNow sent", "sent to the container's address"
-        done = wait_until(lambda: _state(runtime, default.container_id, "finished"), timeout=30, what="stopped")
+        await _until(runtime, default.container_id, "running", within=10, what="running")
+        assert await runtime.stop(default.container_id, grace_s=0.5) == "StopTestNow sent", (
+            "sent to the container's address"
+        )
+        done = await _until(runtime, default.container_id, "finished", within=30, what="stopped")
         assert done.exit_code == 143
     finally:
-        runtime.close()
+        await runtime.aclose()
+
+
+def test_the_agent_does_not_load_the_docker_sdk() -> None:
+    """The agent speaks to the engine over its own httpx: no docker SDK, no requests/urllib3 (~7 MB RSS)."""
+    check = ("import sys, agent.__main__, agent.runtime; "
+             "loaded = [m for m in ('docker', 'requests', 'urllib3') if m in sys.modules]; "
+             "assert not loaded, loaded")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
