@@ -127,7 +127,7 @@ cp "$ROOT/scripts/agent-entrypoint.sh" "$CONTEXT/"
 # Only the agent's dependencies, with the bounds of pyproject.toml.
 "$PIP_PYTHON" - "$ROOT/pyproject.toml" >"$CONTEXT/requirements.txt" <<'PY'
 import re, sys, tomllib
-wanted = {"httpx", "docker", "psutil", "pydantic"}
+wanted = {"httpx", "psutil", "pydantic"}  # the agent speaks to Docker over httpx (agent/engine.py)
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 print("\n".join(d for d in deps if re.split(r"[<>=!~\[ ]", d)[0] in wanted))
 PY
