@@ -1,5 +1,9 @@
 """The one loop that fetches everything the dashboard shows and posts it as messages.
 
+Agents, providers and tests come from the server's change feed (``GET /changes``): only what
+changed since the previous round, folded into a :class:`~octotui.client.Mirror`, and only changed
+lists are posted. A server without the feed (404) gets the full listings every round instead.
+
 One long-lived coroutine, run by one worker the app owns: it fetches, posts, then sleeps (or is
 woken early). It never raises: a lost server becomes a :class:`~octotui.tui.messages.ServerUnreachable`
 message and a retry with backoff, so the app survives any network failure.
