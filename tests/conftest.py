@@ -235,9 +235,11 @@ def _sweep_agent_containers() -> Iterator[None]:
         return
     from octotui.protocol import LABEL_AGENT
 
-    with client:
+    try:
         for agent_id in ids:
             with contextlib.suppress(Exception):
                 for container in client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}):
                     with contextlib.suppress(Exception):
                         container.remove(force=True, v=True)
+    finally:
+        client.close()
