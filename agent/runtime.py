@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -89,6 +90,22 @@ def backoff_delay(attempt: int, start: float = BACKOFF_START, cap: float = BACKO
     """Jittered exponential backoff: between half and all of ``start * 2**attempt``, capped near ``cap``."""
     ceiling = min(cap, start * (2 ** min(attempt, 16)))
     return random.uniform(ceiling / 2, ceiling)
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:
+    """The TLS trust for the server's client; for plain HTTP with no proxy, one that trusts nothing.
+
+    httpx loads its CA bundle into every client (~1 MiB) even when no TLS connection is ever made;
+    a context without any CA refuses TLS outright, should one be attempted.
+    """
+    if urlsplit(settings.server).scheme == "http" and not any(
+        os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES
+    ):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return settings.verify
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -189,7 +206,7 @@ class AgentRuntime:
         self._http = httpx.AsyncClient(
             base_url=settings.server + API_PREFIX,
             timeout=httpx.Timeout(15.0, connect=10.0),
-            verify=settings.verify,
+            verify=_server_verify(settings),
             trust_env=True,  # HTTPS_PROXY / NO_PROXY
             headers={"User-Agent": f"octotui-agent/{VERSION}"},
         )
