@@ -39,7 +39,7 @@ ACK = f"{API_PREFIX}/agents/{{agent_id}}/commands/{{command_id}}/ack"
 _AGENTS = f"{API_PREFIX}/agents/"
 _JSON = b"application/json"
 #: The query values taken here; any other spelling goes to FastAPI, which validates it.
-_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,6})?$")
+_SECONDS = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 #: An integer literal this long overflows a float: pydantic's JSON mode makes it ``inf`` where
 #: FastAPI's ``json.loads`` + Python-mode validation refuses it, so such bodies go to FastAPI.
@@ -131,7 +131,7 @@ def _poll_query(query: bytes) -> tuple[float | None, bool] | None:
         if key in seen:
             return None
         seen.add(key)
-        if key == "timeout" and _SECONDS.match(value) and float(value) <= 3600:
+        if key == "timeout" and _SECONDS.fullmatch(value) and float(value) <= 3600:
             timeout = float(value)
         elif key == "fresh" and value in _BOOLS:
             fresh = _BOOLS[value]
