@@ -393,3 +393,12 @@ async def test_a_poll_whose_client_left_takes_no_command(sides: tuple[Side, Side
             assert r.status_code == 200 and [c["kind"] for c in r.json()] == ["launch"], r.text
             assert time.monotonic() - started < 2, "the command went to the poll whose client had left"
     assert sides[0].fast[0] - before == 2  # the held poll and the last one went through the fast path
+
+
+async def test_the_openapi_document_is_the_same(sides: tuple[Side, Side]) -> None:
+    """The fast path shadows the declared routes: they stay documented, unchanged."""
+    fast, plain = sides
+    documents = [await exchange(side.port, request(side, "GET", "/api/v1/openapi.json", None)) for side in sides]
+    assert fast.canonical(documents[0]) == plain.canonical(documents[1])
+    paths = json.loads(documents[0].partition(b"\r\n\r\n")[2])["paths"]
+    assert {"/api/v1/agents/{agent_id}/heartbeat", "/api/v1/agents/{agent_id}/commands"} <= set(paths)
