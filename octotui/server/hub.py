@@ -25,8 +25,6 @@ SAMPLE_FIELDS = tuple(name for name in HostSample.model_fields if name != "cpu_p
 _CPU = SAMPLE_FIELDS.index("cpu_percent")
 _SCALARS = len(SAMPLE_FIELDS)
 _INTS = frozenset(name for name, field in HostSample.model_fields.items() if field.annotation in (int, "int"))
-
-
 _SCALAR_VALUES = operator.attrgetter(*SAMPLE_FIELDS)
 
 
