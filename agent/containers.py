@@ -519,7 +519,7 @@ class DockerRuntime:
                         self._feed(tracked, line.decode("utf-8", errors="replace"))
                 if pending:
                     self._feed(tracked, pending.decode("utf-8", errors="replace"))
-            except (EngineError, LaunchError) as exc:
+            except Exception as exc:  # the engine went away, or its client was closed under the stream
                 log.debug("log stream of %s broke: %s", tracked.container_id, exc)
             if self._closed:
                 return
