@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from octotui.protocol import (
     Agent,
     AgentMetrics,
     AuditEntry,
+    Changes,
     Command,
     CommandAck,
     ErrorBody,
@@ -46,6 +46,7 @@ from octotui.protocol import (
 from octotui.server.auth import Principal, require_agent, require_operator, require_provider
 from octotui.server.controller import Controller
 from octotui.server.fastpath import AgentFastPath
+from octotui.server.hub import poll_wait
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 
@@ -193,8 +194,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _routes() -> APIRouter:
-    from octotui.protocol import Changes
-
     public = APIRouter(prefix=API_PREFIX)
 
     @public.get("/health", response_model=Health, tags=["server"])
@@ -310,9 +309,7 @@ def _routes() -> APIRouter:
         require_agent(who, agent_id)
         ctl.agent_or_404(agent_id)
         s = ctl.settings
-        wait = random.uniform(s.poll_timeout_min, s.poll_timeout_max)
-        if wait_s is not None:
-            wait = min(wait_s, s.poll_timeout_max)
+        wait = poll_wait(s.poll_timeout_min, s.poll_timeout_max, wait_s)
         # A poll whose connection is gone (a proxy's idle timeout, a network cut) must stop waiting:
         # left waiting it would take the next command and answer it to nobody, and the agent's live
         # poll would only get it at the redelivery, seconds later.
