@@ -187,23 +187,23 @@ def test_jmeter_args_pin_the_shutdown_port_and_ask_for_csv() -> None:
     assert args[-2:] == ["-Jusers=3", "-Ja.b=x y"]
 
 
-def test_agent_without_engine_keeps_going_and_refuses_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_agent_without_engine_keeps_going_and_refuses_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     runtime = DockerRuntime(tmp_path / "work", "a-none")
-    info, changed = runtime.check_engine()
+    info, changed = await runtime.check_engine()
     assert not info.available and changed, "the first check always counts as a change (it is logged)"
-    assert runtime.check_engine()[1] is False
+    assert (await runtime.check_engine())[1] is False
     assert "no Docker engine answers at unix://" in (info.error or "")
     launch = LaunchSpec(test_id="t", container_id="c-1", image="any:image", plan=PLAN)
     command = Command(id="cmd-1", kind="launch", container_id="c-1", test_id="t", launch=launch)
     with pytest.raises(LaunchError, match="no Docker engine on this agent"):
-        runtime.launch(command)
-    reports = runtime.reports()
+        await runtime.launch(command)
+    reports = await runtime.reports()
     assert [(r.container_id, r.state) for r in reports] == [("c-1", "failed")]
     assert "no Docker engine" in (reports[0].error or "")
     assert not (tmp_path / "work" / "c-1" / "plan").exists()
-    assert runtime.stop("c-1", 1.0) == "already failed"
-    runtime.close()
+    assert await runtime.stop("c-1", 1.0) == "already failed"
+    await runtime.aclose()
 
 
 def test_cgroup_reader_finds_nothing_for_unknown_ids(tmp_path: Path) -> None:
