@@ -187,7 +187,9 @@ def test_jmeter_args_pin_the_shutdown_port_and_ask_for_csv() -> None:
     assert args[-2:] == ["-Jusers=3", "-Ja.b=x y"]
 
 
-async def test_agent_without_engine_keeps_going_and_refuses_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_agent_without_engine_keeps_going_and_refuses_launches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     runtime = DockerRuntime(tmp_path / "work", "a-none")
     info, changed = await runtime.check_engine()
