@@ -20,6 +20,7 @@ import uvicorn
 
 from octotui.config import ConfigError, Option, add_options, port_number, positive_float, resolve, user_data_dir
 from octotui.server.app import create_app
+from octotui.server.collector import Collector
 from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
@@ -122,13 +123,18 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
         await asyncio.sleep(0.02)
     if server.started:
         # Tail latency is decided by the collector: freeze the start-up heap out of its reach and
-        # collect the old generation rarely (DESIGN.md, performance facts).
+        # collect by time, in small steps (collector.py; DESIGN.md, performance facts).
         gc.collect()
         gc.freeze()
-        gc.set_threshold(10_000, 50, 100)
+        collector = Collector()
+        collector.start()
         log.info("octotui server listening on %s", url)
-        while not server.should_exit and not task.done():  # noqa: ASYNC110 - set by a signal handler
-            await asyncio.sleep(0.1)
+        try:
+            while not server.should_exit and not task.done():  # should_exit: set by a signal handler
+                await asyncio.sleep(0.1)
+                collector.tick()
+        finally:
+            collector.stop()
         # Answer the open long polls now, or the graceful shutdown would wait for each of them.
         app.state.controller.commands.close()
     try:

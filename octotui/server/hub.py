@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import operator
 import random
+import struct
 import time
 from array import array
 from collections import deque
@@ -18,23 +19,31 @@ from collections import deque
 from octotui.protocol import Command, HostSample, TestSeriesPoint
 from octotui.server.records import CommandRec
 
-#: A host sample is kept as one ``array('d')``: the scalar fields in this order, then the per-core
-#: figures. One object of ~200 bytes that the garbage collector never walks, against ~500 bytes and
-#: some twenty objects as a tuple of floats, or ~4.4 KB as a pydantic model (DESIGN.md's facts).
+#: A host sample is kept as the bytes of an ``array('d')``: the scalar fields in this order, then
+#: the per-core figures. ``bytes`` is one of the few objects the garbage collector does not track
+#: (an ``array`` is tracked): 5,000 agents keep 3 million samples, which every full collection
+#: would otherwise walk, stalling the event loop for seconds (docs/BENCHMARKS.md).
 SAMPLE_FIELDS = tuple(name for name in HostSample.model_fields if name != "cpu_per_core")
+_TS = SAMPLE_FIELDS.index("ts")
 _CPU = SAMPLE_FIELDS.index("cpu_percent")
 _SCALARS = len(SAMPLE_FIELDS)
 _INTS = frozenset(name for name, field in HostSample.model_fields.items() if field.annotation in (int, "int"))
 _SCALAR_VALUES = operator.attrgetter(*SAMPLE_FIELDS)
+_DOUBLE = struct.Struct("d")
 
 
-def sample_tuple(sample: HostSample) -> array[float]:
+def sample_bytes(sample: HostSample) -> bytes:
     packed = array("d", _SCALAR_VALUES(sample))  # one C call: this runs for every sample of every heartbeat
     packed.extend(sample.cpu_per_core)
-    return packed
+    return packed.tobytes()
 
 
-def sample_from_tuple(values: array[float]) -> HostSample:
+def _field(packed: bytes, index: int) -> float:
+    return _DOUBLE.unpack_from(packed, index * _DOUBLE.size)[0]  # type: ignore[no-any-return]
+
+
+def sample_from_bytes(packed: bytes) -> HostSample:
+    values = array("d", packed)
     data: dict[str, object] = {
         name: int(value) if name in _INTS else value for name, value in zip(SAMPLE_FIELDS, values, strict=False)
     }
@@ -47,17 +56,17 @@ class HostWindows:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._windows: dict[str, deque[array[float]]] = {}
+        self._windows: dict[str, deque[bytes]] = {}
 
     def add(self, agent_id: str, samples: list[HostSample]) -> None:
         """Append samples (oldest first), skipping any not newer than the last one kept."""
         window = self._windows.get(agent_id)
         if window is None:
             window = self._windows[agent_id] = deque(maxlen=self.size)
-        last = window[-1][0] if window else float("-inf")
+        last = _field(window[-1], _TS) if window else float("-inf")
         for sample in samples:
             if sample.ts > last:
-                window.append(sample_tuple(sample))
+                window.append(sample_bytes(sample))
                 last = sample.ts
 
     def get(self, agent_id: str, seconds: float | None = None) -> list[HostSample]:
@@ -67,16 +76,16 @@ class HostWindows:
             return []
         rows = list(window)
         if seconds is not None:
-            since = rows[-1][0] - seconds
-            rows = [row for row in rows if row[0] >= since]
-        return [sample_from_tuple(row) for row in rows]
+            since = _field(rows[-1], _TS) - seconds
+            rows = [row for row in rows if _field(row, _TS) >= since]
+        return [sample_from_bytes(row) for row in rows]
 
     def mean_cpu(self, agent_id: str, count: int = 10) -> float | None:
         """Mean CPU % of the last ``count`` samples: one reading alone is too noisy to place by."""
         window = self._windows.get(agent_id)
         if not window:
             return None
-        recent = [window[-i][_CPU] for i in range(1, min(count, len(window)) + 1)]
+        recent = [_field(window[-i], _CPU) for i in range(1, min(count, len(window)) + 1)]
         return sum(recent) / len(recent)
 
     def drop(self, agent_id: str) -> None:
