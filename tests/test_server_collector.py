@@ -39,12 +39,13 @@ class _Cycle:
 
 def test_collector_takes_over_and_gives_back(collections: list[int]) -> None:
     gc.enable()
-    collector = Collector(young_every=0.01, full_every=60)
+    collector = Collector(young_every=0.5, full_every=60)
     collector.start()
     assert not gc.isenabled()
+    collections.clear()
     collector.tick()
     assert collections == []  # nothing due yet
-    time.sleep(0.02)
+    time.sleep(0.6)
     collector.tick()
     assert collections == [1]  # generations 0 and 1 together
     collector.tick()
@@ -57,7 +58,7 @@ def test_full_collection_backs_off_while_it_finds_nothing(collections: list[int]
     collector = Collector(young_every=0.001, full_every=0.01, full_most=0.04)
     collector.start()
     try:
-        gc.collect()
+        gc.collect()  # nothing left for the first full walk to find
         collections.clear()
         waits = []
         for _ in range(3):
