@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter windows and one run, for development")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3, 1 with --quick)")
     parser.add_argument("--no-report", action="store_true", help="measure, keep the results, skip docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--no-save", action="store_true", help="measure and print only: write neither bench/results nor the report"
+    )
     args = parser.parse_args(argv)
     names = FIGURES if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in FIGURES]
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             continue
         result.machine, result.date, result.runs, result.quick = info, date, runs, args.quick
-        result.save()
+        if not args.no_save:
+            result.save()
         for m in result.metrics:
             verdict = {True: "met", False: "MISSED", None: ""}[m.met]
             lo, hi = m.spread
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in result.details:
             print(f"   {line}", flush=True)
         print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
-    if not args.no_report:
+    if not (args.no_report or args.no_save):
         path = write_report(FIGURES, RESULTS)
         print(f"report: {path}")
     if failed:
