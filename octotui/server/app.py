@@ -63,12 +63,6 @@ async def _send_error(send: Send, status: int, detail: str, headers: dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
-async def _disconnected(request: Request) -> None:
-    """Return once the client of ``request`` (a request without a body still to read) has gone."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 class GateMiddleware:
     """Authenticates every API request and bounds body sizes, before any body is parsed.
 
@@ -310,20 +304,7 @@ def _routes() -> APIRouter:
         ctl.agent_or_404(agent_id)
         s = ctl.settings
         wait = poll_wait(s.poll_timeout_min, s.poll_timeout_max, wait_s)
-        # A poll whose connection is gone (a proxy's idle timeout, a network cut) must stop waiting:
-        # left waiting it would take the next command and answer it to nobody, and the agent's live
-        # poll would only get it at the redelivery, seconds later.
-        waiting = asyncio.ensure_future(ctl.commands.wait(agent_id, wait, fresh=fresh))
-        gone = asyncio.ensure_future(_disconnected(request))
-        try:
-            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not waiting.done():
-                waiting.cancel()
-        if waiting.cancelled():
-            return []  # nobody to answer: the commands stay queued for the next poll
-        return waiting.result()
+        return await ctl.commands.wait_while_connected(agent_id, wait, fresh, request.receive)
 
     @api.post("/agents/{agent_id}/commands/{command_id}/ack", status_code=204, tags=["agent protocol"])
     async def ack_command(agent_id: str, command_id: str, body: CommandAck, ctl: Ctl, who: Anyone) -> Response:

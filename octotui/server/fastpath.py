@@ -13,7 +13,6 @@ and answer whatever the fast path passes on.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -114,12 +113,6 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-async def _client_gone(receive: Receive) -> None:
-    """Return once the client has gone (a request without a body still to read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 def _poll_query(query: bytes) -> tuple[float | None, bool] | None:
     """``(timeout, fresh)`` of a plain query string; None for anything FastAPI should judge."""
     if not query:
@@ -196,6 +189,18 @@ class AgentFastPath:
         principal: Principal | None = scope.get("state", {}).get("principal")
         return principal is not None and acts_as_agent(principal, agent_id)
 
+    async def _own_json(
+        self, scope: Scope, receive: Receive, agent_id: str, model: type[M]
+    ) -> tuple[M | None, Receive]:
+        """The body as ``model`` when the agent itself sent it as valid JSON; else None and the
+        ``receive`` to hand the request on to FastAPI with (replaying what was read)."""
+        content_type = _content_type(scope)
+        if not self._agent(scope, agent_id) or content_type is None or content_type.lower() != _JSON:
+            return None, receive
+        messages, body = await _read_body(receive)
+        value = _validate(model, body)
+        return value, (receive if value is not None else _replaying(messages, receive))
+
     async def _answer(self, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -220,13 +225,9 @@ class AgentFastPath:
 
     async def _heartbeat(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> Receive | None:
         agent_id = params["agent_id"]
-        content_type = _content_type(scope)
-        if not self._agent(scope, agent_id) or content_type is None or content_type.lower() != _JSON:
-            return receive
-        messages, body = await _read_body(receive)
-        beat = _validate(Heartbeat, body)
+        beat, receive = await self._own_json(scope, receive, agent_id, Heartbeat)
         if beat is None:
-            return _replaying(messages, receive)
+            return receive
         try:
             answer = self.controller.heartbeat(agent_id, beat)
         except Exception as exc:  # answered by the app's handlers, or re-raised
@@ -241,13 +242,9 @@ class AgentFastPath:
 
     async def _ack(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]) -> Receive | None:
         agent_id = params["agent_id"]
-        content_type = _content_type(scope)
-        if not self._agent(scope, agent_id) or content_type is None or content_type.lower() != _JSON:
-            return receive
-        messages, body = await _read_body(receive)
-        ack = _validate(CommandAck, body)
+        ack, receive = await self._own_json(scope, receive, agent_id, CommandAck)
         if ack is None:
-            return _replaying(messages, receive)
+            return receive
         try:
             self.controller.ack(agent_id, params["command_id"], ack)
         except Exception as exc:  # answered by the app's handlers, or re-raised
@@ -269,16 +266,7 @@ class AgentFastPath:
             return None
         timeout, fresh = query
         wait = poll_wait(ctl.settings.poll_timeout_min, ctl.settings.poll_timeout_max, timeout)
-        # As the FastAPI route: a poll whose client left stops waiting (commands stay queued).
-        waiting = asyncio.ensure_future(ctl.commands.wait(agent_id, wait, fresh=fresh))
-        gone = asyncio.ensure_future(_client_gone(receive))
-        try:
-            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not waiting.done():
-                waiting.cancel()
-        commands = [] if waiting.cancelled() else waiting.result()
+        commands = await ctl.commands.wait_while_connected(agent_id, wait, fresh, receive)
         if not commands:
             await self._answer(send, 200, self._empty_poll_headers, self._empty_poll)
         else:

@@ -15,6 +15,8 @@ import struct
 import time
 from array import array
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from octotui.protocol import Command, HostSample, TestSeriesPoint
 from octotui.server.records import CommandRec
@@ -195,6 +197,26 @@ class CommandHub:
                 next_due = at if next_due is None else min(next_due, at)
         return due, next_due
 
+    async def wait_while_connected(
+        self, agent_id: str, wait_s: float, fresh: bool, receive: Callable[[], Awaitable[Any]]
+    ) -> list[Command]:
+        """:meth:`wait`, cut short (answering []) when the poll's client goes away.
+
+        A poll whose connection is gone (a proxy's idle timeout, a network cut) must stop waiting:
+        left waiting it would take the next command and answer it to nobody, and the agent's live
+        poll would only get it at the redelivery, seconds later. ``receive`` is the request's ASGI
+        receive (a request without a body still to read). The commands stay queued.
+        """
+        waiting = asyncio.ensure_future(self.wait(agent_id, wait_s, fresh=fresh))
+        gone = asyncio.ensure_future(_client_gone(receive))
+        try:
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        return [] if waiting.cancelled() else waiting.result()
+
     async def wait(self, agent_id: str, wait_s: float, fresh: bool = False) -> list[Command]:
         """Commands due for ``agent_id``, at once if any, else as soon as one is queued, else [] after ``wait_s``."""
         deadline = time.monotonic() + wait_s
@@ -214,3 +236,9 @@ class CommandHub:
             wait_for = remaining if next_due is None else min(remaining, next_due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(wait_for, 0.001))
+
+
+async def _client_gone(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return once the client has gone (a request without a body still to read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
