@@ -7,11 +7,14 @@ with or without the ``Active:`` part and with or without a log timestamp in fron
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import re
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from octotui.protocol import FinalResults, JMeterFigures, histogram_percentile, rt_bucket
 
@@ -166,32 +169,18 @@ def read_jtl(path: Path) -> FinalResults | None:
 
     Rows that do not parse (truncated last line of a killed JMeter, garbage) are skipped.
     """
-    try:
-        handle = path.open(newline="", encoding="utf-8", errors="replace")
-    except OSError:
+    jtl = _open_jtl(path, ("timeStamp", "elapsed", "success"))
+    if jtl is None:
         return None
+    handle, reader, (i_ts, i_el, i_ok) = jtl
     with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            return None
-        columns = {name.strip(): index for index, name in enumerate(header)}
-        if not {"timeStamp", "elapsed", "success"} <= columns.keys():
-            return None
-        i_ts, i_el, i_ok = columns["timeStamp"], columns["elapsed"], columns["success"]
         width = max(i_ts, i_el, i_ok)
         histogram: Counter[int] = Counter()  # not a list of every sample: an hour-long run stays small
         count = errors = total_ms = 0
         low, high = math.inf, -math.inf
         first = math.inf
         last = -math.inf
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error:  # e.g. a field over csv's size limit
-                continue
+        for row in _rows(reader):
             if len(row) <= width:
                 continue
             try:
@@ -230,24 +219,39 @@ def read_jtl(path: Path) -> FinalResults | None:
 
 def first_failure(path: Path) -> str | None:
     """The response code and message of the first failed sample of a CSV JTL (JMeter's own words)."""
+    jtl = _open_jtl(path, ("success", "responseCode", "responseMessage"))
+    if jtl is None:
+        return None
+    handle, reader, (i_ok, i_code, i_msg) = jtl
+    with handle:
+        for row in itertools.islice(_rows(reader), 100_000):
+            if len(row) > max(i_ok, i_code, i_msg) and row[i_ok].strip().lower() == "false":
+                return f"{row[i_code].strip()} {row[i_msg].strip()}".strip()[:300] or None
+    return None
+
+
+def _open_jtl(path: Path, names: tuple[str, ...]) -> tuple[TextIO, Iterator[list[str]], list[int]] | None:
+    """The open file, a CSV reader past the header and the index of each named column of a CSV
+    JTL; None when the file cannot be opened or has no header naming them all."""
     try:
         handle = path.open(newline="", encoding="utf-8", errors="replace")
     except OSError:
         return None
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None) or []
-        columns = {name.strip(): index for index, name in enumerate(header)}
-        if not {"success", "responseCode", "responseMessage"} <= columns.keys():
-            return None
-        i_ok, i_code, i_msg = columns["success"], columns["responseCode"], columns["responseMessage"]
-        for _ in range(100_000):
-            try:
-                row = next(reader)
-            except StopIteration:
-                return None
-            except csv.Error:
-                continue
-            if len(row) > max(i_ok, i_code, i_msg) and row[i_ok].strip().lower() == "false":
-                return f"{row[i_code].strip()} {row[i_msg].strip()}".strip()[:300] or None
-    return None
+    reader = csv.reader(handle)
+    header = next(_rows(reader), None) or []
+    columns = {name.strip(): index for index, name in enumerate(header)}
+    if not set(names) <= columns.keys():
+        handle.close()
+        return None
+    return handle, reader, [columns[name] for name in names]
+
+
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The rows csv can read; a row it cannot (e.g. a field over csv's size limit) is skipped."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            continue
