@@ -297,18 +297,8 @@ class Mirror:
         if changes.full:
             self._agents, self._providers, self._summaries = {}, {}, {}
             self._containers, self._tests = {}, {}
-        for a in changes.agents:
-            self._agents[a.id] = a
-            applied.agents.add(a.id)
-        for key in changes.removed_agents:
-            self._agents.pop(key, None)
-            applied.agents.add(key)
-        for p in changes.providers:
-            self._providers[p.id] = p
-            applied.providers.add(p.id)
-        for key in changes.removed_providers:
-            self._providers.pop(key, None)
-            applied.providers.add(key)
+        _merge(self._agents, changes.agents, changes.removed_agents, applied.agents)
+        _merge(self._providers, changes.providers, changes.removed_providers, applied.providers)
         for t in changes.tests:
             self._summaries[t.id] = t
             self._containers.setdefault(t.id, {})
@@ -358,3 +348,16 @@ class Mirror:
         for t in sorted(done, key=lambda t: t.created_at)[: len(done) - self.ended]:
             self._forget_test(t.id)
             applied.tests.add(t.id)
+
+
+R = TypeVar("R", Agent, Provider)
+
+
+def _merge(held: dict[str, R], records: list[R], removed: list[str], changed: set[str]) -> None:
+    """Put ``records`` in ``held`` by id and take the ``removed`` ids out; note every id touched."""
+    for record in records:
+        held[record.id] = record
+        changed.add(record.id)
+    for key in removed:
+        held.pop(key, None)
+        changed.add(key)
