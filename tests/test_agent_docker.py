@@ -99,6 +99,17 @@ def fake_jmeter_image(docker_client: Any, tmp_path_factory: pytest.TempPathFacto
             pytest.fail(f"cannot fetch busybox-static to build {FAKE_IMAGE}: {fetched.stderr[-500:]}")
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "deb")], check=True, timeout=60)
         busybox = str(work / "deb" / "bin" / "busybox")
+    import_fake_jmeter(docker_client, FAKE_IMAGE, busybox, work)
+    docker_client.images.get(FAKE_IMAGE)
+    return FAKE_IMAGE
+
+
+def import_fake_jmeter(docker_client: Any, tag: str, busybox: str | Path, work: Path, **extra: Path) -> None:
+    """Import as ``tag`` a root filesystem of a static ``busybox`` and the stand-in ``jmeter``
+    script (its entrypoint), plus ``extra`` files at the top level by name; ``work`` holds the parts."""
+    script = work / "jmeter"
+    script.write_text(FAKE_JMETER)
+    script.chmod(0o755)
     tarball = work / "image.tar"
     with tarfile.open(tarball, "w") as tar:
         for directory in ("bin", "usr", "usr/bin", "tmp"):
@@ -106,15 +117,13 @@ def fake_jmeter_image(docker_client: Any, tmp_path_factory: pytest.TempPathFacto
             info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
             tar.addfile(info)
         tar.add(busybox, arcname="bin/busybox")
-        script = work / "jmeter"
-        script.write_text(FAKE_JMETER)
-        script.chmod(0o755)
         tar.add(script, arcname="usr/bin/jmeter")
+        for name, path in extra.items():
+            tar.add(path, arcname=name)
+    repository, version = tag.rsplit(":", 1)
     docker_client.api.import_image(
-        src=str(tarball), repository=FAKE_IMAGE.split(":")[0], tag="local", changes=['ENTRYPOINT ["/usr/bin/jmeter"]']
+        src=str(tarball), repository=repository, tag=version, changes=['ENTRYPOINT ["/usr/bin/jmeter"]']
     )
-    docker_client.images.get(FAKE_IMAGE)
-    return FAKE_IMAGE
 
 
 def _cleanup(docker_client: Any, agent_id: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
-from test_agent_docker import FAKE_JMETER, fake_jmeter_image  # noqa: F401 - fixture
+from test_agent_docker import fake_jmeter_image, import_fake_jmeter  # noqa: F401 - fixture
 
 from tests.conftest import IN_CI, AgentProcess, ServerProcess, free_port, wait_until
 
@@ -74,23 +74,10 @@ def _pushed_image(docker_client: Any, relay: FaultProxy, tmp_path: Path, base: s
         container.remove()
     with tarfile.open(tmp_path / "bb.tar") as archive:
         archive.extract("busybox", tmp_path, filter="data")
-    script = tmp_path / "jmeter"
-    script.write_text(FAKE_JMETER)
-    script.chmod(0o755)
     ballast = tmp_path / "ballast"
     ballast.write_bytes(os.urandom(6 * 1024 * 1024))
-    tarball = tmp_path / "image.tar"
-    with tarfile.open(tarball, "w") as tar:
-        for directory in ("bin", "usr", "usr/bin", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(busybox, arcname="bin/busybox")
-        tar.add(script, arcname="usr/bin/jmeter")
-        tar.add(ballast, arcname="ballast")
+    import_fake_jmeter(docker_client, tag, busybox, tmp_path, ballast=ballast)
     repository, version = tag.rsplit(":", 1)
-    docker_client.api.import_image(src=str(tarball), repository=repository, tag=version,
-                                   changes=['ENTRYPOINT ["/usr/bin/jmeter"]'])  # fmt: skip
     for event in docker_client.api.push(repository, tag=version, stream=True, decode=True):
         assert "error" not in event, event
     docker_client.images.remove(tag, force=True)
