@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import ssl
 import stat
@@ -15,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ServerProcess, wait_until
+
+from tests.tlskit import https_server, make_pki
 
 PLAN = '<jmeterTestPlan version="1.2"><hashTree><TestPlan testname="t"/></hashTree></jmeterTestPlan>'
 
@@ -121,35 +122,14 @@ def test_restart_keeps_providers_agents_and_tests(server: ServerProcess) -> None
 
 
 def test_serves_https_with_a_certificate(tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "octotui.server", "--data-dir", str(data), "--port", "0", "--admin-token", "tls",
-           "--tls-cert", str(cert), "--tls-key", str(key)]  # fmt: skip
-    log = (tmp_path / "log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    try:
-        url = wait_until(lambda: (data / "server.url").read_text().strip(), timeout=30, what="server.url")
+    pki = make_pki(tmp_path / "pki")
+    with https_server(tmp_path, pki, "tls") as url:
         assert url.startswith("https://127.0.0.1:")
         r = httpx.get(
             f"{url}/api/v1/info",
             headers={"Authorization": "Bearer tls"},
-            verify=ssl.create_default_context(cafile=str(cert)),
+            verify=ssl.create_default_context(cafile=str(pki.ca)),
         )
         assert r.status_code == 200 and r.json()["url"] == url
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{url.replace('https', 'http')}/api/v1/health", timeout=2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
