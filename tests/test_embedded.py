@@ -45,8 +45,14 @@ async def test_embedded_starts_server_and_agent_and_stops_them(tmp_path: Path) -
             name = local_agent_name()
 
             def local_online() -> bool:
+                # Registration alone makes an agent online; its figures come with its first
+                # heartbeat a moment later (after the agent has asked its Docker engine), so wait
+                # for the row to show both, as a user looking at the first screen does.
                 return any(
-                    (c := table.row_cells(k)) is not None and c[1].text == name and c[0].text == "online"
+                    (c := table.row_cells(k)) is not None
+                    and c[1].text == name
+                    and c[0].text == "online"
+                    and c[5].sort is not None
                     for k in table.row_keys
                 )
 
