@@ -113,6 +113,9 @@ def test_server_restart_and_outage_the_agent_comes_back_by_itself(
 
     again = wait_until(back, timeout=30, what="the agent back after the server restart")
     assert again["id"] == first["id"] and len(_agents(api)) == 1
+    # the agent logs its reconnection once it has read the server's answer, a moment after the
+    # server has recorded the heartbeat
+    wait_until(lambda: "reconnected to" in agent.log(), timeout=10, what="the reconnection logged")
     log = agent.log()
     assert log.count("server unreachable") == 1, "one line per outage, not one per retry"
     assert "reconnected to" in log

@@ -137,7 +137,7 @@ def test_idle_killing_proxy_long_poll_recovers(
         assert _runs(log, final["containers"][0]["id"]) == 1
         assert "long poll cut after" in log
         assert "server unreachable" not in log, "an idle kill was taken for an outage (backoff)"
-        assert api.get("/agents").json()[0]["status"] == "online"
+        wait_until(lambda: api.get("/agents").json()[0]["status"] == "online", timeout=10, what="the agent online")
         gone(docker_client, test["id"])
         log_figure("idle-kill-proxy", idle_kills=proxy.idle_kills, launch_delivery_s=delivery,
                    samples=final["results"]["samples"])  # fmt: skip

