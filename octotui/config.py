@@ -30,6 +30,14 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def write_secret(path: Path, secret: str) -> None:
+    """Write ``secret`` to ``path``, readable by its owner only (also when the file existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(path, 0o600)
+
+
 def config_file() -> Path:
     env = os.environ.get("OCTOTUI_CONFIG")
     if env:

@@ -22,6 +22,7 @@ from types import TracebackType
 import httpx
 
 from octotui.client import Client, ClientError
+from octotui.config import write_secret
 
 LOCAL_PROVIDER = "local"
 #: Short health thresholds, so that the first screen is lively.
@@ -63,6 +64,9 @@ class Embedded:
         self.python = python
         self.url = ""
         self.admin_token = ""
+        #: The ``local`` provider and its registration token, once started.
+        self.provider_id = ""
+        self.provider_token = ""
         self.server: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
 
@@ -151,17 +155,32 @@ class Embedded:
         return token
 
     async def _local_provider_token(self) -> str:
+        """The ``local`` provider's registration token, kept in the data dir (0600).
+
+        The server stores registration tokens hashed and shows one only when it makes it, so the
+        token is kept here; when the file is missing (a data dir of an older octotui, or removed),
+        the provider gets a new token. The local agent registers once and then uses its own token.
+        """
+        path = self.data_dir / "local-provider.token"
+        kept = path.read_text().strip() if path.is_file() else ""
         async with Client(self.url, self.admin_token) as client:
             try:
                 providers = await client.providers()
                 local = next((p for p in providers if p.name == LOCAL_PROVIDER), None)
                 if local is None:
                     local = await client.create_provider(LOCAL_PROVIDER)
+                elif not kept:
+                    local = await client.rotate_provider_token(local.id)
             except ClientError as exc:
                 raise EmbeddedError(f"cannot set up the {LOCAL_PROVIDER!r} provider: {exc.message}") from exc
-        if not local.token:
+        if local.token:
+            write_secret(path, local.token)
+            kept = local.token
+        if not kept:
             raise EmbeddedError(f"the server gave no registration token for provider {LOCAL_PROVIDER!r}")
-        return local.token
+        self.provider_id = local.id
+        self.provider_token = kept
+        return kept
 
     def stop(self) -> None:
         """SIGTERM the agent then the server, by pid; SIGKILL whatever outlives the timeout."""

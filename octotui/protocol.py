@@ -88,8 +88,11 @@ class ProviderRename(Model):
 class Provider(Model):
     id: str
     name: str
-    #: Registration token of the provider; only admins see it (empty string for read-only tokens).
-    token: str = ""
+    #: Registration token of the provider: only in the answer that made it (creation, rotation);
+    #: the server keeps it hashed, so every other answer has an empty string.
+    token: str = Field(
+        default="", description="registration token: only in the answer of a creation or a rotation, else empty"
+    )
     created_at: datetime
     agents: int = 0  # number of agents registered in it
     locations: list[str] = Field(default_factory=list)

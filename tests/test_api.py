@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from octotui.server.app import create_app
+from octotui.server.auth import hash_token
 from octotui.server.controller import Controller
 from octotui.server.settings import ServerSettings
 
@@ -36,6 +38,8 @@ class Env:
     app: FastAPI
     http: httpx.AsyncClient  # admin client
     settings: ServerSettings
+    #: Registration tokens by provider id, as created here (the server never shows one again).
+    provider_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def ctl(self) -> Controller:
@@ -44,6 +48,7 @@ class Env:
     async def provider(self, name: str = "local") -> dict[str, Any]:
         r = await self.http.post("/providers", json={"name": name})
         assert r.status_code == 201, r.text
+        self.provider_tokens[r.json()["id"]] = r.json()["token"]
         return r.json()  # type: ignore[no-any-return]
 
     async def register(self, token: str, name: str = "host1", location: str = "paris", **extra: Any) -> tuple[str, str]:
@@ -160,6 +165,64 @@ async def test_providers_crud(env: Env) -> None:
     assert (await env.http.get(f"/agents/{agent_id}")).status_code == 404
     r = await env.http.post("/agents/register", json={"name": "h", "location": "x"}, headers=bearer(new_token))
     assert r.status_code == 401
+
+
+async def test_registration_tokens_are_stored_hashed_and_shown_once(env: Env) -> None:
+    p = await env.provider("lab")
+    rotated = (await env.http.post(f"/providers/{p['id']}/rotate-token")).json()["token"]
+    renamed = (await env.http.patch(f"/providers/{p['id']}", json={"name": "lab2"})).json()
+    answers = [
+        renamed,
+        (await env.http.get(f"/providers/{p['id']}")).json(),
+        *(await env.http.get("/providers")).json(),
+    ]
+    assert [a["token"] for a in answers] == ["", "", ""], "an admin gets the token once, then never again"
+    await env.register(rotated)
+    # every byte SQLite wrote (the database and its write-ahead log)
+    stored = b"".join(f.read_bytes() for f in env.settings.data_dir.iterdir() if f.name.startswith("octotui.db"))
+    assert p["token"].encode() not in stored and rotated.encode() not in stored
+    assert hash_token(rotated).encode() in stored
+
+
+def test_a_store_with_plain_registration_tokens_is_hashed_on_open(tmp_path: Path) -> None:
+    """Stores written before tokens were hashed: opened once, the tokens still register, unreadable."""
+    settings = ServerSettings(data_dir=tmp_path / "old", admin_token=ADMIN, flush_interval=0.05)
+    settings.data_dir.mkdir()
+    old = sqlite3.connect(settings.db_path)
+    old.execute(
+        "CREATE TABLE providers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token TEXT NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+    rows = [("p-old1", "paris", "plain-token-one", 1.0), ("p-old2", "lyon", "plain-token-two", 2.0)]
+    old.executemany("INSERT INTO providers VALUES (?, ?, ?, ?)", rows)
+    old.commit()
+    old.close()
+
+    async def use() -> list[int]:
+        app = create_app(settings)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1") as http,
+        ):
+            listed = (await http.get("/providers", headers=bearer(ADMIN))).json()
+            assert [(x["id"], x["name"], x["token"]) for x in listed] == [
+                ("p-old1", "paris", ""),
+                ("p-old2", "lyon", ""),
+            ]
+            codes = []
+            for token in ("plain-token-one", "plain-token-two", "wrong"):
+                r = await http.post("/agents/register", json={"name": "h", "location": "x"}, headers=bearer(token))
+                codes.append(r.status_code)
+            return codes
+
+    assert asyncio.run(use()) == [200, 200, 401]
+    assert asyncio.run(use()) == [200, 200, 401], "a second start finds the store as it left it"
+    db = sqlite3.connect(settings.db_path)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(providers)")]
+    rows = db.execute("SELECT id, token_hash FROM providers ORDER BY id").fetchall()
+    db.close()
+    assert columns == ["id", "name", "token_hash", "created_at"]
+    assert rows == [("p-old1", hash_token("plain-token-one")), ("p-old2", hash_token("plain-token-two"))]
 
 
 async def test_duplicate_provider_name_is_409_and_changes_nothing(env: Env) -> None:

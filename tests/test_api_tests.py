@@ -22,7 +22,7 @@ async def fleet(env: Env, *names: str, location: str = "paris", docker: bool = T
     p = providers.get("local") or await env.provider("local")
     out = []
     for name in names:
-        agent_id, token = await env.register(p["token"], name=name, location=location)
+        agent_id, token = await env.register(env.provider_tokens[p["id"]], name=name, location=location)
         await env.beat(agent_id, token, docker=docker)
         out.append((agent_id, token))
     return out

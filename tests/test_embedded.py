@@ -36,9 +36,11 @@ async def test_embedded_starts_server_and_agent_and_stops_them(tmp_path: Path) -
         assert len(pids) == 2 and not any(gone(p) for p in pids)
         argv = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in pids)
         assert embedded.admin_token not in argv, "no secret on a command line, where `ps` shows it"
+        kept = data_dir / "local-provider.token"
+        assert kept.read_text().strip() == embedded.provider_token and kept.stat().st_mode & 0o777 == 0o600
+        assert embedded.provider_token not in argv
         async with Client(embedded.url, embedded.admin_token) as admin:
-            tokens = [p.token for p in await admin.providers()]
-        assert tokens and not any(token in argv for token in tokens)
+            assert [p.token for p in await admin.providers()] == [""], "the server keeps it hashed"
         app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token))
         async with app.run_test(size=(80, 24)) as pilot:
             table = app.screen.query_one(AgentsTable)
@@ -77,21 +79,43 @@ async def test_embedded_restart_reuses_provider_and_agent(tmp_path: Path) -> Non
     first = Embedded(data_dir)
     await asyncio.to_thread(first.start)
     await asyncio.to_thread(first.stop)
+    stopped = time.time()
+
+    async def same_agent_beats_again(embedded: Embedded) -> None:
+        async with Client(embedded.url, embedded.admin_token) as client:
+            assert [p.name for p in await client.providers()] == ["local"]
+            deadline = time.monotonic() + 30
+            # a stored agent is listed online at once: wait for a heartbeat of the restarted one
+            while (
+                not (agents := await client.agents())
+                or not agents[0].last_seen
+                or (agents[0].last_seen.timestamp() < stopped)
+            ):
+                assert time.monotonic() < deadline, (data_dir / "agent.log").read_text()[-2000:]
+                await asyncio.sleep(0.2)
+            assert len(agents) == 1 and agents[0].status == "online"
+
     second = Embedded(data_dir)
     try:
         await asyncio.to_thread(second.start)
         assert second.admin_token == first.admin_token
-        async with Client(second.url, second.admin_token) as client:
-            providers = await client.providers()
-            assert [p.name for p in providers] == ["local"]
-            deadline = time.monotonic() + 30
-            while not (agents := await client.agents()) or agents[0].status != "online":
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.2)
-            assert len(agents) == 1
+        assert second.provider_token == first.provider_token, "the kept token is used, not a new one"
+        await same_agent_beats_again(second)
     finally:
         await asyncio.to_thread(second.stop)
-    assert all(gone(p) for p in first.pids + second.pids)
+    # Without its kept token (removed, or a data dir of an older octotui) the provider gets a new
+    # one; the agent keeps its own identity.
+    (data_dir / "local-provider.token").unlink()
+    stopped = time.time()
+    third = Embedded(data_dir)
+    try:
+        await asyncio.to_thread(third.start)
+        assert third.provider_token not in ("", first.provider_token)
+        assert (data_dir / "local-provider.token").read_text().strip() == third.provider_token
+        await same_agent_beats_again(third)
+    finally:
+        await asyncio.to_thread(third.stop)
+    assert all(gone(p) for p in first.pids + second.pids + third.pids)
 
 
 def test_embedded_reports_a_server_that_dies_at_start(tmp_path: Path) -> None:

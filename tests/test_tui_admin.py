@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import AgentProcess, ServerProcess, wait_until
 from test_tui import SIZE, build_app, make_provider, start_agent, until
@@ -32,6 +33,13 @@ def read_only_token(server: ServerProcess, name: str = "watcher") -> str:
 def providers_by_name(server: ServerProcess) -> dict[str, dict[str, object]]:
     with server.client() as http:
         return {p["name"]: p for p in http.get("/providers").raise_for_status().json()}
+
+
+def registers(server: ServerProcess, token: str, name: str = "probe") -> int:
+    """The status of a registration with ``token``: 200 when it is the provider's token."""
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=5) as http:
+        body = {"name": name, "location": "paris"}
+        return http.post("/agents/register", json=body, headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def notes(app: OctoApp) -> list[str]:
@@ -85,12 +93,23 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         await pilot.press("p", "i")
         assert isinstance(app.screen, ProviderScreen)
         dialog = app.screen
+        # Made by another client: the server keeps its token hashed, so this dashboard cannot show it.
+        assert lab["token"] not in " ".join(line.command for line in dialog.lines)
+        assert f"--token={TOKEN_PLACEHOLDER}" in dialog.lines[1].command
+        assert "k gives this provider a new one" in str(dialog.query_one("#token-note").render())
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: app.screen is dialog and TOKEN_PLACEHOLDER not in dialog.lines[1].command)
+        token = app.provider_tokens[lab["id"]]
+        assert token != lab["token"] and "shown in this dashboard only" in str(dialog.query_one("#token-note").render())
+        assert registers(server, lab["token"]) == 401, "the old token registers no more"
         native, docker = dialog.lines[1].command, dialog.lines[2].command
         assert dialog.lines[0].command == "pip install octotui"
-        assert native == f"octotui-agent --server={server.url} --token={lab['token']} --location=paris"
+        assert native == f"octotui-agent --server={server.url} --token={token} --location=paris"
         assert docker.startswith("docker run -d --restart unless-stopped --name octotui-agent --network host")
         assert "-v /var/run/docker.sock:/var/run/docker.sock" in docker
-        assert f"-e OCTOTUI_SERVER={server.url} -e OCTOTUI_TOKEN={lab['token']} -e OCTOTUI_LOCATION=paris" in docker
+        assert f"-e OCTOTUI_SERVER={server.url} -e OCTOTUI_TOKEN={token} -e OCTOTUI_LOCATION=paris" in docker
         assert docker.endswith(" octotui-agent:latest")
 
         assert dialog.query_one(OptionList).highlighted == 1
@@ -130,6 +149,9 @@ async def test_install_dialog_without_the_token_for_read_only(server: ServerProc
         commands = " ".join(line.command for line in app.screen.lines)
         assert lab["token"] not in commands and f"--token={TOKEN_PLACEHOLDER}" in commands
         assert "admin token" in str(app.screen.query_one("#token-note").render())
+        assert "k new token" not in str(app.screen.query_one("#install-keys").render())
+        await pilot.press("k")
+        assert isinstance(app.screen, ProviderScreen), "read-only: no rotation"
 
 
 async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerProcess) -> None:
@@ -147,6 +169,8 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         await until(pilot, lambda: "edge" in providers_by_name(server), what="provider created")
         await until(pilot, lambda: table.row_count == 1)
         edge = providers_by_name(server)["edge"]
+        first = app.provider_tokens[str(edge["id"])]  # the creation's answer, kept for the install lines
+        assert edge["token"] == "" and registers(server, first) == 200
 
         await pilot.press("r")
         assert isinstance(app.screen, PromptScreen)
@@ -157,7 +181,8 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await until(pilot, lambda: providers_by_name(server)["edge-2"]["token"] != edge["token"], what="rotated")
+        await until(pilot, lambda: app.provider_tokens[str(edge["id"])] != first, what="rotated")
+        assert registers(server, first) == 401 and registers(server, app.provider_tokens[str(edge["id"])]) == 200
 
         # a duplicate name is the server's to refuse: the prompt stays open with its reason, so
         # the next keys are typed into it, never taken as hotkeys (d = delete, k = rotate...)

@@ -254,6 +254,8 @@ def test_properties_parsing_and_preview_text() -> None:
 async def test_read_only_flag_with_an_admin_token_hides_the_provider_token(server: ServerProcess) -> None:
     provider = make_provider(server)
     app = build_app(server, read_only=True)  # the admin token, but --read-only
+    # as if this dashboard had made it (embedded mode knows the local provider's token)
+    app.provider_tokens[provider["id"]] = provider["token"]
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: bool(app.providers))
         await pilot.press("p", "i")

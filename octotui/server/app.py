@@ -213,19 +213,18 @@ def _routes() -> APIRouter:
     # --- providers -----------------------------------------------------------------------------
 
     @api.get("/providers", response_model=list[Provider], tags=["providers"])
-    async def list_providers(ctl: Ctl, who: Reader) -> list[Provider]:
-        show = who.kind == "admin"
-        return [ctl.provider_out(p, show) for p in sorted(ctl.providers.values(), key=lambda p: p.created_at)]
+    async def list_providers(ctl: Ctl, _: Reader) -> list[Provider]:
+        return [ctl.provider_out(p) for p in ctl.sorted_providers()]
 
     @api.post("/providers", response_model=Provider, status_code=201, tags=["providers"])
     async def create_provider(body: ProviderCreate, ctl: Ctl, who: Writer, request: Request) -> Provider:
-        p = await ctl.create_provider(body.name)
+        p, token = await ctl.create_provider(body.name)
         await _audit(request, who, "provider.create", p.id, f"name={p.name}")
-        return ctl.provider_out(p, True)
+        return ctl.provider_out(p, token)
 
     @api.get("/providers/{provider_id}", response_model=Provider, tags=["providers"])
-    async def get_provider(provider_id: str, ctl: Ctl, who: Reader) -> Provider:
-        return ctl.provider_out(ctl.provider_or_404(provider_id), who.kind == "admin")
+    async def get_provider(provider_id: str, ctl: Ctl, _: Reader) -> Provider:
+        return ctl.provider_out(ctl.provider_or_404(provider_id))
 
     @api.patch("/providers/{provider_id}", response_model=Provider, tags=["providers"])
     async def rename_provider(
@@ -234,7 +233,7 @@ def _routes() -> APIRouter:
         old = ctl.provider_or_404(provider_id).name
         p = await ctl.rename_provider(provider_id, body.name)
         await _audit(request, who, "provider.rename", p.id, f"{old} -> {p.name}")
-        return ctl.provider_out(p, True)
+        return ctl.provider_out(p)
 
     @api.delete("/providers/{provider_id}", status_code=204, tags=["providers"])
     async def delete_provider(provider_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
@@ -246,9 +245,9 @@ def _routes() -> APIRouter:
     @api.post("/providers/{provider_id}/rotate-token", response_model=Provider, tags=["providers"])
     async def rotate_token(provider_id: str, ctl: Ctl, who: Writer, request: Request) -> Provider:
         """A new registration token; agents already registered keep their own tokens."""
-        p = await ctl.rotate_provider_token(provider_id)
+        p, token = await ctl.rotate_provider_token(provider_id)
         await _audit(request, who, "provider.rotate-token", p.id, f"name={p.name}")
-        return ctl.provider_out(p, True)
+        return ctl.provider_out(p, token)
 
     # --- agents: operator side -----------------------------------------------------------------
 
@@ -345,7 +344,7 @@ def _routes() -> APIRouter:
     @api.get("/changes", response_model=Changes, tags=["server"])
     async def changes(
         ctl: Ctl,
-        who: Reader,
+        _: Reader,
         since: Annotated[
             int | None, Query(ge=0, le=2**62, description="the revision of the previous answer (absent: everything)")
         ] = None,
@@ -357,7 +356,7 @@ def _routes() -> APIRouter:
         """What changed after revision ``since`` of ``epoch``: agents, providers, tests (without their
         containers) and containers, and the ids removed; or the whole state (``full``) when the
         server cannot answer exactly: no ``since``, another epoch (it restarted), too old a revision."""
-        return ctl.changes(since, epoch, ended, who.kind == "admin")
+        return ctl.changes(since, epoch, ended)
 
     @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import uvicorn
 
-from octotui.config import ConfigError, Option, add_options, port_number, positive_float, resolve, user_data_dir
+from octotui.config import (
+    ConfigError,
+    Option,
+    add_options,
+    port_number,
+    positive_float,
+    resolve,
+    user_data_dir,
+    write_secret,
+)
 from octotui.server.app import create_app
 from octotui.server.collector import Collector
 from octotui.server.settings import ServerSettings
@@ -50,10 +59,7 @@ def admin_token(data_dir: Path, given: str | None) -> str:
         if token:
             return token
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.chmod(path, 0o600)
+    write_secret(path, token)
     log.info("admin token generated in %s", path)
     return token
 

@@ -98,7 +98,7 @@ class Controller:
         now = time.time()
         for p in snap.providers:
             self.providers[p.id] = p
-            self.tokens.add(hash_token(p.token), "provider", p.id)
+            self.tokens.add(p.token_hash, "provider", p.id)
         for token_hash, role, subject in snap.tokens:
             if role == "agent":
                 self.tokens.add(token_hash, "agent", subject)
@@ -219,27 +219,30 @@ class Controller:
         """The providers, oldest first (as listed)."""
         return sorted(self.providers.values(), key=lambda p: p.created_at)
 
-    def provider_out(self, p: ProviderRec, show_token: bool) -> Provider:
+    def provider_out(self, p: ProviderRec, token: str = "") -> Provider:
+        """A provider as listed; ``token`` only in the answer that made it (creation, rotation)."""
         agents = [a for a in self.agents.values() if a.provider_id == p.id]
         return Provider(
             id=p.id,
             name=p.name,
-            token=p.token if show_token else "",
+            token=token,
             created_at=_dt(p.created_at),
             agents=len(agents),
             locations=sorted({a.location for a in agents}),
         )
 
-    async def create_provider(self, name: str) -> ProviderRec:
+    async def create_provider(self, name: str) -> tuple[ProviderRec, str]:
+        """Make a provider; its registration token is returned here and never again (stored hashed)."""
         if self._name_taken(name):
             raise HTTPException(409, f"a provider named {name!r} already exists")
-        p = ProviderRec(id=_id("p"), name=name, token=new_token(), created_at=time.time())
+        token = new_token()
+        p = ProviderRec(id=_id("p"), name=name, token_hash=hash_token(token), created_at=time.time())
         await self.store.save_provider(p)  # first: a refused write must leave nothing behind
         self.providers[p.id] = p
-        self.tokens.add(hash_token(p.token), "provider", p.id)
+        self.tokens.add(p.token_hash, "provider", p.id)
         self.feed.touch("provider", p.id)
         log.info("provider %s created (%s)", p.name, p.id)
-        return p
+        return p, token
 
     async def rename_provider(self, provider_id: str, name: str) -> ProviderRec:
         p = self.provider_or_404(provider_id)
@@ -253,16 +256,17 @@ class Controller:
                 self.feed.touch("agent", a.id)
         return p
 
-    async def rotate_provider_token(self, provider_id: str) -> ProviderRec:
+    async def rotate_provider_token(self, provider_id: str) -> tuple[ProviderRec, str]:
+        """Give a provider a new registration token, returned here and never again."""
         p = self.provider_or_404(provider_id)
         token = new_token()
-        await self.store.save_provider(dataclasses.replace(p, token=token))
-        self.tokens.remove(hash_token(p.token))
-        p.token = token
-        self.tokens.add(hash_token(p.token), "provider", p.id)
+        await self.store.save_provider(dataclasses.replace(p, token_hash=hash_token(token)))
+        self.tokens.remove(p.token_hash)
+        p.token_hash = hash_token(token)
+        self.tokens.add(p.token_hash, "provider", p.id)
         self.feed.touch("provider", p.id)
         log.info("provider %s: registration token rotated", p.name)
-        return p
+        return p, token
 
     async def delete_provider(self, provider_id: str) -> None:
         p = self.provider_or_404(provider_id)
@@ -275,7 +279,7 @@ class Controller:
         for agent_id in agent_ids:
             self._forget_agent(agent_id)
         self._touch_containers_of(set(agent_ids))
-        self.tokens.remove(hash_token(p.token))
+        self.tokens.remove(p.token_hash)
         del self.providers[p.id]
         self.feed.remove("provider", p.id)
         await self.store.delete_provider(p.id, agent_ids)
@@ -656,7 +660,7 @@ class Controller:
             tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
         return tests
 
-    def changes(self, since: int | None, epoch: str | None, ended: int | None, show_token: bool) -> Changes:
+    def changes(self, since: int | None, epoch: str | None, ended: int | None) -> Changes:
         """What changed after revision ``since`` of ``epoch``, or the whole state when that cannot be
         answered exactly (no revision, another epoch, a revision too old or never given out).
 
@@ -672,7 +676,7 @@ class Controller:
                 revision=feed.revision,
                 full=True,
                 agents=[self.agent_out(a) for a in self.agents.values()],
-                providers=[self.provider_out(p, show_token) for p in self.sorted_providers()],
+                providers=[self.provider_out(p) for p in self.sorted_providers()],
                 tests=[self.test_out(t, with_containers=False) for t in tests],
                 containers=[
                     self.container_out(self.containers[i])
@@ -690,7 +694,7 @@ class Controller:
                     out.removed_agents.append(key)
             elif kind == "provider":
                 if (p := self.providers.get(key)) is not None:
-                    out.providers.append(self.provider_out(p, show_token))
+                    out.providers.append(self.provider_out(p))
                 else:
                     out.removed_providers.append(key)
             elif kind == "test":

@@ -13,7 +13,8 @@ from octotui.protocol import DockerInfo, FinalResults, HostSample, JMeterFigures
 class ProviderRec:
     id: str
     name: str
-    token: str  # registration token, kept as-is: admins must read it to install agents
+    #: SHA-256 of the registration token: the token itself is only in the answer that made it.
+    token_hash: str
     created_at: float
 
 

@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from octotui.protocol import AuditEntry, FinalResults, JMeterFigures, LaunchSpec, TestResults
+from octotui.server.auth import hash_token
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
 
 T = TypeVar("T")
 
-SCHEMA = """
+PROVIDERS = """
 CREATE TABLE IF NOT EXISTS providers (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token TEXT NOT NULL, created_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL, created_at REAL NOT NULL)"""
+SCHEMA = (
+    PROVIDERS
+    + """;
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS tokens_subject ON tokens(subject);
@@ -49,6 +53,7 @@ CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, kind TEXT NOT NULL, container_id TEXT NOT NULL,
     test_id TEXT NOT NULL, created_at REAL NOT NULL, launch TEXT, grace_s REAL NOT NULL);
 """
+)
 
 
 @dataclass
@@ -98,7 +103,33 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._hash_provider_tokens()
         return self._load()
+
+    def _hash_provider_tokens(self) -> None:
+        """Stores made before registration tokens were hashed kept them as-is: hash them, in one step.
+
+        The table is rebuilt (SQLite cannot change a column in place); the tokens keep working,
+        they are only no longer readable.
+        """
+        db = self.db
+        columns = {row[1] for row in db.execute("PRAGMA table_info(providers)")}
+        if "token" not in columns:
+            return
+        rows = db.execute("SELECT id, name, token, created_at FROM providers").fetchall()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE providers RENAME TO providers_plain")
+            db.execute(PROVIDERS)
+            db.executemany(
+                "INSERT INTO providers (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                [(pid, name, hash_token(token), created) for pid, name, token, created in rows],
+            )
+            db.execute("DROP TABLE providers_plain")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     async def close(self) -> None:
         await self._run(self._close)
@@ -112,7 +143,9 @@ class Store:
     def _load(self) -> Snapshot:
         db = self.db
         snap = Snapshot()
-        snap.providers = [ProviderRec(*row) for row in db.execute("SELECT id, name, token, created_at FROM providers")]
+        snap.providers = [
+            ProviderRec(*row) for row in db.execute("SELECT id, name, token_hash, created_at FROM providers")
+        ]
         snap.tokens = [tuple(row) for row in db.execute("SELECT hash, role, subject FROM tokens WHERE role = 'agent'")]
         snap.operators = self._operators()
         self._data_version = self._version()
@@ -200,8 +233,8 @@ class Store:
     async def save_provider(self, p: ProviderRec) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO providers (id, name, token, created_at) VALUES (?, ?, ?, ?)",
-                (p.id, p.name, p.token, p.created_at),
+                "INSERT OR REPLACE INTO providers (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                (p.id, p.name, p.token_hash, p.created_at),
             )
 
         await self._run(self._tx, run)

@@ -31,6 +31,9 @@ from octotui.tui import messages
 from octotui.tui.poller import Poller
 from octotui.tui.state import Connection
 
+#: What to do after making a provider: its registration token is shown in this dashboard only.
+CREATED_HINT = "i on it shows the lines that install agents, with its token (shown here only)"
+
 
 @dataclass(frozen=True)
 class DashboardSettings:
@@ -103,6 +106,9 @@ class OctoApp(App[int]):
         self.poller = Poller(client, refresh, self.post_message)
         #: The agents list last set and the ids that changed in it (None: any may have).
         self.agents_hint: tuple[list[Agent], frozenset[str] | None] = ([], None)
+        #: Registration tokens by provider id, as made or rotated by this dashboard: the server
+        #: stores them hashed and shows each only in the answer that made it.
+        self.provider_tokens: dict[str, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -243,11 +249,18 @@ class OctoApp(App[int]):
             self.poller.wake()
         return None
 
+    async def keeping_token(self, call: Awaitable[Provider]) -> Provider:
+        """Await a provider creation or token rotation and keep the token it answers with."""
+        provider = await call
+        if provider.token:
+            self.provider_tokens[provider.id] = provider.token
+        return provider
+
     async def submit_new_provider(self, name: str) -> str | None:
         """Create a provider from a prompt that stays open on refusal: None when created, else why not."""
-        why = await self.attempt(self.client.create_provider(name))
+        why = await self.attempt(self.keeping_token(self.client.create_provider(name)))
         if why is None:
-            self.notify(f"Provider {name} created: i on it shows how to install agents", title="Provider")
+            self.notify(f"Provider {name} created: {CREATED_HINT}", title="Provider")
         return why
 
     async def submit_rename_provider(self, provider_id: str, old: str, new: str) -> str | None:
@@ -263,9 +276,9 @@ class OctoApp(App[int]):
     async def create_provider(self, name: str) -> None:
         """Create a provider named ``name``; the outcome is notified."""
         await self._change(
-            self.client.create_provider(name),
+            self.keeping_token(self.client.create_provider(name)),
             f"Cannot create provider {name}",
-            f"Provider {name} created: i on it shows how to install agents",
+            f"Provider {name} created: {CREATED_HINT}",
             "Provider",
         )
 
@@ -290,9 +303,9 @@ class OctoApp(App[int]):
     async def rotate_provider_token(self, provider_id: str, name: str) -> None:
         """Give a provider a new registration token; agents already registered keep theirs."""
         await self._change(
-            self.client.rotate_provider_token(provider_id),
+            self.keeping_token(self.client.rotate_provider_token(provider_id)),
             f"Cannot rotate the token of {name}",
-            f"New registration token for {name}; registered agents are not affected",
+            f"New registration token for {name} (i shows it); registered agents are not affected",
             "Provider",
         )
 

@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"octotui: embedded server {embedded.url}, state in {data_dir}", file=sys.stderr)
             client = Client(embedded.url, settings.token or embedded.admin_token)
             app = create_app(settings, client, embedded=True)
+            app.provider_tokens[embedded.provider_id] = embedded.provider_token
             app.server_label = f"{embedded.url} (embedded)"
             app.run()
     except EmbeddedError as exc:

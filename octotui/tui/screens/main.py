@@ -145,7 +145,7 @@ class MainScreen(DashboardScreen):
     def _provider_action(self, event: ProvidersTable.ProviderAction) -> None:
         from octotui.tui.screens.confirm import ConfirmScreen
         from octotui.tui.screens.prompt import PromptScreen, check_name
-        from octotui.tui.screens.provider import ProviderScreen
+        from octotui.tui.screens.provider import ProviderScreen, rotation_question
 
         octo = self.octo
         if event.action == "new":
@@ -182,11 +182,7 @@ class MainScreen(DashboardScreen):
                 if yes:
                     octo.rotate_provider_token(provider.id, provider.name)
 
-            question = (
-                f"Give provider {provider.name} a new registration token? The old one stops working "
-                "for new agents; agents already registered are not affected."
-            )
-            self.app.push_screen(ConfirmScreen(question), rotated)
+            self.app.push_screen(ConfirmScreen(rotation_question(provider.name)), rotated)
 
     def action_stop(self) -> None:
         from octotui.tui.screens.confirm import ConfirmScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from octotui.tui.app import OctoApp
 
 
+def rotation_question(name: str) -> str:
+    """The confirmation asked before a provider gets a new registration token."""
+    return (
+        f"Give provider {name} a new registration token? The old one stops working "
+        "for new agents; agents already registered are not affected."
+    )
+
+
 class ProviderScreen(ModalScreen[None]):
     """Shows how to add a machine to a provider; ``c`` copies the highlighted line."""
 
@@ -26,6 +34,7 @@ class ProviderScreen(ModalScreen[None]):
         Binding("escape", "close", "Close"),
         Binding("c", "copy", "Copy line"),
         Binding("ctrl+y", "copy", "Copy line", show=False, priority=True),
+        Binding("k", "rotate", "New token"),
     ]
 
     def __init__(self, provider_id: str) -> None:
@@ -66,7 +75,7 @@ class ProviderScreen(ModalScreen[None]):
             yield Label("", id="location-error")
             yield OptionList(id="install-lines")
             yield Label("", id="token-note", markup=False)
-            yield Label("↑↓ select · c copies the line · tab location · esc closes", classes="hint")
+            yield Label("", id="install-keys", classes="hint")
 
     def on_mount(self) -> None:
         if self.provider is None:
@@ -84,7 +93,7 @@ class ProviderScreen(ModalScreen[None]):
 
     def _visible_token(self, provider: Provider) -> str:
         # Read-only mode never shows a secret, whatever the token's role (a wall screen, a share).
-        return "" if self.octo.read_only else provider.token
+        return "" if self.octo.read_only else self.octo.provider_tokens.get(provider.id, "")
 
     def _show(self) -> None:
         location = self.query_one("#location", Input).value
@@ -98,17 +107,23 @@ class ProviderScreen(ModalScreen[None]):
         options.highlighted = highlighted if highlighted is not None else 1
         note = self.query_one("#token-note", Label)
         if self._token:
-            note.update("The token registers agents in this provider: keep it secret.")
-        elif self.octo.read_only and self.provider is not None and self.provider.token:
             note.update(
-                f"Read-only mode: the registration token is hidden ({TOKEN_PLACEHOLDER} stands for it);"
-                " run octotui without --read-only to get the complete lines."
+                "The token registers agents in this provider: keep it secret. The server keeps it"
+                " hashed: it is shown in this dashboard only (k makes a new one)."
+            )
+        elif self.octo.read_only:
+            note.update(
+                f"Read-only mode: {TOKEN_PLACEHOLDER} stands for the registration token; an admin token"
+                " (without --read-only) gets the complete lines."
             )
         else:
             note.update(
-                "The registration token is only shown to admin tokens: run octotui with an admin "
-                "token (or ask an admin) to get the complete lines."
+                f"{TOKEN_PLACEHOLDER} stands for the registration token: the server keeps tokens hashed"
+                " and shows one only when it is made. k gives this provider a new one; agents already"
+                " registered keep working."
             )
+        keys = "↑↓ select · c copies the line · " + ("" if self.octo.read_only else "k new token · ")
+        self.query_one("#install-keys", Label).update(keys + "tab location · esc closes")
 
     @on(Input.Changed, "#location")
     def _location_changed(self) -> None:
@@ -133,12 +148,39 @@ class ProviderScreen(ModalScreen[None]):
         index = self.query_one(OptionList).highlighted or 0
         line = self.lines[index]
         self.app.copy_to_clipboard(line.command)
-        warning = "" if self._token else " (without the token: an admin token is needed)"
+        warning = "" if self._token else f" (with {TOKEN_PLACEHOLDER} for the token)"
         self.notify(f"Copied the {line.label} line to the clipboard{warning}", title="Install")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # "c" types into the location field when it has focus.
-        return not (action == "copy" and isinstance(self.focused, Input))
+        if action == "rotate" and self.octo.read_only:
+            return None
+        # "c" and "k" type into the location field when it has focus.
+        return not (action in ("copy", "rotate") and isinstance(self.focused, Input))
+
+    def action_rotate(self) -> None:
+        """Give the provider a new registration token (after a confirmation) and show it."""
+        from octotui.tui.screens.confirm import ConfirmScreen
+
+        provider = self.provider
+        if provider is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._rotate(provider.id, provider.name)
+
+        self.app.push_screen(ConfirmScreen(rotation_question(provider.name)), answered)
+
+    @work(exclusive=True, exit_on_error=False)
+    async def _rotate(self, provider_id: str, name: str) -> None:
+        why = await self.octo.attempt(self.octo.keeping_token(self.octo.client.rotate_provider_token(provider_id)))
+        if why is not None:
+            self.notify(why, title=f"Cannot rotate the token of {name}", severity="error")
+            return
+        self.notify(f"New registration token for {name}; registered agents are not affected", title="Provider")
+        if self.is_attached and (provider := self.provider) is not None:
+            self._token = self._visible_token(provider)
+            self._show()
 
     def action_close(self) -> None:
         self.dismiss(None)
