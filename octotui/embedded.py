@@ -161,7 +161,7 @@ class Embedded:
         token is kept here; when the file is missing (a data dir of an older octotui, or removed),
         the provider gets a new token. The local agent registers once and then uses its own token.
         """
-        path = self.data_dir / "local-provider.token"
+        path = self._provider_token_path
         kept = path.read_text().strip() if path.is_file() else ""
         async with Client(self.url, self.admin_token) as client:
             try:
@@ -181,6 +181,16 @@ class Embedded:
         self.provider_id = local.id
         self.provider_token = kept
         return kept
+
+    @property
+    def _provider_token_path(self) -> Path:
+        return self.data_dir / "local-provider.token"
+
+    def keep_provider_token(self, token: str) -> None:
+        """Keep a new token of the ``local`` provider (rotated from the dashboard) for the next start."""
+        if token and token != self.provider_token:
+            write_secret(self._provider_token_path, token)
+            self.provider_token = token
 
     def stop(self) -> None:
         """SIGTERM the agent then the server, by pid; SIGKILL whatever outlives the timeout."""

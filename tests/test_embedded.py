@@ -78,7 +78,14 @@ async def test_embedded_restart_reuses_provider_and_agent(tmp_path: Path) -> Non
     data_dir = tmp_path / "data"
     first = Embedded(data_dir)
     await asyncio.to_thread(first.start)
-    await asyncio.to_thread(first.stop)
+    made = first.provider_token
+    try:  # the dashboard rotates the local provider's token: the new one is kept for the next start
+        async with Client(first.url, first.admin_token) as client:
+            rotated = (await client.rotate_provider_token(first.provider_id)).token
+        first.keep_provider_token(rotated)
+    finally:
+        await asyncio.to_thread(first.stop)
+    assert rotated != made and (data_dir / "local-provider.token").read_text().strip() == rotated
     stopped = time.time()
 
     async def same_agent_beats_again(embedded: Embedded) -> None:
@@ -99,7 +106,7 @@ async def test_embedded_restart_reuses_provider_and_agent(tmp_path: Path) -> Non
     try:
         await asyncio.to_thread(second.start)
         assert second.admin_token == first.admin_token
-        assert second.provider_token == first.provider_token, "the kept token is used, not a new one"
+        assert second.provider_token == rotated, "the kept token is used, not a new one"
         await same_agent_beats_again(second)
     finally:
         await asyncio.to_thread(second.stop)
@@ -110,7 +117,7 @@ async def test_embedded_restart_reuses_provider_and_agent(tmp_path: Path) -> Non
     third = Embedded(data_dir)
     try:
         await asyncio.to_thread(third.start)
-        assert third.provider_token not in ("", first.provider_token)
+        assert third.provider_token not in ("", made, rotated)
         assert (data_dir / "local-provider.token").read_text().strip() == third.provider_token
         await same_agent_beats_again(third)
     finally:
