@@ -279,6 +279,12 @@ async def test_stop_one_container(env: Env) -> None:
     assert r.json()["state"] == "running"
     stop = await poll(env, a1, t1)
     assert [(c["kind"], c["container_id"]) for c in stop] == [("stop", cmd1["container_id"])]
+    # the last live one stopped too: the test is stopping (it was shown "starting"), then ends
+    r = await env.http.post(f"/tests/{test['id']}/containers/{cmd2['container_id']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "stopping", r.json()["state"]
+    await env.beat(a1, t1, containers=[report(cmd1, "finished", exit_code=0)])
+    await env.beat(a2, t2, containers=[report(cmd2, "finished", exit_code=0)])
+    assert (await env.http.get(f"/tests/{test['id']}")).json()["state"] == "finished"
 
 
 async def test_bad_tests_are_refused_and_change_nothing(env: Env) -> None:

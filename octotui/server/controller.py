@@ -51,6 +51,7 @@ from octotui.server.store import Snapshot, Store
 log = logging.getLogger("octotui.server")
 
 ACTIVE_STATES = frozenset({"pulling", "starting", "running", "stopping"})
+STARTING_STATES = frozenset({"pulling", "starting"})
 #: How many complete heartbeats may omit a launched container before it counts as lost.
 MISSING_LIMIT = 2
 
@@ -505,6 +506,8 @@ class Controller:
             new = "stopping"
         elif "running" in states:
             new = "running"
+        elif "stopping" in states and "pending" not in states and not states & STARTING_STATES:
+            new = "stopping"  # its last live containers were stopped one by one
         elif states & ACTIVE_STATES:
             new = "starting"
         else:
