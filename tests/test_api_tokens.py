@@ -41,6 +41,28 @@ async def test_only_hashes_are_stored(start_server: Starter) -> None:
     assert secret.encode() not in raw and agent_token.encode() not in raw
 
 
+async def test_no_token_the_server_makes_reads_as_a_command_line_option(start_server: Starter) -> None:
+    """`--token TOKEN` reads a leading "-" as an option: 1 plain random token in 64 started so."""
+    env = await start_server()
+    made = []
+    for n in range(40):
+        made.append((await env.http.post("/tokens", json={"name": f"t{n}", "role": "read-only"})).json()["token"])
+        p = (await env.http.post("/providers", json={"name": f"p{n}"})).json()
+        made.append(p["token"])
+        made.append((await env.http.post(f"/providers/{p['id']}/rotate-token")).json()["token"])
+        made.append((await env.register(made[-1], name=f"h{n}"))[1])
+    assert len(set(made)) == len(made) == 160
+    assert all(token.startswith("octo_") and len(token) > 40 for token in made), made
+
+
+def test_a_generated_admin_token_has_the_same_form(tmp_path: Path) -> None:
+    from octotui.server.cli import admin_token
+
+    token = admin_token(tmp_path, None)
+    assert token.startswith("octo_") and (tmp_path / "admin.token").read_text().strip() == token
+    assert admin_token(tmp_path, None) == token, "generated once, then read back"
+
+
 async def test_bad_token_requests_are_refused_and_change_nothing(start_server: Starter) -> None:
     env = await start_server()
     await env.http.post("/tokens", json={"name": "ops", "role": "admin"})

@@ -36,14 +36,7 @@ def make_provider(server: ServerProcess, name: str = "lab") -> dict[str, str]:
     with server.client() as http:
         response = http.post("/providers", json={"name": name})
         response.raise_for_status()
-        provider = dict(response.json())
-        # conftest's AgentProcess passes "--token TOKEN": argparse takes a token starting with "-"
-        # for an option (1 in 64 tokens), so draw another one then.
-        for _ in range(20):
-            if not provider["token"].startswith("-"):
-                break
-            provider = dict(http.post(f"/providers/{provider['id']}/rotate-token").raise_for_status().json())
-        return provider
+        return dict(response.json())
 
 
 def start_agent(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, token: str) -> AgentProcess:

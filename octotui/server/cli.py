@@ -8,7 +8,6 @@ import contextlib
 import gc
 import logging
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -29,6 +28,7 @@ from octotui.config import (
     write_secret,
 )
 from octotui.server.app import create_app
+from octotui.server.auth import new_token
 from octotui.server.collector import Collector
 from octotui.server.settings import ServerSettings
 
@@ -58,7 +58,7 @@ def admin_token(data_dir: Path, given: str | None) -> str:
         token = path.read_text().strip()
         if token:
             return token
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     write_secret(path, token)
     log.info("admin token generated in %s", path)
     return token
