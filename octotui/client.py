@@ -190,9 +190,12 @@ class Client:
     async def test_series(self, test_id: str) -> TestSeries:
         return await self._get(f"/tests/{test_id}/series", TestSeries)
 
-    async def create_test(self, spec: TestCreate) -> Test:
+    async def create_test(self, spec: TestCreate, idempotency_key: str | None = None) -> Test:
+        """Launch a test. With ``idempotency_key``, the same launch sent again (its answer was lost)
+        answers with the test the first one made instead of starting a second."""
         body = spec.model_copy(update={"dry_run": False}).model_dump(mode="json", exclude_none=True)
-        return self._parse(await self._request("POST", "/tests", json=body), Test)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._parse(await self._request("POST", "/tests", json=body, headers=headers), Test)
 
     async def plan_test(self, spec: TestCreate) -> Placement:
         """Dry run: where the server would put the containers, launching nothing."""

@@ -9,9 +9,10 @@ import time
 from typing import Any
 
 import pytest
-from test_api import PLAN, Env, Starter, bearer, start_server
+from test_api import ADMIN, PLAN, Env, Starter, bearer, start_server
 
-from octotui.protocol import rt_bucket
+from octotui.client import Client
+from octotui.protocol import TestCreate, rt_bucket
 
 __all__ = ["start_server"]  # the fixture, shared with test_api.py
 
@@ -324,3 +325,73 @@ async def test_unknown_container_of_a_test_is_404(env: Env) -> None:
     r = await env.http.post(f"/tests/{test['id']}/containers/c-nope/stop")
     assert r.status_code == 404 and "c-nope" in r.json()["detail"]
     assert await env.snapshot() == before
+
+
+# --- a launch sent again never starts a second test ----------------------------------------------
+
+
+async def test_a_launch_sent_again_with_its_idempotency_key_answers_with_the_first_test(env: Env) -> None:
+    await fleet(env, "gen-1", "gen-2")
+    key = {"Idempotency-Key": "launch-7f3a9c21"}
+    first = await env.http.post("/tests", json=spec(), headers=key)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    again = await env.http.post("/tests", json=spec(), headers=key)
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    tests = (await env.http.get("/tests")).json()
+    assert [t["id"] for t in tests] == [first.json()["id"]]
+    audit = [e for e in (await env.http.get("/audit")).json() if e["action"] == "test.create"]
+    assert len(audit) == 1, "the replay is not a second launch"
+
+    # without a key, or with another one, the same body is another launch (as before)
+    assert (
+        await env.http.post("/tests", json=spec(), headers={"Idempotency-Key": "launch-other-01"})
+    ).status_code == 201
+    assert (await env.http.post("/tests", json=spec())).status_code == 201
+    assert len((await env.http.get("/tests")).json()) == 3
+    # a dry run ignores the key
+    r = await env.http.post("/tests", json=spec(dry_run=True), headers=key)
+    assert r.status_code == 200 and "items" in r.json()
+
+
+async def test_a_reused_or_bad_idempotency_key_is_refused_and_changes_nothing(env: Env) -> None:
+    await fleet(env, "gen-1", "gen-2")
+    key = {"Idempotency-Key": "launch-0123456789"}
+    assert (await env.http.post("/tests", json=spec(), headers=key)).status_code == 201
+    before = await env.snapshot()
+    r = await env.http.post("/tests", json=spec(name="another"), headers=key)
+    assert r.status_code == 422 and "used for another launch" in r.json()["detail"]
+    for bad in (b"short", b"x" * 129, b"has space", "caf\u00e9-0123456".encode()):
+        r = await env.http.post("/tests", json=spec(name="another"), headers={b"Idempotency-Key": bad})
+        assert r.status_code == 422, (bad, r.text)
+    assert await env.snapshot() == before
+
+
+async def test_a_refused_launch_leaves_its_key_free(env: Env) -> None:
+    await fleet(env, "gen-1")
+    key = {"Idempotency-Key": "launch-after-refusal"}
+    r = await env.http.post("/tests", json=spec(containers=1000), headers=key)
+    assert r.status_code == 409
+    r = await env.http.post("/tests", json=spec(containers=1000), headers=key)
+    assert r.status_code == 409, "refused again on its merits, not replayed"
+    assert (await env.http.get("/tests")).json() == []
+
+
+async def test_the_same_launch_twice_at_once_starts_one_test(env: Env) -> None:
+    await fleet(env, "gen-1", "gen-2")
+    key = {"Idempotency-Key": "launch-at-once-01"}
+    answers = await asyncio.gather(*(env.http.post("/tests", json=spec(), headers=key) for _ in range(2)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes in ([200, 201], [201, 409]), [r.text for r in answers]
+    assert len((await env.http.get("/tests")).json()) == 1
+
+
+async def test_the_client_sends_the_key(env: Env) -> None:
+    await fleet(env, "gen-1", "gen-2")
+    transport = env.http._transport  # the same in-process server
+    async with Client("http://test", ADMIN, transport=transport) as client:  # type: ignore[arg-type]
+        launch = TestCreate.model_validate(spec())
+        first = await client.create_test(launch, idempotency_key="client-key-0001")
+        again = await client.create_test(launch, idempotency_key="client-key-0001")
+        other = await client.create_test(launch)
+    assert first.id == again.id != other.id

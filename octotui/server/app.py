@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -315,7 +316,48 @@ def _routes() -> APIRouter:
 
     @api.post("/tests", response_model=Test | Placement, status_code=201, tags=["tests"])
     async def create_test(
-        body: TestCreate, ctl: Ctl, who: Writer, response: Response, request: Request
+        body: TestCreate,
+        ctl: Ctl,
+        who: Writer,
+        response: Response,
+        request: Request,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                min_length=8,
+                max_length=128,
+                pattern=r"^[!-~]+$",
+                description="a launch sent again with the same key (after a lost answer) answers with the "
+                "test the first one made (200, `Idempotent-Replayed: true`) instead of starting a second",
+            ),
+        ] = None,
+    ) -> Test | Placement:
+        if idempotency_key is None or body.dry_run:
+            return await _launch(body, ctl, who, response, request)
+        keys = ctl.launch_keys
+        fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        seen = keys.get(idempotency_key)
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise HTTPException(422, "this Idempotency-Key was used for another launch: use a new key")
+            if seen[1] is None:
+                raise HTTPException(409, "a launch with this Idempotency-Key is under way: wait for its answer")
+            if seen[1] in ctl.tests:
+                response.status_code = 200
+                response.headers["Idempotent-Replayed"] = "true"
+                return ctl.test_out(ctl.tests[seen[1]])
+        keys.begin(idempotency_key, fingerprint)
+        try:
+            result = await _launch(body, ctl, who, response, request)
+        except BaseException:
+            keys.forget(idempotency_key)  # refused or failed: nothing was made, the key may be used again
+            raise
+        assert isinstance(result, Test)  # not a dry run
+        keys.done(idempotency_key, fingerprint, result.id)
+        return result
+
+    async def _launch(
+        body: TestCreate, ctl: Controller, who: Principal, response: Response, request: Request
     ) -> Test | Placement:
         result = await ctl.create_test(body)
         if isinstance(result, Placement):

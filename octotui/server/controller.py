@@ -43,7 +43,15 @@ from octotui.server.auth import STARTUP_ADMIN, Principal, TokenIndex, hash_token
 from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
 from octotui.server.jmx import PlanError, validate_plan
 from octotui.server.placement import Candidate, PlacementError, place
-from octotui.server.records import AgentRec, ChangeLog, CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.records import (
+    AgentRec,
+    ChangeLog,
+    CommandRec,
+    ContainerRec,
+    LaunchKeys,
+    ProviderRec,
+    TestRec,
+)
 from octotui.server.results import final_results, live_results
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Snapshot, Store
@@ -91,6 +99,8 @@ class Controller:
         self._last_point = 0.0
         #: What changed when, for ``GET /changes``: every change of what a listing shows touches it.
         self.feed = ChangeLog()
+        #: ``Idempotency-Key``s of launches, so that a retried launch never starts a test twice.
+        self.launch_keys = LaunchKeys()
 
     # --- start-up and persistence --------------------------------------------------------------
 

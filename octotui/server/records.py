@@ -92,6 +92,33 @@ class CommandRec:
     delivered_at: float | None = None  # live only: when a poll last handed it out
 
 
+class LaunchKeys:
+    """Idempotency keys of launches: a key seen again answers with the test it made, never a second.
+
+    Kept in memory (the newest ``keep``): a client retrying after a lost answer does so within
+    seconds; after a server restart a key is new again.
+    """
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.keep = keep
+        #: key -> (fingerprint of the request, id of the test made; None while it is being made)
+        self._seen: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[str, str | None] | None:
+        return self._seen.get(key)
+
+    def begin(self, key: str, fingerprint: str) -> None:
+        self._seen[key] = (fingerprint, None)
+        while len(self._seen) > self.keep:
+            self._seen.popitem(last=False)
+
+    def done(self, key: str, fingerprint: str, test_id: str) -> None:
+        self._seen[key] = (fingerprint, test_id)
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
 class ChangeLog:
     """The revision of each record's last visible change, oldest first, for the change feed.
 
