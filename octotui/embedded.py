@@ -16,8 +16,10 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,6 +35,33 @@ STOP_TIMEOUT_S = 15.0
 
 class EmbeddedError(Exception):
     """The embedded server or agent could not be started; the message says why and where the log is."""
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    """An embedded child that exited: which one, its exit code, its log and the log's last lines."""
+
+    name: str  # "server" or "agent"
+    code: int
+    log: Path
+    tail: str
+
+    def describe(self) -> str:
+        """One or two lines a user reads: what exited, how, and where to look."""
+        how = f"killed by signal {-self.code}" if self.code < 0 else f"exit code {self.code}"
+        text = f"The embedded {self.name} exited ({how}); its log: {self.log}"
+        return text + (f"\nlast line: {self.tail}" if self.tail else "")
+
+
+def log_tail(path: Path, lines: int = 1) -> str:
+    """The last ``lines`` non-empty lines of a log ("" when there is none)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
 
 
 def local_agent_name() -> str:
@@ -105,22 +134,55 @@ class Embedded:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EmbeddedError(f"cannot use {self.data_dir} as the data directory: {exc}") from exc
+        self._start_server(0)
+        self._start_agent(asyncio.run(self._local_provider_token()))
+
+    def _start_server(self, port: int) -> None:
         url_file = self.data_dir / "server.url"
         url_file.unlink(missing_ok=True)
         self.server = self._spawn(
-            ["-m", "octotui", "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", "0",
+            ["-m", "octotui", "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(port),
              *SERVER_ARGS],
             "server.log",
         )  # fmt: skip
         self.url = self._wait_for_url(url_file)
         self.admin_token = self._read_token()
-        token = asyncio.run(self._local_provider_token())
+
+    def _start_agent(self, token: str) -> None:
         self.agent = self._spawn(
             ["-m", "agent", "--server", self.url, "--location", "local", "--name",
              self.agent_name, "--state-dir", str(self.data_dir / "agent"), "--interval", "1"],
             "agent.log",
             env={"OCTOTUI_TOKEN": token},  # not in argv, where `ps` shows it to every user
         )  # fmt: skip
+
+    def exited(self) -> list[ChildExit]:
+        """The children that have exited since they were started (reaped, so none stays defunct)."""
+        found = []
+        for name, proc in (("server", self.server), ("agent", self.agent)):
+            if proc is not None and (code := proc.poll()) is not None:
+                log = self.data_dir / f"{name}.log"
+                found.append(ChildExit(name, code, log, log_tail(log)))
+        return found
+
+    def restart(self) -> None:
+        """Start again whichever child exited, with the same data dir; raises :class:`EmbeddedError`.
+
+        The server gets its old port back when it is free, else another one (:attr:`url` changes,
+        and the agent is started again on the new address).
+        """
+        old_url = self.url
+        if self.server is not None and self.server.poll() is not None:
+            try:
+                self._start_server(urlsplit(old_url).port or 0)
+            except EmbeddedError:
+                self._stop((self.server,))
+                self._start_server(0)  # the old port was taken meanwhile
+        agent = self.agent
+        if agent is not None and (agent.poll() is None) and self.url != old_url:
+            self._stop((agent,))
+        if agent is None or agent.poll() is not None:
+            self._start_agent(self.provider_token)
 
     def _server_died(self) -> EmbeddedError:
         log = self.data_dir / "server.log"
@@ -194,11 +256,15 @@ class Embedded:
 
     def stop(self) -> None:
         """SIGTERM the agent then the server, by pid; SIGKILL whatever outlives the timeout."""
-        for proc in (self.agent, self.server):
+        self._stop((self.agent, self.server))
+
+    @staticmethod
+    def _stop(procs: tuple[subprocess.Popen[bytes] | None, ...]) -> None:
+        for proc in procs:
             if proc is not None and proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
-        for proc in (self.agent, self.server):
+        for proc in procs:
             if proc is None:
                 continue
             try:

@@ -3,11 +3,12 @@ screens watch the reactives, widgets render them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -30,6 +31,17 @@ from octotui.protocol import (
 from octotui.tui import messages
 from octotui.tui.poller import Poller
 from octotui.tui.state import Connection
+
+if TYPE_CHECKING:
+    from octotui.embedded import Embedded
+
+#: How many times the dashboard starts its embedded server or agent again after it exited: a
+#: child that keeps dying is left down, with its log named, rather than restarted in a loop.
+MAX_RESTARTS = 5
+#: How long the notices about an embedded child that exited stay up.
+EXIT_NOTICE_S = 30.0
+#: What the status bar says while the server refuses the dashboard's token (401).
+TOKEN_REFUSED = "token refused: restart with a valid --token"
 
 #: What to do after making a provider: its registration token is shown in this dashboard only.
 CREATED_HINT = "i on it shows the lines that install agents, with its token (shown here only)"
@@ -109,6 +121,21 @@ class OctoApp(App[int]):
         #: Registration tokens by provider id, as made or rotated by this dashboard: the server
         #: stores them hashed and shows each only in the answer that made it.
         self.provider_tokens: dict[str, str] = {}
+        #: The embedded server and agent, when this dashboard started them (see :meth:`supervise`).
+        self.supervised: Embedded | None = None
+        self._children_token = ""
+        self.restarts = 0
+        self._restarting = False
+        #: Why the embedded server is down, for the status bar ("" while it runs).
+        self._down = ""
+        self._token_refused = False
+
+    def supervise(self, embedded: Embedded, token: str) -> None:
+        """Watch ``embedded``'s children (started by this process): when one exits, say so with
+        its log, and start it again (at most :data:`MAX_RESTARTS` times); ``token`` is the one the
+        dashboard uses on that server."""
+        self.supervised = embedded
+        self._children_token = token
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -117,6 +144,67 @@ class OctoApp(App[int]):
 
         self.push_screen(MainScreen())
         self.poll()
+        if self.supervised is not None:
+            self.set_interval(1.0, self._check_children)
+
+    def _check_children(self) -> None:
+        children = self.supervised
+        if children is None or self._restarting:
+            return
+        exited = children.exited()
+        if not exited or (self._down and self.restarts >= MAX_RESTARTS):
+            return
+        for child in exited:
+            title = f"Embedded {child.name} exited"
+            self.notify(child.describe(), title=title, severity="error", timeout=EXIT_NOTICE_S)
+        server = any(c.name == "server" for c in exited)
+        if self.restarts >= MAX_RESTARTS:
+            what = "server" if server else "agent"
+            self._set_down(f"embedded {what} exited {self.restarts + 1} times: not restarted · q quits")
+            return
+        if server:
+            self._set_down("embedded server exited: starting it again…")
+        self._restarting = True
+        self.restarts += 1
+        self.restart_children(" and ".join(c.name for c in exited))
+
+    def _set_down(self, note: str) -> None:
+        self._down = note
+        self.connection = replace(self.connection, note=note)
+
+    @work(group="children", exit_on_error=False)
+    async def restart_children(self, which: str) -> None:
+        """Start the exited embedded children again (in a thread: it waits for the server)."""
+        from octotui.embedded import EmbeddedError
+
+        children = self.supervised
+        assert children is not None
+        try:
+            await asyncio.to_thread(children.restart)
+        except EmbeddedError as exc:
+            self.restarts = MAX_RESTARTS
+            self._set_down(f"embedded {which} could not be started again · q quits")
+            self.notify(str(exc), title=f"Embedded {which}", severity="error", timeout=EXIT_NOTICE_S)
+            return
+        finally:
+            self._restarting = False
+        if children.url != self.client.base_url:
+            # Its old port was taken: the server listens elsewhere, and the dashboard follows it.
+            self.client = Client(children.url, self._children_token)
+            self.poller.use(self.client)
+            self.server_label = f"{children.url} (embedded)"
+            self._relabel()
+        if self._down:
+            self._set_down("")
+        self.notify(f"Embedded {which} started again ({children.url})", title="Embedded mode")
+        self.poller.wake()
+
+    def _relabel(self) -> None:
+        from octotui.tui.widgets.status_bar import StatusBar
+
+        for screen in self.screen_stack:
+            for bar in screen.query(StatusBar):
+                bar.server_label = self.server_label
 
     @work(group="poll", exit_on_error=False, name="poll")
     async def poll(self) -> None:
@@ -125,6 +213,8 @@ class OctoApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self.client.aclose()
+        if self.poller.client is not self.client:
+            await self.poller.client.aclose()
 
     # --- what the poll worker reports ---------------------------------------------------------
 
@@ -160,9 +250,10 @@ class OctoApp(App[int]):
             self.audit = (message.entries, message.error)
 
     def on_server_reached(self, message: messages.ServerReached) -> None:
-        self.connection = Connection("ok", last_update=message.at, refresh=self.refresh_s)
+        self.connection = Connection("ok", last_update=message.at, refresh=self.refresh_s, note=self._down)
         if message.recovered:
             self.notify("Server reachable again", title="Connection")
+        self._token_refused = False
 
     def on_server_unreachable(self, message: messages.ServerUnreachable) -> None:
         self.connection = Connection(
@@ -171,16 +262,29 @@ class OctoApp(App[int]):
             last_update=self.connection.last_update,
             retry_at=time.time() + message.retry_in,
             refresh=self.refresh_s,
+            note=self._down,
         )
 
     def on_server_refused(self, message: messages.ServerRefused) -> None:
+        token = message.status == 401
         self.connection = Connection(
             "refused",
-            message.message,
+            TOKEN_REFUSED if token else message.message,
             last_update=self.connection.last_update,
             retry_at=time.time() + message.retry_in,
             refresh=self.refresh_s,
+            note=self._down,
         )
+        if token and not self._token_refused:
+            self.notify(
+                f"The server refused this dashboard's token: {message.message}. Restart"
+                f" octotui with a valid --token (or OCTOTUI_TOKEN). Trying again every {message.retry_in:.0f} s,"
+                " in case the token is made again.",
+                title="Token refused",
+                severity="error",
+                timeout=EXIT_NOTICE_S,
+            )
+        self._token_refused = token
 
     def watch_read_only(self) -> None:
         self.refresh_bindings()

@@ -65,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Embedded(data_dir) as embedded:
             print(f"octotui: embedded server {embedded.url}, state in {data_dir}", file=sys.stderr)
-            client = Client(embedded.url, settings.token or embedded.admin_token)
+            token = settings.token or embedded.admin_token
+            client = Client(embedded.url, token)
             app = create_app(settings, client, embedded=True)
+            app.supervise(embedded, token)
             app.provider_tokens[embedded.provider_id] = embedded.provider_token
             app.server_label = f"{embedded.url} (embedded)"
             app.run()

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 METRICS_WINDOW_S = 300.0
 #: Backoff cap while the server is unreachable: short, so the dashboard recovers quickly.
 MAX_RETRY_S = 5.0
+#: Retry period while the server refuses the token (401): retrying cannot help until the token is
+#: made again, so only slowly, in case it is.
+TOKEN_RETRY_S = 30.0
 #: How often the server's own description (thresholds, role) is fetched again.
 INFO_EVERY_S = 30.0
 #: Freezing the long-lived heap keeps full collections short as DataTable caches grow (DESIGN.md).
@@ -70,6 +73,13 @@ class Poller:
         #: The server's state as the change feed keeps it; ``feed`` False: the server has none.
         self.mirror = Mirror(ended=ENDED_TESTS_SHOWN)
         self.feed: bool | None = None
+        self._next_client: Client | None = None
+
+    def use(self, client: Client) -> None:
+        """Talk to ``client`` from the next round on (the embedded server moved to another port);
+        the old client is closed between rounds, never under a request in flight."""
+        self._next_client = client
+        self.wake()
 
     def wake(self) -> None:
         """Fetch now instead of at the end of the current sleep, then quickly for a few seconds:
@@ -83,7 +93,11 @@ class Poller:
         retry = self.refresh
         last_freeze = time.monotonic()
         while True:
+            if self._next_client is not None:
+                old, self.client, self._next_client = self.client, self._next_client, None
+                await old.aclose()
             started = time.monotonic()
+            slow = False
             try:
                 await self.round()
             except Unreachable as exc:
@@ -92,8 +106,13 @@ class Poller:
                 delay, retry = retry, min(retry * 2, MAX_RETRY_S)
             except ClientError as exc:
                 self._lost = True
-                self.post(messages.ServerRefused(exc.message, exc.status, retry))
-                delay, retry = retry, min(retry * 2, MAX_RETRY_S)
+                if exc.status == 401:
+                    slow = True
+                    self.post(messages.ServerRefused(exc.message, exc.status, TOKEN_RETRY_S))
+                    delay = TOKEN_RETRY_S
+                else:
+                    self.post(messages.ServerRefused(exc.message, exc.status, retry))
+                    delay, retry = retry, min(retry * 2, MAX_RETRY_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must show, not kill the dashboard
@@ -106,7 +125,7 @@ class Poller:
             if time.monotonic() - last_freeze > GC_FREEZE_EVERY_S:
                 gc.freeze()
                 last_freeze = time.monotonic()
-            if time.monotonic() < self._hurry_until:
+            if time.monotonic() < self._hurry_until and not slow:
                 delay = min(delay, HURRY_PERIOD_S)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -15,3 +15,6 @@ class Connection:
     last_update: float = 0.0  # unix time of the last successful poll round
     retry_at: float = 0.0  # unix time of the next attempt while failing
     refresh: float = 1.0
+    #: What went wrong besides the link itself (the embedded server exited, the token was
+    #: refused): shown instead of the retry countdown.
+    note: str = ""

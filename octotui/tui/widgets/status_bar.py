@@ -19,10 +19,11 @@ class StatusBar(Horizontal):
     connection: var[Connection] = var(Connection, always_update=False)
     thresholds: var[str] = var("")
     read_only: var[bool] = var(False)
+    server_label: var[str] = var("")
 
     def __init__(self, server_label: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.server_label = server_label
+        self.set_reactive(StatusBar.server_label, server_label)
         self._shown = ""
 
     def compose(self) -> ComposeResult:
@@ -45,6 +46,10 @@ class StatusBar(Horizontal):
         if self.is_mounted:
             self.query_one("#sb-thresholds", Label).update(value)
 
+    def watch_server_label(self, value: str) -> None:
+        if self.is_mounted:
+            self.query_one("#sb-server", Label).update(value)
+
     def watch_read_only(self, value: bool) -> None:
         if self.is_mounted:
             self.query_one("#sb-readonly").display = value
@@ -53,6 +58,8 @@ class StatusBar(Horizontal):
         """The connection cell's text and its CSS class."""
         c = self.connection
         now = time.time()
+        if c.note:
+            return c.note, "-bad"
         if c.state == "ok":
             age = now - c.last_update
             if age < max(3.0, c.refresh * 3):
