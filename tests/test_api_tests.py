@@ -219,19 +219,67 @@ async def test_failed_launch_fails_the_test_with_its_reason(env: Env) -> None:
 
 
 async def test_offline_agent_loses_its_containers(start_server: Starter) -> None:
-    env = await start_server(late_after=0.5, offline_after=1.0)
+    env = await start_server(late_after=0.5, offline_after=1.0, return_wait=1.0)
     ((a1, t1),) = await fleet(env, "gen-1")
     test = (await env.http.post("/tests", json=spec(containers=1))).json()
     cmd = (await poll(env, a1, t1))[0]
     await ack(env, a1, t1, cmd["id"])
     await env.beat(a1, t1, containers=[report(cmd, "running", figures=figures(10, 5.0, 3.0))])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while (s := (await env.http.get(f"/tests/{test['id']}")).json())["state"] not in ("failed", "finished"):
         assert time.monotonic() < deadline, s
         await asyncio.sleep(0.1)
     assert s["state"] == "failed" and "went offline" in s["reason"]
     assert s["containers"][0]["state"] == "lost"
     assert s["results"]["samples"] == 10 and s["results"]["final"] is True
+
+
+async def test_a_test_waits_for_its_lost_agent_and_takes_its_results_back(start_server: Starter) -> None:
+    """A machine back from an outage: its container ran on, the test gets everything it did."""
+    env = await start_server(late_after=0.5, offline_after=1.0)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1, duration=60))).json()
+    cmd = (await poll(env, a1, t1))[0]
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", figures=figures(12, 5.0, 3.0))])
+    deadline = time.monotonic() + 10
+    while (s := (await env.http.get(f"/tests/{test['id']}")).json())["containers"][0]["state"] != "lost":
+        assert time.monotonic() < deadline, s
+        await asyncio.sleep(0.1)
+    assert s["state"] == "running", "nothing live, but its agent may come back before the planned end"
+    assert "went offline" in s["reason"] and "waiting for the agent to come back" in s["reason"]
+    await asyncio.sleep(0.5)  # ticks go by: still waiting
+    assert (await env.http.get(f"/tests/{test['id']}")).json()["state"] == "running"
+
+    done = report(cmd, "finished", exit_code=0, figures=figures(101, 5.0, 3.0))
+    await env.beat(a1, t1, containers=[done])
+    s = (await env.http.get(f"/tests/{test['id']}")).json()
+    assert s["state"] == "finished" and s["containers"][0]["state"] == "finished", s
+    assert s["results"]["samples"] == 101 and not s["reason"]
+
+
+async def test_a_stop_or_a_gone_agent_ends_the_wait(start_server: Starter) -> None:
+    env = await start_server(late_after=0.5, offline_after=1.0)
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    for n in range(2):
+        assert (await env.http.post("/tests", json=spec(containers=1, name=f"t{n}"))).status_code == 201
+    for aid, tok in ((a1, t1), (a2, t2)):
+        for cmd in await poll(env, aid, tok):
+            await ack(env, aid, tok, cmd["id"])
+            await env.beat(aid, tok, containers=[report(cmd, "running", figures=figures(5, 5.0, 3.0))])
+    deadline = time.monotonic() + 10
+    while {c["state"] for t in (await env.http.get("/tests")).json() for c in t["containers"]} != {"lost"}:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    by_agent = {t["containers"][0]["agent"]: t["id"] for t in (await env.http.get("/tests")).json()}
+    r = await env.http.post(f"/tests/{by_agent[a1]}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "finished", "stopped: no reason to wait"
+    deadline = time.monotonic() + 10
+    while (s := (await env.http.get(f"/tests/{by_agent[a2]}")).json())["state"] == "running":
+        assert time.monotonic() < deadline, s
+        await env.beat(a2, t2, containers=[])  # back, without the container (its machine lost it)
+        await asyncio.sleep(0.1)
+    assert s["state"] == "failed" and s["containers"][0]["state"] == "lost"
 
 
 async def test_containers_missing_from_complete_reports_are_lost(env: Env) -> None:

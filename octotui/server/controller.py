@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -509,10 +510,13 @@ class Controller:
             return
         cs = [self.containers[i] for i in t.container_ids if i in self.containers]
         states = {c.state for c in cs}
-        if states <= TERMINAL_CONTAINER_STATES:
+        waiting_until = self._awaiting_return(t, cs) if states <= TERMINAL_CONTAINER_STATES else None
+        if states <= TERMINAL_CONTAINER_STATES and waiting_until is None:
             self._end_test(t, cs)
             return
-        if t.stop_requested:
+        if waiting_until is not None:
+            new = t.state  # nothing live: it keeps its state while it waits for lost containers
+        elif t.stop_requested:
             new = "stopping"
         elif "running" in states:
             new = "running"
@@ -529,11 +533,40 @@ class Controller:
             self._test_changed(t)
             log.info("test %s (%s) is %s", t.name, t.id, new)
         reason = self._degraded_reason(cs) or (t.reason if t.stop_requested else None)
+        if reason and waiting_until is not None:
+            reason += f"; waiting for the agent to come back (at most {self.settings.return_wait:.0f} s"
+            reason += " after the planned end)" if "duration" in t.properties else " after the loss)"
         if reason != t.reason:
             t.reason = reason
             self._test_changed(t)
             if reason:
                 log.warning("test %s (%s) runs %s", t.name, t.id, reason)
+
+    def _awaiting_return(self, t: TestRec, cs: list[ContainerRec]) -> float | None:
+        """Until when a test with nothing live left waits for lost containers' agents (None: it does not).
+
+        An offline agent may come back (a network outage, a reboot) with its containers' results;
+        the test waits for it until its planned end plus ``return_wait`` (the loss plus
+        ``return_wait`` without a planned duration). A stop, or agents back or gone, end it.
+        """
+        if t.stop_requested:
+            return None
+        waiting = [
+            c
+            for c in cs
+            if c.state == "lost" and (a := self.agents.get(c.agent_id)) is not None and a.status != "online"
+        ]
+        if not waiting:
+            return None
+        try:
+            duration = float(t.properties.get("duration", ""))
+        except ValueError:
+            duration = math.nan
+        if math.isfinite(duration) and duration > 0:
+            until = (t.started_at or t.created_at) + duration + self.settings.return_wait
+        else:
+            until = max(c.updated_at for c in waiting) + self.settings.return_wait
+        return until if time.time() < until else None
 
     def _degraded_reason(self, cs: list[ContainerRec]) -> str | None:
         """Why a test still running has lost part of its load, or None while all is well."""
@@ -896,9 +929,12 @@ class Controller:
                     self._set_state(c, "lost", f"agent {a.name} went offline")
         if now - self._last_point >= 1.0:
             self._last_point = now
-            for t in self.tests.values():
+            for t in list(self.tests.values()):
                 if t.state in ("starting", "running", "stopping"):
                     cs = [self.containers[i] for i in t.container_ids if i in self.containers]
+                    if all(c.state in TERMINAL_CONTAINER_STATES for c in cs):
+                        self._update_test(t)  # waiting for lost containers' agents: ends when the wait is over
+                        continue
                     if any(c.figures is not None for c in cs):
                         r = live_results(cs)
                         self.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)

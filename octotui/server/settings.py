@@ -19,6 +19,10 @@ class ServerSettings:
     heartbeat_interval: float = 5.0
     late_after: float = 15.0
     offline_after: float = 30.0
+    #: A test whose live containers were all lost with their offline agents stays open this long
+    #: after its planned end (after the loss, without a planned duration), so that a machine back
+    #: from an outage hands in what its containers did.
+    return_wait: float = 120.0
     #: Each long poll waits a random time in this range so that polls never expire together.
     poll_timeout_min: float = 20.0
     poll_timeout_max: float = 30.0
