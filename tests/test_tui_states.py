@@ -11,13 +11,24 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import ServerProcess
-from test_tui import SIZE, build_app, until
+import pytest
+from conftest import AgentProcess, ServerProcess, wait_until
+from test_tui import SIZE, agent_id, build_app, make_provider, start_agent, until
+from test_tui_trial import MISSING_IMAGE, create_test, docker_lab, text_of
+from textual.widgets import Input
 
 from octotui.client import Client
 from octotui.embedded import Embedded, local_agent_name
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
+from octotui.tui.screens.agent import AgentScreen
+from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.launch import LaunchScreen
+from octotui.tui.screens.prompt import PromptScreen
+from octotui.tui.screens.test import TestScreen
+from octotui.tui.widgets.charts import Chart
+from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.status_bar import StatusBar
+from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ProvidersTable, TestsTable
 
 
 def notes(app: OctoApp) -> list[str]:
@@ -116,3 +127,168 @@ async def test_refused_token_is_named_and_retried_slowly(server: ServerProcess) 
         # the next try is 30 s away, not 1 s (a try that hammers would show a shorter countdown)
         assert app.connection.retry_at - time.time() > 20
         assert len([n for n in notes(app) if n.startswith("Token refused")]) == 1
+
+
+# --- 3. figures that must not disagree or lie --------------------------------------------------
+
+
+def cells_of(table: KeyedTable, key: str | None = None) -> list[str]:
+    key = key or table.row_keys[0]
+    return [c.text for c in table.row_cells(key) or ()]
+
+
+@pytest.mark.docker
+async def test_failed_test_without_samples_shows_dashes(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    docker_lab(server, agents, tmp_path)
+    test = create_test(server, name="nothing", image=MISSING_IMAGE)
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: any(t.id == test["id"] and t.state == "failed" for t in app.tests), limit=60)
+        await pilot.press("t", "enter")
+        assert isinstance(app.screen, TestScreen)
+        table = app.screen.query_one(ContainersTable)
+        await until(pilot, lambda: table.row_count == 1 and cells_of(table)[2] == "failed", what="failed container")
+        assert cells_of(table)[3:6] == ["-", "-", "-"], "no CPU, memory or hits/s for an ended container"
+        header = text_of(app, "#test-title").splitlines()
+        assert header[1].startswith("whole test: 0 samples · 0.0/s · avg - ms")
+        assert header[2] == "response times: min - · max - · p90 - · p95 - · p99 - ms (final)"
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+async def test_running_test_figures_are_labelled_stale_and_final(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, docker_client
+) -> None:
+    docker_lab(server, agents, tmp_path)
+    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
+    test = create_test(server, name="live", image=jmeter_image, users=1, duration=300, properties=props)
+    try:
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+
+            def sampled() -> bool:
+                return any(t.id == test["id"] and t.results.samples > 0 for t in app.tests)
+
+            await until(pilot, sampled, limit=120, what="the test's first samples")
+            await pilot.press("t", "enter")
+            assert isinstance(app.screen, TestScreen)
+            rate = app.screen.query_one("#rate-chart", Chart)
+            await until(pilot, lambda: len(rate.values) > 0, what="a point of the series")
+            # The header is the whole test's; the charts are each interval's, and say so.
+            assert text_of(app, "#test-title").splitlines()[1].startswith("whole test: ")
+            assert rate.render().plain.startswith("hits/s now ") and "(peak " in rate.render().plain
+            rt = app.screen.query_one("#rt-chart", Chart).render().plain
+            assert rt.startswith("avg now ") and "(peak " in rt
+            await pilot.press("escape")
+            tests = app.screen.query_one(TestsTable)
+            await until(pilot, lambda: cells_of(tests, test["id"])[5] not in ("", "-"), what="an elapsed time")
+            # The server out of reach: the elapsed time stops, marked stale like the agents' Seen.
+            server.stop()
+            await until(pilot, lambda: app.screen.has_class("-stale"), what="stale")
+            assert cells_of(tests, test["id"])[5] == "stale"
+            server.start()
+            await until(pilot, lambda: not app.screen.has_class("-stale"), limit=40, what="fresh again")
+            await until(pilot, lambda: cells_of(tests, test["id"])[5] != "stale", what="elapsed again")
+            # Once the container has ended, its live figures are dashes, not its last ones.
+            with server.client() as http:
+                http.post(f"/tests/{test['id']}/stop").raise_for_status()
+            await pilot.press("t", "enter")
+            assert isinstance(app.screen, TestScreen)
+            table = app.screen.query_one(ContainersTable)
+            await until(pilot, lambda: cells_of(table)[2:3] == ["finished"], limit=60, what="container finished")
+            assert cells_of(table)[3:6] == ["-", "-", "-"]
+    finally:
+        with server.client() as http:
+            http.post(f"/tests/{test['id']}/stop")
+        wait_until(
+            lambda: not docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test['id']}"}),
+            timeout=60,
+            what="containers removed",
+        )
+
+
+async def test_late_agent_figures_are_marked_with_their_age(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    provider = make_provider(server)
+    agent = start_agent(server, agents, tmp_path, provider["token"])
+    found = wait_until(lambda: agent_id(server), timeout=30, what="agent registered")
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(AgentsTable)
+        await until(pilot, lambda: cells_of(table, found)[4:5] not in ([], ["-"]), what="a CPU figure")
+        await pilot.press("enter")
+        assert isinstance(app.screen, AgentScreen)
+        cpu = app.screen.query_one("#cpu-chart", Chart)
+        await until(pilot, lambda: cpu.values, what="CPU samples")
+        assert cpu.render().plain.startswith("CPU ") and not cpu.render().plain.startswith("CPU last")
+        assert "last figures" not in text_of(app, "#figures")
+        agent.stop()
+        await until(pilot, lambda: "last figures" in text_of(app, "#figures"), what="figures marked old")
+        first = text_of(app, "#figures").splitlines()[0]
+        assert first.split(":")[0] in ("late", "offline") and first.endswith(" old")
+        assert cpu.render().plain.startswith("CPU last ")
+        assert "docker: engine" in text_of(app, "#figures")  # under the "last figures" heading
+
+
+# --- 4. the audit screen's arrow ---------------------------------------------------------------
+
+
+async def test_audit_arrow_says_newest_first(server: ServerProcess) -> None:
+    with server.client() as http:
+        http.post("/providers", json={"name": "first"}).raise_for_status()
+        http.post("/providers", json={"name": "second"}).raise_for_status()
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("u")
+        table = app.screen.query_one(AuditTable)
+        await until(pilot, lambda: table.row_count >= 2, what="audit rows")
+        label = str(table.columns[next(k for k in table.columns if k.value == "when")].label)
+        assert label.endswith("▼") and table.sort_label() == "sorted by When ▼"
+        assert "second" in cells_of(table)[5], "newest first"
+
+
+# --- 5, 6. words and keys ----------------------------------------------------------------------
+
+
+async def test_one_agent_delete_question_and_n_from_any_table(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    provider = make_provider(server)
+    start_agent(server, agents, tmp_path, provider["token"])
+    wait_until(lambda: agent_id(server), timeout=30, what="agent registered")
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        providers = app.screen.query_one(ProvidersTable)
+        await until(pilot, lambda: cells_of(providers)[1:2] == ["1"], what="the provider's agent")
+        assert app.screen.query_one(AgentsTable).has_focus
+        await pilot.press("n")  # from the agents table: works anyway
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press("escape")
+        await pilot.press("p", "delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        question = text_of(app, "#question")
+        assert "Its agent is removed and its token revoked." in question and "1 agents" not in question
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_read_only_keys_say_why_they_do_nothing(server: ServerProcess) -> None:
+    make_provider(server)
+    app = build_app(server, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.query_one(ProvidersTable).row_count == 1, what="the provider row")
+        await pilot.press("l")
+        assert not isinstance(app.screen, LaunchScreen)
+        assert notes(app)[-1] == ": read-only: launching is disabled"
+        await pilot.press("n")
+        assert not isinstance(app.screen, PromptScreen)
+        assert notes(app)[-1] == ": read-only: changing providers is disabled"
+        await pilot.press("p", "k")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert notes(app)[-1] == ": read-only: changing providers is disabled"
+        await pilot.press("slash", "l")  # typed into the filter: no notice
+        assert len(notes(app)) == 3 and app.screen.query_one("#filter", Input).value == "l"

@@ -437,7 +437,7 @@ class OctoApp(App[int]):
         from octotui.tui.screens.launch import LaunchScreen
 
         if self.read_only:
-            self.notify("Read-only: launching is disabled", severity="warning")
+            self.notify("read-only: launching is disabled", severity="warning")
             return
         self.push_screen(LaunchScreen())
 

@@ -16,9 +16,12 @@ from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.tables import AgentContainersTable
 
 
-def host_figures(agent: Agent, sample: HostSample | None) -> str:
-    """The figures panel: memory, swap, disk, network, load, docker engine."""
+def host_figures(agent: Agent, sample: HostSample | None, now: float | None = None) -> str:
+    """The figures panel: memory, swap, disk, network, load, docker engine; headed by their age
+    when the agent is not online, as they are then its last, not its live, figures."""
     lines = []
+    if agent.status != "online":
+        lines.append(f"{agent.status}: last figures, {fmt.duration(fmt.age_seconds(agent.last_seen, now))} old")
     if sample is None:
         lines.append("no host sample yet")
     else:
@@ -64,6 +67,8 @@ class AgentScreen(DashboardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The age of a late or offline agent's last figures ticks on with nothing new arriving.
+        self.set_interval(1.0, self._tick_age)
         self.octo.follow_agent(self.agent_id)
         self.watch(self.app, "agents", self._agents_changed)
         self.watch(self.app, "agent_metrics", self._metrics_changed)
@@ -109,6 +114,17 @@ class AgentScreen(DashboardScreen):
         if text != self._figures:
             self._figures = text
             self.query_one("#figures", Static).update(text, layout=False)
+        latest = "" if agent.status == "online" else "last"
+        for chart in self.query(Chart):
+            if chart.latest != latest:
+                chart.latest = latest
+                chart.refresh()
+
+    def _tick_age(self) -> None:
+        agent = self.agent
+        if agent is not None and agent.status != "online" and self.feeding:
+            metrics = self.octo.agent_metrics
+            self._show_figures(agent, metrics.samples[-1] if metrics and metrics.samples else agent.host)
 
     def _metrics_changed(self, metrics: AgentMetrics | None) -> None:
         if metrics is None or metrics.agent_id != self.agent_id or not self.feeding:

@@ -32,7 +32,7 @@ class AuditScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(AuditTable)
-        table.sort_by("when")
+        table.sort_by("when", reverse=True)  # newest first: the arrow says descending
         table.focus()
         self.octo.follow_audit(True)
         self.watch(self.app, "audit", self._audit_changed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -13,6 +13,11 @@ from textual.widgets import DataTable, Footer, Input, Label
 from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable, TestsTable
+
+#: Keys of this screen that change something, and what a read-only dashboard says of them.
+READ_ONLY_KEYS = {"l": "launching", "s": "stopping tests", "n": "changing providers"}
+#: The providers table's keys that change the selected provider.
+PROVIDER_KEYS = frozenset({"r", "delete", "k"})
 
 
 class MainScreen(DashboardScreen):
@@ -25,6 +30,9 @@ class MainScreen(DashboardScreen):
         Binding("s", "stop", "Stop test"),
         Binding("d", "distribution", "Distribution"),
         Binding("u", "audit", "Audit"),
+        # The providers table's own "n" shows in the footer when it has focus; this one makes n
+        # work from the other tables too.
+        Binding("n", "new_provider", "New provider", show=False),
         Binding("a", "focus_table('agents')", "Agents", show=False),
         Binding("t", "focus_table('tests')", "Tests", show=False),
         Binding("p", "focus_table('providers')", "Providers", show=False),
@@ -61,6 +69,7 @@ class MainScreen(DashboardScreen):
 
     def stale_changed(self, stale: bool) -> None:
         self._agents_changed(self.octo.agents)
+        self._tests_changed(self.octo.tests)
 
     def _agents_arrived(self, agents: list[Agent]) -> None:
         self._agents_changed(agents, self.octo.agents_changed_in(agents))
@@ -79,10 +88,21 @@ class MainScreen(DashboardScreen):
     def _tests_changed(self, tests: list[Test]) -> None:
         if not self.feeding:
             return
-        self.query_one(TestsTable).show(tests)
+        self.query_one(TestsTable).show(tests, stale=self.stale)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in ("launch", "stop") and self.octo.read_only)
+        return not (action in ("launch", "stop", "new_provider") and self.octo.read_only)
+
+    def on_key(self, event: events.Key) -> None:
+        # A key hidden in read-only mode reaches here unhandled: say why it does nothing.
+        if not self.octo.read_only:
+            return
+        what = READ_ONLY_KEYS.get(event.key)
+        if what is None and event.key in PROVIDER_KEYS and isinstance(self.focused, ProvidersTable):
+            what = "changing providers"
+        if what is not None:
+            event.stop()
+            self.notify(f"read-only: {what} is disabled", severity="warning")
 
     # --- filter -------------------------------------------------------------------------------
 
@@ -113,6 +133,9 @@ class MainScreen(DashboardScreen):
 
     def action_launch(self) -> None:
         self.octo.action_launch()
+
+    def action_new_provider(self) -> None:
+        self.post_message(ProvidersTable.ProviderAction("new", None))
 
     def action_distribution(self) -> None:
         self.octo.action_distribution()
@@ -173,7 +196,9 @@ class MainScreen(DashboardScreen):
                     octo.delete_provider(provider.id, provider.name)
 
             question = f"Delete provider {provider.name}?"
-            if provider.agents:
+            if provider.agents == 1:
+                question += " Its agent is removed and its token revoked."
+            elif provider.agents:
                 question += f" Its {provider.agents} agents are removed and their tokens revoked."
             self.app.push_screen(ConfirmScreen(question), deleted)
         elif event.action == "rotate":
@@ -200,5 +225,6 @@ class MainScreen(DashboardScreen):
             if yes:
                 self.octo.stop_test(test.id, test.name)
 
-        question = f"Stop test {test.name} and its {len(test.containers)} containers?"
+        n = len(test.containers)
+        question = f"Stop test {test.name} and its {n} container{'s' if n != 1 else ''}?"
         self.app.push_screen(ConfirmScreen(question), confirmed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -33,14 +34,16 @@ def test_summary(test: Test) -> str:
     if test.locations:
         first += f"/{','.join(test.locations)}"
     first += f" · {live}/{total} container{'s' if total != 1 else ''} live · {test.image}"
+    # Whole-test figures, labelled so: the charts below show each interval's, which differ.
+    some = r.samples > 0
     second = (
-        f"{r.samples} samples · {r.throughput:.1f}/s · avg {r.avg_ms:.0f} ms · "
+        f"whole test: {r.samples} samples · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms · "
         f"errors {r.errors} ({r.error_percent:.2f}%) · {r.active} users"
     )
-    third = f"response times: min {_ms(r.min_ms)} · max {_ms(r.max_ms)}"
+    third = f"response times: min {_ms(r.min_ms if some else None)} · max {_ms(r.max_ms if some else None)}"
     if r.final:
         third += f" · p90 {_ms(r.p90_ms)} · p95 {_ms(r.p95_ms)} · p99 {_ms(r.p99_ms)}"
-    third += " ms" + (" (final)" if r.final else " (live)")
+    third += " ms" + (" (final)" if r.final else " (so far)")
     return "\n".join((first, second, third))
 
 
@@ -87,9 +90,10 @@ class TestScreen(DashboardScreen):
         yield Label("loading…", id="test-title", markup=False)
         yield Static("", id="test-reason", markup=False)
         with Horizontal(id="test-charts"):
-            yield Chart("hits/s", formatter=_number, id="rate-chart")
-            yield Chart("avg", formatter=_number, unit=" ms", id="rt-chart")
-            yield Chart("new errors", formatter=_number, id="err-chart")
+            # Per interval ("now", and the window's "peak"), unlike the whole-test header.
+            yield Chart("hits/s", formatter=_number, latest="now", peak="peak", id="rate-chart")
+            yield Chart("avg", formatter=_number, unit=" ms", latest="now", peak="peak", id="rt-chart")
+            yield Chart("new errors", formatter=_number, peak="peak", id="err-chart")
         yield ContainersTable(id="test-containers")
         yield Static("", id="container-line", markup=False)
         yield Footer()
@@ -113,6 +117,12 @@ class TestScreen(DashboardScreen):
 
     def action_back(self) -> None:
         self.dismiss()
+
+    def on_key(self, event: events.Key) -> None:
+        # Keys hidden in read-only mode reach here unhandled: say why they do nothing.
+        if self.octo.read_only and event.key in ("s", "x"):
+            event.stop()
+            self.notify("read-only: stopping is disabled", severity="warning")
 
     @property
     def test(self) -> Test | None:

@@ -36,6 +36,8 @@ class Chart(Widget):
         ceiling: float | None = None,
         formatter: Callable[[float], str] = fmt.percent,
         unit: str = "",
+        latest: str = "",
+        peak: str = "max",
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -44,6 +46,10 @@ class Chart(Widget):
         self.ceiling = ceiling
         self.formatter = formatter
         self.unit = unit
+        #: Words before the latest value and the window's maximum in the title line (e.g. "now",
+        #: "peak"), so that they read apart from a whole-run figure shown elsewhere.
+        self.latest = latest
+        self.peak = peak
 
     def render(self) -> Text:
         rows = max(1, self.size.height - 1)
@@ -67,8 +73,10 @@ class Chart(Widget):
         text = Text(no_wrap=True, overflow="crop")
         text.append(self.title, title_style)
         if data:
+            if self.latest:
+                text.append(f" {self.latest}", title_style)
             text.append(f" {self.formatter(data[-1])}{self.unit}", value_style)
-            text.append(f"  (max {self.formatter(max(data))})", title_style)
+            text.append(f"  ({self.peak} {self.formatter(max(data))})", title_style)
         elif self.empty == WAITING:
             text.append(f"  {WAITING}", title_style)
         notice = [] if data or self.empty == WAITING else textwrap.wrap(self.empty, width) or [""]

@@ -180,9 +180,12 @@ class AgentsTable(KeyedTable):
         self.sync(rows)
 
 
-def _elapsed(test: Test, now: float) -> Cell:
+def _elapsed(test: Test, now: float, stale: bool = False) -> Cell:
     if test.started_at is None:
         return Cell("-", sort=0.0)
+    if stale and test.ended_at is None:
+        # The server is out of reach: whether it still runs is unknown, so no clock runs on.
+        return Cell("stale", "warning", sort=float("inf"))
     end = test.ended_at.timestamp() if test.ended_at else now
     seconds = max(0.0, end - test.started_at.timestamp())
     return Cell(fmt.duration(seconds), sort=seconds)
@@ -207,7 +210,8 @@ class TestsTable(KeyedTable):
         Column("provider", "Provider", 10),
     )
 
-    def show(self, tests: Sequence[Test]) -> None:
+    def show(self, tests: Sequence[Test], *, stale: bool = False) -> None:
+        """Show ``tests``; ``stale``: the server cannot be reached, so no elapsed time runs on."""
         now = time.time()
         rows = {}
         for t in tests:
@@ -218,11 +222,23 @@ class TestsTable(KeyedTable):
                 Cell(f"{live_containers(t)}/{len(t.containers)}", sort=len(t.containers)),
                 Cell(f"{r.throughput:.1f}", sort=r.throughput),
                 Cell(str(r.errors), "error" if r.errors else None, sort=r.errors),
-                _elapsed(t, now),
+                _elapsed(t, now, stale),
                 Cell(t.provider_name or t.provider[:8]),
             )
         # Newest first while no column is chosen: the cursor starts on the test just launched.
         self.sync(rows, order={t.id: -t.created_at.timestamp() for t in tests})
+
+
+def _live_figures(c: ContainerRecord) -> tuple[Cell, Cell, Cell]:
+    """CPU, memory and hits/s of a container: "-" once it has ended, as nothing of it runs."""
+    if c.state in TERMINAL_CONTAINER_STATES:
+        return Cell("-"), Cell("-"), Cell("-")
+    f = c.figures
+    return (
+        Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
+        Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
+        Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
+    )
 
 
 def _progress(c: ContainerRecord) -> Cell:
@@ -256,9 +272,7 @@ class ContainersTable(KeyedTable):
                 Cell(f"#{c.index} {c.agent_name or c.agent[:8]}", sort=(c.agent_name, c.index)),
                 Cell(c.location or "-"),
                 Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
-                Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
-                Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
-                Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
+                *_live_figures(c),
                 Cell(str(f.errors) if f else "-", "error" if f and f.errors else None, sort=f.errors if f else None),
                 _progress(c),
             )
@@ -284,14 +298,11 @@ class AgentContainersTable(KeyedTable):
             for c in t.containers:
                 if c.agent != agent_id:
                     continue
-                f = c.figures
                 rows[c.id] = (
                     Cell(t.name),
                     Cell(str(c.index), sort=c.index),
                     Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
-                    Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
-                    Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
-                    Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
+                    *_live_figures(c),
                     _progress(c),
                 )
         self.sync(rows)
@@ -323,7 +334,7 @@ class AuditTable(KeyedTable):
             local = e.ts.astimezone()
             when = local.strftime("%H:%M:%S") if local.strftime("%Y-%m-%d") == today else local.strftime("%m-%d %H:%M")
             rows[str(e.id)] = (
-                Cell(when, sort=-e.ts.timestamp()),
+                Cell(when, sort=e.ts.timestamp()),
                 Cell(e.actor),
                 Cell(e.role, "warning" if e.role == "admin" else None),
                 Cell(e.action),
