@@ -54,7 +54,8 @@ class AuditScreen(DashboardScreen):
         if error:
             title.update(f"Audit log unavailable: {error}")
             return
-        title.update(f"Audit log · {len(entries)} latest changes, newest first")
+        n = len(entries)
+        title.update(f"Audit log · {'the latest change' if n == 1 else f'{n} latest changes'}, newest first")
         self._entries = {str(e.id): e for e in entries}
         self.query_one(AuditTable).show(entries)
         self._show_line()

@@ -21,6 +21,10 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -37,8 +41,8 @@ def test_summary(test: Test) -> str:
     # Whole-test figures, labelled so: the charts below show each interval's, which differ.
     some = r.samples > 0
     second = (
-        f"whole test: {r.samples} samples · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms · "
-        f"errors {r.errors} ({r.error_percent:.2f}%) · {r.active} users"
+        f"whole test: {_count(r.samples, 'sample')} · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms"
+        f" · errors {r.errors} ({r.error_percent:.2f}%) · {_count(r.active, 'user')}"
     )
     third = f"response times: min {_ms(r.min_ms if some else None)} · max {_ms(r.max_ms if some else None)}"
     if r.final:
