@@ -94,18 +94,30 @@ def resolve(
 ) -> dict[str, Any]:
     """Merge defaults, the config file's ``[section]``, the environment and parsed flags."""
     environ = dict(os.environ) if environ is None else environ
-    file = config_file() if file is None else file
+    if file is None:
+        file = config_file()
+        if environ.get("OCTOTUI_CONFIG") and not file.is_file():
+            raise ConfigError(f"OCTOTUI_CONFIG names {file}, which is not a file")
     from_file: dict[str, Any] = {}
     if file.is_file():
         try:
             from_file = tomllib.loads(file.read_text()).get(section, {})
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+        if not isinstance(from_file, dict):
+            raise ConfigError(f"{file}: [{section}] must be a table of settings")
+        known = {opt.dest for opt in options}
+        unknown = sorted(set(from_file) - known)
+        if unknown:
+            raise ConfigError(
+                f"{file}: unknown setting {', '.join(map(repr, unknown))} in [{section}]"
+                f" (known: {', '.join(sorted(known))})"
+            )
     values: dict[str, Any] = {}
     for opt in options:
         value = opt.default
         if opt.dest in from_file:
-            value = from_file[opt.dest]
+            value = _from_file(file, section, opt, from_file[opt.dest])
         if opt.env_var in environ:
             raw = environ[opt.env_var]
             try:
@@ -117,6 +129,21 @@ def resolve(
             value = cli
         values[opt.dest] = value
     return values
+
+
+def _from_file(file: Path, section: str, opt: Option, value: Any) -> Any:
+    """A config-file value checked as its flag would be."""
+    where = f"{file}: [{section}] {opt.dest}"
+    if opt.flag:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{where}: expected a string or a number, got {value!r}")
+    try:
+        return opt.type(str(value))
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def positive_float(text: str) -> float:

@@ -182,6 +182,9 @@ async def test_registration_tokens_are_stored_hashed_and_shown_once(env: Env) ->
     stored = b"".join(f.read_bytes() for f in env.settings.data_dir.iterdir() if f.name.startswith("octotui.db"))
     assert p["token"].encode() not in stored and rotated.encode() not in stored
     assert hash_token(rotated).encode() in stored
+    for f in env.settings.data_dir.iterdir():
+        if f.name.startswith("octotui.db"):
+            assert f.stat().st_mode & 0o777 == 0o600, f"{f.name} is readable by others"
 
 
 def test_a_store_with_plain_registration_tokens_is_hashed_on_open(tmp_path: Path) -> None:

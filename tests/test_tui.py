@@ -244,6 +244,49 @@ def test_cli_refuses_bad_settings(argv: list[str], message: str, capsys: pytest.
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[dashboard]\nrefesh = 2\n", "unknown setting 'refesh' in [dashboard]"),
+        ("[dashboard]\nrefresh = 0\n", "[dashboard] refresh: must be > 0"),
+        ("[dashboard]\nrefresh = 'fast'\n", "[dashboard] refresh: could not convert"),
+        ("[dashboard]\nread_only = 'yes'\n", "read_only: expected true or false"),
+        ("[dashboard]\nserver = ['a']\n", "server: expected a string or a number"),
+        ("dashboard = 3\n", "[dashboard] must be a table"),
+        ("[dashboard\n", "cannot read config file"),
+    ],
+)
+def test_cli_refuses_a_bad_config_file(
+    text: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from octotui.tui.cli import parse
+
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    monkeypatch.setenv("OCTOTUI_CONFIG", str(config))
+    with pytest.raises(SystemExit) as exc:
+        parse([])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_config_file_applies_and_a_missing_named_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from octotui.tui.cli import parse
+
+    config = tmp_path / "config.toml"
+    config.write_text("[dashboard]\nrefresh = 2\nread_only = true\n[server]\nport = 9000\n")
+    monkeypatch.setenv("OCTOTUI_CONFIG", str(config))
+    settings = parse([])
+    assert settings.refresh == 2.0 and settings.read_only is True
+    assert parse(["--refresh", "3"]).refresh == 3.0, "a flag wins over the file"
+    monkeypatch.setenv("OCTOTUI_CONFIG", str(tmp_path / "nowhere.toml"))
+    with pytest.raises(SystemExit):
+        parse([])
+    assert "OCTOTUI_CONFIG names" in capsys.readouterr().err
+
+
 def test_cli_embedded_bad_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from octotui.tui.cli import main
 

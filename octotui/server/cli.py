@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--offline-after must be greater than --late-after")
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         parser.error("--tls-cert and --tls-key go together")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _raise_open_files_limit()
     settings = ServerSettings(
         data_dir=data_dir,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,10 @@ class Store:
 
     def _open(self) -> Snapshot:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Test plans, names and token hashes: the owner's only (SQLite gives its -wal and -shm
+        # files the database file's mode).
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
