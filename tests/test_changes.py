@@ -137,6 +137,12 @@ async def test_mirror_from_deltas_equals_the_listings_after_every_change(env: En
     assert ch.removed_providers == [other["id"]] and ch.removed_agents == [spare]
     assert [p.name for p in mirror.providers] == ["renamed"] and [a.id for a in mirror.agents] == [a1]
 
+    # Renamed again: its tests, ended ones too, show the name it has now.
+    assert (await env.http.patch(f"/providers/{provider_id}", json={"name": "paris"})).status_code == 200
+    ch = await follow(client, mirror)
+    assert {t.provider_name for t in ch.tests} == {"paris"} and test["id"] in {t.id for t in ch.tests}
+    assert {t.provider_name for t in mirror.tests} == {"paris"}
+
 
 async def test_the_mirror_keeps_only_the_newest_ended_tests(env: Env) -> None:
     client = client_of(env)

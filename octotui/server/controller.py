@@ -266,6 +266,9 @@ class Controller:
         for a in self.agents.values():
             if a.provider_id == p.id:  # each agent shows its provider's name
                 self.feed.touch("agent", a.id)
+        for t in self.tests.values():
+            if t.provider_id == p.id:  # and each test
+                self.feed.touch("test", t.id)
         return p
 
     async def rotate_provider_token(self, provider_id: str) -> tuple[ProviderRec, str]:
@@ -684,7 +687,8 @@ class Controller:
             id=t.id,
             name=t.name,
             provider=t.provider_id,
-            provider_name=t.provider_name,
+            # the provider's name now (renamed since?); the name it had when it is gone
+            provider_name=p.name if (p := self.providers.get(t.provider_id)) else t.provider_name,
             locations=t.locations,
             image=t.image,
             properties=t.properties,
