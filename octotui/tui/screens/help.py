@@ -12,11 +12,10 @@ from textual.widgets import Static
 
 HELP = """\
 [b]Everywhere[/b]
-  ?          this help              q        quit (asks first while tests run)
-  ctrl+p     command palette        escape   back / close
-  tab        next table             o        cycle the sort column
-  home / end first / last row
-
+  ?          this help              escape   back / close
+  ctrl+p     command palette        tab      next table
+  o          cycle the sort column  home/end first / last row
+  q          quit (asks first while tests run)
 [b]Main screen[/b]
   enter      open the agent, test or provider under the cursor
   /          filter agents (name, provider, location, status)
@@ -24,18 +23,15 @@ HELP = """\
   l          launch a test          s        stop the selected test
   d          container distribution over providers and locations
   u          audit log: who changed what, when, from where
-
 [b]Providers table[/b] (p)
-  i / enter  install dialog: the lines that add a machine, c copies one
+  i / enter  the lines that install an agent; c copies one
   n          new provider           r        rename
-  del        delete (asks first)    k        new registration token (asks first)
-
-[b]Agent[/b]     live CPU and memory, per-core bars, host figures, its containers
-[b]Test[/b]      live hits/s, response time and errors, its containers
-  s          stop the test          x        stop the selected container
-[b]Launch[/b]    plan file, provider, locations, containers, users, duration,
-           image; enter previews the placement, ctrl+l launches it
-
+  del        delete (asks first)    k        new token (asks first)
+[b]Agent screen[/b]: live CPU and memory, per-core bars, its containers
+[b]Test screen[/b]: live hits/s, response time and errors, its containers
+  s          stop the test          x        stop one container
+[b]Launch dialog[/b]: plan file, provider, where, how many, how long
+  enter      preview the placement  ctrl+l   launch it
 Read-only mode hides every key that changes something."""
 
 
