@@ -14,9 +14,17 @@ from textual.widgets.option_list import Option
 
 from octotui.protocol import Provider
 from octotui.tui.install import TOKEN_PLACEHOLDER, InstallLine, check_location, install_lines
+from octotui.tui.screens.launch import plural
 
 if TYPE_CHECKING:
     from octotui.tui.app import OctoApp
+
+
+#: Why the embedded mode's lines serve this machine only.
+EMBEDDED_NOTE = (
+    "The embedded server is for this machine: its loopback port changes at every start."
+    " For agents on other machines, run `octotui server`."
+)
 
 
 def rotation_question(name: str) -> str:
@@ -65,10 +73,12 @@ class ProviderScreen(ModalScreen[None]):
                 return
             yield Label(f"Install an agent in provider {provider.name}", classes="title", markup=False)
             yield Label(
-                f"{provider.agents} agents · locations: {', '.join(provider.locations) or 'none yet'}",
+                f"{plural(provider.agents, 'agent')} · locations: {', '.join(provider.locations) or 'none yet'}",
                 id="install-summary",
                 markup=False,
             )
+            if self.octo.embedded:
+                yield Label(EMBEDDED_NOTE, id="embedded-note", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Location ")
                 yield Input(provider.locations[0] if provider.locations else "default", id="location")
@@ -108,8 +118,8 @@ class ProviderScreen(ModalScreen[None]):
         note = self.query_one("#token-note", Label)
         if self._token:
             note.update(
-                "The token registers agents in this provider: keep it secret. The server keeps it"
-                " hashed: it is shown in this dashboard only (k makes a new one)."
+                "The token registers agents in this provider: keep it secret. The server keeps only"
+                " a hash of it and never shows it again (k makes a new one)."
             )
         elif self.octo.read_only:
             note.update(
