@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
+import httpx
 from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,8 +19,10 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static
 
-from octotui.client import ClientError
+from octotui.client import ClientError, ServerUnreachable
 from octotui.protocol import Placement, TestCreate
+from octotui.tui.install import check_location
+from octotui.tui.screens.prompt import check_name
 
 if TYPE_CHECKING:
     from octotui.tui.app import OctoApp
@@ -41,8 +44,20 @@ def check_plan_path(text: str, max_bytes: int | None = None) -> str | None:
     if size == 0:
         return f"{path} is empty"
     if max_bytes and size > max_bytes:
-        return f"{path} is {size} bytes; the server accepts at most {max_bytes}"
+        return f"{path} is {human_size(size)}; the server accepts at most {human_size(max_bytes)}"
     return None
+
+
+def human_size(size: int) -> str:
+    """``512 bytes``, ``1.3 KiB``, ``28.6 MiB``, ``4 MiB``."""
+    if size < 1024:
+        return plural(size, "byte")
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if round(value, 1) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _read_plan(raw: str) -> str:
@@ -126,6 +141,18 @@ def _count(text: str, field: str, required: bool) -> tuple[int | None, str | Non
     return value, None
 
 
+class WholeNumber(Validator):
+    """A count field of the dialog, checked as it is typed (see :data:`LIMITS`)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def validate(self, value: str) -> ValidationResult:
+        _, problem = _count(value, self.field, self.field == "containers")
+        return self.failure(problem, value) if problem else self.success()
+
+
 def plural(n: int, word: str) -> str:
     """``1 container``, ``2 containers``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
@@ -143,6 +170,7 @@ class LaunchScreen(ModalScreen[str | None]):
     def __init__(self) -> None:
         super().__init__()
         self._previewed: TestCreate | None = None
+        self._count_problem = False
 
     @property
     def octo(self) -> OctoApp:
@@ -163,6 +191,10 @@ class LaunchScreen(ModalScreen[str | None]):
         def text(name: str, value: str = "", **kwargs: object) -> Input:
             return Input(last.get(name, value), id=name, compact=True, **kwargs)  # type: ignore[arg-type]
 
+        def count(name: str, value: str = "", **kwargs: object) -> Input:
+            # Not type="integer": it drops what is not a digit, so "2.5" would become 25.
+            return text(name, value, validators=[WholeNumber(name)], classes="count", **kwargs)
+
         with Vertical(id="dialog", classes="launch"):
             yield Label("Launch a test", classes="title")
             with VerticalScroll(id="launch-form", can_focus=False):
@@ -180,10 +212,10 @@ class LaunchScreen(ModalScreen[str | None]):
                 provider = Select(options, value=default, id="provider", compact=True, allow_blank=not options)
                 yield field("Provider", provider)
                 yield field("Locations", text("locations", placeholder="all, or paris,us-east"))
-                yield field("Containers", text("containers", "1", type="integer"))
-                yield field("Users/container", text("users", "10", type="integer", placeholder="threads per container"))
-                yield field("Duration (s)", text("duration", "60", type="integer"))
-                yield field("Ramp-up (s)", text("rampup", placeholder="JMeter's default", type="integer"))
+                yield field("Containers", count("containers", "1"))
+                yield field("Users/container", count("users", "10", placeholder="threads per container"))
+                yield field("Duration (s)", count("duration", "60"))
+                yield field("Ramp-up (s)", count("rampup", placeholder="JMeter's default"))
                 yield field("Properties", text("properties", placeholder="key=value, … (JMeter -J properties)"))
                 yield field("Image", text("image", placeholder=info.default_image if info else "server default"))
                 yield Static("enter: preview the placement", id="preview", markup=False)
@@ -220,7 +252,13 @@ class LaunchScreen(ModalScreen[str | None]):
         if problem:
             return Form(None, problem)
         name = self._value("name").strip() or Path(plan_path.strip()).expanduser().stem
+        if problem := check_name(name):
+            given = "" if self._value("name").strip() else f" (the plan's file name {name!r})"
+            return Form(None, f"Name{given}: {problem}")
         locations = [x.strip() for x in self._value("locations").split(",") if x.strip()] or None
+        for location in locations or ():
+            if problem := check_location(location):
+                return Form(None, f"Locations: {location!r}: {problem}")
         image = self._value("image").strip() or None
         properties, problem = parse_properties(self._value("properties"))
         if problem:
@@ -243,6 +281,8 @@ class LaunchScreen(ModalScreen[str | None]):
             where = ".".join(str(p) for p in first["loc"])
             return Form(None, f"{where.capitalize()}: {first['msg']}")
         warnings = property_warnings(properties, {"users": users, "duration": duration, "rampup": rampup})
+        if rampup is not None and duration is not None and rampup > duration:
+            warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
         return Form(spec, None, tuple(warnings))
 
     async def _with_plan(self, spec: TestCreate) -> TestCreate:
@@ -255,20 +295,34 @@ class LaunchScreen(ModalScreen[str | None]):
     @on(Input.Changed, "#plan")
     def _plan_changed(self, event: Input.Changed) -> None:
         result = event.validation_result
-        status = self.query_one("#plan-status", Static)
         if result is None or result.is_valid:
-            path = Path(event.value.strip()).expanduser()
-            status.update(f"✓ {path.name} ({path.stat().st_size} bytes)" if path.is_file() else "")
-            status.set_classes("-ok")
+            # Only the server says whether the file is a JMeter plan: no tick before its answer.
+            self._plan_note(f"{self._plan_file()}: enter checks the plan", "")
         else:
-            status.update("✗ " + "; ".join(result.failure_descriptions))
-            status.set_classes("-bad")
+            self._plan_note("✗ " + "; ".join(result.failure_descriptions), "-bad")
         self._invalidate()
+
+    def _plan_file(self) -> str:
+        path = Path(self._value("plan").strip()).expanduser()
+        return f"{path.name} ({human_size(path.stat().st_size)})" if path.is_file() else path.name
+
+    def _plan_note(self, text: str, cls: str) -> None:
+        status = self.query_one("#plan-status", Static)
+        status.update(text)
+        status.set_classes(cls)
 
     @on(Input.Changed)
     @on(Select.Changed)
-    def _changed(self) -> None:
+    def _changed(self, event: Input.Changed | Select.Changed) -> None:
         self._invalidate()
+        if isinstance(event, Input.Changed) and event.input.has_class("count"):
+            counts = (_count(self._value(f), f, f == "containers")[1] for f in LIMITS)
+            problem = next((p for p in counts if p), None)
+            if problem:
+                self._say(f"✗ {problem}", "-bad")
+            elif self._count_problem:
+                self._say("enter: preview the placement", "")
+            self._count_problem = problem is not None
 
     def _invalidate(self) -> None:
         if self._previewed is not None:
@@ -312,12 +366,18 @@ class LaunchScreen(ModalScreen[str | None]):
 
     @work(group="launch", exclusive=True, exit_on_error=False)
     async def _run_preview(self, spec: TestCreate) -> None:
+        plan = self._value("plan")
         try:
             placement = await self.octo.plan_test(await self._with_plan(spec))
         except (ClientError, OSError) as exc:
             self._previewed = None
-            self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
+            message = str(getattr(exc, "message", exc))
+            self._say(f"✗ {message}", "-bad")
+            if self._value("plan") == plan and message.startswith(("invalid plan", "the plan ")):
+                self._plan_note(f"✗ {message}", "-bad")
         else:
+            if self._value("plan") == plan:
+                self._plan_note(f"✓ {self._plan_file()}: a JMeter plan", "-ok")
             self._previewed = spec
             notes = [f"⚠ {w}" for w in self.read_form().warnings]
             text = "\n".join([placement_text(placement, spec.users), *notes, "ctrl+l launches it"])
@@ -335,15 +395,37 @@ class LaunchScreen(ModalScreen[str | None]):
         self._say("launching…", "")
         try:
             test = await self.octo.create_test(await self._with_plan(spec))
+        except ServerUnreachable as exc:
+            if not_sent(exc):
+                self._say(f"✗ {exc.message}: nothing was launched", "-bad")
+                self.notify(exc.message, title="Server unreachable", severity="error")
+                return
+            # The server may have made the test before the answer was lost: launching again
+            # could start it twice, so the placement must be previewed (and looked at) again.
+            self._previewed = None
+            self.query_one("#do-launch", Button).disabled = True
+            self._say(f"✗ {exc.message}\n{MAYBE_STARTED}", "-bad")
+            self.notify(MAYBE_STARTED, title="Launch: no answer", severity="warning")
+            return
         except (ClientError, OSError) as exc:
+            title = "Launch refused" if isinstance(exc, ClientError) else "Cannot read the plan"
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
-            self.notify(str(getattr(exc, "message", exc)), title="Launch refused", severity="error")
+            self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")
             return
         self.octo.last_launch = {name: self._value(name) for name in REMEMBERED} | {
             "provider": str(self.query_one("#provider", Select).value)
         }
         self.notify(f"{test.name}: {plural(len(test.containers), 'container')} queued", title="Test launched")
         self.dismiss(test.id)
+
+
+#: What a launch sent without an answer means.
+MAYBE_STARTED = "The test may have started: look at the tests table (escape) before launching again."
+
+
+def not_sent(exc: ServerUnreachable) -> bool:
+    """True when the request never left: no connection could be made."""
+    return isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 #: Fields whose values the next launch dialog of the session starts with.
@@ -363,5 +445,5 @@ def placement_text(placement: Placement, users: int | None = None) -> str:
         lines.append(f"  {item.agent_name} ({item.location}): {plural(item.containers, 'container')}")
     if len(placement.items) > 4:
         rest = sum(i.containers for i in placement.items[4:])
-        lines.append(f"  … {len(placement.items) - 4} more agents: {plural(rest, 'container')}")
+        lines.append(f"  … {plural(len(placement.items) - 4, 'more agent')}: {plural(rest, 'container')}")
     return "\n".join(lines)
