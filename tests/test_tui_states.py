@@ -10,7 +10,6 @@ import socket
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import AgentProcess, ServerProcess, wait_until
 from test_tui import SIZE, agent_id, build_app, make_provider, start_agent, until
@@ -61,14 +60,17 @@ async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_p
             old_url, old_pid = embedded.url, embedded.server.pid
             os.kill(old_pid, signal.SIGKILL)
             # Its port taken meanwhile (no await in between: the app cannot restart it first), so
-            # the server comes back elsewhere and the dashboard must follow it there. A zombie has
-            # closed its sockets; reaping it is the app's job.
-            deadline = time.monotonic() + 10
-            while psutil.Process(old_pid).status() != psutil.STATUS_ZOMBIE:
-                assert time.monotonic() < deadline, "the killed server never exited"
+            # the server comes back elsewhere and the dashboard must follow it there. The port is
+            # free once the last of the server's threads is gone: bind until it is.
             port = int(old_url.rsplit(":", 1)[1])
             blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            blocker.bind(("127.0.0.1", port))
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    blocker.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the killed server's port never came free"
             blocker.listen()
             await until(pilot, lambda: any("Embedded server exited" in n for n in notes(app)), what="exit notice")
             notice = next(n for n in notes(app) if "Embedded server exited" in n)
@@ -92,6 +94,27 @@ async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_p
         await asyncio.to_thread(embedded.stop)
 
 
+async def test_embedded_server_killed_comes_back_on_its_port(tmp_path: Path) -> None:
+    embedded = Embedded(tmp_path / "data")
+    await asyncio.to_thread(embedded.start)
+    try:
+        client = Client(embedded.url, embedded.admin_token)
+        app = create_app(DashboardSettings(refresh=0.5), client, embedded=True)
+        app.supervise(embedded, embedded.admin_token)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+            assert embedded.server is not None
+            old_url, old_pid = embedded.url, embedded.server.pid
+            os.kill(old_pid, signal.SIGKILL)
+            await until(pilot, lambda: any("Embedded server started again" in n for n in notes(app)), what="restart")
+            assert embedded.url == old_url and embedded.server.pid != old_pid
+            assert app.client is client, "same address: the same client"
+            await until(pilot, lambda: status_text(app) == "● live", what="live again")
+            await pilot.press("q")
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
 async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -> None:
     embedded = Embedded(tmp_path / "data")
     await asyncio.to_thread(embedded.start)
@@ -108,6 +131,27 @@ async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -
             assert any("the embedded server exited; its log" in n for n in notes(app))
             await pilot.press("q")
         assert not app.is_running
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def test_embedded_agent_killed_is_named_and_started_again(tmp_path: Path) -> None:
+    embedded = Embedded(tmp_path / "data")
+    await asyncio.to_thread(embedded.start)
+    try:
+        app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
+        app.supervise(embedded, embedded.admin_token)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+            assert embedded.agent is not None
+            old_pid = embedded.agent.pid
+            os.kill(old_pid, signal.SIGKILL)
+            await until(pilot, lambda: any("Embedded agent started again" in n for n in notes(app)), what="restart")
+            notice = next(n for n in notes(app) if "Embedded agent exited" in n)
+            assert "killed by signal 9" in notice and str(tmp_path / "data" / "agent.log") in notice
+            assert embedded.agent.pid != old_pid and embedded.agent.poll() is None
+            assert status_text(app) == "● live", "the server was not touched"
+            await pilot.press("q")
     finally:
         await asyncio.to_thread(embedded.stop)
 
