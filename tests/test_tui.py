@@ -193,7 +193,7 @@ def test_plan_path_checks(tmp_path: Path) -> None:
     assert check_plan_path(str(empty)) == f"{empty} is empty"
     big = tmp_path / "big.jmx"
     big.write_text("x" * 100)
-    assert check_plan_path(str(big), max_bytes=10) == f"{big} is 100 bytes; the server accepts at most 10"
+    assert check_plan_path(str(big), max_bytes=10) == f"{big} is 100 bytes; the server accepts at most 10 bytes"
     assert check_plan_path(str(big)) is None
 
 

@@ -102,7 +102,7 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         await pilot.press("y")
         await until(pilot, lambda: app.screen is dialog and TOKEN_PLACEHOLDER not in dialog.lines[1].command)
         token = app.provider_tokens[lab["id"]]
-        assert token != lab["token"] and "shown in this dashboard only" in str(dialog.query_one("#token-note").render())
+        assert token != lab["token"] and "keeps only a hash" in str(dialog.query_one("#token-note").render())
         assert registers(server, lab["token"]) == 401, "the old token registers no more"
         native, docker = dialog.lines[1].command, dialog.lines[2].command
         assert dialog.lines[0].command == "pip install octotui"
