@@ -242,6 +242,35 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
     assert launched(server) == []
 
 
+@pytest.mark.docker
+async def test_a_launch_sent_again_after_a_lost_answer_starts_one_test(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, docker_client
+) -> None:
+    docker_lab(server, agents, tmp_path)
+    with FaultProxy(("127.0.0.1", server.port)) as proxy:
+        settings = DashboardSettings(server=proxy.url, token=server.admin_token, refresh=0.5)
+        app = create_app(settings, Client(proxy.url, settings.token, timeout=2))
+        async with app.run_test(size=SIZE) as pilot:
+            dialog = await open_launch(app, pilot)
+            values = {"plan": str(PLAN), "name": "once", "users": "1", "duration": "5", "image": "octotui-absent:never"}
+            for field, value in values.items():
+                dialog.query_one(f"#{field}", Input).value = value
+            await pilot.press("ctrl+r")
+            preview = dialog.query_one("#preview")
+            await until(pilot, lambda: "ctrl+l launches it" in shown(preview), what="the placement")
+            # the launch reaches the server only after the dashboard gave up waiting (2 s)
+            proxy.delay_s = 2.5
+            await pilot.press("ctrl+l")
+            await until(pilot, lambda: "may have started" in shown(preview), what="the unknown outcome")
+            proxy.delay_s = 0.0
+            await until(pilot, lambda: launched(server) == ["once"], what="the first launch made on the server")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: "ctrl+l launches it" in shown(preview), what="the placement again")
+            await pilot.press("ctrl+l")
+            await until(pilot, lambda: app.screen is not dialog, what="the launch answered")
+    assert launched(server) == ["once"], "sent again with its key: the server answered with the first test"
+
+
 async def test_install_dialog_in_embedded_mode(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:

@@ -316,9 +316,13 @@ class OctoApp(App[int]):
         """Dry run on the server; raises :class:`ClientError` with the server's message."""
         return await self.client.plan_test(spec)
 
-    async def create_test(self, spec: TestCreate) -> Test:
-        """Launch a test; raises :class:`ClientError` with the server's message."""
-        test = await self.client.create_test(spec)
+    async def create_test(self, spec: TestCreate, idempotency_key: str | None = None) -> Test:
+        """Launch a test; raises :class:`ClientError` with the server's message.
+
+        ``idempotency_key``: the same launch sent again with it answers with the test the first
+        one made (its answer was lost) instead of starting a second.
+        """
+        test = await self.client.create_test(spec, idempotency_key)
         self.poller.wake()
         return test
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
@@ -171,6 +172,9 @@ class LaunchScreen(ModalScreen[str | None]):
         super().__init__()
         self._previewed: TestCreate | None = None
         self._count_problem = False
+        #: A launch sent without an answer and its idempotency key: the same launch sent again
+        #: goes with the same key, so the server answers with the test it may have made.
+        self._unanswered: tuple[TestCreate, str] | None = None
 
     @property
     def octo(self) -> OctoApp:
@@ -393,15 +397,19 @@ class LaunchScreen(ModalScreen[str | None]):
     @work(group="launch", exclusive=True, exit_on_error=False)
     async def _run_launch(self, spec: TestCreate) -> None:
         self._say("launching…", "")
+        unanswered, self._unanswered = self._unanswered, None
+        key = unanswered[1] if unanswered is not None and unanswered[0] == spec else f"launch-{uuid.uuid4().hex}"
         try:
-            test = await self.octo.create_test(await self._with_plan(spec))
+            test = await self.octo.create_test(await self._with_plan(spec), idempotency_key=key)
         except ServerUnreachable as exc:
             if not_sent(exc):
                 self._say(f"✗ {exc.message}: nothing was launched", "-bad")
                 self.notify(exc.message, title="Server unreachable", severity="error")
                 return
             # The server may have made the test before the answer was lost: launching again
-            # could start it twice, so the placement must be previewed (and looked at) again.
+            # could start it twice, so the placement must be previewed (and looked at) again;
+            # the same launch then goes with the same key, which the server answers with its test.
+            self._unanswered = (spec, key)
             self._previewed = None
             self.query_one("#do-launch", Button).disabled = True
             self._say(f"✗ {exc.message}\n{MAYBE_STARTED}", "-bad")
