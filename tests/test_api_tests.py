@@ -258,6 +258,38 @@ async def test_a_test_waits_for_its_lost_agent_and_takes_its_results_back(start_
     assert s["results"]["samples"] == 101 and not s["reason"]
 
 
+async def test_an_agent_back_with_all_its_containers_hands_in_every_result(start_server: Starter) -> None:
+    env = await start_server(late_after=0.5, offline_after=1.0)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=2, duration=60))).json()
+    cmds = await poll(env, a1, t1)
+    for cmd in cmds:
+        await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", figures=figures(5, 5.0, 3.0)) for cmd in cmds])
+    deadline = time.monotonic() + 10
+    while {c["state"] for c in (await env.http.get(f"/tests/{test['id']}")).json()["containers"]} != {"lost"}:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    # back with both, finished: one heartbeat; the first must not end the test without the second
+    done = [report(cmd, "finished", exit_code=0, figures=figures(40, 5.0, 3.0)) for cmd in cmds]
+    await env.beat(a1, t1, containers=done)
+    s = (await env.http.get(f"/tests/{test['id']}")).json()
+    assert s["state"] == "finished" and {c["state"] for c in s["containers"]} == {"finished"}, s["reason"]
+    assert s["results"]["samples"] == 80 and not s["reason"]
+
+
+async def test_a_launch_lost_before_it_started_ends_the_test(start_server: Starter) -> None:
+    """Never acknowledged: the launch was withdrawn with its agent, so nothing can come back."""
+    env = await start_server(late_after=0.5, offline_after=1.0)
+    await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1, duration=60))).json()
+    deadline = time.monotonic() + 10
+    while (s := (await env.http.get(f"/tests/{test['id']}")).json())["state"] == "pending":
+        assert time.monotonic() < deadline, s
+        await asyncio.sleep(0.1)
+    assert s["state"] == "failed" and s["containers"][0]["state"] == "lost" and "went offline" in s["reason"]
+
+
 async def test_a_stop_or_a_gone_agent_ends_the_wait(start_server: Starter) -> None:
     env = await start_server(late_after=0.5, offline_after=1.0)
     (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")

@@ -348,18 +348,21 @@ def _routes() -> APIRouter:
                 return ctl.test_out(ctl.tests[seen[1]])
         keys.begin(idempotency_key, fingerprint)
         try:
-            result = await _launch(body, ctl, who, response, request)
+            return await _launch(body, ctl, who, response, request, (idempotency_key, fingerprint))
         except BaseException:
-            keys.forget(idempotency_key)  # refused or failed: nothing was made, the key may be used again
+            if keys.get(idempotency_key) == (fingerprint, None):
+                keys.forget(idempotency_key)  # refused before anything was made: the key may be used again
             raise
-        assert isinstance(result, Test)  # not a dry run
-        keys.done(idempotency_key, fingerprint, result.id)
-        return result
 
     async def _launch(
-        body: TestCreate, ctl: Controller, who: Principal, response: Response, request: Request
+        body: TestCreate,
+        ctl: Controller,
+        who: Principal,
+        response: Response,
+        request: Request,
+        launch_key: tuple[str, str] | None = None,
     ) -> Test | Placement:
-        result = await ctl.create_test(body)
+        result = await ctl.create_test(body, launch_key)
         if isinstance(result, Placement):
             response.status_code = 200  # a dry run changes nothing: not audited
         else:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import secrets
 import time
 from collections import OrderedDict
@@ -102,6 +101,8 @@ class Controller:
         self.feed = ChangeLog()
         #: ``Idempotency-Key``s of launches, so that a retried launch never starts a test twice.
         self.launch_keys = LaunchKeys()
+        #: While a heartbeat's reports are applied: the tests to bring up to date afterwards.
+        self._held: set[str] | None = None
 
     # --- start-up and persistence --------------------------------------------------------------
 
@@ -432,6 +433,20 @@ class Controller:
         self.hosts.add(agent_id, [*hb.samples, hb.host] if hb.samples else [hb.host])
         stop: list[str] = []
         reported: set[str] = set()
+        # Tests are brought up to date once every report is in: an agent back from an outage
+        # reports all its containers, and the first must not end a test the others belong to.
+        self._held = set()
+        try:
+            self._apply_reports(a, hb, now, stop, reported)
+        finally:
+            held, self._held = self._held, None
+        for test_id in held:
+            if (t := self.tests.get(test_id)) is not None:
+                self._update_test(t)
+        return HeartbeatResponse(stop=stop)
+
+    def _apply_reports(self, a: AgentRec, hb: Heartbeat, now: float, stop: list[str], reported: set[str]) -> None:
+        agent_id = a.id
         for report in hb.containers:
             reported.add(report.container_id)
             c = self.containers.get(report.container_id)
@@ -449,7 +464,6 @@ class Controller:
                 c.missing += 1
                 if c.missing >= MISSING_LIMIT:
                     self._set_state(c, "lost", f"agent {a.name} no longer reports this container")
-        return HeartbeatResponse(stop=stop)
 
     def _apply_report(self, c: ContainerRec, r: ContainerReport, now: float) -> bool:
         """Fold one report into its record; True when the agent should stop that container."""
@@ -506,7 +520,10 @@ class Controller:
             self.feed.touch("agent", c.agent_id)  # its count of containers
         t = self.tests.get(c.test_id)
         if t is not None:
-            self._update_test(t)
+            if self._held is not None:
+                self._held.add(t.id)
+            else:
+                self._update_test(t)
 
     def _update_test(self, t: TestRec) -> None:
         if t.state in TERMINAL_TEST_STATES:
@@ -538,7 +555,7 @@ class Controller:
         reason = self._degraded_reason(cs) or (t.reason if t.stop_requested else None)
         if reason and waiting_until is not None:
             reason += f"; waiting for the agent to come back (at most {self.settings.return_wait:.0f} s"
-            reason += " after the planned end)" if "duration" in t.properties else " after the loss)"
+            reason += " after the planned end)" if t.planned_duration is not None else " after the loss)"
         if reason != t.reason:
             t.reason = reason
             self._test_changed(t)
@@ -557,16 +574,17 @@ class Controller:
         waiting = [
             c
             for c in cs
-            if c.state == "lost" and (a := self.agents.get(c.agent_id)) is not None and a.status != "online"
+            # started there (a launch never acknowledged was withdrawn: nothing comes back)
+            if c.state == "lost"
+            and (c.docker_id is not None or c.figures is not None)
+            and (a := self.agents.get(c.agent_id)) is not None
+            # away, or back without the engine that could list its containers
+            and (a.status != "online" or a.docker is None or not a.docker.available)
         ]
         if not waiting:
             return None
-        try:
-            duration = float(t.properties.get("duration", ""))
-        except ValueError:
-            duration = math.nan
-        if math.isfinite(duration) and duration > 0:
-            until = (t.started_at or t.created_at) + duration + self.settings.return_wait
+        if t.planned_duration is not None:
+            until = (t.started_at or t.created_at) + t.planned_duration + self.settings.return_wait
         else:
             until = max(c.updated_at for c in waiting) + self.settings.return_wait
         return until if time.time() < until else None
@@ -785,8 +803,12 @@ class Controller:
     def _shutdown_ports(self) -> set[int]:
         return {self.containers[cid].shutdown_port for ids in self.live.values() for cid in ids}
 
-    async def create_test(self, spec: TestCreate) -> Test | Placement:
-        """Validate, place and (unless a dry run) queue one launch per container."""
+    async def create_test(self, spec: TestCreate, launch_key: tuple[str, str] | None = None) -> Test | Placement:
+        """Validate, place and (unless a dry run) queue one launch per container.
+
+        ``launch_key``: (Idempotency-Key, request fingerprint), bound to the test as soon as it
+        exists, so that a retry finds it even when a later step (the store write) failed.
+        """
         if len(spec.plan.encode()) > self.settings.max_plan_bytes:
             raise HTTPException(413, f"the plan is larger than the limit of {self.settings.max_plan_bytes} bytes")
         try:
@@ -864,6 +886,8 @@ class Controller:
                 self._queue(candidate.id, "launch", c, spec_)
                 index += 1
         self.tests[t.id] = t
+        if launch_key is not None:
+            self.launch_keys.done(*launch_key, t.id)
         self._test_changed(t)
         await self.flush()
         log.info("test %s (%s): %d container(s) queued on %d agent(s)", t.name, t.id, index, len(spread))
@@ -934,12 +958,12 @@ class Controller:
         if now - self._last_point >= 1.0:
             self._last_point = now
             for t in list(self.tests.values()):
-                if t.state in ("starting", "running", "stopping"):
+                if t.state not in TERMINAL_TEST_STATES:
                     cs = [self.containers[i] for i in t.container_ids if i in self.containers]
                     if all(c.state in TERMINAL_CONTAINER_STATES for c in cs):
                         self._update_test(t)  # waiting for lost containers' agents: ends when the wait is over
                         continue
-                    if any(c.figures is not None for c in cs):
+                    if t.state != "pending" and any(c.figures is not None for c in cs):
                         r = live_results(cs)
                         self.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ class TestRec:
     stop_requested: bool = False
     results: TestResults | None = None  # final results once ended
     container_ids: list[str] = field(default_factory=list)
+
+    @property
+    def planned_duration(self) -> float | None:
+        """Seconds the test is planned to run (its ``duration`` property), None when it has none."""
+        try:
+            duration = float(self.properties.get("duration", ""))
+        except ValueError:
+            return None
+        return duration if math.isfinite(duration) and duration > 0 else None
 
 
 @dataclass(slots=True)
