@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from octotui.client import Client, ClientError
-from octotui.config import write_secret
 
 LOCAL_PROVIDER = "local"
 #: Short health thresholds, so that the first screen is lively.
@@ -217,42 +216,27 @@ class Embedded:
         return token
 
     async def _local_provider_token(self) -> str:
-        """The ``local`` provider's registration token, kept in the data dir (0600).
+        """A fresh registration token of the ``local`` provider (made if missing).
 
-        The server stores registration tokens hashed and shows one only when it makes it, so the
-        token is kept here; when the file is missing (a data dir of an older octotui, or removed),
-        the provider gets a new token. The local agent registers once and then uses its own token.
+        The server keeps registration tokens hashed, and the embedded server listens on loopback
+        only, on a port that changes at every start (so the local agent registers again each
+        time): a new token at every start is never stale, whoever rotated it meanwhile.
         """
-        path = self._provider_token_path
-        kept = path.read_text().strip() if path.is_file() else ""
         async with Client(self.url, self.admin_token) as client:
             try:
                 providers = await client.providers()
                 local = next((p for p in providers if p.name == LOCAL_PROVIDER), None)
                 if local is None:
                     local = await client.create_provider(LOCAL_PROVIDER)
-                elif not kept:
+                else:
                     local = await client.rotate_provider_token(local.id)
             except ClientError as exc:
                 raise EmbeddedError(f"cannot set up the {LOCAL_PROVIDER!r} provider: {exc.message}") from exc
-        if local.token:
-            write_secret(path, local.token)
-            kept = local.token
-        if not kept:
+        if not local.token:
             raise EmbeddedError(f"the server gave no registration token for provider {LOCAL_PROVIDER!r}")
         self.provider_id = local.id
-        self.provider_token = kept
-        return kept
-
-    @property
-    def _provider_token_path(self) -> Path:
-        return self.data_dir / "local-provider.token"
-
-    def keep_provider_token(self, token: str) -> None:
-        """Keep a new token of the ``local`` provider (rotated from the dashboard) for the next start."""
-        if token and token != self.provider_token:
-            write_secret(self._provider_token_path, token)
-            self.provider_token = token
+        self.provider_token = local.token
+        return local.token
 
     def stop(self) -> None:
         """SIGTERM the agent then the server, by pid; SIGKILL whatever outlives the timeout."""

@@ -181,7 +181,7 @@ class OctoApp(App[int]):
         assert children is not None
         try:
             await asyncio.to_thread(children.restart)
-        except EmbeddedError as exc:
+        except (EmbeddedError, OSError) as exc:
             self.restarts = MAX_RESTARTS
             self._set_down(f"embedded {which} could not be started again · q quits")
             self.notify(str(exc), title=f"Embedded {which}", severity="error", timeout=EXIT_NOTICE_S)
@@ -362,6 +362,8 @@ class OctoApp(App[int]):
         provider = await call
         if provider.token:
             self.provider_tokens[provider.id] = provider.token
+            if self.supervised is not None and provider.id == self.supervised.provider_id:
+                self.supervised.provider_token = provider.token  # an agent started again registers with it
         return provider
 
     async def submit_new_provider(self, name: str) -> str | None:

@@ -72,8 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.provider_tokens[embedded.provider_id] = embedded.provider_token
             app.server_label = f"{embedded.url} (embedded)"
             app.run()
-            # rotated from this dashboard: the next start registers the agent again only with the new one
-            embedded.keep_provider_token(app.provider_tokens.get(embedded.provider_id, ""))
     except EmbeddedError as exc:
         print(f"octotui: {exc}", file=sys.stderr)
         return 1
