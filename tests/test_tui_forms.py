@@ -236,7 +236,7 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
             # once the polls found no server, no kept-alive connection is left to send on
             await until(pilot, lambda: app.connection.state == "unreachable", what="the polls failing")
             await pilot.press("ctrl+l")
-            await until(pilot, lambda: "nothing was launched" in str(preview.render()), what="no connection")
+            await until(pilot, lambda: "nothing was sent" in str(preview.render()), what="no connection")
             assert any(n.title == "Server unreachable" for n in app._notifications)
             assert not any(n.title == "Launch refused" for n in app._notifications)
     assert launched(server) == []

@@ -175,6 +175,9 @@ class LaunchScreen(ModalScreen[str | None]):
         #: A launch sent without an answer and its idempotency key: the same launch sent again
         #: goes with the same key, so the server answers with the test it may have made.
         self._unanswered: tuple[TestCreate, str] | None = None
+        #: A launch is on its way: previews and launches wait for its answer (a new one would
+        #: cancel it mid-request).
+        self._launching = False
 
     @property
     def octo(self) -> OctoApp:
@@ -360,7 +363,14 @@ class LaunchScreen(ModalScreen[str | None]):
         preview.update(text)
         preview.set_classes(cls)
 
+    def _busy(self) -> bool:
+        if self._launching:
+            self._say("launching… wait for the server's answer", "")
+        return self._launching
+
     def action_preview(self) -> None:
+        if self._busy():
+            return
         form = self.read_form()
         if form.spec is None:
             self._say(form.problem or "check the form", "-bad")
@@ -389,6 +399,8 @@ class LaunchScreen(ModalScreen[str | None]):
         self.query_one("#do-launch", Button).disabled = self._previewed is None
 
     def action_launch(self) -> None:
+        if self._busy():
+            return
         if self._previewed is None:
             self._say("preview first (enter): the placement is shown before anything starts", "-bad")
             return
@@ -396,14 +408,24 @@ class LaunchScreen(ModalScreen[str | None]):
 
     @work(group="launch", exclusive=True, exit_on_error=False)
     async def _run_launch(self, spec: TestCreate) -> None:
+        self._launching = True
+        try:
+            await self._launch(spec)
+        finally:
+            self._launching = False
+
+    async def _launch(self, spec: TestCreate) -> None:
         self._say("launching…", "")
-        unanswered, self._unanswered = self._unanswered, None
+        # The same launch as one without an answer goes with its key (kept until an answer says
+        # what became of it): the server then answers with the test it may have made.
+        unanswered = self._unanswered
         key = unanswered[1] if unanswered is not None and unanswered[0] == spec else f"launch-{uuid.uuid4().hex}"
         try:
             test = await self.octo.create_test(await self._with_plan(spec), idempotency_key=key)
         except ServerUnreachable as exc:
             if not_sent(exc):
-                self._say(f"✗ {exc.message}: nothing was launched", "-bad")
+                text = f"✗ {exc.message}: nothing was sent"
+                self._say(f"{text}\n{MAYBE_STARTED}" if unanswered else f"{text}, nothing was launched", "-bad")
                 self.notify(exc.message, title="Server unreachable", severity="error")
                 return
             # The server may have made the test before the answer was lost: launching again
@@ -416,10 +438,13 @@ class LaunchScreen(ModalScreen[str | None]):
             self.notify(MAYBE_STARTED, title="Launch: no answer", severity="warning")
             return
         except (ClientError, OSError) as exc:
+            if isinstance(exc, ClientError) and exc.status != 409:
+                self._unanswered = None  # a definite refusal: nothing was made with this key
             title = "Launch refused" if isinstance(exc, ClientError) else "Cannot read the plan"
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
             self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")
             return
+        self._unanswered = None
         self.octo.last_launch = {name: self._value(name) for name in REMEMBERED} | {
             "provider": str(self.query_one("#provider", Select).value)
         }
