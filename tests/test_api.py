@@ -226,6 +226,8 @@ def test_a_store_with_plain_registration_tokens_is_hashed_on_open(tmp_path: Path
     db.close()
     assert columns == ["id", "name", "token_hash", "created_at"]
     assert rows == [("p-old1", hash_token("plain-token-one")), ("p-old2", hash_token("plain-token-two"))]
+    stored = b"".join(f.read_bytes() for f in settings.data_dir.iterdir() if f.name.startswith("octotui.db"))
+    assert b"plain-token" not in stored, "no readable token left in freed pages or the log"
 
 
 async def test_duplicate_provider_name_is_409_and_changes_nothing(env: Env) -> None:

@@ -103,7 +103,9 @@ class Store:
         # Test plans, names and token hashes: the owner's only (SQLite gives its -wal and -shm
         # files the database file's mode).
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        os.chmod(self.path, 0o600)
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
+            if path.exists():  # older stores' files, made before this rule
+                os.chmod(path, 0o600)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -122,6 +124,8 @@ class Store:
         if "token" not in columns:
             return
         rows = db.execute("SELECT id, name, token, created_at FROM providers").fetchall()
+        # The readable tokens must not stay behind in freed pages or in the write-ahead log.
+        db.execute("PRAGMA secure_delete=ON")
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("ALTER TABLE providers RENAME TO providers_plain")
@@ -135,6 +139,8 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA secure_delete=OFF")
 
     async def close(self) -> None:
         await self._run(self._close)
