@@ -60,6 +60,22 @@ def launched(server: ServerProcess) -> list[str]:
         return [t["name"] for t in http.get("/tests").raise_for_status().json()]
 
 
+def behind(proxy: FaultProxy, server: ServerProcess) -> OctoApp:
+    """A dashboard that reaches ``server`` through ``proxy``, giving up on an answer after 2 s."""
+    settings = DashboardSettings(server=proxy.url, token=server.admin_token, refresh=0.5)
+    return create_app(settings, Client(proxy.url, settings.token, timeout=2))
+
+
+async def previewed(app: OctoApp, pilot: object, values: dict[str, str]) -> LaunchScreen:
+    """The launch dialog filled with ``values`` and its placement previewed."""
+    dialog = await open_launch(app, pilot)
+    for field, value in values.items():
+        dialog.query_one(f"#{field}", Input).value = value
+    await pilot.press("ctrl+r")  # type: ignore[attr-defined]
+    await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")  # type: ignore[arg-type]
+    return dialog
+
+
 async def open_launch(app: OctoApp, pilot: object) -> LaunchScreen:
     await until(pilot, lambda: bool(app.providers), what="providers")  # type: ignore[arg-type]
     await pilot.press("l")  # type: ignore[attr-defined]
@@ -201,15 +217,10 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
 ) -> None:
     docker_lab(server, agents, tmp_path)
     with FaultProxy(("127.0.0.1", server.port)) as proxy:
-        settings = DashboardSettings(server=proxy.url, token=server.admin_token, refresh=0.5)
-        app = create_app(settings, Client(proxy.url, settings.token, timeout=2))
+        app = behind(proxy, server)
         async with app.run_test(size=SIZE) as pilot:
-            dialog = await open_launch(app, pilot)
             values = {"plan": str(PLAN), "name": "twice", "users": "1", "duration": "60", "rampup": "120"}
-            for field, value in values.items():
-                dialog.query_one(f"#{field}", Input).value = value
-            await pilot.press("ctrl+r")
-            await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")
+            dialog = await previewed(app, pilot, values)
             assert "⚠ Ramp-up (120 s) is longer than Duration (60 s): not every user starts" in text_of(app, "#preview")
             note = dialog.query_one("#plan-status")
             assert shown(note).startswith("✓ http-get.jmx (") and note.has_class("-ok")
@@ -248,16 +259,11 @@ async def test_a_launch_sent_again_after_a_lost_answer_starts_one_test(  # type:
 ) -> None:
     docker_lab(server, agents, tmp_path)
     with FaultProxy(("127.0.0.1", server.port)) as proxy:
-        settings = DashboardSettings(server=proxy.url, token=server.admin_token, refresh=0.5)
-        app = create_app(settings, Client(proxy.url, settings.token, timeout=2))
+        app = behind(proxy, server)
         async with app.run_test(size=SIZE) as pilot:
-            dialog = await open_launch(app, pilot)
             values = {"plan": str(PLAN), "name": "once", "users": "1", "duration": "5", "image": "octotui-absent:never"}
-            for field, value in values.items():
-                dialog.query_one(f"#{field}", Input).value = value
-            await pilot.press("ctrl+r")
+            dialog = await previewed(app, pilot, values)
             preview = dialog.query_one("#preview")
-            await until(pilot, lambda: "ctrl+l launches it" in shown(preview), what="the placement")
             # the launch reaches the server only after the dashboard gave up waiting (2 s)
             proxy.delay_s = 2.5
             await pilot.press("ctrl+l")

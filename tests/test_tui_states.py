@@ -30,6 +30,13 @@ from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ProvidersTable, TestsTable
 
 
+def supervising(embedded: Embedded) -> OctoApp:
+    """The dashboard of embedded mode: on ``embedded``'s server, watching its children."""
+    app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
+    app.supervise(embedded, embedded.admin_token)
+    return app
+
+
 def notes(app: OctoApp) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 
@@ -47,8 +54,7 @@ async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_p
     await asyncio.to_thread(embedded.start)
     blocker = socket.socket()
     try:
-        app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
-        app.supervise(embedded, embedded.admin_token)
+        app = supervising(embedded)
         async with app.run_test(size=SIZE) as pilot:
             name = local_agent_name()
 
@@ -100,9 +106,8 @@ async def test_embedded_server_killed_comes_back_on_its_port(tmp_path: Path) -> 
     embedded = Embedded(tmp_path / "data")
     await asyncio.to_thread(embedded.start)
     try:
-        client = Client(embedded.url, embedded.admin_token)
-        app = create_app(DashboardSettings(refresh=0.5), client, embedded=True)
-        app.supervise(embedded, embedded.admin_token)
+        app = supervising(embedded)
+        client = app.client
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.server is not None
@@ -123,8 +128,7 @@ async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -
     embedded = Embedded(tmp_path / "data")
     await asyncio.to_thread(embedded.start)
     try:
-        app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
-        app.supervise(embedded, embedded.admin_token)
+        app = supervising(embedded)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.server is not None
@@ -143,8 +147,7 @@ async def test_embedded_agent_killed_is_named_and_started_again(tmp_path: Path) 
     embedded = Embedded(tmp_path / "data")
     await asyncio.to_thread(embedded.start)
     try:
-        app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
-        app.supervise(embedded, embedded.admin_token)
+        app = supervising(embedded)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.agent is not None
