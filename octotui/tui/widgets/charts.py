@@ -76,7 +76,9 @@ class Chart(Widget):
             if self.latest:
                 text.append(f" {self.latest}", title_style)
             text.append(f" {self.formatter(data[-1])}{self.unit}", value_style)
-            text.append(f"  ({self.peak} {self.formatter(max(data))})", title_style)
+            peak = f"  ({self.peak} {self.formatter(max(data))})"
+            if text.cell_len + len(peak) <= self.size.width:  # a narrow chart keeps its title on one line
+                text.append(peak, title_style)
         elif self.empty == WAITING:
             text.append(f"  {WAITING}", title_style)
         notice = [] if data or self.empty == WAITING else textwrap.wrap(self.empty, width) or [""]
