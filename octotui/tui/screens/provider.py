@@ -108,7 +108,9 @@ class ProviderScreen(ModalScreen[None]):
     def _show(self) -> None:
         location = self.query_one("#location", Input).value
         problem = check_location(location)
-        self.query_one("#location-error", Label).update(f"✗ {problem}" if problem else "")
+        error = self.query_one("#location-error", Label)
+        error.update(f"✗ {problem}" if problem else "")
+        error.display = bool(problem)  # its line only when it has something to say: 24 rows are few
         self.lines = install_lines(self.server_url(), self._token, location if not problem else "LOCATION")
         options = self.query_one(OptionList)
         highlighted = options.highlighted
