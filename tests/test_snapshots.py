@@ -123,7 +123,7 @@ async def test_monitoring_screens(
         assert any(line.command.startswith("docker run -d") for line in app.screen.lines)
         save(app, "provider")
         await pilot.press("c")
-        assert app.clipboard.startswith("octotui-agent --server=")
+        assert app.clipboard.startswith("OCTOTUI_TOKEN=") and " octotui-agent --server=" in app.clipboard
         await pilot.pause(0.2)
         save(app, "provider-copied")
         await pilot.press("escape")

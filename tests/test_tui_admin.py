@@ -95,7 +95,7 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         dialog = app.screen
         # Made by another client: the server keeps its token hashed, so this dashboard cannot show it.
         assert lab["token"] not in " ".join(line.command for line in dialog.lines)
-        assert f"--token={TOKEN_PLACEHOLDER}" in dialog.lines[1].command
+        assert f"OCTOTUI_TOKEN={TOKEN_PLACEHOLDER} " in dialog.lines[1].command
         assert "k gives this provider a new one" in str(dialog.query_one("#token-note").render())
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmScreen)
@@ -106,7 +106,8 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         assert registers(server, lab["token"]) == 401, "the old token registers no more"
         native, docker = dialog.lines[1].command, dialog.lines[2].command
         assert dialog.lines[0].command == "pip install octotui"
-        assert native == f"octotui-agent --server={server.url} --token={token} --location=paris"
+        # the token in the environment: `ps` shows an agent's arguments to every user
+        assert native == f"OCTOTUI_TOKEN={token} octotui-agent --server={server.url} --location=paris"
         assert docker.startswith("docker run -d --restart unless-stopped --name octotui-agent --network host")
         assert "-v /var/run/docker.sock:/var/run/docker.sock" in docker
         assert f"-e OCTOTUI_SERVER={server.url} -e OCTOTUI_TOKEN={token} -e OCTOTUI_LOCATION=paris" in docker
@@ -147,7 +148,7 @@ async def test_install_dialog_without_the_token_for_read_only(server: ServerProc
         await pilot.press("p", "enter")
         assert isinstance(app.screen, ProviderScreen)
         commands = " ".join(line.command for line in app.screen.lines)
-        assert lab["token"] not in commands and f"--token={TOKEN_PLACEHOLDER}" in commands
+        assert lab["token"] not in commands and f"OCTOTUI_TOKEN={TOKEN_PLACEHOLDER} " in commands
         assert "admin token" in str(app.screen.query_one("#token-note").render())
         assert "k new token" not in str(app.screen.query_one("#install-keys").render())
         await pilot.press("k")

@@ -261,7 +261,7 @@ async def test_read_only_flag_with_an_admin_token_hides_the_provider_token(serve
         await pilot.press("p", "i")
         assert isinstance(app.screen, ProviderScreen)
         commands = " ".join(line.command for line in app.screen.lines)
-        assert provider["token"] not in commands and f"--token={TOKEN_PLACEHOLDER}" in commands
+        assert provider["token"] not in commands and f"OCTOTUI_TOKEN={TOKEN_PLACEHOLDER} " in commands
         note = app.screen.query_one("#token-note")
         assert "Read-only mode" in str(note.render())
         assert note.region.height >= 2  # wrapped, not cut at 80 columns

@@ -37,8 +37,8 @@ def check_location(location: str) -> str | None:
 def install_lines(server_url: str, token: str, location: str) -> list[InstallLine]:
     """The native install (two lines) and the Docker one, with everything filled in.
 
-    Tokens go as ``--token=VALUE``: a token may start with ``-``, which a separate argument
-    would turn into an option.
+    The token goes in the environment (``OCTOTUI_TOKEN``), never in the agent's arguments, where
+    ``ps`` shows it to every user of the machine.
     """
     url = shlex.quote(server_url)
     tok = shlex.quote(token or TOKEN_PLACEHOLDER)
@@ -50,6 +50,6 @@ def install_lines(server_url: str, token: str, location: str) -> list[InstallLin
     )
     return [
         InstallLine("native, step 1", "pip install octotui"),
-        InstallLine("native, step 2", f"octotui-agent --server={url} --token={tok} --location={loc}"),
+        InstallLine("native, step 2", f"OCTOTUI_TOKEN={tok} octotui-agent --server={url} --location={loc}"),
         InstallLine("docker", docker),
     ]
