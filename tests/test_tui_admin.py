@@ -20,7 +20,7 @@ from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.widgets.status_bar import StatusBar
-from octotui.tui.widgets.tables import AuditTable, ProvidersTable
+from octotui.tui.widgets.tables import AgentsTable, AuditTable, ProvidersTable
 
 
 def read_only_token(server: ServerProcess, name: str = "watcher") -> str:
@@ -240,3 +240,37 @@ async def test_audit_screen_lists_changes_live(server: ServerProcess) -> None:
         await pilot.press("escape")
         assert not isinstance(app.screen, AuditScreen)
         assert app.poller.audit is False
+
+
+async def test_an_agent_that_is_not_online_can_be_removed(
+    server: ServerProcess, agents: list[AgentProcess], lab: dict[str, str]
+) -> None:
+    box1 = find_agent(server)
+    assert box1 is not None
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(AgentsTable)
+        await until(pilot, lambda: (table.row_cells(box1) or [None])[0] is not None)
+        await until(pilot, lambda: table.row_cells(box1)[0].text == "online", what="box1 online")  # type: ignore[index]
+        await pilot.press("a", "delete")
+        assert not isinstance(app.screen, ConfirmScreen), "an online agent would only register again"
+        assert any("box1 is online: stop its agent first" in n for n in notes(app))
+        assert find_agent(server) == box1
+
+        agents[0].stop()
+        await until(pilot, lambda: table.row_cells(box1)[0].text != "online", 20, what="box1 not online")  # type: ignore[index]
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert find_agent(server) == box1, "no: nothing removed"
+        await pilot.press("delete", "y")
+        await until(pilot, lambda: find_agent(server) is None, what="box1 removed on the server")
+        await until(pilot, lambda: table.row_count == 0, what="box1 gone from the table")
+        assert any("Agent box1 removed" in n for n in notes(app))
+
+    read_only = build_app(server, read_only=True)
+    async with read_only.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: read_only.connection.state == "ok")
+        await pilot.press("a", "delete")
+        assert not isinstance(read_only.screen, ConfirmScreen)
+        assert any("read-only: removing agents is disabled" in n for n in notes(read_only))

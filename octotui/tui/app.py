@@ -403,6 +403,13 @@ class OctoApp(App[int]):
         )
 
     @work(group="actions", exit_on_error=False)
+    async def remove_agent(self, agent_id: str, name: str) -> None:
+        """Remove an agent that is not online; the outcome is notified."""
+        await self._change(
+            self.client.delete_agent(agent_id), f"Cannot remove {name}", f"Agent {name} removed", "Agent"
+        )
+
+    @work(group="actions", exit_on_error=False)
     async def delete_provider(self, provider_id: str, name: str) -> None:
         """Delete a provider; the outcome is notified."""
         await self._change(

@@ -22,7 +22,7 @@ HELP = """\
   a / p / t  focus agents / providers / tests
   l          launch a test          s        stop the selected test
   d          container distribution over providers and locations
-  u          audit log: who changed what, when, from where
+  u          audit log              del      remove an offline agent
 [b]Providers table[/b] (p)
   i / enter  the lines that install an agent; c copies one
   n          new provider           r        rename

@@ -100,6 +100,8 @@ class MainScreen(DashboardScreen):
         what = READ_ONLY_KEYS.get(event.key)
         if what is None and event.key in PROVIDER_KEYS and isinstance(self.focused, ProvidersTable):
             what = "changing providers"
+        if what is None and event.key == "delete" and isinstance(self.focused, AgentsTable):
+            what = "removing agents"
         if what is not None:
             event.stop()
             self.notify(f"read-only: {what} is disabled", severity="warning")
@@ -163,6 +165,29 @@ class MainScreen(DashboardScreen):
 
         if event.row_key.value:
             self.app.push_screen(ProviderScreen(str(event.row_key.value)))
+
+    @on(AgentsTable.RemoveAgent)
+    def _remove_agent(self, event: AgentsTable.RemoveAgent) -> None:
+        from octotui.tui.screens.confirm import ConfirmScreen
+
+        agent = next((a for a in self.octo.agents if a.id == event.agent_id), None)
+        if agent is None:
+            self.notify("Select an agent first (a focuses the agents table)", severity="warning")
+            return
+        if agent.status == "online":
+            # Its token revoked, it would register again at once, under a new id.
+            self.notify(f"{agent.name} is online: stop its agent first, then remove it", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.octo.remove_agent(agent.id, agent.name)
+
+        question = f"Remove agent {agent.name} ({agent.status}, {agent.provider_name}/{agent.location})?"
+        question += " Its token is revoked; the records of its tests stay."
+        if agent.containers:
+            question += f" Its live containers ({agent.containers}) are marked lost."
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     @on(ProvidersTable.ProviderAction)
     def _provider_action(self, event: ProvidersTable.ProviderAction) -> None:

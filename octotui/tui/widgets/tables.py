@@ -126,7 +126,25 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
 
 
 class AgentsTable(KeyedTable):
-    """Agents: status (colour and word), identity, live CPU/memory, last seen, version, docker."""
+    """Agents: status (colour and word), identity, live CPU/memory, last seen, version, docker.
+
+    ``del`` asks to remove the selected agent (:class:`RemoveAgent`): the screen does it.
+    """
+
+    # Rare: kept out of the footer, where it would push the everyday keys off an 80-column screen.
+    BINDINGS: ClassVar = [Binding("delete", "remove_agent", "Remove agent", key_display="del", show=False)]
+
+    @dataclass
+    class RemoveAgent(Message):
+        """``del`` asked to remove ``agent_id`` from the server."""
+
+        agent_id: str | None
+
+    def action_remove_agent(self) -> None:
+        self.post_message(self.RemoveAgent(self.selected_key))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "remove_agent" and getattr(self.app, "read_only", False))
 
     COLUMNS = (
         Column("status", "Status", 7),
