@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -332,38 +331,11 @@ def _routes() -> APIRouter:
             ),
         ] = None,
     ) -> Test | Placement:
-        if idempotency_key is None or body.dry_run:
-            return await _launch(body, ctl, who, response, request)
-        keys = ctl.launch_keys
-        fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-        seen = keys.get(idempotency_key)
-        if seen is not None:
-            if seen[0] != fingerprint:
-                raise HTTPException(422, "this Idempotency-Key was used for another launch: use a new key")
-            if seen[1] is None:
-                raise HTTPException(409, "a launch with this Idempotency-Key is under way: wait for its answer")
-            if seen[1] in ctl.tests:
-                response.status_code = 200
-                response.headers["Idempotent-Replayed"] = "true"
-                return ctl.test_out(ctl.tests[seen[1]])
-        keys.begin(idempotency_key, fingerprint)
-        try:
-            return await _launch(body, ctl, who, response, request, (idempotency_key, fingerprint))
-        except BaseException:
-            if keys.get(idempotency_key) == (fingerprint, None):
-                keys.forget(idempotency_key)  # refused before anything was made: the key may be used again
-            raise
-
-    async def _launch(
-        body: TestCreate,
-        ctl: Controller,
-        who: Principal,
-        response: Response,
-        request: Request,
-        launch_key: tuple[str, str] | None = None,
-    ) -> Test | Placement:
-        result = await ctl.create_test(body, launch_key)
-        if isinstance(result, Placement):
+        result, replayed = await ctl.create_test(body, idempotency_key)
+        if replayed:  # made by the first request: not a second launch, not audited again
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+        elif isinstance(result, Placement):
             response.status_code = 200  # a dry run changes nothing: not audited
         else:
             detail = f"name={result.name} provider={result.provider_name} containers={len(result.containers)}"

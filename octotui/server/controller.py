@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import secrets
 import time
@@ -803,12 +804,32 @@ class Controller:
     def _shutdown_ports(self) -> set[int]:
         return {self.containers[cid].shutdown_port for ids in self.live.values() for cid in ids}
 
-    async def create_test(self, spec: TestCreate, launch_key: tuple[str, str] | None = None) -> Test | Placement:
-        """Validate, place and (unless a dry run) queue one launch per container.
+    async def create_test(self, spec: TestCreate, idempotency_key: str | None = None) -> tuple[Test | Placement, bool]:
+        """Validate, place and (unless a dry run) queue one launch per container; True with the
+        test an earlier launch with the same ``idempotency_key`` made (its answer was lost)."""
+        if idempotency_key is None or spec.dry_run:
+            return await self._create_test(spec, None), False
+        keys = self.launch_keys
+        key = (idempotency_key, hashlib.sha256(spec.model_dump_json().encode()).hexdigest())
+        seen = keys.get(idempotency_key)
+        if seen is not None:
+            if seen[0] != key[1]:
+                raise HTTPException(422, "this Idempotency-Key was used for another launch: use a new key")
+            if seen[1] is None:
+                raise HTTPException(409, "a launch with this Idempotency-Key is under way: wait for its answer")
+            if (made := self.tests.get(seen[1])) is not None:
+                return self.test_out(made), True
+        keys.begin(*key)
+        try:
+            return await self._create_test(spec, key), False
+        except BaseException:
+            if keys.get(idempotency_key) == (key[1], None):
+                keys.forget(idempotency_key)  # refused before anything was made: the key may be used again
+            raise
 
-        ``launch_key``: (Idempotency-Key, request fingerprint), bound to the test as soon as it
-        exists, so that a retry finds it even when a later step (the store write) failed.
-        """
+    async def _create_test(self, spec: TestCreate, launch_key: tuple[str, str] | None) -> Test | Placement:
+        """``launch_key``: (Idempotency-Key, request fingerprint), bound to the test as soon as it
+        exists, so that a retry finds it even when a later step (the store write) failed."""
         if len(spec.plan.encode()) > self.settings.max_plan_bytes:
             raise HTTPException(413, f"the plan is larger than the limit of {self.settings.max_plan_bytes} bytes")
         try:
