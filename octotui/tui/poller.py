@@ -106,13 +106,9 @@ class Poller:
                 delay, retry = retry, min(retry * 2, MAX_RETRY_S)
             except ClientError as exc:
                 self._lost = True
-                if exc.status == 401:
-                    slow = True
-                    self.post(messages.ServerRefused(exc.message, exc.status, TOKEN_RETRY_S))
-                    delay = TOKEN_RETRY_S
-                else:
-                    self.post(messages.ServerRefused(exc.message, exc.status, retry))
-                    delay, retry = retry, min(retry * 2, MAX_RETRY_S)
+                slow = exc.status == 401  # the token: retrying soon cannot help
+                delay, retry = (TOKEN_RETRY_S, retry) if slow else (retry, min(retry * 2, MAX_RETRY_S))
+                self.post(messages.ServerRefused(exc.message, exc.status, delay))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must show, not kill the dashboard
