@@ -4,16 +4,18 @@ refused token, figures that are old or final, keys that cannot act here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from conftest import AgentProcess, ServerProcess, wait_until
 from test_tui import SIZE, agent_id, build_app, make_provider, start_agent, until
-from test_tui_trial import MISSING_IMAGE, create_test, docker_lab, text_of
+from test_tui_trial import MISSING_IMAGE, create_test, docker_lab, long_test, text_of
 from textual.widgets import Input
 
 from octotui.client import Client
@@ -30,11 +32,17 @@ from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ProvidersTable, TestsTable
 
 
-def supervising(embedded: Embedded) -> OctoApp:
-    """The dashboard of embedded mode: on ``embedded``'s server, watching its children."""
-    app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
-    app.supervise(embedded, embedded.admin_token)
-    return app
+@contextlib.asynccontextmanager
+async def embedded_dashboard(tmp_path: Path) -> AsyncIterator[tuple[Embedded, OctoApp]]:
+    """Embedded mode in ``tmp_path/data``: its server and agent, and a dashboard watching them."""
+    embedded = Embedded(tmp_path / "data")
+    await asyncio.to_thread(embedded.start)
+    try:
+        app = create_app(DashboardSettings(refresh=0.5), Client(embedded.url, embedded.admin_token), embedded=True)
+        app.supervise(embedded, embedded.admin_token)
+        yield embedded, app
+    finally:
+        await asyncio.to_thread(embedded.stop)
 
 
 def notes(app: OctoApp) -> list[str]:
@@ -50,63 +58,57 @@ def status_text(app: OctoApp) -> str:
 
 async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    embedded = Embedded(data_dir)
-    await asyncio.to_thread(embedded.start)
-    blocker = socket.socket()
-    try:
-        app = supervising(embedded)
-        async with app.run_test(size=SIZE) as pilot:
-            name = local_agent_name()
+    async with embedded_dashboard(tmp_path) as (embedded, app):
+        blocker = socket.socket()
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                name = local_agent_name()
 
-            def local_beats() -> bool:
-                return any(a.name == name and a.host is not None for a in app.agents)
+                def local_beats() -> bool:
+                    return any(a.name == name and a.host is not None for a in app.agents)
 
-            await until(pilot, local_beats, what="the local agent's figures")
-            assert embedded.server is not None
-            old_url, old_pid = embedded.url, embedded.server.pid
-            os.kill(old_pid, signal.SIGKILL)
-            # Its port taken meanwhile (no await in between: the app cannot restart it first), so
-            # the server comes back elsewhere and the dashboard must follow it there. The port is
-            # free once the last of the server's threads is gone: bind until it is.
-            port = int(old_url.rsplit(":", 1)[1])
-            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    blocker.bind(("127.0.0.1", port))
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the killed server's port never came free"
-                    time.sleep(0.001)  # noqa: ASYNC251 - no await on purpose; leaves the dying server a core
-            blocker.listen()
-            await until(pilot, lambda: any("Embedded server exited" in n for n in notes(app)), what="exit notice")
-            notice = next(n for n in notes(app) if "Embedded server exited" in n)
-            assert "killed by signal 9" in notice and str(data_dir / "server.log") in notice
-            assert "last line:" in notice
-            # a failed start on the taken port, the agent stopped, then a start elsewhere: slow on CI
-            await until(pilot, lambda: any("started again" in n for n in notes(app)), 60, what="restart notice")
-            assert embedded.url != old_url and embedded.server.pid != old_pid
-            assert app.client.base_url == embedded.url
-            assert embedded.url in str(app.screen.query_one(StatusBar).query_one("#sb-server").render())
-            await until(pilot, lambda: status_text(app) == "● live", what="live again on the new port")
-            # the local agent was started again on the new address and beats there
-            seen = {a.name: a.last_seen for a in app.agents}
+                await until(pilot, local_beats, what="the local agent's figures")
+                assert embedded.server is not None
+                old_url, old_pid = embedded.url, embedded.server.pid
+                os.kill(old_pid, signal.SIGKILL)
+                # Its port taken meanwhile (no await in between: the app cannot restart it first), so
+                # the server comes back elsewhere and the dashboard must follow it there. The port is
+                # free once the last of the server's threads is gone: bind until it is.
+                port = int(old_url.rsplit(":", 1)[1])
+                blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        blocker.bind(("127.0.0.1", port))
+                        break
+                    except OSError:
+                        assert time.monotonic() < deadline, "the killed server's port never came free"
+                        time.sleep(0.001)  # noqa: ASYNC251 - no await on purpose; leaves the dying server a core
+                blocker.listen()
+                await until(pilot, lambda: any("Embedded server exited" in n for n in notes(app)), what="exit notice")
+                notice = next(n for n in notes(app) if "Embedded server exited" in n)
+                assert "killed by signal 9" in notice and str(data_dir / "server.log") in notice
+                assert "last line:" in notice
+                # a failed start on the taken port, the agent stopped, then a start elsewhere: slow on CI
+                await until(pilot, lambda: any("started again" in n for n in notes(app)), 60, what="restart notice")
+                assert embedded.url != old_url and embedded.server.pid != old_pid
+                assert app.client.base_url == embedded.url
+                assert embedded.url in str(app.screen.query_one(StatusBar).query_one("#sb-server").render())
+                await until(pilot, lambda: status_text(app) == "● live", what="live again on the new port")
+                # the local agent was started again on the new address and beats there
+                seen = {a.name: a.last_seen for a in app.agents}
 
-            def beats_again() -> bool:
-                return any(a.name == name and a.last_seen and a.last_seen != seen.get(name) for a in app.agents)
+                def beats_again() -> bool:
+                    return any(a.name == name and a.last_seen and a.last_seen != seen.get(name) for a in app.agents)
 
-            await until(pilot, beats_again, what="the local agent beating on the new server")
-            await pilot.press("q")
-    finally:
-        blocker.close()
-        await asyncio.to_thread(embedded.stop)
+                await until(pilot, beats_again, what="the local agent beating on the new server")
+                await pilot.press("q")
+        finally:
+            blocker.close()
 
 
 async def test_embedded_server_killed_comes_back_on_its_port(tmp_path: Path) -> None:
-    embedded = Embedded(tmp_path / "data")
-    await asyncio.to_thread(embedded.start)
-    try:
-        app = supervising(embedded)
+    async with embedded_dashboard(tmp_path) as (embedded, app):
         client = app.client
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.state == "ok", what="first poll")
@@ -120,15 +122,10 @@ async def test_embedded_server_killed_comes_back_on_its_port(tmp_path: Path) -> 
             assert app.client is client, "same address: the same client"
             await until(pilot, lambda: status_text(app) == "● live", what="live again")
             await pilot.press("q")
-    finally:
-        await asyncio.to_thread(embedded.stop)
 
 
 async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -> None:
-    embedded = Embedded(tmp_path / "data")
-    await asyncio.to_thread(embedded.start)
-    try:
-        app = supervising(embedded)
+    async with embedded_dashboard(tmp_path) as (embedded, app):
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.server is not None
@@ -139,28 +136,20 @@ async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -
             assert any("the embedded server exited; its log" in n for n in notes(app))
             await pilot.press("q")
         assert not app.is_running
-    finally:
-        await asyncio.to_thread(embedded.stop)
 
 
 async def test_embedded_agent_killed_is_named_and_started_again(tmp_path: Path) -> None:
-    embedded = Embedded(tmp_path / "data")
-    await asyncio.to_thread(embedded.start)
-    try:
-        app = supervising(embedded)
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.connection.state == "ok", what="first poll")
-            assert embedded.agent is not None
-            old_pid = embedded.agent.pid
-            os.kill(old_pid, signal.SIGKILL)
-            await until(pilot, lambda: any("Embedded agent started again" in n for n in notes(app)), what="restart")
-            notice = next(n for n in notes(app) if "Embedded agent exited" in n)
-            assert "killed by signal 9" in notice and str(tmp_path / "data" / "agent.log") in notice
-            assert embedded.agent.pid != old_pid and embedded.agent.poll() is None
-            assert status_text(app) == "● live", "the server was not touched"
-            await pilot.press("q")
-    finally:
-        await asyncio.to_thread(embedded.stop)
+    async with embedded_dashboard(tmp_path) as (embedded, app), app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        assert embedded.agent is not None
+        old_pid = embedded.agent.pid
+        os.kill(old_pid, signal.SIGKILL)
+        await until(pilot, lambda: any("Embedded agent started again" in n for n in notes(app)), what="restart")
+        notice = next(n for n in notes(app) if "Embedded agent exited" in n)
+        assert "killed by signal 9" in notice and str(tmp_path / "data" / "agent.log") in notice
+        assert embedded.agent.pid != old_pid and embedded.agent.poll() is None
+        assert status_text(app) == "● live", "the server was not touched"
+        await pilot.press("q")
 
 
 # --- 2. a refused token ------------------------------------------------------------------------
@@ -213,9 +202,7 @@ async def test_failed_test_without_samples_shows_dashes(
 async def test_running_test_figures_are_labelled_stale_and_final(  # type: ignore[no-untyped-def]
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, docker_client
 ) -> None:
-    docker_lab(server, agents, tmp_path)
-    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
-    test = create_test(server, name="live", image=jmeter_image, users=1, duration=300, properties=props)
+    test = long_test(server, agents, tmp_path, jmeter_image, http_target, "live")
     try:
         app = build_app(server)
         async with app.run_test(size=SIZE) as pilot:

@@ -57,6 +57,15 @@ def create_test(server: ServerProcess, **extra: Any) -> dict[str, Any]:
         return dict(response.json())
 
 
+def long_test(  # type: ignore[no-untyped-def]
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, name: str
+) -> dict[str, Any]:
+    """A 5-minute real JMeter test (1 user) named ``name`` on the Docker lab, against the tests' target."""
+    docker_lab(server, agents, tmp_path)
+    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
+    return create_test(server, name=name, image=jmeter_image, users=1, duration=300, properties=props)
+
+
 def get_test(server: ServerProcess, test_id: str) -> dict[str, Any]:
     with server.client() as http:
         return dict(http.get(f"/tests/{test_id}").raise_for_status().json())
@@ -78,9 +87,7 @@ async def app_exited(app: OctoApp, limit: float) -> None:
 async def test_quit_with_a_running_test_asks_then_stops_it(  # type: ignore[no-untyped-def]
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, docker_client
 ) -> None:
-    docker_lab(server, agents, tmp_path)
-    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
-    test = create_test(server, name="long", image=jmeter_image, users=1, duration=300, properties=props)
+    test = long_test(server, agents, tmp_path, jmeter_image, http_target, "long")
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: any(t.id == test["id"] and t.state == "running" for t in app.tests), limit=90)
@@ -110,9 +117,7 @@ async def test_quit_with_a_running_test_asks_then_stops_it(  # type: ignore[no-u
 async def test_quit_leaving_tests_running_and_embedded_wording(  # type: ignore[no-untyped-def]
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, docker_client
 ) -> None:
-    docker_lab(server, agents, tmp_path)
-    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
-    test = create_test(server, name="stay", image=jmeter_image, users=1, duration=300, properties=props)
+    test = long_test(server, agents, tmp_path, jmeter_image, http_target, "stay")
     try:
         app = build_app(server)
         app.embedded = True
