@@ -1,4 +1,7 @@
-"""Made tests/data/store-v1.sqlite with the code of 3656da1 (schema version 1): PYTHONPATH=<a worktree of 3656da1> python make_store_v1.py OUTDIR, then VACUUM."""
+"""Made tests/data/store-v1.sqlite with the code of 3656da1 (schema version 1).
+
+PYTHONPATH=<a worktree of 3656da1> python make_store_v1.py OUTDIR, then VACUUM the file.
+"""
 
 import asyncio
 import sys
