@@ -73,6 +73,19 @@ def _id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
+#: Joins a test's reason and the stops its agents have not confirmed in time.
+UNCONFIRMED = "; stop not confirmed"
+
+
+def _stop_reason(reason: str | None) -> str | None:
+    """A reason without the part naming the unconfirmed stops (recomputed each time)."""
+    if reason is None:
+        return None
+    if reason.startswith(UNCONFIRMED[2:]):
+        return None
+    return reason.split(UNCONFIRMED, 1)[0]
+
+
 class Controller:
     """Providers, agents, tests and containers, with the rules that move them."""
 
@@ -129,6 +142,8 @@ class Controller:
             self.containers[c.id] = c
             if c.state not in TERMINAL_CONTAINER_STATES:
                 self.live.setdefault(c.agent_id, set()).add(c.id)
+            if c.state == "stopping":
+                c.stopping_since = now  # its agent gets the whole deadline again after a restart
         for cmd in snap.commands:
             self.commands.push(cmd)
 
@@ -463,7 +478,12 @@ class Controller:
                 if cid in reported or c.state == "pending":
                     continue
                 c.missing += 1
-                if c.missing >= MISSING_LIMIT:
+                if c.missing < MISSING_LIMIT:
+                    continue
+                if c.state == "stopping" and c.docker_id is None and c.figures is None:
+                    # Stopped while its launch was on its way: the agent never started it.
+                    self._set_state(c, "failed", "stopped before it started")
+                else:
                     self._set_state(c, "lost", f"agent {a.name} no longer reports this container")
 
     def _apply_report(self, c: ContainerRec, r: ContainerReport, now: float) -> bool:
@@ -473,6 +493,9 @@ class Controller:
             # Ended here (e.g. stopped before it started) but still running there.
             return r.state not in TERMINAL_CONTAINER_STATES
         t = self.tests.get(c.test_id)
+        # Its test was stopped (or it alone was): until the agent reports it ended, every
+        # heartbeat answers with its stop again (a stop may arrive while it is still starting).
+        stop_wanted = c.state == "stopping" or (t is not None and t.stop_requested)
         c.cpu_percent, c.memory_bytes, c.pull_progress = r.cpu_percent, r.memory_bytes, r.pull_progress
         if r.docker_id:
             c.docker_id = r.docker_id
@@ -483,17 +506,19 @@ class Controller:
             self._dirty_containers.add(c.id)
         if r.exit_code is not None:
             c.exit_code = r.exit_code
+        if c.state == "lost" and r.state not in TERMINAL_CONTAINER_STATES:
+            c.error = None  # taken back: "agent … went offline" no longer holds
         if r.error:
             c.error = r.error
         state = r.state
-        if c.state == "stopping" and state in ("pending", "pulling", "starting", "running"):
-            state = "stopping"  # a stop is under way: the agent has not seen it yet
+        if stop_wanted and state not in TERMINAL_CONTAINER_STATES:
+            state = "stopping"  # a stop is under way: the agent has not honoured it yet
         if state != c.state:
             self._set_state(c, state, r.error)
         c.updated_at = now
         self._touch_container(c)
         ended = t is None or t.state in TERMINAL_TEST_STATES
-        return ended and state not in TERMINAL_CONTAINER_STATES
+        return (ended or stop_wanted) and state not in TERMINAL_CONTAINER_STATES
 
     def _test_changed(self, t: TestRec) -> None:
         self._dirty_tests.add(t.id)
@@ -507,6 +532,8 @@ class Controller:
     def _set_state(self, c: ContainerRec, state: str, error: str | None = None) -> None:
         c.state = state
         c.updated_at = time.time()
+        if state == "stopping" and c.stopping_since is None:
+            c.stopping_since = c.updated_at
         if error:
             c.error = error
         self._dirty_containers.add(c.id)
@@ -553,7 +580,9 @@ class Controller:
             t.state = new
             self._test_changed(t)
             log.info("test %s (%s) is %s", t.name, t.id, new)
-        reason = self._degraded_reason(cs) or (t.reason if t.stop_requested else None)
+        reason = self._degraded_reason(cs) or (_stop_reason(t.reason) if t.stop_requested else None)
+        if (late := self._unconfirmed_stops(cs)) is not None:
+            reason = f"{reason}; {late}" if reason else late
         if reason and waiting_until is not None:
             reason += f"; waiting for the agent to come back (at most {self.settings.return_wait:.0f} s"
             reason += " after the planned end)" if t.planned_duration is not None else " after the loss)"
@@ -590,6 +619,26 @@ class Controller:
             until = max(c.updated_at for c in waiting) + self.settings.return_wait
         return until if time.time() < until else None
 
+    def _unconfirmed_stops(self, cs: list[ContainerRec]) -> str | None:
+        """Which containers have not confirmed their stop within ``stop_deadline`` (on which agent,
+        since when), or None when none is that late."""
+        deadline = self.settings.stop_deadline
+        now = time.time()
+        late = [
+            c
+            for c in cs
+            if c.state == "stopping" and c.stopping_since is not None and now - c.stopping_since >= deadline
+        ]
+        if not late:
+            return None
+        parts = []
+        for c in late[:5]:
+            a = self.agents.get(c.agent_id)
+            since = datetime.fromtimestamp(c.stopping_since or now, UTC).strftime("%H:%M:%S UTC")
+            parts.append(f"container {c.index} on {a.name if a else '?'} ({c.agent_id}) since {since}")
+        more = f" and {len(late) - 5} more" if len(late) > 5 else ""
+        return f"stop not confirmed within {deadline:.0f} s: {', '.join(parts)}{more}"
+
     def _degraded_reason(self, cs: list[ContainerRec]) -> str | None:
         """Why a test still running has lost part of its load, or None while all is well."""
         bad = [c for c in cs if c.state in ("lost", "failed")]
@@ -612,7 +661,8 @@ class Controller:
             t.state = "finished"
         else:
             t.state = "failed"
-        stopped = t.reason if t.stop_requested and t.reason and t.reason.startswith("stopped by") else None
+        base = _stop_reason(t.reason)
+        stopped = base if t.stop_requested and base and base.startswith("stopped by") else None
         if bad:
             first = bad[0]
             agent = self.agents.get(first.agent_id)
@@ -915,7 +965,15 @@ class Controller:
         return self.test_out(t)
 
     def _stop_container(self, c: ContainerRec) -> None:
-        if c.state in TERMINAL_CONTAINER_STATES or c.state == "stopping":
+        if c.state in TERMINAL_CONTAINER_STATES:
+            return
+        if c.state == "stopping":
+            # Asked again: hand its stop out again now (the first may be lost, or came too early).
+            stop = next(
+                (x for x in self.commands.pending(c.agent_id) if x.kind == "stop" and x.container_id == c.id), None
+            )
+            if stop is None or not self.commands.redeliver(c.agent_id, stop.id):
+                self._queue(c.agent_id, "stop", c)
             return
         launch = next(
             (x for x in self.commands.pending(c.agent_id) if x.kind == "launch" and x.container_id == c.id), None
@@ -984,6 +1042,8 @@ class Controller:
                     if all(c.state in TERMINAL_CONTAINER_STATES for c in cs):
                         self._update_test(t)  # waiting for lost containers' agents: ends when the wait is over
                         continue
+                    if t.state == "stopping":
+                        self._update_test(t)  # its reason names the stops not confirmed in time
                     if t.state != "pending" and any(c.figures is not None for c in cs):
                         r = live_results(cs)
                         self.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)

@@ -175,6 +175,17 @@ class CommandHub:
     def pending(self, agent_id: str) -> list[CommandRec]:
         return list(self._queues.get(agent_id, {}).values())
 
+    def redeliver(self, agent_id: str, command_id: str) -> bool:
+        """Make one queued command due again now (waking a waiting poll); False when it is not queued."""
+        rec = self._queues.get(agent_id, {}).get(command_id)
+        if rec is None:
+            return False
+        rec.delivered_at = None
+        event = self._events.pop(agent_id, None)
+        if event is not None:
+            event.set()
+        return True
+
     def reset_delivery(self, agent_id: str) -> None:
         """Make every queued command of ``agent_id`` due again (e.g. after it re-registered)."""
         for rec in self._queues.get(agent_id, {}).values():

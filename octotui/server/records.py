@@ -58,6 +58,8 @@ class ContainerRec:
     memory_bytes: int = 0
     pull_progress: float | None = None
     missing: int = 0  # consecutive complete heartbeats that did not mention it
+    #: When a stop was first asked for it (its agent has not confirmed it ended since).
+    stopping_since: float | None = None
 
 
 @dataclass(slots=True)

@@ -41,6 +41,9 @@ class ServerSettings:
     container_cpu: float = 0.1
     #: First JMeter shutdown port handed to containers; each live container gets its own.
     shutdown_port_base: int = 4445
+    #: Seconds an agent has to confirm a stopped container ended (JMeter's stop grace, 20 s, plus
+    #: a margin) before the test's reason names the containers that did not.
+    stop_deadline: float = 30.0
     #: How often live state (container and test changes) is written to the store.
     flush_interval: float = 0.5
 

@@ -1,0 +1,162 @@
+"""Issue 10, server side: stop means stop, nothing half-made reaches memory, busy agents are not
+deleted under their tests, agents keep their own identities, odd bodies get clear answers.
+
+Through the real app (httpx.ASGITransport + its lifespan); agents speak the wire protocol here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from test_api import Env, Starter, bearer, start_server
+from test_api_tests import ack, fleet, poll, report, spec
+
+from tests.conftest import wait_until
+
+__all__ = ["start_server"]  # the fixture, shared with test_api.py
+
+
+@pytest.fixture
+async def env(start_server: Starter) -> Env:
+    return await start_server()
+
+
+async def get_test(env: Env, test_id: str) -> dict[str, Any]:
+    r = await env.http.get(f"/tests/{test_id}")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def until(predicate: Any, limit: float = 5.0, what: str = "condition") -> None:
+    """Await ``predicate()`` (a coroutine function) until it is true, bounded."""
+    deadline = time.monotonic() + limit
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+# --- 1. stop means stop --------------------------------------------------------------------------
+
+
+async def test_every_heartbeat_repeats_the_stop_until_the_container_ended(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=4))).json()
+    cmds = {a1: await poll(env, a1, t1), a2: await poll(env, a2, t2)}
+    for agent, token in ((a1, t1), (a2, t2)):
+        for cmd in cmds[agent]:
+            await ack(env, agent, token, cmd["id"])
+    # gen-1's containers run, gen-2's are still starting when the stop comes.
+    reports = {
+        a1: [report(c, "running", docker_id=f"d-{c['container_id']}") for c in cmds[a1]],
+        a2: [report(c, "starting") for c in cmds[a2]],
+    }
+    for agent, token in ((a1, t1), (a2, t2)):
+        await env.beat(agent, token, containers=reports[agent])
+    assert (await env.http.post(f"/tests/{test['id']}/stop")).status_code == 200
+    # The agents go on reporting them live (the stop raced a start): every heartbeat says stop.
+    for _ in range(3):
+        for agent, token in ((a1, t1), (a2, t2)):
+            answer = await env.beat(agent, token, containers=reports[agent])
+            assert sorted(answer["stop"]) == sorted(c["container_id"] for c in cmds[agent])
+    assert (await get_test(env, test["id"]))["state"] == "stopping"
+    # Confirmed ended: no more stops, and the test ends.
+    for agent, token in ((a1, t1), (a2, t2)):
+        done = [report(c, "finished", exit_code=0) for c in cmds[agent]]
+        answer = await env.beat(agent, token, containers=done)
+        assert answer["stop"] == []
+    assert (await get_test(env, test["id"]))["state"] == "finished"
+
+
+async def test_a_container_taken_back_during_a_stop_is_stopped(start_server: Starter) -> None:
+    env = await start_server(offline_after=0.6, late_after=0.3)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    (cmd,) = await poll(env, a1, t1)
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
+
+    async def lost() -> bool:
+        return bool((await get_test(env, test["id"]))["containers"][0]["state"] == "lost")
+
+    await until(lost, what="the container lost with its agent")
+    assert "went offline" in (await get_test(env, test["id"]))["containers"][0]["error"]
+    await env.http.post(f"/tests/{test['id']}/stop")
+    # It comes back, still running it: stopped, and the stale error is gone.
+    answer = await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
+    assert answer["stop"] == [cmd["container_id"]]
+    container = (await get_test(env, test["id"]))["containers"][0]
+    assert container["state"] == "stopping" and container["error"] is None
+
+
+async def test_stop_of_a_delivered_launch_queues_a_stop(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    (launch,) = await poll(env, a1, t1)  # handed out, not acknowledged yet
+    await env.http.post(f"/tests/{test['id']}/stop")
+    (stop,) = await poll(env, a1, t1)
+    assert stop["kind"] == "stop" and stop["container_id"] == launch["container_id"]
+    # The agent refuses the launch it was told to stop, and never reports the container.
+    await ack(env, a1, t1, launch["id"], ok=False, error="stopped before it started")
+    await ack(env, a1, t1, stop["id"])
+    test = await get_test(env, test["id"])
+    assert test["state"] == "finished" and test["containers"][0]["state"] == "failed"
+
+
+async def test_a_repeated_stop_hands_the_stop_out_again(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    launches = await poll(env, a1, t1)
+    for cmd in launches:
+        await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(c, "running") for c in launches])
+    await env.http.post(f"/tests/{test['id']}/stop")
+    first = await poll(env, a1, t1)
+    assert sorted(c["kind"] for c in first) == ["stop", "stop"]
+    assert await poll(env, a1, t1) == []  # handed out: not again before redeliver_after (30 s)
+    # The operator presses stop again: the same stops come out at once.
+    r = await env.http.post(f"/tests/{test['id']}/stop")
+    assert r.status_code == 200 and r.json()["state"] == "stopping"
+    again = await poll(env, a1, t1)
+    assert sorted(c["id"] for c in again) == sorted(c["id"] for c in first)
+    # Stop of one container: its stop again, acknowledged or not.
+    for cmd in again:
+        await ack(env, a1, t1, cmd["id"])
+    one = launches[0]["container_id"]
+    r = await env.http.post(f"/tests/{test['id']}/containers/{one}/stop")
+    assert r.status_code == 200
+    (resent,) = await poll(env, a1, t1)
+    assert resent["kind"] == "stop" and resent["container_id"] == one
+
+
+async def test_a_stop_not_confirmed_in_time_is_named_in_the_reason(start_server: Starter) -> None:
+    env = await start_server(stop_deadline=0.3)
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    cmds = {a1: await poll(env, a1, t1), a2: await poll(env, a2, t2)}
+    for agent, token in ((a1, t1), (a2, t2)):
+        await ack(env, agent, token, cmds[agent][0]["id"])
+        await env.beat(agent, token, containers=[report(cmds[agent][0], "running")])
+    await env.http.post(f"/tests/{test['id']}/stop")
+    # gen-2 confirms; gen-1 keeps reporting its container running.
+    await env.beat(a2, t2, containers=[report(cmds[a2][0], "finished", exit_code=0)])
+
+    async def named() -> bool:
+        await env.beat(a1, t1, containers=[report(cmds[a1][0], "running")])
+        return "not confirmed" in ((await get_test(env, test["id"]))["reason"] or "")
+
+    await until(named, what="the late stop in the test's reason")
+    now = await get_test(env, test["id"])
+    assert now["state"] == "stopping"
+    reason = now["reason"]
+    assert reason.startswith("stopped by") and "gen-1" in reason and a1 in reason and "since" in reason
+    assert "gen-2" not in reason
+    # Confirmed at last: the test ends, its reason without the late stop.
+    await env.beat(a1, t1, containers=[report(cmds[a1][0], "finished", exit_code=0)])
+    ended = await get_test(env, test["id"])
+    assert ended["state"] == "finished" and "not confirmed" not in (ended["reason"] or "")
+
+
+__all__ += ["bearer", "wait_until"]
