@@ -19,6 +19,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,27 @@ log = logging.getLogger("octotui.agent.containers")
 
 #: The agent's own label: the UDP port JMeter listens on for StopTestNow.
 LABEL_SHUTDOWN_PORT = "io.octotui.shutdown-port"
+#: The agent's own label: the random instance id of the state dir that launched the container. An
+#: agent adopts only containers of its own instance (two agents handed one id never share them).
+LABEL_INSTANCE = "io.octotui.instance"
+#: JMeter properties the agent sets itself (its results and live figures depend on them): an entry
+#: ending with "." is a prefix, any other an exact name. A launch setting one of them is refused.
+RESERVED_PROPERTIES: tuple[str, ...] = ("jmeter.save.saveservice.", "jmeterengine.nongui.", "summariser.")
+#: The error of a container stopped before JMeter ran (its launch refused or cut short).
+STOPPED_BEFORE_START = "stopped before it started"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SAFE_PLAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range, so clients' sockets never take them
 #: A terminal report goes out in this many successful heartbeats before the agent forgets it.
 _DELIVERIES = 3
 _ERROR_TEXT_MAX = 2000
+#: Stops of containers not known yet (their launch still to come) remembered at most.
+_EARLY_STOPS = 2000
+
+
+def reserved_properties(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that :data:`RESERVED_PROPERTIES` keeps for the agent, sorted."""
+    return sorted(n for n in names if any(n.startswith(r) if r.endswith(".") else n == r for r in RESERVED_PROPERTIES))
 
 
 class LaunchError(Exception):
@@ -82,6 +98,9 @@ class Tracked:
     error: str | None = None
     pull_progress: float | None = None
     stop_requested: bool = False
+    #: When a repeated stop may force ``docker stop`` (monotonic s): the first stop's grace has passed.
+    stop_deadline: float | None = None
+    pull_task: asyncio.Task[None] | None = None
     cpu_percent: float = 0.0
     memory_bytes: int = 0
     cgroup: CgroupFiles | None = None
@@ -149,9 +168,11 @@ class DockerRuntime:
         state_file: Path | None = None,
         network_mode: str = "host",
         cgroups: Cgroups | None = None,
+        instance: str | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.agent_id = agent_id
+        self.instance = instance
         self.known_agent_ids = {agent_id}
         self.network_mode = network_mode
         self.state_file = state_file
@@ -165,7 +186,13 @@ class DockerRuntime:
         self._host_paths: HostPaths | None = None  # found at the first launch (it needs the engine)
         self._tasks: set[asyncio.Task[None]] = set()  # log followers, stop fallbacks
         self._closed = False
+        #: Seconds past a stop's grace after which a repeated stop forces ``docker stop`` again.
+        self.stop_margin_s = 15.0
+        # stops that came before their container's launch: the launch is then refused
+        self._early_stops: OrderedDict[str, None] = OrderedDict()
+        self._stops_file = state_file.with_name("stops.json") if state_file is not None else None
         self._load_terminal_reports()
+        self._load_early_stops()
 
     # --- engine ------------------------------------------------------------------------------
 
@@ -247,6 +274,26 @@ class DockerRuntime:
             tmp.replace(self.state_file)
         except OSError as exc:
             log.warning("cannot save %s: %s", self.state_file, exc)
+
+    def _load_early_stops(self) -> None:
+        if self._stops_file is None or not self._stops_file.exists():
+            return
+        try:
+            self._early_stops = OrderedDict.fromkeys(str(cid) for cid in json.loads(self._stops_file.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._stops_file, exc)
+
+    def _save_early_stops(self) -> None:
+        if self._stops_file is None:
+            return
+        with self._lock:
+            items = list(self._early_stops)
+        tmp = self._stops_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(items))
+            tmp.replace(self._stops_file)
+        except OSError as exc:
+            log.warning("cannot save %s: %s", self._stops_file, exc)
 
     # --- reports -----------------------------------------------------------------------------
 
@@ -354,14 +401,24 @@ class DockerRuntime:
             raise LaunchError(f"invalid container id {cid!r}")
         if not _SAFE_PLAN.match(spec.plan_name):
             raise LaunchError(f"invalid plan name {spec.plan_name!r}: a plain file name is expected")
+        reserved = reserved_properties(spec.properties)
+        if reserved:
+            raise LaunchError(f"properties set by the agent itself cannot be overridden: {', '.join(reserved)}")
         with self._lock:
             known = self._tracked.get(cid)
             if known is not None:
                 return known
             # a launch naming a mode other than the default wins; else this agent's --network-mode
             mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
-            tracked = Tracked(cid, command.test_id, command.id, "starting", network_mode=mode)
+            stopped = cid in self._early_stops
+            tracked = Tracked(cid, command.test_id, command.id, "failed" if stopped else "starting", network_mode=mode)
+            if stopped:
+                tracked.stop_requested, tracked.error = True, STOPPED_BEFORE_START
             self._tracked[cid] = tracked
+        if stopped:
+            log.info("container %s: not started, its stop came before its launch", cid)
+            await asyncio.to_thread(self._save_terminal_reports)
+            raise LaunchError(STOPPED_BEFORE_START)
         try:
             await self._launch(tracked, spec)
         except Exception as exc:
@@ -377,6 +434,8 @@ class DockerRuntime:
         existing = await self.find_labelled(**{LABEL_CONTAINER: tracked.container_id})
         if tracked.command_id:
             existing += await self.find_labelled(**{LABEL_COMMAND: tracked.command_id})
+        existing = [item for item in existing if self._ours(item.get("Labels") or {})]
+        self._check_stop(tracked)
         if existing:  # a redelivered launch after a restart: this container exists already
             log.info("container %s exists already, following it", tracked.container_id)
             await self._adopt_one(existing[0], tracked)
@@ -392,8 +451,7 @@ class DockerRuntime:
         port = await self._free_port() if host_network or not spec.shutdown_port else spec.shutdown_port
         tracked.shutdown_port = port
         await self._ensure_image(tracked, spec.image)
-        if tracked.stop_requested:
-            raise LaunchError("stopped before it started")
+        self._check_stop(tracked)
         tracked.state = "starting"
         labels = {
             LABEL_MANAGED: "true",
@@ -403,6 +461,8 @@ class DockerRuntime:
             LABEL_COMMAND: tracked.command_id or "",
             LABEL_SHUTDOWN_PORT: str(port),
         }
+        if self.instance:
+            labels[LABEL_INSTANCE] = self.instance
         host_config: dict[str, Any] = {
             "Binds": [f"{plan_source}:/plan:ro", f"{results_source}:/results:rw"],
             "NetworkMode": tracked.network_mode,
@@ -421,11 +481,25 @@ class DockerRuntime:
             "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "OpenStdin": False,
         }  # fmt: skip
         tracked.docker_id = await api.create(f"octotui-{tracked.container_id}", config)
+        self._check_stop(tracked)  # created, not started: _fail_launch removes it
         await api.start(tracked.docker_id)
+        # stopped while starting: JMeter's JVM has not even loaded the plan, kill and remove it
+        self._check_stop(tracked)
         tracked.state = "running"
         log.info("container %s running (test %s, docker %s)", tracked.container_id, tracked.test_id,
                  tracked.docker_id[:12])  # fmt: skip
         self._follow(tracked)
+
+    @staticmethod
+    def _check_stop(tracked: Tracked) -> None:
+        """Between the steps of a launch: a stop that came meanwhile ends it here."""
+        if tracked.stop_requested:
+            raise LaunchError(STOPPED_BEFORE_START)
+
+    def _ours(self, labels: dict[str, str]) -> bool:
+        """Whether a container's labels say this instance launched it (no instance label: an older agent's)."""
+        other = labels.get(LABEL_INSTANCE)
+        return not other or not self.instance or other == self.instance
 
     async def _host_path(self, path: Path) -> Path:
         """``path`` as the host's engine sees it (the agent may run in a container of its own)."""
@@ -460,6 +534,25 @@ class DockerRuntime:
             pass
         tracked.state, tracked.pull_progress = "pulling", 0.0
         log.info("container %s: pulling %s", tracked.container_id, image)
+        # the pull runs as a task of its own, so that a stop cancels it at once (and closes the stream)
+        pull = tracked.pull_task = asyncio.create_task(self._pull(tracked, api, image), name=f"pull-{image}")
+        try:
+            await pull
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if tracked.stop_requested and not (task is not None and task.cancelling()):
+                log.info("container %s: pull of %s cancelled by a stop", tracked.container_id, image)
+                raise LaunchError(STOPPED_BEFORE_START) from None
+            raise
+        finally:
+            tracked.pull_task = None
+        tracked.pull_progress = 1.0
+        try:
+            await api.inspect_image(image)
+        except NotFound as exc:
+            raise LaunchError(f"pull of {image} failed: the image is still missing after the pull") from exc
+
+    async def _pull(self, tracked: Tracked, api: Engine, image: str) -> None:
         layers: dict[str, tuple[int, int]] = {}
         try:
             async for event in api.pull(image):
@@ -475,11 +568,6 @@ class DockerRuntime:
                     tracked.pull_progress = min(max(done, tracked.pull_progress or 0.0), 1.0)
         except EngineError as exc:
             raise LaunchError(f"pull of {image} failed: {_message(exc)}") from exc
-        tracked.pull_progress = 1.0
-        try:
-            await api.inspect_image(image)
-        except NotFound as exc:
-            raise LaunchError(f"pull of {image} failed: the image is still missing after the pull") from exc
 
     async def _free_port(self) -> int:
         taken: set[int] = set()
@@ -599,12 +687,19 @@ class DockerRuntime:
     def _failed_run(cls, tracked: Tracked, root: Path, final: Any) -> str | None:
         """Why a run that exited 0 failed all the same, or None.
 
-        JMeter 2.13 exits 0 when it cannot load its plan (``Error in NonGUIDriver``); and a run
-        whose every sample failed (target refused) ran no load at all.
+        JMeter 2.13 exits 0 when it cannot load its plan (``Error in NonGUIDriver``) or parse its
+        arguments (``Error: Unable to parse first argument for option -J``); a run with no sample
+        did not run the plan (a plan of 0 threads too: a load test that sent nothing is not a
+        success, unless a stop came before the first sample); and a run whose every sample failed
+        (target refused) ran no load at all.
         """
         errors = cls._jmeter_errors(tracked, root)
         if errors and "Error in NonGUIDriver" in errors:
             return errors
+        if final is None or final.samples == 0:
+            if errors:
+                return errors
+            return None if tracked.stop_requested else "JMeter recorded no samples"
         if final is not None and final.samples > 0 and final.errors == final.samples:
             first = first_failure(root / "results" / "results.jtl")
             if tracked.stop_requested and first and "InterruptedIOException" in first:
@@ -644,20 +739,48 @@ class DockerRuntime:
         """
         with self._lock:
             tracked = self._tracked.get(container_id)
-            if tracked is None:
-                return "not running on this agent"
+        if tracked is None:
+            return await self._stop_early(container_id)
+        with self._lock:
             if tracked.terminal:
                 return f"already {tracked.state}"
             if tracked.state == "stopping":
-                return "already stopping"  # asked again (heartbeat answers repeat it until it ends)
-            tracked.stop_requested = True
-            if tracked.state in ("pulling", "starting") or not tracked.docker_id:
-                return "stopping before start"
-            tracked.state = "stopping"
+                # asked again (heartbeat answers repeat it until it ends): nothing to do, unless the
+                # first stop's grace is long past and the container still runs (its fallback was lost)
+                if tracked.stop_deadline is None or time.monotonic() < tracked.stop_deadline or tracked.finishing:
+                    return "already stopping"
+                tracked.stop_deadline = time.monotonic() + self.stop_margin_s
+                forced = True
+            else:
+                forced = False
+                tracked.stop_requested = True
+                if tracked.state in ("pulling", "starting") or not tracked.docker_id:
+                    pull = tracked.pull_task
+                    if pull is not None:
+                        pull.cancel()
+                    return "stopping before start"
+                tracked.state = "stopping"
+                tracked.stop_deadline = time.monotonic() + grace_s + self.stop_margin_s
+        if forced:
+            log.warning("container %s still runs long after its stop: docker stop", container_id)
+            self._spawn(self._stop_after(tracked, 0.0), f"stop-{container_id}-again")
+            return "docker stop (repeated)"
         log.info("container %s stopping", container_id)
         sent = await self._send_stop(tracked)
         self._spawn(self._stop_after(tracked, grace_s if sent else 0.0), f"stop-{container_id}")
         return "StopTestNow sent" if sent else "docker stop"
+
+    async def _stop_early(self, container_id: str) -> str:
+        """A stop of a container not known (yet): remember it, so that its launch, if it comes, does not start it."""
+        with self._lock:
+            if container_id in self._early_stops or not _SAFE_ID.match(container_id):
+                return "not running on this agent"
+            self._early_stops[container_id] = None
+            while len(self._early_stops) > _EARLY_STOPS:
+                self._early_stops.popitem(last=False)
+        log.info("container %s: stop before its launch, remembered", container_id)
+        await asyncio.to_thread(self._save_early_stops)
+        return "not running on this agent: its launch will not start it"
 
     async def _send_stop(self, tracked: Tracked) -> bool:
         if not tracked.shutdown_port:
@@ -712,7 +835,7 @@ class DockerRuntime:
             for item in await self.find_labelled(**{LABEL_AGENT: agent_id}):
                 labels = item.get("Labels") or {}
                 cid = labels.get(LABEL_CONTAINER, "")
-                if not _SAFE_ID.match(cid):
+                if not _SAFE_ID.match(cid) or not self._ours(labels):
                     continue
                 with self._lock:
                     known = self._tracked.get(cid)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import platform
 import random
+import re
+import secrets
 import ssl
 import time
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import urlsplit
 
 import httpx
@@ -149,6 +152,49 @@ class Identity:
         tmp.replace(path)
 
 
+_INSTANCE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def load_instance(path: Path) -> str:
+    """This state dir's instance id (made once, random, and kept in ``path``); raises OSError when it cannot be kept.
+
+    The server tells agents apart by it: two agents of one name (the default is the host name)
+    with two state dirs are two agents, and a copied state dir is the same one.
+    """
+    try:
+        stored = path.read_text().strip()
+    except FileNotFoundError:
+        stored = ""
+    if _INSTANCE.match(stored):
+        return stored
+    if stored:
+        log.warning("replacing the unreadable instance id in %s", path)
+    instance = secrets.token_hex(16)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(instance + "\n")
+    tmp.replace(path)
+    return instance
+
+
+def check_writable(path: Path) -> None:
+    """Raise OSError (naming the path) unless ``path`` can be written as :meth:`Identity.save` writes it.
+
+    Checked before the provider token is presented: the server replaces the agent's token when it
+    registers, so an identity that cannot be saved then is a token lost.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    probe = path.with_name(path.name + ".tmp")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b" " * 4096)  # about an identity's size: a full disk says so here
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
 class CommandLog:
     """Outcomes of executed commands by id, persisted, so a redelivered command is only acknowledged again."""
 
@@ -187,6 +233,8 @@ class AgentRuntime:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.identity_path = settings.state_dir / "identity.json"
+        self.instance_path = settings.state_dir / "instance"
+        self.instance: str | None = None
         self.identity: Identity | None = None
         self.docker: DockerRuntime | None = None
         self.sampler: HostSampler | None = None
@@ -309,6 +357,7 @@ class AgentRuntime:
             memory_total=self.sampler.memory_total,
             platform=f"{platform.system()} {platform.release()} {platform.machine()}",
             previous_agent_id=previous,
+            instance=self.instance,
         )
         attempt = 0
         while True:
@@ -339,7 +388,10 @@ class AgentRuntime:
                 heartbeat_interval=answer.heartbeat_interval,
                 poll_timeout=answer.poll_timeout,
             )
-            await asyncio.to_thread(identity.save, self.identity_path)
+            try:
+                await asyncio.to_thread(identity.save, self.identity_path)
+            except OSError as exc:
+                raise FatalError(self._unwritable(exc), code=2) from None
             if previous and previous != answer.agent_id:
                 log.warning("registered again as %s (was %s)", answer.agent_id, previous)
             else:
@@ -347,7 +399,20 @@ class AgentRuntime:
                          self.settings.location)  # fmt: skip
             return identity
 
+    def _unwritable(self, exc: OSError) -> str:
+        where = exc.filename or self.settings.state_dir
+        return f"cannot write the agent's state at {where}: {exc.strerror or exc}"
+
+    def _prepare_state(self) -> str:
+        """Check the state dir can be written and read this dir's instance id; FatalError when it cannot."""
+        try:
+            check_writable(self.identity_path)
+            return load_instance(self.instance_path)
+        except OSError as exc:
+            raise FatalError(self._unwritable(exc), code=2) from None
+
     async def _ensure_identity(self) -> Identity:
+        self.instance = await asyncio.to_thread(self._prepare_state)
         stored = await asyncio.to_thread(Identity.load, self.identity_path)
         if stored is not None and stored.server == self.settings.server:
             log.info("agent %s (identity from %s)", stored.agent_id, self.identity_path)
@@ -558,18 +623,21 @@ class AgentRuntime:
         self._inflight.add(command.id)
         assert self.docker is not None
         try:
-            if command.kind == "launch":
-                log.info("launch of container %s (test %s)", command.container_id, command.test_id)
-                try:
-                    await self.docker.launch(command)
+            match command.kind:
+                case "launch":
+                    log.info("launch of container %s (test %s)", command.container_id, command.test_id)
+                    try:
+                        await self.docker.launch(command)
+                        ack = CommandAck(ok=True)
+                    except LaunchError as exc:
+                        ack = CommandAck(ok=False, error=str(exc))
+                case "stop":
+                    log.info("stop of container %s (test %s)", command.container_id, command.test_id)
+                    outcome = await self.docker.stop(command.container_id, command.grace_s)
+                    log.debug("stop of %s: %s", command.container_id, outcome)
                     ack = CommandAck(ok=True)
-                except LaunchError as exc:
-                    ack = CommandAck(ok=False, error=str(exc))
-            else:
-                log.info("stop of container %s (test %s)", command.container_id, command.test_id)
-                outcome = await self.docker.stop(command.container_id, command.grace_s)
-                log.debug("stop of %s: %s", command.container_id, outcome)
-                ack = CommandAck(ok=True)
+                case _:
+                    assert_never(command.kind)
             await asyncio.to_thread(self.commands.add, command.id, ack)
         except Exception as exc:
             log.exception("command %s (%s) failed", command.id, command.kind)
@@ -624,7 +692,11 @@ class AgentRuntime:
                 return exc.code
             await self._refresh_info()
             self.docker = DockerRuntime(
-                settings.work_dir, self.identity.agent_id, settings.state_dir / "containers.json", settings.network_mode
+                settings.work_dir,
+                self.identity.agent_id,
+                settings.state_dir / "containers.json",
+                settings.network_mode,
+                instance=self.instance,
             )
             loops: set[asyncio.Task[Any]] = {
                 asyncio.create_task(self._heartbeat_loop()),
