@@ -7,6 +7,9 @@ Through the real app (httpx.ASGITransport + its lifespan); agents speak the wire
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sqlite3
 import time
 from typing import Any
 
@@ -14,6 +17,8 @@ import pytest
 from test_api import Env, Starter, bearer, start_server
 from test_api_tests import ack, fleet, poll, report, spec
 
+from octotui.protocol import TestCreate
+from octotui.server.errors import Unstorable
 from tests.conftest import wait_until
 
 __all__ = ["start_server"]  # the fixture, shared with test_api.py
@@ -160,3 +165,84 @@ async def test_a_stop_not_confirmed_in_time_is_named_in_the_reason(start_server:
 
 
 __all__ += ["bearer", "wait_until"]
+
+
+# --- 2. nothing reaches memory before the store accepted it --------------------------------------
+
+BAD = "\udc80"  # a lone surrogate: pydantic takes it, SQLite cannot encode it
+
+
+async def test_a_test_the_store_refuses_leaves_nothing_behind(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    before = await env.snapshot()
+    # Past the contract's edge (its validation may refuse it there first): the store must hold anyway.
+    body = TestCreate.model_validate(spec(containers=2))
+    body.properties["host"] = BAD
+    with pytest.raises(Unstorable, match="not valid Unicode"):
+        await env.ctl.create_test(body)
+    raw = json.dumps(spec(containers=2, properties={"host": BAD}))  # ASCII: the escape "\\udc80" on the wire
+    r = await env.http.post("/tests", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert await env.snapshot() == before
+    assert (await env.http.get("/changes")).status_code == 200
+    assert await poll(env, a1, t1) == []
+    # The agent's next test goes through untouched.
+    r = await env.http.post("/tests", json=spec(containers=1))
+    assert r.status_code == 201, r.text
+    (launch,) = await poll(env, a1, t1)
+    assert launch["test_id"] == r.json()["id"]
+
+
+async def test_one_unstorable_record_does_not_lose_the_other_changes(env: Env) -> None:
+    (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
+    test = (await env.http.post("/tests", json=spec(containers=2))).json()
+    c1, c2 = await poll(env, a1, t1), await poll(env, a2, t2)
+    await env.ctl.flush()
+    # gen-1's container gets an error text that slipped through; gen-2's runs, in the same batch.
+    env.ctl.containers[c1[0]["container_id"]].error = "engine said " + BAD
+    env.ctl._dirty_containers.add(c1[0]["container_id"])
+    await ack(env, a2, t2, c2[0]["id"])
+    await env.beat(a2, t2, containers=[report(c2[0], "running", docker_id="d2")])
+    await env.ctl.flush()
+    with sqlite3.connect(env.settings.db_path) as db:
+        rows = dict(db.execute("SELECT id, state FROM containers").fetchall())
+        queued = [row[0] for row in db.execute("SELECT id FROM commands")]
+    assert rows[c2[0]["container_id"]] == "running"
+    assert c2[0]["id"] not in queued  # its acknowledged launch is gone from the store too
+    # The listings answer for everyone, the bad text shown as '?'.
+    r = await env.http.get("/tests")
+    assert r.status_code == 200 and "engine said ?" in r.text
+    assert (await env.http.get(f"/tests/{test['id']}")).status_code == 200
+    assert (await env.http.get("/changes")).status_code == 200
+
+
+async def test_a_store_that_fails_keeps_the_changes_for_the_next_flush(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    await env.http.post("/tests", json=spec(containers=1))
+    (cmd,) = await poll(env, a1, t1)
+    await env.ctl.flush()
+    real = env.ctl.store.save_changes
+    calls = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(env.ctl.store, "save_changes", fails_once)
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
+    with contextlib.suppress(sqlite3.OperationalError):
+        await env.ctl.flush()
+
+    def stored() -> bool:
+        with sqlite3.connect(env.settings.db_path) as db:
+            (state,) = db.execute("SELECT state FROM containers WHERE id = ?", (cmd["container_id"],)).fetchone()
+            return bool(state == "running")
+
+    await until(lambda: asyncio.sleep(0, stored()), what="the change written by a later flush")
+    assert calls >= 2

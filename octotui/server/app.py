@@ -45,6 +45,7 @@ from octotui.protocol import (
 )
 from octotui.server.auth import Principal, require_agent, require_operator, require_provider
 from octotui.server.controller import Controller
+from octotui.server.errors import Conflict, DomainError, Invalid, NotFound, Unstorable
 from octotui.server.fastpath import AgentFastPath
 from octotui.server.hub import poll_wait
 from octotui.server.settings import ServerSettings
@@ -212,7 +213,7 @@ def _routes() -> APIRouter:
 
     # --- providers -----------------------------------------------------------------------------
 
-    @api.get("/providers", response_model=list[Provider], tags=["providers"])
+    @api.get("/providers", response_model=list[Provider], tags=["providers"], response_class=ListingResponse)
     async def list_providers(ctl: Ctl, _: Reader) -> list[Provider]:
         return [ctl.provider_out(p) for p in ctl.sorted_providers()]
 
@@ -251,11 +252,11 @@ def _routes() -> APIRouter:
 
     # --- agents: operator side -----------------------------------------------------------------
 
-    @api.get("/agents", response_model=list[Agent], tags=["agents"])
+    @api.get("/agents", response_model=list[Agent], tags=["agents"], response_class=ListingResponse)
     async def list_agents(ctl: Ctl, _: Reader) -> list[Agent]:
         return [ctl.agent_out(a) for a in ctl.agents.values()]
 
-    @api.get("/agents/{agent_id}", response_model=Agent, tags=["agents"])
+    @api.get("/agents/{agent_id}", response_model=Agent, tags=["agents"], response_class=ListingResponse)
     async def get_agent(agent_id: str, ctl: Ctl, _: Reader) -> Agent:
         return ctl.agent_out(ctl.agent_or_404(agent_id))
 
@@ -342,7 +343,7 @@ def _routes() -> APIRouter:
             await _audit(request, who, "test.create", result.id, detail)
         return result
 
-    @api.get("/tests", response_model=list[Test], tags=["tests"])
+    @api.get("/tests", response_model=list[Test], tags=["tests"], response_class=ListingResponse)
     async def list_tests(
         ctl: Ctl,
         _: Reader,
@@ -358,7 +359,7 @@ def _routes() -> APIRouter:
             tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
         return [ctl.test_out(t) for t in tests]
 
-    @api.get("/changes", response_model=Changes, tags=["server"])
+    @api.get("/changes", response_model=Changes, tags=["server"], response_class=ListingResponse)
     async def changes(
         ctl: Ctl,
         _: Reader,
@@ -375,7 +376,7 @@ def _routes() -> APIRouter:
         server cannot answer exactly: no ``since``, another epoch (it restarted), too old a revision."""
         return ctl.changes(since, epoch, ended)
 
-    @api.get("/tests/{test_id}", response_model=Test, tags=["tests"])
+    @api.get("/tests/{test_id}", response_model=Test, tags=["tests"], response_class=ListingResponse)
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
         return ctl.test_out(ctl.test_or_404(test_id))
 
@@ -428,6 +429,31 @@ def _routes() -> APIRouter:
 
     public.include_router(api)
     return public
+
+
+class ListingResponse(JSONResponse):
+    """JSON of the listings every client reads: one record holding text that cannot be encoded
+    (a lone surrogate that slipped past validation) must not make them fail for everyone.
+    Such characters become ``?``; the rest of the answer is exact."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            log.warning("a listing holds text that is not valid Unicode (%s): answered with '?' for it", exc.reason)
+            return text.encode("utf-8", "replace")
+
+
+#: Domain errors (``errors.py``) and their status codes: the one place they meet HTTP.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = ((NotFound, 404), (Conflict, 409), (Invalid, 422))
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+    if isinstance(exc, Unstorable):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -494,6 +520,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sqlite3.OperationalError, _store_error)
+    app.add_exception_handler(DomainError, _domain_error)
     app.include_router(_routes())
     if fast_path:  # inside the gate: it sees authenticated requests with bounded bodies
         app.add_middleware(AgentFastPath, api=app)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import HTTPException
@@ -117,6 +120,8 @@ class Controller:
         self.launch_keys = LaunchKeys()
         #: While a heartbeat's reports are applied: the tests to bring up to date afterwards.
         self._held: set[str] | None = None
+        #: Launches one at a time: a launch's store write must not let another place on stale state.
+        self._launching = asyncio.Lock()
 
     # --- start-up and persistence --------------------------------------------------------------
 
@@ -148,15 +153,66 @@ class Controller:
             self.commands.push(cmd)
 
     async def flush(self) -> None:
-        """Write the tests, containers and commands changed since the last flush."""
+        """Write the tests, containers and commands changed since the last flush.
+
+        A write the store refuses as a whole (disk full, locked) keeps every change dirty for the
+        next flush. A record that cannot be written (a value the store refuses) does not hold the
+        others back: they are written one by one, the bad one is logged and left out.
+        """
         if not (self._dirty_tests or self._dirty_containers or self._new_commands or self._done_commands):
             return
-        tests = [self.tests[i] for i in self._dirty_tests if i in self.tests]
-        containers = [self.containers[i] for i in self._dirty_containers if i in self.containers]
+        dirty_tests, dirty_containers = self._dirty_tests, self._dirty_containers
         new, done = self._new_commands, self._done_commands
         self._dirty_tests, self._dirty_containers = set(), set()
         self._new_commands, self._done_commands = [], []
-        await self.store.save_changes(tests, containers, new, done)
+        tests = [self.tests[i] for i in dirty_tests if i in self.tests]
+        containers = [self.containers[i] for i in dirty_containers if i in self.containers]
+        try:
+            await self.store.save_changes(tests, containers, new, done)
+        except sqlite3.OperationalError:
+            self._redirty(dirty_tests, dirty_containers, new, done)
+            raise
+        except Exception as exc:
+            log.warning(
+                "store write of %d change(s) refused (%s): writing them one by one",
+                len(tests) + len(containers) + len(new),
+                exc,
+            )
+            await self._flush_one_by_one(tests, containers, new, done)
+
+    def _redirty(self, tests: set[str], containers: set[str], new: list[CommandRec], done: list[str]) -> None:
+        self._dirty_tests |= tests
+        self._dirty_containers |= containers
+        self._new_commands[:0] = new
+        self._done_commands[:0] = done
+
+    async def _flush_one_by_one(
+        self, tests: list[TestRec], containers: list[ContainerRec], new: list[CommandRec], done: list[str]
+    ) -> None:
+        save = self.store.save_changes
+        writes: list[tuple[str, str, Callable[[], Awaitable[None]]]] = [
+            *(("test", t.id, functools.partial(save, [t], [])) for t in tests),
+            *(("container", c.id, functools.partial(save, [], [c])) for c in containers),
+            *(("command", m.id, functools.partial(save, [], [], [m])) for m in new),
+        ]
+        for i, (kind, key, write) in enumerate(writes):
+            try:
+                await write()
+            except sqlite3.OperationalError:
+                self._redirty(
+                    {k for kd, k, _ in writes[i:] if kd == "test"},
+                    {k for kd, k, _ in writes[i:] if kd == "container"},
+                    [m for m in new if any(kd == "command" and k == m.id for kd, k, _ in writes[i:])],
+                    done,
+                )
+                raise
+            except Exception as exc:
+                log.error("%s %s cannot be stored, left out of the store until it changes: %s", kind, key, exc)
+        try:
+            await save([], [], [], done)
+        except sqlite3.OperationalError:
+            self._redirty(set(), set(), [], done)
+            raise
 
     async def save_last_seen(self) -> None:
         """Persist agents' last heartbeat times (now and then, never per heartbeat)."""
@@ -682,8 +738,9 @@ class Controller:
 
     # --- commands ------------------------------------------------------------------------------
 
-    def _queue(self, agent_id: str, kind: str, c: ContainerRec, launch: LaunchSpec | None = None) -> CommandRec:
-        cmd = CommandRec(
+    @staticmethod
+    def _command(agent_id: str, kind: str, c: ContainerRec, launch: LaunchSpec | None = None) -> CommandRec:
+        return CommandRec(
             id=_id("m"),
             agent_id=agent_id,
             kind=kind,
@@ -692,6 +749,9 @@ class Controller:
             created_at=time.time(),
             launch=launch,
         )
+
+    def _queue(self, agent_id: str, kind: str, c: ContainerRec, launch: LaunchSpec | None = None) -> CommandRec:
+        cmd = self._command(agent_id, kind, c, launch)
         self.commands.push(cmd)
         self._new_commands.append(cmd)
         return cmd
@@ -858,7 +918,8 @@ class Controller:
         """Validate, place and (unless a dry run) queue one launch per container; True with the
         test an earlier launch with the same ``idempotency_key`` made (its answer was lost)."""
         if idempotency_key is None or spec.dry_run:
-            return await self._create_test(spec, None), False
+            async with self._launching:  # placement and ports see every earlier launch
+                return await self._create_test(spec, None), False
         keys = self.launch_keys
         key = (idempotency_key, hashlib.sha256(spec.model_dump_json().encode()).hexdigest())
         seen = keys.get(idempotency_key)
@@ -871,7 +932,8 @@ class Controller:
                 return self.test_out(made), True
         keys.begin(*key)
         try:
-            return await self._create_test(spec, key), False
+            async with self._launching:
+                return await self._create_test(spec, key), False
         except BaseException:
             if keys.get(idempotency_key) == (key[1], None):
                 keys.forget(idempotency_key)  # refused before anything was made: the key may be used again
@@ -924,6 +986,8 @@ class Controller:
         used = self._shutdown_ports()
         port = self.settings.shutdown_port_base
         index = 0
+        containers: list[ContainerRec] = []
+        commands: list[CommandRec] = []
         for candidate, n in spread:
             for _ in range(n):
                 while port in used or port == self.settings.port:
@@ -938,12 +1002,8 @@ class Controller:
                     shutdown_port=port,
                     updated_at=t.created_at,
                 )
-                self.containers[c.id] = c
-                self.live.setdefault(c.agent_id, set()).add(c.id)
+                containers.append(c)
                 t.container_ids.append(c.id)
-                self._dirty_containers.add(c.id)
-                self._touch_container(c)
-                self.feed.touch("agent", c.agent_id)
                 spec_ = LaunchSpec(
                     test_id=t.id,
                     container_id=c.id,
@@ -954,13 +1014,20 @@ class Controller:
                     index=index,
                     count=spec.containers,
                 )
-                self._queue(candidate.id, "launch", c, spec_)
+                commands.append(self._command(candidate.id, "launch", c, spec_))
                 index += 1
+        # Written first, published after: a refused write leaves nothing behind in memory.
+        await self.store.create_test(t, containers, commands)
         self.tests[t.id] = t
+        for c in containers:
+            self.containers[c.id] = c
+            self.live.setdefault(c.agent_id, set()).add(c.id)
+            self._touch_container(c)
+            self.feed.touch("agent", c.agent_id)
+        for cmd in commands:
+            self.commands.push(cmd)
         if launch_key is not None:
             self.launch_keys.done(*launch_key, t.id)
-        self._test_changed(t)
-        await self.flush()
         log.info("test %s (%s): %d container(s) queued on %d agent(s)", t.name, t.id, index, len(spread))
         return self.test_out(t)
 

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import PydanticSerializationError
+
 from octotui.protocol import AuditEntry, FinalResults, JMeterFigures, LaunchSpec, TestResults
 from octotui.server.auth import hash_token
+from octotui.server.errors import Unstorable
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
 
 T = TypeVar("T")
@@ -420,6 +423,28 @@ class Store:
 
     # --- tests, containers, commands -----------------------------------------------------------
 
+    async def create_test(self, t: TestRec, containers: list[ContainerRec], commands: list[CommandRec]) -> None:
+        """Write a new test, its containers and their launch commands in one transaction.
+
+        Raises :class:`Unstorable` (nothing written) when a value cannot be stored.
+        """
+        try:
+            test_rows = [_test_row(t)]
+            container_rows = [_container_row(c) for c in containers]
+            command_rows = [_command_row(c) for c in commands]
+        except (ValueError, PydanticSerializationError) as exc:
+            raise Unstorable(f"the test cannot be stored, nothing was made: {_why(exc)}") from None
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO tests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", test_rows)
+            db.executemany("INSERT INTO containers VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", container_rows)
+            db.executemany("INSERT INTO commands VALUES (?,?,?,?,?,?,?,?)", command_rows)
+
+        try:
+            await self._run(self._tx, run)
+        except (ValueError, sqlite3.InterfaceError) as exc:  # UnicodeEncodeError is a ValueError
+            raise Unstorable(f"the test cannot be stored, nothing was made: {_why(exc)}") from None
+
     async def save_changes(
         self,
         tests: list[TestRec],
@@ -428,48 +453,9 @@ class Store:
         done_commands: list[str] | None = None,
     ) -> None:
         """Write changed tests and containers and queued/acknowledged commands in one transaction."""
-        test_rows = [
-            (
-                t.id,
-                t.name,
-                t.provider_id,
-                t.provider_name,
-                json.dumps(t.locations),
-                t.image,
-                json.dumps(t.properties),
-                t.plan,
-                t.state,
-                t.reason,
-                t.created_at,
-                t.started_at,
-                t.ended_at,
-                int(t.stop_requested),
-                _dump(t.results),
-                json.dumps(t.container_ids),
-            )
-            for t in tests
-        ]
-        container_rows = [
-            (
-                c.id,
-                c.test_id,
-                c.agent_id,
-                c.index,
-                c.state,
-                c.shutdown_port,
-                c.docker_id,
-                c.exit_code,
-                c.error,
-                _dump(c.final),
-                _dump(c.figures),
-                c.updated_at,
-            )
-            for c in containers
-        ]
-        command_rows = [
-            (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, _dump(c.launch), c.grace_s)
-            for c in new_commands or ()
-        ]
+        test_rows = [_test_row(t) for t in tests]
+        container_rows = [_container_row(c) for c in containers]
+        command_rows = [_command_row(c) for c in new_commands or ()]
         done_rows = [(i,) for i in done_commands or ()]
 
         def run(db: sqlite3.Connection) -> None:
@@ -479,3 +465,51 @@ class Store:
             db.executemany("DELETE FROM commands WHERE id = ?", done_rows)
 
         await self._run(self._tx, run)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeError) or "surrogates not allowed" in str(exc):
+        return "a text value is not valid Unicode (a lone surrogate such as \\udc80)"
+    return str(exc)
+
+
+def _test_row(t: TestRec) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.name,
+        t.provider_id,
+        t.provider_name,
+        json.dumps(t.locations),
+        t.image,
+        json.dumps(t.properties),
+        t.plan,
+        t.state,
+        t.reason,
+        t.created_at,
+        t.started_at,
+        t.ended_at,
+        int(t.stop_requested),
+        _dump(t.results),
+        json.dumps(t.container_ids),
+    )
+
+
+def _container_row(c: ContainerRec) -> tuple[Any, ...]:
+    return (
+        c.id,
+        c.test_id,
+        c.agent_id,
+        c.index,
+        c.state,
+        c.shutdown_port,
+        c.docker_id,
+        c.exit_code,
+        c.error,
+        _dump(c.final),
+        _dump(c.figures),
+        c.updated_at,
+    )
+
+
+def _command_row(c: CommandRec) -> tuple[Any, ...]:
+    return (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, _dump(c.launch), c.grace_s)
