@@ -35,11 +35,13 @@ from octotui.protocol import (
     LABEL_CONTAINER,
     LABEL_MANAGED,
     LABEL_TEST,
+    RESERVED_PROPERTY_PREFIXES,
     TERMINAL_CONTAINER_STATES,
     Command,
     ContainerReport,
     DockerInfo,
     LaunchSpec,
+    reserved_property,
 )
 
 log = logging.getLogger("octotui.agent.containers")
@@ -49,9 +51,10 @@ LABEL_SHUTDOWN_PORT = "io.octotui.shutdown-port"
 #: The agent's own label: the random instance id of the state dir that launched the container. An
 #: agent adopts only containers of its own instance (two agents handed one id never share them).
 LABEL_INSTANCE = "io.octotui.instance"
-#: JMeter properties the agent sets itself (its results and live figures depend on them): an entry
-#: ending with "." is a prefix, any other an exact name. A launch setting one of them is refused.
-RESERVED_PROPERTIES: tuple[str, ...] = ("jmeter.save.saveservice.", "jmeterengine.nongui.", "summariser.")
+#: Prefixes of the JMeter properties the agent sets itself (its results, its stop and its live
+#: figures depend on them): the contract's list, which the server refuses with 422. A launch that
+#: still sets one (from an older server) is refused here too.
+RESERVED_PROPERTIES: tuple[str, ...] = RESERVED_PROPERTY_PREFIXES
 #: The error of a container stopped before JMeter ran (its launch refused or cut short).
 STOPPED_BEFORE_START = "stopped before it started"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -66,7 +69,7 @@ _EARLY_STOPS = 2000
 
 def reserved_properties(names: Iterable[str]) -> list[str]:
     """The names among ``names`` that :data:`RESERVED_PROPERTIES` keeps for the agent, sorted."""
-    return sorted(n for n in names if any(n.startswith(r) if r.endswith(".") else n == r for r in RESERVED_PROPERTIES))
+    return sorted(name for name in names if reserved_property(name) is not None)
 
 
 class LaunchError(Exception):

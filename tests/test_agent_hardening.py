@@ -314,13 +314,22 @@ def test_same_named_agents_keep_distinct_identities(
         found = [a for a in api.get("/agents").json() if a["name"] == "same-host" and a["status"] == "online"]
         return found if len(found) == 2 else None
 
-    wait_until(both, timeout=30, interval=0.3, what="two online agents named same-host")
+    def evidence() -> str:
+        lines = [f"{a['id']} {a['name']} {a['status']}" for a in api.get("/agents").json()]
+        for twin in twins:
+            lines += [f"{twin.state_dir.name}: {line}" for line in twin.log().splitlines() if "register" in line]
+        return "\n".join(lines[:40])
+
+    try:
+        wait_until(both, timeout=30, interval=0.3, what="two online agents named same-host")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{evidence()}") from None
     time.sleep(10)  # the observation window itself: flapping shows as re-registrations within it
     found = both()
     assert found is not None and len({a["id"] for a in found}) == 2, api.get("/agents").json()
     for twin in twins:
         text = twin.log()
-        assert text.count("registered again") == 0 and text.count("refused this agent's token") == 0, text[-3000:]
+        assert text.count("registered again") == 0 and text.count("refused this agent's token") == 0, evidence()
     log_figure("same-named agents", ids=len({a["id"] for a in found}), window_s=10)
 
 
