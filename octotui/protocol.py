@@ -693,6 +693,7 @@ class Changes(Model):
 TokenName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+    BeforeValidator(_line),
 ]
 
 
