@@ -13,14 +13,15 @@ and answer whatever the fast path passes on.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette._utils import is_async_callable
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -49,6 +50,15 @@ _HUGE_INT = b"0" * 309
 M = TypeVar("M", bound=BaseModel)
 #: Answers a request and returns None, or returns the ``receive`` to hand the request on with.
 Handler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[Receive | None]]
+
+
+def is_async_callable(obj: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
+    """True when calling ``obj`` gives a coroutine: an ``async def`` function or method, an object whose
+    ``__call__`` is one, or a :func:`functools.partial` of either. Starlette decides the same way
+    whether an exception handler is awaited or run in a thread (its own helper is private)."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(type(obj).__call__))
 
 
 def _pattern(api: FastAPI, path: str, method: str) -> re.Pattern[str]:

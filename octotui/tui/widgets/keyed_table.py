@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.color import Color
 from textual.geometry import Region
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
 
 def theme_style(variables: Mapping[str, str], name: str) -> Style | str:
@@ -58,9 +57,42 @@ class Cell:
 
 
 class SortText(Text):
-    """A cell's rendered text that remembers how it sorts."""
+    """A cell's rendered text that remembers how it sorts and the key of its row."""
 
     sort_key: Any = None
+    #: DataTable.sort hands its key function the cells, never the row key: the default order needs it.
+    row: str = ""
+
+
+# --- The only place that reaches into DataTable's private internals ---------------------------------
+# Textual (8.2) has no public way to (1) put a value in a cell without repainting the whole table
+# (``update_cell`` calls ``refresh()``, and bumps the render-cache counter once per cell, which makes the
+# table rebuild its list of every row once per changed cell) nor (2) say that a column's width changed.
+# Both costs were measured (see ``KeyedTable.sync``). tests/test_keyed_table.py fails loudly when a
+# Textual release changes what these two functions rely on; pyproject.toml bounds textual to 8.2.x.
+
+
+def _put_cells(table: DataTable[Text], cells: Iterable[tuple[RowKey, ColumnKey, Text]]) -> bool:
+    """Put each value into its cell and invalidate the table's render caches once; repaint nothing
+    (the caller repaints the rows it changed). False, having done nothing, when the table's data is
+    not where Textual 8.2 keeps it, or a cell does not exist: the caller then uses ``update_cell``."""
+    data = getattr(table, "_data", None)
+    count = getattr(table, "_update_count", None)
+    cells = list(cells)
+    if not isinstance(data, dict) or not isinstance(count, int):
+        return False
+    if any(row not in data or column not in data[row] for row, column, _ in cells):
+        return False
+    for row, column, value in cells:
+        data[row][column] = value
+    table._update_count = count + 1
+    return True
+
+
+def _columns_resized(table: DataTable[Text]) -> None:
+    """After a column's ``width`` changed: recompute the scrollable size when idle, drop cached renders."""
+    table._require_update_dimensions = True
+    table._clear_caches()
 
 
 def _ordered(value: Any) -> tuple[int, Any]:
@@ -120,17 +152,17 @@ class KeyedTable(DataTable[Text]):
         width = max(stretch.width or 1, room)
         if column is not None and column.width != width:
             column.width = width
-            self._require_update_dimensions = True
-            self._clear_caches()
+            _columns_resized(self)
 
     def _style(self, name: str | None) -> Style | str:
         if not name:
             return ""
         return theme_style(self.app.theme_variables, name)
 
-    def _cell_text(self, col: Column, cell: Cell) -> SortText:
+    def _cell_text(self, key: str, col: Column, cell: Cell) -> SortText:
         text = SortText(cell.text, style=self._style(cell.style), justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
         text.sort_key = _ordered(cell.sort_key)
+        text.row = key
         return text
 
     def sync(self, rows: Mapping[str, Sequence[Cell]], order: Mapping[str, Any] | None = None) -> None:
@@ -145,6 +177,7 @@ class KeyedTable(DataTable[Text]):
         for key in [k for k in self._cells if k not in rows]:
             self.remove_row(key)
             del self._cells[key]
+        writes: list[tuple[RowKey, ColumnKey, Text]] = []
         changed: list[RowKey] = []
         for key, cells in rows.items():
             new = tuple(cells)
@@ -152,44 +185,41 @@ class KeyedTable(DataTable[Text]):
             if old is new:
                 continue
             if old is None:
-                self.add_row(*(self._cell_text(c, v) for c, v in zip(self.COLUMNS, new, strict=True)), key=key)
+                self.add_row(*(self._cell_text(key, c, v) for c, v in zip(self.COLUMNS, new, strict=True)), key=key)
                 reorder = True
             elif old != new:
                 for col, before, after in zip(self.COLUMNS, old, new, strict=True):
                     if before != after:
-                        if self._write(key, col, after) and (not changed or changed[-1] != RowKey(key)):
+                        writes.append((RowKey(key), ColumnKey(col.key), self._cell_text(key, col, after)))
+                        if not changed or changed[-1] != RowKey(key):
                             changed.append(RowKey(key))
                         if col.key == self.sort_column and before.sort_key != after.sort_key:
                             reorder = True
             self._cells[key] = new
-        if changed:
-            # One cache invalidation for the whole sync: bumping it per cell made DataTable rebuild
-            # its list of every row for each changed row (12 of 14 s of CPU at 1,000 agents).
-            self._update_count += 1
+        # One cache invalidation for the whole sync: bumping it per cell made DataTable rebuild its
+        # list of every row for each changed row (12 of 14 s of CPU at 1,000 agents).
+        if writes and _put_cells(self, writes):
             self._refresh_rows(changed)
+        else:  # nothing changed, or Textual moved its internals: the public (slower) way
+            for row_key, col_key, text in writes:
+                self.update_cell(row_key, col_key, text)
         if reorder and (self.sort_column is not None or self._order):
             self._apply_sort()
 
     def _refresh_rows(self, keys: Sequence[RowKey]) -> None:
-        """Repaint these rows only. ``refresh_row`` sums the heights of every row above the one
-        it repaints (O(rows) each); ours are one line high, so a row's place is its index."""
-        row_width = sum(c.get_render_width(self) for c in self.columns.values()) + self._row_label_column_width
-        width = max(self.size.width, row_width)
+        """Repaint these rows only, where visible. ``refresh_row`` sums the heights of every row above
+        the one it repaints (O(rows) each); ours are one line high, so a row's place is its index."""
+        width = max(self.size.width, self.virtual_size.width)
         top = self.header_height if self.show_header else 0
+        window, offset = self.window_region, self.scroll_offset
         for row_key in keys:
-            index = self._row_locations.get(row_key)
-            if index is not None:
-                self._refresh_region(Region(0, top + index, width, 1))
-
-    def _write(self, key: str, col: Column, cell: Cell) -> bool:
-        """Put ``cell`` into the table's data; True when the caller must refresh the row."""
-        row_key, col_key = RowKey(key), ColumnKey(col.key)
-        data = getattr(self, "_data", None)
-        if not isinstance(data, dict) or row_key not in data:
-            self.update_cell(key, col.key, self._cell_text(col, cell))
-            return False
-        data[row_key][col_key] = self._cell_text(col, cell)
-        return True
+            try:
+                index = self.get_row_index(row_key)
+            except RowDoesNotExist:
+                continue
+            region = Region(0, top + index, width, 1)
+            if window.overlaps(region):
+                self.refresh(region.translate(-offset))
 
     def _apply_sort(self) -> None:
         if self.sort_column is not None:
@@ -197,11 +227,8 @@ class KeyedTable(DataTable[Text]):
             return
         if not self._order:
             return
-        # DataTable.sort hands its key function the cells, never the row key: order by key here.
-        keys = sorted(self._data, key=lambda row_key: _ordered(self._order.get(str(row_key.value))))
-        self._row_locations = TwoWayDict({row_key: index for index, row_key in enumerate(keys)})
-        self._update_count += 1
-        self.refresh()
+        order = self._order
+        self.sort(key=lambda cells: _ordered(order.get(cells[0].row)))
 
     def sort_label(self, column: str | None = None, reverse: bool | None = None) -> str:
         """What the table is sorted by, in words (``sorted by CPU% ▼``), or "" for the default."""
