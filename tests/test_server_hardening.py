@@ -246,3 +246,66 @@ async def test_a_store_that_fails_keeps_the_changes_for_the_next_flush(
 
     await until(lambda: asyncio.sleep(0, stored()), what="the change written by a later flush")
     assert calls >= 2
+
+
+# --- 3. a busy agent is not deleted under its tests ----------------------------------------------
+
+
+async def running(env: Env, agent: str, token: str, n: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A test of ``n`` containers on ``agent``, launched, acknowledged and reported running."""
+    test = (await env.http.post("/tests", json=spec(name="soak", containers=n))).json()
+    cmds = await poll(env, agent, token)
+    for cmd in cmds:
+        await ack(env, agent, token, cmd["id"])
+    await env.beat(agent, token, containers=[report(c, "running", docker_id="d" + c["container_id"]) for c in cmds])
+    return test, cmds
+
+
+async def test_deleting_a_busy_agent_is_409_naming_its_tests(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test, _ = await running(env, a1, t1)
+    before = await env.snapshot()
+    r = await env.http.delete(f"/agents/{a1}")
+    assert r.status_code == 409, r.text
+    assert "'soak'" in r.json()["detail"] and test["id"] in r.json()["detail"] and "force" in r.json()["detail"]
+    assert await env.snapshot() == before
+
+
+async def test_a_forced_delete_stops_collects_results_then_forgets(env: Env) -> None:
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test, cmds = await running(env, a1, t1, n=2)
+    r = await env.http.delete(f"/agents/{a1}", params={"force": "true"})
+    assert r.status_code == 202, r.text
+    # Kept while its containers stop: stops queued and repeated by heartbeats; no new placement.
+    assert sorted(c["kind"] for c in await poll(env, a1, t1)) == ["stop", "stop"]
+    live = [report(c, "running", docker_id="d" + c["container_id"]) for c in cmds]
+    assert len((await env.beat(a1, t1, containers=live))["stop"]) == 2
+    assert [a["id"] for a in (await env.http.get("/agents")).json()] == [a1]
+    assert (await env.http.post("/tests", json=spec(containers=1))).status_code == 409
+    # Its containers end with their final results: kept on the test; the agent forgotten, its token revoked.
+    final = {"samples": 150, "errors": 0, "avg_ms": 12.0, "min_ms": 1, "max_ms": 40, "duration_s": 5.0}
+    await env.beat(a1, t1, containers=[report(c, "finished", exit_code=0, final=final) for c in cmds])
+
+    async def forgotten() -> bool:
+        return bool((await env.http.get("/agents")).json() == [])
+
+    await until(forgotten, what="the retired agent forgotten")
+    r = await env.http.get(f"/agents/{a1}/commands", params={"timeout": 0}, headers=bearer(t1))
+    assert r.status_code == 401
+    ended = await get_test(env, test["id"])
+    assert ended["state"] == "finished" and ended["results"]["samples"] == 300
+
+
+async def test_a_forced_delete_of_an_offline_agent_forgets_it_at_once(start_server: Starter) -> None:
+    env = await start_server(late_after=0.2, offline_after=0.4)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test, _ = await running(env, a1, t1)
+
+    async def offline() -> bool:
+        return bool((await env.http.get(f"/agents/{a1}")).json()["status"] == "offline")
+
+    await until(offline, what="gen-1 offline")
+    assert (await env.http.delete(f"/agents/{a1}")).status_code == 409
+    assert (await env.http.delete(f"/agents/{a1}", params={"force": "true"})).status_code == 204
+    assert (await env.http.get("/agents")).json() == []
+    assert (await get_test(env, test["id"]))["containers"][0]["state"] in ("lost", "failed")

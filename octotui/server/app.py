@@ -260,14 +260,22 @@ def _routes() -> APIRouter:
     async def get_agent(agent_id: str, ctl: Ctl, _: Reader) -> Agent:
         return ctl.agent_out(ctl.agent_or_404(agent_id))
 
-    @api.delete("/agents/{agent_id}", status_code=204, tags=["agents"])
-    async def delete_agent(agent_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
-        """Forget an agent and revoke its token at once."""
+    @api.delete("/agents/{agent_id}", status_code=204, tags=["agents"], responses={202: {}, 409: {}})
+    async def delete_agent(
+        agent_id: str,
+        ctl: Ctl,
+        who: Writer,
+        request: Request,
+        force: Annotated[bool, Query(description="also an agent running containers: they are stopped first")] = False,
+    ) -> Response:
+        """Forget an agent and revoke its token at once (204). An agent running containers: 409
+        naming its tests, unless ``force``; forced, 202 while its containers are stopped and hand in
+        their results (it is forgotten once they ended), 204 when it is offline (they are lost)."""
         a = ctl.agent_or_404(agent_id)
         name = a.name
-        await ctl.delete_agent(agent_id)
-        await _audit(request, who, "agent.delete", agent_id, f"name={name}")
-        return Response(status_code=204)
+        done = await ctl.delete_agent(agent_id, force=force)
+        await _audit(request, who, "agent.delete", agent_id, f"name={name}" + (" force=true" if force else ""))
+        return Response(status_code=204 if done else 202)
 
     @api.get("/agents/{agent_id}/metrics", response_model=AgentMetrics, tags=["agents"])
     async def agent_metrics(

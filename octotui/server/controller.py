@@ -44,6 +44,7 @@ from octotui.protocol import (
     TokenInfo,
 )
 from octotui.server.auth import STARTUP_ADMIN, Principal, TokenIndex, hash_token, new_token
+from octotui.server.errors import Conflict
 from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
 from octotui.server.jmx import PlanError, validate_plan
 from octotui.server.placement import Candidate, PlacementError, place
@@ -482,13 +483,47 @@ class Controller:
             if c.agent_id in agent_ids:
                 self.feed.touch("container", c.id)
 
-    async def delete_agent(self, agent_id: str) -> None:
+    async def delete_agent(self, agent_id: str, force: bool = False) -> bool:
+        """Forget an agent and revoke its token; True when done now.
+
+        An agent running containers is refused (:class:`Conflict` naming its tests) unless
+        ``force``; forced, an agent still online is kept (retiring) while its containers are
+        stopped and hand in their results, and forgotten once they all ended (False); an offline
+        one is forgotten at once, its containers lost.
+        """
         a = self.agent_or_404(agent_id)
-        self._forget_agent(agent_id)
-        self._touch_containers_of({agent_id})
-        await self.store.delete_agent(agent_id)
+        live = [self.containers[cid] for cid in sorted(self.live.get(agent_id, ()))]
+        if live and not force:
+            tests = [self.tests[t] for t in dict.fromkeys(c.test_id for c in live) if t in self.tests]
+            names = ", ".join(f"{t.name!r} ({t.id})" for t in tests)
+            raise Conflict(
+                f"agent {a.name} ({a.id}) still runs {len(live)} container(s) of {names}: stop them first, or"
+                " delete it with force=true (its containers are stopped and their results kept, then it is forgotten)"
+            )
+        if live and self._status(a, time.time()) != "offline":
+            a.retiring = True
+            for c in live:
+                self._stop_container(c)
+            self.feed.touch("agent", a.id)
+            await self.flush()
+            log.info(
+                "agent %s (%s) retiring: %d container(s) stopped, forgotten once they ended", a.name, a.id, len(live)
+            )
+            return False
+        await self._delete_agent_now(a)
+        return True
+
+    async def _delete_agent_now(self, a: AgentRec) -> None:
+        self._forget_agent(a.id)
+        self._touch_containers_of({a.id})
+        await self.store.delete_agent(a.id)
         await self.flush()
         log.info("agent %s (%s) deleted, its token revoked", a.name, a.id)
+
+    async def retire_agents(self) -> None:
+        """Forget the retiring agents whose containers have all ended."""
+        for a in [a for a in self.agents.values() if a.retiring and not self.live.get(a.id)]:
+            await self._delete_agent_now(a)
 
     def heartbeat(self, agent_id: str, hb: Heartbeat) -> HeartbeatResponse:
         """Take one heartbeat. Synchronous and store-free: it runs on the hot path."""
@@ -889,7 +924,7 @@ class Controller:
         now = time.time()
         out = []
         for a in self.agents.values():
-            if a.provider_id != provider_id:
+            if a.provider_id != provider_id or a.retiring:
                 continue
             states = [self.containers[cid].state for cid in self.live.get(a.id, ())]
             reserved = sum(1 for state in states if state in ("pending", "pulling", "starting"))
@@ -1123,6 +1158,7 @@ class Controller:
             try:
                 self.tick()
                 await self.flush()
+                await self.retire_agents()
                 await self.sync_tokens()
                 if time.monotonic() - last_seen_saved >= 30:
                     last_seen_saved = time.monotonic()

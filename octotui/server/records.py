@@ -37,6 +37,8 @@ class AgentRec:
     health_ref: float = 0.0  # last heartbeat, or the server's start if later (grace after a restart)
     host: HostSample | None = None
     docker: DockerInfo | None = None
+    #: Deleted while its containers ran: they are being stopped; forgotten once they all ended.
+    retiring: bool = False
 
 
 @dataclass(slots=True)
