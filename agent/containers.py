@@ -783,7 +783,7 @@ class DockerRuntime:
                 self._early_stops.popitem(last=False)
         log.info("container %s: stop before its launch, remembered", container_id)
         await asyncio.to_thread(self._save_early_stops)
-        return "not running on this agent: its launch will not start it"
+        return "not running on this agent"
 
     async def _send_stop(self, tracked: Tracked) -> bool:
         if not tracked.shutdown_port:

@@ -130,8 +130,9 @@ def silent_registry() -> Iterator[str]:
 async def test_stop_before_the_launch_is_remembered_across_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "containers.json"
     first = DockerRuntime(tmp_path / "work", "a-1", state_file=state)
-    assert "will not start" in await first.stop("c-early", 20.0)
+    assert await first.stop("c-early", 20.0) == "not running on this agent"
     assert await first.stop("c-early", 20.0) == "not running on this agent"  # a repeat is a no-op
+    assert (tmp_path / "stops.json").read_text() == '["c-early"]'  # beside the command log, once
     await first.aclose()
     again = DockerRuntime(tmp_path / "work", "a-1", state_file=state)  # the agent restarted
     with pytest.raises(LaunchError, match=STOPPED_BEFORE_START):
@@ -454,3 +455,19 @@ async def test_a_command_of_an_unknown_kind_is_never_run_as_a_stop(tmp_path: Pat
     assert docker.calls == []
     assert len(acks) == 1 and not acks[0].ok
     await agent._http.aclose()
+
+
+# --- 5. a container taken back carries no stale error ------------------------------------------
+
+
+@pytest.mark.docker
+async def test_a_container_adopted_again_reports_no_old_error(
+    runtime: DockerRuntime, fake_jmeter_image: str,  # noqa: F811
+) -> None:  # fmt: skip
+    command = _launch(fake_jmeter_image)
+    await runtime.launch(command)
+    await runtime._fail_all("docker engine unavailable: cut")  # what an engine lost does to every container
+    assert (await _report(runtime, command.container_id)).error == "docker engine unavailable: cut"
+    assert await runtime.adopt() == [command.container_id]  # the engine is back: the container still runs
+    report = await _report(runtime, command.container_id)
+    assert (report.state, report.error) == ("running", None)
