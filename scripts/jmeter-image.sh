@@ -7,7 +7,7 @@
 # Debian's JMeter 2.13 cannot load any plan with Debian's XStream 1.4.20 (ForbiddenClassException):
 # scripts/jmeter-xstream/ holds the small class that grants XStream's permissions through JMeter's
 # own saveservice.properties hook. Needs root (debootstrap), a Docker engine and a Debian mirror
-# (the first one in /etc/apt/sources.list*, or OCTOTUI_DEBIAN_MIRROR). Reads no standard input.
+# (the one this machine's apt uses, or OCTOTUI_DEBIAN_MIRROR). Reads no standard input.
 set -euo pipefail
 
 TAG="${1:-octotui-jmeter:local}"
@@ -25,6 +25,8 @@ die() {
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# shellcheck source=apt-mirror.sh
+. "$HERE/apt-mirror.sh"
 
 if image_exists "$TAG"; then
     say "image $TAG already exists, nothing to do"
@@ -55,16 +57,9 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
         || die "apt-get install ${need_packages[*]} failed"
 fi
 
-# The mirror this machine already uses (deb822 "URIs:" or one-line "deb URI SUITE ..."), never security.
-find_mirror() {
-    local uri
-    uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-            -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
-        | grep -E '/debian/?$' | grep -v -- '-security' | head -n 1 || true)"
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-MIRROR="${OCTOTUI_DEBIAN_MIRROR:-$(find_mirror)}"
+# The mirror this machine's apt already uses (scripts/apt-mirror.sh), or the one named.
+MIRROR="${OCTOTUI_DEBIAN_MIRROR:-}"
+[ -n "$MIRROR" ] || MIRROR="$(debian_mirror "$SUITE")" || die "no Debian mirror to debootstrap $SUITE from (above)"
 
 BUILD_DIR="$(mktemp -d /var/tmp/octotui-jmeter.XXXXXX)"
 ROOTFS="$BUILD_DIR/rootfs"
