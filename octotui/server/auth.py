@@ -5,10 +5,13 @@
 - a provider's registration token: may only register agents into that provider;
 - an agent token: may only act as that agent (heartbeat, poll, ack).
 
-Operator and agent tokens are stored as SHA-256 hashes; provider tokens as they are, since admins
-must read them to install agents. A presented token is hashed and looked up by its digest, so the
-secret is never compared byte by byte; the start-up admin token's digest is compared with
-``hmac.compare_digest``. Tokens are never logged.
+The store keeps every token it holds (operator, agent and provider registration tokens) only as its
+SHA-256 hash. A provider's registration token is shown once, in the answer that made it (creation or
+rotation), and never again; stores that kept them readable are converted when the server opens them.
+The start-up admin token is not in the store: it comes from the settings (``--admin-token``, or
+DATA_DIR/admin.token, mode 0600, written at first start) and is held here as its hash. A presented token
+is hashed and looked up by its digest, so the secret is never compared byte by byte; the start-up
+admin token's digest is compared with ``hmac.compare_digest``. Tokens are never logged.
 
 Operator tokens have names (unique; ``admin`` is the start-up token's): the audit log says which
 token made each change, and ``DELETE /api/v1/tokens/{name}`` revokes one at once.
