@@ -30,6 +30,7 @@ from octotui.config import (
 from octotui.server.app import create_app
 from octotui.server.auth import new_token
 from octotui.server.collector import Collector
+from octotui.server.datadir import DataDirError, lock_data_dir
 from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
@@ -177,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         parser.error("--tls-cert and --tls-key go together")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        lock = lock_data_dir(data_dir)  # before anything in it is read or written
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return 1
     _raise_open_files_limit()
     settings = ServerSettings(
         data_dir=data_dir,
@@ -197,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", settings.host, settings.port, exc)
         return 1
+    finally:
+        lock.close()
     return 0
 
 

@@ -247,7 +247,9 @@ class Store:
     async def save_provider(self, p: ProviderRec) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO providers (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                # An upsert, never a delete and insert: a row is only ever changed in place.
+                "INSERT INTO providers (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET name = excluded.name, token_hash = excluded.token_hash",
                 (p.id, p.name, p.token_hash, p.created_at),
             )
 
@@ -381,8 +383,12 @@ class Store:
 
         def run(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT OR REPLACE INTO agents (id, provider_id, name, location, version, registered_at, cpu_count,"
-                " memory_total, platform, token_hash, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO agents (id, provider_id, name, location, version, registered_at, cpu_count,"
+                " memory_total, platform, token_hash, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET provider_id = excluded.provider_id, name = excluded.name,"
+                " location = excluded.location, version = excluded.version, cpu_count = excluded.cpu_count,"
+                " memory_total = excluded.memory_total, platform = excluded.platform,"
+                " token_hash = excluded.token_hash, last_seen = excluded.last_seen",
                 (
                     a.id,
                     a.provider_id,
