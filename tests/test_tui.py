@@ -13,8 +13,9 @@ from textual.pilot import Pilot
 
 from octotui.client import Client
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
+from octotui.tui.forms import check_plan_path
 from octotui.tui.screens.agent import AgentScreen
-from octotui.tui.screens.launch import LaunchScreen, check_plan_path
+from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable

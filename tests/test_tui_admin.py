@@ -74,7 +74,7 @@ async def test_read_only_token_hides_every_change_and_a_forced_one_shows_the_403
             await pilot.press(key)
             assert not isinstance(app.screen, PromptScreen | ConfirmScreen)
         # The server enforces the role whatever the client does: force a change past the UI.
-        app.create_provider("sneaky")
+        app.actions.create_provider("sneaky")
         await until(pilot, lambda: any("Cannot create provider sneaky" in n for n in notes(app)), what="refusal")
         refusal = next(n for n in notes(app) if "sneaky" in n)
         assert "read-only token" in refusal and "refused" in refusal
@@ -101,7 +101,7 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await until(pilot, lambda: app.screen is dialog and TOKEN_PLACEHOLDER not in dialog.lines[1].command)
-        token = app.provider_tokens[lab["id"]]
+        token = app.actions.provider_tokens[lab["id"]]
         assert token != lab["token"] and "keeps only a hash" in str(dialog.query_one("#token-note").render())
         assert registers(server, lab["token"]) == 401, "the old token registers no more"
         native, docker = dialog.lines[1].command, dialog.lines[2].command
@@ -170,7 +170,7 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         await until(pilot, lambda: "edge" in providers_by_name(server), what="provider created")
         await until(pilot, lambda: table.row_count == 1)
         edge = providers_by_name(server)["edge"]
-        first = app.provider_tokens[str(edge["id"])]  # the creation's answer, kept for the install lines
+        first = app.actions.provider_tokens[str(edge["id"])]  # the creation's answer, kept for the install lines
         assert edge["token"] == "" and registers(server, first) == 200
 
         await pilot.press("r")
@@ -182,8 +182,9 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await until(pilot, lambda: app.provider_tokens[str(edge["id"])] != first, what="rotated")
-        assert registers(server, first) == 401 and registers(server, app.provider_tokens[str(edge["id"])]) == 200
+        await until(pilot, lambda: app.actions.provider_tokens[str(edge["id"])] != first, what="rotated")
+        rotated = app.actions.provider_tokens[str(edge["id"])]
+        assert registers(server, first) == 401 and registers(server, rotated) == 200
 
         # a duplicate name is the server's to refuse: the prompt stays open with its reason, so
         # the next keys are typed into it, never taken as hotkeys (d = delete, k = rotate...)

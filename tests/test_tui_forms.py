@@ -20,8 +20,10 @@ from textual.widgets import Input
 from octotui.client import Client
 from octotui.protocol import Placement, PlacementItem
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
+from octotui.tui.format import human_size
+from octotui.tui.forms import placement_text
 from octotui.tui.screens.help import HELP, HelpScreen
-from octotui.tui.screens.launch import LaunchScreen, human_size, placement_text
+from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
 
@@ -284,7 +286,7 @@ async def test_install_dialog_in_embedded_mode(
     start_agent(server, agents, tmp_path, provider["token"])
     settings = DashboardSettings(server=server.url, token=server.admin_token, refresh=0.5)
     app = create_app(settings, Client(server.url, settings.token, timeout=3), embedded=True)
-    app.provider_tokens[provider["id"]] = provider["token"]  # as the embedded mode knows it
+    app.actions.provider_tokens[provider["id"]] = provider["token"]  # as the embedded mode knows it
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: any(p.agents == 1 for p in app.providers), what="the agent registered")
         await pilot.press("p", "i")

@@ -17,9 +17,10 @@ from textual.command import CommandList
 from textual.widgets import Input
 
 from octotui.tui.app import OctoApp
+from octotui.tui.forms import parse_properties, placement_text
 from octotui.tui.install import TOKEN_PLACEHOLDER
 from octotui.tui.screens.audit import AuditScreen
-from octotui.tui.screens.launch import LaunchScreen, parse_properties, placement_text
+from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.screens.quit import QuitScreen
@@ -260,7 +261,7 @@ async def test_read_only_flag_with_an_admin_token_hides_the_provider_token(serve
     provider = make_provider(server)
     app = build_app(server, read_only=True)  # the admin token, but --read-only
     # as if this dashboard had made it (embedded mode knows the local provider's token)
-    app.provider_tokens[provider["id"]] = provider["token"]
+    app.actions.provider_tokens[provider["id"]] = provider["token"]
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: bool(app.providers))
         await pilot.press("p", "i")

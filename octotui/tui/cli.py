@@ -9,6 +9,7 @@ from pathlib import Path
 
 from octotui.client import Client
 from octotui.config import ConfigError, Option, add_options, positive_float, resolve, user_data_dir
+from octotui.embedded import Embedded, EmbeddedError
 from octotui.protocol import VERSION
 from octotui.tui.app import DashboardSettings, create_app
 
@@ -59,8 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = Client(settings.server, settings.token, verify=verify)
         create_app(settings, client).run()
         return 0
-    from octotui.embedded import Embedded, EmbeddedError
-
     data_dir = (settings.data_dir or user_data_dir()).expanduser()
     try:
         with Embedded(data_dir) as embedded:
@@ -69,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             client = Client(embedded.url, token)
             app = create_app(settings, client, embedded=True)
             app.supervise(embedded, token)
-            app.provider_tokens[embedded.provider_id] = embedded.provider_token
+            app.actions.provider_tokens[embedded.provider_id] = embedded.provider_token
             app.server_label = f"{embedded.url} (embedded)"
             app.run()
     except EmbeddedError as exc:

@@ -1,4 +1,4 @@
-"""Small text formatters shared by the widgets: ages, sizes, rates, percentages."""
+"""Small text formatters shared by the screens and widgets: ages, durations, sizes, rates, counts."""
 
 from __future__ import annotations
 
@@ -55,3 +55,20 @@ def bar(fraction: float, width: int) -> str:
     full, rest = divmod(eighths, 8)
     partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
     return ("█" * full + partial).ljust(width, "·")[:width]
+
+
+def plural(n: int, word: str) -> str:
+    """``1 container``, ``2 containers``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def human_size(n: int) -> str:
+    """Bytes in words, for messages: ``512 bytes``, ``1.3 KiB``, ``28.6 MiB``, ``4 MiB``."""
+    if n < 1024:
+        return plural(n, "byte")
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if round(value, 1) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"

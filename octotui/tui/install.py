@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 
@@ -10,8 +9,6 @@ from dataclasses import dataclass
 AGENT_IMAGE = "octotui-agent:latest"
 #: Shown instead of the registration token to tokens that may not see it (read-only).
 TOKEN_PLACEHOLDER = "PROVIDER_TOKEN"
-#: The same rule as the wire contract's ``Location``.
-_LOCATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -20,18 +17,6 @@ class InstallLine:
 
     label: str
     command: str
-
-
-def check_location(location: str) -> str | None:
-    """Why ``location`` cannot be an agent's location, or None when it can."""
-    value = location.strip()
-    if not value:
-        return "type a location, e.g. paris"
-    if len(value) > 64:
-        return "a location has at most 64 characters"
-    if not _LOCATION.match(value):
-        return "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-    return None
 
 
 def install_lines(server_url: str, token: str, location: str) -> list[InstallLine]:

@@ -1,11 +1,14 @@
-"""Past-tense messages posted by the app's poll worker; the app turns them into reactive values."""
+"""Messages the app handles: past-tense ones from its poll worker and its embedded-children
+supervisor (turned into reactive values and notices), and the requests of its screens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from textual.message import Message
 
+from octotui.client import Client
 from octotui.protocol import Agent, AgentMetrics, AuditEntry, Provider, ServerInfo, Test, TestSeries
 
 
@@ -87,3 +90,53 @@ class ServerRefused(Message):
     message: str
     status: int | None
     retry_in: float
+
+
+# --- the embedded children (see :mod:`octotui.tui.supervisor`) ---------------------------------
+
+
+@dataclass
+class EmbeddedNotice(Message):
+    """Something happened to an embedded child that the user must read (an exit, a failed start)."""
+
+    title: str
+    text: str
+
+
+@dataclass
+class EmbeddedDown(Message):
+    """The embedded server or agent is down: ``note`` says so in the status bar."""
+
+    note: str
+
+
+@dataclass
+class EmbeddedRestarted(Message):
+    """The exited children (``which``) run again at ``url``; ``client``: a new client for that
+    address when the server had to take another port (None: the same address)."""
+
+    which: str
+    url: str
+    client: Client | None
+
+
+# --- what screens ask for ----------------------------------------------------------------------
+
+#: What a detail screen needs fetched on every round, besides the lists.
+Detail = Literal["agent", "test", "audit"]
+
+
+@dataclass
+class DetailOpened(Message):
+    """A screen showing ``what`` (of ``key``: an agent or test id) opened: fetch it every round."""
+
+    what: Detail
+    key: str = ""
+
+
+@dataclass
+class DetailClosed(Message):
+    """The screen showing ``what`` of ``key`` closed: stop fetching it, unless another screen took over."""
+
+    what: Detail
+    key: str = ""

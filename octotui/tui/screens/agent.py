@@ -11,6 +11,8 @@ from textual.widgets import Footer, Label, Static
 
 from octotui.protocol import Agent, AgentMetrics, HostSample, Test
 from octotui.tui import format as fmt
+from octotui.tui import messages
+from octotui.tui.rows import agent_container_rows
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.tables import AgentContainersTable
@@ -69,26 +71,25 @@ class AgentScreen(DashboardScreen):
     def on_mount(self) -> None:
         # The age of a late or offline agent's last figures ticks on with nothing new arriving.
         self.set_interval(1.0, self._tick_age)
-        self.octo.follow_agent(self.agent_id)
+        self.app.post_message(messages.DetailOpened("agent", self.agent_id))
         self.watch(self.app, "agents", self._agents_changed)
         self.watch(self.app, "agent_metrics", self._metrics_changed)
         self.watch(self.app, "tests", self._tests_changed)
 
     def on_unmount(self) -> None:
-        if self.octo.poller.agent_id == self.agent_id:
-            self.octo.follow_agent(None)
+        self.app.post_message(messages.DetailClosed("agent", self.agent_id))
 
     def action_back(self) -> None:
         self.dismiss()
 
     @property
     def agent(self) -> Agent | None:
-        return next((a for a in self.octo.agents if a.id == self.agent_id), None)
+        return next((a for a in self.app.agents if a.id == self.agent_id), None)
 
     def resync(self) -> None:
-        self._agents_changed(self.octo.agents)
-        self._metrics_changed(self.octo.agent_metrics)
-        self._tests_changed(self.octo.tests)
+        self._agents_changed(self.app.agents)
+        self._metrics_changed(self.app.agent_metrics)
+        self._tests_changed(self.app.tests)
 
     def _agents_changed(self, agents: list[Agent]) -> None:
         if not self.feeding:
@@ -105,9 +106,7 @@ class AgentScreen(DashboardScreen):
             self._title = text
             title.update(text, layout=False)
             title.set_classes(f"-{agent.status}")
-        metrics = self.octo.agent_metrics
-        latest = metrics.samples[-1] if metrics and metrics.samples else agent.host
-        self._show_figures(agent, latest)
+        self._show_figures(agent, self._latest(agent))
 
     def _show_figures(self, agent: Agent, sample: HostSample | None) -> None:
         text = host_figures(agent, sample)
@@ -123,8 +122,14 @@ class AgentScreen(DashboardScreen):
     def _tick_age(self) -> None:
         agent = self.agent
         if agent is not None and agent.status != "online" and self.feeding:
-            metrics = self.octo.agent_metrics
-            self._show_figures(agent, metrics.samples[-1] if metrics and metrics.samples else agent.host)
+            self._show_figures(agent, self._latest(agent))
+
+    def _latest(self, agent: Agent) -> HostSample | None:
+        """The agent's latest host sample: the newest fetched for this screen, else the listing's."""
+        metrics = self.app.agent_metrics
+        if metrics is not None and metrics.agent_id == self.agent_id and metrics.samples:
+            return metrics.samples[-1]
+        return agent.host
 
     def _metrics_changed(self, metrics: AgentMetrics | None) -> None:
         if metrics is None or metrics.agent_id != self.agent_id or not self.feeding:
@@ -141,4 +146,4 @@ class AgentScreen(DashboardScreen):
     def _tests_changed(self, tests: list[Test]) -> None:
         if not self.feeding:
             return
-        self.query_one(AgentContainersTable).show(tests, self.agent_id)
+        self.query_one(AgentContainersTable).sync(agent_container_rows(tests, self.agent_id))

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Label, Static
 
 from octotui.protocol import AuditEntry
+from octotui.tui import messages
+from octotui.tui.rows import audit_rows
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.widgets.tables import AuditTable
 
@@ -34,17 +36,17 @@ class AuditScreen(DashboardScreen):
         table = self.query_one(AuditTable)
         table.sort_by("when", reverse=True)  # newest first: the arrow says descending
         table.focus()
-        self.octo.follow_audit(True)
+        self.app.post_message(messages.DetailOpened("audit"))
         self.watch(self.app, "audit", self._audit_changed)
 
     def on_unmount(self) -> None:
-        self.octo.follow_audit(False)
+        self.app.post_message(messages.DetailClosed("audit"))
 
     def action_back(self) -> None:
         self.dismiss()
 
     def resync(self) -> None:
-        self._audit_changed(self.octo.audit)
+        self._audit_changed(self.app.audit)
 
     def _audit_changed(self, audit: tuple[list[AuditEntry], str] | None) -> None:
         if audit is None or not self.feeding:
@@ -57,7 +59,7 @@ class AuditScreen(DashboardScreen):
         n = len(entries)
         title.update(f"Audit log · {'the latest change' if n == 1 else f'{n} latest changes'}, newest first")
         self._entries = {str(e.id): e for e in entries}
-        self.query_one(AuditTable).show(entries)
+        self.query_one(AuditTable).sync(audit_rows(entries))
         self._show_line()
 
     def _show_line(self) -> None:

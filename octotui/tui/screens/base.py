@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
+from textual import getters
 from textual.screen import ModalScreen, Screen
 
 from octotui.protocol import ServerInfo
+from octotui.tui.dashboard import DashboardApp
 from octotui.tui.state import Connection
 from octotui.tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from octotui.tui.app import OctoApp
 
 
 def thresholds_text(info: ServerInfo | None) -> str:
@@ -24,12 +23,10 @@ def thresholds_text(info: ServerInfo | None) -> str:
 class DashboardScreen(Screen[Any]):
     """A screen with the status bar on top, kept in step with the app."""
 
-    @property
-    def octo(self) -> OctoApp:
-        return cast("OctoApp", self.app)
+    app = getters.app(DashboardApp)
 
     def status_bar(self) -> StatusBar:
-        return StatusBar(self.octo.server_label, id="status")
+        return StatusBar(self.app.server_label, id="status")
 
     @property
     def feeding(self) -> bool:

@@ -12,9 +12,9 @@ from textual.widgets import Footer, Label
 
 from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, Test
 from octotui.tui import format as fmt
+from octotui.tui.rows import STATUS_STYLE
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable
-from octotui.tui.widgets.tables import STATUS_STYLE
 
 
 def balance(counts: Sequence[int]) -> Cell:
@@ -104,7 +104,7 @@ class DistributionScreen(DashboardScreen):
     def _changed(self) -> None:
         if not self.feeding:
             return
-        self.query_one(DistributionTable).sync(distribution_rows(self.octo.agents, self.octo.tests))
+        self.query_one(DistributionTable).sync(distribution_rows(self.app.agents, self.app.tests))
 
     def action_back(self) -> None:
         self.dismiss()

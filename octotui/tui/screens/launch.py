@@ -1,18 +1,15 @@
-"""The launch dialog: a plan file and where to run it; the placement is previewed before launch."""
+"""The launch dialog: a plan file and where to run it; the placement is previewed before launch.
+
+What the fields accept, and how they become a ``TestCreate``, is :mod:`octotui.tui.forms`'s.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
-import httpx
-from pydantic import ValidationError
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -21,48 +18,25 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static
 
 from octotui.client import ClientError, ServerUnreachable
-from octotui.protocol import Placement, TestCreate
-from octotui.tui.install import check_location
-from octotui.tui.screens.prompt import check_name
+from octotui.protocol import TestCreate
+from octotui.tui.actions import not_sent
+from octotui.tui.dashboard import DashboardApp
+from octotui.tui.format import plural
+from octotui.tui.forms import (
+    LIMITS,
+    MAYBE_STARTED,
+    REMEMBERED,
+    Form,
+    check_plan_path,
+    parse_count,
+    placement_text,
+    plan_label,
+    read_launch_form,
+    read_plan,
+)
 
-if TYPE_CHECKING:
-    from octotui.tui.app import OctoApp
-
-
-def check_plan_path(text: str, max_bytes: int | None = None) -> str | None:
-    """Why ``text`` cannot be used as a plan file, or None when it can."""
-    raw = text.strip()
-    if not raw:
-        return "type the path of a JMeter plan (.jmx)"
-    path = Path(raw).expanduser()
-    if not path.exists():
-        return f"no such file: {path}"
-    if path.is_dir():
-        return f"{path} is a directory, not a plan file"
-    if not os.access(path, os.R_OK):
-        return f"cannot read {path}: permission denied"
-    size = path.stat().st_size
-    if size == 0:
-        return f"{path} is empty"
-    if max_bytes and size > max_bytes:
-        return f"{path} is {human_size(size)}; the server accepts at most {human_size(max_bytes)}"
-    return None
-
-
-def human_size(size: int) -> str:
-    """``512 bytes``, ``1.3 KiB``, ``28.6 MiB``, ``4 MiB``."""
-    if size < 1024:
-        return plural(size, "byte")
-    value, unit = size / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if round(value, 1) < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
-
-
-def _read_plan(raw: str) -> str:
-    return Path(raw).expanduser().read_text(encoding="utf-8", errors="replace")
+#: The launch form's text fields, read into :func:`~octotui.tui.forms.read_launch_form`.
+FIELDS = ("plan", "name", "locations", "containers", "users", "duration", "rampup", "properties", "image")
 
 
 class PlanFile(Validator):
@@ -77,86 +51,16 @@ class PlanFile(Validator):
         return self.failure(problem, value) if problem else self.success()
 
 
-@dataclass(frozen=True)
-class Form:
-    """The dialog's fields, read and checked (``problem`` names the first bad one)."""
-
-    spec: TestCreate | None
-    problem: str | None
-    warnings: tuple[str, ...] = ()
-
-
-_PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-#: Properties that a field of the dialog sets too (the field wins on the server).
-FIELD_PROPERTIES = {"users": "Users/container", "duration": "Duration", "rampup": "Ramp-up"}
-#: The wire contract's limits, said in words.
-LIMITS = {
-    "containers": (1, 1000, "Containers", "at most 1000"),
-    "users": (1, 100_000, "Users/container", "at most 100000"),
-    "duration": (1, 7 * 24 * 3600, "Duration", "at most 7 days (604800 s)"),
-    "rampup": (0, 24 * 3600, "Ramp-up", "at most 1 day (86400 s)"),
-}
-
-
-def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
-    """``key=value`` pairs separated by spaces or commas, or why the text is not that."""
-    if ";" in text:
-        return {}, "Properties: separate key=value pairs with spaces or commas, not ';'"
-    properties: dict[str, str] = {}
-    for pair in re.split(r"[\s,]+", text.strip()):
-        if not pair:
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            return {}, f"Properties: expected key=value, got {pair!r}"
-        if not _PROPERTY_KEY.match(key):
-            return {}, f"Properties: {key!r} is not a property name (letters, digits, '_', '.', '-')"
-        if "=" in value:
-            return {}, f"Properties: one '=' per pair, got {pair!r} (missing a space or comma?)"
-        properties[key] = value
-    return properties, None
-
-
-def property_warnings(properties: dict[str, str], fields: dict[str, int | None]) -> list[str]:
-    """Properties that a field of the dialog overrides."""
-    warnings = []
-    for key, label in FIELD_PROPERTIES.items():
-        if key in properties and fields.get(key) is not None:
-            warnings.append(f"{key}={properties[key]} in Properties is overridden by {label} ({fields[key]})")
-    return warnings
-
-
-def _count(text: str, field: str, required: bool) -> tuple[int | None, str | None]:
-    low, high, what, limit = LIMITS[field]
-    raw = text.strip()
-    if not raw:
-        return None, (f"{what} is required" if required else None)
-    try:
-        value = int(raw)
-    except ValueError:
-        return None, f"{what}: a whole number, got {raw!r}"
-    if value < low:
-        return None, f"{what}: at least {low}"
-    if value > high:
-        return None, f"{what}: {limit}"
-    return value, None
-
-
 class WholeNumber(Validator):
-    """A count field of the dialog, checked as it is typed (see :data:`LIMITS`)."""
+    """A count field of the dialog, checked as it is typed (see :data:`~octotui.tui.forms.LIMITS`)."""
 
     def __init__(self, field: str) -> None:
         super().__init__()
         self.field = field
 
     def validate(self, value: str) -> ValidationResult:
-        _, problem = _count(value, self.field, self.field == "containers")
+        _, problem = parse_count(value, self.field)
         return self.failure(problem, value) if problem else self.success()
-
-
-def plural(n: int, word: str) -> str:
-    """``1 container``, ``2 containers``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class LaunchScreen(ModalScreen[str | None]):
@@ -179,14 +83,12 @@ class LaunchScreen(ModalScreen[str | None]):
         #: cancel it mid-request).
         self._launching = False
 
-    @property
-    def octo(self) -> OctoApp:
-        return cast("OctoApp", self.app)
+    app = getters.app(DashboardApp)
 
     def compose(self) -> ComposeResult:
-        info = self.octo.info
-        providers = self.octo.providers
-        last = self.octo.last_launch
+        info = self.app.info
+        providers = self.app.providers
+        last = self.app.last_launch
         options = [(p.name, p.id) for p in providers]
         default = next((p.id for p in providers if p.name == "local"), options[0][1] if options else Select.NULL)
         if last.get("provider") in {p.id for p in providers}:
@@ -243,58 +145,14 @@ class LaunchScreen(ModalScreen[str | None]):
 
     def read_form(self) -> Form:
         """The spec the fields describe (plan text read later), or the first problem."""
-        info = self.octo.info
-        plan_path = self._value("plan")
-        problem = check_plan_path(plan_path, info.max_plan_bytes if info else None)
-        if problem:
-            return Form(None, f"Plan file: {problem}")
+        info = self.app.info
         provider = self.query_one("#provider", Select).value
-        if provider is Select.NULL or provider is None:
-            return Form(None, "Provider: create a provider first")
-        containers, problem = _count(self._value("containers"), "containers", True)
-        users, problem2 = _count(self._value("users"), "users", False)
-        duration, problem3 = _count(self._value("duration"), "duration", False)
-        rampup, problem4 = _count(self._value("rampup"), "rampup", False)
-        problem = problem or problem2 or problem3 or problem4
-        if problem:
-            return Form(None, problem)
-        name = self._value("name").strip() or Path(plan_path.strip()).expanduser().stem
-        if problem := check_name(name):
-            given = "" if self._value("name").strip() else f" (the plan's file name {name!r})"
-            return Form(None, f"Name{given}: {problem}")
-        locations = [x.strip() for x in self._value("locations").split(",") if x.strip()] or None
-        for location in locations or ():
-            if problem := check_location(location):
-                return Form(None, f"Locations: {location!r}: {problem}")
-        image = self._value("image").strip() or None
-        properties, problem = parse_properties(self._value("properties"))
-        if problem:
-            return Form(None, problem)
-        try:
-            spec = TestCreate(
-                name=name,
-                plan="<pending/>",  # replaced by the file's text when sent
-                provider=str(provider),
-                containers=containers or 1,
-                locations=locations,
-                image=image,
-                users=users,
-                duration=duration,
-                rampup=rampup,
-                properties=properties,
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return Form(None, f"{where.capitalize()}: {first['msg']}")
-        warnings = property_warnings(properties, {"users": users, "duration": duration, "rampup": rampup})
-        if rampup is not None and duration is not None and rampup > duration:
-            warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
-        return Form(spec, None, tuple(warnings))
+        chosen = None if provider is Select.NULL or provider is None else str(provider)
+        fields = {name: self._value(name) for name in FIELDS}
+        return read_launch_form(fields, chosen, info.max_plan_bytes if info else None)
 
     async def _with_plan(self, spec: TestCreate) -> TestCreate:
-        raw = self._value("plan").strip()
-        text = await asyncio.to_thread(_read_plan, raw)
+        text = await asyncio.to_thread(read_plan, self._value("plan"))
         return spec.model_copy(update={"plan": text})
 
     # --- events -------------------------------------------------------------------------------
@@ -310,8 +168,7 @@ class LaunchScreen(ModalScreen[str | None]):
         self._invalidate()
 
     def _plan_file(self) -> str:
-        path = Path(self._value("plan").strip()).expanduser()
-        return f"{path.name} ({human_size(path.stat().st_size)})" if path.is_file() else path.name
+        return plan_label(self._value("plan"))
 
     def _plan_note(self, text: str, cls: str) -> None:
         status = self.query_one("#plan-status", Static)
@@ -323,7 +180,7 @@ class LaunchScreen(ModalScreen[str | None]):
     def _changed(self, event: Input.Changed | Select.Changed) -> None:
         self._invalidate()
         if isinstance(event, Input.Changed) and event.input.has_class("count"):
-            counts = (_count(self._value(f), f, f == "containers")[1] for f in LIMITS)
+            counts = (parse_count(self._value(f), f)[1] for f in LIMITS)
             problem = next((p for p in counts if p), None)
             if problem:
                 self._say(f"✗ {problem}", "-bad")
@@ -382,7 +239,7 @@ class LaunchScreen(ModalScreen[str | None]):
     async def _run_preview(self, spec: TestCreate) -> None:
         plan = self._value("plan")
         try:
-            placement = await self.octo.plan_test(await self._with_plan(spec))
+            placement = await self.app.actions.plan_test(await self._with_plan(spec))
         except (ClientError, OSError) as exc:
             self._previewed = None
             message = str(getattr(exc, "message", exc))
@@ -421,7 +278,7 @@ class LaunchScreen(ModalScreen[str | None]):
         unanswered = self._unanswered
         key = unanswered[1] if unanswered is not None and unanswered[0] == spec else f"launch-{uuid.uuid4().hex}"
         try:
-            test = await self.octo.create_test(await self._with_plan(spec), idempotency_key=key)
+            test = await self.app.actions.create_test(await self._with_plan(spec), idempotency_key=key)
         except ServerUnreachable as exc:
             if not_sent(exc):
                 text = f"✗ {exc.message}: nothing was sent"
@@ -445,38 +302,8 @@ class LaunchScreen(ModalScreen[str | None]):
             self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")
             return
         self._unanswered = None
-        self.octo.last_launch = {name: self._value(name) for name in REMEMBERED} | {
+        self.app.last_launch = {name: self._value(name) for name in REMEMBERED} | {
             "provider": str(self.query_one("#provider", Select).value)
         }
         self.notify(f"{test.name}: {plural(len(test.containers), 'container')} queued", title="Test launched")
         self.dismiss(test.id)
-
-
-#: What a launch sent without an answer means.
-MAYBE_STARTED = "The test may have started: look at the tests table (escape) before launching again."
-
-
-def not_sent(exc: ServerUnreachable) -> bool:
-    """True when the request never left: no connection could be made."""
-    return isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-#: Fields whose values the next launch dialog of the session starts with.
-REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image")
-
-
-def placement_text(placement: Placement, users: int | None = None) -> str:
-    """The total load, then one line per agent: where the containers would go."""
-    head = f"{plural(placement.containers, 'container')} on {plural(len(placement.items), 'agent')}"
-    head += f" of {placement.provider_name}"
-    lines = [head]
-    if users is not None:
-        total = placement.containers * users
-        per = f"{plural(placement.containers, 'container')} \N{MULTIPLICATION SIGN} {plural(users, 'user')}"
-        lines.append(f"load: {per} = {plural(total, 'user')}")
-    for item in placement.items[:4]:
-        lines.append(f"  {item.agent_name} ({item.location}): {plural(item.containers, 'container')}")
-    if len(placement.items) > 4:
-        rest = sum(i.containers for i in placement.items[4:])
-        lines.append(f"  … {plural(len(placement.items) - 4, 'more agent')}: {plural(rest, 'container')}")
-    return "\n".join(lines)

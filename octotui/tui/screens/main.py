@@ -11,7 +11,15 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input, Label
 
 from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
+from octotui.tui.format import plural
+from octotui.tui.forms import check_name
+from octotui.tui.rows import AgentRows, provider_rows, test_rows
+from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.prompt import PromptScreen
+from octotui.tui.screens.provider import ProviderScreen, rotation_question
+from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable, TestsTable
 
 #: Keys of this screen that change something, and what a read-only dashboard says of them.
@@ -48,6 +56,10 @@ class MainScreen(DashboardScreen):
             yield Input(placeholder="agents by name, provider, location, status · esc clears", id="filter")
         yield Footer()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._agent_rows = AgentRows()
+
     def on_mount(self) -> None:
         self.query_one("#filter-bar").display = False
         self.watch(self.app, "agents", self._agents_arrived)
@@ -60,42 +72,49 @@ class MainScreen(DashboardScreen):
         return self.query_one("#filter", Input).value
 
     def _late_after(self) -> float:
-        info: ServerInfo | None = self.octo.info
+        info: ServerInfo | None = self.app.info
         return info.late_after if info else 10.0
 
     def resync(self) -> None:
-        self._agents_changed(self.octo.agents)
-        self._tests_changed(self.octo.tests)
+        self._agents_changed(self.app.agents)
+        self._tests_changed(self.app.tests)
 
     def stale_changed(self, stale: bool) -> None:
-        self._agents_changed(self.octo.agents)
-        self._tests_changed(self.octo.tests)
+        self._agents_changed(self.app.agents)
+        self._tests_changed(self.app.tests)
 
     def _agents_arrived(self, agents: list[Agent]) -> None:
-        self._agents_changed(agents, self.octo.agents_changed_in(agents))
+        self._agents_changed(agents, self.app.agents_changed_in(agents))
 
     def _agents_changed(self, agents: list[Agent], changed: frozenset[str] | None = None) -> None:
         if not self.feeding:
             return
-        self.query_one(AgentsTable).show(agents, self._late_after(), self.needle, stale=self.stale, changed=changed)
-        self.query_one(ProvidersTable).show(self.octo.providers, agents)
+        self._show_agents(agents, self.needle, changed)
+        self.query_one(ProvidersTable).sync(provider_rows(self.app.providers, agents))
 
     def _providers_changed(self, providers: list[Provider]) -> None:
         if not self.feeding:
             return
-        self.query_one(ProvidersTable).show(providers, self.octo.agents)
+        self.query_one(ProvidersTable).sync(provider_rows(providers, self.app.agents))
 
     def _tests_changed(self, tests: list[Test]) -> None:
         if not self.feeding:
             return
-        self.query_one(TestsTable).show(tests, stale=self.stale)
+        self.query_one(TestsTable).sync(*test_rows(tests, stale=self.stale))
+
+    def _show_agents(self, agents: list[Agent], needle: str, changed: frozenset[str] | None = None) -> None:
+        table = self.query_one(AgentsTable)
+        late_after = self._late_after()
+        table.sync(
+            self._agent_rows.rows(agents, late_after, needle, stale=self.stale, changed=changed, shown=table.row_cells)
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in ("launch", "stop", "new_provider") and self.octo.read_only)
+        return not (action in ("launch", "stop", "new_provider") and self.app.read_only)
 
     def on_key(self, event: events.Key) -> None:
         # A key hidden in read-only mode reaches here unhandled: say why it does nothing.
-        if not self.octo.read_only:
+        if not self.app.read_only:
             return
         what = READ_ONLY_KEYS.get(event.key)
         if what is None and event.key in PROVIDER_KEYS and isinstance(self.focused, ProvidersTable):
@@ -120,7 +139,7 @@ class MainScreen(DashboardScreen):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_one(AgentsTable).show(self.octo.agents, self._late_after(), event.value, stale=self.stale)
+        self._show_agents(self.app.agents, event.value)
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -133,44 +152,36 @@ class MainScreen(DashboardScreen):
     def action_focus_table(self, which: str) -> None:
         self.query_one(f"#{which}").focus()
 
-    def action_launch(self) -> None:
-        self.octo.action_launch()
+    async def action_launch(self) -> None:
+        await self.app.run_action("launch")
 
     def action_new_provider(self) -> None:
         self.post_message(ProvidersTable.ProviderAction("new", None))
 
-    def action_distribution(self) -> None:
-        self.octo.action_distribution()
+    async def action_distribution(self) -> None:
+        await self.app.run_action("distribution")
 
-    def action_audit(self) -> None:
-        self.octo.action_audit()
+    async def action_audit(self) -> None:
+        await self.app.run_action("audit")
 
     @on(DataTable.RowSelected, "#agents")
     def _open_agent(self, event: DataTable.RowSelected) -> None:
-        from octotui.tui.screens.agent import AgentScreen
-
         if event.row_key.value:
             self.app.push_screen(AgentScreen(str(event.row_key.value)))
 
     @on(DataTable.RowSelected, "#tests")
     def _open_test(self, event: DataTable.RowSelected) -> None:
-        from octotui.tui.screens.test import TestScreen
-
         if event.row_key.value:
             self.app.push_screen(TestScreen(str(event.row_key.value)))
 
     @on(DataTable.RowSelected, "#providers")
     def _open_provider(self, event: DataTable.RowSelected) -> None:
-        from octotui.tui.screens.provider import ProviderScreen
-
         if event.row_key.value:
             self.app.push_screen(ProviderScreen(str(event.row_key.value)))
 
     @on(AgentsTable.RemoveAgent)
     def _remove_agent(self, event: AgentsTable.RemoveAgent) -> None:
-        from octotui.tui.screens.confirm import ConfirmScreen
-
-        agent = next((a for a in self.octo.agents if a.id == event.agent_id), None)
+        agent = next((a for a in self.app.agents if a.id == event.agent_id), None)
         if agent is None:
             self.notify("Select an agent first (a focuses the agents table)", severity="warning")
             return
@@ -181,7 +192,7 @@ class MainScreen(DashboardScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.octo.remove_agent(agent.id, agent.name)
+                self.app.actions.remove_agent(agent.id, agent.name)
 
         question = f"Remove agent {agent.name} ({agent.status}, {agent.provider_name}/{agent.location})?"
         question += " Its token is revoked; the records of its tests stay."
@@ -191,16 +202,12 @@ class MainScreen(DashboardScreen):
 
     @on(ProvidersTable.ProviderAction)
     def _provider_action(self, event: ProvidersTable.ProviderAction) -> None:
-        from octotui.tui.screens.confirm import ConfirmScreen
-        from octotui.tui.screens.prompt import PromptScreen, check_name
-        from octotui.tui.screens.provider import ProviderScreen, rotation_question
-
-        octo = self.octo
+        actions = self.app.actions
         if event.action == "new":
-            prompt = PromptScreen("Name of the new provider", check=check_name, submit=octo.submit_new_provider)
+            prompt = PromptScreen("Name of the new provider", check=check_name, submit=actions.submit_new_provider)
             self.app.push_screen(prompt)
             return
-        provider = next((p for p in octo.providers if p.id == event.provider_id), None)
+        provider = next((p for p in self.app.providers if p.id == event.provider_id), None)
         if provider is None:
             self.notify("Select a provider first (p focuses the providers table)", severity="warning")
             return
@@ -209,7 +216,7 @@ class MainScreen(DashboardScreen):
         elif event.action == "rename":
 
             async def rename(name: str) -> str | None:
-                return await octo.submit_rename_provider(provider.id, provider.name, name)
+                return await actions.submit_rename_provider(provider.id, provider.name, name)
 
             self.app.push_screen(
                 PromptScreen(f"Rename provider {provider.name}", provider.name, check=check_name, submit=rename)
@@ -218,7 +225,7 @@ class MainScreen(DashboardScreen):
 
             def deleted(yes: bool | None) -> None:
                 if yes:
-                    octo.delete_provider(provider.id, provider.name)
+                    actions.delete_provider(provider.id, provider.name)
 
             question = f"Delete provider {provider.name}?"
             if provider.agents == 1:
@@ -230,15 +237,13 @@ class MainScreen(DashboardScreen):
 
             def rotated(yes: bool | None) -> None:
                 if yes:
-                    octo.rotate_provider_token(provider.id, provider.name)
+                    actions.rotate_provider_token(provider.id, provider.name)
 
             self.app.push_screen(ConfirmScreen(rotation_question(provider.name)), rotated)
 
     def action_stop(self) -> None:
-        from octotui.tui.screens.confirm import ConfirmScreen
-
         test_id = self.query_one(TestsTable).selected_key
-        test = next((t for t in self.octo.tests if t.id == test_id), None)
+        test = next((t for t in self.app.tests if t.id == test_id), None)
         if test is None:
             self.notify("Select a test first (t focuses the tests table)", severity="warning")
             return
@@ -248,8 +253,7 @@ class MainScreen(DashboardScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.octo.stop_test(test.id, test.name)
+                self.app.actions.stop_test(test.id, test.name)
 
-        n = len(test.containers)
-        question = f"Stop test {test.name} and its {n} container{'s' if n != 1 else ''}?"
+        question = f"Stop test {test.name} and its {plural(len(test.containers), 'container')}?"
         self.app.push_screen(ConfirmScreen(question), confirmed)

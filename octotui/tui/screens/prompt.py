@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
@@ -84,13 +83,3 @@ class PromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-def check_name(value: str) -> str | None:
-    """The wire contract's rule for a provider's name, said in words."""
-    value = value.strip()
-    if len(value) > 64:
-        return "at most 64 characters"
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$", value):
-        return "letters, digits, space, '.', '_' and '-', starting with a letter or digit"
-    return None

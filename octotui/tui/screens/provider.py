@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,12 +13,11 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from octotui.protocol import Provider
-from octotui.tui.install import TOKEN_PLACEHOLDER, InstallLine, check_location, install_lines
-from octotui.tui.screens.launch import plural
-
-if TYPE_CHECKING:
-    from octotui.tui.app import OctoApp
-
+from octotui.tui.dashboard import DashboardApp
+from octotui.tui.format import plural
+from octotui.tui.forms import check_location
+from octotui.tui.install import TOKEN_PLACEHOLDER, InstallLine, install_lines
+from octotui.tui.screens.confirm import ConfirmScreen
 
 #: Why the embedded mode's lines serve this machine only.
 EMBEDDED_NOTE = (
@@ -51,18 +50,16 @@ class ProviderScreen(ModalScreen[None]):
         self.lines: list[InstallLine] = []
         self._token = ""
 
-    @property
-    def octo(self) -> OctoApp:
-        return cast("OctoApp", self.app)
+    app = getters.app(DashboardApp)
 
     @property
     def provider(self) -> Provider | None:
-        return next((p for p in self.octo.providers if p.id == self.provider_id), None)
+        return next((p for p in self.app.providers if p.id == self.provider_id), None)
 
     def server_url(self) -> str:
         """The URL agents should call: the server's own idea of it, else the one we use."""
-        info = self.octo.info
-        return (info.url if info and info.url else "") or self.octo.client.base_url
+        info = self.app.info
+        return (info.url if info and info.url else "") or self.app.actions.base_url
 
     def compose(self) -> ComposeResult:
         provider = self.provider
@@ -77,7 +74,7 @@ class ProviderScreen(ModalScreen[None]):
                 id="install-summary",
                 markup=False,
             )
-            if self.octo.embedded:
+            if self.app.embedded:
                 yield Label(EMBEDDED_NOTE, id="embedded-note", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Location ")
@@ -103,7 +100,7 @@ class ProviderScreen(ModalScreen[None]):
 
     def _visible_token(self, provider: Provider) -> str:
         # Read-only mode never shows a secret, whatever the token's role (a wall screen, a share).
-        return "" if self.octo.read_only else self.octo.provider_tokens.get(provider.id, "")
+        return "" if self.app.read_only else self.app.actions.provider_tokens.get(provider.id, "")
 
     def _show(self) -> None:
         location = self.query_one("#location", Input).value
@@ -123,7 +120,7 @@ class ProviderScreen(ModalScreen[None]):
                 "The token registers agents in this provider: keep it secret. The server keeps only"
                 " a hash of it and never shows it again (k makes a new one)."
             )
-        elif self.octo.read_only:
+        elif self.app.read_only:
             note.update(
                 f"Read-only mode: {TOKEN_PLACEHOLDER} stands for the registration token; an admin token"
                 " (without --read-only) gets the complete lines."
@@ -134,7 +131,7 @@ class ProviderScreen(ModalScreen[None]):
                 " and shows one only when it is made. k gives this provider a new one; agents already"
                 " registered keep working."
             )
-        keys = "↑↓ select · c copies the line · " + ("" if self.octo.read_only else "k new token · ")
+        keys = "↑↓ select · c copies the line · " + ("" if self.app.read_only else "k new token · ")
         self.query_one("#install-keys", Label).update(keys + "tab location · esc closes")
 
     @on(Input.Changed, "#location")
@@ -164,15 +161,13 @@ class ProviderScreen(ModalScreen[None]):
         self.notify(f"Copied the {line.label} line to the clipboard{warning}", title="Install")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "rotate" and self.octo.read_only:
+        if action == "rotate" and self.app.read_only:
             return None
         # "c" and "k" type into the location field when it has focus.
         return not (action in ("copy", "rotate") and isinstance(self.focused, Input))
 
     def action_rotate(self) -> None:
         """Give the provider a new registration token (after a confirmation) and show it."""
-        from octotui.tui.screens.confirm import ConfirmScreen
-
         provider = self.provider
         if provider is None:
             return
@@ -185,7 +180,7 @@ class ProviderScreen(ModalScreen[None]):
 
     @work(exclusive=True, exit_on_error=False)
     async def _rotate(self, provider_id: str, name: str) -> None:
-        why = await self.octo.attempt(self.octo.keeping_token(self.octo.client.rotate_provider_token(provider_id)))
+        why = await self.app.actions.submit_rotation(provider_id)
         if why is not None:
             self.notify(why, title=f"Cannot rotate the token of {name}", severity="error")
             return

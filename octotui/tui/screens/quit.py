@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
-from textual import work
+from textual import getters, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -15,9 +15,8 @@ from textual.widgets import Label, Static
 
 from octotui.client import ClientError
 from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, Test
-
-if TYPE_CHECKING:
-    from octotui.tui.app import OctoApp
+from octotui.tui.dashboard import DashboardApp
+from octotui.tui.format import plural
 
 #: Test states in which quitting asks first.
 ACTIVE_STATES = frozenset({"pending", "starting", "running"})
@@ -39,7 +38,7 @@ def quit_question(tests: list[Test], embedded: bool) -> str:
     """The dialog's text: how many tests run, and what leaving them means."""
     n = len(tests)
     names = ", ".join(t.name for t in tests[:3]) + (f" and {n - 3} more" if n > 3 else "")
-    text = f"{n} test{'s' if n != 1 else ''} running ({names})."
+    text = f"{plural(n, 'test')} running ({names})."
     if embedded:
         text += (
             " The local agent stops with the dashboard: left running, their containers run"
@@ -63,9 +62,7 @@ class QuitScreen(ModalScreen[None]):
         self.embedded = embedded
         self.stopping = False
 
-    @property
-    def octo(self) -> OctoApp:
-        return cast("OctoApp", self.app)
+    app = getters.app(DashboardApp)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="quit"):
@@ -81,7 +78,7 @@ class QuitScreen(ModalScreen[None]):
             self.dismiss(None)
 
     def action_leave(self) -> None:
-        self.octo.exit(0)
+        self.app.exit(0)
 
     def action_stop_and_quit(self) -> None:
         if not self.stopping:
@@ -90,19 +87,18 @@ class QuitScreen(ModalScreen[None]):
 
     @work(group="quit", exclusive=True, exit_on_error=False)
     async def _stop_and_quit(self) -> None:
-        client = self.octo.client
+        actions = self.app.actions
         ids = [t.id for t in self.tests]
-        self._status(f"stopping {len(ids)} test{'s' if len(ids) != 1 else ''}…")
-        results = await asyncio.gather(*(client.stop_test(i) for i in ids), return_exceptions=True)
-        refused = [r for r in results if isinstance(r, ClientError)]
-        if refused and len(refused) == len(ids):
+        self._status(f"stopping {plural(len(ids), 'test')}…")
+        refused = await actions.stop_tests(ids)
+        if refused is not None:
             self.stopping = False
-            self._status(f"✗ cannot stop: {refused[0].message}\n[l] quits anyway · [esc] stays")
+            self._status(f"✗ cannot stop: {refused}\n[l] quits anyway · [esc] stays")
             return
         deadline = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < deadline:
             try:
-                tests = {t.id: t for t in await client.tests()}
+                tests = {t.id: t for t in await actions.tests()}
             except ClientError as exc:
                 self._status(f"cannot follow the stop: {exc.message}; quitting")
                 break
@@ -112,4 +108,4 @@ class QuitScreen(ModalScreen[None]):
             left = deadline - time.monotonic()
             self._status(f"waiting for {len(waiting)} test(s) to stop… (quitting anyway in {left:.0f} s)")
             await asyncio.sleep(0.5)
-        self.octo.exit(0)
+        self.app.exit(0)

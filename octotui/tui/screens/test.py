@@ -12,17 +12,17 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Label, Static
 
 from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, ContainerRecord, Test, TestSeries
+from octotui.tui import messages
+from octotui.tui.format import plural
+from octotui.tui.rows import container_rows, live_containers
 from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.widgets.charts import WAITING, Chart
-from octotui.tui.widgets.tables import ContainersTable, live_containers
+from octotui.tui.widgets.tables import ContainersTable
 
 
 def _number(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _ms(value: float | None) -> str:
@@ -37,12 +37,12 @@ def test_summary(test: Test) -> str:
     first = f"{test.name} · {test.state} · {test.provider_name or test.provider}"
     if test.locations:
         first += f"/{','.join(test.locations)}"
-    first += f" · {live}/{total} container{'s' if total != 1 else ''} live · {test.image}"
+    first += f" · {live}/{plural(total, 'container')} live · {test.image}"
     # Whole-test figures, labelled so: the charts below show each interval's, which differ.
     some = r.samples > 0
     second = (
-        f"whole test: {_count(r.samples, 'sample')} · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms"
-        f" · errors {r.errors} ({r.error_percent:.2f}%) · {_count(r.active, 'user')}"
+        f"whole test: {plural(r.samples, 'sample')} · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms"
+        f" · errors {r.errors} ({r.error_percent:.2f}%) · {plural(r.active, 'user')}"
     )
     third = f"response times: min {_ms(r.min_ms if some else None)} · max {_ms(r.max_ms if some else None)}"
     if r.final:
@@ -104,36 +104,35 @@ class TestScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         self.query_one("#test-reason").display = False
-        self.octo.follow_test(self.test_id)
+        self.app.post_message(messages.DetailOpened("test", self.test_id))
         self.watch(self.app, "test_detail", self._detail_changed)
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(ContainersTable).focus()
 
     def resync(self) -> None:
-        self._detail_changed(self.octo.test_detail)
+        self._detail_changed(self.app.test_detail)
 
     def on_unmount(self) -> None:
-        if self.octo.poller.test_id == self.test_id:
-            self.octo.follow_test(None)
+        self.app.post_message(messages.DetailClosed("test", self.test_id))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in ("stop_test", "stop_container") and self.octo.read_only)
+        return not (action in ("stop_test", "stop_container") and self.app.read_only)
 
     def action_back(self) -> None:
         self.dismiss()
 
     def on_key(self, event: events.Key) -> None:
         # Keys hidden in read-only mode reach here unhandled: say why they do nothing.
-        if self.octo.read_only and event.key in ("s", "x"):
+        if self.app.read_only and event.key in ("s", "x"):
             event.stop()
             self.notify("read-only: stopping is disabled", severity="warning")
 
     @property
     def test(self) -> Test | None:
-        detail = self.octo.test_detail
+        detail = self.app.test_detail
         if detail is not None and detail[0].id == self.test_id:
             return detail[0]
-        return next((t for t in self.octo.tests if t.id == self.test_id), None)
+        return next((t for t in self.app.tests if t.id == self.test_id), None)
 
     def _show(self, test: Test) -> None:
         summary = test_summary(test)
@@ -147,7 +146,7 @@ class TestScreen(DashboardScreen):
             reason.update(f"reason: {test.reason}" if test.reason else "")
             reason.display = bool(test.reason)
         table = self.query_one(ContainersTable)
-        table.show(test.containers)
+        table.sync(container_rows(test.containers))
         self._show_container_line(test)
         empty = no_data_text(test)
         for chart in self.query(Chart):
@@ -167,7 +166,8 @@ class TestScreen(DashboardScreen):
         self._show_container_line()
 
     def _tests_changed(self, tests: list[Test]) -> None:
-        if self.feeding and self.octo.test_detail is None:
+        detail = self.app.test_detail
+        if self.feeding and (detail is None or detail[0].id != self.test_id):
             test = self.test
             if test is not None:
                 self._show(test)
@@ -186,8 +186,6 @@ class TestScreen(DashboardScreen):
         self.query_one("#err-chart", Chart).values = tuple(float(n) for n in [0, *added][: len(errors)])
 
     def action_stop_test(self) -> None:
-        from octotui.tui.screens.confirm import ConfirmScreen
-
         test = self.test
         if test is None or test.state in TERMINAL_TEST_STATES:
             self.notify("This test is not running", severity="warning")
@@ -195,13 +193,11 @@ class TestScreen(DashboardScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.octo.stop_test(test.id, test.name)
+                self.app.actions.stop_test(test.id, test.name)
 
         self.app.push_screen(ConfirmScreen(f"Stop test {test.name}?"), confirmed)
 
     def action_stop_container(self) -> None:
-        from octotui.tui.screens.confirm import ConfirmScreen
-
         test = self.test
         key = self.query_one(ContainersTable).selected_key
         container = next((c for c in test.containers if c.id == key), None) if test else None
@@ -215,6 +211,6 @@ class TestScreen(DashboardScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.octo.stop_container(test.id, container.id, label)
+                self.app.actions.stop_container(test.id, container.id, label)
 
         self.app.push_screen(ConfirmScreen(f"Stop {label} of {test.name}?"), confirmed)

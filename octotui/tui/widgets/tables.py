@@ -1,34 +1,18 @@
-"""The dashboard's tables: each turns wire models into keyed rows of :class:`Cell`."""
+"""The dashboard's tables: their columns, their keys and the messages those keys post.
+
+Their rows are made by the screens (see :mod:`octotui.tui.rows`): a table knows cells, never the
+wire contract.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from textual.binding import Binding
 from textual.message import Message
 
-from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, AuditEntry, ContainerRecord, Provider, Test
-from octotui.tui import format as fmt
-from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable
-
-STATUS_STYLE = {"online": "success", "late": "warning", "offline": "error"}
-TEST_STATE_STYLE = {
-    "pending": "secondary",
-    "starting": "warning",
-    "running": "success",
-    "stopping": "warning",
-    "finished": "foreground-muted",
-    "failed": "error",
-}
-CONTAINER_STATE_STYLE = {
-    **TEST_STATE_STYLE,
-    "pulling": "warning",
-    "lost": "error",
-}
-
+from octotui.tui.widgets.keyed_table import Column, KeyedTable
 
 #: Provider actions that change something: hidden in read-only mode.
 PROVIDER_WRITE_ACTIONS = frozenset({"new", "rename", "delete", "rotate"})
@@ -70,60 +54,6 @@ class ProvidersTable(KeyedTable):
         Column("locations", "Locations", 38),
     )
 
-    def show(self, providers: Sequence[Provider], agents: Sequence[Agent]) -> None:
-        online: dict[str, int] = {}
-        for agent in agents:
-            if agent.status == "online":
-                online[agent.provider] = online.get(agent.provider, 0) + 1
-        rows = {}
-        for p in providers:
-            up = online.get(p.id, 0)
-            rows[p.id] = (
-                Cell(p.name),
-                Cell(str(p.agents), sort=p.agents),
-                Cell(str(up), "success" if up else None, sort=up),
-                Cell(", ".join(p.locations) or "-"),
-            )
-        self.sync(rows)
-
-
-def _seen(agent: Agent, late_after: float, now: float, stale: bool = False) -> Cell:
-    # "now" while heartbeats are on time: an age ticking every second on every row would repaint
-    # the whole column each tick for no information.
-    if stale:
-        return Cell("stale", "warning", sort=float("inf"))
-    age = fmt.age_seconds(agent.last_seen, now)
-    if age is None:
-        return Cell("never", "foreground-muted", sort=float("inf"))
-    if age < late_after:
-        return Cell("now", sort=0.0)
-    return Cell(fmt.duration(age), STATUS_STYLE.get(agent.status), sort=age)
-
-
-def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False) -> tuple[Cell, ...]:
-    """The agents table's row for one agent (``stale``: the server cannot be reached)."""
-    host = agent.host
-    cpu = host.cpu_percent if host else None
-    mem = host.memory_percent if host else None
-    docker = agent.docker
-    if docker is None:
-        docker_cell = Cell("?", "foreground-muted")
-    elif docker.available:
-        docker_cell = Cell("yes", "success")
-    else:
-        docker_cell = Cell("no", "warning")
-    return (
-        Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
-        Cell(agent.name),
-        Cell(agent.provider_name or agent.provider[:8]),
-        Cell(agent.location),
-        Cell(fmt.percent(cpu), "warning" if (cpu or 0) >= 90 else None, sort=cpu),
-        Cell(fmt.percent(mem), "warning" if (mem or 0) >= 90 else None, sort=mem),
-        _seen(agent, late_after, now, stale),
-        Cell(agent.version or "-"),
-        docker_cell,
-    )
-
 
 class AgentsTable(KeyedTable):
     """Agents: status (colour and word), identity, live CPU/memory, last seen, version, docker.
@@ -158,61 +88,6 @@ class AgentsTable(KeyedTable):
         Column("docker", "Dkr", 3),
     )
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
-        self._shown_with: tuple[float, str, bool] | None = None
-
-    def show(
-        self,
-        agents: Iterable[Agent],
-        late_after: float,
-        needle: str = "",
-        *,
-        stale: bool = False,
-        changed: frozenset[str] | None = None,
-    ) -> None:
-        """Show the agents whose name, provider, location or status contains ``needle``.
-
-        ``stale``: the server cannot be reached, so every Seen cell says the figures are old.
-        ``changed``: only these agents changed since the last call (None: any may have), so the
-        others keep their rows, unless their Seen cell is an age that ticks.
-        """
-        now = time.time()
-        needle = needle.strip().lower()
-        settings = (late_after, needle, stale)
-        if settings != self._shown_with:
-            changed = None
-        self._shown_with = settings
-        rows = {}
-        for agent in agents:
-            if changed is not None and agent.id not in changed:
-                old = self.row_cells(agent.id)
-                if old is not None and old[6].text == "now":
-                    rows[agent.id] = old
-                    continue
-            if needle:
-                haystack = " ".join((agent.name, agent.provider_name, agent.location, agent.status, agent.version))
-                if needle not in haystack.lower():
-                    continue
-            rows[agent.id] = agent_cells(agent, late_after, now, stale)
-        self.sync(rows)
-
-
-def _elapsed(test: Test, now: float, stale: bool = False) -> Cell:
-    if test.started_at is None:
-        return Cell("-", sort=0.0)
-    if stale and test.ended_at is None:
-        # The server is out of reach: whether it still runs is unknown, so no clock runs on.
-        return Cell("stale", "warning", sort=float("inf"))
-    end = test.ended_at.timestamp() if test.ended_at else now
-    seconds = max(0.0, end - test.started_at.timestamp())
-    return Cell(fmt.duration(seconds), sort=seconds)
-
-
-def live_containers(test: Test) -> int:
-    """Containers of ``test`` that still run or are on their way."""
-    return sum(1 for c in test.containers if c.state not in TERMINAL_CONTAINER_STATES)
-
 
 class TestsTable(KeyedTable):
     """Tests: name, state, containers (live/total), hits/s, errors, elapsed."""
@@ -227,45 +102,6 @@ class TestsTable(KeyedTable):
         Column("elapsed", "Elapsed", 7, "right"),
         Column("provider", "Provider", 10),
     )
-
-    def show(self, tests: Sequence[Test], *, stale: bool = False) -> None:
-        """Show ``tests``; ``stale``: the server cannot be reached, so no elapsed time runs on."""
-        now = time.time()
-        rows = {}
-        for t in tests:
-            r = t.results
-            rows[t.id] = (
-                Cell(t.name),
-                Cell(t.state, TEST_STATE_STYLE.get(t.state)),
-                Cell(f"{live_containers(t)}/{len(t.containers)}", sort=len(t.containers)),
-                Cell(f"{r.throughput:.1f}", sort=r.throughput),
-                Cell(str(r.errors), "error" if r.errors else None, sort=r.errors),
-                _elapsed(t, now, stale),
-                Cell(t.provider_name or t.provider[:8]),
-            )
-        # Newest first while no column is chosen: the cursor starts on the test just launched.
-        self.sync(rows, order={t.id: -t.created_at.timestamp() for t in tests})
-
-
-def _live_figures(c: ContainerRecord) -> tuple[Cell, Cell, Cell]:
-    """CPU, memory and hits/s of a container: "-" once it has ended, as nothing of it runs."""
-    if c.state in TERMINAL_CONTAINER_STATES:
-        return Cell("-"), Cell("-"), Cell("-")
-    f = c.figures
-    return (
-        Cell(fmt.percent(c.cpu_percent), sort=c.cpu_percent),
-        Cell(fmt.size(c.memory_bytes), sort=c.memory_bytes),
-        Cell(f"{f.rate:.1f}" if f else "-", sort=f.rate if f else None),
-    )
-
-
-def _progress(c: ContainerRecord) -> Cell:
-    if c.state == "pulling" or (c.pull_progress is not None and c.pull_progress < 1):
-        p = c.pull_progress or 0.0
-        return Cell(f"{fmt.bar(p, 5)}{p * 100:3.0f}%", "warning", sort=p)
-    if c.error:
-        return Cell(c.error.splitlines()[0] if c.error.strip() else c.error, "error")
-    return Cell("")
 
 
 class ContainersTable(KeyedTable):
@@ -282,20 +118,6 @@ class ContainersTable(KeyedTable):
         Column("info", "Pull / error", 10, stretch=True),
     )
 
-    def show(self, containers: Iterable[ContainerRecord]) -> None:
-        rows = {}
-        for c in containers:
-            f = c.figures
-            rows[c.id] = (
-                Cell(f"#{c.index} {c.agent_name or c.agent[:8]}", sort=(c.agent_name, c.index)),
-                Cell(c.location or "-"),
-                Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
-                *_live_figures(c),
-                Cell(str(f.errors) if f else "-", "error" if f and f.errors else None, sort=f.errors if f else None),
-                _progress(c),
-            )
-        self.sync(rows)
-
 
 class AgentContainersTable(KeyedTable):
     """Containers placed on one agent, whatever their test."""
@@ -310,28 +132,6 @@ class AgentContainersTable(KeyedTable):
         Column("info", "Pull / error", 16, stretch=True),
     )
 
-    def show(self, tests: Iterable[Test], agent_id: str) -> None:
-        rows = {}
-        for t in tests:
-            for c in t.containers:
-                if c.agent != agent_id:
-                    continue
-                rows[c.id] = (
-                    Cell(t.name),
-                    Cell(str(c.index), sort=c.index),
-                    Cell(c.state, CONTAINER_STATE_STYLE.get(c.state)),
-                    *_live_figures(c),
-                    _progress(c),
-                )
-        self.sync(rows)
-
-
-def audit_what(entry: AuditEntry) -> str:
-    """What an audit entry changed, and how: its target, then its detail when that says more."""
-    if entry.detail and entry.target and entry.target not in entry.detail:
-        return f"{entry.target}: {entry.detail}"
-    return entry.detail or entry.target
-
 
 class AuditTable(KeyedTable):
     """The audit log: when, who (token name) with which role, what, on what, from where."""
@@ -344,19 +144,3 @@ class AuditTable(KeyedTable):
         Column("address", "From", 9),
         Column("what", "What", 11, stretch=True),
     )
-
-    def show(self, entries: Iterable[AuditEntry]) -> None:
-        rows = {}
-        today = time.strftime("%Y-%m-%d")
-        for e in entries:
-            local = e.ts.astimezone()
-            when = local.strftime("%H:%M:%S") if local.strftime("%Y-%m-%d") == today else local.strftime("%m-%d %H:%M")
-            rows[str(e.id)] = (
-                Cell(when, sort=e.ts.timestamp()),
-                Cell(e.actor),
-                Cell(e.role, "warning" if e.role == "admin" else None),
-                Cell(e.action),
-                Cell(e.address or "-"),
-                Cell(audit_what(e)),
-            )
-        self.sync(rows)

@@ -1,0 +1,184 @@
+"""Everything the dashboard's screens ask of the server, in one object that the app owns.
+
+Screens never hold the client: they call these methods. A change sent "in the background" runs in
+a worker of the app (it outlives the screen that asked), says its outcome in a notification (the
+server's reason on refusal), and wakes the poll worker so that its effect shows at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from textual.app import App
+
+from octotui.client import Client, ClientError, ServerUnreachable
+from octotui.protocol import Placement, Provider, Test, TestCreate
+from octotui.tui.poller import Poller
+
+#: What to do after making a provider: its registration token is shown in this dashboard only.
+CREATED_HINT = "i on it shows the lines that install agents, with its token (shown here only)"
+
+
+def not_sent(exc: ServerUnreachable) -> bool:
+    """True when the request never left: no connection could be made."""
+    return isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+class Actions:
+    """The client calls of the screens; ``app`` runs the background ones and shows their outcome."""
+
+    def __init__(self, app: App[Any], client: Client, poller: Poller) -> None:
+        self._app = app
+        self.client = client
+        self.poller = poller
+        #: Registration tokens by provider id, as made or rotated by this dashboard: the server
+        #: stores them hashed and shows each only in the answer that made it.
+        self.provider_tokens: dict[str, str] = {}
+
+    @property
+    def base_url(self) -> str:
+        """The address this dashboard reaches the server at."""
+        return self.client.base_url
+
+    def use(self, client: Client) -> None:
+        """Talk to ``client`` from now on (the embedded server came back on another port)."""
+        self.client = client
+        self.poller.use(client)
+
+    # --- launching (the launch dialog shows the outcome itself) --------------------------------
+
+    async def plan_test(self, spec: TestCreate) -> Placement:
+        """Dry run on the server; raises :class:`ClientError` with the server's message."""
+        return await self.client.plan_test(spec)
+
+    async def create_test(self, spec: TestCreate, idempotency_key: str | None = None) -> Test:
+        """Launch a test; raises :class:`ClientError` with the server's message.
+
+        ``idempotency_key``: the same launch sent again with it answers with the test the first
+        one made (its answer was lost) instead of starting a second.
+        """
+        test = await self.client.create_test(spec, idempotency_key)
+        self.poller.wake()
+        return test
+
+    # --- changes whose outcome is notified -----------------------------------------------------
+
+    def stop_test(self, test_id: str, name: str) -> None:
+        """Ask the server to stop a test."""
+        self._background(lambda: self.client.stop_test(test_id), f"Cannot stop {name}", f"Stopping {name}", "Test")
+
+    def stop_container(self, test_id: str, container_id: str, label: str) -> None:
+        """Ask the server to stop one container of a test."""
+        self._background(
+            lambda: self.client.stop_container(test_id, container_id),
+            f"Cannot stop {label}",
+            f"Stopping {label}",
+            "Container",
+        )
+
+    def create_provider(self, name: str) -> None:
+        """Create a provider named ``name``."""
+        self._background(
+            lambda: self._keeping_token(self.client.create_provider(name)),
+            f"Cannot create provider {name}",
+            f"Provider {name} created: {CREATED_HINT}",
+            "Provider",
+        )
+
+    def rename_provider(self, provider_id: str, old: str, new: str) -> None:
+        """Rename a provider."""
+        self._background(
+            lambda: self.client.rename_provider(provider_id, new),
+            f"Cannot rename {old}",
+            f"Provider {old} renamed to {new}",
+            "Provider",
+        )
+
+    def remove_agent(self, agent_id: str, name: str) -> None:
+        """Remove an agent that is not online."""
+        self._background(
+            lambda: self.client.delete_agent(agent_id), f"Cannot remove {name}", f"Agent {name} removed", "Agent"
+        )
+
+    def delete_provider(self, provider_id: str, name: str) -> None:
+        """Delete a provider."""
+        self._background(
+            lambda: self.client.delete_provider(provider_id),
+            f"Cannot delete {name}",
+            f"Provider {name} deleted",
+            "Provider",
+        )
+
+    def rotate_provider_token(self, provider_id: str, name: str) -> None:
+        """Give a provider a new registration token; agents already registered keep theirs."""
+        self._background(
+            lambda: self._keeping_token(self.client.rotate_provider_token(provider_id)),
+            f"Cannot rotate the token of {name}",
+            f"New registration token for {name} (i shows it); registered agents are not affected",
+            "Provider",
+        )
+
+    def _background(self, call: Callable[[], Awaitable[object]], failed: str, done: str, title: str) -> None:
+        self._app.run_worker(self._change(call, failed, done, title), group="actions", exit_on_error=False)
+
+    async def _change(self, call: Callable[[], Awaitable[object]], failed: str, done: str, title: str) -> None:
+        why = await self.attempt(call())
+        if why is not None:
+            self._app.notify(why, title=failed, severity="error")
+        else:
+            self._app.notify(done, title=title)
+
+    # --- changes asked by a dialog that shows the refusal itself -------------------------------
+
+    async def attempt(self, call: Awaitable[object]) -> str | None:
+        """Run one change on the server: None when done, else the server's reason in words."""
+        try:
+            await call
+        except ClientError as exc:
+            return f"the server refused: {exc.message}" if exc.status == 403 else exc.message
+        finally:
+            self.poller.wake()
+        return None
+
+    async def submit_new_provider(self, name: str) -> str | None:
+        """Create a provider: None when created (and notified), else why not."""
+        why = await self.attempt(self._keeping_token(self.client.create_provider(name)))
+        if why is None:
+            self._app.notify(f"Provider {name} created: {CREATED_HINT}", title="Provider")
+        return why
+
+    async def submit_rename_provider(self, provider_id: str, old: str, new: str) -> str | None:
+        """Rename a provider: None when renamed (and notified), else why not."""
+        if new == old:
+            return None
+        why = await self.attempt(self.client.rename_provider(provider_id, new))
+        if why is None:
+            self._app.notify(f"Provider {old} renamed to {new}", title="Provider")
+        return why
+
+    async def submit_rotation(self, provider_id: str) -> str | None:
+        """Give a provider a new registration token (kept in :attr:`provider_tokens`): None when
+        done, else why not."""
+        return await self.attempt(self._keeping_token(self.client.rotate_provider_token(provider_id)))
+
+    async def _keeping_token(self, call: Awaitable[Provider]) -> Provider:
+        provider = await call
+        if provider.token:
+            self.provider_tokens[provider.id] = provider.token
+        return provider
+
+    # --- quitting ------------------------------------------------------------------------------
+
+    async def stop_tests(self, test_ids: list[str]) -> str | None:
+        """Ask the server to stop every test of ``test_ids``: None when it took at least one, else
+        its reason for refusing them all."""
+        results = await asyncio.gather(*(self.client.stop_test(i) for i in test_ids), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, ClientError)]
+        return refused[0].message if refused and len(refused) == len(test_ids) else None
+
+    async def tests(self) -> list[Test]:
+        """Every test now; raises :class:`ClientError`."""
+        return await self.client.tests()

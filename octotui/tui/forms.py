@@ -1,0 +1,247 @@
+"""What the dashboard's forms accept, without Textual: the launch form read into a ``TestCreate``,
+names and locations checked, a placement said in words.
+
+The limits are the wire contract's (:mod:`octotui.protocol`), read from its field constraints, so a
+form never accepts what the server refuses nor refuses what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from annotated_types import Ge, Le
+from pydantic import StringConstraints, ValidationError
+
+from octotui.protocol import Location, Name, Placement, TestCreate
+from octotui.tui.format import human_size, plural
+
+
+def _string_rule(annotated: Any) -> StringConstraints:
+    return next(m for m in annotated.__metadata__ if isinstance(m, StringConstraints))
+
+
+_NAME = _string_rule(Name)
+_LOCATION = _string_rule(Location)
+
+
+def check_name(value: str) -> str | None:
+    """Why ``value`` cannot be a name (a provider's, a test's), or None when it can."""
+    value = value.strip()
+    if _NAME.max_length is not None and len(value) > _NAME.max_length:
+        return f"at most {_NAME.max_length} characters"
+    if not re.match(str(_NAME.pattern), value):
+        return "letters, digits, space, '.', '_' and '-', starting with a letter or digit"
+    return None
+
+
+def check_location(location: str) -> str | None:
+    """Why ``location`` cannot be an agent's location, or None when it can."""
+    value = location.strip()
+    if not value:
+        return "type a location, e.g. paris"
+    if _LOCATION.max_length is not None and len(value) > _LOCATION.max_length:
+        return f"a location has at most {_LOCATION.max_length} characters"
+    if not re.match(str(_LOCATION.pattern), value):
+        return "letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+    return None
+
+
+# --- the plan file ----------------------------------------------------------------------------
+
+
+def check_plan_path(text: str, max_bytes: int | None = None) -> str | None:
+    """Why ``text`` cannot be used as a plan file, or None when it can."""
+    raw = text.strip()
+    if not raw:
+        return "type the path of a JMeter plan (.jmx)"
+    path = Path(raw).expanduser()
+    if not path.exists():
+        return f"no such file: {path}"
+    if path.is_dir():
+        return f"{path} is a directory, not a plan file"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    size = path.stat().st_size
+    if size == 0:
+        return f"{path} is empty"
+    if max_bytes and size > max_bytes:
+        return f"{path} is {human_size(size)}; the server accepts at most {human_size(max_bytes)}"
+    return None
+
+
+def plan_label(text: str) -> str:
+    """The plan file's name, with its size once it is a file: ``plan.jmx (1.3 KiB)``."""
+    path = Path(text.strip()).expanduser()
+    return f"{path.name} ({human_size(path.stat().st_size)})" if path.is_file() else path.name
+
+
+def read_plan(text: str) -> str:
+    """The plan file's text (blocking: run it in a thread)."""
+    return Path(text.strip()).expanduser().read_text(encoding="utf-8", errors="replace")
+
+
+# --- counts and properties --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A count field of the launch form: the contract's bounds, and how the form names them."""
+
+    low: int
+    high: int
+    label: str
+    words: str  # the upper bound said in words
+
+
+def _limit(field: str, label: str, seconds: bool = False) -> Limit:
+    metadata = TestCreate.model_fields[field].metadata
+    low = next(m.ge for m in metadata if isinstance(m, Ge))
+    high = next(m.le for m in metadata if isinstance(m, Le))
+    assert isinstance(low, int) and isinstance(high, int)
+    words = f"at most {high}"
+    if seconds and high % 86400 == 0:
+        words = f"at most {plural(high // 86400, 'day')} ({high} s)"
+    return Limit(low, high, label, words)
+
+
+#: The count fields of the launch form, with the wire contract's limits.
+LIMITS = {
+    "containers": _limit("containers", "Containers"),
+    "users": _limit("users", "Users/container"),
+    "duration": _limit("duration", "Duration", seconds=True),
+    "rampup": _limit("rampup", "Ramp-up", seconds=True),
+}
+#: Properties that a field of the form sets too (the field wins on the server).
+FIELD_PROPERTIES = {"users": "Users/container", "duration": "Duration", "rampup": "Ramp-up"}
+_PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def parse_count(text: str, field: str) -> tuple[int | None, str | None]:
+    """The whole number typed in count ``field`` (None when empty), or why it is not acceptable."""
+    limit = LIMITS[field]
+    raw = text.strip()
+    if not raw:
+        return None, (f"{limit.label} is required" if field == "containers" else None)
+    try:
+        value = int(raw)
+    except ValueError:
+        return None, f"{limit.label}: a whole number, got {raw!r}"
+    if value < limit.low:
+        return None, f"{limit.label}: at least {limit.low}"
+    if value > limit.high:
+        return None, f"{limit.label}: {limit.words}"
+    return value, None
+
+
+def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
+    """``key=value`` pairs separated by spaces or commas, or why the text is not that."""
+    if ";" in text:
+        return {}, "Properties: separate key=value pairs with spaces or commas, not ';'"
+    properties: dict[str, str] = {}
+    for pair in re.split(r"[\s,]+", text.strip()):
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            return {}, f"Properties: expected key=value, got {pair!r}"
+        if not _PROPERTY_KEY.match(key):
+            return {}, f"Properties: {key!r} is not a property name (letters, digits, '_', '.', '-')"
+        if "=" in value:
+            return {}, f"Properties: one '=' per pair, got {pair!r} (missing a space or comma?)"
+        properties[key] = value
+    return properties, None
+
+
+def property_warnings(properties: dict[str, str], fields: dict[str, int | None]) -> list[str]:
+    """Properties that a field of the form overrides."""
+    warnings = []
+    for key, label in FIELD_PROPERTIES.items():
+        if key in properties and fields.get(key) is not None:
+            warnings.append(f"{key}={properties[key]} in Properties is overridden by {label} ({fields[key]})")
+    return warnings
+
+
+# --- the launch form --------------------------------------------------------------------------
+
+#: Fields whose values the next launch dialog of the session starts with.
+REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image")
+#: What a launch sent without an answer means.
+MAYBE_STARTED = "The test may have started: look at the tests table (escape) before launching again."
+
+
+@dataclass(frozen=True)
+class Form:
+    """The launch form's fields, read and checked (``problem`` names the first bad one)."""
+
+    spec: TestCreate | None
+    problem: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def read_launch_form(fields: Mapping[str, str], provider: str | None, max_plan_bytes: int | None) -> Form:
+    """The spec that the launch form's ``fields`` (text by field name) describe, its plan still to
+    be read (see :func:`read_plan`), or the first problem; ``provider``: the chosen provider's id."""
+    plan_path = fields.get("plan", "")
+    if problem := check_plan_path(plan_path, max_plan_bytes):
+        return Form(None, f"Plan file: {problem}")
+    if provider is None:
+        return Form(None, "Provider: create a provider first")
+    counts = {name: parse_count(fields.get(name, ""), name) for name in LIMITS}
+    if problem := next((p for _, p in counts.values() if p), None):
+        return Form(None, problem)
+    given = fields.get("name", "").strip()
+    name = given or Path(plan_path.strip()).expanduser().stem
+    if problem := check_name(name):
+        whose = "" if given else f" (the plan's file name {name!r})"
+        return Form(None, f"Name{whose}: {problem}")
+    locations = [x.strip() for x in fields.get("locations", "").split(",") if x.strip()] or None
+    for location in locations or ():
+        if problem := check_location(location):
+            return Form(None, f"Locations: {location!r}: {problem}")
+    properties, problem = parse_properties(fields.get("properties", ""))
+    if problem:
+        return Form(None, problem)
+    containers, users, duration, rampup = (counts[f][0] for f in ("containers", "users", "duration", "rampup"))
+    try:
+        spec = TestCreate(
+            name=name,
+            plan="<pending/>",  # replaced by the file's text when sent
+            provider=provider,
+            containers=containers or 1,
+            locations=locations,
+            image=fields.get("image", "").strip() or None,
+            users=users,
+            duration=duration,
+            rampup=rampup,
+            properties=properties,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Form(None, f"{where.capitalize()}: {first['msg']}")
+    warnings = property_warnings(properties, {"users": users, "duration": duration, "rampup": rampup})
+    if rampup is not None and duration is not None and rampup > duration:
+        warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
+    return Form(spec, None, tuple(warnings))
+
+
+def placement_text(placement: Placement, users: int | None = None) -> str:
+    """The total load, then one line per agent: where the containers would go."""
+    head = f"{plural(placement.containers, 'container')} on {plural(len(placement.items), 'agent')}"
+    head += f" of {placement.provider_name}"
+    lines = [head]
+    if users is not None:
+        total = placement.containers * users
+        per = f"{plural(placement.containers, 'container')} \N{MULTIPLICATION SIGN} {plural(users, 'user')}"
+        lines.append(f"load: {per} = {plural(total, 'user')}")
+    for item in placement.items[:4]:
+        lines.append(f"  {item.agent_name} ({item.location}): {plural(item.containers, 'container')}")
+    if len(placement.items) > 4:
+        rest = sum(i.containers for i in placement.items[4:])
+        lines.append(f"  … {plural(len(placement.items) - 4, 'more agent')}: {plural(rest, 'container')}")
+    return "\n".join(lines)
