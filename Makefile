@@ -4,18 +4,34 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+#: Exact versions and hashes of everything `make install` puts in $(VENV) (Python 3.11, Linux x86_64).
+LOCK := requirements.lock
+LOCK_ARGS ?=
 JMETER_IMAGE ?= octotui-jmeter:local
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint screenshots docker-engine jmeter-image agent-image test-tools bench clean
+.PHONY: install lock run test test-fast lint screenshots docker-engine jmeter-image agent-image test-tools bench clean
 
-$(STAMP): pyproject.toml
+# The lock (with --require-hashes) installs every dependency, the test extra and the build backend;
+# then the project itself, built with that backend; `pip check` fails when pyproject.toml asks for a
+# package the lock lacks (run `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## lock: re-resolve requirements.lock from pyproject.toml with pip-tools, in a throwaway venv; pins that
+## still fit are kept (`make lock LOCK_ARGS=--upgrade` takes the newest within pyproject.toml's bounds)
+lock:
+	tools=$$(mktemp -d) && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && "$$tools/bin/python" -m pip install --quiet 'pip-tools==7.6.2' && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tools/bin/pip-compile" --quiet --extra test --generate-hashes \
+		--allow-unsafe --strip-extras --build-deps-for editable --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 run: install
 	$(BIN)/octotui

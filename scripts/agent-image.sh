@@ -9,7 +9,7 @@
 # same hash nothing is done. This machine's pip fetches the wheels (Python 3.11, manylinux) into the
 # build context, so the build itself needs no network and bakes in no local trust store.
 # Needs a Docker engine; root and a Debian mirror only when the base image is missing (the first
-# mirror in /etc/apt/sources.list*, or OCTOTUI_DEBIAN_MIRROR). Reads no standard input.
+# mirror this machine's apt uses, or OCTOTUI_DEBIAN_MIRROR). Reads no standard input.
 set -euo pipefail
 
 TAG="${1:-octotui-agent:latest}"
@@ -39,7 +39,7 @@ die() {
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # What the image ships, and how it is built: any change to these files means a rebuild.
-SHIPPED=(agent/*.py agent/Dockerfile octotui/__init__.py octotui/protocol.py pyproject.toml README.md
+SHIPPED=(agent/*.py agent/Dockerfile octotui/__init__.py octotui/protocol.py pyproject.toml requirements.lock README.md
     scripts/agent-entrypoint.sh scripts/agent-image.sh)
 source_hash() {
     (cd "$ROOT" && for f in "${SHIPPED[@]}"; do
@@ -48,6 +48,8 @@ source_hash() {
     done) | sha256sum | cut -c1-32
 }
 image_hash() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
+# shellcheck source=apt-mirror.sh
+. "$HERE/apt-mirror.sh"
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (run scripts/docker-engine.sh first)"
 [ -n "$PIP_PYTHON" ] || die "no Python >= 3.11 with pip here (make install, or set OCTOTUI_PIP_PYTHON)"
@@ -78,16 +80,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The mirror this machine already uses (deb822 "URIs:" or one-line "deb URI SUITE ..."), never security.
-find_mirror() {
-    local uri
-    uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-            -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
-        | grep -E '/debian/?$' | grep -v -- '-security' | head -n 1 || true)"
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-
 if image_exists "$BASE_TAG"; then
     say "step 1/3: base image $BASE_TAG present"
 else
@@ -99,7 +91,9 @@ else
         apt-get install -y -qq --no-install-recommends debootstrap </dev/null >/dev/null \
             || die "apt-get install debootstrap failed"
     fi
-    MIRROR="${OCTOTUI_DEBIAN_MIRROR:-$(find_mirror)}"
+    # The mirror this machine's apt already uses (scripts/apt-mirror.sh), or the one named.
+    MIRROR="${OCTOTUI_DEBIAN_MIRROR:-}"
+    [ -n "$MIRROR" ] || MIRROR="$(debian_mirror "$SUITE")" || die "no Debian mirror to debootstrap $SUITE from (above)"
     ROOTFS="$WORK/rootfs"
     say "step 1/3: making base image $BASE_TAG: debootstrap minbase $SUITE with python3 (mirror $MIRROR, about a minute)"
     if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -124,7 +118,7 @@ rm -f "$SRC/agent/Dockerfile"
 cp "$ROOT/octotui/__init__.py" "$ROOT/octotui/protocol.py" "$SRC/octotui/"
 cp "$ROOT/pyproject.toml" "$ROOT/README.md" "$SRC/"
 cp "$ROOT/scripts/agent-entrypoint.sh" "$CONTEXT/"
-# Only the agent's dependencies, with the bounds of pyproject.toml.
+# Only the agent's dependencies, with the bounds of pyproject.toml and the versions of requirements.lock.
 "$PIP_PYTHON" - "$ROOT/pyproject.toml" >"$CONTEXT/requirements.txt" <<'PY'
 import re, sys, tomllib
 wanted = {"httpx", "psutil", "pydantic"}  # the agent speaks to Docker over httpx (agent/engine.py)
@@ -138,7 +132,7 @@ if ! "$PIP_PYTHON" -m pip download --quiet --dest "$CONTEXT/wheels" --only-binar
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     --platform "manylinux_2_36_$ARCH" --platform "manylinux_2_28_$ARCH" --platform "manylinux_2_17_$ARCH" \
     --platform "manylinux2014_$ARCH" --platform "manylinux1_$ARCH" --platform any \
-    -r "$CONTEXT/requirements.txt" </dev/null >"$WORK/pip.log" 2>&1; then
+    -r "$CONTEXT/requirements.txt" -c "$ROOT/requirements.lock" </dev/null >"$WORK/pip.log" 2>&1; then
     tail -n 30 "$WORK/pip.log" >&2
     die "pip download of the agent's dependencies failed (log above)"
 fi
