@@ -17,7 +17,7 @@ from typing import Any
 from annotated_types import Ge, Le
 from pydantic import StringConstraints, ValidationError
 
-from octotui.protocol import Location, Name, Placement, TestCreate
+from octotui.protocol import Location, Name, Placement, TestCreate, property_problem
 from octotui.tui.format import human_size, plural
 
 
@@ -116,9 +116,6 @@ LIMITS = {
     "duration": _limit("duration", "Duration", seconds=True),
     "rampup": _limit("rampup", "Ramp-up", seconds=True),
 }
-#: Properties that a field of the form sets too (the field wins on the server).
-FIELD_PROPERTIES = {"users": "Users/container", "duration": "Duration", "rampup": "Ramp-up"}
-_PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def parse_count(text: str, field: str) -> tuple[int | None, str | None]:
@@ -139,7 +136,8 @@ def parse_count(text: str, field: str) -> tuple[int | None, str | None]:
 
 
 def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
-    """``key=value`` pairs separated by spaces or commas, or why the text is not that."""
+    """``key=value`` pairs separated by spaces or commas, or why the text is not that (a name or a
+    value the contract refuses: see :func:`octotui.protocol.property_problem`)."""
     if ";" in text:
         return {}, "Properties: separate key=value pairs with spaces or commas, not ';'"
     properties: dict[str, str] = {}
@@ -149,21 +147,12 @@ def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             return {}, f"Properties: expected key=value, got {pair!r}"
-        if not _PROPERTY_KEY.match(key):
-            return {}, f"Properties: {key!r} is not a property name (letters, digits, '_', '.', '-')"
         if "=" in value:
             return {}, f"Properties: one '=' per pair, got {pair!r} (missing a space or comma?)"
+        if problem := property_problem(key, value):
+            return {}, f"Properties: {problem}"
         properties[key] = value
     return properties, None
-
-
-def property_warnings(properties: dict[str, str], fields: dict[str, int | None]) -> list[str]:
-    """Properties that a field of the form overrides."""
-    warnings = []
-    for key, label in FIELD_PROPERTIES.items():
-        if key in properties and fields.get(key) is not None:
-            warnings.append(f"{key}={properties[key]} in Properties is overridden by {label} ({fields[key]})")
-    return warnings
 
 
 # --- the launch form --------------------------------------------------------------------------
@@ -223,8 +212,11 @@ def read_launch_form(fields: Mapping[str, str], provider: str | None, max_plan_b
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return Form(None, f"{where.capitalize()}: {first['msg']}")
-    warnings = property_warnings(properties, {"users": users, "duration": duration, "rampup": rampup})
+        # The contract's own words; a rule on several fields (a property contradicting a field) has no place.
+        return Form(
+            None, f"{where.capitalize()}: {first['msg']}" if where else first["msg"][:1].upper() + first["msg"][1:]
+        )
+    warnings = []
     if rampup is not None and duration is not None and rampup > duration:
         warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
     return Form(spec, None, tuple(warnings))

@@ -1,0 +1,139 @@
+"""The launch form's logic without Textual or Docker: what it accepts is what the contract accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from octotui.protocol import Location, Name, TestCreate
+from octotui.tui.forms import LIMITS, check_location, check_name, parse_count, read_launch_form
+
+PLAN = Path(__file__).resolve().parents[1] / "examples" / "http-get.jmx"
+
+
+def fields(**values: str) -> dict[str, str]:
+    return {"plan": str(PLAN), "containers": "1"} | values
+
+
+def contract_accepts(field: str, value: int) -> bool:
+    spec = {"name": "t", "plan": "<x/>", "provider": "p", "containers": 1} | {field: value}
+    try:
+        TestCreate(**spec)  # type: ignore[arg-type]
+    except ValidationError:
+        return False
+    return True
+
+
+# Each count field takes the contract's bounds, from TestCreate itself.
+
+
+@pytest.mark.parametrize("field", sorted(LIMITS))
+def test_count_bounds_are_the_contracts(field: str) -> None:
+    limit = LIMITS[field]
+    for value in (limit.low - 1, limit.low, limit.high, limit.high + 1):
+        accepted = parse_count(str(value), field)[1] is None
+        assert accepted == contract_accepts(field, value), (field, value)
+
+
+def test_count_problems_in_words() -> None:
+    assert parse_count("", "containers") == (None, "Containers is required")
+    assert parse_count("", "users") == (None, None)
+    assert parse_count("2.5", "users") == (None, "Users/container: a whole number, got '2.5'")
+    assert parse_count("0", "duration") == (None, "Duration: at least 1")
+    assert parse_count("604801", "duration") == (None, "Duration: at most 7 days (604800 s)")
+    assert parse_count("86401", "rampup") == (None, "Ramp-up: at most 1 day (86400 s)")
+    assert parse_count("1001", "containers") == (None, "Containers: at most 1000")
+    assert parse_count(" 7 ", "containers") == (7, None)
+
+
+# check_name and check_location say no exactly when the contract's types do.
+
+
+@pytest.mark.parametrize("value", ["lab", "Lab 2", "a.b_c-d", "x" * 64, "x" * 65, "-lead", "é", "a/b", "a;b"])
+def test_check_name_agrees_with_the_contract(value: str) -> None:
+    try:
+        TypeAdapter(Name).validate_python(value)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert (check_name(value) is None) == valid
+
+
+@pytest.mark.parametrize("value", ["paris", "us-east.1", "x" * 64, "x" * 65, "two words", "_x", ""])
+def test_check_location_agrees_with_the_contract(value: str) -> None:
+    try:
+        TypeAdapter(Location).validate_python(value)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert (check_location(value) is None) == valid
+
+
+# The form's fields become a TestCreate, or the first problem in the form's words.
+
+
+def test_a_complete_launch_form() -> None:
+    form = read_launch_form(
+        fields(
+            name="",
+            locations="paris, lyon",
+            containers="3",
+            users="10",
+            duration="60",
+            rampup="90",
+            properties="users=10 host=example.org",
+            image=" jmeter:5 ",
+        ),
+        "prov-1",
+        max_plan_bytes=None,
+    )
+    assert form.problem is None and form.spec is not None
+    spec = form.spec
+    assert (spec.name, spec.provider, spec.containers, spec.locations) == ("http-get", "prov-1", 3, ["paris", "lyon"])
+    assert (spec.users, spec.duration, spec.rampup, spec.image) == (10, 60, 90, "jmeter:5")
+    assert spec.properties == {"users": "10", "host": "example.org"}
+    assert form.warnings == ("Ramp-up (90 s) is longer than Duration (60 s): not every user starts",)
+
+
+def test_launch_form_first_problem_wins_in_field_order(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.jmx")
+    assert read_launch_form(fields(plan=missing, containers="x"), "p", None).problem == (
+        f"Plan file: no such file: {missing}"
+    )
+    assert read_launch_form(fields(), None, None).problem == "Provider: create a provider first"
+    form = read_launch_form(fields(containers="0", users="x"), "p", None)
+    assert form.problem == "Containers: at least 1"
+    assert read_launch_form(fields(users="x", rampup="-1"), "p", None).problem == (
+        "Users/container: a whole number, got 'x'"
+    )
+
+
+def test_launch_form_name_locations_and_properties(tmp_path: Path) -> None:
+    odd = tmp_path / "my plan!.jmx"
+    odd.write_text("<jmeterTestPlan/>")
+    problem = read_launch_form(fields(plan=str(odd)), "p", None).problem or ""
+    assert problem.startswith("Name (the plan's file name 'my plan!'): letters, digits")
+    assert read_launch_form(fields(name="ok", plan=str(odd)), "p", None).problem is None
+    assert read_launch_form(fields(locations="paris,/x"), "p", None).problem == (
+        "Locations: '/x': letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+    )
+    assert "not ';'" in (read_launch_form(fields(properties="a=1;b=2"), "p", None).problem or "")
+
+
+def test_launch_form_says_the_contracts_refusals_in_its_words() -> None:
+    # Rules of the contract that the form does not restate: its refusal, named by field when it has one.
+    conflict = read_launch_form(fields(users="5", properties="users=7"), "p", None)
+    assert conflict.problem == "Property users='7' contradicts users=5: set users in one place"
+    reserved = read_launch_form(fields(properties="jmeterengine.nongui.port=1"), "p", None).problem or ""
+    assert reserved.startswith("Properties: property 'jmeterengine.nongui.port' is set by the agent itself")
+    image = read_launch_form(fields(image="Foo/Bar"), "p", None).problem or ""
+    assert image.startswith("Image: 'Foo/Bar' is not a Docker image reference (a repository name is lowercase")
+
+
+def test_launch_form_plan_too_large_for_the_server() -> None:
+    size = PLAN.stat().st_size
+    problem = read_launch_form(fields(), "p", max_plan_bytes=size - 1).problem or ""
+    assert problem.startswith("Plan file: ") and "the server accepts at most" in problem
+    assert read_launch_form(fields(), "p", max_plan_bytes=size).problem is None
