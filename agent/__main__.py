@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from agent import registry_auth
 from agent.settings import parse_settings
 
 # Libraries the agent never uses, refused to keep it under its footprint target (< 45 MB RSS):
@@ -36,6 +37,7 @@ async def _run(runtime: AgentRuntime) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``octotui-agent`` console script; returns the exit status."""
     settings = parse_settings(argv)
+    registry_auth.configure(settings.docker_config)  # every Engine the runtime makes reads this file
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(message)s",
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("octotui.agent").info("octotui-agent for %s, state in %s", settings.server, settings.state_dir)
+    if settings.docker_config is not None:
+        logging.getLogger("octotui.agent").info("registry logins from %s", settings.docker_config)
     return asyncio.run(_run(AgentRuntime(settings)))
 
 

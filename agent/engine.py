@@ -3,12 +3,14 @@
 The engine is found as the docker CLI finds it: ``DOCKER_HOST`` (``unix://PATH`` or ``tcp://HOST:PORT``,
 with ``DOCKER_TLS_VERIFY`` / ``DOCKER_CERT_PATH`` for TLS), else ``/var/run/docker.sock``. The API
 version is the engine's own (from ``/_ping``), capped at the newest one this module was written
-against, so an old engine and one that dropped old versions both understand it.
+against, so an old engine and one that dropped old versions both understand it. Pulls carry the
+registry's credentials (``X-Registry-Auth``) from the docker CLI's config file, see ``registry_auth``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -17,6 +19,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+from agent.registry_auth import RegistryAuth, RegistryAuthError
+
+log = logging.getLogger("octotui.agent")
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 #: The newest API version whose endpoints this module was checked against (Docker 27).
@@ -114,9 +120,12 @@ def _raise_for(response: httpx.Response) -> None:
 class Engine:
     """One Docker engine, reached by one pooled ``httpx.AsyncClient``. Every call may raise :class:`EngineError`."""
 
-    def __init__(self, host: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, host: str | None = None, env: Mapping[str, str] | None = None, auth: RegistryAuth | None = None
+    ) -> None:
         env = env if env is not None else os.environ
         self.host = host or engine_host(env)
+        self.auth = auth if auth is not None else RegistryAuth.from_env(env)
         transport, base_url = _transport(self.host, env)
         self._http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=_TIMEOUT, trust_env=False)
         self._prefix: str | None = None  # "/v1.41", once the engine said which versions it speaks
@@ -168,13 +177,25 @@ class Engine:
         return result
 
     async def pull(self, image: str) -> AsyncIterator[dict[str, Any]]:
-        """Pull ``image``, yielding the engine's progress events (``{"error": ...}`` ones included)."""
+        """Pull ``image``, yielding the engine's progress events (``{"error": ...}`` ones included).
+
+        With credentials for its registry in the config file, they go as ``X-Registry-Auth``; one that
+        cannot be read (a broken file, a missing or failing helper) raises :class:`EngineError` saying why.
+        """
         repository, tag = parse_image(image)
+        headers: dict[str, str] = {}
+        try:
+            credentials = await self.auth.lookup_async(image)
+        except RegistryAuthError as exc:
+            raise EngineError(f"registry credentials: {exc}") from exc
+        if credentials is not None:
+            headers["X-Registry-Auth"] = credentials.header()
+            log.info("pulling %s with credentials for %s (%s)", image, credentials.serveraddress, credentials.source)
         if self._prefix is None:
             await self.ping()
         try:
             async with self._http.stream("POST", f"{self._prefix}/images/create",
-                                         params={"fromImage": repository, "tag": tag},
+                                         params={"fromImage": repository, "tag": tag}, headers=headers,
                                          timeout=_STREAM_TIMEOUT) as response:  # fmt: skip
                 if response.status_code >= 400:
                     await response.aread()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from agent.registry_auth import RegistryAuth, RegistryAuthError, config_file
 from octotui.protocol import VERSION, RegisterRequest
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -37,6 +38,7 @@ class AgentSettings:
     ca_bundle: Path | None
     network_mode: str
     log_level: str
+    docker_config: Path | None = None
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -133,6 +135,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[OCTOTUI_NETWORK_MODE, default: host]",
     )
     add(
+        "--docker-config",
+        default=env.get("OCTOTUI_DOCKER_CONFIG"),
+        metavar="PATH",
+        help="docker CLI config file (or its folder) holding the logins of private registries to pull "
+        "JMeter images from: auths, credHelpers, credsStore; mount one in the agent's container, which has "
+        "no credential helpers [OCTOTUI_DOCKER_CONFIG, default: $DOCKER_CONFIG/config.json or "
+        "~/.docker/config.json]",
+    )
+    add(
         "--log-level",
         choices=LOG_LEVELS,
         default=env.get("OCTOTUI_LOG_LEVEL", "info").lower(),
@@ -165,6 +176,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             parser.error(f"--ca-bundle: {ca_bundle} holds no usable PEM certificate ({exc.reason or exc})")
         except OSError as exc:
             parser.error(f"--ca-bundle: cannot read {ca_bundle}: {exc.strerror or exc}")
+    docker_config = _docker_config(parser, args.docker_config) if args.docker_config else None
     state_dir = Path(args.state_dir).expanduser().absolute()
     work_dir = Path(args.work_dir).expanduser().absolute() if args.work_dir else state_dir / "work"
     return AgentSettings(
@@ -178,4 +190,17 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         ca_bundle=ca_bundle,
         network_mode=args.network_mode,
         log_level=args.log_level,
+        docker_config=docker_config,
     )
+
+
+def _docker_config(parser: argparse.ArgumentParser, text: str) -> Path:
+    """The config file ``--docker-config`` names, checked readable as JSON now rather than at the first pull."""
+    path = config_file(Path(text).absolute())
+    if not path.is_file():
+        parser.error(f"--docker-config: no such file: {path}")
+    try:
+        RegistryAuth(path, named=True).read()
+    except RegistryAuthError as exc:
+        parser.error(f"--docker-config: {exc}")
+    return path
