@@ -128,7 +128,10 @@ class RegistryAuth:
             return cls(_configured, named=True, env=env)
         if env.get("OCTOTUI_DOCKER_CONFIG"):
             return cls(config_file(Path(env["OCTOTUI_DOCKER_CONFIG"])), named=True, env=env)
-        folder = Path(env["DOCKER_CONFIG"]).expanduser() if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
+        if env.get("DOCKER_CONFIG"):
+            folder = Path(env["DOCKER_CONFIG"]).expanduser()
+        else:  # the CLI's home is $HOME, as here
+            folder = (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".docker"
         return cls(folder / "config.json", env=env)
 
     def read(self) -> dict[str, Any]:
