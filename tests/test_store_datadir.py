@@ -5,15 +5,19 @@ idempotency keys, a bounded database. Real ``octotui server`` processes where it
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from octotui.server.records import ProviderRec
-from octotui.server.store import Store
+from octotui.server.store import SCHEMA_VERSION, Snapshot, Store
 from tests.conftest import ServerProcess, free_port
 
 ADMIN = "test-admin-token"
+FIXTURE = Path(__file__).parent / "data" / "store-v1.sqlite"
 
 
 def run_server(data_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -65,3 +69,103 @@ def test_a_provider_is_updated_in_place_never_deleted_and_inserted(tmp_path: Pat
         assert rows == [(before, "lyon", "h2")]
 
     asyncio.run(main())
+
+
+# --- 6. a database that is not ours, or damaged, is refused and left untouched -------------------
+
+
+def refused(tmp_path: Path, content: bytes | None, *expected: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    db = data / "octotui.db"
+    if content is not None:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    done = run_server(data)
+    assert done.returncode != 0, done.stderr
+    line = next((x for x in done.stderr.splitlines() if str(db) in x), "")
+    assert all(word in line for word in expected), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert db.read_bytes() == before
+    assert not db.with_name("octotui.db-wal").exists()
+
+
+def test_an_empty_database_is_not_a_fresh_install(tmp_path: Path) -> None:
+    refused(tmp_path, b"", "empty (0 bytes)", "move it away")
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, b"this is a text file, not a database\n" * 200, "not a SQLite database")
+
+
+def test_another_programs_database_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)")
+        db.executemany("INSERT INTO photos (path) VALUES (?)", [(f"/img/{i}.jpg",) for i in range(500)])
+    db.close()
+    refused(tmp_path, other.read_bytes(), "no octotui tables")
+
+
+def test_a_truncated_database_is_explained_without_a_traceback(tmp_path: Path) -> None:
+    whole = FIXTURE.read_bytes()  # a real octotui database, 18 pages
+    refused(tmp_path, whole[: len(whole) // 2], "damaged", "restore it from a backup")
+
+
+# --- 7. versioned migrations ---------------------------------------------------------------------
+
+
+def test_a_version_1_store_opens_with_everything_in_it(tmp_path: Path) -> None:
+    """tests/data/store-v1.sqlite was made by the code of 3656da1 (tests/data/make_store_v1.py)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURE, data / "octotui.db")
+
+    async def load() -> Snapshot:
+        store = Store(data / "octotui.db")
+        try:
+            return await store.open()
+        finally:
+            await store.close()
+
+    snap = asyncio.run(load())
+    assert [p.name for p in snap.providers] == ["paris-fleet"]
+    (agent,) = snap.agents
+    assert (agent.name, agent.location, agent.cpu_count, agent.instance) == ("gen-1", "paris", 4, None)
+    tests = {t.name: t for t in snap.tests}
+    ended, queued = tests["ended-test"], tests["queued-test"]
+    assert ended.state == "finished" and ended.results is not None and ended.results.samples == 120
+    assert queued.state == "pending"
+    assert {c.test_id: c.state for c in snap.containers} == {ended.id: "finished", queued.id: "pending"}
+    (command,) = snap.commands
+    assert command.kind == "launch" and command.test_id == queued.id
+    assert command.launch is not None and command.launch.plan == queued.plan and "jmeterTestPlan" in queued.plan
+    assert [name for _, _, name, _ in snap.operators] == ["ci-reader"]
+    with sqlite3.connect(data / "octotui.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (launch,) = db.execute("SELECT launch FROM commands").fetchone()
+        assert "plan" not in json.loads(launch)  # stored once, with its test
+        assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == 5
+    db.close()
+    # And a real server on it lists it all.
+    server = ServerProcess(data).start()
+    try:
+        with server.client() as api:
+            assert {t["name"]: t["state"] for t in api.get("/tests").json()} == {
+                "ended-test": "finished",
+                "queued-test": "pending",
+            }
+            assert [a["name"] for a in api.get("/agents").json()] == ["gen-1"]
+            assert "ci-reader" in [t["name"] for t in api.get("/tokens").json()]
+            assert len(api.get("/audit").json()) == 5
+    finally:
+        server.stop()
+
+
+def test_a_database_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    shutil.copy(FIXTURE, newer)
+    with sqlite3.connect(newer) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    refused(tmp_path, newer.read_bytes(), "newer octotui", "upgrade")

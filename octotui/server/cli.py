@@ -30,7 +30,7 @@ from octotui.config import (
 from octotui.server.app import create_app
 from octotui.server.auth import new_token
 from octotui.server.collector import Collector
-from octotui.server.datadir import DataDirError, lock_data_dir
+from octotui.server.datadir import DataDirError, check_database, lock_data_dir
 from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
@@ -181,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lock = lock_data_dir(data_dir)  # before anything in it is read or written
     except DataDirError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        check_database(data_dir / "octotui.db")  # refused here in one line, not in a startup traceback
+    except DataDirError as exc:
+        lock.close()
         log.error("%s", exc)
         return 1
     _raise_open_files_limit()

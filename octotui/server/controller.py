@@ -501,6 +501,7 @@ class Controller:
                 " delete it with force=true (its containers are stopped and their results kept, then it is forgotten)"
             )
         if live and self._status(a, time.time()) != "offline":
+            await self.store.save_agent(dataclasses.replace(a, retiring=True))  # a restart keeps it retiring
             a.retiring = True
             for c in live:
                 self._stop_container(c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 from typing import IO
 
@@ -40,3 +41,60 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     with contextlib.suppress(OSError):
         os.chmod(path, 0o600)
     return handle
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Tables every octotui database has had since its first version.
+OUR_TABLES = frozenset({"providers"})
+
+
+def damaged(path: Path, exc: BaseException | str) -> str:
+    return (
+        f"the database {path} is damaged ({exc}): restore it from a backup, or move it away to start"
+        " afresh (everything it held would be lost)"
+    )
+
+
+def check_database(path: Path) -> None:
+    """Refuse (:class:`DataDirError`, one line) a database file that exists but is not a usable
+    octotui database: empty, not SQLite, another program's, written by a newer octotui, or damaged.
+
+    Only reads: a refused file is left exactly as it was. An absent file is a fresh install.
+    """
+    from octotui.server.store import SCHEMA_VERSION  # the store imports this module
+
+    if not path.exists():
+        return
+    move = "move it away to start afresh (everything it held would be lost), or restore it from a backup"
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if not header:
+        raise DataDirError(f"the database {path} is empty (0 bytes), not an octotui database: {move}")
+    if header != SQLITE_HEADER:
+        raise DataDirError(f"{path} is not a SQLite database, so not an octotui database: {move}")
+    try:
+        # Without a write-ahead log to read, "immutable": SQLite then creates no -wal/-shm beside it.
+        wal = path.with_name(path.name + "-wal").exists()
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True)
+    except sqlite3.Error as exc:
+        raise DataDirError(damaged(path, exc)) from None
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and not tables & OUR_TABLES:
+            raise DataDirError(
+                f"the database {path} holds no octotui tables (another program's database?): "
+                "give the server another --data-dir, or move the file away"
+            )
+        if version > SCHEMA_VERSION:
+            raise DataDirError(
+                f"the database {path} was written by a newer octotui (schema version {version}, this one"
+                f" knows up to {SCHEMA_VERSION}): upgrade octotui"
+            )
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise DataDirError(damaged(path, "; ".join(problems)))
+    except sqlite3.DatabaseError as exc:
+        raise DataDirError(damaged(path, exc)) from None
+    finally:
+        db.close()

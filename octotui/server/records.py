@@ -32,13 +32,15 @@ class AgentRec:
     platform: str
     token_hash: str
     last_seen: float | None = None
+    #: The random id of the agent's state dir (None from older agents): its identity.
+    instance: str | None = None
+    #: Deleted while its containers ran: they are being stopped; forgotten once they all ended.
+    retiring: bool = False
     # --- live only, never persisted ---
     status: str = "offline"
     health_ref: float = 0.0  # last heartbeat, or the server's start if later (grace after a restart)
     host: HostSample | None = None
     docker: DockerInfo | None = None
-    #: Deleted while its containers ran: they are being stopped; forgotten once they all ended.
-    retiring: bool = False
 
 
 @dataclass(slots=True)

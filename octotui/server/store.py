@@ -22,6 +22,7 @@ from pydantic_core import PydanticSerializationError
 
 from octotui.protocol import AuditEntry, FinalResults, JMeterFigures, LaunchSpec, TestResults
 from octotui.server.auth import hash_token
+from octotui.server.datadir import DataDirError, check_database, damaged
 from octotui.server.errors import Unstorable
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
 
@@ -58,6 +59,67 @@ CREATE TABLE IF NOT EXISTS commands (
     test_id TEXT NOT NULL, created_at REAL NOT NULL, launch TEXT, grace_s REAL NOT NULL);
 """
 )
+
+
+def _split(script: str) -> list[str]:
+    return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    """The schema as it was when versions started to be kept."""
+    for stmt in _split(SCHEMA):
+        db.execute(stmt)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Durable idempotency keys; agents' instance ids and retiring flag; launches without the plan."""
+    db.execute(
+        "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, test_id TEXT NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+    db.execute("ALTER TABLE agents ADD COLUMN instance TEXT")
+    db.execute("ALTER TABLE agents ADD COLUMN retiring INTEGER NOT NULL DEFAULT 0")
+    # The plan is the test's: each launch held a copy of it (a 4 MiB plan on 40 containers, 160 MiB).
+    db.execute("UPDATE commands SET launch = json_remove(launch, '$.plan') WHERE launch IS NOT NULL")
+
+
+#: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
+#: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
+#: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1,
+    _v2,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring ``db`` (autocommit connection) to :data:`SCHEMA_VERSION`; returns the version it had."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return found
+
+
+def _create(path: Path) -> None:
+    """A new database with the whole schema, put in place only once complete: a start cut short
+    leaves no empty file behind that the next start would have to refuse."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        migrate(db)
+    finally:
+        db.close()
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -103,18 +165,26 @@ class Store:
 
     def _open(self) -> Snapshot:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            _create(self.path)  # only an absent file is a fresh install
+        check_database(self.path)
         # Test plans, names and token hashes: the owner's only (SQLite gives its -wal and -shm
         # files the database file's mode).
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         for path in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
             if path.exists():  # older stores' files, made before this rule
                 os.chmod(path, 0o600)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self._hash_provider_tokens()
-        return self._load()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            migrate(self.db)
+            self._hash_provider_tokens()
+            return self._load()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            self._close()
+            raise DataDirError(damaged(self.path, exc)) from None
 
     def _hash_provider_tokens(self) -> None:
         """Stores made before registration tokens were hashed kept them as-is: hash them, in one step.
@@ -163,13 +233,13 @@ class Store:
         snap.tokens = [tuple(row) for row in db.execute("SELECT hash, role, subject FROM tokens WHERE role = 'agent'")]
         snap.operators = self._operators()
         self._data_version = self._version()
-        snap.agents = [
-            AgentRec(*row)
-            for row in db.execute(
-                "SELECT id, provider_id, name, location, version, registered_at, cpu_count, memory_total,"
-                " platform, token_hash, last_seen FROM agents"
-            )
-        ]
+        for row in db.execute(
+            "SELECT id, provider_id, name, location, version, registered_at, cpu_count, memory_total,"
+            " platform, token_hash, last_seen, instance, retiring FROM agents"
+        ):
+            agent = AgentRec(*row[:11])
+            agent.instance, agent.retiring = row[11], bool(row[12])
+            snap.agents.append(agent)
         for row in db.execute(
             "SELECT id, name, provider_id, provider_name, locations, image, properties, plan, state, reason,"
             " created_at, started_at, ended_at, stop_requested, results, container_ids FROM tests ORDER BY created_at"
@@ -214,6 +284,7 @@ class Store:
                     updated_at=row[11],
                 )
             )
+        plans = {t.id: t.plan for t in snap.tests}
         for row in db.execute(
             "SELECT id, agent_id, kind, container_id, test_id, created_at, launch, grace_s FROM commands"
             " ORDER BY created_at"
@@ -226,7 +297,10 @@ class Store:
                     container_id=row[3],
                     test_id=row[4],
                     created_at=row[5],
-                    launch=LaunchSpec.model_validate_json(row[6]) if row[6] else None,
+                    # stored without the plan, which is its test's (stored once)
+                    launch=LaunchSpec.model_validate({**json.loads(row[6]), "plan": plans.get(row[4], "")})
+                    if row[6]
+                    else None,
                     grace_s=row[7],
                 )
             )
@@ -384,11 +458,13 @@ class Store:
         def run(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO agents (id, provider_id, name, location, version, registered_at, cpu_count,"
-                " memory_total, platform, token_hash, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " memory_total, platform, token_hash, last_seen, instance, retiring)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET provider_id = excluded.provider_id, name = excluded.name,"
                 " location = excluded.location, version = excluded.version, cpu_count = excluded.cpu_count,"
                 " memory_total = excluded.memory_total, platform = excluded.platform,"
-                " token_hash = excluded.token_hash, last_seen = excluded.last_seen",
+                " token_hash = excluded.token_hash, last_seen = excluded.last_seen, instance = excluded.instance,"
+                " retiring = excluded.retiring",
                 (
                     a.id,
                     a.provider_id,
@@ -401,6 +477,8 @@ class Store:
                     a.platform,
                     a.token_hash,
                     a.last_seen,
+                    a.instance,
+                    int(a.retiring),
                 ),
             )
             db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (a.id,))
@@ -518,4 +596,6 @@ def _container_row(c: ContainerRec) -> tuple[Any, ...]:
 
 
 def _command_row(c: CommandRec) -> tuple[Any, ...]:
-    return (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, _dump(c.launch), c.grace_s)
+    # Without the plan: it is the test's, stored once with it and put back at load.
+    launch = None if c.launch is None else c.launch.model_dump_json(exclude={"plan"})
+    return (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, launch, c.grace_s)
