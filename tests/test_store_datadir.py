@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from octotui.server.records import ProviderRec
 from octotui.server.store import SCHEMA_VERSION, Snapshot, Store
@@ -169,3 +173,49 @@ def test_a_database_of_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     refused(tmp_path, newer.read_bytes(), "newer octotui", "upgrade")
+
+
+# --- 4. idempotency keys outlive the server ------------------------------------------------------
+
+PLAN = (
+    '<?xml version="1.0"?><jmeterTestPlan version="1.2"><hashTree><TestPlan testname="t"/></hashTree></jmeterTestPlan>'
+)
+
+
+def wire_agent(api: httpx.Client, provider_token: str, name: str = "gen-1") -> tuple[str, str]:
+    """An agent at the wire level: registered, one heartbeat."""
+    r = api.post("/agents/register", json={"name": name, "location": "paris"}, headers=bearer(provider_token))
+    assert r.status_code == 200, r.text
+    agent_id, token = r.json()["agent_id"], r.json()["agent_token"]
+    host = {"ts": time.time(), "cpu_percent": 5.0, "cpu_per_core": [5.0, 5.0], "memory_percent": 20.0,
+            "memory_total": 8 * 1024**3, "memory_used": 1024**3}  # fmt: skip
+    body = {"host": host, "docker": {"available": True, "version": "24"}}
+    assert api.post(f"/agents/{agent_id}/heartbeat", json=body, headers=bearer(token)).status_code == 200
+    return agent_id, token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_idempotency_key_survives_a_server_crash(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    launch = {"name": "checkout", "plan": PLAN, "provider": "local", "containers": 1}
+    key = {"Idempotency-Key": "retry-after-crash-0001"}
+    try:
+        with server.client() as api:
+            provider = api.post("/providers", json={"name": "local"}).json()
+            wire_agent(api, provider["token"])
+            r = api.post("/tests", json=launch, headers=key)
+            assert r.status_code == 201, r.text
+            first = r.json()["id"]
+        server.restart(signal.SIGKILL)  # the answer was lost with the server
+        with server.client() as api:
+            r = api.post("/tests", json=launch, headers=key)
+            assert r.status_code == 200, r.text
+            assert r.json()["id"] == first and r.headers["Idempotent-Replayed"] == "true"
+            assert [t["id"] for t in api.get("/tests").json()] == [first]
+            # The same key for another launch is still refused.
+            assert api.post("/tests", json={**launch, "containers": 2}, headers=key).status_code == 422
+    finally:
+        server.stop()

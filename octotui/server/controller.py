@@ -152,6 +152,8 @@ class Controller:
                 c.stopping_since = now  # its agent gets the whole deadline again after a restart
         for cmd in snap.commands:
             self.commands.push(cmd)
+        since = now - self.settings.idempotency_ttl
+        self.launch_keys.load([row for row in snap.launch_keys if row[3] >= since])
 
     async def flush(self) -> None:
         """Write the tests, containers and commands changed since the last flush.
@@ -1053,7 +1055,7 @@ class Controller:
                 commands.append(self._command(candidate.id, "launch", c, spec_))
                 index += 1
         # Written first, published after: a refused write leaves nothing behind in memory.
-        await self.store.create_test(t, containers, commands)
+        await self.store.create_test(t, containers, commands, launch_key)
         self.tests[t.id] = t
         for c in containers:
             self.containers[c.id] = c
@@ -1154,7 +1156,7 @@ class Controller:
     async def run_background(self, stop: asyncio.Event) -> None:
         """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
         interval = max(0.1, min(1.0, self.settings.late_after / 5, self.settings.flush_interval))
-        last_seen_saved = time.monotonic()
+        last_seen_saved = keys_pruned = time.monotonic()
         while not stop.is_set():
             try:
                 self.tick()
@@ -1164,6 +1166,9 @@ class Controller:
                 if time.monotonic() - last_seen_saved >= 30:
                     last_seen_saved = time.monotonic()
                     await self.save_last_seen()
+                if time.monotonic() - keys_pruned >= 3600:
+                    keys_pruned = time.monotonic()
+                    await self.store.forget_launch_keys(time.time() - self.settings.idempotency_ttl)
             except Exception:
                 log.exception("background work failed; retrying")
             with contextlib.suppress(TimeoutError):

@@ -111,14 +111,19 @@ class CommandRec:
 class LaunchKeys:
     """Idempotency keys of launches: a key seen again answers with the test it made, never a second.
 
-    Kept in memory (the newest ``keep``): a client retrying after a lost answer does so within
-    seconds; after a server restart a key is new again.
+    Each key is stored with its test (in the same transaction) and loaded at start, so a retry
+    after a crash and restart (the usual case of a lost answer) finds it; kept ``ttl`` seconds.
     """
 
-    def __init__(self, keep: int = 10_000) -> None:
+    def __init__(self, keep: int = 100_000) -> None:
         self.keep = keep
         #: key -> (fingerprint of the request, id of the test made; None while it is being made)
         self._seen: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+
+    def load(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """Take the stored keys: (key, fingerprint, test id, created_at), oldest first."""
+        for key, fingerprint, test_id, _ in rows:
+            self._seen[key] = (fingerprint, test_id)
 
     def get(self, key: str) -> tuple[str, str | None] | None:
         return self._seen.get(key)

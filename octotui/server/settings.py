@@ -44,6 +44,8 @@ class ServerSettings:
     #: Seconds an agent has to confirm a stopped container ended (JMeter's stop grace, 20 s, plus
     #: a margin) before the test's reason names the containers that did not.
     stop_deadline: float = 30.0
+    #: Seconds an ``Idempotency-Key`` of a launch is kept (a retry after that starts a new test).
+    idempotency_ttl: float = 24 * 3600.0
     #: How often live state (container and test changes) is written to the store.
     flush_interval: float = 0.5
 

@@ -134,6 +134,8 @@ class Snapshot:
     tests: list[TestRec] = field(default_factory=list)
     containers: list[ContainerRec] = field(default_factory=list)
     commands: list[CommandRec] = field(default_factory=list)
+    #: Idempotency keys of launches: (key, request fingerprint, test id, created_at), oldest first.
+    launch_keys: list[tuple[str, str, str, float]] = field(default_factory=list)
 
 
 def _dump(model: Any) -> str | None:
@@ -284,6 +286,10 @@ class Store:
                     updated_at=row[11],
                 )
             )
+        snap.launch_keys = [
+            tuple(row)
+            for row in db.execute("SELECT key, fingerprint, test_id, created_at FROM idempotency ORDER BY created_at")
+        ]
         plans = {t.id: t.plan for t in snap.tests}
         for row in db.execute(
             "SELECT id, agent_id, kind, container_id, test_id, created_at, launch, grace_s FROM commands"
@@ -507,8 +513,15 @@ class Store:
 
     # --- tests, containers, commands -----------------------------------------------------------
 
-    async def create_test(self, t: TestRec, containers: list[ContainerRec], commands: list[CommandRec]) -> None:
-        """Write a new test, its containers and their launch commands in one transaction.
+    async def create_test(
+        self,
+        t: TestRec,
+        containers: list[ContainerRec],
+        commands: list[CommandRec],
+        launch_key: tuple[str, str] | None = None,
+    ) -> None:
+        """Write a new test, its containers, their launch commands and the ``launch_key``
+        (Idempotency-Key, request fingerprint) that made it, in one transaction.
 
         Raises :class:`Unstorable` (nothing written) when a value cannot be stored.
         """
@@ -523,11 +536,24 @@ class Store:
             db.executemany("INSERT INTO tests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", test_rows)
             db.executemany("INSERT INTO containers VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", container_rows)
             db.executemany("INSERT INTO commands VALUES (?,?,?,?,?,?,?,?)", command_rows)
+            if launch_key is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO idempotency (key, fingerprint, test_id, created_at) VALUES (?, ?, ?, ?)",
+                    (*launch_key, t.id, t.created_at),
+                )
 
         try:
             await self._run(self._tx, run)
         except (ValueError, sqlite3.InterfaceError) as exc:  # UnicodeEncodeError is a ValueError
             raise Unstorable(f"the test cannot be stored, nothing was made: {_why(exc)}") from None
+
+    async def forget_launch_keys(self, before: float) -> None:
+        """Delete the idempotency keys made before ``before``."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM idempotency WHERE created_at < ?", (before,))
+
+        await self._run(self._tx, run)
 
     async def save_changes(
         self,
