@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the proxy, TLS and image-pull tests need on this host: tinyproxy (a real HTTP proxy
 # with CONNECT, started by the tests on loopback with a config of their own), openssl (a throwaway
-# CA) and docker-registry (a real registry on loopback, as none on the internet is reachable).
+# CA), docker-registry (a real registry on loopback, as none on the internet is reachable) and
+# apache2-utils' htpasswd (the bcrypt logins of that registry in the private-registry tests).
 # Idempotent: nothing is done when all are present. Needs root to install. Reads no standard input.
 set -euo pipefail
 
@@ -11,8 +12,9 @@ need=()
 command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/sbin/tinyproxy ] || [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy-bin)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 if [ "${#need[@]}" -eq 0 ]; then
-    say "tinyproxy, openssl and docker-registry present, nothing to do"
+    say "tinyproxy, openssl, docker-registry and htpasswd present, nothing to do"
     exit 0
 fi
 [ "$(id -u)" = "0" ] || { echo "test-tools: error: installing ${need[*]} needs root: sudo bash $0" >&2; exit 1; }

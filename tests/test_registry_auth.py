@@ -306,6 +306,12 @@ def _launch(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, i
     return api, str(created.json()["id"])
 
 
+def _settled(api: Any, test_id: str) -> dict[str, Any] | None:
+    """The test's container once its launch is over (running, or ended), else None."""
+    container: dict[str, Any] = api.get(f"/tests/{test_id}").json()["containers"][0]
+    return container if container["state"] in ("running", "failed", "lost", "finished") else None
+
+
 def _cleanup(docker_client: Any, test_id: str, image: str) -> None:
     for container in docker_client.containers.list(all=True, filters={"label": f"io.octotui.test={test_id}"}):
         container.remove(force=True)
@@ -336,13 +342,9 @@ def test_authenticated_pull_runs_the_container(
         env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     api, test_id = _launch(server, agents, tmp_path, image, config, env)
     try:
-
-        def running() -> bool:
-            container = api.get(f"/tests/{test_id}").json()["containers"][0]
-            assert container["state"] not in ("failed", "lost"), container
-            return bool(container["state"] == "running")
-
-        wait_until(running, timeout=90, interval=0.2, what="the container running after an authenticated pull")
+        container = wait_until(lambda: _settled(api, test_id), timeout=90, interval=0.2,
+                               what="the container running (or failed) after an authenticated pull")  # fmt: skip
+        assert container["state"] == "running", container
         assert docker_client.images.get(image), "the image was pulled"
         log = agents[0].log()
         assert PASSWORD not in log and _basic(USER, PASSWORD) not in log, "no secret in the agent's log"
@@ -363,12 +365,8 @@ def test_wrong_password_fails_the_container_with_the_registrys_words(
     config = {"auths": {private_registry: {"auth": _basic(USER, "not-the-password")}}}
     api, test_id = _launch(server, agents, tmp_path, image, config)
     try:
-
-        def failed() -> dict[str, Any] | None:
-            container: dict[str, Any] = api.get(f"/tests/{test_id}").json()["containers"][0]
-            return container if container["state"] == "failed" else None
-
-        container = wait_until(failed, timeout=60, interval=0.2, what="the container failed")
+        container = wait_until(lambda: _settled(api, test_id), timeout=60, interval=0.2, what="the container failed")
+        assert container["state"] == "failed", container
         assert "unauthorized: authentication required" in (container["error"] or ""), container
         assert f"pull of {image} failed" in container["error"]
         assert "not-the-password" not in agents[0].log()
