@@ -111,7 +111,8 @@ Lines = Annotated[str, BeforeValidator(_lines)]
 ReportText = Annotated[str, BeforeValidator(_scrub_report)]
 ReportLine = Annotated[str, BeforeValidator(_scrub_line)]
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-Ident = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_IDENT), BeforeValidator(_line)]
+#: No Python check here (heartbeats carry several per container): the pattern refuses what _line would.
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_IDENT)]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$"),
@@ -363,7 +364,7 @@ class RegisterRequest(Model):
     previous_agent_id: Ident | None = None
     #: A random id kept in the agent's state dir: the identity belongs to that dir, not to the name
     #: (two machines with one host name are two agents). None from agents older than this field.
-    instance: Annotated[str, StringConstraints(max_length=64, pattern=_IDENT), BeforeValidator(_line)] | None = None
+    instance: Annotated[str, StringConstraints(max_length=64, pattern=_IDENT)] | None = None
 
 
 class RegisterResponse(Model):
