@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from test_api import Env, Starter, bearer, start_server
+from test_api import PLAN, Env, Starter, bearer, start_server
 from test_api_tests import ack, fleet, poll, report, spec
 
 from octotui.protocol import TestCreate
@@ -309,3 +309,31 @@ async def test_a_forced_delete_of_an_offline_agent_forgets_it_at_once(start_serv
     assert (await env.http.delete(f"/agents/{a1}", params={"force": "true"})).status_code == 204
     assert (await env.http.get("/agents")).json() == []
     assert (await get_test(env, test["id"]))["containers"][0]["state"] in ("lost", "failed")
+
+
+# --- 8. a plan is stored once per test; the database stays bounded -------------------------------
+
+
+async def test_a_big_plan_on_many_containers_is_stored_once(start_server: Starter) -> None:
+    env = await start_server(container_memory=1024 * 1024, checkpoint_interval=0.2)
+    agents = await fleet(env, "gen-1", "gen-2")
+    db = env.settings.db_path
+    wal = db.with_name(db.name + "-wal")
+
+    def size() -> int:
+        return db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+    await env.ctl.store.checkpoint()
+    before = size()
+    padding = "<!-- " + "x" * (1024 * 1024) + " -->"
+    plan = PLAN.replace("<hashTree>", padding + "<hashTree>", 1)
+    r = await env.http.post("/tests", json=spec(containers=40, plan=plan))
+    assert r.status_code == 201, r.text
+    for agent, token in agents:  # every launch handed out with the whole plan
+        launches = await poll(env, agent, token)
+        assert len(launches) == 20 and all(c["launch"]["plan"] == plan for c in launches)
+    grown = size() - before
+    assert grown < 3 * 1024 * 1024, f"the database grew by {grown / 1024 / 1024:.1f} MiB for one 1 MiB plan"
+    # The write-ahead log is emptied by the periodic checkpoint: what stays is the database.
+    await until(lambda: asyncio.sleep(0, not wal.exists() or wal.stat().st_size == 0), what="an empty WAL")
+    assert size() - before < 1.5 * 1024 * 1024

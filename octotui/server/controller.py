@@ -1156,7 +1156,7 @@ class Controller:
     async def run_background(self, stop: asyncio.Event) -> None:
         """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
         interval = max(0.1, min(1.0, self.settings.late_after / 5, self.settings.flush_interval))
-        last_seen_saved = keys_pruned = time.monotonic()
+        last_seen_saved = keys_pruned = checkpointed = time.monotonic()
         while not stop.is_set():
             try:
                 self.tick()
@@ -1166,6 +1166,9 @@ class Controller:
                 if time.monotonic() - last_seen_saved >= 30:
                     last_seen_saved = time.monotonic()
                     await self.save_last_seen()
+                if time.monotonic() - checkpointed >= self.settings.checkpoint_interval:
+                    checkpointed = time.monotonic()
+                    await self.store.checkpoint()
                 if time.monotonic() - keys_pruned >= 3600:
                     keys_pruned = time.monotonic()
                     await self.store.forget_launch_keys(time.time() - self.settings.idempotency_ttl)

@@ -46,6 +46,8 @@ class ServerSettings:
     stop_deadline: float = 30.0
     #: Seconds an ``Idempotency-Key`` of a launch is kept (a retry after that starts a new test).
     idempotency_ttl: float = 24 * 3600.0
+    #: Seconds between checkpoints that fold the store's write-ahead log back and empty it.
+    checkpoint_interval: float = 60.0
     #: How often live state (container and test changes) is written to the store.
     flush_interval: float = 0.5
 

@@ -179,6 +179,9 @@ class Store:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # The write-ahead log is folded back every 1,000 pages, and cut back to 4 MiB when it is.
+            self.db.execute("PRAGMA wal_autocheckpoint=1000")
+            self.db.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")
             migrate(self.db)
             self._hash_provider_tokens()
             return self._load()
@@ -546,6 +549,14 @@ class Store:
             await self._run(self._tx, run)
         except (ValueError, sqlite3.InterfaceError) as exc:  # UnicodeEncodeError is a ValueError
             raise Unstorable(f"the test cannot be stored, nothing was made: {_why(exc)}") from None
+
+    async def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and empty it (it never shrinks otherwise)."""
+
+        def run() -> None:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(run)
 
     async def forget_launch_keys(self, before: float) -> None:
         """Delete the idempotency keys made before ``before``."""
