@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from agent.containers import LABEL_SHUTDOWN_PORT, DockerRuntime, LaunchError
+from agent.containers import DockerRuntime
+from agent.launches import LABEL_SHUTDOWN_PORT
+from agent.records import LaunchError
 from octotui.protocol import (
     LABEL_AGENT,
     LABEL_COMMAND,

@@ -20,17 +20,12 @@ from typing import Any
 
 import pytest
 
-from agent.containers import (
-    LABEL_INSTANCE,
-    RESERVED_PROPERTIES,
-    STOPPED_BEFORE_START,
-    DockerRuntime,
-    LaunchError,
-    Tracked,
-    reserved_properties,
-)
-from agent.runtime import AgentRuntime, load_instance
+from agent.containers import DockerRuntime
+from agent.launches import LABEL_INSTANCE, RESERVED_PROPERTIES, reserved_properties
+from agent.records import STOPPED_BEFORE_START, LaunchError, Tracked
+from agent.runtime import AgentRuntime
 from agent.settings import parse_settings
+from agent.state import load_instance
 from octotui.protocol import LABEL_AGENT, TERMINAL_CONTAINER_STATES, Command, LaunchSpec
 from tests.conftest import AgentProcess, ServerProcess, wait_until
 from tests.faultkit import PLAN as HTTP_PLAN
@@ -454,7 +449,7 @@ async def test_a_command_of_an_unknown_kind_is_never_run_as_a_stop(tmp_path: Pat
     await agent._execute(command)
     assert docker.calls == []
     assert len(acks) == 1 and not acks[0].ok
-    await agent._http.aclose()
+    await agent.link.aclose()
 
 
 # --- 5. a container taken back carries no stale error ------------------------------------------

@@ -15,10 +15,14 @@ import certifi
 import psutil
 import pytest
 
-from agent.containers import Cgroups, DockerRuntime, LaunchError, jmeter_args
+from agent.cgroups import Cgroups
+from agent.containers import DockerRuntime
 from agent.host import HostSampler
-from agent.runtime import BACKOFF_CAP, CommandLog, Identity, backoff_delay
+from agent.launches import jmeter_args
+from agent.pacing import BACKOFF_CAP, backoff_delay
+from agent.records import LaunchError
 from agent.settings import parse_settings
+from agent.state import CommandLog, Identity
 from octotui.protocol import Command, CommandAck, LaunchSpec
 
 PLAN = "<jmeterTestPlan/>"

@@ -1,0 +1,232 @@
+"""The agent's link to the control server: register, heartbeat, poll, acknowledge, as the contract's models.
+
+Every failure is one of the errors below, decided in one place (:meth:`ServerLink._request`, with
+the table :data:`STATUS_ERRORS`), as httpx decides its own exceptions at its transport boundary:
+
+- :class:`ServerUnreachable`: no usable answer (refused, timed out, cut, 5xx); try again later.
+  :class:`CertificateRefused` and :class:`ConnectionCut` say more about why.
+- :class:`Refused`: the server answered and said no (4xx). :class:`AuthRefused` (401, 403): the
+  token presented is not accepted; :class:`Gone` (404): what was named is not known there.
+- :class:`UnexpectedAnswer`: an answer that is not what the contract says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import ValidationError
+
+from agent.settings import AgentSettings
+from agent.state import Identity
+from octotui.protocol import (
+    API_PREFIX,
+    VERSION,
+    Command,
+    CommandAck,
+    Heartbeat,
+    HeartbeatResponse,
+    RegisterRequest,
+    RegisterResponse,
+)
+
+log = logging.getLogger("octotui.agent")
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+class LinkError(Exception):
+    """Base of every failure of a call to the server."""
+
+
+class ServerUnreachable(LinkError):
+    """No usable answer from the server (refused, timed out, 5xx)."""
+
+
+class CertificateRefused(ServerUnreachable):
+    """The server's TLS certificate cannot be verified with the CA certificates the agent has."""
+
+
+class ConnectionCut(ServerUnreachable):
+    """A connection was made and the request sent, then closed before the whole answer came back."""
+
+
+class Refused(LinkError):
+    """The server answered with an error status below 500; ``detail`` is its reason."""
+
+    def __init__(self, what: str, status: int, detail: str) -> None:
+        super().__init__(f"{what} refused ({status}): {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class AuthRefused(Refused):
+    """The server refused the token presented (401/403)."""
+
+
+class Gone(Refused):
+    """The server does not know what the request names (404): this agent, or a command."""
+
+
+class UnexpectedAnswer(LinkError):
+    """An answer that does not read as the contract says."""
+
+
+#: Status codes below 500 with an error of their own; any other error status is :class:`Refused`.
+STATUS_ERRORS: dict[int, type[Refused]] = {401: AuthRefused, 403: AuthRefused, 404: Gone}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTiming:
+    """The part of the server's ``/info`` the agent lives by (read leniently: other fields may come and go)."""
+
+    heartbeat_interval: float
+    offline_after: float | None
+
+
+def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere in ``exc``'s causes, if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _transport_error(exc: httpx.TransportError) -> ServerUnreachable:
+    """The link's error for one of httpx's transport errors."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ServerUnreachable("no answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        failure = _cert_failure(exc)
+        if failure is not None:
+            why = f"certificate verify failed: {failure.verify_message}" if failure.verify_message else str(failure)
+            return CertificateRefused(f"cannot verify the server's certificate: {why}; pass --ca-bundle")
+    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError):
+        return ConnectionCut(str(exc) or type(exc).__name__)
+    return ServerUnreachable(str(exc) or type(exc).__name__)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return detail if isinstance(detail, str) else (response.text.strip()[:300] or response.reason_phrase)
+
+
+def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:
+    """The TLS trust for the server's client; for plain HTTP with no proxy, one that trusts nothing.
+
+    httpx loads its CA bundle into every client (~1 MiB) even when no TLS connection is ever made;
+    a context without any CA refuses TLS outright, should one be attempted.
+    """
+    if urlsplit(settings.server).scheme == "http" and not any(
+        os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES
+    ):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return settings.verify
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class ServerLink:
+    """One HTTP client to the control server (``HTTPS_PROXY``/``NO_PROXY`` honoured); close it with :meth:`aclose`."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.server = settings.server
+        self._http = httpx.AsyncClient(
+            base_url=settings.server + API_PREFIX,
+            timeout=httpx.Timeout(15.0, connect=10.0),
+            verify=_server_verify(settings),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY
+            headers={"User-Agent": f"octotui-agent/{VERSION}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to one request, or the link's error for what went wrong (the one mapping)."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from exc
+        if response.status_code >= 500:
+            raise ServerUnreachable(f"server error {response.status_code}")
+        if response.is_error:
+            error = STATUS_ERRORS.get(response.status_code, Refused)
+            raise error(what, response.status_code, _detail(response))
+        return response
+
+    async def register(self, provider_token: str, body: RegisterRequest) -> RegisterResponse:
+        """Present the provider token once; this agent's id and token."""
+        response = await self._request(
+            "registration", "POST", "/agents/register", json=body.model_dump(mode="json"),
+            headers=_bearer(provider_token),
+        )  # fmt: skip
+        try:
+            return RegisterResponse.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise UnexpectedAnswer(f"unexpected registration answer from {self.server}: {exc}") from exc
+
+    async def info(self, agent: Identity) -> ServerTiming:
+        """The server's heartbeat interval and offline threshold (they may change after registration)."""
+        response = await self._request("info", "GET", "/info", headers=_bearer(agent.agent_token))
+        try:
+            info = response.json()
+            offline_after = info.get("offline_after")
+            return ServerTiming(
+                float(info["heartbeat_interval"]), None if offline_after is None else float(offline_after)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UnexpectedAnswer(f"unreadable server info: {exc}") from exc
+
+    async def heartbeat(self, agent: Identity, beat: Heartbeat) -> HeartbeatResponse:
+        """Send one heartbeat; the server's answer (an empty one when it cannot be read)."""
+        response = await self._request(
+            "heartbeat", "POST", f"/agents/{agent.agent_id}/heartbeat", content=beat.model_dump_json(),
+            headers={**_bearer(agent.agent_token), "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            return HeartbeatResponse.model_validate_json(response.content)
+        except ValidationError:
+            return HeartbeatResponse()
+
+    async def poll(self, agent: Identity, wait: float, fresh: bool) -> list[Command]:
+        """Wait up to ``wait`` s for commands (``fresh``: all not acknowledged yet); malformed ones are skipped."""
+        response = await self._request(
+            "poll", "GET", f"/agents/{agent.agent_id}/commands",
+            params={"timeout": f"{wait:.1f}", "fresh": "true" if fresh else "false"},
+            headers=_bearer(agent.agent_token),
+            # the server holds the request up to its own cap (30 s): read longer than that
+            timeout=httpx.Timeout(15.0, connect=10.0, read=max(wait, 30.0) + 15.0),
+        )  # fmt: skip
+        try:
+            items = response.json() if response.content else []
+        except ValueError as exc:
+            raise UnexpectedAnswer(str(exc)) from exc
+        commands = []
+        for item in items if isinstance(items, list) else []:
+            try:
+                commands.append(Command.model_validate(item))
+            except ValidationError as exc:
+                log.warning("ignoring malformed command: %s", exc)
+        return commands
+
+    async def ack(self, agent: Identity, command_id: str, ack: CommandAck) -> None:
+        """Acknowledge one command with its outcome."""
+        await self._request(
+            "ack", "POST", f"/agents/{agent.agent_id}/commands/{command_id}/ack", json=ack.model_dump(),
+            headers=_bearer(agent.agent_token),
+        )  # fmt: skip

@@ -1,0 +1,157 @@
+"""What the agent knows of each container it launched or adopted (:class:`Tracked`), and the ended
+ones kept on disk until the server has seen them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.cgroups import CgroupFiles
+from agent.jmeter import FiguresTracker
+from agent.state import write_json
+from octotui.protocol import TERMINAL_CONTAINER_STATES, ContainerReport
+
+log = logging.getLogger("octotui.agent.containers")
+
+#: The error of a container stopped before JMeter ran (its launch refused or cut short).
+STOPPED_BEFORE_START = "stopped before it started"
+#: A container's error text is cut to this many characters.
+ERROR_TEXT_MAX = 2000
+#: An ended container's report goes out in this many successful heartbeats before the agent forgets it.
+_DELIVERIES = 3
+
+
+class LaunchError(Exception):
+    """A launch that cannot happen; the message is the reason sent back in the command's ack."""
+
+
+def message(exc: BaseException) -> str:
+    """``exc``'s text, or its type's name when it has none."""
+    return str(exc) or type(exc).__name__
+
+
+@dataclass
+class Tracked:
+    """What the agent knows of one container it launched or adopted."""
+
+    container_id: str
+    test_id: str
+    command_id: str | None
+    state: str
+    network_mode: str = "host"
+    docker_id: str | None = None
+    shutdown_port: int | None = None
+    memory_limit: int = 0
+    tracker: FiguresTracker = field(default_factory=FiguresTracker)
+    final: Any = None  # FinalResults | None
+    exit_code: int | None = None
+    error: str | None = None
+    pull_progress: float | None = None
+    stop_requested: bool = False
+    #: When a repeated stop may force ``docker stop`` (monotonic s): the first stop's grace has passed.
+    stop_deadline: float | None = None
+    pull_task: asyncio.Task[None] | None = None
+    cpu_percent: float = 0.0
+    memory_bytes: int = 0
+    cgroup: CgroupFiles | None = None
+    cgroup_checked: bool = False
+    last_cpu: tuple[int, float] | None = None  # (cpu ns, monotonic s)
+    deliveries: int = 0
+    finishing: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_CONTAINER_STATES
+
+    def report(self) -> ContainerReport:
+        return ContainerReport(
+            container_id=self.container_id,
+            test_id=self.test_id,
+            command_id=self.command_id,
+            docker_id=self.docker_id,
+            state=self.state,
+            cpu_percent=round(self.cpu_percent, 1),
+            memory_bytes=self.memory_bytes,
+            memory_limit=self.memory_limit,
+            figures=self.tracker.figures,
+            final=self.final,
+            exit_code=self.exit_code,
+            error=self.error,
+            pull_progress=self.pull_progress,
+        )
+
+
+def load_ended(path: Path | None) -> dict[str, Tracked]:
+    """The ended containers kept in ``path`` by :func:`save_ended` (none when it is absent or unreadable)."""
+    found: dict[str, Tracked] = {}
+    if path is None or not path.exists():
+        return found
+    try:
+        for item in json.loads(path.read_text()):
+            report = ContainerReport.model_validate(item)
+            tracked = Tracked(report.container_id, report.test_id, report.command_id, report.state)
+            tracked.docker_id, tracked.final, tracked.exit_code = report.docker_id, report.final, report.exit_code
+            tracked.error = report.error
+            tracked.tracker.figures = report.figures
+            found[report.container_id] = tracked
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+    return found
+
+
+def save_ended(path: Path, reports: list[ContainerReport]) -> None:
+    """Keep the reports of ended containers in ``path`` (logged, not raised, when it cannot be written)."""
+    try:
+        write_json(path, [report.model_dump(mode="json") for report in reports], tmp=path.with_suffix(".tmp"))
+    except OSError as exc:
+        log.warning("cannot save %s: %s", path, exc)
+
+
+class ContainerRecords:
+    """The records of one agent's containers by container id.
+
+    The event loop and the threads that touch files both read and write them: hold ``lock``. The
+    ended ones are kept in ``path`` until the server has seen them (restarts included).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self.by_id: dict[str, Tracked] = load_ended(path)
+
+    def get(self, container_id: str) -> Tracked | None:
+        with self.lock:
+            return self.by_id.get(container_id)
+
+    def all(self) -> list[Tracked]:
+        with self.lock:
+            return list(self.by_id.values())
+
+    def save(self) -> None:
+        """Write the ended ones to ``path`` (in a thread)."""
+        if self.path is None:
+            return
+        with self.lock:
+            reports = [t.report() for t in self.by_id.values() if t.terminal]
+        save_ended(self.path, reports)
+
+    def delivered(self, container_ids: Iterable[str]) -> None:
+        """These reports reached the server; ended ones are forgotten after a few deliveries (writes a file)."""
+        dropped = False
+        with self.lock:
+            for cid in container_ids:
+                tracked = self.by_id.get(cid)
+                if tracked is not None and tracked.terminal:
+                    tracked.deliveries += 1
+                    if tracked.deliveries >= _DELIVERIES:
+                        del self.by_id[cid]
+                        dropped = True
+        if dropped:
+            self.save()
