@@ -11,14 +11,18 @@ import contextlib
 import json
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from test_api import PLAN, Env, Starter, bearer, start_server
+from test_api import ADMIN, PLAN, Env, Starter, bearer, start_server
 from test_api_tests import ack, fleet, poll, report, spec
 
 from octotui.protocol import TestCreate
+from octotui.server.app import create_app
 from octotui.server.errors import Unstorable
+from octotui.server.settings import ServerSettings
 from tests.conftest import wait_until
 
 __all__ = ["start_server"]  # the fixture, shared with test_api.py
@@ -296,19 +300,18 @@ async def test_a_forced_delete_stops_collects_results_then_forgets(env: Env) -> 
     assert ended["state"] == "finished" and ended["results"]["samples"] == 300
 
 
-async def test_a_forced_delete_of_an_offline_agent_forgets_it_at_once(start_server: Starter) -> None:
-    env = await start_server(late_after=0.2, offline_after=0.4)
+async def test_a_forced_delete_of_an_offline_agent_forgets_it_at_once(env: Env) -> None:
     ((a1, t1),) = await fleet(env, "gen-1")
     test, _ = await running(env, a1, t1)
-
-    async def offline() -> bool:
-        return bool((await env.http.get(f"/agents/{a1}")).json()["status"] == "offline")
-
-    await until(offline, what="gen-1 offline")
+    # As after a server restart: its last heartbeat is old (offline), its containers not yet lost
+    # (the agent gets offline_after seconds to come back).
+    env.ctl.agents[a1].last_seen = time.time() - 3600
+    assert (await env.http.get(f"/agents/{a1}")).json()["status"] == "offline"
     assert (await env.http.delete(f"/agents/{a1}")).status_code == 409
     assert (await env.http.delete(f"/agents/{a1}", params={"force": "true"})).status_code == 204
     assert (await env.http.get("/agents")).json() == []
-    assert (await get_test(env, test["id"]))["containers"][0]["state"] in ("lost", "failed")
+    container = (await get_test(env, test["id"]))["containers"][0]
+    assert container["state"] == "lost" and "deleted" in container["error"]
 
 
 # --- 8. a plan is stored once per test; the database stays bounded -------------------------------
@@ -337,3 +340,55 @@ async def test_a_big_plan_on_many_containers_is_stored_once(start_server: Starte
     # The write-ahead log is emptied by the periodic checkpoint: what stays is the database.
     await until(lambda: asyncio.sleep(0, not wal.exists() or wal.stat().st_size == 0), what="an empty WAL")
     assert size() - before < 1.5 * 1024 * 1024
+
+
+# --- 10. an agent's identity is its state dir's, not its name ------------------------------------
+
+
+async def test_two_agents_of_one_name_keep_two_identities(env: Env) -> None:
+    p = await env.provider()
+    token = p["token"]
+    first = await env.register(token, name="host", instance="inst-aaaa")
+    second = await env.register(token, name="host", instance="inst-bbbb")
+    assert first[0] != second[0]
+    # They restart over and over (each with its own state dir): each keeps its own id.
+    for _ in range(3):
+        assert (await env.register(token, name="host", instance="inst-aaaa"))[0] == first[0]
+        assert (await env.register(token, name="host", instance="inst-bbbb"))[0] == second[0]
+    # Naming the other's id does not take it; an agent without an instance (older) is a third.
+    stolen = await env.register(token, name="host", instance="inst-bbbb", previous_agent_id=first[0])
+    assert stolen[0] == second[0]
+    old = await env.register(token, name="host")
+    assert old[0] not in (first[0], second[0])
+    assert (await env.register(token, name="host"))[0] == old[0]  # older agents: by name, as before
+    agents = (await env.http.get("/agents")).json()
+    assert len(agents) == 3 and all(a["duplicate_name"] for a in agents)
+    # Renamed, it is flagged no more; the last other of its name neither, and the feed says so.
+    await env.register(token, name="other-host", instance="inst-aaaa")
+    assert not (await env.http.get(f"/agents/{first[0]}")).json()["duplicate_name"]
+    revision = (await env.http.get("/changes")).json()
+    assert (await env.http.delete(f"/agents/{old[0]}")).status_code == 204
+    since = {"since": revision["revision"], "epoch": revision["epoch"]}
+    changes = (await env.http.get("/changes", params=since)).json()
+    assert {a["id"]: a["duplicate_name"] for a in changes["agents"]} == {second[0]: False}
+
+
+async def test_an_instance_survives_a_server_restart(tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path / "keep", admin_token=ADMIN, flush_interval=0.05)
+    ids: list[str] = []
+    token = ""
+    for round_ in range(2):
+        app = create_app(settings)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1", headers=bearer(ADMIN)
+            ) as http,
+        ):
+            env = Env(app, http, settings)
+            if round_ == 0:
+                token = (await env.provider())["token"]
+            ids.append((await env.register(token, name="host", instance="inst-aaaa"))[0])
+            if round_ == 1:
+                assert (await env.register(token, name="host", instance="inst-bbbb"))[0] != ids[0]
+    assert ids[0] == ids[1]

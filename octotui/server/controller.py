@@ -121,6 +121,8 @@ class Controller:
         self.launch_keys = LaunchKeys()
         #: While a heartbeat's reports are applied: the tests to bring up to date afterwards.
         self._held: set[str] | None = None
+        #: Agents per (provider id, name): several of one name are flagged (each keeps its identity).
+        self._names: dict[tuple[str, str], int] = {}
         #: Launches one at a time: a launch's store write must not let another place on stale state.
         self._launching = asyncio.Lock()
 
@@ -142,6 +144,7 @@ class Controller:
             a.health_ref = max(a.last_seen or 0.0, now)
             a.status = self._status(a, now)
             self.agents[a.id] = a
+            self._count_name(a, +1)
         for t in snap.tests:
             self.tests[t.id] = t
         for c in snap.containers:
@@ -410,6 +413,7 @@ class Controller:
             host=a.host,
             docker=a.docker,
             containers=len(self.live.get(a.id, ())),
+            duplicate_name=self._names.get((a.provider_id, a.name), 0) > 1,
         )
 
     async def register(self, provider_id: str, req: RegisterRequest) -> RegisterResponse:
@@ -417,13 +421,7 @@ class Controller:
         if provider_id not in self.providers:
             raise HTTPException(401, "invalid or revoked token")
         now = time.time()
-        a: AgentRec | None = None
-        if req.previous_agent_id:
-            prev = self.agents.get(req.previous_agent_id)
-            if prev is not None and prev.provider_id == provider_id:
-                a = prev
-        if a is None:
-            a = next((x for x in self.agents.values() if x.provider_id == provider_id and x.name == req.name), None)
+        a = self._known_agent(provider_id, req)
         token = new_token()
         token_hash = hash_token(token)
         if a is None:
@@ -439,13 +437,18 @@ class Controller:
                 platform=req.platform,
                 token_hash=token_hash,
             )
+            a.instance = req.instance
             self.agents[a.id] = a
+            self._count_name(a, +1)
             log.info("agent %s registered in provider %s as %s", a.name, self.providers[provider_id].name, a.id)
         else:
             self.tokens.remove(a.token_hash)
             if (a.name, a.location) != (req.name, req.location):
                 self._touch_containers_of({a.id})
+            self._count_name(a, -1)
             a.name, a.location, a.version = req.name, req.location, req.version
+            self._count_name(a, +1)
+            a.instance = req.instance or a.instance
             a.cpu_count, a.memory_total, a.platform = req.cpu_count, req.memory_total, req.platform
             a.token_hash = token_hash
             # It may have lost what it was handed: hand out its queued commands again.
@@ -465,9 +468,50 @@ class Controller:
             poll_timeout=self.settings.poll_timeout_max,
         )
 
+    def _known_agent(self, provider_id: str, req: RegisterRequest) -> AgentRec | None:
+        """The agent of ``provider_id`` a registration is from, or None when it is a new one.
+
+        By previous id, else by instance (the random id of the agent's state dir); by name only for
+        agents older than instances. An agent with an instance never takes a record of another.
+        """
+
+        def fits(x: AgentRec) -> bool:
+            return x.provider_id == provider_id and (req.instance is None or x.instance in (None, req.instance))
+
+        if req.previous_agent_id:
+            prev = self.agents.get(req.previous_agent_id)
+            if prev is not None and fits(prev):
+                return prev
+        if req.instance is not None:
+            return next(
+                (x for x in self.agents.values() if x.provider_id == provider_id and x.instance == req.instance), None
+            )
+        return next(
+            (
+                x
+                for x in self.agents.values()
+                if x.provider_id == provider_id and x.name == req.name and x.instance is None
+            ),
+            None,
+        )
+
+    def _count_name(self, a: AgentRec, step: int) -> None:
+        """Count agents per (provider, name); the agents of a name that becomes or stops being shared change."""
+        key = (a.provider_id, a.name)
+        count = self._names.get(key, 0) + step
+        if count > 0:
+            self._names[key] = count
+        else:
+            self._names.pop(key, None)
+        if (count == 2 and step > 0) or (count == 1 and step < 0):
+            for x in self.agents.values():
+                if (x.provider_id, x.name) == key:
+                    self.feed.touch("agent", x.id)
+
     def _forget_agent(self, agent_id: str) -> None:
         """Drop an agent from memory: token revoked, windows and queued commands gone, containers lost."""
         a = self.agents.pop(agent_id)
+        self._count_name(a, -1)
         self.tokens.remove(a.token_hash)
         self.hosts.drop(agent_id)
         for cmd in self.commands.drop_agent(agent_id):
