@@ -14,10 +14,12 @@ stopping -> finished; a stop acknowledged as failed leaves the container running
 refused), as a real agent's would.
 
 Time: the controller reads ``time.time()``; the test replaces the ``time`` module seen by
-``octotui.server.controller`` with a clock running ``offset`` seconds ahead of the real one, and the
-``advance`` rule moves it on one heartbeat interval at a time (every agent still answering
-heartbeats at each one) and calls the controller's own ``tick()``: the real code marks agents
-late and offline and their containers lost.
+``octotui.server.controller`` with a clock that stands still (so that neither a loaded machine nor
+Hypothesis replaying an example crosses a threshold by itself), and the ``advance`` rule moves it on
+one heartbeat interval at a time (every agent still there heartbeating at each one) and calls the
+controller's own ``tick()``: the real code marks agents late and offline and their containers
+lost. ``redeliver_after`` (real monotonic time in the command hub) is an hour, so that commands come
+again only as the agent asks (a ``fresh`` poll), never by the wall clock.
 
 Invariants, after every step:
 
@@ -325,8 +327,8 @@ class ServerMachine(RuleBasedStateMachine):
                 before = len((await self.http.get("/tests")).json())
                 r = await self.http.post("/tests", json=body, headers={"Idempotency-Key": idem})
                 assert r.status_code == 200 and r.json()["id"] == made, (
-                    f"a launch sent again with Idempotency-Key {idem} (test {made}) answered "
-                    f"{r.status_code} with test {r.json().get('id')}: a second launch"
+                    f"a launch sent again with Idempotency-Key {idem} answered {r.status_code} "
+                    f"{r.text[:200]} instead of 200 with the test it made ({made})"
                 )
                 assert len((await self.http.get("/tests")).json()) == before, "a retried launch made a second test"
                 return
@@ -533,6 +535,7 @@ class ServerMachine(RuleBasedStateMachine):
             )
 
 
+@pytest.mark.timeout(900)  # passing: < 60 s; a failure is then shrunk (Hypothesis stops shrinking at 5 min)
 def test_server_keeps_its_promises_under_interleavings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(controller_module, "time", CLOCK)
     examples = int(os.environ.get("OCTOTUI_STATE_EXAMPLES", "40"))
@@ -548,3 +551,54 @@ def test_server_keeps_its_promises_under_interleavings(monkeypatch: pytest.Monke
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def replay(monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, dict[str, Any]]]) -> None:
+    """Run one interleaving found by the machine, checking every invariant after each step."""
+    monkeypatch.setattr(controller_module, "time", CLOCK)
+    machine = ServerMachine()
+    checks = [
+        machine.listings_answer,
+        machine.stopped_means_stopped,
+        machine.nothing_launched_twice,
+        machine.no_test_stuck,
+    ]
+    try:
+        machine.start()
+        for name, args in steps:
+            getattr(machine, name)(**args)
+            for check in checks:
+                check()
+    finally:
+        machine.teardown()
+
+
+# Interleavings the machine found against the server before issue 10's fixes (3656da1), kept as
+# fixed examples: each failed there, in the invariant or rule named.
+
+
+def test_found_a_busy_agent_deleted_without_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete_agent: 204 (its test failed at once, its containers lost) where 409 naming the test was due."""
+    replay(monkeypatch, [("launch", {"containers": 3, "key": "none", "pick": 0}),
+                         ("delete_agent", {"agent": 0, "force": False})])  # fmt: skip
+
+
+def test_found_a_stop_the_agent_could_not_do_is_never_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stopped_means_stopped: the agent acknowledged the stop as failed (engine error); the server kept
+    the container ``stopping`` and never asked again, so it ran on through every later poll and heartbeat."""
+    replay(monkeypatch, [
+        ("launch", {"containers": 3, "key": "none", "pick": 0}),
+        ("full_round", {"agent": 0}),
+        ("stop_test", {"pick": 0}),
+        ("poll", {"agent": 0, "lose_answer": False}),
+        ("ack", {"agent": 0, "ok": False}),
+        ("heartbeat", {"agent": 0}), ("poll", {"agent": 0, "lose_answer": False}),
+        ("heartbeat", {"agent": 0}), ("poll", {"agent": 0, "lose_answer": False}),
+    ])  # fmt: skip
+
+
+def test_found_an_idempotency_key_forgotten_at_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """launch: the same POST and Idempotency-Key after a restart made a second test."""
+    replay(monkeypatch, [("launch", {"containers": 1, "key": "new", "pick": 0}),
+                         ("restart", {"skip": 0}),
+                         ("launch", {"containers": 1, "key": "again", "pick": 0})])  # fmt: skip
