@@ -11,6 +11,7 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +393,72 @@ async def test_an_instance_survives_a_server_restart(tmp_path: Path) -> None:
             if round_ == 1:
                 assert (await env.register(token, name="host", instance="inst-bbbb"))[0] != ids[0]
     assert ids[0] == ids[1]
+
+
+# --- 9. odd bodies, cut polls, stale errors ------------------------------------------------------
+
+
+async def test_a_body_that_is_not_utf8_is_told_so(env: Env) -> None:
+    p = await env.provider()
+    before = await env.snapshot()
+    body = b'{"name": "caf\xe9", "location": "paris"}'  # Latin-1, not UTF-8
+    for path, headers in (("/providers", {}), ("/agents/register", bearer(p["token"]))):
+        r = await env.http.post(path, content=body, headers={"Content-Type": "application/json", **headers})
+        assert r.status_code == 400, r.text
+        assert r.json()["detail"].startswith("the body is not valid UTF-8 JSON"), r.text
+    assert await env.snapshot() == before
+
+
+async def cut_poll(env: Env, agent_id: str, token: str, query: bytes) -> list[dict[str, Any]]:
+    """A long poll whose client goes away after 0.2 s, straight through the app: what it sent."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": f"/api/v1/agents/{agent_id}/commands", "raw_path": b"", "root_path": "", "query_string": query,
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"host", b"test")],
+        "client": ("127.0.0.1", 5000), "server": ("test", 80),
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    await asyncio.wait_for(env.app(scope, receive, send), 5)
+    return sent
+
+
+async def test_a_long_poll_cut_by_its_client_ends_quietly(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    p = await env.provider()
+    agent_id, token = await env.register(p["token"])
+    # Through the agents' fast path, and through FastAPI's route (a query the fast path leaves to it).
+    for query in (b"timeout=20", b"timeout=20.0000001&fresh=no"):
+        started = time.monotonic()
+        sent = await cut_poll(env, agent_id, token, query)
+        assert time.monotonic() - started < 3
+        assert sent and sent[0]["status"] == 200
+    assert "InvalidStateError" not in caplog.text
+
+
+async def test_a_container_taken_back_loses_its_stale_error(start_server: Starter) -> None:
+    env = await start_server(offline_after=0.6, late_after=0.3)
+    ((a1, t1),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    (cmd,) = await poll(env, a1, t1)
+    await ack(env, a1, t1, cmd["id"])
+    await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
+
+    async def lost() -> bool:
+        return bool((await get_test(env, test["id"]))["containers"][0]["state"] == "lost")
+
+    await until(lost, what="the container lost with its agent")
+    await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
+    container = (await get_test(env, test["id"]))["containers"][0]
+    assert container["state"] == "running" and container["error"] is None

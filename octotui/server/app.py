@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octotui.protocol import (
@@ -464,6 +466,16 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, but a body that is not UTF-8 says so (FastAPI: "There was an error parsing the body")."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        bad = exc.__cause__
+        detail = f"the body is not valid UTF-8 JSON (byte {bad.start}: {bad.object[bad.start : bad.start + 1]!r})"
+        exc = StarletteHTTPException(400, detail)
+    return await http_exception_handler(request, exc)
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail: list[dict[str, Any]] = []
@@ -527,6 +539,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
     app.state.controller = controller
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(sqlite3.OperationalError, _store_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.include_router(_routes())

@@ -225,8 +225,10 @@ class CommandHub:
         finally:
             gone.cancel()
             if not waiting.done():
-                waiting.cancel()
-        return [] if waiting.cancelled() else waiting.result()
+                waiting.cancel()  # only asked: it is not done (nor "cancelled") before it runs again
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()
+        return []  # the client went away: nothing was handed out
 
     async def wait(self, agent_id: str, wait_s: float, fresh: bool = False) -> list[Command]:
         """Commands due for ``agent_id``, at once if any, else as soon as one is queued, else [] after ``wait_s``."""
