@@ -295,3 +295,21 @@ def test_cli_embedded_bad_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture
     blocker.write_text("x")
     assert main(["--data-dir", str(blocker / "data")]) == 1
     assert "as the data directory" in capsys.readouterr().err
+
+
+async def test_same_named_agents_are_two_rows_flagged(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
+) -> None:
+    """Two machines left at the default name (one host name) are two agents, each flagged, never one."""
+    token = make_provider(server)["token"]
+    for state in ("state-a", "state-b"):
+        agents.append(AgentProcess(server.url, token, tmp_path / state, "paris", "box1", "--interval", "1").start())
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(AgentsTable)
+
+        def flagged() -> list[str]:
+            names = [cells[1].text for key in table.row_keys if (cells := table.row_cells(key))]
+            return names if len(names) == 2 and all("(same name)" in n for n in names) else []
+
+        await until(pilot, flagged, what="two rows named 'box1 (same name)'")

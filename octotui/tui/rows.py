@@ -77,7 +77,9 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
         docker_cell = Cell("no", "warning")
     return (
         Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
-        Cell(agent.name),
+        # Same-named agents are distinct machines (each has its own identity): say so, as an
+        # operator may have cloned a machine or forgotten --name.
+        Cell(f"{agent.name} (same name)", "warning", sort=agent.name) if agent.duplicate_name else Cell(agent.name),
         Cell(agent.provider_name or agent.provider[:8]),
         Cell(agent.location),
         Cell(fmt.percent(cpu), "warning" if (cpu or 0) >= 90 else None, sort=cpu),

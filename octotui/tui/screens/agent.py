@@ -101,6 +101,8 @@ class AgentScreen(DashboardScreen):
             return
         text = f"{agent.name} · {agent.status} · {agent.provider_name}/{agent.location} · v{agent.version} · "
         text += agent.platform or "?"
+        if agent.duplicate_name:
+            text += " · another agent of this provider has the same name (a distinct machine or state dir)"
         if text != self._title:
             # Fixed-size widgets: a layout pass would repaint the whole screen on every tick.
             self._title = text
