@@ -1022,8 +1022,8 @@ class Controller:
             raise
 
     async def _create_test(self, spec: TestCreate, launch_key: tuple[str, str] | None) -> Test | Placement:
-        """``launch_key``: (Idempotency-Key, request fingerprint), bound to the test as soon as it
-        exists, so that a retry finds it even when a later step (the store write) failed."""
+        """``launch_key``: (Idempotency-Key, request fingerprint), stored with the test in its one
+        transaction: both are made, or neither (then the key may be used again)."""
         if len(spec.plan.encode()) > self.settings.max_plan_bytes:
             raise HTTPException(413, f"the plan is larger than the limit of {self.settings.max_plan_bytes} bytes")
         try:
