@@ -138,6 +138,8 @@ class SimAgent:
     stopped_before_launch: set[str] = field(default_factory=set)
     fresh: bool = True
     lost: bool = False
+    #: The engine fails the next stop (the agent acknowledges it as failed; the container runs on).
+    refuse_stop: bool = False
     polls: int = 0
     beats: int = 0
     rounds: int = 0
@@ -295,6 +297,8 @@ class ServerMachine(RuleBasedStateMachine):
                 ok = False  # told to stop before it ran: never started
             elif not ok and c is not None and c.launch == command_id and c.state in RUNNING:
                 del a.world[cid]  # the launch failed: nothing runs
+        elif ok and a.refuse_stop:
+            ok, a.refuse_stop = False, False
         elif ok:
             if c is None:
                 a.stopped_before_launch.add(cid)
@@ -386,22 +390,33 @@ class ServerMachine(RuleBasedStateMachine):
         if not a.lost:
             self.run(self._beat(a))
 
+    async def _round(self, a: SimAgent) -> None:
+        """Fetch, run and acknowledge (ok) everything, heartbeat: an agent that keeps answering."""
+        if a.lost or not await self._poll(a):
+            return
+        while a.inbox:
+            await self._ack_one(a, True)
+        if await self._beat(a):
+            a.rounds += 1
+
     @rule(agent=st.integers(0, AGENTS - 1))
     def full_round(self, agent: int) -> None:
-        """Fetch, run and acknowledge (ok) everything, heartbeat: an agent that keeps answering."""
-        a = self.agents[agent]
-        if a.lost:
-            return
+        self.run(self._round(self.agents[agent]))
+
+    @rule()
+    def everyone_answers(self) -> None:
+        """A full round of every agent still there (most of an agent's life)."""
 
         async def go() -> None:
-            if not await self._poll(a):
-                return
-            while a.inbox:
-                await self._ack_one(a, True)
-            if await self._beat(a):
-                a.rounds += 1
+            for a in self.agents:
+                await self._round(a)
 
         self.run(go())
+
+    @rule(agent=st.integers(0, AGENTS - 1))
+    def engine_refuses_next_stop(self, agent: int) -> None:
+        """The agent's next stop fails in the engine: acknowledged ``ok=false``, the container runs on."""
+        self.agents[agent].refuse_stop = True
 
     @rule(agent=st.integers(0, AGENTS - 1))
     def lose_agent(self, agent: int) -> None:
