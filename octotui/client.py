@@ -174,8 +174,9 @@ class Client:
         params = {"seconds": seconds} if seconds is not None else None
         return await self._get(f"/agents/{agent_id}/metrics", AgentMetrics, params=params)
 
-    async def delete_agent(self, agent_id: str) -> None:
-        await self._request("DELETE", f"/agents/{agent_id}")
+    async def delete_agent(self, agent_id: str, *, force: bool = False) -> None:
+        """Remove an agent; the server refuses (409) one with live containers unless ``force``."""
+        await self._request("DELETE", f"/agents/{agent_id}", params={"force": "true"} if force else None)
 
     # --- tests --------------------------------------------------------------------------------
 

@@ -500,6 +500,9 @@ class Agent(Model):
     containers: int = 0  # containers of live tests currently placed on it
     #: Other agents of the same provider carry the same name (each has its own identity).
     duplicate_name: bool = False
+    #: Deleted with force while it ran containers: stopping them and handing in their results, then
+    #: forgotten. Takes no new containers.
+    retiring: bool = False
 
 
 class AgentMetrics(Model):

@@ -23,6 +23,7 @@ from octotui.client import Client, ClientError
 from octotui.config import ConfigError, Option, add_options, resolve, user_data_dir
 from octotui.protocol import TokenCreate, TokenCreated, TokenInfo
 from octotui.server.auth import STARTUP_ADMIN, hash_token, new_token
+from octotui.server.datadir import DataDirError, check_database
 from octotui.server.store import Store
 
 OPTIONS: list[Option] = [
@@ -87,6 +88,10 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
             f"no server state in {data_dir} (no octotui.db): name a data dir with --data-dir DIR, "
             "or a server with --server URL --token ADMIN"
         )
+    try:
+        check_database(db)  # an empty, foreign, newer or damaged file: one line, left untouched
+    except DataDirError as exc:
+        raise Failure(str(exc)) from None
     store = Store(db)
     await store.open()
     actor = f"local:{getpass.getuser()}"

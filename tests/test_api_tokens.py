@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ServerProcess, wait_until
 from test_api import ADMIN, PLAN, Starter, bearer, start_server
 
@@ -214,3 +215,12 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
     r = octotui("list", "--server", "http://127.0.0.1:9", "--token=x")
     assert r.returncode == 1 and "127.0.0.1:9" in r.stderr
     assert not (tmp_path / "nothing").exists() and not (tmp_path / "octotui.db").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all\n" * 10], ids=["empty", "not-sqlite"])
+def test_cli_refuses_a_database_it_cannot_use_and_leaves_it_untouched(tmp_path: Path, content: bytes) -> None:
+    db = tmp_path / "octotui.db"
+    db.write_bytes(content)
+    r = octotui("create", "--role", "read-only", "--name", "x", "--data-dir", str(tmp_path))
+    assert r.returncode == 1 and str(db) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert db.read_bytes() == content

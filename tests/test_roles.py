@@ -97,9 +97,15 @@ async def build(env: Env) -> World:
     w.agent_id = a_id
     w.params = {"provider_id": p["id"], "agent_id": a_id, "test_id": test["id"], "container_id": container["id"],
                 "command_id": command["id"], "name": "spare-token"}  # fmt: skip
-    # The one route where the rule's default target cannot succeed: a provider with live containers
+    # Routes where the rule's default target cannot succeed: a provider with live containers
     # cannot be deleted (409), so the deletion aims at the empty one.
-    w.overrides = {("DELETE", "/providers/{provider_id}"): {"provider_id": spare["id"]}}
+    # Likewise an agent running containers (409 unless forced): the deletion aims at an idle one.
+    idle_id, idle_tok = await env.register(p["token"], name="idle")
+    await env.beat(idle_id, idle_tok)
+    w.overrides = {
+        ("DELETE", "/providers/{provider_id}"): {"provider_id": spare["id"]},
+        ("DELETE", "/agents/{agent_id}"): {"agent_id": idle_id},
+    }
     return w
 
 

@@ -3,12 +3,14 @@ Pilot at 80x24 against a real server process (and a real agent where a location 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import AgentProcess, ServerProcess, wait_until
+from faultkit import PLAN
 from test_tui import SIZE, build_app, make_provider, start_agent, until
 from test_tui import agent_id as find_agent
 from textual.widgets import Input, OptionList
@@ -275,3 +277,46 @@ async def test_an_agent_that_is_not_online_can_be_removed(
         await pilot.press("a", "delete")
         assert not isinstance(read_only.screen, ConfirmScreen)
         assert any("read-only: removing agents is disabled" in n for n in notes(read_only))
+
+
+async def test_a_busy_agent_deleted_with_force_reads_retiring_until_its_results_are_in(server: ServerProcess) -> None:
+    """Forced deletion of an agent running a container keeps it (retiring) until that container has
+    ended and handed in its results; the dashboard says so instead of showing it online and idle.
+    The agent speaks the wire protocol, so the test controls when its container ends."""
+    token = make_provider(server)["token"]
+    with server.client() as http:
+        reg = http.post("/agents/register", json={"name": "busy", "location": "paris"}, headers=_bearer(token))
+        agent, auth = reg.json()["agent_id"], _bearer(reg.json()["agent_token"])
+
+        def beat(*reports: dict[str, object]) -> dict[str, object]:
+            host = {"ts": time.time(), "cpu_percent": 1.0, "memory_percent": 1.0, "memory_total": 2**33}
+            body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
+            answer = http.post(f"/agents/{agent}/heartbeat", json=body, headers=auth)
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        beat()
+        made = http.post("/tests", json={"name": "t", "plan": PLAN, "provider": "lab", "containers": 1})
+        assert made.status_code == 201, made.text
+        (cmd,) = http.get(f"/agents/{agent}/commands", params={"timeout": 0}, headers=auth).json()
+        http.post(f"/agents/{agent}/commands/{cmd['id']}/ack", json={"ok": True}, headers=auth)
+        running = {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "state": "running"}
+        beat(running)
+        refused = http.delete(f"/agents/{agent}")
+        assert refused.status_code == 409 and "force=true" in refused.json()["detail"]
+        assert http.delete(f"/agents/{agent}", params={"force": "true"}).status_code == 202
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(AgentsTable)
+            await until(pilot, lambda: (table.row_cells(agent) or [None])[0] is not None, what="the agent listed")
+            await until(pilot, lambda: table.row_cells(agent)[0].text == "retiring", what="retiring")  # type: ignore[index]
+            assert cmd["container_id"] in beat(running)["stop"], "its container is told to stop"
+            final = {"samples": 10, "errors": 0, "avg_ms": 5.0, "min_ms": 1.0, "max_ms": 9.0}
+            beat({**running, "state": "finished", "exit_code": 0, "final": final})
+            await until(pilot, lambda: table.row_cells(agent) is None, what="the agent gone once its results are in")
+        ended = http.get(f"/tests/{cmd['test_id']}").json()
+        assert ended["state"] == "finished" and ended["results"]["samples"] == 10
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

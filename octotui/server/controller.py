@@ -414,6 +414,7 @@ class Controller:
             docker=a.docker,
             containers=len(self.live.get(a.id, ())),
             duplicate_name=self._names.get((a.provider_id, a.name), 0) > 1,
+            retiring=a.retiring,
         )
 
     async def register(self, provider_id: str, req: RegisterRequest) -> RegisterResponse:

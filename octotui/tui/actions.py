@@ -97,10 +97,13 @@ class Actions:
             "Provider",
         )
 
-    def remove_agent(self, agent_id: str, name: str) -> None:
-        """Remove an agent that is not online."""
+    def remove_agent(self, agent_id: str, name: str, *, force: bool = False) -> None:
+        """Remove an agent that is not online (``force``: even with live containers, marked lost)."""
         self._background(
-            lambda: self.client.delete_agent(agent_id), f"Cannot remove {name}", f"Agent {name} removed", "Agent"
+            lambda: self.client.delete_agent(agent_id, force=force),
+            f"Cannot remove {name}",
+            f"Agent {name} removed",
+            "Agent",
         )
 
     def delete_provider(self, provider_id: str, name: str) -> None:

@@ -76,7 +76,10 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
     else:
         docker_cell = Cell("no", "warning")
     return (
-        Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
+        # Deleted with force while busy: it hands in its containers' results, then leaves the list.
+        Cell("retiring", "warning", sort=3)
+        if agent.retiring
+        else Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
         # Same-named agents are distinct machines (each has its own identity): say so, as an
         # operator may have cloned a machine or forgotten --name.
         Cell(f"{agent.name} (same name)", "warning", sort=agent.name) if agent.duplicate_name else Cell(agent.name),

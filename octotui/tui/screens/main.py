@@ -192,7 +192,8 @@ class MainScreen(DashboardScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.actions.remove_agent(agent.id, agent.name)
+                # The operator was told its live containers are marked lost: that is the server's force.
+                self.app.actions.remove_agent(agent.id, agent.name, force=bool(agent.containers))
 
         question = f"Remove agent {agent.name} ({agent.status}, {agent.provider_name}/{agent.location})?"
         question += " Its token is revoked; the records of its tests stay."
