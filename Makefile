@@ -62,7 +62,7 @@ jmeter-image: docker-engine
 agent-image: install docker-engine
 	bash scripts/agent-image.sh
 
-## test-tools: Debian's tinyproxy (proxy tests), openssl (TLS tests), docker-registry (image pull test)
+## test-tools: Debian's tinyproxy (proxy tests), openssl (TLS tests), docker-registry + apache2-utils' htpasswd (image pull and registry login tests)
 test-tools:
 	bash scripts/test-tools.sh
 
