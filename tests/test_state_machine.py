@@ -68,7 +68,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import octotui.server.controller as controller_module
+import octotui.server.domain.clock as controller_module
 from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES
 from octotui.server.app import create_app
 from octotui.server.settings import ServerSettings

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octotui.protocol import (
     API_PREFIX,
-    TERMINAL_TEST_STATES,
     VERSION,
     Agent,
     AgentMetrics,
@@ -47,7 +46,16 @@ from octotui.protocol import (
 )
 from octotui.server.auth import Principal, require_agent, require_operator, require_provider
 from octotui.server.controller import Controller
-from octotui.server.errors import Conflict, DomainError, Invalid, NotFound, Unstorable
+from octotui.server.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unstorable,
+)
 from octotui.server.fastpath import AgentFastPath
 from octotui.server.hub import poll_wait
 from octotui.server.settings import ServerSettings
@@ -89,8 +97,8 @@ class GateMiddleware:
             auth = headers.get(b"authorization")
             try:
                 principal = self.controller.tokens.resolve(auth.decode("latin-1") if auth else None)
-            except Exception as exc:  # HTTPException(401)
-                await _send_error(send, 401, getattr(exc, "detail", "unauthorized"), getattr(exc, "headers", None))
+            except Unauthorized as exc:
+                await _send_error(send, *status_of(exc)[:1], str(exc), status_of(exc)[1])
                 return
             scope.setdefault("state", {})["principal"] = principal
         length = headers.get(b"content-length")
@@ -227,20 +235,20 @@ def _routes() -> APIRouter:
 
     @api.get("/providers/{provider_id}", response_model=Provider, tags=["providers"])
     async def get_provider(provider_id: str, ctl: Ctl, _: Reader) -> Provider:
-        return ctl.provider_out(ctl.provider_or_404(provider_id))
+        return ctl.provider_out(ctl.get_provider(provider_id))
 
     @api.patch("/providers/{provider_id}", response_model=Provider, tags=["providers"])
     async def rename_provider(
         provider_id: str, body: ProviderRename, ctl: Ctl, who: Writer, request: Request
     ) -> Provider:
-        old = ctl.provider_or_404(provider_id).name
+        old = ctl.get_provider(provider_id).name
         p = await ctl.rename_provider(provider_id, body.name)
         await _audit(request, who, "provider.rename", p.id, f"{old} -> {p.name}")
         return ctl.provider_out(p)
 
     @api.delete("/providers/{provider_id}", status_code=204, tags=["providers"])
     async def delete_provider(provider_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
-        name = ctl.provider_or_404(provider_id).name
+        name = ctl.get_provider(provider_id).name
         await ctl.delete_provider(provider_id)
         await _audit(request, who, "provider.delete", provider_id, f"name={name}")
         return Response(status_code=204)
@@ -260,7 +268,7 @@ def _routes() -> APIRouter:
 
     @api.get("/agents/{agent_id}", response_model=Agent, tags=["agents"], response_class=ListingResponse)
     async def get_agent(agent_id: str, ctl: Ctl, _: Reader) -> Agent:
-        return ctl.agent_out(ctl.agent_or_404(agent_id))
+        return ctl.agent_out(ctl.get_agent(agent_id))
 
     @api.delete("/agents/{agent_id}", status_code=204, tags=["agents"], responses={202: {}, 409: {}})
     async def delete_agent(
@@ -273,7 +281,7 @@ def _routes() -> APIRouter:
         """Forget an agent and revoke its token at once (204). An agent running containers: 409
         naming its tests, unless ``force``; forced, 202 while its containers are stopped and hand in
         their results (it is forgotten once they ended), 204 when it is offline (they are lost)."""
-        a = ctl.agent_or_404(agent_id)
+        a = ctl.get_agent(agent_id)
         name = a.name
         done = await ctl.delete_agent(agent_id, force=force)
         await _audit(request, who, "agent.delete", agent_id, f"name={name}" + (" force=true" if force else ""))
@@ -283,7 +291,7 @@ def _routes() -> APIRouter:
     async def agent_metrics(
         agent_id: str, ctl: Ctl, _: Reader, seconds: Annotated[float | None, Query(gt=0, le=86400)] = None
     ) -> AgentMetrics:
-        ctl.agent_or_404(agent_id)
+        ctl.get_agent(agent_id)
         return AgentMetrics(agent_id=agent_id, samples=ctl.hosts.get(agent_id, seconds))
 
     # --- agents: agent side --------------------------------------------------------------------
@@ -311,7 +319,7 @@ def _routes() -> APIRouter:
     ) -> list[Command]:
         """Long poll: queued commands at once, else waits (20-30 s, randomised, or ``timeout``, capped)."""
         require_agent(who, agent_id)
-        ctl.agent_or_404(agent_id)
+        ctl.get_agent(agent_id)
         s = ctl.settings
         wait = poll_wait(s.poll_timeout_min, s.poll_timeout_max, wait_s)
         return await ctl.commands.wait_while_connected(agent_id, wait, fresh, request.receive)
@@ -362,12 +370,7 @@ def _routes() -> APIRouter:
         ] = None,
     ) -> list[Test]:
         """Every test, oldest first; with ``ended``, every live test and only the newest ended ones."""
-        tests = list(ctl.tests.values())
-        if ended is not None:
-            done = [t for t in tests if t.state in TERMINAL_TEST_STATES]
-            keep = {id(t) for t in sorted(done, key=lambda t: t.created_at)[len(done) - ended :]} if ended else set()
-            tests = [t for t in tests if t.state not in TERMINAL_TEST_STATES or id(t) in keep]
-        return [ctl.test_out(t) for t in tests]
+        return ctl.listed_tests(ended)
 
     @api.get("/changes", response_model=Changes, tags=["server"], response_class=ListingResponse)
     async def changes(
@@ -388,11 +391,11 @@ def _routes() -> APIRouter:
 
     @api.get("/tests/{test_id}", response_model=Test, tags=["tests"], response_class=ListingResponse)
     async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
-        return ctl.test_out(ctl.test_or_404(test_id))
+        return ctl.test_out(ctl.get_test(test_id))
 
     @api.get("/tests/{test_id}/series", response_model=TestSeries, tags=["tests"])
     async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
-        ctl.test_or_404(test_id)
+        ctl.get_test(test_id)
         return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
 
     @api.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
@@ -455,15 +458,30 @@ class ListingResponse(JSONResponse):
             return text.encode("utf-8", "replace")
 
 
-#: Domain errors (``errors.py``) and their status codes: the one place they meet HTTP.
-DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = ((NotFound, 404), (Conflict, 409), (Invalid, 422))
+#: Domain errors (``errors.py``) and their status codes: the one place they meet HTTP. First match wins.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+    (TooLarge, 413),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+)
+
+
+def status_of(exc: DomainError) -> tuple[int, dict[str, str] | None]:
+    """The status code of a domain error (:data:`DOMAIN_STATUS`) and the headers its answer carries."""
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) and exc.challenge else None
+    return status, headers
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+    assert isinstance(exc, DomainError)
     if isinstance(exc, Unstorable):
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    status, headers = status_of(exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from fastapi import HTTPException
+from octotui.server.errors import Forbidden, Unauthorized
 
 Kind = Literal["admin", "read-only", "provider", "agent"]
 OPERATOR_KINDS: frozenset[str] = frozenset({"admin", "read-only"})
@@ -98,35 +98,32 @@ class TokenIndex:
     def resolve(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header value; 401 when missing or unknown."""
         if not authorization:
-            raise HTTPException(401, "missing token: send 'Authorization: Bearer TOKEN'", _CHALLENGE)
+            raise Unauthorized("missing token: send 'Authorization: Bearer TOKEN'", challenge=True)
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "malformed Authorization header: expected 'Bearer TOKEN'", _CHALLENGE)
+            raise Unauthorized("malformed Authorization header: expected 'Bearer TOKEN'", challenge=True)
         digest = hash_token(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal("admin", STARTUP_ADMIN)
         principal = self._by_hash.get(digest)
         if principal is None:
-            raise HTTPException(401, "invalid or revoked token", _CHALLENGE)
+            raise Unauthorized("invalid or revoked token", challenge=True)
         return principal
 
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def _refuse(principal: Principal, what: str, needs: str) -> HTTPException:
+def _refuse(principal: Principal, what: str, needs: str) -> Forbidden:
     if principal.kind == "read-only":
-        return HTTPException(403, f"read-only token: {what} is not allowed ({needs})")
+        return Forbidden(f"read-only token: {what} is not allowed ({needs})")
     article = "an" if principal.kind[0] in "aeiou" else "a"
-    return HTTPException(403, f"{article} {principal.kind} token cannot do this ({what}): {needs}")
+    return Forbidden(f"{article} {principal.kind} token cannot do this ({what}): {needs}")
 
 
 def require_operator(principal: Principal, write: bool, what: str = "this change") -> None:
     """403 unless ``principal`` is an operator allowed to read (or, with ``write``, to change)."""
     if not principal.is_operator:
         article = "an" if principal.kind[0] in "aeiou" else "a"
-        raise HTTPException(403, f"{article} {principal.kind} token cannot use this route: it needs an operator token")
+        raise Forbidden(f"{article} {principal.kind} token cannot use this route: it needs an operator token")
     if write and principal.kind != "admin":
         raise _refuse(principal, what, "changes need an admin token")
 
@@ -143,7 +140,7 @@ def require_agent(principal: Principal, agent_id: str) -> None:
     if principal.kind != "agent":
         raise _refuse(principal, "acting as an agent", "it needs that agent's token")
     if principal.subject != agent_id:
-        raise HTTPException(403, f"this agent token belongs to agent {principal.subject}, not {agent_id}")
+        raise Forbidden(f"this agent token belongs to agent {principal.subject}, not {agent_id}")
 
 
 def require_provider(principal: Principal) -> str:

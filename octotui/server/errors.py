@@ -1,5 +1,5 @@
-"""The server domain's own errors: raised by the controller and the store, which know no HTTP;
-``app.py`` maps each class to its status code in one place."""
+"""The server domain's own errors: raised by the domain and the store, which know no HTTP;
+``http/errors.py`` maps each class to its status code in one table."""
 
 from __future__ import annotations
 
@@ -22,3 +22,19 @@ class Invalid(DomainError):
 
 class Unstorable(Invalid):
     """A value the store cannot write (e.g. text that is not valid Unicode): nothing was changed."""
+
+
+class TooLarge(DomainError):
+    """A value over a configured limit (e.g. a plan over ``max_plan_bytes``)."""
+
+
+class Unauthorized(DomainError):
+    """No valid token. ``challenge``: the answer names the scheme to use (``WWW-Authenticate``)."""
+
+    def __init__(self, message: str, challenge: bool = False) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
+class Forbidden(DomainError):
+    """A valid token whose role may not do this."""

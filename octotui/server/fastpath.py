@@ -270,7 +270,7 @@ class AgentFastPath:
             return receive
         ctl = self.controller
         try:
-            ctl.agent_or_404(agent_id)
+            ctl.get_agent(agent_id)
         except Exception as exc:  # answered by the app's handlers, or re-raised
             await self._refuse(scope, receive, send, exc)
             return None

@@ -6,8 +6,22 @@ import math
 import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
-from octotui.protocol import DockerInfo, FinalResults, HostSample, JMeterFigures, LaunchSpec, TestResults
+from octotui.protocol import (
+    AgentStatus,
+    ContainerState,
+    DockerInfo,
+    FinalResults,
+    HostSample,
+    JMeterFigures,
+    LaunchSpec,
+    TestResults,
+    TestState,
+)
+
+#: What a command asks of an agent (the contract's ``Command.kind``).
+CommandKind = Literal["launch", "stop"]
 
 
 @dataclass(slots=True)
@@ -37,7 +51,7 @@ class AgentRec:
     #: Deleted while its containers ran: they are being stopped; forgotten once they all ended.
     retiring: bool = False
     # --- live only, never persisted ---
-    status: str = "offline"
+    status: AgentStatus = "offline"
     health_ref: float = 0.0  # last heartbeat, or the server's start if later (grace after a restart)
     host: HostSample | None = None
     docker: DockerInfo | None = None
@@ -49,7 +63,7 @@ class ContainerRec:
     test_id: str
     agent_id: str
     index: int
-    state: str
+    state: ContainerState
     shutdown_port: int
     docker_id: str | None = None
     exit_code: int | None = None
@@ -76,7 +90,7 @@ class TestRec:
     image: str
     properties: dict[str, str]
     plan: str
-    state: str
+    state: TestState
     created_at: float
     reason: str | None = None
     started_at: float | None = None
@@ -99,7 +113,7 @@ class TestRec:
 class CommandRec:
     id: str
     agent_id: str
-    kind: str
+    kind: CommandKind
     container_id: str
     test_id: str
     created_at: float

@@ -1,0 +1,89 @@
+"""The periodic work: agent health, containers of offline agents lost, live tests sampled, and the
+background loop that also flushes the store, retires agents and keeps the tokens in step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from octotui.server.domain import agents, clock, commands, lifecycle, operators, persistence
+from octotui.server.domain.state import ServerState
+from octotui.server.results import live_results
+
+log = logging.getLogger("octotui.server")
+
+#: Seconds between two points of a live test's series.
+POINT_EVERY = 1.0
+#: Seconds between writes of agents' last heartbeat times, and between prunes of old idempotency keys.
+LAST_SEEN_EVERY = 30.0
+KEYS_PRUNED_EVERY = 3600.0
+
+
+def sweep_health(s: ServerState, now: float) -> None:
+    """Take each agent's status from the age of its last heartbeat."""
+    for a in s.agents.values():
+        status = agents.status(s, a, now)
+        if status != a.status:
+            log.info("agent %s (%s) is %s", a.name, a.id, status)
+            a.status = status
+            s.feed.touch("agent", a.id)
+
+
+def tick(s: ServerState) -> None:
+    """Recompute agent health, mark containers of offline agents lost, sample live tests."""
+    now = clock.now()
+    sweep_health(s, now)
+    for a in s.agents.values():
+        if now - a.health_ref >= s.settings.offline_after and s.live.get(a.id):
+            for cid in list(s.live[a.id]):
+                c = s.containers[cid]
+                for cmd in s.commands.pending(a.id):
+                    if cmd.container_id == cid:
+                        commands.withdraw(s, a.id, cmd.id)
+                lifecycle.set_state(s, c, "lost", f"agent {a.name} went offline")
+    if now - s.last_point >= POINT_EVERY:
+        s.last_point = now
+        _sample_tests(s, now)
+
+
+def _sample_tests(s: ServerState, now: float) -> None:
+    """A point of each live test's series; tests waiting or stopping brought up to date."""
+    for t in list(s.tests.values()):
+        if t.state in lifecycle.TEST_TERMINAL:
+            continue
+        cs = s.containers_of(t)
+        if all(c.state in lifecycle.TERMINAL for c in cs):
+            lifecycle.update_test(s, t)  # waiting for lost containers' agents: ends when the wait is over
+            continue
+        if t.state == "stopping":
+            lifecycle.update_test(s, t)  # its reason names the stops not confirmed in time
+        if t.state != "pending" and any(c.figures is not None for c in cs):
+            r = live_results(cs)
+            s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
+
+
+async def run_background(s: ServerState, stop: asyncio.Event) -> None:
+    """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
+    interval = max(0.1, min(1.0, s.settings.late_after / 5, s.settings.flush_interval))
+    last_seen_saved = keys_pruned = checkpointed = time.monotonic()
+    while not stop.is_set():
+        try:
+            tick(s)
+            await persistence.flush(s)
+            await agents.retire(s)
+            await operators.sync(s)
+            if time.monotonic() - last_seen_saved >= LAST_SEEN_EVERY:
+                last_seen_saved = time.monotonic()
+                await persistence.save_last_seen(s)
+            if time.monotonic() - checkpointed >= s.settings.checkpoint_interval:
+                checkpointed = time.monotonic()
+                await s.store.checkpoint()
+            if time.monotonic() - keys_pruned >= KEYS_PRUNED_EVERY:
+                keys_pruned = time.monotonic()
+                await s.store.forget_launch_keys(clock.now() - s.settings.idempotency_ttl)
+        except Exception:
+            log.exception("background work failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
