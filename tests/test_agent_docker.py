@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
-import shutil
-import subprocess
-import tarfile
 import threading
 import time
 import uuid
@@ -35,97 +32,9 @@ from octotui.protocol import (
     Command,
     LaunchSpec,
 )
-from tests.conftest import ROOT
-
-FAKE_IMAGE = "octotui-test-busybox:local"
-PLAN = "<?xml version='1.0'?><jmeterTestPlan version='1.2'><hashTree/></jmeterTestPlan>"
-
-FAKE_JMETER = r"""#!/bin/busybox sh
-# Stands in for jmeter in tests: JMeter's output lines, a CSV JTL, a jmeter.log; no UDP listener.
-B=/bin/busybox
-plan=""; jtl=/dev/null; log=/dev/null; port=4445; duration=600; code=0; total=0; i=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -t) plan="$2"; shift ;;
-    -l) jtl="$2"; shift ;;
-    -j) log="$2"; shift ;;
-    -Jjmeterengine.nongui.port=*) port="${1#*=}" ;;
-    -Jfake.duration=*) duration="${1#*=}" ;;
-    -Jfake.exit=*) code="${1#*=}" ;;
-  esac
-  shift
-done
-trap 'echo "summary = $total in 00:00:01 = 5.0/s Avg: 10 Min: 10 Max: 10 Err: 0 (0.00%)"; exit 143' TERM
-if [ ! -f "$plan" ]; then echo "An error occurred: cannot read $plan"; exit 1; fi
-echo "Creating summariser <summary>"
-echo "Created the tree successfully using $plan"
-echo "Waiting for possible shutdown message on port $port"
-echo "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,bytes,Latency" > "$jtl"
-echo "2024/01/01 00:00:00 INFO  - jmeter.JMeter: fake JMeter started" > "$log"
-while [ "$i" -lt "$duration" ]; do
-  $B sleep 1
-  i=$((i + 1))
-  now=$(($($B date +%s) * 1000))
-  for n in 1 2 3 4 5; do echo "$now,$((n * 10)),fake,200,OK,users 1-1,text,true,100,5" >> "$jtl"; done
-  total=$((total + 5))
-  echo "summary +      5 in 00:00:01 =    5.0/s Avg:    30 Min:    10 Max:    50 Err:     0 (0.00%) Active: 1 Started: 1 Finished: 0"
-  echo "summary = $total in 00:00:0$i =    5.0/s Avg:    30 Min:    10 Max:    50 Err:     0 (0.00%)"
-done
-if [ "$code" != "0" ]; then
-  echo "2024/01/01 00:00:01 ERROR - jmeter.JMeter: fake failure with code $code" >> "$log"
-  echo "Error in NonGUIDriver: fake failure"
-fi
-echo "... end of run"
-exit "$code"
-"""  # noqa: E501
-
-
-@pytest.fixture(scope="session")
-def fake_jmeter_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``octotui-test-busybox:local``: made once from Debian's busybox-static when absent."""
-    import docker.errors
-
-    try:
-        docker_client.images.get(FAKE_IMAGE)
-        return FAKE_IMAGE
-    except docker.errors.ImageNotFound:
-        pass
-    work = tmp_path_factory.mktemp("busybox")
-    busybox = shutil.which("busybox")
-    if busybox is None or "statically" not in subprocess.run(["file", "-L", busybox], capture_output=True,
-                                                              text=True, check=False).stdout:  # fmt: skip
-        fetched = subprocess.run(["apt-get", "download", "busybox-static"], cwd=work, capture_output=True,
-                                 text=True, timeout=180, check=False)  # fmt: skip
-        debs = list(work.glob("busybox-static_*.deb"))
-        if fetched.returncode != 0 or not debs:
-            pytest.fail(f"cannot fetch busybox-static to build {FAKE_IMAGE}: {fetched.stderr[-500:]}")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "deb")], check=True, timeout=60)
-        busybox = str(work / "deb" / "bin" / "busybox")
-    import_fake_jmeter(docker_client, FAKE_IMAGE, busybox, work)
-    docker_client.images.get(FAKE_IMAGE)
-    return FAKE_IMAGE
-
-
-def import_fake_jmeter(docker_client: Any, tag: str, busybox: str | Path, work: Path, **extra: Path) -> None:
-    """Import as ``tag`` a root filesystem of a static ``busybox`` and the stand-in ``jmeter``
-    script (its entrypoint), plus ``extra`` files at the top level by name; ``work`` holds the parts."""
-    script = work / "jmeter"
-    script.write_text(FAKE_JMETER)
-    script.chmod(0o755)
-    tarball = work / "image.tar"
-    with tarfile.open(tarball, "w") as tar:
-        for directory in ("bin", "usr", "usr/bin", "tmp"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(busybox, arcname="bin/busybox")
-        tar.add(script, arcname="usr/bin/jmeter")
-        for name, path in extra.items():
-            tar.add(path, arcname=name)
-    repository, version = tag.rsplit(":", 1)
-    docker_client.api.import_image(
-        src=str(tarball), repository=repository, tag=version, changes=['ENTRYPOINT ["/usr/bin/jmeter"]']
-    )
+from tests.support.images import PLAN
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_until_async
 
 
 def _cleanup(docker_client: Any, agent_id: str) -> None:
@@ -163,18 +72,17 @@ async def _state(runtime: DockerRuntime, cid: str, *states: str) -> Any:
     return report if report is not None and report.state in states else None
 
 
-async def _until(
+async def _reported(
     runtime: DockerRuntime, cid: str, *states: str, within: float, what: str,
     test: Callable[[Any], Any] = bool, interval: float = 0.1,
 ) -> Any:  # fmt: skip
     """The report of ``cid`` once it is in one of ``states`` and passes ``test``; bounded, fails with ``what``."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    async def ready() -> Any:
         report = await _state(runtime, cid, *states)
-        if report is not None and test(report):
-            return report
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {within} s waiting for {what}")
+        return report if report is not None and test(report) else None
+
+    return await wait_until_async(ready, timeout=within, interval=interval, what=what)
 
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("agent-docker")]
@@ -202,14 +110,14 @@ async def test_launch_labels_limits_mounts_follow_and_cleanup(
     plan_dir = runtime.work_dir / cid / "plan"
     assert (plan_dir / "plan.jmx").read_text() == PLAN
 
-    live = await _until(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=15,
+    live = await _reported(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=15,
                         what="live figures")  # fmt: skip
     assert live.figures.rate == 5.0 and live.figures.active == 1
     assert live.memory_bytes > 0 and live.memory_limit == 64 * 1024 * 1024
     assert runtime.tracked(cid).cgroup is not None, "CPU/memory come from the cgroup files here"  # type: ignore[union-attr]
     assert runtime.tracked(cid).shutdown_port == port  # type: ignore[union-attr]
 
-    done = await _until(runtime, cid, "finished", "failed", within=30, what="the end of the run")
+    done = await _reported(runtime, cid, "finished", "failed", within=30, what="the end of the run")
     assert done.state == "finished", done.error
     assert done.exit_code == 0 and done.error is None
     assert done.final is not None and done.final.samples == 20 and done.final.max_ms == 50
@@ -230,7 +138,7 @@ async def test_launch_labels_limits_mounts_follow_and_cleanup(
 async def test_failing_jmeter_reports_its_own_error_lines(runtime: DockerRuntime, fake_jmeter_image: str) -> None:
     command = _launch(fake_jmeter_image, properties={"fake.duration": "1", "fake.exit": "3"})
     await runtime.launch(command)
-    done = await _until(runtime, command.container_id, "finished", "failed", within=30, what="end")
+    done = await _reported(runtime, command.container_id, "finished", "failed", within=30, what="end")
     assert done.state == "failed" and done.exit_code == 3
     assert "ERROR - jmeter.JMeter: fake failure with code 3" in done.error
     assert done.final is not None and done.final.samples == 5
@@ -242,11 +150,11 @@ async def test_stop_falls_back_to_docker_stop(
     command = _launch(fake_jmeter_image)
     cid = command.container_id
     await runtime.launch(command)
-    await _until(runtime, cid, "running", test=lambda r: r.figures, within=15, what="running")
+    await _reported(runtime, cid, "running", test=lambda r: r.figures, within=15, what="running")
     started = time.monotonic()
     assert await runtime.stop(cid, grace_s=1.0) == "StopTestNow sent"
     assert await _state(runtime, cid, "stopping")
-    done = await _until(runtime, cid, "finished", "failed", within=30, what="stopped")
+    done = await _reported(runtime, cid, "finished", "failed", within=30, what="stopped")
     assert time.monotonic() - started < 15
     assert done.state == "finished" and done.exit_code == 143, "the stand-in ignores StopTestNow, docker stop ends it"
     assert "did not stop gracefully" in done.error
@@ -281,7 +189,7 @@ async def test_restart_finds_running_and_exited_containers(
     short_run = _launch(fake_jmeter_image, properties={"fake.duration": "4"})
     await runtime.launch(long_run)
     await runtime.launch(short_run)
-    await _until(runtime, long_run.container_id, "running", test=lambda r: r.figures, within=20,
+    await _reported(runtime, long_run.container_id, "running", test=lambda r: r.figures, within=20,
                  what="a first summary")  # fmt: skip
     short_docker_id = runtime.tracked(short_run.container_id).docker_id  # type: ignore[union-attr]
     await runtime.aclose()
@@ -291,15 +199,15 @@ async def test_restart_finds_running_and_exited_containers(
     await restarted.check_engine()
     try:
         assert sorted(await restarted.adopt()) == sorted([long_run.container_id, short_run.container_id])
-        report = await _until(restarted, long_run.container_id, "running",
+        report = await _reported(restarted, long_run.container_id, "running",
                               test=lambda r: r.figures and r.figures.samples >= 10, within=15,
                               what="figures replayed")  # fmt: skip
         assert report.test_id == "t-test" and report.command_id == long_run.id
-        short = await _until(restarted, short_run.container_id, "finished", within=15, what="short end")
+        short = await _reported(restarted, short_run.container_id, "finished", within=15, what="short end")
         assert short.exit_code == 0 and short.final.samples == 20
         assert await restarted.adopt() == [], "adopting twice follows nothing twice"
         await restarted.stop(long_run.container_id, grace_s=0.5)
-        await _until(restarted, long_run.container_id, "finished", within=30, what="stop")
+        await _reported(restarted, long_run.container_id, "finished", within=30, what="stop")
     finally:
         await restarted.aclose()
 
@@ -309,9 +217,9 @@ async def test_vanished_container_is_failed_with_the_reason(
 ) -> None:
     command = _launch(fake_jmeter_image)
     tracked = await runtime.launch(command)
-    await _until(runtime, command.container_id, "running", within=10, what="running")
+    await _reported(runtime, command.container_id, "running", within=10, what="running")
     await asyncio.to_thread(docker_client.api.remove_container, tracked.docker_id, force=True)
-    done = await _until(runtime, command.container_id, "failed", within=20, what="failed")
+    done = await _reported(runtime, command.container_id, "failed", within=20, what="failed")
     assert "vanished" in done.error
 
 
@@ -397,15 +305,15 @@ async def test_real_jmeter_runs_a_plan_and_stops_gracefully(
         cid = command.container_id
         started = time.monotonic()
         await runtime.launch(command)
-        live = await _until(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=90,
+        live = await _reported(runtime, cid, "running", test=lambda r: r.figures and r.figures.samples, within=90,
                             interval=0.5, what="JMeter's first summary")  # fmt: skip
-        await _until(runtime, cid, "running", test=lambda r: r.figures.samples > live.figures.samples, within=30,
+        await _reported(runtime, cid, "running", test=lambda r: r.figures.samples > live.figures.samples, within=30,
                      interval=0.5, what="a second summary")  # fmt: skip
         print(f"first figures after {time.monotonic() - started:.1f} s: {live.figures}")
         assert live.figures.rate > 0 and _Target.hits > 0
         assert runtime.tracked(cid).tracker.shutdown_port == runtime.tracked(cid).shutdown_port  # type: ignore[union-attr]
         assert await runtime.stop(cid, grace_s=30) == "StopTestNow sent"
-        done = await _until(runtime, cid, "finished", "failed", within=60, what="graceful stop")
+        done = await _reported(runtime, cid, "finished", "failed", within=60, what="graceful stop")
         assert done.state == "finished" and done.exit_code == 0, (done.error, done.exit_code)
         assert done.error is None, "JMeter stopped by StopTestNow, not by docker stop"
         assert done.final is not None and done.final.samples > 0
@@ -434,7 +342,7 @@ async def test_stop_while_jmeter_still_starts_is_still_graceful(
         await runtime.launch(command)
         assert runtime.tracked(cid).tracker.shutdown_port is None, "JMeter is not listening yet"  # type: ignore[union-attr]
         assert await runtime.stop(cid, grace_s=60) == "StopTestNow sent"
-        done = await _until(runtime, cid, "finished", "failed", within=90, what="graceful stop")
+        done = await _reported(runtime, cid, "finished", "failed", within=90, what="graceful stop")
         assert (done.state, done.exit_code, done.error) == ("finished", 0, None)
     finally:
         httpd.shutdown()
@@ -452,11 +360,11 @@ async def test_agent_network_mode_applies_unless_the_launch_names_another(
         inspect = docker_client.api.inspect_container
         modes = [inspect(t.docker_id)["HostConfig"]["NetworkMode"] for t in (default, explicit)]
         assert modes == ["bridge", "none"]
-        await _until(runtime, default.container_id, "running", within=10, what="running")
+        await _reported(runtime, default.container_id, "running", within=10, what="running")
         assert await runtime.stop(default.container_id, grace_s=0.5) == "StopTestNow sent", (
             "sent to the container's address"
         )
-        done = await _until(runtime, default.container_id, "finished", within=30, what="stopped")
+        done = await _reported(runtime, default.container_id, "finished", within=30, what="stopped")
         assert done.exit_code == 143
     finally:
         await runtime.aclose()

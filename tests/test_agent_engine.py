@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from faultproxy import FaultProxy
-from test_agent_docker import fake_jmeter_image  # noqa: F401 - fixture
 
 from agent.engine import Engine, EngineUnreachable, NotFound, parse_image
+from tests.support.faultproxy import FaultProxy
 
 SOCKET = "/var/run/docker.sock"
 
@@ -56,7 +55,7 @@ async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("agent-docker")]
 
 
-async def test_engine_answers_and_refuses_clearly(engine: Engine, fake_jmeter_image: str) -> None:  # noqa: F811
+async def test_engine_answers_and_refuses_clearly(engine: Engine, fake_jmeter_image: str) -> None:
     await engine.ping()
     assert (await engine.version())["Version"]
     assert (await engine.inspect_image(fake_jmeter_image))["Id"].startswith("sha256:")
@@ -69,7 +68,7 @@ async def test_engine_answers_and_refuses_clearly(engine: Engine, fake_jmeter_im
         await engine.remove("octotui-no-such-container")
 
 
-async def test_logs_unwrap_the_multiplexed_frames(engine: Engine, fake_jmeter_image: str) -> None:  # noqa: F811
+async def test_logs_unwrap_the_multiplexed_frames(engine: Engine, fake_jmeter_image: str) -> None:
     """stdout and stderr of a container without a TTY, one frame each write, some longer than a read."""
     label = f"io.octotui.test-engine={uuid.uuid4().hex[:10]}"
     script = "echo one; echo two >&2; /bin/busybox seq 1 20000; echo last"

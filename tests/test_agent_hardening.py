@@ -27,21 +27,11 @@ from agent.runtime import AgentRuntime
 from agent.settings import parse_settings
 from agent.state import load_instance
 from octotui.protocol import LABEL_AGENT, TERMINAL_CONTAINER_STATES, Command, LaunchSpec
-from tests.conftest import AgentProcess, ServerProcess, wait_until
-from tests.faultkit import PLAN as HTTP_PLAN
-from tests.faultkit import (
-    Reaper,
-    get_test,
-    launch,
-    log_figure,
-    of_test,
-    online,
-    provider,
-    reaper,  # noqa: F401 - fixture
-    since,
-    start_agent,
-)
-from tests.test_agent_docker import PLAN, fake_jmeter_image  # noqa: F401 - fixture
+from tests.support.faultkit import PLAN as HTTP_PLAN
+from tests.support.faultkit import Reaper, get_test, launch, log_figure, of_test, online, provider, since, start_agent
+from tests.support.images import PLAN
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until, wait_until_async
 
 #: What the real octotui-jmeter image (JMeter 2.13) prints for ``-J=foo`` (an empty property
 #: name) before it exits 0 in half a second, without writing any jmeter.log (captured 2026-12-06).
@@ -59,16 +49,6 @@ def _launch(image: str, *, cid: str | None = None, plan: str = PLAN, **spec: Any
 
 async def _report(runtime: DockerRuntime, cid: str) -> Any:
     return next((r for r in await runtime.reports() if r.container_id == cid), None)
-
-
-async def _until(predicate: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within} s waiting for {what}")
 
 
 def _ours(docker_client: Any, agent_id: str) -> list[Any]:
@@ -146,7 +126,9 @@ async def test_stop_during_a_pull_cancels_it_at_once(
 ) -> None:
     command = _launch(f"{silent_registry}/octotui-never:1")
     launching = asyncio.create_task(runtime.launch(command))
-    await _until(lambda: _is(runtime, command.container_id, "pulling"), within=20, what="the launch pulling its image")
+    await wait_until_async(
+        lambda: _is(runtime, command.container_id, "pulling"), timeout=20, what="the launch pulling its image"
+    )
     asked = time.monotonic()
     assert await runtime.stop(command.container_id, 20.0) == "stopping before start"
     with pytest.raises(LaunchError, match=STOPPED_BEFORE_START):
@@ -162,7 +144,7 @@ async def test_stop_during_a_pull_cancels_it_at_once(
 @pytest.mark.docker
 @pytest.mark.parametrize("step", ["create", "start"])
 async def test_stop_while_creating_or_starting_leaves_nothing_running(
-    runtime: DockerRuntime, fake_jmeter_image: str, docker_client: Any, agent_id: str, step: str,  # noqa: F811
+    runtime: DockerRuntime, fake_jmeter_image: str, docker_client: Any, agent_id: str, step: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     command = _launch(fake_jmeter_image)
@@ -186,7 +168,7 @@ async def test_stop_while_creating_or_starting_leaves_nothing_running(
 
 @pytest.mark.docker
 async def test_a_repeated_stop_forces_docker_stop_when_the_first_was_lost(
-    runtime: DockerRuntime, fake_jmeter_image: str, docker_client: Any, agent_id: str,  # noqa: F811
+    runtime: DockerRuntime, fake_jmeter_image: str, docker_client: Any, agent_id: str,
 ) -> None:  # fmt: skip
     command = _launch(fake_jmeter_image)  # the stand-in ignores StopTestNow, as a hung JMeter would
     await runtime.launch(command)
@@ -198,8 +180,10 @@ async def test_a_repeated_stop_forces_docker_stop_when_the_first_was_lost(
         task.cancel()
     assert await runtime.stop(cid, 1.0) == "already stopping"  # within its grace: a cheap no-op
     await asyncio.sleep(0)  # let the cancelled task end
-    await _until(lambda: _forced(runtime, cid), within=10, what="a repeated stop past the grace forcing docker stop")
-    report = await _until(lambda: _is(runtime, cid, *TERMINAL_CONTAINER_STATES), within=30, what="its end")
+    await wait_until_async(
+        lambda: _forced(runtime, cid), timeout=10, what="a repeated stop past the grace forcing docker stop"
+    )
+    report = await wait_until_async(lambda: _is(runtime, cid, *TERMINAL_CONTAINER_STATES), timeout=30, what="its end")
     assert report.state == "finished" and "docker stop" in (report.error or "")
     wait_until(lambda: not _ours(docker_client, agent_id), timeout=15, what="the container removed")
 
@@ -217,7 +201,7 @@ async def _forced(runtime: DockerRuntime, cid: str) -> bool:
 @pytest.mark.docker
 @pytest.mark.jmeter
 def test_stop_soon_after_the_launch_stops_every_container(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper, tmp_path: Path,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper, tmp_path: Path,
     docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     """2 agents, 16 containers, the test stopped 1.2 s after its launch: nothing of it runs 40 s later."""
@@ -273,7 +257,7 @@ def test_the_instance_id_is_made_once_and_kept(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 async def test_adoption_takes_only_this_instances_containers(
-    tmp_path: Path, agent_id: str, fake_jmeter_image: str, docker_client: Any,  # noqa: F811
+    tmp_path: Path, agent_id: str, fake_jmeter_image: str, docker_client: Any,
 ) -> None:  # fmt: skip
     """Two state dirs handed one agent id (a server that matched them by name) never share containers."""
     mine = DockerRuntime(tmp_path / "w1", agent_id, state_file=tmp_path / "s1.json", instance="instance-one")
@@ -395,8 +379,8 @@ async def test_real_jmeter_runs_that_ran_nothing_are_failed(
     props = {"host": "127.0.0.1", "port": str(http_target.port), "duration": "2", **properties}
     command = _launch(jmeter_image, plan=HTTP_PLAN, properties={"users": "1", **props})
     await runtime.launch(command)
-    report = await _until(
-        lambda: _is(runtime, command.container_id, *TERMINAL_CONTAINER_STATES), within=90, what="JMeter's end"
+    report = await wait_until_async(
+        lambda: _is(runtime, command.container_id, *TERMINAL_CONTAINER_STATES), timeout=90, what="JMeter's end"
     )
     assert report.state == "failed", report
     assert error in (report.error or ""), report.error
@@ -457,7 +441,7 @@ async def test_a_command_of_an_unknown_kind_is_never_run_as_a_stop(tmp_path: Pat
 
 @pytest.mark.docker
 async def test_a_container_adopted_again_reports_no_old_error(
-    runtime: DockerRuntime, fake_jmeter_image: str,  # noqa: F811
+    runtime: DockerRuntime, fake_jmeter_image: str,
 ) -> None:  # fmt: skip
     command = _launch(fake_jmeter_image)
     await runtime.launch(command)

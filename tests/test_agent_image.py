@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerProcess, _missing, wait_until
+from tests.support.processes import ROOT, ServerProcess, missing
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter, pytest.mark.xdist_group("jmeter")]
 
@@ -33,7 +34,7 @@ def agent_image(docker_client: Any) -> str:
     built = subprocess.run(["bash", str(ROOT / "scripts" / "agent-image.sh"), AGENT_IMAGE], capture_output=True,
                            text=True, timeout=900, stdin=subprocess.DEVNULL, check=False)  # fmt: skip
     if built.returncode != 0:
-        _missing(f"cannot build {AGENT_IMAGE} (run `make agent-image`): {(built.stderr or built.stdout)[-1500:]}")
+        missing(f"cannot build {AGENT_IMAGE} (run `make agent-image`): {(built.stderr or built.stdout)[-1500:]}")
     return AGENT_IMAGE
 
 

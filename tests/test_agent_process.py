@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, AgentProcess, ServerProcess, wait_until
-from tests.test_agent_docker import FAKE_IMAGE, fake_jmeter_image  # noqa: F401 - fixture
+from tests.support.images import FAKE_IMAGE
+from tests.support.processes import ROOT, AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 
 def _provider(api: httpx.Client, name: str = "lab") -> dict[str, Any]:

@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import AgentProcess, _missing, wait_until
-from tests.test_proxy import TINYPROXY, Tinyproxy
-from tests.tlskit import Pki, make_pki
-from tests.tlskit import https_server as serve_https
+from tests.support.processes import AgentProcess
+from tests.support.tinyproxy import Tinyproxy
+from tests.support.tlskit import Pki, make_pki
+from tests.support.tlskit import https_server as serve_https
+from tests.support.waiting import wait_until
 
 ADMIN = "agent-tls-admin"
 
@@ -35,16 +36,6 @@ def https_server(tmp_path: Path, pki: Pki) -> Iterator[str]:
         tmp_path, pki, ADMIN, "--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6"
     ) as url:
         yield url
-
-
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Tinyproxy]:
-    """tinyproxy on loopback (see tests/test_proxy.py)."""
-    if TINYPROXY is None:
-        _missing("tinyproxy is not installed: run `bash scripts/test-tools.sh`")
-    started = Tinyproxy(tmp_path / "proxy").start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture
@@ -111,17 +102,17 @@ def test_agent_over_https_through_the_proxy_uses_connect(
     pki: Pki,
     api: httpx.Client,
     agents: list[AgentProcess],
-    proxy: Tinyproxy,
+    tinyproxy: Tinyproxy,
     tmp_path: Path,
 ) -> None:
     provider = _provider(api)
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pt", "paris", "gen-pt",
                          f"--ca-bundle={pki.ca}", "--interval", "0.5")  # fmt: skip
-    agents.append(agent.start(env=proxy.env()))
+    agents.append(agent.start(env=tinyproxy.env()))
     wait_until(lambda: _online(api, "gen-pt"), timeout=30, what="the agent online over HTTPS through the proxy")
     port = https_server.rsplit(":", 1)[1]
-    assert proxy.requests(f"CONNECT 127.0.0.1:{port}") >= 1, proxy.log()[-2000:]
-    assert proxy.requests("/api/v1/") == 0, "the proxy sees only the tunnel, never a request inside it"
+    assert tinyproxy.requests(f"CONNECT 127.0.0.1:{port}") >= 1, tinyproxy.log()[-2000:]
+    assert tinyproxy.requests("/api/v1/") == 0, "the proxy sees only the tunnel, never a request inside it"
 
 
 def test_agent_through_the_proxy_still_refuses_a_wrong_ca(
@@ -129,15 +120,15 @@ def test_agent_through_the_proxy_still_refuses_a_wrong_ca(
     pki: Pki,
     api: httpx.Client,
     agents: list[AgentProcess],
-    proxy: Tinyproxy,
+    tinyproxy: Tinyproxy,
     tmp_path: Path,
 ) -> None:
     provider = _provider(api)
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pw", "paris", "gen-pw",
                          f"--ca-bundle={pki.other_ca}")  # fmt: skip
-    agents.append(agent.start(env=proxy.env()))
+    agents.append(agent.start(env=tinyproxy.env()))
     wait_until(lambda: "certificate verify failed" in agent.log(), timeout=20, what="a certificate error in the log")
-    assert proxy.requests("CONNECT") >= 1
+    assert tinyproxy.requests("CONNECT") >= 1
     assert api.get("/agents").json() == []
 
 

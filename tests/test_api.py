@@ -6,112 +6,18 @@ The "agents" here are plain HTTP clients speaking the agent protocol: enough for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-from fastapi import FastAPI
 
 from octotui.server.app import create_app
 from octotui.server.auth import hash_token
-from octotui.server.controller import Controller
 from octotui.server.settings import ServerSettings
-
-ADMIN = "admin-secret"
-PLAN = (
-    '<?xml version="1.0"?><jmeterTestPlan version="1.2"><hashTree><TestPlan testname="t"/></hashTree></jmeterTestPlan>'
-)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Env:
-    app: FastAPI
-    http: httpx.AsyncClient  # admin client
-    settings: ServerSettings
-    #: Registration tokens by provider id, as created here (the server never shows one again).
-    provider_tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ctl(self) -> Controller:
-        return self.app.state.controller  # type: ignore[no-any-return]
-
-    async def provider(self, name: str = "local") -> dict[str, Any]:
-        r = await self.http.post("/providers", json={"name": name})
-        assert r.status_code == 201, r.text
-        self.provider_tokens[r.json()["id"]] = r.json()["token"]
-        return r.json()  # type: ignore[no-any-return]
-
-    async def register(self, token: str, name: str = "host1", location: str = "paris", **extra: Any) -> tuple[str, str]:
-        r = await self.http.post(
-            "/agents/register", json={"name": name, "location": location, **extra}, headers=bearer(token)
-        )
-        assert r.status_code == 200, r.text
-        return r.json()["agent_id"], r.json()["agent_token"]
-
-    async def beat(
-        self, agent_id: str, token: str, *, cpu: float = 10.0, mem: float = 20.0, docker: bool = True, **extra: Any
-    ) -> dict[str, Any]:
-        host = {"ts": time.time(), "cpu_percent": cpu, "cpu_per_core": [cpu, cpu], "memory_percent": mem,
-                "memory_total": 8 * 1024**3, "memory_used": 1024**3}  # fmt: skip
-        body = {"host": host, "docker": {"available": docker, "version": "20.10"}, **extra}
-        r = await self.http.post(f"/agents/{agent_id}/heartbeat", json=body, headers=bearer(token))
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    async def snapshot(self) -> tuple[Any, ...]:
-        """Everything an operator can read, to prove a refused request changed nothing."""
-        out = []
-        for path in ("/providers", "/agents", "/tests"):
-            r = await self.http.get(path)
-            assert r.status_code == 200
-            out.append(r.json())
-        return tuple(out)
-
-
-Starter = Callable[..., Awaitable[Env]]
-
-
-@pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[Starter]:
-    """Starts the real app (lifespan included) with settings overrides; several may run at once."""
-    async with contextlib.AsyncExitStack() as stack:
-        count = 0
-
-        async def start(**overrides: Any) -> Env:
-            nonlocal count
-            count += 1
-            values: dict[str, Any] = {
-                "data_dir": tmp_path / f"server{count}", "admin_token": ADMIN, "heartbeat_interval": 0.5,
-                "late_after": 30.0, "offline_after": 60.0, "poll_timeout_min": 0.5, "poll_timeout_max": 1.0,
-                "redeliver_after": 30.0, "flush_interval": 0.05, "samples_window": 50,
-            }  # fmt: skip
-            values.update(overrides)
-            settings = ServerSettings(**values)
-            app = create_app(settings)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            http = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1", headers=bearer(ADMIN)
-            )
-            await stack.enter_async_context(http)
-            return Env(app, http, settings)
-
-        yield start
-
-
-@pytest.fixture
-async def env(start_server: Starter) -> Env:
-    return await start_server()
-
+from tests.support.app import ADMIN, Env, Starter
+from tests.support.wire import PLAN, bearer
 
 # --- server --------------------------------------------------------------------------------------
 

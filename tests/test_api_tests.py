@@ -8,59 +8,10 @@ import math
 import time
 from typing import Any
 
-import pytest
-from test_api import ADMIN, PLAN, Env, Starter, bearer, start_server
-
 from octotui.client import Client
 from octotui.protocol import TestCreate, rt_bucket
-
-__all__ = ["start_server"]  # the fixture, shared with test_api.py
-
-
-async def fleet(env: Env, *names: str, location: str = "paris", docker: bool = True) -> list[tuple[str, str]]:
-    """Register agents in provider "local" (created if needed) and make them heartbeat once."""
-    providers = {p["name"]: p for p in (await env.http.get("/providers")).json()}
-    p = providers.get("local") or await env.provider("local")
-    out = []
-    for name in names:
-        agent_id, token = await env.register(env.provider_tokens[p["id"]], name=name, location=location)
-        await env.beat(agent_id, token, docker=docker)
-        out.append((agent_id, token))
-    return out
-
-
-async def poll(env: Env, agent_id: str, token: str) -> list[dict[str, Any]]:
-    r = await env.http.get(f"/agents/{agent_id}/commands", params={"timeout": 0}, headers=bearer(token))
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-async def ack(env: Env, agent_id: str, token: str, command_id: str, ok: bool = True, error: str | None = None) -> None:
-    r = await env.http.post(
-        f"/agents/{agent_id}/commands/{command_id}/ack", json={"ok": ok, "error": error}, headers=bearer(token)
-    )
-    assert r.status_code == 204, r.text
-
-
-def report(cmd: dict[str, Any], state: str, **extra: Any) -> dict[str, Any]:
-    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": state,
-            **extra}  # fmt: skip
-
-
-def figures(samples: int, rate: float, avg: float, errors: int = 0, active: int = 5) -> dict[str, Any]:
-    return {"samples": samples, "errors": errors, "rate": rate, "avg_ms": avg, "min_ms": 1, "max_ms": 90,
-            "active": active}  # fmt: skip
-
-
-def spec(**over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "checkout", "plan": PLAN, "provider": "local", "containers": 2}
-    body.update(over)
-    return body
-
-
-@pytest.fixture
-async def env(start_server: Starter) -> Env:
-    return await start_server()
+from tests.support.app import ADMIN, Env, Starter
+from tests.support.wire import ack, figures, fleet, poll, report, spec
 
 
 async def test_dry_run_places_evenly_and_launches_nothing(env: Env) -> None:

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, wait_until
-from test_api import ADMIN, PLAN, Starter, bearer, start_server
 
 from octotui.client import Client, ClientError
-
-__all__ = ["start_server"]
+from tests.support.app import ADMIN, Starter
+from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until
+from tests.support.wire import PLAN, bearer
 
 
 async def test_create_list_revoke_contract(start_server: Starter) -> None:

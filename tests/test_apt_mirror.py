@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT
+from tests.support.processes import ROOT
 
 SCRIPT = ROOT / "scripts" / "apt-mirror.sh"
 DEBIAN_SOURCES = """\

@@ -11,25 +11,19 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
-from test_api import ADMIN, Env, Starter, bearer, start_server
-from test_api_tests import ack, figures, fleet, poll, report, spec
 
 from octotui.client import Client, ClientError, Mirror
 from octotui.protocol import Changes
 from octotui.tui.app import DashboardSettings, create_app
 from octotui.tui.widgets.tables import AgentsTable
-
-__all__ = ["start_server"]  # the fixture, shared with test_api.py
+from tests.support.app import ADMIN, Env, Starter
+from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until_pilot
+from tests.support.wire import ack, bearer, figures, fleet, poll, register, report, spec
 
 ENDED = 2
-
-
-@pytest.fixture
-async def env(start_server: Starter) -> Env:
-    return await start_server()
 
 
 def client_of(env: Env, token: str = ADMIN) -> Client:
@@ -232,23 +226,10 @@ def test_a_restart_changes_the_epoch_and_resyncs_in_full(server: ServerProcess) 
     asyncio.run(scenario())
 
 
-async def _agent(http: httpx.AsyncClient, provider_token: str, name: str) -> tuple[str, str]:
-    r = await http.post("/agents/register", json={"name": name, "location": "paris"}, headers=bearer(provider_token))
-    r.raise_for_status()
-    return r.json()["agent_id"], r.json()["agent_token"]
-
-
 async def _beat(http: httpx.AsyncClient, agent_id: str, token: str, cpu: float) -> None:
     host = {"ts": time.time(), "cpu_percent": cpu, "memory_percent": 20.0}
     r = await http.post(f"/agents/{agent_id}/heartbeat", json={"host": host}, headers=bearer(token))
     r.raise_for_status()
-
-
-async def _until(pilot: Any, predicate: Any, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.1)
 
 
 async def test_dashboard_follows_the_feed(tmp_path: Path) -> None:
@@ -263,20 +244,22 @@ async def test_dashboard_follows_the_feed(tmp_path: Path) -> None:
 async def _follows(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url + "/api/v1", headers=bearer(server.admin_token)) as http:
         provider = (await http.post("/providers", json={"name": "lab"})).json()
-        box1 = await _agent(http, provider["token"], "box1")
-        box2 = await _agent(http, provider["token"], "box2")
+        box1 = await register(http, provider["token"], "box1")
+        box2 = await register(http, provider["token"], "box2")
         await _beat(http, *box1, cpu=11.0)
         await _beat(http, *box2, cpu=22.0)
         settings = DashboardSettings(server=server.url, token=server.admin_token, refresh=0.3)
         app = create_app(settings, Client(server.url, server.admin_token, timeout=5))
         messages: list[Any] = []
         async with app.run_test(size=(120, 30), message_hook=messages.append) as pilot:
-            await _until(pilot, lambda: len(app.agents) == 2)
+            await wait_until_pilot(pilot, lambda: len(app.agents) == 2, timeout=20)
             assert app.poller.feed is True
             table = app.screen.query_one(AgentsTable)
             before = {key: table.row_cells(key) or () for key in (box1[0], box2[0])}
             await _beat(http, *box1, cpu=77.0)
-            await _until(pilot, lambda: (table.row_cells(box1[0]) or ())[4:5] != before[box1[0]][4:5])
+            await wait_until_pilot(
+                pilot, lambda: (table.row_cells(box1[0]) or ())[4:5] != before[box1[0]][4:5], timeout=20
+            )
             cells = table.row_cells(box1[0])
             assert cells is not None and cells[4].text == "77.0"
             assert table.row_cells(box2[0]) is before[box2[0]]  # untouched: the same row object
@@ -304,7 +287,7 @@ async def test_dashboard_polls_the_listings_on_a_server_without_the_feed(start_s
     settings = DashboardSettings(server="http://test", token=ADMIN, refresh=0.3)
     app = create_app(settings, client)
     async with app.run_test(size=(120, 30)) as pilot:
-        await _until(pilot, lambda: len(app.agents) == 2 and app.providers)
+        await wait_until_pilot(pilot, lambda: len(app.agents) == 2 and app.providers, timeout=20)
         assert app.poller.feed is False
         assert {a.name for a in app.agents} == {"gen-1", "gen-2"}
 

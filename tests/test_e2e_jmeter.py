@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter, pytest.mark.xdist_group("jmeter")]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.xdist_group("fault-disk")]
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
-from tests.faultkit import (
+from tests.support.faultkit import (
     PLAN,
     Reaper,
     ended,
@@ -25,12 +24,13 @@ from tests.faultkit import (
     log_figure,
     online,
     provider,
-    reaper,  # noqa: F401 - fixture
     running_with_figures,
     since,
     start_agent,
 )
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter]
 ENGINE = "/var/run/docker.sock"
@@ -41,7 +41,7 @@ def _docker_of(api: Any, name: str) -> dict[str, Any]:
 
 
 def test_engine_stops_under_an_agent_and_comes_back(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()
@@ -87,7 +87,7 @@ def test_engine_stops_under_an_agent_and_comes_back(
 
 
 def test_jmeter_errors_fail_their_container_and_others_go_on(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()

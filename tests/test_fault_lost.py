@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
-from tests.faultkit import (
+from tests.support.faultkit import (
     Reaper,
     agent_id,
     ended,
@@ -29,11 +28,12 @@ from tests.faultkit import (
     of_test,
     online,
     provider,
-    reaper,  # noqa: F401 - fixture
     running_with_figures,
     since,
     start_agent,
 )
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter]
 
@@ -53,7 +53,7 @@ def _container_on(test: dict[str, Any], aid: str) -> dict[str, Any]:
 
 
 def _lost_then_back(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper, tmp_path: Path, docker_client: Any,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper, tmp_path: Path, docker_client: Any,
     jmeter_image: str, http_target: Any,
 ) -> dict[str, Any]:  # fmt: skip
     api = server.client()
@@ -111,7 +111,7 @@ def _lost_then_back(
 
 @pytest.fixture
 def lost_run(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> dict[str, Any]:  # fmt: skip
     return _lost_then_back(server, agents, reaper, tmp_path, docker_client, jmeter_image, http_target)
@@ -140,7 +140,7 @@ def test_lost_agent_then_back(lost_run: dict[str, Any]) -> None:
 
 
 def test_running_test_says_it_runs_degraded_and_why(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()

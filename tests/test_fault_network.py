@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
-from tests.faultkit import (
+from tests.support.faultkit import (
     Reaper,
     ended,
     gone,
@@ -28,11 +27,12 @@ from tests.faultkit import (
     of_test,
     online,
     provider,
-    reaper,  # noqa: F401 - fixture
     running_with_figures,
     since,
 )
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter]
 
@@ -69,7 +69,7 @@ def _seen_after(api: httpx.Client, name: str, moment: float) -> bool:
 
 
 def test_drops_delays_and_cuts_deliver_commands_exactly_once(
-    patient_server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    patient_server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     server = patient_server
@@ -113,7 +113,7 @@ def test_drops_delays_and_cuts_deliver_commands_exactly_once(
 
 
 def test_idle_killing_proxy_long_poll_recovers(
-    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,  # noqa: F811
+    server: ServerProcess, agents: list[AgentProcess], reaper: Reaper,
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AgentProcess, ServerProcess, wait_until
-from tests.faultkit import (
+from tests.support.faultkit import (
     Reaper,
     agent_id,
     ended,
@@ -27,11 +26,12 @@ from tests.faultkit import (
     of_test,
     online,
     provider,
-    reaper,  # noqa: F401 - fixture
     running_with_figures,
     since,
     start_agent,
 )
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter]
 
@@ -50,7 +50,7 @@ def _complete(final: dict[str, Any], hits: int) -> None:
 def test_server_sigkill_mid_test_and_restart(
     server: ServerProcess,
     agents: list[AgentProcess],
-    reaper: Reaper,  # noqa: F811
+    reaper: Reaper,
     tmp_path: Path,
     docker_client: Any,
     jmeter_image: str,
@@ -98,7 +98,7 @@ def test_server_sigkill_mid_test_and_restart(
 def test_agent_sigkill_mid_test_and_restart(
     server: ServerProcess,
     agents: list[AgentProcess],
-    reaper: Reaper,  # noqa: F811
+    reaper: Reaper,
     tmp_path: Path,
     docker_client: Any,
     jmeter_image: str,

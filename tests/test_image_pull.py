@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
-from test_agent_docker import fake_jmeter_image, import_fake_jmeter  # noqa: F401 - fixture
 
-from tests.conftest import IN_CI, AgentProcess, ServerProcess, free_port, wait_until
+from tests.support.faultproxy import FaultProxy
+from tests.support.images import import_fake_jmeter
+from tests.support.processes import IN_CI, AgentProcess, ServerProcess, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker]
 
@@ -86,7 +87,7 @@ def _pushed_image(docker_client: Any, relay: FaultProxy, tmp_path: Path, base: s
 
 def test_missing_image_is_pulled_with_progress(
     server: ServerProcess, agents: list[AgentProcess], registry: FaultProxy, docker_client: Any,
-    fake_jmeter_image: str, tmp_path: Path,  # noqa: F811
+    fake_jmeter_image: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     image = _pushed_image(docker_client, registry, tmp_path, fake_jmeter_image)
     api = server.client()

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.httptarget import HttpTarget
+from tests.support.httptarget import HttpTarget
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.jmeter, pytest.mark.xdist_group("jmeter")]
 

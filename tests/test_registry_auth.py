@@ -23,13 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
-from test_agent_docker import fake_jmeter_image  # noqa: F401 - fixture
 
 from agent import registry_auth
 from agent.engine import Engine, EngineError
 from agent.registry_auth import INDEX_SERVER, Credentials, RegistryAuth, RegistryAuthError, registry_host
 from agent.settings import build_parser, parse_settings
-from tests.conftest import IN_CI, AgentProcess, ServerProcess, free_port, wait_until
+from tests.support.processes import IN_CI, AgentProcess, ServerProcess, free_port
+from tests.support.waiting import wait_until
 
 PLAN = "<?xml version='1.0'?><jmeterTestPlan version='1.2'><hashTree><TestPlan/></hashTree></jmeterTestPlan>"
 USER, PASSWORD = "alice", "s3cret-pass"
@@ -325,7 +325,7 @@ def _cleanup(docker_client: Any, test_id: str, image: str) -> None:
 @pytest.mark.parametrize("source", ["auths", "helper"])
 def test_authenticated_pull_runs_the_container(
     server: ServerProcess, agents: list[AgentProcess], private_registry: str, docker_client: Any,
-    fake_jmeter_image: str, tmp_path: Path, source: str,  # noqa: F811
+    fake_jmeter_image: str, tmp_path: Path, source: str,
 ) -> None:  # fmt: skip
     image = _push(docker_client, private_registry, fake_jmeter_image)
     env = None
@@ -359,7 +359,7 @@ def test_authenticated_pull_runs_the_container(
 @pytest.mark.docker
 def test_wrong_password_fails_the_container_with_the_registrys_words(
     server: ServerProcess, agents: list[AgentProcess], private_registry: str, docker_client: Any,
-    fake_jmeter_image: str, tmp_path: Path,  # noqa: F811
+    fake_jmeter_image: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     image = _push(docker_client, private_registry, fake_jmeter_image)
     config = {"auths": {private_registry: {"auth": _basic(USER, "not-the-password")}}}

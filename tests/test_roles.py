@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_api import ADMIN, PLAN, Env, Starter, bearer, start_server
 
 from octotui.protocol import API_PREFIX
-
-__all__ = ["start_server"]
+from tests.support.app import ADMIN, Env, Starter
+from tests.support.wire import PLAN, bearer
 
 KINDS = ("none", "wrong", "provider", "agent", "other-agent", "read-only", "admin")
 PUBLIC = {"/health"}

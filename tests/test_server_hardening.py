@@ -17,35 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api import ADMIN, PLAN, Env, Starter, bearer, start_server
-from test_api_tests import ack, fleet, poll, report, spec
 
 from octotui.protocol import TestCreate
 from octotui.server.app import create_app
 from octotui.server.errors import Unstorable
 from octotui.server.settings import ServerSettings
-from tests.conftest import wait_until
-
-__all__ = ["start_server"]  # the fixture, shared with test_api.py
-
-
-@pytest.fixture
-async def env(start_server: Starter) -> Env:
-    return await start_server()
+from tests.support.app import ADMIN, Env, Starter
+from tests.support.waiting import wait_until_async
+from tests.support.wire import PLAN, ack, bearer, fleet, poll, report, spec
 
 
 async def get_test(env: Env, test_id: str) -> dict[str, Any]:
     r = await env.http.get(f"/tests/{test_id}")
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
-
-
-async def until(predicate: Any, limit: float = 5.0, what: str = "condition") -> None:
-    """Await ``predicate()`` (a coroutine function) until it is true, bounded."""
-    deadline = time.monotonic() + limit
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 # --- 1. stop means stop --------------------------------------------------------------------------
@@ -91,7 +76,7 @@ async def test_a_container_taken_back_during_a_stop_is_stopped(start_server: Sta
     async def lost() -> bool:
         return bool((await get_test(env, test["id"]))["containers"][0]["state"] == "lost")
 
-    await until(lost, what="the container lost with its agent")
+    await wait_until_async(lost, timeout=5, interval=0.05, what="the container lost with its agent")
     assert "went offline" in (await get_test(env, test["id"]))["containers"][0]["error"]
     await env.http.post(f"/tests/{test['id']}/stop")
     # It comes back, still running it: stopped, and the stale error is gone.
@@ -157,7 +142,7 @@ async def test_a_stop_not_confirmed_in_time_is_named_in_the_reason(start_server:
         await env.beat(a1, t1, containers=[report(cmds[a1][0], "running")])
         return "not confirmed" in ((await get_test(env, test["id"]))["reason"] or "")
 
-    await until(named, what="the late stop in the test's reason")
+    await wait_until_async(named, timeout=5, interval=0.05, what="the late stop in the test's reason")
     now = await get_test(env, test["id"])
     assert now["state"] == "stopping"
     reason = now["reason"]
@@ -167,9 +152,6 @@ async def test_a_stop_not_confirmed_in_time_is_named_in_the_reason(start_server:
     await env.beat(a1, t1, containers=[report(cmds[a1][0], "finished", exit_code=0)])
     ended = await get_test(env, test["id"])
     assert ended["state"] == "finished" and "not confirmed" not in (ended["reason"] or "")
-
-
-__all__ += ["bearer", "wait_until"]
 
 
 # --- 2. nothing reaches memory before the store accepted it --------------------------------------
@@ -249,7 +231,9 @@ async def test_a_store_that_fails_keeps_the_changes_for_the_next_flush(
             (state,) = db.execute("SELECT state FROM containers WHERE id = ?", (cmd["container_id"],)).fetchone()
             return bool(state == "running")
 
-    await until(lambda: asyncio.sleep(0, stored()), what="the change written by a later flush")
+    await wait_until_async(
+        lambda: asyncio.sleep(0, stored()), timeout=5, interval=0.05, what="the change written by a later flush"
+    )
     assert calls >= 2
 
 
@@ -294,7 +278,7 @@ async def test_a_forced_delete_stops_collects_results_then_forgets(env: Env) -> 
     async def forgotten() -> bool:
         return bool((await env.http.get("/agents")).json() == [])
 
-    await until(forgotten, what="the retired agent forgotten")
+    await wait_until_async(forgotten, timeout=5, interval=0.05, what="the retired agent forgotten")
     r = await env.http.get(f"/agents/{a1}/commands", params={"timeout": 0}, headers=bearer(t1))
     assert r.status_code == 401
     ended = await get_test(env, test["id"])
@@ -339,7 +323,12 @@ async def test_a_big_plan_on_many_containers_is_stored_once(start_server: Starte
     grown = size() - before
     assert grown < 3 * 1024 * 1024, f"the database grew by {grown / 1024 / 1024:.1f} MiB for one 1 MiB plan"
     # The write-ahead log is emptied by the periodic checkpoint: what stays is the database.
-    await until(lambda: asyncio.sleep(0, not wal.exists() or wal.stat().st_size == 0), what="an empty WAL")
+    await wait_until_async(
+        lambda: asyncio.sleep(0, not wal.exists() or wal.stat().st_size == 0),
+        timeout=5,
+        interval=0.05,
+        what="an empty WAL",
+    )
     assert size() - before < 1.5 * 1024 * 1024
 
 
@@ -458,7 +447,7 @@ async def test_a_container_taken_back_loses_its_stale_error(start_server: Starte
     async def lost() -> bool:
         return bool((await get_test(env, test["id"]))["containers"][0]["state"] == "lost")
 
-    await until(lost, what="the container lost with its agent")
+    await wait_until_async(lost, timeout=5, interval=0.05, what="the container lost with its agent")
     await env.beat(a1, t1, containers=[report(cmd, "running", docker_id="d1")])
     container = (await get_test(env, test["id"]))["containers"][0]
     assert container["state"] == "running" and container["error"] is None

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess, wait_until
 
-from tests.tlskit import https_server, make_pki
+from tests.support.processes import ServerProcess
+from tests.support.tlskit import https_server, make_pki
+from tests.support.waiting import wait_until
 
 PLAN = '<jmeterTestPlan version="1.2"><hashTree><TestPlan testname="t"/></hashTree></jmeterTestPlan>'
 

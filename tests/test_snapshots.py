@@ -8,13 +8,10 @@ screenshots``) or ``OCTOTUI_SCREENSHOTS=1`` it also saves each screen as an SVG 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, AgentProcess, ServerProcess, wait_until
-from textual.pilot import Pilot
 
 from octotui.client import Client
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
@@ -31,6 +28,9 @@ from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, TestsTable
+from tests.support.processes import ROOT, AgentProcess, ServerProcess
+from tests.support.tui import text_of
+from tests.support.waiting import wait_until, wait_until_pilot
 
 SIZE = (80, 24)
 SHOTS = ROOT / "screenshots"
@@ -58,15 +58,6 @@ def save(request: pytest.FixtureRequest) -> Callable[[OctoApp, str], None]:
     return shoot
 
 
-async def until(pilot: Pilot[object], predicate: Callable[[], object], limit: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {limit} s waiting for {what or predicate}")
-
-
 def lab(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, names: dict[str, str]) -> dict[str, str]:
     """Provider ``lab`` with one agent per ``name -> location``; returns name -> agent id once online."""
     with server.client() as http:
@@ -87,10 +78,6 @@ def app_on(server: ServerProcess, read_only: bool = False) -> OctoApp:
     return create_app(settings, Client(server.url, server.admin_token, timeout=3))
 
 
-def text_of(app: OctoApp, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
 async def test_monitoring_screens(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, save: Callable[[OctoApp, str], None]
 ) -> None:
@@ -103,12 +90,12 @@ async def test_monitoring_screens(
             rows = [table.row_cells(i) for i in ids.values()]
             return all(row is not None and row[4].text != "-" for row in rows)
 
-        await until(pilot, figures, what="both agents with figures")
+        await wait_until_pilot(pilot, figures, what="both agents with figures")
         await pilot.pause(1.5)
         save(app, "main")
 
         await pilot.press("slash", *"lyon")
-        await until(pilot, lambda: table.row_count == 1)
+        await wait_until_pilot(pilot, lambda: table.row_count == 1)
         save(app, "main-filter")
         await pilot.press("escape")
 
@@ -144,7 +131,7 @@ async def test_monitoring_screens(
         await pilot.press("u")
         assert isinstance(app.screen, AuditScreen)
         audit = app.screen.query_one(AuditTable)
-        await until(pilot, lambda: audit.row_count >= 1, what="audit entries")
+        await wait_until_pilot(pilot, lambda: audit.row_count >= 1, what="audit entries")
         save(app, "audit")
         await pilot.press("escape")
 
@@ -153,8 +140,10 @@ async def test_monitoring_screens(
         await pilot.press("enter")
         assert isinstance(app.screen, AgentScreen)
         cpu = app.screen.query_one("#cpu-chart", Chart)
-        await until(pilot, lambda: len(cpu.values) >= 8, what="8 s of CPU samples")
-        await until(pilot, lambda: "box1 · online · lab/paris" in text_of(app, "#agent-title"), what="the title")
+        await wait_until_pilot(pilot, lambda: len(cpu.values) >= 8, what="8 s of CPU samples")
+        await wait_until_pilot(
+            pilot, lambda: "box1 · online · lab/paris" in text_of(app, "#agent-title"), what="the title"
+        )
         save(app, "agent")
         await pilot.press("escape")
 
@@ -167,16 +156,16 @@ async def test_monitoring_screens(
 
         server.stop()
         status = app.screen.query_one(StatusBar)
-        await until(pilot, lambda: "unreachable" in status.state_text()[0])
+        await wait_until_pilot(pilot, lambda: "unreachable" in status.state_text()[0])
         await pilot.pause(0.3)
         save(app, "unreachable")
         server.start()
-        await until(pilot, lambda: status.state_text()[0] == "● live", limit=40, what="live again")
+        await wait_until_pilot(pilot, lambda: status.state_text()[0] == "● live", timeout=40, what="live again")
 
     app = app_on(server, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: table.row_count == 2)
+        await wait_until_pilot(pilot, lambda: table.row_count == 2)
         await pilot.pause(1)
         assert "l" not in app.active_bindings
         save(app, "read-only")
@@ -187,7 +176,7 @@ async def test_monitoring_screens(
     settings = DashboardSettings(server=server.url, token=token, refresh=0.5)
     app = create_app(settings, Client(server.url, token, timeout=3))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.read_only and app.screen.query_one(AgentsTable).row_count == 2)
+        await wait_until_pilot(pilot, lambda: app.read_only and app.screen.query_one(AgentsTable).row_count == 2)
         await pilot.press("p")
         await pilot.pause(1)
         save(app, "read-only-token")
@@ -211,7 +200,9 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
     lab(server, agents, tmp_path, {"gen1": "paris", "gen2": "lyon"})
     app = app_on(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: len(app.agents) == 2 and all(a.docker and a.docker.available for a in app.agents))
+        await wait_until_pilot(
+            pilot, lambda: len(app.agents) == 2 and all(a.docker and a.docker.available for a in app.agents)
+        )
         await pilot.press("l")
         assert isinstance(app.screen, LaunchScreen)
         dialog = app.screen
@@ -223,29 +214,31 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         dialog.query_one("#properties").value = f"host=127.0.0.1 port={http_target.port} think_ms=20"  # type: ignore[attr-defined]
         dialog.query_one("#image").value = jmeter_image  # type: ignore[attr-defined]
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="placement preview")
+        await wait_until_pilot(
+            pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="placement preview"
+        )
         # Placement weighs free CPU too: on a loaded machine both may land on one agent.
         assert "2 containers on" in text_of(app, "#preview") and "of lab" in text_of(app, "#preview")
         save(app, "launch-preview")
         await pilot.press("ctrl+l")
-        await until(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launch")
+        await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launch")
 
         tests = app.screen.query_one(TestsTable)
-        await until(pilot, lambda: tests.row_count == 1)
+        await wait_until_pilot(pilot, lambda: tests.row_count == 1)
         test_id = tests.row_keys[0]
 
         def hitting() -> bool:
             test = next((t for t in app.tests if t.id == test_id), None)
             return test is not None and test.state == "running" and test.results.samples > 0
 
-        await until(pilot, hitting, limit=90, what="live JMeter figures")
+        await wait_until_pilot(pilot, hitting, timeout=90, what="live JMeter figures")
         await pilot.press("t")
         save(app, "main-running")
 
         await pilot.press("enter")
         assert isinstance(app.screen, TestScreen)
         rate = app.screen.query_one("#rate-chart", Chart)
-        await until(pilot, lambda: len(rate.values) >= 25, limit=90, what="25 points of hits/s")
+        await wait_until_pilot(pilot, lambda: len(rate.values) >= 25, timeout=90, what="25 points of hits/s")
         assert app.screen.query_one(ContainersTable).row_count == 2
         assert "checkout · running · lab" in text_of(app, "#test-title")
         save(app, "test")
@@ -265,7 +258,7 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
             return [c[3].text for c in cells if c and c[3].text].count("even")
 
         # a location is "even" only while its agent is online: wait for the steady picture
-        await until(pilot, lambda: dist.row_count == 4 and evens() == 2, what="both locations even")
+        await wait_until_pilot(pilot, lambda: dist.row_count == 4 and evens() == 2, what="both locations even")
         save(app, "distribution")
         await pilot.press("escape")
 
@@ -282,16 +275,16 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         await pilot.press("escape")
 
         await pilot.press("t", "s", "y")
-        await until(
+        await wait_until_pilot(
             pilot,
             lambda: next(t for t in app.tests if t.id == test_id).state in ("finished", "failed"),
-            limit=90,
+            timeout=90,
             what="the test to end",
         )
         test = next(t for t in app.tests if t.id == test_id)
         assert test.state == "finished" and test.results.samples > 0
         await pilot.press("enter")
-        await until(pilot, lambda: "samples" in text_of(app, "#test-title"))
+        await wait_until_pilot(pilot, lambda: "samples" in text_of(app, "#test-title"))
         await pilot.pause(1)
         assert "p99" in text_of(app, "#test-title")
         save(app, "test-finished")
@@ -302,10 +295,12 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
             body = {"name": "no-image", "plan": PLAN.read_text(), "provider": "lab", "containers": 1,
                     "image": "127.0.0.1:9/octotui-missing:none"}  # fmt: skip
             failing = http.post("/tests", json=body).raise_for_status().json()["id"]
-        await until(pilot, lambda: any(t.id == failing and t.state == "failed" for t in app.tests), limit=60)
+        await wait_until_pilot(
+            pilot, lambda: any(t.id == failing and t.state == "failed" for t in app.tests), timeout=60
+        )
         await pilot.press("t", "home", "enter")
         assert isinstance(app.screen, TestScreen) and app.screen.test_id == failing
-        await until(pilot, lambda: app.screen.query_one("#test-reason").display)
+        await wait_until_pilot(pilot, lambda: app.screen.query_one("#test-reason").display)
         await pilot.pause(1)
         save(app, "test-failed")
     wait_until(

@@ -18,7 +18,7 @@ import httpx
 
 from octotui.server.records import ProviderRec
 from octotui.server.store import SCHEMA_VERSION, Snapshot, Store
-from tests.conftest import ServerProcess, free_port
+from tests.support.processes import ServerProcess, free_port
 
 ADMIN = "test-admin-token"
 FIXTURE = Path(__file__).parent / "data" / "store-v1.sqlite"

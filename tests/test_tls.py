@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from octotui.client import Client, ServerUnreachable
-from tests.tlskit import Pki, https_server, make_pki
+from tests.support.tlskit import Pki, https_server, make_pki
 
 ADMIN = "tls-admin"
 

@@ -3,57 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AgentProcess, ServerProcess
-from textual.pilot import Pilot
 
-from octotui.client import Client
-from octotui.tui.app import DashboardSettings, OctoApp, create_app
 from octotui.tui.forms import check_plan_path
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable
-
-SIZE = (80, 24)
-
-
-async def until(pilot: Pilot[object], predicate: Callable[[], object], limit: float = 30.0, what: str = "") -> None:
-    """Let the app run until ``predicate()`` is truthy; bounded."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {limit} s waiting for {what or predicate}")
-
-
-def make_provider(server: ServerProcess, name: str = "lab") -> dict[str, str]:
-    with server.client() as http:
-        response = http.post("/providers", json={"name": name})
-        response.raise_for_status()
-        return dict(response.json())
-
-
-def start_agent(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, token: str) -> AgentProcess:
-    agent = AgentProcess(server.url, token, tmp_path / "agent-state", "paris", "box1", "--interval", "1")
-    agents.append(agent.start())
-    return agent
-
-
-def build_app(server: ServerProcess, *, read_only: bool = False, token: str | None = None) -> OctoApp:
-    settings = DashboardSettings(server=server.url, token=token or server.admin_token, read_only=read_only, refresh=0.5)
-    return create_app(settings, Client(server.url, settings.token, timeout=3))
-
-
-def agent_id(server: ServerProcess, name: str = "box1") -> str | None:
-    with server.client() as http:
-        return next((a["id"] for a in http.get("/agents").json() if a["name"] == name), None)
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.tui import SIZE, agent_id, build_app, make_provider, start_agent
+from tests.support.waiting import wait_until_pilot
 
 
 @pytest.fixture
@@ -80,7 +44,7 @@ async def test_agent_appears_online_with_figures(server: ServerProcess, live: st
             cells = table.row_cells(live)
             return bool(cells) and cells[0].text == "online" and cells[4].text != "-"
 
-        await until(pilot, online_with_cpu, what="box1 online with a CPU figure")
+        await wait_until_pilot(pilot, online_with_cpu, what="box1 online with a CPU figure")
         cells = table.row_cells(live)
         assert cells is not None
         assert [c.text for c in cells[1:4]] == ["box1", "lab", "paris"]
@@ -88,7 +52,7 @@ async def test_agent_appears_online_with_figures(server: ServerProcess, live: st
         assert 0.0 <= float(cells[4].text) <= 100.0 and 0.0 < float(cells[5].text) <= 100.0
         assert cells[7].text == "0.1.0"
         providers = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: (providers.row_cells(providers.row_keys[0]) or ())[2].text == "1")
+        await wait_until_pilot(pilot, lambda: (providers.row_cells(providers.row_keys[0]) or ())[2].text == "1")
         status = app.screen.query_one(StatusBar)
         assert status.state_text()[0] == "● live"
         assert "late>3s off>6s" in str(status.query_one("#sb-thresholds").render())
@@ -98,11 +62,11 @@ async def test_filter_and_sort(server: ServerProcess, live: str) -> None:
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: table.row_count == 1, what="the agent row")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1, what="the agent row")
         await pilot.press("slash", *"nomatch")
-        await until(pilot, lambda: table.row_count == 0, what="filter hiding the agent")
+        await wait_until_pilot(pilot, lambda: table.row_count == 0, what="filter hiding the agent")
         await pilot.press("escape")
-        await until(pilot, lambda: table.row_count == 1, what="filter cleared")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1, what="filter cleared")
         await pilot.press("slash", *"PARIS", "enter")
         assert table.row_count == 1 and table.has_focus
         await pilot.press("o")
@@ -115,17 +79,17 @@ async def test_agent_detail_shows_live_charts(server: ServerProcess, live: str) 
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: table.row_count == 1, what="the agent row")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1, what="the agent row")
         await pilot.press("enter")
         assert isinstance(app.screen, AgentScreen)
         cpu = app.screen.query_one("#cpu-chart", Chart)
-        await until(pilot, lambda: len(cpu.values) >= 2, what="two CPU samples in the chart")
+        await wait_until_pilot(pilot, lambda: len(cpu.values) >= 2, what="two CPU samples in the chart")
         assert app.screen.query_one("#mem-chart", Chart).values
         assert app.screen.query_one(CoreBars).cores
         figures = str(app.screen.query_one("#figures").render())
         assert "mem" in figures and "load" in figures and "docker" in figures
         count = len(cpu.values)
-        await until(pilot, lambda: len(cpu.values) > count, what="the chart growing live")
+        await wait_until_pilot(pilot, lambda: len(cpu.values) > count, what="the chart growing live")
         await pilot.press("escape")
         assert not isinstance(app.screen, AgentScreen)
         assert app.poller.agent_id is None
@@ -135,21 +99,21 @@ async def test_server_lost_then_recovered(server: ServerProcess, live: str) -> N
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         status = app.screen.query_one(StatusBar)
-        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
         server.stop()
-        await until(pilot, lambda: "unreachable" in status.state_text()[0], what="unreachable shown")
+        await wait_until_pilot(pilot, lambda: "unreachable" in status.state_text()[0], what="unreachable shown")
         assert "retrying" in status.state_text()[0]
         assert app.is_running
         server.start()
-        await until(pilot, lambda: status.state_text()[0] == "● live", limit=40, what="recovery")
+        await wait_until_pilot(pilot, lambda: status.state_text()[0] == "● live", timeout=40, what="recovery")
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: (table.row_cells(live) or [None])[0] is not None)
+        await wait_until_pilot(pilot, lambda: (table.row_cells(live) or [None])[0] is not None)
 
 
 async def test_read_only_hides_actions(server: ServerProcess, live: str) -> None:
     app = build_app(server, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
         keys = set(app.active_bindings)
         assert "l" not in keys and "s" not in keys
         assert "q" in keys and "slash" in keys
@@ -161,7 +125,7 @@ async def test_read_only_hides_actions(server: ServerProcess, live: str) -> None
 async def test_read_write_shows_actions(server: ServerProcess) -> None:
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
         assert {"l", "s", "d"} <= set(app.active_bindings)
         assert not app.screen.query_one(StatusBar).query_one("#sb-readonly").display
 
@@ -170,7 +134,7 @@ async def test_launch_dialog_validates_plan_path(server: ServerProcess, tmp_path
     make_provider(server)
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers), what="providers")
+        await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")
         await pilot.press("l")
         assert isinstance(app.screen, LaunchScreen)
         missing = tmp_path / "missing.jmx"
@@ -203,11 +167,11 @@ async def test_server_error_of_a_preview_is_shown(server: ServerProcess, live: s
     bad.write_text("<jmeterTestPlan><unclosed></jmeterTestPlan>")
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers), what="providers")
+        await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")
         await pilot.press("l")
         await pilot.press(*str(bad), "enter")
         preview = app.screen.query_one("#preview")
-        await until(pilot, lambda: "✗" in str(preview.render()), what="the server's refusal")
+        await wait_until_pilot(pilot, lambda: "✗" in str(preview.render()), what="the server's refusal")
         assert "plan" in str(preview.render()).lower()
         assert app.screen.query_one("#do-launch").disabled
     with server.client() as http:
@@ -218,7 +182,7 @@ async def test_wrong_token_is_shown_not_fatal(server: ServerProcess) -> None:
     app = build_app(server, token="wrong-token")
     async with app.run_test(size=SIZE) as pilot:
         status = app.screen.query_one(StatusBar)
-        await until(pilot, lambda: app.connection.state == "refused", what="refusal shown")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "refused", what="refusal shown")
         assert status.state_text()[0].startswith("error: ")
         assert app.is_running
 
@@ -312,4 +276,4 @@ async def test_same_named_agents_are_two_rows_flagged(
             names = [cells[1].text for key in table.row_keys if (cells := table.row_cells(key))]
             return names if len(names) == 2 and all("(same name)" in n for n in names) else []
 
-        await until(pilot, flagged, what="two rows named 'box1 (same name)'")
+        await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (same name)'")

@@ -9,10 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AgentProcess, ServerProcess, wait_until
-from faultkit import PLAN
-from test_tui import SIZE, build_app, make_provider, start_agent, until
-from test_tui import agent_id as find_agent
 from textual.widgets import Input, OptionList
 
 from octotui.tui.app import OctoApp
@@ -23,6 +19,11 @@ from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ProvidersTable
+from tests.support.faultkit import PLAN
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.tui import SIZE, build_app, make_provider, start_agent
+from tests.support.tui import agent_id as find_agent
+from tests.support.waiting import wait_until, wait_until_pilot
 
 
 def read_only_token(server: ServerProcess, name: str = "watcher") -> str:
@@ -63,11 +64,11 @@ async def test_read_only_token_hides_every_change_and_a_forced_one_shows_the_403
     token = read_only_token(server)
     app = build_app(server, token=token)  # no --read-only: the role comes from /info
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.read_only, what="read-only role from /info")
+        await wait_until_pilot(pilot, lambda: app.read_only, what="read-only role from /info")
         badge = app.screen.query_one(StatusBar).query_one("#sb-readonly")
         assert badge.display and "READ-ONLY" in str(badge.render())
         table = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: table.row_count == 1, what="the provider row")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1, what="the provider row")
         await pilot.press("p")
         keys = set(app.active_bindings)
         assert not {"l", "s", "n", "r", "delete", "k"} & keys
@@ -77,21 +78,25 @@ async def test_read_only_token_hides_every_change_and_a_forced_one_shows_the_403
             assert not isinstance(app.screen, PromptScreen | ConfirmScreen)
         # The server enforces the role whatever the client does: force a change past the UI.
         app.actions.create_provider("sneaky")
-        await until(pilot, lambda: any("Cannot create provider sneaky" in n for n in notes(app)), what="refusal")
+        await wait_until_pilot(
+            pilot, lambda: any("Cannot create provider sneaky" in n for n in notes(app)), what="refusal"
+        )
         refusal = next(n for n in notes(app) if "sneaky" in n)
         assert "read-only token" in refusal and "refused" in refusal
         assert "sneaky" not in providers_by_name(server)
         # still live: a new provider made by an admin shows up
         with server.client() as http:
             http.post("/providers", json={"name": "later"}).raise_for_status()
-        await until(pilot, lambda: table.row_count == 2, what="live update in read-only mode")
+        await wait_until_pilot(pilot, lambda: table.row_count == 2, what="live update in read-only mode")
 
 
 async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab: dict[str, str]) -> None:
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: table.row_count == 1 and "paris" in (table.row_cells(lab["id"]) or ())[3].text)
+        await wait_until_pilot(
+            pilot, lambda: table.row_count == 1 and "paris" in (table.row_cells(lab["id"]) or ())[3].text
+        )
         await pilot.press("p", "i")
         assert isinstance(app.screen, ProviderScreen)
         dialog = app.screen
@@ -102,7 +107,7 @@ async def test_install_dialog_lines_location_and_copy(server: ServerProcess, lab
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await until(pilot, lambda: app.screen is dialog and TOKEN_PLACEHOLDER not in dialog.lines[1].command)
+        await wait_until_pilot(pilot, lambda: app.screen is dialog and TOKEN_PLACEHOLDER not in dialog.lines[1].command)
         token = app.actions.provider_tokens[lab["id"]]
         assert token != lab["token"] and "keeps only a hash" in str(dialog.query_one("#token-note").render())
         assert registers(server, lab["token"]) == 401, "the old token registers no more"
@@ -146,7 +151,7 @@ async def test_install_dialog_without_the_token_for_read_only(server: ServerProc
     app = build_app(server, token=read_only_token(server))
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: table.row_count == 1 and app.read_only)
+        await wait_until_pilot(pilot, lambda: table.row_count == 1 and app.read_only)
         await pilot.press("p", "enter")
         assert isinstance(app.screen, ProviderScreen)
         commands = " ".join(line.command for line in app.screen.lines)
@@ -161,7 +166,7 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: app.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok")
         await pilot.press("p", "n")
         assert isinstance(app.screen, PromptScreen)
         await pilot.press(*"bad/name", "enter")
@@ -169,8 +174,8 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         assert "letters, digits" in str(app.screen.query_one("#prompt-error").render())
         app.screen.query_one(Input).value = ""
         await pilot.press(*"edge", "enter")
-        await until(pilot, lambda: "edge" in providers_by_name(server), what="provider created")
-        await until(pilot, lambda: table.row_count == 1)
+        await wait_until_pilot(pilot, lambda: "edge" in providers_by_name(server), what="provider created")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1)
         edge = providers_by_name(server)["edge"]
         first = app.actions.provider_tokens[str(edge["id"])]  # the creation's answer, kept for the install lines
         assert edge["token"] == "" and registers(server, first) == 200
@@ -179,12 +184,12 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         assert isinstance(app.screen, PromptScreen)
         app.screen.query_one(Input).value = ""
         await pilot.press(*"edge-2", "enter")
-        await until(pilot, lambda: "edge-2" in providers_by_name(server), what="renamed")
+        await wait_until_pilot(pilot, lambda: "edge-2" in providers_by_name(server), what="renamed")
 
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await until(pilot, lambda: app.actions.provider_tokens[str(edge["id"])] != first, what="rotated")
+        await wait_until_pilot(pilot, lambda: app.actions.provider_tokens[str(edge["id"])] != first, what="rotated")
         rotated = app.actions.provider_tokens[str(edge["id"])]
         assert registers(server, first) == 401 and registers(server, rotated) == 200
 
@@ -194,31 +199,33 @@ async def test_provider_new_rename_rotate_delete_through_the_ui(server: ServerPr
         prompt = app.screen
         assert isinstance(prompt, PromptScreen)
         error = prompt.query_one("#prompt-error")
-        await until(pilot, lambda: "✗" in str(error.render()), what="the server's refusal inside the prompt")
+        await wait_until_pilot(pilot, lambda: "✗" in str(error.render()), what="the server's refusal inside the prompt")
         assert "edge-2" in str(error.render()) or "exists" in str(error.render())
         await pilot.press("k", "d")
         assert app.screen is prompt and prompt.query_one(Input).value == "edge-2kd"
         assert list(providers_by_name(server)) == ["edge-2"]
         prompt.query_one(Input).value = ""
         await pilot.press(*"edge-3", "enter")
-        await until(pilot, lambda: "edge-3" in providers_by_name(server), what="created after the refusal")
-        await until(pilot, lambda: not isinstance(app.screen, PromptScreen), what="the prompt closes on success")
-        await until(pilot, lambda: table.row_count == 2)
+        await wait_until_pilot(pilot, lambda: "edge-3" in providers_by_name(server), what="created after the refusal")
+        await wait_until_pilot(
+            pilot, lambda: not isinstance(app.screen, PromptScreen), what="the prompt closes on success"
+        )
+        await wait_until_pilot(pilot, lambda: table.row_count == 2)
         await pilot.press("down")
-        await until(
+        await wait_until_pilot(
             pilot, lambda: table.selected_key == providers_by_name(server)["edge-3"]["id"], what="edge-3 selected"
         )
         await pilot.press("delete", "y")
-        await until(pilot, lambda: "edge-3" not in providers_by_name(server), what="edge-3 deleted")
-        await until(pilot, lambda: table.row_count == 1)
+        await wait_until_pilot(pilot, lambda: "edge-3" not in providers_by_name(server), what="edge-3 deleted")
+        await wait_until_pilot(pilot, lambda: table.row_count == 1)
 
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         assert "edge-2" in providers_by_name(server)
         await pilot.press("delete", "y")
-        await until(pilot, lambda: not providers_by_name(server), what="deleted")
-        await until(pilot, lambda: table.row_count == 0)
+        await wait_until_pilot(pilot, lambda: not providers_by_name(server), what="deleted")
+        await wait_until_pilot(pilot, lambda: table.row_count == 0)
 
 
 async def test_audit_screen_lists_changes_live(server: ServerProcess) -> None:
@@ -226,18 +233,18 @@ async def test_audit_screen_lists_changes_live(server: ServerProcess) -> None:
         http.post("/providers", json={"name": "first"}).raise_for_status()
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok")
         await pilot.press("u")
         assert isinstance(app.screen, AuditScreen)
         table = app.screen.query_one(AuditTable)
-        await until(pilot, lambda: table.row_count >= 1, what="audit rows")
+        await wait_until_pilot(pilot, lambda: table.row_count >= 1, what="audit rows")
         first = table.row_cells(table.row_keys[0])
         assert first is not None
         assert first[1].text == "admin" and first[2].text == "admin" and first[3].text == "provider.create"
         assert first[4].text == "127.0.0.1"
         with server.client() as http:
             http.post("/providers", json={"name": "second"}).raise_for_status()
-        await until(pilot, lambda: table.row_count >= 2, what="a new entry, live")
+        await wait_until_pilot(pilot, lambda: table.row_count >= 2, what="a new entry, live")
         newest = table.row_cells(table.row_keys[0])
         assert newest is not None and "second" in newest[5].text
         await pilot.press("escape")
@@ -253,27 +260,27 @@ async def test_an_agent_that_is_not_online_can_be_removed(
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: (table.row_cells(box1) or [None])[0] is not None)
-        await until(pilot, lambda: table.row_cells(box1)[0].text == "online", what="box1 online")  # type: ignore[index]
+        await wait_until_pilot(pilot, lambda: (table.row_cells(box1) or [None])[0] is not None)
+        await wait_until_pilot(pilot, lambda: table.row_cells(box1)[0].text == "online", what="box1 online")  # type: ignore[index]
         await pilot.press("a", "delete")
         assert not isinstance(app.screen, ConfirmScreen), "an online agent would only register again"
         assert any("box1 is online: stop its agent first" in n for n in notes(app))
         assert find_agent(server) == box1
 
         agents[0].stop()
-        await until(pilot, lambda: table.row_cells(box1)[0].text != "online", 20, what="box1 not online")  # type: ignore[index]
+        await wait_until_pilot(pilot, lambda: table.row_cells(box1)[0].text != "online", 20, what="box1 not online")  # type: ignore[index]
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         assert find_agent(server) == box1, "no: nothing removed"
         await pilot.press("delete", "y")
-        await until(pilot, lambda: find_agent(server) is None, what="box1 removed on the server")
-        await until(pilot, lambda: table.row_count == 0, what="box1 gone from the table")
+        await wait_until_pilot(pilot, lambda: find_agent(server) is None, what="box1 removed on the server")
+        await wait_until_pilot(pilot, lambda: table.row_count == 0, what="box1 gone from the table")
         assert any("Agent box1 removed" in n for n in notes(app))
 
     read_only = build_app(server, read_only=True)
     async with read_only.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: read_only.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: read_only.connection.state == "ok")
         await pilot.press("a", "delete")
         assert not isinstance(read_only.screen, ConfirmScreen)
         assert any("read-only: removing agents is disabled" in n for n in notes(read_only))
@@ -308,12 +315,16 @@ async def test_a_busy_agent_deleted_with_force_reads_retiring_until_its_results_
         app = build_app(server)
         async with app.run_test(size=SIZE) as pilot:
             table = app.screen.query_one(AgentsTable)
-            await until(pilot, lambda: (table.row_cells(agent) or [None])[0] is not None, what="the agent listed")
-            await until(pilot, lambda: table.row_cells(agent)[0].text == "retiring", what="retiring")  # type: ignore[index]
+            await wait_until_pilot(
+                pilot, lambda: (table.row_cells(agent) or [None])[0] is not None, what="the agent listed"
+            )
+            await wait_until_pilot(pilot, lambda: table.row_cells(agent)[0].text == "retiring", what="retiring")  # type: ignore[index]
             assert cmd["container_id"] in beat(running)["stop"], "its container is told to stop"
             final = {"samples": 10, "errors": 0, "avg_ms": 5.0, "min_ms": 1.0, "max_ms": 9.0}
             beat({**running, "state": "finished", "exit_code": 0, "final": final})
-            await until(pilot, lambda: table.row_cells(agent) is None, what="the agent gone once its results are in")
+            await wait_until_pilot(
+                pilot, lambda: table.row_cells(agent) is None, what="the agent gone once its results are in"
+            )
         ended = http.get(f"/tests/{cmd['test_id']}").json()
         assert ended["state"] == "finished" and ended["results"]["samples"] == 10
 

@@ -8,11 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, AgentProcess, ServerProcess
-from faultproxy import FaultProxy
 from rich.text import Text
-from test_tui import SIZE, build_app, make_provider, start_agent, until
-from test_tui_trial import docker_lab
 from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Input
@@ -26,6 +22,10 @@ from octotui.tui.screens.help import HELP, HelpScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen
+from tests.support.faultproxy import FaultProxy
+from tests.support.processes import ROOT, AgentProcess, ServerProcess
+from tests.support.tui import SIZE, build_app, docker_lab, make_provider, start_agent, text_of
+from tests.support.waiting import wait_until_pilot
 
 PLAN = ROOT / "examples" / "http-get.jmx"
 NAME_RULE = "letters, digits, space, '.', '_' and '-', starting with a letter or digit"
@@ -53,10 +53,6 @@ def fits(widget: Widget) -> bool:
     return region.width > 0 and region.right <= SIZE[0] and region.bottom <= SIZE[1]
 
 
-def text_of(app: OctoApp, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
 def launched(server: ServerProcess) -> list[str]:
     with server.client() as http:
         return [t["name"] for t in http.get("/tests").raise_for_status().json()]
@@ -74,12 +70,12 @@ async def previewed(app: OctoApp, pilot: object, values: dict[str, str]) -> Laun
     for field, value in values.items():
         dialog.query_one(f"#{field}", Input).value = value
     await pilot.press("ctrl+r")  # type: ignore[attr-defined]
-    await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")  # type: ignore[arg-type]
+    await wait_until_pilot(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")  # type: ignore[arg-type]
     return dialog
 
 
 async def open_launch(app: OctoApp, pilot: object) -> LaunchScreen:
-    await until(pilot, lambda: bool(app.providers), what="providers")  # type: ignore[arg-type]
+    await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")  # type: ignore[arg-type]
     await pilot.press("l")  # type: ignore[attr-defined]
     dialog = app.screen
     assert isinstance(dialog, LaunchScreen)
@@ -89,7 +85,7 @@ async def open_launch(app: OctoApp, pilot: object) -> LaunchScreen:
 async def test_prompt_error_wraps_at_80x24(server: ServerProcess) -> None:
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
         await pilot.press("p", "n")
         assert isinstance(app.screen, PromptScreen)
         await pilot.press(*"bad/name")
@@ -147,7 +143,7 @@ async def test_a_file_that_is_not_a_plan_gets_no_tick(server: ServerProcess, tmp
             assert "✓" not in shown(note) and "✗" not in shown(note)
             assert shown(note) == f"{path.name} ({path.stat().st_size} bytes): enter checks the plan"
             await pilot.press("enter")
-            await until(pilot, lambda: "✗" in text_of(app, "#preview"), what="the server's verdict")
+            await wait_until_pilot(pilot, lambda: "✗" in text_of(app, "#preview"), what="the server's verdict")
             preview = text_of(app, "#preview")
             assert "invalid plan" in preview and reason in preview
             # the note under the path says the same as the bottom line, in full
@@ -231,7 +227,9 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
             proxy.blackhole = True
             await pilot.press("ctrl+l")
             preview = dialog.query_one("#preview")
-            await until(pilot, lambda: "may have started" in str(preview.render()), what="the unknown outcome")
+            await wait_until_pilot(
+                pilot, lambda: "may have started" in str(preview.render()), what="the unknown outcome"
+            )
             assert app.screen is dialog and dialog.query_one("#do-launch").disabled
             assert "look at the tests table" in shown(preview) and fits(preview)
             notices = [n for n in app._notifications if n.title == "Launch: no answer"]
@@ -243,13 +241,15 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
             # no connection at all: nothing was sent, and it is not called a refusal
             proxy.blackhole = False
             await pilot.press("ctrl+r")
-            await until(pilot, lambda: "ctrl+l launches it" in str(preview.render()), what="the placement again")
-            await until(pilot, lambda: app.connection.state == "ok", what="the polls answered again")
+            await wait_until_pilot(
+                pilot, lambda: "ctrl+l launches it" in str(preview.render()), what="the placement again"
+            )
+            await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="the polls answered again")
             proxy.down()
             # once the polls found no server, no kept-alive connection is left to send on
-            await until(pilot, lambda: app.connection.state == "unreachable", what="the polls failing")
+            await wait_until_pilot(pilot, lambda: app.connection.state == "unreachable", what="the polls failing")
             await pilot.press("ctrl+l")
-            await until(pilot, lambda: "nothing was sent" in str(preview.render()), what="no connection")
+            await wait_until_pilot(pilot, lambda: "nothing was sent" in str(preview.render()), what="no connection")
             assert any(n.title == "Server unreachable" for n in app._notifications)
             assert not any(n.title == "Launch refused" for n in app._notifications)
     assert launched(server) == []
@@ -269,13 +269,15 @@ async def test_a_launch_sent_again_after_a_lost_answer_starts_one_test(  # type:
             # the launch reaches the server only after the dashboard gave up waiting (2 s)
             proxy.delay_s = 2.5
             await pilot.press("ctrl+l")
-            await until(pilot, lambda: "may have started" in shown(preview), what="the unknown outcome")
+            await wait_until_pilot(pilot, lambda: "may have started" in shown(preview), what="the unknown outcome")
             proxy.delay_s = 0.0
-            await until(pilot, lambda: launched(server) == ["once"], what="the first launch made on the server")
+            await wait_until_pilot(
+                pilot, lambda: launched(server) == ["once"], what="the first launch made on the server"
+            )
             await pilot.press("ctrl+r")
-            await until(pilot, lambda: "ctrl+l launches it" in shown(preview), what="the placement again")
+            await wait_until_pilot(pilot, lambda: "ctrl+l launches it" in shown(preview), what="the placement again")
             await pilot.press("ctrl+l")
-            await until(pilot, lambda: app.screen is not dialog, what="the launch answered")
+            await wait_until_pilot(pilot, lambda: app.screen is not dialog, what="the launch answered")
     assert launched(server) == ["once"], "sent again with its key: the server answered with the first test"
 
 
@@ -288,7 +290,7 @@ async def test_install_dialog_in_embedded_mode(
     app = create_app(settings, Client(server.url, settings.token, timeout=3), embedded=True)
     app.actions.provider_tokens[provider["id"]] = provider["token"]  # as the embedded mode knows it
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: any(p.agents == 1 for p in app.providers), what="the agent registered")
+        await wait_until_pilot(pilot, lambda: any(p.agents == 1 for p in app.providers), what="the agent registered")
         await pilot.press("p", "i")
         dialog = app.screen
         assert isinstance(dialog, ProviderScreen)
@@ -302,7 +304,7 @@ async def test_install_dialog_in_embedded_mode(
 
     app = build_app(server)  # not embedded: no such line
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers))
+        await wait_until_pilot(pilot, lambda: bool(app.providers))
         await pilot.press("p", "i")
         assert isinstance(app.screen, ProviderScreen)
         assert not app.screen.query("#embedded-note")

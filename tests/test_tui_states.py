@@ -13,9 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import AgentProcess, ServerProcess, wait_until
-from test_tui import SIZE, agent_id, build_app, make_provider, start_agent, until
-from test_tui_trial import MISSING_IMAGE, create_test, docker_lab, long_test, text_of
 from textual.widgets import Input
 
 from octotui.client import Client
@@ -30,6 +27,20 @@ from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ProvidersTable, TestsTable
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.tui import (
+    MISSING_IMAGE,
+    SIZE,
+    agent_id,
+    build_app,
+    create_test,
+    docker_lab,
+    long_test,
+    make_provider,
+    start_agent,
+    text_of,
+)
+from tests.support.waiting import wait_until, wait_until_pilot
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +78,7 @@ async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_p
                 def local_beats() -> bool:
                     return any(a.name == name and a.host is not None for a in app.agents)
 
-                await until(pilot, local_beats, what="the local agent's figures")
+                await wait_until_pilot(pilot, local_beats, what="the local agent's figures")
                 assert embedded.server is not None
                 old_url, old_pid = embedded.url, embedded.server.pid
                 os.kill(old_pid, signal.SIGKILL)
@@ -85,23 +96,27 @@ async def test_embedded_server_killed_is_named_and_started_again_elsewhere(tmp_p
                         assert time.monotonic() < deadline, "the killed server's port never came free"
                         time.sleep(0.001)  # noqa: ASYNC251 - no await on purpose; leaves the dying server a core
                 blocker.listen()
-                await until(pilot, lambda: any("Embedded server exited" in n for n in notes(app)), what="exit notice")
+                await wait_until_pilot(
+                    pilot, lambda: any("Embedded server exited" in n for n in notes(app)), what="exit notice"
+                )
                 notice = next(n for n in notes(app) if "Embedded server exited" in n)
                 assert "killed by signal 9" in notice and str(data_dir / "server.log") in notice
                 assert "last line:" in notice
                 # a failed start on the taken port, the agent stopped, then a start elsewhere: slow on CI
-                await until(pilot, lambda: any("started again" in n for n in notes(app)), 60, what="restart notice")
+                await wait_until_pilot(
+                    pilot, lambda: any("started again" in n for n in notes(app)), 60, what="restart notice"
+                )
                 assert embedded.url != old_url and embedded.server.pid != old_pid
                 assert app.client.base_url == embedded.url
                 assert embedded.url in str(app.screen.query_one(StatusBar).query_one("#sb-server").render())
-                await until(pilot, lambda: status_text(app) == "● live", what="live again on the new port")
+                await wait_until_pilot(pilot, lambda: status_text(app) == "● live", what="live again on the new port")
                 # the local agent was started again on the new address and beats there
                 seen = {a.name: a.last_seen for a in app.agents}
 
                 def beats_again() -> bool:
                     return any(a.name == name and a.last_seen and a.last_seen != seen.get(name) for a in app.agents)
 
-                await until(pilot, beats_again, what="the local agent beating on the new server")
+                await wait_until_pilot(pilot, beats_again, what="the local agent beating on the new server")
                 await pilot.press("q")
         finally:
             blocker.close()
@@ -111,27 +126,27 @@ async def test_embedded_server_killed_comes_back_on_its_port(tmp_path: Path) -> 
     async with embedded_dashboard(tmp_path) as (embedded, app):
         client = app.client
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+            await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.server is not None
             old_url, old_pid = embedded.url, embedded.server.pid
             os.kill(old_pid, signal.SIGKILL)
-            await until(
+            await wait_until_pilot(
                 pilot, lambda: any("Embedded server started again" in n for n in notes(app)), 60, what="restart"
             )
             assert embedded.url == old_url and embedded.server.pid != old_pid
             assert app.client is client, "same address: the same client"
-            await until(pilot, lambda: status_text(app) == "● live", what="live again")
+            await wait_until_pilot(pilot, lambda: status_text(app) == "● live", what="live again")
             await pilot.press("q")
 
 
 async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -> None:
     async with embedded_dashboard(tmp_path) as (embedded, app):
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+            await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
             assert embedded.server is not None
             embedded.python = "/bin/false"  # whatever is started again exits at once
             os.kill(embedded.server.pid, signal.SIGKILL)
-            await until(pilot, lambda: "could not be started again" in status_text(app), what="given up")
+            await wait_until_pilot(pilot, lambda: "could not be started again" in status_text(app), what="given up")
             assert status_text(app) == "embedded server could not be started again · q quits"
             assert any("the embedded server exited; its log" in n for n in notes(app))
             await pilot.press("q")
@@ -140,11 +155,13 @@ async def test_embedded_server_that_cannot_start_again_says_so(tmp_path: Path) -
 
 async def test_embedded_agent_killed_is_named_and_started_again(tmp_path: Path) -> None:
     async with embedded_dashboard(tmp_path) as (embedded, app), app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok", what="first poll")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok", what="first poll")
         assert embedded.agent is not None
         old_pid = embedded.agent.pid
         os.kill(old_pid, signal.SIGKILL)
-        await until(pilot, lambda: any("Embedded agent started again" in n for n in notes(app)), what="restart")
+        await wait_until_pilot(
+            pilot, lambda: any("Embedded agent started again" in n for n in notes(app)), what="restart"
+        )
         notice = next(n for n in notes(app) if "Embedded agent exited" in n)
         assert "killed by signal 9" in notice and str(tmp_path / "data" / "agent.log") in notice
         assert embedded.agent.pid != old_pid and embedded.agent.poll() is None
@@ -158,7 +175,7 @@ async def test_embedded_agent_killed_is_named_and_started_again(tmp_path: Path) 
 async def test_refused_token_is_named_and_retried_slowly(server: ServerProcess) -> None:
     app = build_app(server, token="wrong-token")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "refused", what="refusal shown")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "refused", what="refusal shown")
         text = status_text(app)
         assert text.startswith("error: token refused: restart with a valid --token, retrying in ")
         assert len(text) <= 70
@@ -185,11 +202,15 @@ async def test_failed_test_without_samples_shows_dashes(
     test = create_test(server, name="nothing", image=MISSING_IMAGE)
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: any(t.id == test["id"] and t.state == "failed" for t in app.tests), limit=60)
+        await wait_until_pilot(
+            pilot, lambda: any(t.id == test["id"] and t.state == "failed" for t in app.tests), timeout=60
+        )
         await pilot.press("t", "enter")
         assert isinstance(app.screen, TestScreen)
         table = app.screen.query_one(ContainersTable)
-        await until(pilot, lambda: table.row_count == 1 and cells_of(table)[2] == "failed", what="failed container")
+        await wait_until_pilot(
+            pilot, lambda: table.row_count == 1 and cells_of(table)[2] == "failed", what="failed container"
+        )
         assert cells_of(table)[3:6] == ["-", "-", "-"], "no CPU, memory or hits/s for an ended container"
         header = text_of(app, "#test-title").splitlines()
         assert header[1].startswith("whole test: 0 samples · 0.0/s · avg - ms")
@@ -210,11 +231,11 @@ async def test_running_test_figures_are_labelled_stale_and_final(  # type: ignor
             def sampled() -> bool:
                 return any(t.id == test["id"] and t.results.samples > 0 for t in app.tests)
 
-            await until(pilot, sampled, limit=120, what="the test's first samples")
+            await wait_until_pilot(pilot, sampled, timeout=120, what="the test's first samples")
             await pilot.press("t", "enter")
             assert isinstance(app.screen, TestScreen)
             rate = app.screen.query_one("#rate-chart", Chart)
-            await until(pilot, lambda: len(rate.values) > 0, what="a point of the series")
+            await wait_until_pilot(pilot, lambda: len(rate.values) > 0, what="a point of the series")
             # The header is the whole test's; the charts are each interval's, and say so.
             assert text_of(app, "#test-title").splitlines()[1].startswith("whole test: ")
             # at 80 columns a chart is too narrow for "(peak …)": its title stays one line without it
@@ -223,21 +244,25 @@ async def test_running_test_figures_are_labelled_stale_and_final(  # type: ignor
                 assert title.startswith(words) and len(title) <= chart.size.width, title
             await pilot.press("escape")
             tests = app.screen.query_one(TestsTable)
-            await until(pilot, lambda: cells_of(tests, test["id"])[5] not in ("", "-"), what="an elapsed time")
+            await wait_until_pilot(
+                pilot, lambda: cells_of(tests, test["id"])[5] not in ("", "-"), what="an elapsed time"
+            )
             # The server out of reach: the elapsed time stops, marked stale like the agents' Seen.
             server.stop()
-            await until(pilot, lambda: app.screen.has_class("-stale"), what="stale")
+            await wait_until_pilot(pilot, lambda: app.screen.has_class("-stale"), what="stale")
             assert cells_of(tests, test["id"])[5] == "stale"
             server.start()
-            await until(pilot, lambda: not app.screen.has_class("-stale"), limit=40, what="fresh again")
-            await until(pilot, lambda: cells_of(tests, test["id"])[5] != "stale", what="elapsed again")
+            await wait_until_pilot(pilot, lambda: not app.screen.has_class("-stale"), timeout=40, what="fresh again")
+            await wait_until_pilot(pilot, lambda: cells_of(tests, test["id"])[5] != "stale", what="elapsed again")
             # Once the container has ended, its live figures are dashes, not its last ones.
             with server.client() as http:
                 http.post(f"/tests/{test['id']}/stop").raise_for_status()
             await pilot.press("t", "enter")
             assert isinstance(app.screen, TestScreen)
             table = app.screen.query_one(ContainersTable)
-            await until(pilot, lambda: cells_of(table)[2:3] == ["finished"], limit=60, what="container finished")
+            await wait_until_pilot(
+                pilot, lambda: cells_of(table)[2:3] == ["finished"], timeout=60, what="container finished"
+            )
             assert cells_of(table)[3:6] == ["-", "-", "-"]
     finally:
         with server.client() as http:
@@ -258,15 +283,15 @@ async def test_late_agent_figures_are_marked_with_their_age(
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: cells_of(table, found)[4:5] not in ([], ["-"]), what="a CPU figure")
+        await wait_until_pilot(pilot, lambda: cells_of(table, found)[4:5] not in ([], ["-"]), what="a CPU figure")
         await pilot.press("enter")
         assert isinstance(app.screen, AgentScreen)
         cpu = app.screen.query_one("#cpu-chart", Chart)
-        await until(pilot, lambda: cpu.values, what="CPU samples")
+        await wait_until_pilot(pilot, lambda: cpu.values, what="CPU samples")
         assert cpu.render().plain.startswith("CPU ") and not cpu.render().plain.startswith("CPU last")
         assert "last figures" not in text_of(app, "#figures")
         agent.stop()
-        await until(pilot, lambda: "last figures" in text_of(app, "#figures"), what="figures marked old")
+        await wait_until_pilot(pilot, lambda: "last figures" in text_of(app, "#figures"), what="figures marked old")
         first = text_of(app, "#figures").splitlines()[0]
         assert first.split(":")[0] in ("late", "offline") and first.endswith(" old")
         assert cpu.render().plain.startswith("CPU last ")
@@ -284,7 +309,7 @@ async def test_audit_arrow_says_newest_first(server: ServerProcess) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("u")
         table = app.screen.query_one(AuditTable)
-        await until(pilot, lambda: table.row_count >= 2, what="audit rows")
+        await wait_until_pilot(pilot, lambda: table.row_count >= 2, what="audit rows")
         label = str(table.columns[next(k for k in table.columns if k.value == "when")].label)
         assert label.endswith("▼") and table.sort_label() == "sorted by When ▼"
         assert "second" in cells_of(table)[5], "newest first"
@@ -302,7 +327,7 @@ async def test_one_agent_delete_question_and_n_from_any_table(
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         providers = app.screen.query_one(ProvidersTable)
-        await until(pilot, lambda: cells_of(providers)[1:2] == ["1"], what="the provider's agent")
+        await wait_until_pilot(pilot, lambda: cells_of(providers)[1:2] == ["1"], what="the provider's agent")
         assert app.screen.query_one(AgentsTable).has_focus
         await pilot.press("n")  # from the agents table: works anyway
         assert isinstance(app.screen, PromptScreen)
@@ -319,7 +344,9 @@ async def test_read_only_keys_say_why_they_do_nothing(server: ServerProcess) -> 
     make_provider(server)
     app = build_app(server, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.screen.query_one(ProvidersTable).row_count == 1, what="the provider row")
+        await wait_until_pilot(
+            pilot, lambda: app.screen.query_one(ProvidersTable).row_count == 1, what="the provider row"
+        )
         await pilot.press("l")
         assert not isinstance(app.screen, LaunchScreen)
         assert notes(app)[-1] == ": read-only: launching is disabled"

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, AgentProcess, ServerProcess, wait_until
-from test_tui import SIZE, agent_id, build_app, make_provider, start_agent, until
 from textual.command import CommandList
 from textual.widgets import Input
 
@@ -27,44 +25,21 @@ from octotui.tui.screens.quit import QuitScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, TestsTable
-
-PLAN = ROOT / "examples" / "http-get.jmx"
-#: An image no registry can serve here: the pull fails, so the test fails with a reason.
-MISSING_IMAGE = "127.0.0.1:9/octotui-missing:none"
-
-
-def text_of(app: OctoApp, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
-def docker_lab(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path) -> dict[str, str]:
-    """Provider ``lab`` with agent ``box1`` online and its Docker engine usable."""
-    provider = make_provider(server)
-    start_agent(server, agents, tmp_path, provider["token"])
-
-    def ready() -> bool:
-        with server.client() as http:
-            return any(a["docker"] and a["docker"]["available"] for a in http.get("/agents").json())
-
-    wait_until(ready, timeout=30, what="agent box1 online with Docker")
-    return provider
-
-
-def create_test(server: ServerProcess, **extra: Any) -> dict[str, Any]:
-    body = {"name": "t", "plan": PLAN.read_text(), "provider": "lab", "containers": 1, **extra}
-    with server.client() as http:
-        response = http.post("/tests", json=body)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
-
-
-def long_test(  # type: ignore[no-untyped-def]
-    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, jmeter_image: str, http_target, name: str
-) -> dict[str, Any]:
-    """A 5-minute real JMeter test (1 user) named ``name`` on the Docker lab, against the tests' target."""
-    docker_lab(server, agents, tmp_path)
-    props = {"host": "127.0.0.1", "port": str(http_target.port), "think_ms": "50"}
-    return create_test(server, name=name, image=jmeter_image, users=1, duration=300, properties=props)
+from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.tui import (
+    MISSING_IMAGE,
+    PLAN,
+    SIZE,
+    agent_id,
+    build_app,
+    create_test,
+    docker_lab,
+    long_test,
+    make_provider,
+    start_agent,
+    text_of,
+)
+from tests.support.waiting import wait_until, wait_until_pilot
 
 
 def get_test(server: ServerProcess, test_id: str) -> dict[str, Any]:
@@ -91,7 +66,9 @@ async def test_quit_with_a_running_test_asks_then_stops_it(  # type: ignore[no-u
     test = long_test(server, agents, tmp_path, jmeter_image, http_target, "long")
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: any(t.id == test["id"] and t.state == "running" for t in app.tests), limit=90)
+        await wait_until_pilot(
+            pilot, lambda: any(t.id == test["id"] and t.state == "running" for t in app.tests), timeout=90
+        )
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
         question = text_of(app, "#quit-question")
@@ -123,7 +100,9 @@ async def test_quit_leaving_tests_running_and_embedded_wording(  # type: ignore[
         app = build_app(server)
         app.embedded = True
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: any(t.id == test["id"] and t.state != "pending" for t in app.tests), limit=60)
+            await wait_until_pilot(
+                pilot, lambda: any(t.id == test["id"] and t.state != "pending" for t in app.tests), timeout=60
+            )
             await pilot.press("q")
             assert isinstance(app.screen, QuitScreen)
             assert "local agent stops with the dashboard" in text_of(app, "#quit-question")
@@ -144,7 +123,7 @@ async def test_quit_leaving_tests_running_and_embedded_wording(  # type: ignore[
 async def test_quit_without_running_tests_or_read_only_does_not_ask(server: ServerProcess) -> None:
     app = build_app(server, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok")
         await pilot.press("q")
         await app_exited(app, 5)
 
@@ -160,7 +139,7 @@ async def test_launch_dialog_fits_validates_remembers_and_failed_test_says_why( 
     older = create_test(server, name="older", image=MISSING_IMAGE)
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers) and bool(app.tests))
+        await wait_until_pilot(pilot, lambda: bool(app.providers) and bool(app.tests))
         await pilot.press("l")
         dialog = app.screen
         assert isinstance(dialog, LaunchScreen)
@@ -190,18 +169,18 @@ async def test_launch_dialog_fits_validates_remembers_and_failed_test_says_why( 
         assert "Property users='7' contradicts users=5: set users in one place" in text_of(app, "#preview")
         dialog.query_one("#properties", Input).value = "users=5, host=127.0.0.1"
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")
+        await wait_until_pilot(pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement")
         preview = text_of(app, "#preview")
         assert "1 container on 1 agent of lab" in preview
         assert "1 container \N{MULTIPLICATION SIGN} 5 users = 5 users" in preview
         with server.client() as http:
             assert len(http.get("/tests").json()) == 1  # previews launch nothing
         await pilot.press("ctrl+l")
-        await until(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
+        await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
 
         # the newest test is first, under the cursor; End and Home jump
         table = app.screen.query_one(TestsTable)
-        await until(pilot, lambda: table.row_count == 2)
+        await wait_until_pilot(pilot, lambda: table.row_count == 2)
         newest = next(t.id for t in app.tests if t.name == "failing")
         assert table.row_keys == [newest, older["id"]]
         await pilot.press("t")
@@ -220,11 +199,13 @@ async def test_launch_dialog_fits_validates_remembers_and_failed_test_says_why( 
         await pilot.press("escape")
 
         # the failed test says why in full, the container's error is under its table
-        await until(pilot, lambda: next(t for t in app.tests if t.id == newest).state == "failed", limit=60)
+        await wait_until_pilot(
+            pilot, lambda: next(t for t in app.tests if t.id == newest).state == "failed", timeout=60
+        )
         await pilot.press("t", "enter")
         assert isinstance(app.screen, TestScreen)
         test = next(t for t in app.tests if t.id == newest)
-        await until(pilot, lambda: app.screen.query_one("#test-reason").display, what="the reason line")
+        await wait_until_pilot(pilot, lambda: app.screen.query_one("#test-reason").display, what="the reason line")
         assert test.reason and test.reason.strip() in " ".join(text_of(app, "#test-reason").split())
         container = test.containers[0]
         assert container.error
@@ -266,7 +247,7 @@ async def test_read_only_flag_with_an_admin_token_hides_the_provider_token(serve
     # as if this dashboard had made it (embedded mode knows the local provider's token)
     app.actions.provider_tokens[provider["id"]] = provider["token"]
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers))
+        await wait_until_pilot(pilot, lambda: bool(app.providers))
         await pilot.press("p", "i")
         assert isinstance(app.screen, ProviderScreen)
         commands = " ".join(line.command for line in app.screen.lines)
@@ -290,7 +271,7 @@ async def test_filter_line_sort_arrow_and_stale_figures(
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(AgentsTable)
-        await until(pilot, lambda: table.row_count == 1)
+        await wait_until_pilot(pilot, lambda: table.row_count == 1)
         bar = app.screen.query_one("#filter-bar")
         assert not bar.display
         await pilot.press("slash")
@@ -312,15 +293,15 @@ async def test_filter_line_sort_arrow_and_stale_figures(
         status = app.screen.query_one("#status")
         assert [w.id for w in status.children][:2] == ["sb-readonly", "sb-state"]
 
-        await until(pilot, lambda: app.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok")
         server.stop()
-        await until(pilot, lambda: app.screen.has_class("-stale"), what="stale class")
+        await wait_until_pilot(pilot, lambda: app.screen.has_class("-stale"), what="stale class")
         cells = table.row_cells(found)
         assert cells is not None and cells[6].text == "stale"
         assert "stale" in app.screen.query_one("#status").query_one("#sb-state").render().plain  # type: ignore[attr-defined]
         server.start()
-        await until(pilot, lambda: not app.screen.has_class("-stale"), limit=40, what="fresh again")
-        await until(pilot, lambda: (table.row_cells(found) or [None] * 7)[6].text != "stale")  # type: ignore[union-attr]
+        await wait_until_pilot(pilot, lambda: not app.screen.has_class("-stale"), timeout=40, what="fresh again")
+        await wait_until_pilot(pilot, lambda: (table.row_cells(found) or [None] * 7)[6].text != "stale")  # type: ignore[union-attr]
 
 
 # --- 8. the audit table's last column takes the room left -----------------------------------------
@@ -332,11 +313,11 @@ async def test_audit_detail_column_takes_the_remaining_width(server: ServerProce
         http.post("/providers", json={"name": "a-provider-with-a-rather-long-name"}).raise_for_status()
     app = build_app(server)
     async with app.run_test(size=size) as pilot:
-        await until(pilot, lambda: app.connection.state == "ok")
+        await wait_until_pilot(pilot, lambda: app.connection.state == "ok")
         await pilot.press("u")
         assert isinstance(app.screen, AuditScreen)
         table = app.screen.query_one(AuditTable)
-        await until(pilot, lambda: table.row_count >= 1)
+        await wait_until_pilot(pilot, lambda: table.row_count >= 1)
         await pilot.pause(0.2)
         widths = sum(c.get_render_width(table) for c in table.columns.values())
         what = next(c for k, c in table.columns.items() if k.value == "what")
@@ -353,20 +334,22 @@ async def test_command_palette_offers_actions(server: ServerProcess) -> None:
     make_provider(server)
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: bool(app.providers))
+        await wait_until_pilot(pilot, lambda: bool(app.providers))
         titles = {c.title for c in app.get_system_commands(app.screen)}
         wanted = {"Launch a test", "Stop the selected test", "New provider", "Install lines", "Audit log"}
         assert wanted | {"Container distribution", "Help"} <= titles
         await pilot.press("ctrl+p", *"new provider")
-        await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, what="the palette's matches")
+        await wait_until_pilot(
+            pilot, lambda: app.screen.query_one(CommandList).option_count > 0, what="the palette's matches"
+        )
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen), what="the new-provider prompt")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, PromptScreen), what="the new-provider prompt")
         await pilot.press("escape")
         app.action_install_lines()
         await pilot.pause()
         assert isinstance(app.screen, ProviderScreen)
     ro = build_app(server, read_only=True)
     async with ro.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: ro.read_only)
+        await wait_until_pilot(pilot, lambda: ro.read_only)
         titles = {c.title for c in ro.get_system_commands(ro.screen)}
         assert not {"Launch a test", "Stop the selected test", "New provider"} & titles

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_api import PLAN, Env, Starter, bearer, start_server
-from test_api_tests import fleet, poll, report, spec
 
 from octotui.protocol import RESERVED_PROPERTY_PREFIXES, TestCreate, image_problem, property_problem
-
-__all__ = ["start_server"]  # the fixture, shared with test_api.py
+from tests.support.app import Env, Starter
+from tests.support.wire import PLAN, bearer, fleet, poll, report, spec
 
 LONE = "\udc80"
 DIGEST = "sha256:" + "0123456789abcdef" * 4

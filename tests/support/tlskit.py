@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import _missing, wait_until
+from tests.support.processes import missing, stop_process
+from tests.support.waiting import wait_until
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -38,7 +38,7 @@ class Pki:
 def make_pki(directory: Path) -> Pki:
     """Write a :class:`Pki` into ``directory`` (fails in CI, skips elsewhere, without openssl)."""
     if shutil.which("openssl") is None:
-        _missing("openssl is not installed: run `bash scripts/test-tools.sh`")
+        missing("openssl is not installed: run `bash scripts/test-tools.sh`")
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory, "test-ca")
     other = _make_ca(directory, "other-ca")
@@ -70,9 +70,4 @@ def https_server(work: Path, pki: Pki, admin_token: str, *extra: str) -> Iterato
         assert found.startswith("https://127.0.0.1:")
         yield found
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)

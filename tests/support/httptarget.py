@@ -7,8 +7,8 @@ Use it as a context manager::
     with HttpTarget() as target:
         ...  # point JMeter at 127.0.0.1:target.port, then read target.hits
 
-or as the pytest fixture ``http_target`` (register it in ``tests/conftest.py`` with
-``from tests.httptarget import http_target``), which yields a running ``HttpTarget``.
+or as the pytest fixture ``http_target`` (registered for every test in ``tests/conftest.py``),
+which yields a running ``HttpTarget``.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from octotui.protocol import LABEL_AGENT, LABEL_TEST
-from tests.conftest import AgentProcess, ServerProcess, wait_until
+from tests.support.processes import ROOT, AgentProcess
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 PLAN = (ROOT / "examples" / "http-get.jmx").read_text()
 #: Terminal states of a test and of a container.
 ENDED = ("finished", "failed")
@@ -182,7 +182,6 @@ __all__ = [
     "ENDED",
     "PLAN",
     "Reaper",
-    "ServerProcess",
     "agent_id",
     "ended",
     "figures",
@@ -193,7 +192,6 @@ __all__ = [
     "of_test",
     "online",
     "provider",
-    "reaper",
     "running_with_figures",
     "since",
     "start_agent",

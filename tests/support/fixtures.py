@@ -1,0 +1,92 @@
+"""Fixtures for every test: the real Docker engine and JMeter image, a real server, the agents a
+test starts, and the session-end sweep of containers left by this session's agents."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import JMETER_IMAGE, STARTED_AGENT_STATE_DIRS, AgentProcess, ServerProcess, missing
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A docker SDK client on a live engine."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        missing(f"no Docker engine: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def jmeter_image(docker_client: Any) -> str:
+    """The locally built JMeter image (``make jmeter-image``)."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(JMETER_IMAGE)
+    except docker.errors.ImageNotFound:
+        missing(f"image {JMETER_IMAGE} is missing: run `make jmeter-image`")
+    return JMETER_IMAGE
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real control server with short health thresholds, for end-to-end tests."""
+    proc = ServerProcess(tmp_path / "server", "--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    """Collects agents a test starts and stops every one of them at the end."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        with contextlib.suppress(Exception):
+            agent.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_agent_containers() -> Iterator[None]:
+    """At the end of the session, remove any container an agent of this session left behind.
+
+    Tests clean up after themselves; this is the net under a test that failed half-way (a killed
+    agent's exited JMeter container would otherwise stay on the engine). It touches only containers
+    labelled with the id of an agent this pytest process started.
+    """
+    yield
+    ids: set[str] = set()
+    for state_dir in STARTED_AGENT_STATE_DIRS:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            ids.add(str(json.loads((state_dir / "identity.json").read_text())["agent_id"]))
+    if not ids:
+        return
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+    except Exception:
+        return
+    from octotui.protocol import LABEL_AGENT
+
+    try:
+        for agent_id in ids:
+            with contextlib.suppress(Exception):
+                for container in client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}):
+                    with contextlib.suppress(Exception):
+                        container.remove(force=True, v=True)
+    finally:
+        client.close()
