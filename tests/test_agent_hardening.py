@@ -27,8 +27,9 @@ from agent.runtime import AgentRuntime
 from agent.settings import parse_settings
 from agent.state import load_instance
 from octotui.protocol import LABEL_AGENT, TERMINAL_CONTAINER_STATES, Command, LaunchSpec
+from tests.support.admin import create_provider
 from tests.support.faultkit import PLAN as HTTP_PLAN
-from tests.support.faultkit import Reaper, get_test, launch, log_figure, of_test, online, provider, since, start_agent
+from tests.support.faultkit import Reaper, get_test, launch, log_figure, of_test, online, since, start_agent
 from tests.support.images import PLAN
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.waiting import wait_until, wait_until_async
@@ -206,7 +207,7 @@ def test_stop_soon_after_the_launch_stops_every_container(
 ) -> None:  # fmt: skip
     """2 agents, 16 containers, the test stopped 1.2 s after its launch: nothing of it runs 40 s later."""
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     for name in ("gen-a", "gen-b"):
         start_agent(server.url, prov, tmp_path, name, agents)
     online(api, ["gen-a", "gen-b"])
@@ -284,7 +285,7 @@ def test_same_named_agents_keep_distinct_identities(
 ) -> None:
     """Two agents named alike on one provider: two ids, each registered once, no flapping over 10 s."""
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     # same --name (as two machines with one host name), different state dirs
     twins = [AgentProcess(server.url, prov["token"], tmp_path / f"twin-{i}", "paris", "same-host") for i in (1, 2)]
     for twin in twins:
@@ -320,7 +321,7 @@ def test_an_unwritable_identity_ends_cleanly_before_registering(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     agent = AgentProcess(server.url, prov["token"], tmp_path / "broken", "paris", "broken")
     (agent.state_dir / "identity.json").mkdir(parents=True)
     agents.append(agent.start())

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.admin import create_provider, online_agent
 from tests.support.processes import ROOT, ServerProcess, missing
 from tests.support.waiting import wait_until
 
@@ -86,17 +87,11 @@ def agent_container(docker_client: Any, agent_image: str, tmp_path: Path) -> Ite
         agent.remove()
 
 
-def _provider(api: httpx.Client) -> dict[str, Any]:
-    response = api.post("/providers", json={"name": "image"})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def test_image_registers_reports_and_runs_jmeter_on_the_host_engine(  # type: ignore[no-untyped-def]
     server: ServerProcess, agent_container, agent_image, docker_client, jmeter_image, http_target, tmp_path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "image")
     # Under /tmp: the host's engine must find the same path when the agent bind-mounts work folders.
     state = tmp_path / "agent-state"
     env = {"OCTOTUI_SERVER": server.url, "OCTOTUI_TOKEN": provider["token"], "OCTOTUI_LOCATION": "paris",
@@ -182,11 +177,6 @@ def test_image_without_server_exits_with_usage_error(agent_container, agent_imag
     assert "--server (or OCTOTUI_SERVER) is required" in agent.logs()
 
 
-def _online(api: httpx.Client, name: str) -> dict[str, Any] | None:
-    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
-    return found[0] if found and (found[0].get("docker") or {}).get("available") else None
-
-
 def _launch(api: httpx.Client, provider: dict[str, Any], image: str, port: int) -> str:
     spec = {"name": "mounted elsewhere", "plan": (ROOT / "examples" / "http-get.jmx").read_text(),
             "provider": provider["id"], "containers": 1, "image": image, "users": 1, "duration": 60,
@@ -201,14 +191,14 @@ def test_image_with_its_state_dir_mounted_at_another_host_path_runs_jmeter(  # t
 ) -> None:
     """The documented default: ``-v HOSTDIR:/var/lib/octotui-agent``; JMeter gets host paths under HOSTDIR."""
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "image")
     host_dir = tmp_path / "elsewhere"
     env = {"OCTOTUI_SERVER": server.url, "OCTOTUI_TOKEN": provider["token"], "OCTOTUI_NAME": "gen-moved",
            "OCTOTUI_INTERVAL": "0.5"}  # fmt: skip
     agent = AgentContainer(docker_client, agent_image, host_dir, env, mount_at="/var/lib/octotui-agent").start()
     agent_container.append(agent)
     try:
-        wait_until(lambda: _online(api, "gen-moved"), timeout=40, what="the agent online with Docker")
+        wait_until(lambda: online_agent(api, "gen-moved", docker=True), timeout=40, what="the agent online with Docker")
         test_id = _launch(api, provider, jmeter_image, http_target.port)
 
         def running() -> dict[str, Any] | None:
@@ -244,12 +234,12 @@ def test_image_with_a_work_dir_on_no_volume_fails_the_launch_clearly(  # type: i
     server: ServerProcess, agent_container, agent_image, docker_client, jmeter_image, http_target, tmp_path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "image")
     env = {"OCTOTUI_SERVER": server.url, "OCTOTUI_TOKEN": provider["token"], "OCTOTUI_NAME": "gen-nowhere",
            "OCTOTUI_WORK_DIR": "/tmp/octotui-work"}  # fmt: skip
     agent = AgentContainer(docker_client, agent_image, tmp_path / "state", env).start()
     agent_container.append(agent)
-    wait_until(lambda: _online(api, "gen-nowhere"), timeout=40, what="the agent online with Docker")
+    wait_until(lambda: online_agent(api, "gen-nowhere", docker=True), timeout=40, what="the agent online with Docker")
     test_id = _launch(api, provider, jmeter_image, http_target.port)
     final = wait_until(
         lambda: (t := api.get(f"/tests/{test_id}").json())["state"] in ("finished", "failed") and t,

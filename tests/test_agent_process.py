@@ -13,26 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.admin import create_provider, online_agent
 from tests.support.images import FAKE_IMAGE
 from tests.support.processes import ROOT, AgentProcess, ServerProcess
 from tests.support.waiting import wait_until
-
-
-def _provider(api: httpx.Client, name: str = "lab") -> dict[str, Any]:
-    response = api.post("/providers", json={"name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def _agents(api: httpx.Client) -> list[dict[str, Any]]:
     response = api.get("/agents")
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def _online(api: httpx.Client, name: str) -> dict[str, Any] | None:
-    found = [a for a in _agents(api) if a["name"] == name and a["status"] == "online"]
-    return found[0] if found and found[0].get("host") else None
 
 
 def _start(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, token: str, name: str = "gen-a",
@@ -46,9 +36,9 @@ def test_registers_heartbeats_with_real_figures_and_exits_on_sigterm(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     agent = _start(server, agents, tmp_path, provider["token"], "gen-a", "--interval", "0.5")
-    online = wait_until(lambda: _online(api, "gen-a"), timeout=30, what="agent online")
+    online = wait_until(lambda: online_agent(api, "gen-a"), timeout=30, what="agent online")
     assert online["provider"] == provider["id"] and online["location"] == "paris"
     host = online["host"]
     assert host["cpu_percent"] >= 0 and 0 < host["memory_percent"] < 100 and host["memory_total"] > 0
@@ -79,15 +69,15 @@ def test_restart_keeps_identity_and_sigint_exits_cleanly(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     agent = _start(server, agents, tmp_path, provider["token"])
-    first = wait_until(lambda: _online(api, "gen-a"), timeout=30, what="agent online")
+    first = wait_until(lambda: online_agent(api, "gen-a"), timeout=30, what="agent online")
     assert agent.stop(signal.SIGINT) == 0
     agent.start()
     wait_until(lambda: f"agent {first['id']} (identity from" in agent.log(), timeout=20, what="identity reused")
 
     def seen_again() -> dict[str, Any] | None:
-        current = _online(api, "gen-a")
+        current = online_agent(api, "gen-a")
         return current if current and current["last_seen"] > first["last_seen"] else None
 
     again = wait_until(seen_again, timeout=20, what="the same agent online again")
@@ -100,16 +90,16 @@ def test_server_restart_and_outage_the_agent_comes_back_by_itself(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     agent = _start(server, agents, tmp_path, provider["token"])
-    first = wait_until(lambda: _online(api, "gen-a"), timeout=30, what="agent online")
+    first = wait_until(lambda: online_agent(api, "gen-a"), timeout=30, what="agent online")
     server.stop()
     time.sleep(3)  # a few failed heartbeats
     server.start()
     api = server.client()
 
     def back() -> dict[str, Any] | None:
-        current = _online(api, "gen-a")
+        current = online_agent(api, "gen-a")
         return current if current and current["last_seen"] > first["last_seen"] else None
 
     again = wait_until(back, timeout=30, what="the agent back after the server restart")
@@ -127,12 +117,12 @@ def test_agent_started_before_its_server_waits_for_it(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     server.stop()
     agent = _start(server, agents, tmp_path, provider["token"])
     wait_until(lambda: "server unreachable" in agent.log(), timeout=20, what="the agent noticing the outage")
     server.start()
-    wait_until(lambda: _online(server.client(), "gen-a"), timeout=40, what="agent online once the server is up")
+    wait_until(lambda: online_agent(server.client(), "gen-a"), timeout=40, what="agent online once the server is up")
     assert agent.log().count("registered as") == 1
 
 
@@ -140,13 +130,13 @@ def test_revoked_agent_token_registers_again_by_itself(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     agent = _start(server, agents, tmp_path, provider["token"])
-    first = wait_until(lambda: _online(api, "gen-a"), timeout=30, what="agent online")
+    first = wait_until(lambda: online_agent(api, "gen-a"), timeout=30, what="agent online")
     assert api.delete(f"/agents/{first['id']}").status_code == 204
 
     def registered_again() -> dict[str, Any] | None:
-        return _online(api, "gen-a")
+        return online_agent(api, "gen-a")
 
     again = wait_until(registered_again, timeout=30, what="the agent registered again")
     assert len(_agents(api)) == 1
@@ -159,7 +149,7 @@ def test_wrong_provider_token_exits_with_a_clear_error(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    _provider(api)
+    create_provider(api)
     agent = _start(server, agents, tmp_path, "not-a-real-token")
     assert agent.proc is not None
     code = agent.proc.wait(timeout=20)
@@ -180,10 +170,10 @@ def test_agent_without_docker_engine_keeps_monitoring(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     agent = _start(server, agents, tmp_path, provider["token"], env=env)
-    online = wait_until(lambda: _online(api, "gen-a"), timeout=30, what="agent online without docker")
+    online = wait_until(lambda: online_agent(api, "gen-a"), timeout=30, what="agent online without docker")
     assert online["docker"]["available"] is False
     assert "no Docker engine answers" in online["docker"]["error"]
     assert online["host"]["memory_percent"] > 0
@@ -197,9 +187,9 @@ def test_agent_restart_leaves_jmeter_running_and_follows_it_again(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, docker_client: Any
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api)
     agent = _start(server, agents, tmp_path, provider["token"])
-    wait_until(lambda: (a := _online(api, "gen-a")) and a["docker"]["available"], timeout=30, what="agent online")
+    wait_until(lambda: (a := online_agent(api, "gen-a")) and a["docker"]["available"], timeout=30, what="agent online")
     plan = (ROOT / "examples" / "http-get.jmx").read_text()
     body = {"name": "restart", "plan": plan, "provider": provider["id"], "containers": 1, "image": FAKE_IMAGE,
             "properties": {"fake.duration": "10"}}  # fmt: skip

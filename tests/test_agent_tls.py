@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.admin import create_provider, online_agent
 from tests.support.processes import AgentProcess
 from tests.support.tinyproxy import Tinyproxy
 from tests.support.tlskit import Pki, make_pki
@@ -50,17 +51,6 @@ def _api(url: str, pki: Pki) -> httpx.Client:
                         verify=ssl.create_default_context(cafile=pki.ca), timeout=10, trust_env=False)  # fmt: skip
 
 
-def _provider(api: httpx.Client) -> dict[str, Any]:
-    response = api.post("/providers", json={"name": "tls"})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def _online(api: httpx.Client, name: str) -> dict[str, Any] | None:
-    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
-    return found[0] if found and found[0].get("host") else None
-
-
 def _no_proxy() -> dict[str, str]:
     env = {"HTTP_PROXY": "", "HTTPS_PROXY": "", "ALL_PROXY": "", "NO_PROXY": ""}
     return {**env, **{k.lower(): v for k, v in env.items()}}
@@ -69,14 +59,14 @@ def _no_proxy() -> dict[str, str]:
 def test_agent_with_the_ca_bundle_registers_and_heartbeats_over_https(
     https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
-    provider = _provider(api)
+    provider = create_provider(api, "tls")
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-t", "paris", "gen-t",
                          f"--ca-bundle={pki.ca}", "--interval", "0.5")  # fmt: skip
     agents.append(agent.start(env=_no_proxy()))
-    first = wait_until(lambda: _online(api, "gen-t"), timeout=30, what="the agent online over HTTPS")
+    first = wait_until(lambda: online_agent(api, "gen-t"), timeout=30, what="the agent online over HTTPS")
 
     def later() -> dict[str, Any] | None:
-        current = _online(api, "gen-t")
+        current = online_agent(api, "gen-t")
         return current if current and current["last_seen"] > first["last_seen"] else None
 
     wait_until(later, timeout=15, what="more heartbeats over HTTPS")
@@ -87,7 +77,7 @@ def test_agent_with_the_ca_bundle_registers_and_heartbeats_over_https(
 def test_agent_refuses_a_server_it_cannot_verify(
     which: str, https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
-    provider = _provider(api)
+    provider = create_provider(api, "tls")
     extra = [f"--ca-bundle={pki.other_ca}"] if which == "other CA" else []
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-w", "paris", "gen-w", *extra)
     agents.append(agent.start(env=_no_proxy()))
@@ -105,11 +95,11 @@ def test_agent_over_https_through_the_proxy_uses_connect(
     tinyproxy: Tinyproxy,
     tmp_path: Path,
 ) -> None:
-    provider = _provider(api)
+    provider = create_provider(api, "tls")
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pt", "paris", "gen-pt",
                          f"--ca-bundle={pki.ca}", "--interval", "0.5")  # fmt: skip
     agents.append(agent.start(env=tinyproxy.env()))
-    wait_until(lambda: _online(api, "gen-pt"), timeout=30, what="the agent online over HTTPS through the proxy")
+    wait_until(lambda: online_agent(api, "gen-pt"), timeout=30, what="the agent online over HTTPS through the proxy")
     port = https_server.rsplit(":", 1)[1]
     assert tinyproxy.requests(f"CONNECT 127.0.0.1:{port}") >= 1, tinyproxy.log()[-2000:]
     assert tinyproxy.requests("/api/v1/") == 0, "the proxy sees only the tunnel, never a request inside it"
@@ -123,7 +113,7 @@ def test_agent_through_the_proxy_still_refuses_a_wrong_ca(
     tinyproxy: Tinyproxy,
     tmp_path: Path,
 ) -> None:
-    provider = _provider(api)
+    provider = create_provider(api, "tls")
     agent = AgentProcess(https_server, provider["token"], tmp_path / "gen-pw", "paris", "gen-pw",
                          f"--ca-bundle={pki.other_ca}")  # fmt: skip
     agents.append(agent.start(env=tinyproxy.env()))
@@ -143,7 +133,7 @@ def test_agent_through_the_proxy_still_refuses_a_wrong_ca(
 def test_bad_ca_bundle_file_is_refused_with_a_clear_error(
     content: str | None, https_server: str, pki: Pki, api: httpx.Client, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
-    provider = _provider(api)
+    provider = create_provider(api, "tls")
     bundle = tmp_path / "bundle.pem"
     if content is not None:
         bundle.write_text(content)

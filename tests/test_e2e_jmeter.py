@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.admin import create_provider
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.waiting import wait_until
 
@@ -20,12 +21,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.jmeter, pytest.mark.xdist_group("j
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = (ROOT / "examples" / "http-get.jmx").read_text() if (ROOT / "examples" / "http-get.jmx").exists() else ""
-
-
-def _provider(api: httpx.Client, name: str) -> dict[str, Any]:
-    response = api.post("/providers", json={"name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def _online(api: httpx.Client, count: int, with_docker: bool = True) -> list[dict[str, Any]]:
@@ -51,7 +46,7 @@ def two_agents(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> tuple[httpx.Client, dict[str, Any]]:
     api = server.client()
-    provider = _provider(api, "lab")
+    provider = create_provider(api, "lab")
     for name, location in (("gen-a", "paris"), ("gen-b", "lyon")):
         agent = AgentProcess(server.url, provider["token"], tmp_path / name, location=location, name=name)
         agents.append(agent.start())

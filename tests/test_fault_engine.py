@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.admin import create_provider
 from tests.support.faultkit import (
     PLAN,
     Reaper,
@@ -23,7 +24,6 @@ from tests.support.faultkit import (
     launch,
     log_figure,
     online,
-    provider,
     running_with_figures,
     since,
     start_agent,
@@ -45,7 +45,7 @@ def test_engine_stops_under_an_agent_and_comes_back(
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     relay = FaultProxy(ENGINE, listen_unix=str(tmp_path / "docker.sock")).start()
     try:
         agent = start_agent(server.url, prov, tmp_path, "gen-e", agents, DOCKER_HOST=f"unix://{tmp_path}/docker.sock")
@@ -91,7 +91,7 @@ def test_jmeter_errors_fail_their_container_and_others_go_on(
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     start_agent(server.url, prov, tmp_path, "gen-j", agents)
     online(api, ["gen-j"])
     healthy = launch(api, prov, jmeter_image, http_target.port, containers=1, duration=30)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.admin import create_provider
 from tests.support.faultkit import (
     Reaper,
     agent_id,
@@ -27,7 +28,6 @@ from tests.support.faultkit import (
     log_figure,
     of_test,
     online,
-    provider,
     running_with_figures,
     since,
     start_agent,
@@ -57,7 +57,7 @@ def _lost_then_back(
     jmeter_image: str, http_target: Any,
 ) -> dict[str, Any]:  # fmt: skip
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     start_agent(server.url, prov, tmp_path, "gen-a", agents)
     gen_b = start_agent(server.url, prov, tmp_path, "gen-b", agents)
     online(api, ["gen-a", "gen-b"])
@@ -144,7 +144,7 @@ def test_running_test_says_it_runs_degraded_and_why(
     tmp_path: Path, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     start_agent(server.url, prov, tmp_path, "gen-a", agents)
     gen_b = start_agent(server.url, prov, tmp_path, "gen-b", agents)
     online(api, ["gen-a", "gen-b"])

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.admin import create_provider
 from tests.support.faultkit import (
     Reaper,
     ended,
@@ -26,7 +27,6 @@ from tests.support.faultkit import (
     log_figure,
     of_test,
     online,
-    provider,
     running_with_figures,
     since,
 )
@@ -74,7 +74,7 @@ def test_drops_delays_and_cuts_deliver_commands_exactly_once(
 ) -> None:  # fmt: skip
     server = patient_server
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     with FaultProxy(("127.0.0.1", server.port), seed=5) as proxy:
         agent = _agent_behind(proxy, prov, tmp_path, agents)
         online(api, ["gen-p"])
@@ -117,7 +117,7 @@ def test_idle_killing_proxy_long_poll_recovers(
     tmp_path: Path, docker_client: Any, jmeter_image: str, http_target: Any,
 ) -> None:  # fmt: skip
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     with FaultProxy(("127.0.0.1", server.port)) as proxy:
         proxy.idle_kill_s = 3.0
         agent = _agent_behind(proxy, prov, tmp_path, agents)

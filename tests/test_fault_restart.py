@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.admin import create_provider
 from tests.support.faultkit import (
     Reaper,
     agent_id,
@@ -25,7 +26,6 @@ from tests.support.faultkit import (
     log_figure,
     of_test,
     online,
-    provider,
     running_with_figures,
     since,
     start_agent,
@@ -57,7 +57,7 @@ def test_server_sigkill_mid_test_and_restart(
     http_target: Any,
 ) -> None:
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     for name in ("gen-a", "gen-b"):
         start_agent(server.url, prov, tmp_path, name, agents)
     online(api, ["gen-a", "gen-b"])
@@ -105,7 +105,7 @@ def test_agent_sigkill_mid_test_and_restart(
     http_target: Any,
 ) -> None:
     api = server.client()
-    prov = provider(api)
+    prov = create_provider(api)
     gen_a = start_agent(server.url, prov, tmp_path, "gen-a", agents)
     start_agent(server.url, prov, tmp_path, "gen-b", agents)
     online(api, ["gen-a", "gen-b"])

@@ -11,36 +11,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from octotui.client import Client
+from tests.support.admin import create_provider, online_agent
 from tests.support.processes import ROOT, AgentProcess, ServerProcess, free_port, missing
 from tests.support.tinyproxy import Tinyproxy
 from tests.support.waiting import wait_until
-
-
-def _provider(api: httpx.Client) -> dict[str, Any]:
-    response = api.post("/providers", json={"name": "proxied"})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def _online(api: httpx.Client, name: str, docker: bool = False) -> dict[str, Any] | None:
-    found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
-    if not found or not found[0].get("host"):
-        return None
-    return found[0] if not docker or (found[0].get("docker") or {}).get("available") else None
 
 
 def test_agent_registers_and_heartbeats_through_the_proxy(
     server: ServerProcess, agents: list[AgentProcess], tinyproxy: Tinyproxy, tmp_path: Path
 ) -> None:
     api = server.client()  # the test's own client goes direct (trust_env has no proxy here)
-    provider = _provider(api)
+    provider = create_provider(api, "proxied")
     agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-p", "paris", "gen-p", "--interval", "0.5")
     agents.append(agent.start(env=tinyproxy.env()))
-    online = wait_until(lambda: _online(api, "gen-p"), timeout=30, what="the agent online through the proxy")
+    online = wait_until(lambda: online_agent(api, "gen-p"), timeout=30, what="the agent online through the proxy")
     wait_until(lambda: tinyproxy.requests("/heartbeat") >= 3, timeout=20, what="heartbeats in the proxy log")
     log = tinyproxy.log()
     assert f"http://127.0.0.1:{server.port}/api/v1/agents/register" in log
@@ -52,10 +39,10 @@ def test_no_proxy_sends_the_agent_direct(
     server: ServerProcess, agents: list[AgentProcess], tinyproxy: Tinyproxy, tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "proxied")
     agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-d", "paris", "gen-d", "--interval", "0.5")
     agents.append(agent.start(env=tinyproxy.env(NO_PROXY="127.0.0.1")))
-    wait_until(lambda: _online(api, "gen-d"), timeout=30, what="the agent online, direct")
+    wait_until(lambda: online_agent(api, "gen-d"), timeout=30, what="the agent online, direct")
     time.sleep(2)  # a few heartbeats and polls
     assert tinyproxy.requests("/api/v1/") == 0, f"NO_PROXY is honoured; proxy log:\n{tinyproxy.log()[-2000:]}"
 
@@ -64,7 +51,7 @@ def test_agent_behind_a_dead_proxy_says_so_and_registers_nowhere(
     server: ServerProcess, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "proxied")
     dead = f"http://127.0.0.1:{free_port()}"
     agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-x", "paris", "gen-x")
     env = {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "NO_PROXY": ""}
@@ -88,10 +75,10 @@ def test_agent_receives_and_acknowledges_commands_through_the_proxy(  # type: ig
     except docker.errors.ImageNotFound:
         missing(f"{FAKE_IMAGE} is missing: run tests/test_agent_docker.py once to make it")
     api = server.client()
-    provider = _provider(api)
+    provider = create_provider(api, "proxied")
     agent = AgentProcess(server.url, provider["token"], tmp_path / "gen-c", "paris", "gen-c")
     agents.append(agent.start(env=tinyproxy.env()))
-    wait_until(lambda: _online(api, "gen-c", docker=True), timeout=30, what="the agent online with Docker")
+    wait_until(lambda: online_agent(api, "gen-c", docker=True), timeout=30, what="the agent online with Docker")
     body = {"name": "via proxy", "plan": (ROOT / "examples" / "http-get.jmx").read_text(),
             "provider": provider["id"], "containers": 1, "image": FAKE_IMAGE,
             "properties": {"fake.duration": "60"}}  # fmt: skip

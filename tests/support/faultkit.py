@@ -24,13 +24,6 @@ PLAN = (ROOT / "examples" / "http-get.jmx").read_text()
 ENDED = ("finished", "failed")
 
 
-def provider(api: httpx.Client, name: str = "lab") -> dict[str, Any]:
-    """Create a provider; its record (with the registration token)."""
-    response = api.post("/providers", json={"name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def start_agent(
     server_url: str, prov: dict[str, Any], tmp_path: Path, name: str, agents: list[AgentProcess], **env: str
 ) -> AgentProcess:
@@ -191,7 +184,6 @@ __all__ = [
     "log_figure",
     "of_test",
     "online",
-    "provider",
     "running_with_figures",
     "since",
     "start_agent",
