@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from textual.pilot import Pilot
 
-T = TypeVar("T")
 
-
-def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy, and return that; an exception it raises
     counts as "not yet". Bounded: fails after ``timeout`` with ``what`` and the last error."""
     deadline = time.monotonic() + timeout
@@ -36,11 +36,11 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: floa
 
 
 async def wait_until_async(
-    predicate: Callable[[], Awaitable[T]],
+    predicate: Callable[[], Awaitable[Any]],
     timeout: float = 20.0,  # noqa: ASYNC109
     interval: float = 0.1,
     what: str = "condition",
-) -> T:
+) -> Any:
     """Await ``predicate()`` until it is truthy, and return that; bounded, fails with ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
