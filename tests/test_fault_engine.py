@@ -1,6 +1,6 @@
 """Fault 5: the Docker engine stops under an agent; fault 9: JMeter exits with an error.
 
-The engine fault goes through a unix-socket relay (tests/faultproxy.py) between the agent
+The engine fault goes through a unix-socket relay (tests/support/faultproxy.py) between the agent
 (``DOCKER_HOST=unix://RELAY``) and the main engine, which the test cuts and restores: to the agent
 it is exactly an engine that stops answering (socket gone, connections reset), without loading the
 600 MB image into a second ``dockerd`` and without ever touching the engine the suite shares.

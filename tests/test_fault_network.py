@@ -1,4 +1,4 @@
-"""Faults 6 and 7: a bad network between agent and server, through tests/faultproxy.py on loopback.
+"""Faults 6 and 7: a bad network between agent and server, through tests/support/faultproxy.py on loopback.
 
 6. Delays, cuts mid-response and a dropped network while a test is launched and stopped: every
    command runs exactly once (by command id), heartbeats resume, no test record is lost.
