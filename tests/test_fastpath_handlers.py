@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from octotui.server.fastpath import is_async_callable
+from octotui.server.http.fastpath import is_async_callable
 
 
 async def handler(request: Any, exc: Exception) -> None: ...

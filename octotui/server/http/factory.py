@@ -1,0 +1,76 @@
+"""The control server's ASGI app: routers, error handlers, the gate and the fast path, and a lifespan
+that opens the store and runs the background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+
+from octotui.protocol import API_PREFIX, VERSION
+from octotui.server.controller import Controller
+from octotui.server.http import errors
+from octotui.server.http.fastpath import AgentFastPath
+from octotui.server.http.gate import GateMiddleware
+from octotui.server.http.routes import agent_protocol, agents, audit, providers, server, tests, tokens
+from octotui.server.settings import ServerSettings
+from octotui.server.store import Store
+
+
+def _routes() -> APIRouter:
+    """Every route under ``/api/v1``; all but the public ones document the error answers."""
+    root = APIRouter(prefix=API_PREFIX)
+    root.include_router(server.public_router)
+    api = APIRouter(responses=errors.ERRORS)
+    for module in (server, providers, agents, agent_protocol, tests, tokens, audit):
+        api.include_router(module.router)
+    root.include_router(api)
+    return root
+
+
+def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
+    """The control server's ASGI app; its lifespan opens the store and runs the background work.
+
+    ``fast_path=False`` leaves the agents' hot routes to FastAPI alone (the parity tests compare both).
+    """
+    store = Store(settings.db_path)
+    controller = Controller(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        controller.load(await store.open())
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run_background(stop), name="octotui-background")
+        try:
+            yield
+        finally:
+            stop.set()
+            controller.commands.close()
+            await task
+            await controller.flush()
+            await controller.save_last_seen()
+            await store.close()
+
+    app = FastAPI(
+        title="octotui control server",
+        version=VERSION,
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        # No OpenTelemetry here: FastAPI's per-request check for a provider alone cost 3 % of the
+        # server's CPU at 5,000 agents (it reads the environment each time).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.controller = controller
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(_routes())
+    if fast_path:  # inside the gate: it sees authenticated requests with bounded bodies
+        app.add_middleware(AgentFastPath, api=app)
+    app.add_middleware(
+        GateMiddleware, controller=controller, max_body=settings.max_body_bytes, max_plan=settings.max_plan_bytes
+    )
+    return app

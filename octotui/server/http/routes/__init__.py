@@ -1,0 +1,1 @@
+"""One router per resource; ``http.factory`` mounts them under ``/api/v1``."""

@@ -1,0 +1,85 @@
+"""Test routes: launch (with ``Idempotency-Key``), list, read, series, stop a test or one container."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from octotui.protocol import (
+    Placement,
+    Test,
+    TestCreate,
+    TestSeries,
+)
+from octotui.server.http.deps import Ctl, Reader, Writer, audit_change
+from octotui.server.http.responses import ListingResponse
+
+router = APIRouter()
+
+
+@router.post("/tests", response_model=Test | Placement, status_code=201, tags=["tests"])
+async def create_test(
+    body: TestCreate,
+    ctl: Ctl,
+    who: Writer,
+    response: Response,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=8,
+            max_length=128,
+            pattern=r"^[!-~]+$",
+            description="a launch sent again with the same key (after a lost answer) answers with the "
+            "test the first one made (200, `Idempotent-Replayed: true`) instead of starting a second",
+        ),
+    ] = None,
+) -> Test | Placement:
+    result, replayed = await ctl.create_test(body, idempotency_key)
+    if replayed:  # made by the first request: not a second launch, not audited again
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    elif isinstance(result, Placement):
+        response.status_code = 200  # a dry run changes nothing: not audited
+    else:
+        detail = f"name={result.name} provider={result.provider_name} containers={len(result.containers)}"
+        await audit_change(request, who, "test.create", result.id, detail)
+    return result
+
+
+@router.get("/tests", response_model=list[Test], tags=["tests"], response_class=ListingResponse)
+async def list_tests(
+    ctl: Ctl,
+    _: Reader,
+    ended: Annotated[
+        int | None, Query(ge=0, le=100_000, description="keep only the N most recent ended tests (all live ones)")
+    ] = None,
+) -> list[Test]:
+    """Every test, oldest first; with ``ended``, every live test and only the newest ended ones."""
+    return ctl.listed_tests(ended)
+
+
+@router.get("/tests/{test_id}", response_model=Test, tags=["tests"], response_class=ListingResponse)
+async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
+    return ctl.test_out(ctl.get_test(test_id))
+
+
+@router.get("/tests/{test_id}/series", response_model=TestSeries, tags=["tests"])
+async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
+    ctl.get_test(test_id)
+    return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
+
+
+@router.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
+async def stop_test(test_id: str, ctl: Ctl, who: Writer, request: Request) -> Test:
+    test = await ctl.stop_test(test_id, by=who.subject or who.kind)
+    await audit_change(request, who, "test.stop", test_id, f"name={test.name}")
+    return test
+
+
+@router.post("/tests/{test_id}/containers/{container_id}/stop", response_model=Test, tags=["tests"])
+async def stop_container(test_id: str, container_id: str, ctl: Ctl, who: Writer, request: Request) -> Test:
+    test = await ctl.stop_one(test_id, container_id)
+    await audit_change(request, who, "container.stop", container_id, f"test={test_id}")
+    return test
