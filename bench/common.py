@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.conftest import AgentProcess, ServerProcess, free_port, wait_until
+from tests.support.processes import AgentProcess, ServerProcess, free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
