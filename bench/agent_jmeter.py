@@ -19,7 +19,7 @@ from bench.common import (
     wait_online,
     wait_until,
 )  # fmt: skip
-from tests.httptarget import HttpTarget
+from tests.support.httptarget import HttpTarget
 
 TITLE = "Agent with 20 running JMeter containers"
 TARGET = "< 60 MB RSS, < 2 % of one core"

@@ -18,7 +18,7 @@ from bench.common import (
     wait_online,
     wait_until,
 )  # fmt: skip
-from tests.httptarget import HttpTarget
+from tests.support.httptarget import HttpTarget
 
 TITLE = "Launch → container running (local agent, image present)"
 TARGET = "< 1 s"

@@ -19,7 +19,7 @@ from bench.common import (
     wait_online,
     wait_until,
 )
-from tests.httptarget import HttpTarget
+from tests.support.httptarget import HttpTarget
 
 TITLE = "Launch key → container running (dashboard, local agent, image present)"
 TARGET = "< 1 s"
