@@ -447,6 +447,45 @@ class FinalResults(Model):
     histogram: dict[int, int] | None = None
 
 
+#: Labels one container reports at most; the excess is folded into :data:`OTHER_LABEL` (a plan
+#: naming samples after URLs with ids would otherwise grow without bound).
+MAX_LABELS = 200
+OTHER_LABEL = "(other labels)"
+#: Distinct (response code, message) pairs kept per label; the rest counted as :data:`OTHER_ERROR`.
+MAX_ERRORS_PER_LABEL = 20
+OTHER_ERROR = "(other errors)"
+
+
+class LabelStats(Model):
+    """One label's figures in one container's JTL, cumulative since the container started.
+
+    Mergeable across containers exactly: counts and sums add, min/max combine, histograms add.
+    """
+
+    label: ReportLine
+    samples: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    sum_ms: float = Field(default=0.0, ge=0)  # of elapsed times, for an exact merged average
+    min_ms: float | None = None
+    max_ms: float | None = None
+    bytes_received: int = Field(default=0, ge=0)
+    bytes_sent: int = Field(default=0, ge=0)
+    #: First and last sample times (epoch seconds): the label's throughput over its own span.
+    first_ts: float | None = None
+    last_ts: float | None = None
+    #: Response-time histogram (bucket -> count, see :func:`rt_bucket`).
+    histogram: dict[int, int] = Field(default_factory=dict)
+
+
+class ErrorCount(Model):
+    """Failed samples of one label with one response code and message (cumulative)."""
+
+    label: ReportLine
+    code: ReportLine
+    message: ReportText
+    count: int = Field(ge=0)
+
+
 class ContainerReport(Model):
     """The agent's view of one container it runs, sent in every heartbeat."""
 
@@ -463,6 +502,14 @@ class ContainerReport(Model):
     exit_code: int | None = None
     error: ReportText | None = None  # JMeter's own error lines or docker's message
     pull_progress: float | None = None  # 0..1 while pulling
+    #: Per-label figures from the JTL: only the labels that changed since the last heartbeat the
+    #: server answered (each with its cumulative figures, so a lost heartbeat loses nothing).
+    #: None from agents older than this field.
+    labels: list[LabelStats] | None = Field(default=None, max_length=MAX_LABELS + 1)
+    #: Error counts per label, code and message, changed since the last answered heartbeat.
+    errors: list[ErrorCount] | None = Field(default=None, max_length=(MAX_LABELS + 1) * (MAX_ERRORS_PER_LABEL + 1))
+    #: The plan made more than MAX_LABELS labels: the excess is counted under OTHER_LABEL.
+    labels_folded: bool = False
 
 
 class Heartbeat(Model):
@@ -651,6 +698,35 @@ class Test(Model):
     ended_at: datetime | None = None
     containers: list[ContainerRecord] = Field(default_factory=list)
     results: TestResults = Field(default_factory=TestResults)
+
+
+class LabelFigures(Model):
+    """``GET /api/v1/tests/{id}/labels``: one label merged over the test's containers (live while it
+    runs, final after)."""
+
+    label: str
+    samples: int = 0
+    errors: int = 0
+    error_percent: float = 0.0
+    avg_ms: float = 0.0
+    min_ms: float = 0.0
+    max_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    throughput: float = 0.0  # samples/s over the label's span
+    received_kbps: float = 0.0  # KiB/s
+    sent_kbps: float = 0.0
+
+
+class ErrorFigures(Model):
+    """``GET /api/v1/tests/{id}/errors``: failed samples per label, code and message over the test."""
+
+    label: str
+    code: str
+    message: str
+    count: int
 
 
 class TestSeriesPoint(Model):
