@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import IO
 
+from octotui.server.schema import SCHEMA_VERSION
+
 LOCK_NAME = "server.lock"
 
 
@@ -61,8 +63,6 @@ def check_database(path: Path) -> None:
 
     Only reads: a refused file is left exactly as it was. An absent file is a fresh install.
     """
-    from octotui.server.store import SCHEMA_VERSION  # the store imports this module
-
     if not path.exists():
         return
     move = "move it away to start afresh (everything it held would be lost), or restore it from a backup"

@@ -1,0 +1,133 @@
+"""The store's SQLite schema and its history: numbered migrations (``PRAGMA user_version``), each
+in one transaction, and the one conversion older than versions (provider tokens kept readable)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from octotui.server.auth import hash_token
+
+PROVIDERS = """
+CREATE TABLE IF NOT EXISTS providers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL, created_at REAL NOT NULL)"""
+SCHEMA = (
+    PROVIDERS
+    + """;
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_subject ON tokens(subject);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, name TEXT NOT NULL, location TEXT NOT NULL,
+    version TEXT NOT NULL, registered_at REAL NOT NULL, cpu_count INTEGER NOT NULL,
+    memory_total INTEGER NOT NULL, platform TEXT NOT NULL, token_hash TEXT NOT NULL, last_seen REAL);
+CREATE TABLE IF NOT EXISTS tests (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, provider_id TEXT NOT NULL, provider_name TEXT NOT NULL,
+    locations TEXT NOT NULL, image TEXT NOT NULL, properties TEXT NOT NULL, plan TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    stop_requested INTEGER NOT NULL, results TEXT, container_ids TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, test_id TEXT NOT NULL, agent_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    state TEXT NOT NULL, shutdown_port INTEGER NOT NULL, docker_id TEXT, exit_code INTEGER, error TEXT,
+    final TEXT, figures TEXT, updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS containers_test ON containers(test_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, address TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, kind TEXT NOT NULL, container_id TEXT NOT NULL,
+    test_id TEXT NOT NULL, created_at REAL NOT NULL, launch TEXT, grace_s REAL NOT NULL);
+"""
+)
+
+
+def _split(script: str) -> list[str]:
+    return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    """The schema as it was when versions started to be kept."""
+    for stmt in _split(SCHEMA):
+        db.execute(stmt)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Durable idempotency keys; agents' instance ids and retiring flag; launches without the plan."""
+    db.execute(
+        "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, test_id TEXT NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
+    db.execute("ALTER TABLE agents ADD COLUMN instance TEXT")
+    db.execute("ALTER TABLE agents ADD COLUMN retiring INTEGER NOT NULL DEFAULT 0")
+    # The plan is the test's: each launch held a copy of it (a 4 MiB plan on 40 containers, 160 MiB).
+    db.execute("UPDATE commands SET launch = json_remove(launch, '$.plan') WHERE launch IS NOT NULL")
+
+
+#: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
+#: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
+#: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1,
+    _v2,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring ``db`` (autocommit connection) to :data:`SCHEMA_VERSION`; returns the version it had."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return found
+
+
+def create(path: Path) -> None:
+    """A new database with the whole schema, put in place only once complete: a start cut short
+    leaves no empty file behind that the next start would have to refuse."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        migrate(db)
+    finally:
+        db.close()
+    os.replace(tmp, path)
+
+
+def hash_provider_tokens(db: sqlite3.Connection) -> None:
+    """Stores made before registration tokens were hashed kept them as-is: hash them, in one step.
+
+    The table is rebuilt (SQLite cannot change a column in place); the tokens keep working,
+    they are only no longer readable.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(providers)")}
+    if "token" not in columns:
+        return
+    rows = db.execute("SELECT id, name, token, created_at FROM providers").fetchall()
+    # The readable tokens must not stay behind in freed pages or in the write-ahead log.
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE providers RENAME TO providers_plain")
+        db.execute(PROVIDERS)
+        db.executemany(
+            "INSERT INTO providers (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            [(pid, name, hash_token(token), created) for pid, name, token, created in rows],
+        )
+        db.execute("DROP TABLE providers_plain")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("PRAGMA secure_delete=OFF")
