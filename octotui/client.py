@@ -24,7 +24,9 @@ from octotui.protocol import (
     AuditEntry,
     Changes,
     ContainerRecord,
+    ErrorFigures,
     Health,
+    LabelFigures,
     Placement,
     Provider,
     ServerInfo,
@@ -190,6 +192,27 @@ class Client:
 
     async def test_series(self, test_id: str) -> TestSeries:
         return await self._get(f"/tests/{test_id}/series", TestSeries)
+
+    async def labels(self, test_id: str) -> list[LabelFigures] | None:
+        """The test's figures per label (live while it runs, final after); None when the server
+        answers 404: one without per-label figures (older than them), or no such test."""
+        return await self._optional_list(f"/tests/{test_id}/labels", LabelFigures)
+
+    async def errors(self, test_id: str) -> list[ErrorFigures] | None:
+        """The test's failed samples per label, response code and message; None on 404 (as
+        :meth:`labels`)."""
+        return await self._optional_list(f"/tests/{test_id}/errors", ErrorFigures)
+
+    async def _optional_list(self, path: str, model: type[M]) -> list[M] | None:
+        try:
+            response = await self._request("GET", path)
+        except ServerUnreachable:
+            raise
+        except ClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._parse_list(response, model)
 
     async def create_test(self, spec: TestCreate, idempotency_key: str | None = None) -> Test:
         """Launch a test. With ``idempotency_key``, the same launch sent again (its answer was lost)

@@ -28,7 +28,7 @@ from octotui.tui.screens.main import MainScreen
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.screens.quit import QuitScreen, active_tests
 from octotui.tui.screens.test import TestScreen
-from octotui.tui.state import Connection
+from octotui.tui.state import Connection, TestLabels
 from octotui.tui.supervisor import EXIT_NOTICE_S, Supervisor
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import ProvidersTable
@@ -172,6 +172,11 @@ class OctoApp(DashboardApp):
         if message.test.id == self.poller.test_id:
             self.test_detail = (message.test, message.series)
 
+    def on_test_labels_updated(self, message: messages.TestLabelsUpdated) -> None:
+        if message.test_id == self.poller.test_id:
+            # Equal values fire no watcher: the tables hear of new figures only.
+            self.test_labels = TestLabels(message.test_id, message.labels, message.errors)
+
     def on_audit_updated(self, message: messages.AuditUpdated) -> None:
         if self.poller.audit:
             self.audit = (message.entries, message.error)
@@ -235,6 +240,7 @@ class OctoApp(DashboardApp):
         elif what == "test":
             self.poller.test_id = key
             self.test_detail = None
+            self.test_labels = None
         else:
             self.poller.audit = key is not None
             self.audit = None

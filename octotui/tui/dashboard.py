@@ -12,7 +12,7 @@ from textual.reactive import var
 
 from octotui.protocol import Agent, AgentMetrics, AuditEntry, Provider, ServerInfo, Test, TestSeries
 from octotui.tui.actions import Actions
-from octotui.tui.state import Connection
+from octotui.tui.state import Connection, TestLabels
 
 
 class DashboardApp(App[int]):
@@ -25,6 +25,8 @@ class DashboardApp(App[int]):
     connection: var[Connection] = var(Connection)
     agent_metrics: var[AgentMetrics | None] = var(None)
     test_detail: var[tuple[Test, TestSeries] | None] = var(None)
+    #: The open test's per-label figures and errors; set only when they changed.
+    test_labels: var[TestLabels | None] = var(None)
     read_only: var[bool] = var(False)
     audit: var[tuple[list[AuditEntry], str] | None] = var(None)
 

@@ -72,3 +72,39 @@ def human_size(n: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def ms(value: float) -> str:
+    """A response time in at most 5 cells: ``4.2`` (under 10 ms), ``734``, ``12034``, ``182s``."""
+    if value < 10:
+        return f"{value:.1f}"
+    if value < 100_000:
+        return f"{value:.0f}"
+    return f"{value / 1000:.0f}s"
+
+
+def count(n: int) -> str:
+    """A count in at most 6 cells: ``999999``, ``12.3M``, ``4.1G``."""
+    if n < 1_000_000:
+        return str(n)
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e9:.1f}G"
+
+
+def hits(rate: float) -> str:
+    """Samples per second in at most 6 cells: ``12.5``, ``4210``, ``210k``."""
+    if rate < 100:
+        return f"{rate:.1f}"
+    if rate < 1_000_000:
+        return f"{rate:.0f}"
+    return f"{rate / 1000:.0f}k"
+
+
+def error_percent(value: float) -> str:
+    """An error rate in percent: ``0``, ``<0.1`` (a few errors must not read as none), ``12.5``."""
+    if value <= 0:
+        return "0"
+    if value < 0.1:
+        return "<0.1"
+    return f"{value:.1f}"

@@ -9,7 +9,17 @@ from typing import Literal
 from textual.message import Message
 
 from octotui.client import Client
-from octotui.protocol import Agent, AgentMetrics, AuditEntry, Provider, ServerInfo, Test, TestSeries
+from octotui.protocol import (
+    Agent,
+    AgentMetrics,
+    AuditEntry,
+    ErrorFigures,
+    LabelFigures,
+    Provider,
+    ServerInfo,
+    Test,
+    TestSeries,
+)
 
 
 @dataclass
@@ -57,6 +67,17 @@ class TestDetailUpdated(Message):
     __test__ = False
     test: Test
     series: TestSeries
+
+
+@dataclass
+class TestLabelsUpdated(Message):
+    """The open test's figures per label and its errors; None: the server has none (it answered
+    404, as servers older than per-label figures do)."""
+
+    __test__ = False
+    test_id: str
+    labels: list[LabelFigures] | None
+    errors: list[ErrorFigures] | None
 
 
 @dataclass

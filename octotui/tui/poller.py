@@ -149,12 +149,20 @@ class Poller:
             self.post(messages.AgentMetricsUpdated(await self._metrics(agent_id)))
         if test_id is not None:
             held = self.mirror.test(test_id) if self.feed else None
+            # Per-label figures and errors at the detail's cadence, for the open test only; a server
+            # without them answers 404, which the client turns into None (shown as "none kept").
+            client = self.client
             if held is not None:
-                series = await self.client.test_series(test_id)
-                self.post(messages.TestDetailUpdated(held, series))
+                test = held
+                series, labels, errors = await asyncio.gather(
+                    client.test_series(test_id), client.labels(test_id), client.errors(test_id)
+                )
             else:
-                test, series = await asyncio.gather(self.client.test(test_id), self.client.test_series(test_id))
-                self.post(messages.TestDetailUpdated(test, series))
+                test, series, labels, errors = await asyncio.gather(
+                    client.test(test_id), client.test_series(test_id), client.labels(test_id), client.errors(test_id)
+                )
+            self.post(messages.TestDetailUpdated(test, series))
+            self.post(messages.TestLabelsUpdated(test_id, labels, errors))
         if self.audit:
             self.post(await self._audit())
         recovered = self._lost and self.rounds > 0

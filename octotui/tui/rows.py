@@ -9,7 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from octotui.protocol import TERMINAL_CONTAINER_STATES, Agent, AuditEntry, ContainerRecord, Provider, Test
+from octotui.protocol import (
+    OTHER_ERROR,
+    OTHER_LABEL,
+    TERMINAL_CONTAINER_STATES,
+    Agent,
+    AuditEntry,
+    ContainerRecord,
+    ErrorFigures,
+    LabelFigures,
+    Provider,
+    Test,
+)
 from octotui.tui import format as fmt
 from octotui.tui.widgets.keyed_table import Cell
 
@@ -248,3 +259,71 @@ def audit_rows(entries: Iterable[AuditEntry]) -> dict[str, Row]:
             Cell(audit_what(e)),
         )
     return rows
+
+
+#: Error rates (percent) from which a label's Err% cell turns to the theme's error colour; any
+#: error at all turns it to the warning colour.
+ERROR_PERCENT_BAD = 5.0
+
+
+def error_style(percent: float) -> str | None:
+    """The theme colour of an error rate: none at 0, warning above, error from 5 %."""
+    if percent >= ERROR_PERCENT_BAD:
+        return "error"
+    return "warning" if percent > 0 else None
+
+
+def _matches(needle: str, *texts: str) -> bool:
+    return not needle or any(needle in text.lower() for text in texts)
+
+
+def label_rows(labels: Iterable[LabelFigures], needle: str = "") -> tuple[dict[str, Row], dict[str, float]]:
+    """A test's labels: label, samples, error %, average, 90th/95th/99th percentile, max, hits/s;
+    only those whose name contains ``needle``; and their default order, the server's."""
+    needle = needle.strip().lower()
+    rows: dict[str, Row] = {}
+    order: dict[str, float] = {}
+    for index, f in enumerate(labels):
+        if not _matches(needle, f.label):
+            continue
+        rows[f.label] = (
+            # The fold of the labels past the agent's bound is not a request of the plan.
+            Cell(f.label, "foreground-muted" if f.label == OTHER_LABEL else None),
+            Cell(fmt.count(f.samples), sort=f.samples),
+            Cell(fmt.error_percent(f.error_percent), error_style(f.error_percent), sort=f.error_percent),
+            Cell(fmt.ms(f.avg_ms), sort=f.avg_ms),
+            Cell(fmt.ms(f.p90_ms), sort=f.p90_ms),
+            Cell(fmt.ms(f.p95_ms), sort=f.p95_ms),
+            Cell(fmt.ms(f.p99_ms), sort=f.p99_ms),
+            Cell(fmt.ms(f.max_ms), sort=f.max_ms),
+            Cell(fmt.hits(f.throughput), sort=f.throughput),
+        )
+        order[f.label] = index
+    return rows, order
+
+
+def error_key(e: ErrorFigures) -> str:
+    """The errors table's row key of one label, code and message."""
+    return "\x1f".join((e.label, e.code, e.message))
+
+
+def error_rows(errors: Iterable[ErrorFigures], needle: str = "") -> tuple[dict[str, Row], dict[str, float]]:
+    """A test's errors: label, response code, message, count; only those whose label, code or message
+    contains ``needle``; and their default order, the most frequent first."""
+    needle = needle.strip().lower()
+    rows: dict[str, Row] = {}
+    order: dict[str, float] = {}
+    for e in errors:
+        if not _matches(needle, e.label, e.code, e.message):
+            continue
+        key = error_key(e)
+        muted = "foreground-muted" if e.message == OTHER_ERROR else None
+        rows[key] = (
+            Cell(e.label, "foreground-muted" if e.label == OTHER_LABEL else None),
+            Cell(e.code, "error"),
+            # One line per row: the selected error's message is shown whole under the table.
+            Cell(" ".join(e.message.split()), muted),
+            Cell(fmt.count(e.count), sort=e.count),
+        )
+        order[key] = -e.count
+    return rows, order

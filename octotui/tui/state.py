@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from octotui.protocol import ErrorFigures, LabelFigures
 
 
 @dataclass(frozen=True)
@@ -18,3 +21,13 @@ class Connection:
     #: What went wrong besides the link itself (the embedded server exited, the token was
     #: refused): shown instead of the retry countdown.
     note: str = ""
+
+
+@dataclass(frozen=True)
+class TestLabels:
+    """The open test's figures per label and its errors (None: the server keeps none)."""
+
+    __test__ = False
+    test_id: str
+    labels: list[LabelFigures] | None = None
+    errors: list[ErrorFigures] | None = None

@@ -1,24 +1,46 @@
-"""One test: live hits/s, response time and error charts, and its containers."""
+"""One test: live hits/s, response time and error charts, and under them one pane at a time: its
+containers, its figures per label, or its errors."""
 
 from __future__ import annotations
 
 import itertools
 from typing import ClassVar
 
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, Static
 
-from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, ContainerRecord, Test, TestSeries
+from octotui.protocol import (
+    TERMINAL_CONTAINER_STATES,
+    TERMINAL_TEST_STATES,
+    ContainerRecord,
+    ErrorFigures,
+    LabelFigures,
+    Test,
+    TestSeries,
+)
+from octotui.tui import format as fmt
 from octotui.tui import messages
 from octotui.tui.format import plural
-from octotui.tui.rows import container_rows, live_containers
+from octotui.tui.rows import container_rows, error_key, error_rows, label_rows, live_containers
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.state import TestLabels
 from octotui.tui.widgets.charts import WAITING, Chart
-from octotui.tui.widgets.tables import ContainersTable
+from octotui.tui.widgets.keyed_table import KeyedTable
+from octotui.tui.widgets.panes import Pane, PaneTabs
+from octotui.tui.widgets.tables import ContainersTable, ErrorsTable, LabelsTable
+
+#: The panes under the charts, one shown at a time, each with its key.
+PANES = (
+    Pane("test-containers", "containers", "c"),
+    Pane("test-labels", "labels", "l"),
+    Pane("test-errors", "errors", "e"),
+)
+#: What the labels and errors panes say when the server keeps no per-label figures (it answered 404).
+NO_LABELS_ON_SERVER = "this server keeps no per-label figures (it is older than them)"
 
 
 def _number(value: float) -> str:
@@ -63,6 +85,32 @@ def container_line(container: ContainerRecord | None) -> str:
     return f"{where} · {container.state}"
 
 
+def label_line(f: LabelFigures | None) -> str:
+    """The selected label in full: what its row has no room for (min, median, bytes, counts)."""
+    if f is None:
+        return ""
+    return (
+        f"{f.label} · {plural(f.samples, 'sample')}, {plural(f.errors, 'error')} · min {fmt.ms(f.min_ms)}"
+        f" · p50 {fmt.ms(f.p50_ms)} ms · received {f.received_kbps:.1f} KiB/s · sent {f.sent_kbps:.1f} KiB/s"
+    )
+
+
+def error_line(e: ErrorFigures | None) -> str:
+    """The selected error in full: its message is often longer than its column."""
+    if e is None:
+        return ""
+    return f"{e.label} · {e.code} · {plural(e.count, 'time')}: {e.message.strip()}"
+
+
+def pane_empty_text(what: str, items: list[LabelFigures] | list[ErrorFigures] | None, needle: str) -> str:
+    """What the line under an empty labels or errors pane says (``what``: "labels" or "errors")."""
+    if items is None:
+        return NO_LABELS_ON_SERVER
+    if not items:
+        return "no errors" if what == "errors" else "no labels yet: JMeter has not reported a sample"
+    return f"no {what} match the filter {needle.strip()!r} (/ changes it, esc clears it)" if needle.strip() else ""
+
+
 def no_data_text(test: Test) -> str:
     """What the charts say while the series is empty."""
     if test.state == "failed":
@@ -73,13 +121,23 @@ def no_data_text(test: Test) -> str:
 
 
 class TestScreen(DashboardScreen):
-    """The detail of one test; fetched by the app's worker while shown."""
+    """The detail of one test; fetched by the app's worker while shown.
+
+    Under the charts one pane at a time (``c``, ``l``, ``e`` or a click on its tab): the containers,
+    the figures per label, the errors. One line of tabs instead of a tab bar of two, so that at 80x24
+    the pane keeps its rows. The tabs count containers, labels and failed samples, so that errors
+    show whichever pane is open.
+    """
 
     __test__ = False
     BINDINGS: ClassVar = [
         Binding("escape", "back", "Back"),
         Binding("s", "stop_test", "Stop test"),
         Binding("x", "stop_container", "Stop container"),
+        Binding("c", "pane('test-containers')", "Containers", show=False),
+        Binding("l", "pane('test-labels')", "Labels", show=False),
+        Binding("e", "pane('test-errors')", "Errors", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
     ]
 
     def __init__(self, test_id: str) -> None:
@@ -88,6 +146,8 @@ class TestScreen(DashboardScreen):
         self._summary = ""
         self._reason: str | None = None
         self._container_line = ""
+        self._labels: list[LabelFigures] | None = None
+        self._errors: list[ErrorFigures] | None = None
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
@@ -98,27 +158,43 @@ class TestScreen(DashboardScreen):
             yield Chart("hits/s", formatter=_number, latest="now", peak="peak", id="rate-chart")
             yield Chart("avg", formatter=_number, unit=" ms", latest="now", peak="peak", id="rt-chart")
             yield Chart("new errors", formatter=_number, peak="peak", id="err-chart")
-        yield ContainersTable(id="test-containers")
+        yield PaneTabs(PANES, id="test-tabs")
+        with ContentSwitcher(initial="test-containers", id="test-panes"):
+            yield ContainersTable(id="test-containers")
+            yield LabelsTable(id="test-labels")
+            yield ErrorsTable(id="test-errors")
+        with Horizontal(id="filter-bar"):
+            yield Label("filter:", id="filter-label")
+            yield Input(placeholder="labels and errors by label, code, message · esc clears", id="filter")
         yield Static("", id="container-line", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#test-reason").display = False
+        self.query_one("#filter-bar").display = False
         self.app.post_message(messages.DetailOpened("test", self.test_id))
         self.watch(self.app, "test_detail", self._detail_changed)
+        self.watch(self.app, "test_labels", self._labels_changed)
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(ContainersTable).focus()
 
     def resync(self) -> None:
         self._detail_changed(self.app.test_detail)
+        self._labels_changed(self.app.test_labels)
 
     def on_unmount(self) -> None:
         self.app.post_message(messages.DetailClosed("test", self.test_id))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in ("stop_test", "stop_container") and self.app.read_only)
+        if action in ("stop_test", "stop_container") and self.app.read_only:
+            return False
+        # x stops the container under the cursor: only while the containers are shown.
+        return not (action == "stop_container" and self.pane != "test-containers")
 
     def action_back(self) -> None:
+        if self.query_one("#filter-bar").display:
+            self.action_clear_filter()
+            return
         self.dismiss()
 
     def on_key(self, event: events.Key) -> None:
@@ -126,6 +202,50 @@ class TestScreen(DashboardScreen):
         if self.app.read_only and event.key in ("s", "x"):
             event.stop()
             self.notify("read-only: stopping is disabled", severity="warning")
+
+    # --- panes and filter ---------------------------------------------------------------------
+
+    @property
+    def pane(self) -> str:
+        """The id of the pane shown under the charts."""
+        return self.query_one("#test-panes", ContentSwitcher).current or "test-containers"
+
+    def action_pane(self, pane: str) -> None:
+        """Show ``pane`` (a table's id) under the charts, with the keyboard on it."""
+        self.query_one("#test-panes", ContentSwitcher).current = pane
+        self.query_one(PaneTabs).activate(pane)
+        self.query_one(f"#{pane}", KeyedTable).focus()
+        self._show_line()
+        self.refresh_bindings()
+
+    @on(PaneTabs.Chosen)
+    def _tab_clicked(self, event: PaneTabs.Chosen) -> None:
+        self.action_pane(event.pane)
+
+    @property
+    def needle(self) -> str:
+        return self.query_one("#filter", Input).value
+
+    def action_filter(self) -> None:
+        if self.pane == "test-containers":
+            self.action_pane("test-labels")
+        self.query_one("#filter-bar").display = True
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one("#filter-bar").display = False
+        self.query_one(f"#{self.pane}", KeyedTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self._show_labels()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        if not self.needle:
+            self.query_one("#filter-bar").display = False
+        self.query_one(f"#{self.pane}", KeyedTable).focus()
 
     @property
     def test(self) -> Test | None:
@@ -147,23 +267,54 @@ class TestScreen(DashboardScreen):
             reason.display = bool(test.reason)
         table = self.query_one(ContainersTable)
         table.sync(container_rows(test.containers))
-        self._show_container_line(test)
+        self.query_one(PaneTabs).note("test-containers", str(len(test.containers)))
+        self._show_line(test)
         empty = no_data_text(test)
         for chart in self.query(Chart):
             if chart.empty != empty:
                 chart.empty = empty
 
-    def _show_container_line(self, test: Test | None = None) -> None:
-        test = test or self.test
-        key = self.query_one(ContainersTable).selected_key
-        container = next((c for c in test.containers if c.id == key), None) if test else None
-        line = container_line(container)
+    def _show_line(self, test: Test | None = None) -> None:
+        """The line under the pane: the selected row in full, or why the pane is empty."""
+        pane = self.pane
+        if pane == "test-labels":
+            table: KeyedTable = self.query_one(LabelsTable)
+            key = table.selected_key
+            line = label_line(next((f for f in self._labels or () if f.label == key), None))
+            if not table.row_count:
+                line = pane_empty_text("labels", self._labels, self.needle)
+        elif pane == "test-errors":
+            table = self.query_one(ErrorsTable)
+            key = table.selected_key
+            line = error_line(next((e for e in self._errors or () if error_key(e) == key), None))
+            if not table.row_count:
+                line = pane_empty_text("errors", self._errors, self.needle)
+        else:
+            test = test or self.test
+            key = self.query_one(ContainersTable).selected_key
+            line = container_line(next((c for c in test.containers if c.id == key), None) if test else None)
         if line != self._container_line:
             self._container_line = line
             self.query_one("#container-line", Static).update(line)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_container_line()
+        self._show_line()
+
+    def _labels_changed(self, figures: TestLabels | None) -> None:
+        if figures is None or figures.test_id != self.test_id or not self.feeding:
+            return
+        self._labels, self._errors = figures.labels, figures.errors
+        self._show_labels()
+
+    def _show_labels(self) -> None:
+        labels, errors, needle = self._labels, self._errors, self.needle
+        self.query_one(LabelsTable).sync(*label_rows(labels or (), needle))
+        self.query_one(ErrorsTable).sync(*error_rows(errors or (), needle))
+        tabs = self.query_one(PaneTabs)
+        tabs.note("test-labels", "" if labels is None else str(len(labels)))
+        failed = sum(e.count for e in errors or ())
+        tabs.note("test-errors", "" if errors is None else fmt.count(failed), alert=failed > 0)
+        self._show_line()
 
     def _tests_changed(self, tests: list[Test]) -> None:
         detail = self.app.test_detail

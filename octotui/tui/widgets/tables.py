@@ -144,3 +144,30 @@ class AuditTable(KeyedTable):
         Column("address", "From", 9),
         Column("what", "What", 11, stretch=True),
     )
+
+
+class LabelsTable(KeyedTable):
+    """A test's figures per label (sampler or transaction), as JMeter's aggregate report has them."""
+
+    COLUMNS = (
+        Column("label", "Label", 14, stretch=True),
+        Column("samples", "Samples", 7, "right"),
+        Column("errors", "Err%", 5, "right"),
+        Column("avg", "Avg", 5, "right"),
+        Column("p90", "p90", 5, "right"),
+        Column("p95", "p95", 5, "right"),
+        Column("p99", "p99", 5, "right"),
+        Column("max", "Max", 5, "right"),
+        Column("rate", "Hits/s", 6, "right"),
+    )
+
+
+class ErrorsTable(KeyedTable):
+    """A test's failed samples per label, response code and message, the most frequent first."""
+
+    COLUMNS = (
+        Column("label", "Label", 14),
+        Column("code", "Code", 5),
+        Column("message", "Message", 20, stretch=True),
+        Column("count", "Count", 7, "right"),
+    )
