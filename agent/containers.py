@@ -26,6 +26,7 @@ from agent.cgroups import Cgroups
 from agent.engine import Engine, EngineError, NotFound
 from agent.hostpaths import HostPaths, NotOnAVolume
 from agent.images import ensure_image
+from agent.jtlfollow import JtlFollower
 from agent.launches import (
     LABEL_INSTANCE,
     LABEL_SHUTDOWN_PORT,
@@ -60,6 +61,10 @@ from octotui.protocol import (
 )
 
 log = logging.getLogger("octotui.agent.containers")
+
+#: Seconds between two reads of a running container's JTL (JMeter flushes every row: a sample
+#: reaches the next heartbeat within this).
+JTL_READ_INTERVAL_S = 1.0
 
 
 class DockerRuntime:
@@ -148,7 +153,13 @@ class DockerRuntime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self._close_followers)
         await self._close_engine()
+
+    def _close_followers(self) -> None:
+        for tracked in self.records.all():
+            if tracked.jtl is not None:
+                tracked.jtl.close()
 
     # --- reports -----------------------------------------------------------------------------
 
@@ -156,17 +167,21 @@ class DockerRuntime:
         """The agent's record of one container (None when unknown)."""
         return self.records.get(container_id)
 
-    async def reports(self) -> list[ContainerReport]:
-        """Every container's state with fresh CPU/memory; the full list for a heartbeat."""
+    async def reports(self, marks: dict[str, int] | None = None) -> list[ContainerReport]:
+        """Every container's state with fresh CPU/memory; the full list for a heartbeat.
+
+        Each carries the labels the server has not acknowledged; pass ``marks`` to :meth:`delivered`
+        once the heartbeat was answered, so that they are not sent again until they change.
+        """
         items = self.records.all()
         live = [t for t in items if t.state in ("running", "stopping") and t.docker_id]
         await self._usage.sample(live, self._engine)
         with self._lock:
-            return [t.report() for t in items]
+            return [t.report(marks) for t in items]
 
-    def delivered(self, container_ids: Iterable[str]) -> None:
+    def delivered(self, container_ids: Iterable[str], marks: dict[str, int] | None = None) -> None:
         """These reports reached the server; ended ones are forgotten after a few deliveries (writes a file)."""
-        self.records.delivered(container_ids)
+        self.records.delivered(container_ids, marks)
 
     # --- launch ------------------------------------------------------------------------------
 
@@ -222,6 +237,7 @@ class DockerRuntime:
         plan_dir, results_dir = root / "plan", root / "results"
         plan_source, results_source = await self._host_path(plan_dir), await self._host_path(results_dir)
         await asyncio.to_thread(write_plan, plan_dir, results_dir, spec)
+        tracked.jtl = JtlFollower(results_dir / "results.jtl")
         # On the host network the port is the host's: the server's hint cannot know what else runs
         # here (another server's agents, other programs), so the agent picks a port it sees free.
         mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
@@ -293,6 +309,22 @@ class DockerRuntime:
 
     def _follow(self, tracked: Tracked) -> None:
         self._spawn(self._follow_logs(tracked), f"follow-{tracked.container_id}")
+        if tracked.jtl is None:
+            tracked.jtl = JtlFollower(self.work_dir / tracked.container_id / "results" / "results.jtl")
+        self._spawn(self._follow_jtl(tracked, tracked.jtl), f"jtl-{tracked.container_id}")
+
+    async def _follow_jtl(self, tracked: Tracked, follower: JtlFollower) -> None:
+        """Read the JTL's new rows every second while JMeter runs; :meth:`_finish` reads the rest."""
+        failed = False
+        while not (tracked.terminal or tracked.finishing or self._closed):
+            try:
+                await asyncio.to_thread(follower.read)
+                failed = False
+            except Exception as exc:  # an unreadable file: figures stall, the run goes on
+                if not failed:
+                    log.warning("cannot read the JTL of %s: %s", tracked.container_id, message(exc))
+                failed = True
+            await asyncio.sleep(JTL_READ_INTERVAL_S)
 
     async def _follow_logs(self, tracked: Tracked) -> None:
         assert tracked.docker_id is not None
@@ -354,6 +386,11 @@ class DockerRuntime:
     def _finish(self, tracked: Tracked, exit_code: int | None, reason: str | None) -> None:
         """The file side of an end (in a thread): the JTL's figures, JMeter's errors, the state file."""
         root = self.work_dir / tracked.container_id
+        if tracked.jtl is not None:
+            try:
+                tracked.jtl.read(final=True)  # the rows written since the last read: the final figures
+            except Exception as exc:
+                log.warning("cannot read the JTL of %s: %s", tracked.container_id, message(exc))
         verdict = judge(tracked, root, exit_code, reason)
         shutil.rmtree(root / "plan", ignore_errors=True)
         with self._lock:

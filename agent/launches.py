@@ -72,6 +72,11 @@ def jmeter_args(spec: LaunchSpec, port: int) -> list[str]:
         "-j", "/results/jmeter.log",
         "-Jjmeter.save.saveservice.output_format=csv",
         "-Jjmeter.save.saveservice.print_field_names=true",
+        # every row written at once (JMeter buffers them otherwise: minutes at a low rate), so
+        # the agent's follower has a sample's figures within a second
+        "-Jjmeter.save.saveservice.autoflush=true",
+        # JMeter 2.13 writes the failureMessage column (an assertion's message) only when asked
+        "-Jjmeter.save.saveservice.assertion_results_failure_message=true",
         f"-Jjmeterengine.nongui.port={port}",
         f"-Jjmeterengine.nongui.maxport={port}",
         "-Jsummariser.interval=5",

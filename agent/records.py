@@ -15,6 +15,8 @@ from typing import Any
 
 from agent.cgroups import CgroupFiles
 from agent.jmeter import FiguresTracker
+from agent.jtlfollow import JtlFollower
+from agent.labels import Pending
 from agent.state import write_json
 from octotui.protocol import TERMINAL_CONTAINER_STATES, ContainerReport
 
@@ -65,12 +67,23 @@ class Tracked:
     last_cpu: tuple[int, float] | None = None  # (cpu ns, monotonic s)
     deliveries: int = 0
     finishing: bool = False
+    #: Follows the container's JTL into per-label figures (None until its launch or adoption).
+    jtl: JtlFollower | None = None
+    #: The per-label figures of an ended container read back from disk after an agent restart.
+    kept: Pending | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_CONTAINER_STATES
 
-    def report(self) -> ContainerReport:
+    def report(self, marks: dict[str, int] | None = None, full: bool = False) -> ContainerReport:
+        """This container's report; its labels are those the server has not acknowledged (all of
+        them when ``full``). ``marks`` gets the epoch to acknowledge once the report is delivered."""
+        labels: Pending | None = self.kept
+        if self.jtl is not None:
+            labels = self.jtl.everything() if full else self.jtl.pending()
+            if labels is not None and marks is not None:
+                marks[self.container_id] = labels.mark
         return ContainerReport(
             container_id=self.container_id,
             test_id=self.test_id,
@@ -85,6 +98,9 @@ class Tracked:
             exit_code=self.exit_code,
             error=self.error,
             pull_progress=self.pull_progress,
+            labels=labels.labels if labels is not None else None,
+            errors=labels.errors if labels is not None else None,
+            labels_folded=labels.folded if labels is not None else False,
         )
 
 
@@ -100,6 +116,8 @@ def load_ended(path: Path | None) -> dict[str, Tracked]:
             tracked.docker_id, tracked.final, tracked.exit_code = report.docker_id, report.final, report.exit_code
             tracked.error = report.error
             tracked.tracker.figures = report.figures
+            if report.labels is not None:
+                tracked.kept = Pending(report.labels, report.errors or [], report.labels_folded, 0)
             found[report.container_id] = tracked
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
@@ -139,15 +157,23 @@ class ContainerRecords:
         if self.path is None:
             return
         with self.lock:
-            reports = [t.report() for t in self.by_id.values() if t.terminal]
+            # every label, not only the unacknowledged: after a restart they are all sent again
+            reports = [t.report(full=True) for t in self.by_id.values() if t.terminal]
         save_ended(self.path, reports)
 
-    def delivered(self, container_ids: Iterable[str]) -> None:
-        """These reports reached the server; ended ones are forgotten after a few deliveries (writes a file)."""
+    def delivered(self, container_ids: Iterable[str], marks: dict[str, int] | None = None) -> None:
+        """These reports reached the server; ended ones are forgotten after a few deliveries (writes a file).
+
+        ``marks`` are the label epochs the reports were built at (see :meth:`Tracked.report`).
+        """
         dropped = False
         with self.lock:
             for cid in container_ids:
                 tracked = self.by_id.get(cid)
+                if tracked is not None and tracked.jtl is not None and marks and cid in marks:
+                    tracked.jtl.acknowledge(marks[cid])
+                elif tracked is not None and tracked.kept is not None:  # read back from disk: sent once
+                    tracked.kept = Pending([], [], tracked.kept.folded, 0)
                 if tracked is not None and tracked.terminal:
                     tracked.deliveries += 1
                     if tracked.deliveries >= _DELIVERIES:

@@ -218,10 +218,11 @@ class AgentRuntime:
         """Keep unsent readings for the next beat (the newest win when the window is full)."""
         self.samples = deque([*taken, *self.samples], maxlen=self.samples.maxlen)
 
-    async def _next_beat(self) -> tuple[Heartbeat, list[HostSample]]:
-        """The heartbeat to send now, and the host samples it takes from the window."""
+    async def _next_beat(self, marks: dict[str, int]) -> tuple[Heartbeat, list[HostSample]]:
+        """The heartbeat to send now, and the host samples it takes from the window; ``marks`` gets
+        the label epochs to acknowledge if the server answers it."""
         assert self.docker is not None and self.sampler is not None
-        reports = await self.docker.reports()
+        reports = await self.docker.reports(marks)
         taken = list(self.samples)
         self.samples.clear()
         if not taken:
@@ -236,7 +237,8 @@ class AgentRuntime:
         attempt = 0
         while True:
             await self._check_engine()
-            beat, taken = await self._next_beat()
+            marks: dict[str, int] = {}
+            beat, taken = await self._next_beat(marks)
             token = self.identity.agent_token
             try:
                 answer = await self.link.heartbeat(self.identity, beat)
@@ -252,7 +254,8 @@ class AgentRuntime:
                 continue
             self.pace.reached()
             attempt = 0
-            await asyncio.to_thread(self.docker.delivered, [r.container_id for r in beat.containers])
+            # only now are its labels known to the server: a lost beat leaves them for the next one
+            await asyncio.to_thread(self.docker.delivered, [r.container_id for r in beat.containers], marks)
             for container_id in answer.stop:
                 log.info("the server asks to stop container %s", container_id)
                 await self.docker.stop(container_id, 20.0)
