@@ -303,6 +303,8 @@ TWO_LABELS = """<?xml version="1.0" encoding="UTF-8"?>
 <stringProp name="ThreadGroup.num_threads">2</stringProp><stringProp name="ThreadGroup.ramp_time">0</stringProp>
 </ThreadGroup>
 <hashTree>
+<ConstantTimer guiclass="ConstantTimerGui" testclass="ConstantTimer" testname="think" enabled="true">
+<stringProp name="ConstantTimer.delay">${__P(think_ms,0)}</stringProp></ConstantTimer><hashTree/>
 %s
 %s
 </hashTree></hashTree></hashTree></jmeterTestPlan>
@@ -344,10 +346,11 @@ async def test_real_jmeter_two_labels_one_all_404(runtime: DockerRuntime, jmeter
         cid = f"c-{uuid.uuid4().hex[:8]}"
         plan = TWO_LABELS % (SAMPLER % ("home", "/"), SAMPLER % ("missing", "/status/404"))
         spec = LaunchSpec(test_id="t-labels", container_id=cid, image=jmeter_image, plan=plan,
-                          properties={"port": str(target.port), "loops": "300"})  # fmt: skip
+                          properties={"port": str(target.port), "loops": "300", "think_ms": "10"})  # fmt: skip
         await runtime.launch(Command(id=f"cmd-{cid}", kind="launch", container_id=cid, test_id="t-labels",
                                      launch=spec))  # fmt: skip
         seen: dict[str, Any] = {}
+        live: list[int] = []  # samples of "home" reported while the container still ran
         errors: dict[tuple[str, str, str], int] = {}
         beats = 0
         lock = threading.Lock()
@@ -361,6 +364,8 @@ async def test_real_jmeter_two_labels_one_all_404(runtime: DockerRuntime, jmeter
                 beats += 1
                 for stats in report.labels or []:
                     seen[stats.label] = stats
+                    if report.state == "running" and stats.label == "home":
+                        live.append(stats.samples)
                 for error in report.errors or []:
                     errors[(error.label, error.code, error.message)] = error.count
             runtime.delivered([cid], marks)
@@ -372,6 +377,7 @@ async def test_real_jmeter_two_labels_one_all_404(runtime: DockerRuntime, jmeter
         final = await wait_until_async(beat, timeout=5, interval=0.1, what="the report after the end")
         assert final.labels == [], "everything was acknowledged already"
     assert set(seen) == {"home", "missing"}
+    assert live and 0 < live[0] < 600, f"figures while JMeter ran, not only at its end: {live}"
     home, missing = seen["home"], seen["missing"]
     assert home.samples == missing.samples == 600 and home.errors == 0
     assert missing.errors == missing.samples
@@ -379,4 +385,4 @@ async def test_real_jmeter_two_labels_one_all_404(runtime: DockerRuntime, jmeter
     assert home.samples + missing.samples == done.final.samples
     assert missing.bytes_received > 0 and home.first_ts is not None and home.last_ts is not None
     assert home.first_ts <= home.last_ts and sum(home.histogram.values()) == home.samples
-    print(f"\n{beats} heartbeat reports; home {home.samples} samples avg {home.sum_ms / home.samples:.1f} ms")
+    print(f"\n{beats} heartbeat reports, home's samples while running: {live}")
