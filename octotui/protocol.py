@@ -269,8 +269,10 @@ ContainerState = Literal[
     "failed",  # JMeter or docker failed; see ``error``
     "lost",  # its agent went offline or no longer reports it
 ]
-TERMINAL_CONTAINER_STATES: frozenset[str] = frozenset({"finished", "failed", "lost"})
-TERMINAL_TEST_STATES: frozenset[str] = frozenset({"finished", "failed"})
+TERMINAL_CONTAINER_STATES: frozenset[ContainerState] = frozenset({"finished", "failed", "lost"})
+TERMINAL_TEST_STATES: frozenset[TestState] = frozenset({"finished", "failed"})
+#: What a command asks of an agent.
+CommandKind = Literal["launch", "stop"]
 Role = Literal["admin", "read-only"]
 
 
@@ -578,7 +580,7 @@ class LaunchSpec(Model):
 
 class Command(Model):
     id: str  # a redelivered command keeps its id: agents never act twice on one id
-    kind: Literal["launch", "stop"]
+    kind: CommandKind
     container_id: str
     test_id: str
     launch: LaunchSpec | None = None

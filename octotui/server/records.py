@@ -6,10 +6,10 @@ import math
 import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 from octotui.protocol import (
     AgentStatus,
+    CommandKind,
     ContainerState,
     DockerInfo,
     FinalResults,
@@ -19,9 +19,6 @@ from octotui.protocol import (
     TestResults,
     TestState,
 )
-
-#: What a command asks of an agent (the contract's ``Command.kind``).
-CommandKind = Literal["launch", "stop"]
 
 
 @dataclass(slots=True)

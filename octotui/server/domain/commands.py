@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from octotui.protocol import CommandAck, LaunchSpec
+from octotui.protocol import CommandAck, CommandKind, LaunchSpec
 from octotui.server.domain import clock, lifecycle
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import NotFound
-from octotui.server.records import CommandKind, CommandRec, ContainerRec
+from octotui.server.records import CommandRec, ContainerRec
 
 #: How many acknowledged command ids are remembered, so that an acknowledgement sent again is no error.
 ACKED_KEPT = 10_000
