@@ -14,7 +14,7 @@ stopping -> finished; a stop acknowledged as failed leaves the container running
 refused), as a real agent's would.
 
 Time: the controller reads ``time.time()``; the test replaces the ``time`` module seen by
-``octotui.server.controller`` with a clock that stands still (so that neither a loaded machine nor
+``octotui.server.domain.clock`` with a clock that stands still (so that neither a loaded machine nor
 Hypothesis replaying an example crosses a threshold by itself), and the ``advance`` rule moves it on
 one heartbeat interval at a time (every agent still there heartbeating at each one) and calls the
 controller's own ``tick()``: the real code marks agents late and offline and their containers
