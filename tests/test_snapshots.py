@@ -27,10 +27,11 @@ from octotui.tui.screens.quit import QuitScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.status_bar import StatusBar
-from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, TestsTable
+from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ErrorsTable, LabelsTable, TestsTable
 from tests.support.processes import ROOT, AgentProcess, ServerProcess
 from tests.support.tui import text_of
 from tests.support.waiting import wait_until, wait_until_pilot
+from tests.support.wireagent import has_per_label_figures, label_stats, running_test
 
 SIZE = (80, 24)
 SHOTS = ROOT / "screenshots"
@@ -308,3 +309,51 @@ async def test_load_test_screens(  # type: ignore[no-untyped-def]
         timeout=60,
         what="containers removed",
     )
+
+
+async def test_labels_and_errors_screens(server: ServerProcess, save: Callable[[OctoApp, str], None]) -> None:
+    """The test screen's labels and errors panes, at 80x24 and 200x50, fed by a wire-level agent (the
+    figures are the test's to choose; no Docker needed)."""
+    agent, report = running_test(server, "checkout")
+    if not has_per_label_figures(server, report["test_id"]):
+        agent.close()
+        pytest.skip("the server has no GET /api/v1/tests/{id}/labels yet (404): issue 12's server part")
+    names = ["GET /", "GET /catalog", "GET /product/{id}", "POST /cart/add", "GET /cart", "POST /checkout",
+             "POST /login", "GET /search", "GET /static/app.js", "TC checkout flow",
+             "GET /account/orders/history"]  # fmt: skip
+    labels = [
+        label_stats(name, [10.0 + 25 * i + (j % 40) * (3 + i) for j in range(400 + 37 * i)], span_s=60.0)
+        for i, name in enumerate(names)
+    ]
+    labels[5]["errors"], labels[7]["errors"] = 61, 4
+    errors = [
+        {"label": "POST /checkout", "code": "500", "message": "Internal Server Error", "count": 43},
+        {"label": "POST /checkout", "code": "Non HTTP response code: java.net.SocketTimeoutException",
+         "message": "Non HTTP response message: Read timed out", "count": 18},
+        {"label": "GET /search", "code": "404", "message": "Not Found", "count": 4},
+    ]  # fmt: skip
+    figures = {"samples": sum(x["samples"] for x in labels), "errors": 65, "rate": 110.0, "avg_ms": 160.0,
+               "min_ms": 10, "max_ms": 900, "active": 20}  # fmt: skip
+
+    async def shoot(size: tuple[int, int], suffix: str) -> None:
+        agent.beat({**report, "figures": figures, "labels": labels, "errors": errors})
+        app = app_on(server)
+        async with app.run_test(size=size) as pilot:
+            await wait_until_pilot(pilot, lambda: app.screen.query_one(TestsTable).row_count == 1, what="the test")
+            await pilot.press("t", "enter")
+            assert isinstance(app.screen, TestScreen)
+            table = app.screen.query_one(LabelsTable)
+            await wait_until_pilot(pilot, lambda: table.row_count == len(names), what="every label")
+            await pilot.press("l")
+            await pilot.pause(0.5)
+            save(app, f"test-labels{suffix}")
+            await pilot.press("e")
+            await wait_until_pilot(pilot, lambda: app.screen.query_one(ErrorsTable).row_count == 3, what="errors")
+            await pilot.pause(0.5)
+            save(app, f"test-errors{suffix}")
+
+    try:
+        await shoot(SIZE, "")
+        await shoot((200, 50), "-wide")
+    finally:
+        agent.close()

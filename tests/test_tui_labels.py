@@ -6,15 +6,13 @@ an agent that speaks the wire protocol (so that the test decides the figures eac
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from octotui.client import Client
-from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures, rt_bucket
+from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures
 from octotui.tui import format as fmt
 from octotui.tui.rows import error_key, error_rows, error_style, label_rows
 from octotui.tui.screens.test import NO_LABELS_ON_SERVER, TestScreen, error_line, label_line, pane_empty_text
@@ -22,9 +20,9 @@ from octotui.tui.widgets.keyed_table import Cell, KeyedTable
 from octotui.tui.widgets.panes import PaneTabs
 from octotui.tui.widgets.tables import ContainersTable, ErrorsTable, LabelsTable
 from tests.support.processes import ServerProcess
-from tests.support.tui import SIZE, build_app, make_provider, text_of
+from tests.support.tui import SIZE, build_app, text_of
 from tests.support.waiting import wait_until_pilot
-from tests.support.wire import PLAN, bearer
+from tests.support.wireagent import WireAgent, has_per_label_figures, label_stats, running_test
 
 TIMEOUT = "java.net.SocketTimeoutException: Read timed out"
 
@@ -130,62 +128,19 @@ def test_formatters_fit_their_columns() -> None:
 # --- against a real server ------------------------------------------------------------------------
 
 
-class WireAgent:
-    """An agent of provider ``lab`` speaking the wire protocol by hand to a real server process."""
-
-    def __init__(self, server: ServerProcess, token: str, name: str = "gen1") -> None:
-        self.http = httpx.Client(base_url=server.url + "/api/v1", timeout=10)
-        answer = self.http.post("/agents/register", json={"name": name, "location": "paris"}, headers=bearer(token))
-        assert answer.status_code == 200, answer.text
-        self.id, self.auth = answer.json()["agent_id"], bearer(answer.json()["agent_token"])
-
-    def beat(self, *reports: dict[str, Any]) -> None:
-        host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 10.0, "memory_total": 2**33}
-        body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
-        answer = self.http.post(f"/agents/{self.id}/heartbeat", json=body, headers=self.auth)
-        assert answer.status_code == 200, answer.text
-
-    def take_launch(self) -> dict[str, Any]:
-        """The launch command waiting for this agent, acknowledged; its container report, running."""
-        (cmd,) = self.http.get(f"/agents/{self.id}/commands", params={"timeout": 0}, headers=self.auth).json()
-        acked = self.http.post(f"/agents/{self.id}/commands/{cmd['id']}/ack", json={"ok": True}, headers=self.auth)
-        assert acked.status_code == 204, acked.text
-        return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"],
-                "state": "running"}  # fmt: skip
-
-
-def stats(label: str, times_ms: list[float], errors: int = 0) -> dict[str, Any]:
-    """A label's cumulative LabelStats for samples of these response times (1 s apart)."""
-    histogram: dict[int, int] = {}
-    for ms in times_ms:
-        histogram[rt_bucket(ms)] = histogram.get(rt_bucket(ms), 0) + 1
-    now = time.time()
-    return {"label": label, "samples": len(times_ms), "errors": errors, "sum_ms": sum(times_ms),
-            "min_ms": min(times_ms), "max_ms": max(times_ms), "bytes_received": 2048 * len(times_ms),
-            "bytes_sent": 256 * len(times_ms), "first_ts": now - len(times_ms), "last_ts": now,
-            "histogram": histogram}  # fmt: skip
-
-
 @pytest.fixture
 def running(server: ServerProcess) -> Iterator[tuple[WireAgent, dict[str, Any]]]:
     """A test of one container, running on a wire-level agent: the agent and its container report."""
-    agent = WireAgent(server, make_provider(server)["token"])
-    agent.beat()
-    with server.client() as http:
-        made = http.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1})
-        assert made.status_code == 201, made.text
-    report = agent.take_launch()
-    agent.beat(report)
+    agent, report = running_test(server)
     yield agent, report
-    agent.http.close()
+    agent.close()
 
 
 def endpoints_or_skip(server: ServerProcess, test_id: str) -> None:
     """Skip while the server answers 404 to the per-label endpoints (the server side of issue 12 has
     not landed): the test runs by itself as soon as it does."""
-    with server.client() as http:
-        if http.get(f"/tests/{test_id}/labels").status_code == 404:
-            pytest.skip("the server has no GET /api/v1/tests/{id}/labels yet (404): issue 12's server part")
+    if not has_per_label_figures(server, test_id):
+        pytest.skip("the server has no GET /api/v1/tests/{id}/labels yet (404): issue 12's server part")
 
 
 async def test_client_answers_none_for_a_test_the_server_does_not_know(server: ServerProcess) -> None:
@@ -201,8 +156,8 @@ async def test_labels_and_errors_panes_follow_the_heartbeats(
     agent, report = running
     test_id = report["test_id"]
     endpoints_or_skip(server, test_id)
-    home = stats("GET /home", [20.0] * 99 + [400.0])
-    login = stats("POST /login", [50.0] * 18 + [900.0, 900.0], errors=2)
+    home = label_stats("GET /home", [20.0] * 99 + [400.0])
+    login = label_stats("POST /login", [50.0] * 18 + [900.0, 900.0], errors=2)
     errors = [
         {"label": "POST /login", "code": "500", "message": "Internal Server Error", "count": 1},
         {"label": "POST /login", "code": "Non HTTP response code", "message": TIMEOUT, "count": 1},
@@ -241,7 +196,7 @@ async def test_labels_and_errors_panes_follow_the_heartbeats(
         await wait_until_pilot(pilot, lambda: table.row_count == 2, what="two errors")
         # one more timeout: the most frequent error goes first, and only the changed cells are written
         errors[1]["count"] = 5
-        agent.beat({**report, "labels": [stats("POST /login", [50.0] * 18 + [900.0] * 6, errors=6)],
+        agent.beat({**report, "labels": [label_stats("POST /login", [50.0] * 18 + [900.0] * 6, errors=6)],
                     "errors": [errors[1]]})  # fmt: skip
 
         def first() -> tuple[Cell, ...]:
@@ -260,9 +215,8 @@ async def test_a_server_without_per_label_figures_shows_none_and_no_error(
 ) -> None:
     """Servers older than per-label figures answer 404: the panes say so; nothing fails or warns."""
     _, report = running
-    with server.client() as http:
-        if http.get(f"/tests/{report['test_id']}/labels").status_code != 404:
-            pytest.skip("this server has per-label figures: the 404 fallback needs one older than them")
+    if has_per_label_figures(server, report["test_id"]):
+        pytest.skip("this server has per-label figures: the 404 fallback needs one older than them")
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("t", "enter")

@@ -214,6 +214,7 @@ class TestScreen(DashboardScreen):
         """Show ``pane`` (a table's id) under the charts, with the keyboard on it."""
         self.query_one("#test-panes", ContentSwitcher).current = pane
         self.query_one(PaneTabs).activate(pane)
+        self.set_class(pane != "test-containers", "-table-pane")
         self.query_one(f"#{pane}", KeyedTable).focus()
         self._show_line()
         self.refresh_bindings()
