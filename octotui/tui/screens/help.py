@@ -28,8 +28,8 @@ HELP = """\
   n          new provider           r        rename
   del        delete (asks first)    k        new token (asks first)
 [b]Agent screen[/b]: live CPU and memory, per-core bars, its containers
-[b]Test screen[/b]: live hits/s, response time and errors, its containers
-  s          stop the test          x        stop one container
+[b]Test screen[/b]: live charts; c / l / e show containers / labels / errors
+  s / x      stop test / container  /        filter labels and errors
 [b]Launch dialog[/b]: plan file, provider, where, how many, how long
   enter      preview the placement  ctrl+l   launch it
 Read-only mode hides every key that changes something."""
