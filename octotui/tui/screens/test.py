@@ -148,6 +148,8 @@ class TestScreen(DashboardScreen):
         self._container_line = ""
         self._labels: list[LabelFigures] | None = None
         self._errors: list[ErrorFigures] | None = None
+        #: Whether the server's answer about labels arrived: until then, an empty pane is loading.
+        self._answered = False
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
@@ -283,13 +285,13 @@ class TestScreen(DashboardScreen):
             key = table.selected_key
             line = label_line(next((f for f in self._labels or () if f.label == key), None))
             if not table.row_count:
-                line = pane_empty_text("labels", self._labels, self.needle)
+                line = pane_empty_text("labels", self._labels, self.needle) if self._answered else "loading…"
         elif pane == "test-errors":
             table = self.query_one(ErrorsTable)
             key = table.selected_key
             line = error_line(next((e for e in self._errors or () if error_key(e) == key), None))
             if not table.row_count:
-                line = pane_empty_text("errors", self._errors, self.needle)
+                line = pane_empty_text("errors", self._errors, self.needle) if self._answered else "loading…"
         else:
             test = test or self.test
             key = self.query_one(ContainersTable).selected_key
@@ -304,7 +306,7 @@ class TestScreen(DashboardScreen):
     def _labels_changed(self, figures: TestLabels | None) -> None:
         if figures is None or figures.test_id != self.test_id or not self.feeding:
             return
-        self._labels, self._errors = figures.labels, figures.errors
+        self._labels, self._errors, self._answered = figures.labels, figures.errors, True
         self._show_labels()
 
     def _show_labels(self) -> None:
