@@ -106,6 +106,12 @@ def error_key(code: str, message: str, failure: str) -> tuple[str, str]:
     return code, message[:MESSAGE_MAX]
 
 
+#: Histogram buckets one container's report carries at most (~10 bytes each in JSON): 200 busy
+#: labels of ~530 buckets each made ~0.9 MB per container per heartbeat, and ten such containers
+#: would pass the server's body limit (9 MiB) and be refused for ever.
+MAX_BUCKETS_PER_REPORT = 20_000
+
+
 class LabelTable:
     """The per-label figures and error counts of one container, bounded.
 
@@ -122,6 +128,9 @@ class LabelTable:
         self._epoch = 1
         self._acked = 0
         self._folded_acked = False
+        #: Labels left out of a report for its size: name -> mark of the report that then carried
+        #: it (None: not sent yet). Pending until that report is acknowledged.
+        self._deferred: dict[str, int | None] = {}
 
     def _label(self, name: str) -> _Label:
         figures = self.labels.get(name)
@@ -181,20 +190,35 @@ class LabelTable:
             entry[0] += 1
             entry[1] = self._epoch
 
-    def pending(self) -> Pending:
-        """The labels and error counts changed since the last acknowledged epoch (cumulative figures)."""
+    def pending(self, max_buckets: int = MAX_BUCKETS_PER_REPORT) -> Pending:
+        """The labels and error counts changed since the last acknowledged epoch (cumulative figures).
+
+        At most about ``max_buckets`` histogram buckets go in one report (always one label at
+        least), so that a plan with many busy labels cannot make a heartbeat larger than the server
+        takes: the labels left out wait for the next report and go first then.
+        """
         acked = self._acked
-        labels: list[LabelStats] = []
-        errors: list[ErrorCount] = []
-        for name, figures in self.labels.items():
-            if figures.changed <= acked:
-                continue
-            labels.append(figures.stats(name))
-            for (code, message), (count, changed) in figures.failures.items():
-                if changed > acked:
-                    errors.append(ErrorCount(label=name, code=code, message=message, count=count))
         mark = self._epoch
         self._epoch += 1  # what changes from now on is newer than this heartbeat
+        deferred = self._deferred
+        waiting = [name for name in deferred if name in self.labels]
+        waiting += [name for name, f in self.labels.items() if f.changed > acked and name not in deferred]
+        labels: list[LabelStats] = []
+        errors: list[ErrorCount] = []
+        budget = max_buckets
+        for name in waiting:
+            figures = self.labels[name]
+            if labels and len(figures.histogram) > budget:
+                deferred.setdefault(name, None)  # not sent: pending until a report carrying it is answered
+                continue
+            budget -= len(figures.histogram)
+            labels.append(figures.stats(name))
+            every = name in deferred  # left out before: its error counts may be older than the ack
+            if every:
+                deferred[name] = mark
+            for (code, message), (count, changed) in figures.failures.items():
+                if every or changed > acked:
+                    errors.append(ErrorCount(label=name, code=code, message=message, count=count))
         return Pending(labels, errors, self.folded, mark)
 
     def everything(self) -> Pending:
@@ -211,3 +235,6 @@ class LabelTable:
         """The heartbeat built at epoch ``mark`` reached the server."""
         if mark > self._acked:
             self._acked = mark
+        for name, sent in list(self._deferred.items()):
+            if sent is not None and sent <= mark:
+                del self._deferred[name]

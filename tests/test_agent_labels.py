@@ -386,3 +386,26 @@ async def test_real_jmeter_two_labels_one_all_404(runtime: DockerRuntime, jmeter
     assert missing.bytes_received > 0 and home.first_ts is not None and home.last_ts is not None
     assert home.first_ts <= home.last_ts and sum(home.histogram.values()) == home.samples
     print(f"\n{beats} heartbeat reports, home's samples while running: {live}")
+
+
+def test_a_report_stays_under_its_bucket_budget_and_the_rest_follows() -> None:
+    """Many busy labels: each report carries at most the budget's histogram buckets; the labels
+    left out follow in the next reports, and one left out by a report that failed is not lost."""
+    table = LabelTable()
+    for label in ("a", "b", "c"):
+        for ms in range(1, 11):  # 10 buckets each
+            table.add(label, 1000, ms, True)
+    first = table.pending(max_buckets=15)
+    assert [s.label for s in first.labels] == ["a"], "b would pass the budget: left for the next report"
+    second = table.pending(max_buckets=15)  # the first one failed: nothing acknowledged
+    assert [s.label for s in second.labels] == ["b"], "the longest-waiting first; a and c wait now"
+    table.acknowledge(second.mark)
+    sent = {s.label for s in second.labels}
+    third = table.pending(max_buckets=100)
+    assert {s.label for s in third.labels} == {"a", "b", "c"} - sent, "what no answered report carried"
+    table.acknowledge(third.mark)
+    assert table.pending().labels == []
+    big = LabelTable()
+    for ms in range(1, 50):
+        big.add("huge", 1000, ms, True)
+    assert [s.label for s in big.pending(max_buckets=5).labels] == ["huge"], "one label always goes"
