@@ -14,8 +14,10 @@ from octotui.protocol import (
     Agent,
     Changes,
     CommandAck,
+    ErrorFigures,
     Heartbeat,
     HeartbeatResponse,
+    LabelFigures,
     Placement,
     Provider,
     RegisterRequest,
@@ -30,6 +32,7 @@ from octotui.server.domain import (
     agents,
     clock,
     commands,
+    labels,
     launch,
     loading,
     operators,
@@ -54,9 +57,10 @@ class Controller(ServerState):
         """Take the state read from the store at start-up."""
         loading.load(self, snap)
 
-    async def flush(self) -> None:
-        """Write the tests, containers and commands changed since the last flush."""
-        await persistence.flush(self)
+    async def flush(self, all_labels: bool = False) -> None:
+        """Write the tests, containers and commands changed since the last flush (and, with
+        ``all_labels``, the changed per-label figures of running containers too)."""
+        await persistence.flush(self, all_labels)
 
     @property
     def _dirty_containers(self) -> set[str]:
@@ -150,6 +154,14 @@ class Controller(ServerState):
         """Validate, place and (unless a dry run) queue one launch per container; True with the
         test an earlier launch with the same ``idempotency_key`` made (its answer was lost)."""
         return await launch.create_test(self, spec, idempotency_key)
+
+    async def test_labels(self, test_id: str) -> list[LabelFigures]:
+        """Each label of a test merged over its containers (live while it runs, final after)."""
+        return await labels.figures(self, self.get_test(test_id))
+
+    async def test_errors(self, test_id: str) -> list[ErrorFigures]:
+        """A test's error counts per label, code and message, most frequent first."""
+        return await labels.errors(self, self.get_test(test_id))
 
     async def stop_test(self, test_id: str, by: str = "an operator") -> Test:
         t = self.get_test(test_id)

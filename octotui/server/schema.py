@@ -65,12 +65,22 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("UPDATE commands SET launch = json_remove(launch, '$.plan') WHERE launch IS NOT NULL")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Per-label figures and error counts of each container (packed figures, errors as JSON)."""
+    db.execute(
+        "CREATE TABLE container_labels (container_id TEXT NOT NULL, label TEXT NOT NULL, test_id TEXT NOT NULL,"
+        " figures BLOB, errors TEXT, PRIMARY KEY (container_id, label))"
+    )
+    db.execute("CREATE INDEX container_labels_test ON container_labels(test_id)")
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1,
     _v2,
+    _v3,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

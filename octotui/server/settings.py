@@ -50,6 +50,9 @@ class ServerSettings:
     checkpoint_interval: float = 60.0
     #: How often live state (container and test changes) is written to the store.
     flush_interval: float = 0.5
+    #: How often the changed per-label figures of running containers are stored (those of ended
+    #: containers at the next flush): what a server killed mid-test may have to wait for again.
+    labels_save_interval: float = 30.0
 
     @property
     def scheme(self) -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic_core import PydanticSerializationError
 
-from octotui.protocol import AuditEntry
+from octotui.protocol import TERMINAL_TEST_STATES, AuditEntry
 from octotui.server import tables
 from octotui.server.datadir import DataDirError, check_database, damaged
 from octotui.server.errors import Unstorable
@@ -44,12 +44,16 @@ class Snapshot:
     commands: list[CommandRec] = field(default_factory=list)
     #: Idempotency keys of launches: (key, request fingerprint, test id, created_at), oldest first.
     launch_keys: list[tuple[str, str, str, float]] = field(default_factory=list)
+    #: Per-label figures of the containers of tests not ended (those of ended ones are read on demand).
+    labels: list[tables.LabelRow] = field(default_factory=list)
 
 
 #: Changed records are written over their rows, never deleted and inserted again.
 _UPSERT_TESTS = tables.upsert("tests", tables.TEST_COLUMNS)
 _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
 _UPSERT_COMMANDS = tables.upsert("commands", tables.COMMAND_COLUMNS)
+_UPSERT_LABELS = tables.upsert_labels()
+_SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
 
 
 class Store:
@@ -133,7 +137,12 @@ class Store:
         plans = {t.id: t.plan for t in snap.tests}
         commands = db.execute(tables.select("commands", tables.COMMAND_COLUMNS) + " ORDER BY created_at")
         snap.commands = [tables.command_from_row(row, plans) for row in commands]
+        live = [t.id for t in snap.tests if t.state not in TERMINAL_TEST_STATES]
+        snap.labels = [row for test_id in live for row in self._labels_of(test_id)]
         return snap
+
+    def _labels_of(self, test_id: str) -> list[tables.LabelRow]:
+        return [tuple(row) for row in self.db.execute(_SELECT_LABELS + " WHERE test_id = ?", (test_id,))]
 
     def _tx(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         db = self.db
@@ -406,3 +415,17 @@ class Store:
             db.executemany("DELETE FROM commands WHERE id = ?", done_rows)
 
         await self._run(self._tx, run)
+
+    # --- per-label figures ---------------------------------------------------------------------
+
+    async def save_labels(self, rows: list[tables.LabelRow]) -> None:
+        """Write changed labels of containers (one row per container and label) in one transaction."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(_UPSERT_LABELS, rows)
+
+        await self._run(self._tx, run)
+
+    async def labels_of(self, test_id: str) -> list[tables.LabelRow]:
+        """The stored labels of a test's containers."""
+        return await self._run(self._labels_of, test_id)

@@ -23,6 +23,10 @@ AGENT_COLUMNS = (
     "token_hash", "last_seen", "instance", "retiring",
 )  # fmt: skip
 
+#: One label of one container: its packed figures (``labelbook.pack``) and error counts (JSON).
+LABEL_COLUMNS = ("container_id", "label", "test_id", "figures", "errors")
+LabelRow = tuple[str, str, str, bytes | None, str | None]
+
 
 def select(table: str, columns: tuple[str, ...]) -> str:
     """``SELECT`` of ``columns`` from ``table``, in that order."""
@@ -39,6 +43,14 @@ def upsert(table: str, columns: tuple[str, ...]) -> str:
     and insert, which ``INSERT OR REPLACE`` is (it would also drop any other row in its way)."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     return f"{insert(table, columns)} ON CONFLICT({columns[0]}) DO UPDATE SET {updates}"
+
+
+def upsert_labels() -> str:
+    """``INSERT`` of one label row, or ``UPDATE`` of the row of its (container, label)."""
+    return (
+        f"{insert('container_labels', LABEL_COLUMNS)} ON CONFLICT(container_id, label)"
+        " DO UPDATE SET figures = excluded.figures, errors = excluded.errors"
+    )
 
 
 def dump(model: Any) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from octotui.server.domain import agents, clock
+from octotui.server.domain import agents, clock, labels
 from octotui.server.domain.lifecycle import TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.store import Snapshot
@@ -35,5 +35,6 @@ def load(s: ServerState, snap: Snapshot) -> None:
             c.stopping_since = now  # its agent gets the whole deadline again after a restart
     for cmd in snap.commands:
         s.commands.push(cmd)
+    labels.load(s, snap.labels)
     since = now - s.settings.idempotency_ttl
     s.launch_keys.load([row for row in snap.launch_keys if row[3] >= since])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from octotui.protocol import ContainerReport, Heartbeat, HeartbeatResponse
-from octotui.server.domain import clock, lifecycle
+from octotui.server.domain import clock, labels, lifecycle
 from octotui.server.domain.state import ServerState
 from octotui.server.records import AgentRec, ContainerRec
 
@@ -77,6 +77,7 @@ def _count_missing(s: ServerState, a: AgentRec, reported: set[str]) -> None:
 def _apply_report(s: ServerState, c: ContainerRec, r: ContainerReport, now: float) -> bool:
     """Fold one report into its record; True when the agent should stop that container."""
     c.missing = 0
+    labels.take(s, c, r)  # in any state: a JTL's last rows may be read after the container ended
     if c.state in ("finished", "failed"):
         # Ended here (e.g. stopped before it started) but still running there.
         return r.state not in lifecycle.TERMINAL

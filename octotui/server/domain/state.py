@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from octotui.server.auth import TokenIndex
 from octotui.server.errors import NotFound
 from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
+from octotui.server.labelbook import LabelBook
 from octotui.server.records import (
     AgentRec,
     ChangeLog,
@@ -72,6 +73,11 @@ class ServerState:
         self.held: set[str] | None = None
         #: Agents per (provider id, name): several of one name are flagged (each keeps its identity).
         self.names: dict[tuple[str, str], int] = {}
+        #: Per-label figures of containers of tests not ended (``domain/labels.py``), by container id;
+        #: the containers with labels not stored yet, and when live ones were last stored.
+        self.labels: dict[str, LabelBook] = {}
+        self.labels_unsaved: set[str] = set()
+        self.labels_saved_at = 0.0
         #: Launches one at a time: a launch's store write must not let another place on stale state.
         self.launching = asyncio.Lock()
 

@@ -49,7 +49,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
             stop.set()
             controller.commands.close()
             await task
-            await controller.flush()
+            await controller.flush(all_labels=True)
             await controller.save_last_seen()
             await store.close()
 

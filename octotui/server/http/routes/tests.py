@@ -1,4 +1,5 @@
-"""Test routes: launch (with ``Idempotency-Key``), list, read, series, stop a test or one container."""
+"""Test routes: launch (with ``Idempotency-Key``), list, read, series, labels, errors, stop a test or one
+container."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from octotui.protocol import (
+    ErrorFigures,
+    LabelFigures,
     Placement,
     Test,
     TestCreate,
@@ -69,6 +72,19 @@ async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
 async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
     ctl.get_test(test_id)
     return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
+
+
+@router.get("/tests/{test_id}/labels", response_model=list[LabelFigures], tags=["tests"])
+async def test_labels(test_id: str, ctl: Ctl, _: Reader) -> list[LabelFigures]:
+    """Each label (sampler or transaction) merged over the test's containers, sorted by label; live
+    while it runs, final after. ``(other labels)`` counts the labels a container had no room for."""
+    return await ctl.test_labels(test_id)
+
+
+@router.get("/tests/{test_id}/errors", response_model=list[ErrorFigures], tags=["tests"])
+async def test_errors(test_id: str, ctl: Ctl, _: Reader) -> list[ErrorFigures]:
+    """Failed samples per label, response code and message over the test, most frequent first."""
+    return await ctl.test_errors(test_id)
 
 
 @router.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])

@@ -1,0 +1,134 @@
+"""Per-label figures and error counts of each container, as its agent reports them (each label
+cumulative since the container started, only the labels changed since the last heartbeat the
+server answered), merged over a test's containers: live while it runs, final after.
+
+Where they live: in memory (``state.labels``, one :class:`LabelBook` per container) while the
+container's test has not ended; in the store (``container_labels``, one row per container and
+label), written on changes only: a container's changed labels at the first flush after it or its
+test ended, the changed labels of live containers every ``labels_save_interval`` (the agent does not
+send a label again until it changes, so a restart mid-test takes the stored ones back) and all of
+them at shutdown. Once a test ended and its labels are stored they leave memory, and reading them
+reads the store (with whatever arrived since laid over it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from octotui.protocol import ContainerReport, ErrorFigures, LabelFigures
+from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
+from octotui.server.domain.state import ServerState
+from octotui.server.labelbook import LabelBook, merge_errors, merge_labels
+from octotui.server.records import ContainerRec, TestRec
+from octotui.server.tables import LabelRow
+
+log = logging.getLogger("octotui.server")
+
+
+def take(s: ServerState, c: ContainerRec, r: ContainerReport) -> None:
+    """Fold a report's labels and error counts into its container's book; a change shows the
+    test in the change feed (the dashboard reads the labels again) and is stored in time."""
+    if not r.labels and not r.errors:
+        return
+    book = s.labels.get(c.id)
+    if book is None:
+        book = s.labels[c.id] = LabelBook()
+    changed, refused = book.take(r.labels, r.errors)
+    if refused:
+        log.warning("container %s: label figures left as they were: %s", c.id, "; ".join(refused))
+    if changed:
+        s.labels_unsaved.add(c.id)
+        s.feed.touch("test", c.test_id)
+
+
+def load(s: ServerState, rows: list[LabelRow]) -> None:
+    """Take the stored labels of the tests not ended back into memory (start-up)."""
+    for container_id, label, _, figures, errors in rows:
+        s.labels.setdefault(container_id, LabelBook()).put_row(label, figures, errors)
+
+
+def _ended(s: ServerState, container_id: str) -> bool:
+    """True when a container, or its test, ended (or is gone): its labels are final."""
+    c = s.containers.get(container_id)
+    if c is None or c.state in TERMINAL:
+        return True
+    t = s.tests.get(c.test_id)
+    return t is None or t.state in TEST_TERMINAL
+
+
+def _test_ended(s: ServerState, container_id: str) -> bool:
+    c = s.containers.get(container_id)
+    t = s.tests.get(c.test_id) if c is not None else None
+    return t is None or t.state in TEST_TERMINAL
+
+
+async def save(s: ServerState, everything: bool = False) -> None:
+    """Store the changed labels of the containers that ended, and every changed label when
+    ``everything`` or when ``labels_save_interval`` passed; then forget those of ended tests.
+
+    A write the store refuses as a whole (disk full, locked) keeps them unsaved for the next time.
+    """
+    now = time.monotonic()
+    if everything or now - s.labels_saved_at >= s.settings.labels_save_interval:
+        s.labels_saved_at = now
+        everything = True
+    due = [cid for cid in s.labels_unsaved if everything or _ended(s, cid)]
+    taken: list[tuple[str, set[str]]] = []
+    rows: list[LabelRow] = []
+    for cid in due:
+        s.labels_unsaved.discard(cid)
+        book = s.labels.get(cid)
+        c = s.containers.get(cid)
+        if book is None or c is None:
+            continue
+        # Taken out before the write: labels reported while it runs stay unsaved.
+        dirty, book.dirty = book.dirty, set()
+        taken.append((cid, dirty))
+        rows.extend((cid, label, c.test_id, *book.row(label)) for label in dirty)
+    if rows:
+        try:
+            await s.store.save_labels(rows)
+        except sqlite3.OperationalError:
+            for cid, dirty in taken:
+                if (book := s.labels.get(cid)) is not None:
+                    book.dirty |= dirty
+                    s.labels_unsaved.add(cid)
+            raise
+        except Exception as exc:
+            log.error("labels of %d container(s) cannot be stored, left out until they change: %s", len(taken), exc)
+    # Ended tests' labels leave memory once stored (reads then read the store).
+    ids = list(s.labels) if everything else [cid for cid, _ in taken]
+    for cid in ids:
+        book = s.labels.get(cid)
+        if book is not None and not book.dirty and _test_ended(s, cid):
+            del s.labels[cid]
+
+
+async def _books(s: ServerState, t: TestRec) -> list[LabelBook]:
+    """The labels of a test's containers: from memory while it runs; once ended, from the store
+    with what memory holds (newer) laid over it."""
+    if t.state not in TEST_TERMINAL:
+        return [book for cid in t.container_ids if (book := s.labels.get(cid)) is not None]
+    stored: dict[str, LabelBook] = {}
+    for cid, label, _, figures, errors in await s.store.labels_of(t.id):
+        stored.setdefault(cid, LabelBook()).put_row(label, figures, errors)
+    for cid in t.container_ids:
+        if (mem := s.labels.get(cid)) is None:
+            continue
+        book = stored.setdefault(cid, LabelBook())
+        book.figures.update(mem.figures)
+        for label, counts in mem.errors.items():
+            book.errors.setdefault(label, {}).update(counts)
+    return list(stored.values())
+
+
+async def figures(s: ServerState, t: TestRec) -> list[LabelFigures]:
+    """Each label of ``t`` merged over its containers, sorted by label."""
+    return merge_labels(book.figures for book in await _books(s, t))
+
+
+async def errors(s: ServerState, t: TestRec) -> list[ErrorFigures]:
+    """Error counts of ``t`` per label, code and message, most frequent first."""
+    return merge_errors(book.errors for book in await _books(s, t))
