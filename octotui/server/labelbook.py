@@ -31,7 +31,8 @@ _SEP = "\0"
 def pack(stats: LabelStats) -> bytes:
     """One label's figures as stored: the header, then the histogram's buckets and their counts
     (buckets ascending, empty ones left out). ``ValueError`` for numbers that do not fit 64 bits."""
-    hist = sorted((b, n) for b, n in stats.histogram.items() if n > 0)
+    hist = stats.histogram
+    buckets = sorted(b for b, n in hist.items() if n > 0)
     try:
         head = _HEAD.pack(
             stats.samples,
@@ -44,18 +45,18 @@ def pack(stats: LabelStats) -> bytes:
             _NONE if stats.first_ts is None else stats.first_ts,
             _NONE if stats.last_ts is None else stats.last_ts,
         )
-        body = struct.pack(f"<{2 * len(hist)}q", *(b for b, _ in hist), *(n for _, n in hist))
+        body = struct.pack(f"<{2 * len(buckets)}q", *buckets, *[hist[b] for b in buckets])
     except struct.error as exc:
         raise ValueError(f"label {stats.label!r}: {exc}") from None
     return head + body
 
 
-def unpack(blob: bytes) -> tuple[tuple[float, ...], dict[int, int]]:
-    """The header fields of :func:`pack` and the histogram."""
+def unpack(blob: bytes) -> tuple[tuple[float, ...], tuple[int, ...], tuple[int, ...]]:
+    """The header fields of :func:`pack`, the histogram's buckets and their counts."""
     head = _HEAD.unpack_from(blob)
     n = (len(blob) - _HEAD.size) // 16
     flat = struct.unpack_from(f"<{2 * n}q", blob, _HEAD.size)
-    return head, dict(zip(flat[:n], flat[n:], strict=True))
+    return head, flat[:n], flat[n:]
 
 
 def error_key(code: str, message: str) -> str:
@@ -126,14 +127,14 @@ def merge_labels(books: Iterable[Mapping[str, bytes]]) -> list[LabelFigures]:
     first sample's start in any container to its last sample's end in any container.
     """
     acc: dict[str, list[float]] = {}
-    hists: dict[str, Counter[int]] = {}
+    hists: dict[str, dict[int, int]] = {}
     for figures in books:
         for label, blob in figures.items():
-            (n, err, total, lo, hi, rx, tx, first, last), hist = unpack(blob)
+            (n, err, total, lo, hi, rx, tx, first, last), buckets, counts = unpack(blob)
             a = acc.get(label)
             if a is None:
                 a = acc[label] = [0, 0, 0.0, _NONE, _NONE, 0, 0, _NONE, _NONE]
-                hists[label] = Counter()
+                hists[label] = {}
             a[0] += n
             a[1] += err
             a[2] += total
@@ -143,7 +144,10 @@ def merge_labels(books: Iterable[Mapping[str, bytes]]) -> list[LabelFigures]:
             for i, value, pick in ((3, lo, min), (4, hi, max), (7, first, min), (8, last, max)):
                 if not math.isnan(value):
                     a[i] = value if math.isnan(a[i]) else pick(a[i], value)
-            hists[label].update(hist)
+            hist = hists[label]
+            get = hist.get
+            for b, count in zip(buckets, counts, strict=True):
+                hist[b] = get(b, 0) + count
     out = []
     for label in sorted(acc):
         n, err, total, lo, hi, rx, tx, first, last = acc[label]
