@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,11 @@ import httpx
 from octotui.protocol import OTHER_LABEL, rt_bucket, rt_bucket_ms
 from octotui.server.app import create_app
 from octotui.server.settings import ServerSettings
+from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
-from tests.support.wire import ack, bearer, fleet, poll, report, spec
+from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until
+from tests.support.wire import PLAN, ack, bearer, fleet, poll, report, spec
 
 T0 = 1_700_000_000.0
 
@@ -295,3 +301,40 @@ async def test_late_labels_of_an_ended_test_are_kept_and_shown(tmp_path: Path) -
         test_id = t.id
     async with serving(tmp_path / "d") as env:
         assert (await env.http.get(f"/tests/{test_id}/labels")).json() == want
+
+
+def test_a_server_killed_mid_test_keeps_what_it_had_stored(tmp_path: Path) -> None:
+    """A real ``octotui server`` SIGKILLed while a test runs: the labels stored within
+    ``--labels-save-interval`` come back (the agents send a label again only when it changes)."""
+    server = ServerProcess(tmp_path / "server", "--labels-save-interval", "0.5").start()
+    try:
+        api = server.client()
+        token = create_provider(api, "local")["token"]
+        host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 20.0, "memory_total": 8 * 1024**3}
+        docker = {"available": True, "version": "20.10"}
+        agents = []
+        for name in ("gen-1", "gen-2"):
+            r = api.post("/agents/register", json={"name": name, "location": "paris"}, headers=bearer(token))
+            agents.append((r.json()["agent_id"], r.json()["agent_token"]))
+            api.post(f"/agents/{agents[-1][0]}/heartbeat", json={"host": host, "docker": docker},
+                     headers=bearer(agents[-1][1])).raise_for_status()  # fmt: skip
+        test = api.post("/tests", json={"name": "t", "plan": PLAN, "provider": "local", "containers": 2}).json()
+        for (agent_id, agent_token), rows in zip(agents, (ONE, TWO), strict=True):
+            (cmd,) = api.get(f"/agents/{agent_id}/commands", params={"timeout": 0}, headers=bearer(agent_token)).json()
+            labels, errors = cumulative(rows)
+            beat = {"host": host, "docker": docker,
+                    "containers": [report(cmd, "running", labels=labels, errors=errors)]}  # fmt: skip
+            api.post(f"/agents/{agent_id}/heartbeat", json=beat, headers=bearer(agent_token)).raise_for_status()
+        live = [api.get(f"/tests/{test['id']}/{what}").json() for what in ("labels", "errors")]
+        assert live[0] == [by_hand(ONE + TWO, x["label"]) for x in live[0]] and live[1]
+
+        def stored() -> int:
+            with contextlib.closing(sqlite3.connect(f"file:{server.data_dir / 'octotui.db'}?mode=ro", uri=True)) as db:
+                return int(db.execute("SELECT count(*) FROM container_labels").fetchone()[0])
+
+        wait_until(lambda: stored() == 6, timeout=10, what="the 6 labels of the 2 containers stored")
+        server.restart(signal.SIGKILL)
+        api = server.client()
+        assert [api.get(f"/tests/{test['id']}/{what}").json() for what in ("labels", "errors")] == live
+    finally:
+        server.stop()

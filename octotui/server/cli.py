@@ -50,6 +50,13 @@ OPTIONS: list[Option] = [
         default=30.0,
         type=positive_float,
     ),
+    Option(
+        "labels-save-interval",
+        "seconds between stores of running tests' per-label figures (what a server killed mid-test may"
+        " show stale until those labels change again)",
+        default=30.0,
+        type=positive_float,
+    ),
     Option("default-image", "JMeter image of tests that name none", default="justb4/jmeter:5.5"),
     Option("tls-cert", "certificate file (PEM) to serve HTTPS", type=Path),
     Option("tls-key", "private key file (PEM) of --tls-cert", type=Path),
@@ -206,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         offline_after=values["offline_after"],
         return_wait=values["return_wait"],
         stop_deadline=values["stop_deadline"],
+        labels_save_interval=values["labels_save_interval"],
         default_image=values["default_image"],
         tls_cert=Path(values["tls_cert"]) if values["tls_cert"] else None,
         tls_key=Path(values["tls_key"]) if values["tls_key"] else None,
