@@ -14,9 +14,9 @@ import pytest
 from octotui.client import Client
 from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures
 from octotui.tui import format as fmt
-from octotui.tui.rows import error_key, error_rows, error_style, label_rows
+from octotui.tui.rows import error_key, error_rows, error_style, label_rows, short_code
 from octotui.tui.screens.test import NO_LABELS_ON_SERVER, TestScreen, error_line, label_line, pane_empty_text
-from octotui.tui.widgets.keyed_table import Cell, KeyedTable
+from octotui.tui.widgets.keyed_table import Cell
 from octotui.tui.widgets.panes import PaneTabs
 from octotui.tui.widgets.tables import ContainersTable, ErrorsTable, LabelsTable
 from tests.support.processes import ServerProcess
@@ -24,7 +24,8 @@ from tests.support.tui import SIZE, build_app, text_of
 from tests.support.waiting import wait_until_pilot
 from tests.support.wireagent import WireAgent, has_per_label_figures, label_stats, running_test
 
-TIMEOUT = "java.net.SocketTimeoutException: Read timed out"
+#: How JMeter reports a read timeout in a JTL's responseCode and responseMessage.
+TIMEOUT = ("Non HTTP response code: java.net.SocketTimeoutException", "Non HTTP response message: Read timed out")
 
 
 def figures(label: str, samples: int = 100, errors: int = 0, **over: float) -> LabelFigures:
@@ -87,6 +88,14 @@ def test_most_frequent_first_and_one_line_messages() -> None:
     assert rows[error_key(errors[1])][3].sort == 50
 
 
+def test_failures_without_an_http_answer_read_short_in_their_columns() -> None:
+    error = ErrorFigures(label="home", code=TIMEOUT[0], message=TIMEOUT[1], count=2)
+    (row,) = error_rows([error])[0].values()
+    assert [c.text for c in row[1:3]] == ["SocketTimeoutException", "Read timed out"]
+    assert short_code("Non HTTP response code: org.apache.http.NoHttpResponseException") == "NoHttpResponseException"
+    assert short_code("503") == "503"
+
+
 def test_same_label_and_code_with_two_messages_are_two_rows() -> None:
     a = ErrorFigures(label="home", code="500", message="a", count=1)
     b = ErrorFigures(label="home", code="500", message="b", count=1)
@@ -105,7 +114,7 @@ def test_filter_by_label_code_or_message() -> None:
 
 def test_selected_label_and_error_in_full() -> None:
     line = label_line(figures("home", samples=1, errors=1, received_kbps=12.34, sent_kbps=0.5))
-    assert line == "home · 1 sample, 1 error · min 3.0 · p50 40 ms · received 12.3 KiB/s · sent 0.5 KiB/s"
+    assert line == "home · 1/1 failed · min 3.0 · p50 40 ms · KiB/s in 12.3 out 0.5"
     error = ErrorFigures(label="home", code="500", message=" boom \n", count=2)
     assert error_line(error) == "home · 500 · 2 times: boom"
 
@@ -160,7 +169,7 @@ async def test_labels_and_errors_panes_follow_the_heartbeats(
     login = label_stats("POST /login", [50.0] * 18 + [900.0, 900.0], errors=2)
     errors = [
         {"label": "POST /login", "code": "500", "message": "Internal Server Error", "count": 1},
-        {"label": "POST /login", "code": "Non HTTP response code", "message": TIMEOUT, "count": 1},
+        {"label": "POST /login", "code": TIMEOUT[0], "message": TIMEOUT[1], "count": 1},
     ]  # fmt: skip
     agent.beat({**report, "labels": [home, login], "errors": errors})
     app = build_app(server)
@@ -184,7 +193,7 @@ async def test_labels_and_errors_panes_follow_the_heartbeats(
         assert home_row is not None and home_row[2].style is None and home_row[1].text == "100"
         await pilot.press("o", "o")  # by label, then by label descending
         assert labels.row_keys == ["POST /login", "GET /home"]
-        assert "POST /login · 20 samples, 2 errors" in text_of(app, "#container-line")
+        assert "POST /login · 2/20 failed" in text_of(app, "#container-line")
 
         await pilot.press("slash", *"home")
         await wait_until_pilot(pilot, lambda: labels.row_keys == ["GET /home"], what="the filter")
@@ -203,27 +212,8 @@ async def test_labels_and_errors_panes_follow_the_heartbeats(
             return table.row_cells(table.row_keys[0]) or ()
 
         await wait_until_pilot(pilot, lambda: first()[3].text == "5", what="the timeout counted 5 times")
-        assert [c.text for c in first()][:2] == ["POST /login", "Non HTTP response code"]
+        assert [c.text for c in first()][:3] == ["POST /login", "SocketTimeoutException", "Read timed out"]
         assert tabs.text_of("test-errors") == "e errors 6"
-        assert TIMEOUT in text_of(app, "#container-line")
+        assert f"{TIMEOUT[0]} · 5 times: {TIMEOUT[1]}" in text_of(app, "#container-line"), "in full"
         await pilot.press("c")
         assert screen.pane == "test-containers" and isinstance(app.focused, ContainersTable)
-
-
-async def test_a_server_without_per_label_figures_shows_none_and_no_error(
-    server: ServerProcess, running: tuple[WireAgent, dict[str, Any]]
-) -> None:
-    """Servers older than per-label figures answer 404: the panes say so; nothing fails or warns."""
-    _, report = running
-    if has_per_label_figures(server, report["test_id"]):
-        pytest.skip("this server has per-label figures: the 404 fallback needs one older than them")
-    app = build_app(server)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("t", "enter")
-        await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
-        await wait_until_pilot(pilot, lambda: app.test_labels is not None, what="the per-label round")
-        await pilot.press("l")
-        assert text_of(app, "#container-line") == NO_LABELS_ON_SERVER
-        assert app.screen.query_one(PaneTabs).text_of("test-labels") == "l labels"
-        assert app.connection.state == "ok" and not app._notifications
-        assert isinstance(app.focused, KeyedTable)

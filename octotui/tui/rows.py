@@ -302,6 +302,19 @@ def label_rows(labels: Iterable[LabelFigures], needle: str = "") -> tuple[dict[s
     return rows, order
 
 
+#: How JMeter names a failure without an HTTP answer (a timeout, a refused connection).
+NON_HTTP_CODE = "Non HTTP response code: "
+NON_HTTP_MESSAGE = "Non HTTP response message: "
+
+
+def short_code(code: str) -> str:
+    """A response code for a narrow column: JMeter's ``Non HTTP response code:
+    java.net.SocketTimeoutException`` as ``SocketTimeoutException``."""
+    if code.startswith(NON_HTTP_CODE):
+        return code.removeprefix(NON_HTTP_CODE).rsplit(".", 1)[-1]
+    return code
+
+
 def error_key(e: ErrorFigures) -> str:
     """The errors table's row key of one label, code and message."""
     return "\x1f".join((e.label, e.code, e.message))
@@ -320,9 +333,9 @@ def error_rows(errors: Iterable[ErrorFigures], needle: str = "") -> tuple[dict[s
         muted = "foreground-muted" if e.message == OTHER_ERROR else None
         rows[key] = (
             Cell(e.label, "foreground-muted" if e.label == OTHER_LABEL else None),
-            Cell(e.code, "error"),
-            # One line per row: the selected error's message is shown whole under the table.
-            Cell(" ".join(e.message.split()), muted),
+            Cell(short_code(e.code), "error", sort=e.code),
+            # One line per row: the selected error is shown whole under the table.
+            Cell(" ".join(e.message.removeprefix(NON_HTTP_MESSAGE).split()), muted),
             Cell(fmt.count(e.count), sort=e.count),
         )
         order[key] = -e.count

@@ -90,8 +90,8 @@ def label_line(f: LabelFigures | None) -> str:
     if f is None:
         return ""
     return (
-        f"{f.label} · {plural(f.samples, 'sample')}, {plural(f.errors, 'error')} · min {fmt.ms(f.min_ms)}"
-        f" · p50 {fmt.ms(f.p50_ms)} ms · received {f.received_kbps:.1f} KiB/s · sent {f.sent_kbps:.1f} KiB/s"
+        f"{f.label} · {f.errors}/{f.samples} failed · min {fmt.ms(f.min_ms)}"
+        f" · p50 {fmt.ms(f.p50_ms)} ms · KiB/s in {f.received_kbps:.1f} out {f.sent_kbps:.1f}"
     )
 
 
@@ -301,6 +301,10 @@ class TestScreen(DashboardScreen):
             self.query_one("#container-line", Static).update(line)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_line()
+
+    def on_keyed_table_sort_changed(self, event: KeyedTable.SortChanged) -> None:
+        # The cursor keeps its place, not its row: another row is under it now.
         self._show_line()
 
     def _labels_changed(self, figures: TestLabels | None) -> None:

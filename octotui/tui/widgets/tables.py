@@ -167,7 +167,7 @@ class ErrorsTable(KeyedTable):
 
     COLUMNS = (
         Column("label", "Label", 14),
-        Column("code", "Code", 5),
-        Column("message", "Message", 20, stretch=True),
+        Column("code", "Code", 12),
+        Column("message", "Message", 16, stretch=True),
         Column("count", "Count", 7, "right"),
     )
