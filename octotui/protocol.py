@@ -529,6 +529,10 @@ class HeartbeatResponse(Model):
     ok: bool = True
     #: Container ids the server wants stopped (strays of ended tests, found by reconciliation).
     stop: list[str] = Field(default_factory=list)
+    #: Container ids whose every label and error count the server wants in the next heartbeat
+    #: (it holds none for them: e.g. it restarted since they were last sent). Agents older than
+    #: this field ignore it.
+    labels_wanted: list[str] = Field(default_factory=list)
 
 
 class Agent(Model):
@@ -700,6 +704,9 @@ class Test(Model):
     ended_at: datetime | None = None
     containers: list[ContainerRecord] = Field(default_factory=list)
     results: TestResults = Field(default_factory=TestResults)
+    #: Ended because an operator stopped it (``state`` then reads ``finished``; the dashboard
+    #: shows ``stopped``).
+    stopped: bool = False
 
 
 class LabelFigures(Model):

@@ -330,7 +330,7 @@ async def test_heartbeats_good_and_bad_answer_alike(sides: tuple[Side, Side]) ->
     for label, by_fast_path, args in HEARTBEATS:
         answer = await compare(fast, plain, label, by_fast_path, args)
         if label == "good":
-            assert answer.endswith(b'{"ok":true,"stop":[]}') and b"content-type: application/json" in answer
+            assert answer.endswith(b'{"ok":true,"stop":[],"labels_wanted":[]}') and b"content-type: application/json" in answer
         if label == "good, a stray to stop":
             assert answer.endswith(b'{"ok":true,"stop":["c-stray"]}')
     assert fast.fast[1] > 10  # the refusals did reach the fast path before FastAPI
