@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.widgets.data_table import ColumnKey
 
 from octotui.client import Client
 from octotui.tui.app import DashboardSettings, OctoApp, create_app
@@ -346,6 +347,9 @@ async def test_labels_and_errors_screens(server: ServerProcess, save: Callable[[
             await wait_until_pilot(pilot, lambda: table.row_count == len(names), what="every label")
             await pilot.press("l")
             await pilot.pause(0.5)
+            # On a wide terminal the names stretch only so far: the figures stay beside them.
+            width = table.columns[ColumnKey("label")].width
+            assert width == (48 if size[0] == 200 else 18), width
             save(app, f"test-labels{suffix}")
             await pilot.press("e")
             await wait_until_pilot(pilot, lambda: app.screen.query_one(ErrorsTable).row_count == 3, what="errors")

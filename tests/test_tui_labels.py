@@ -114,7 +114,7 @@ def test_filter_by_label_code_or_message() -> None:
 
 def test_selected_label_and_error_in_full() -> None:
     line = label_line(figures("home", samples=1, errors=1, received_kbps=12.34, sent_kbps=0.5))
-    assert line == "home · 1/1 failed · min 3.0 · p50 40 ms · KiB/s in 12.3 out 0.5"
+    assert line == "home · 1/1 failed · min 3.0 p50 40 ms · in 12.3 out 0.5 KiB/s"
     error = ErrorFigures(label="home", code="500", message=" boom \n", count=2)
     assert error_line(error) == "home · 500 · 2 times: boom"
 

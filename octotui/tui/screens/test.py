@@ -90,8 +90,8 @@ def label_line(f: LabelFigures | None) -> str:
     if f is None:
         return ""
     return (
-        f"{f.label} · {f.errors}/{f.samples} failed · min {fmt.ms(f.min_ms)}"
-        f" · p50 {fmt.ms(f.p50_ms)} ms · KiB/s in {f.received_kbps:.1f} out {f.sent_kbps:.1f}"
+        f"{f.label} · {f.errors}/{f.samples} failed · min {fmt.ms(f.min_ms)} p50 {fmt.ms(f.p50_ms)} ms"
+        f" · in {f.received_kbps:.1f} out {f.sent_kbps:.1f} KiB/s"
     )
 
 
@@ -217,7 +217,7 @@ class TestScreen(DashboardScreen):
         self.query_one("#test-panes", ContentSwitcher).current = pane
         self.query_one(PaneTabs).activate(pane)
         self.set_class(pane != "test-containers", "-table-pane")
-        self.query_one(f"#{pane}", KeyedTable).focus()
+        self.set_focus(self.query_one(f"#{pane}", KeyedTable))
         self._show_line()
         self.refresh_bindings()
 
@@ -233,7 +233,8 @@ class TestScreen(DashboardScreen):
         if self.pane == "test-containers":
             self.action_pane("test-labels")
         self.query_one("#filter-bar").display = True
-        self.query_one("#filter", Input).focus()
+        # At once, not after the keys already queued: what is typed right after / is the filter's.
+        self.set_focus(self.query_one("#filter", Input))
 
     def action_clear_filter(self) -> None:
         self.query_one("#filter", Input).value = ""

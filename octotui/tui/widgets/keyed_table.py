@@ -40,6 +40,9 @@ class Column:
     justify: str = "left"
     #: The last column may stretch over the width the others leave (never below ``width``).
     stretch: bool = False
+    #: The most a stretching column takes (None: all that is left), so that on a wide terminal the
+    #: figures stay next to the name they belong to.
+    max_width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class KeyedTable(DataTable[Text]):
         room = self.size.width - others - 2 * self.cell_padding - 1  # 1: the vertical scrollbar
         column = self.columns.get(ColumnKey(stretch.key))
         width = max(stretch.width or 1, room)
+        if stretch.max_width is not None:
+            width = min(width, max(stretch.max_width, stretch.width or 1))
         if column is not None and column.width != width:
             column.width = width
             _columns_resized(self)

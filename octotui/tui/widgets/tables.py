@@ -150,7 +150,7 @@ class LabelsTable(KeyedTable):
     """A test's figures per label (sampler or transaction), as JMeter's aggregate report has them."""
 
     COLUMNS = (
-        Column("label", "Label", 14, stretch=True),
+        Column("label", "Label", 14, stretch=True, max_width=48),
         Column("samples", "Samples", 7, "right"),
         Column("errors", "Err%", 5, "right"),
         Column("avg", "Avg", 5, "right"),
@@ -168,6 +168,6 @@ class ErrorsTable(KeyedTable):
     COLUMNS = (
         Column("label", "Label", 14),
         Column("code", "Code", 12),
-        Column("message", "Message", 16, stretch=True),
+        Column("message", "Message", 16, stretch=True, max_width=80),
         Column("count", "Count", 7, "right"),
     )
