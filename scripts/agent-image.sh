@@ -5,7 +5,7 @@
 #   bash scripts/agent-image.sh [TAG]          (default TAG: octotui-agent:latest)
 #
 # Idempotent: the image carries a label with a hash of what it ships (agent/, octotui/__init__.py,
-# octotui/protocol.py, pyproject.toml, the entry point and this build); when the existing TAG has the
+# octotui/protocol/, pyproject.toml, the entry point and this build); when the existing TAG has the
 # same hash nothing is done. This machine's pip fetches the wheels (Python 3.11, manylinux) into the
 # build context, so the build itself needs no network and bakes in no local trust store.
 # Needs a Docker engine; root and a Debian mirror only when the base image is missing (the first
@@ -39,7 +39,7 @@ die() {
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # What the image ships, and how it is built: any change to these files means a rebuild.
-SHIPPED=(agent/*.py agent/Dockerfile octotui/__init__.py octotui/protocol.py pyproject.toml requirements.lock README.md
+SHIPPED=(agent/*.py agent/Dockerfile octotui/__init__.py octotui/protocol/*.py pyproject.toml requirements.lock README.md
     scripts/agent-entrypoint.sh scripts/agent-image.sh)
 source_hash() {
     (cd "$ROOT" && for f in "${SHIPPED[@]}"; do
@@ -115,7 +115,9 @@ mkdir -p "$CONTEXT/wheels" "$SRC/octotui"
 cp -r "$ROOT/agent" "$SRC/agent"
 find "$SRC/agent" -name '__pycache__' -prune -exec rm -rf {} +
 rm -f "$SRC/agent/Dockerfile"
-cp "$ROOT/octotui/__init__.py" "$ROOT/octotui/protocol.py" "$SRC/octotui/"
+cp "$ROOT/octotui/__init__.py" "$SRC/octotui/"
+cp -r "$ROOT/octotui/protocol" "$SRC/octotui/protocol"
+find "$SRC/octotui" -name '__pycache__' -prune -exec rm -rf {} +
 cp "$ROOT/pyproject.toml" "$ROOT/README.md" "$SRC/"
 cp "$ROOT/scripts/agent-entrypoint.sh" "$CONTEXT/"
 # Only the agent's dependencies, with the bounds of pyproject.toml and the versions of requirements.lock.
