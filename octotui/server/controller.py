@@ -27,6 +27,7 @@ from octotui.protocol import (
     TokenCreated,
     TokenInfo,
 )
+from octotui.server import export
 from octotui.server.auth import Principal
 from octotui.server.domain import (
     agents,
@@ -44,6 +45,7 @@ from octotui.server.domain import (
     views,
 )
 from octotui.server.domain.state import ServerState, new_id
+from octotui.server.export import ExportData
 from octotui.server.records import AgentRec, ProviderRec, TestRec
 from octotui.server.store import Snapshot
 
@@ -162,6 +164,10 @@ class Controller(ServerState):
     async def test_errors(self, test_id: str) -> list[ErrorFigures]:
         """A test's error counts per label, code and message, most frequent first."""
         return await labels.errors(self, self.get_test(test_id))
+
+    async def test_export(self, test_id: str) -> ExportData:
+        """What a test's exports (statistics CSV, JUnit XML, HTML report) show, read once."""
+        return await export.gather(self, self.get_test(test_id))
 
     async def stop_test(self, test_id: str, by: str = "an operator") -> Test:
         t = self.get_test(test_id)

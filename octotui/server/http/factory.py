@@ -14,7 +14,7 @@ from octotui.server.controller import Controller
 from octotui.server.http import errors
 from octotui.server.http.fastpath import AgentFastPath
 from octotui.server.http.gate import GateMiddleware
-from octotui.server.http.routes import agent_protocol, agents, audit, providers, server, tests, tokens
+from octotui.server.http.routes import agent_protocol, agents, audit, exports, providers, server, tests, tokens
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 
@@ -24,7 +24,7 @@ def _routes() -> APIRouter:
     root = APIRouter(prefix=API_PREFIX)
     root.include_router(server.public_router)
     api = APIRouter(responses=errors.ERRORS)
-    for module in (server, providers, agents, agent_protocol, tests, tokens, audit):
+    for module in (server, providers, agents, agent_protocol, tests, exports, tokens, audit):
         api.include_router(module.router)
     root.include_router(api)
     return root

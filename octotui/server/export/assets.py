@@ -1,0 +1,121 @@
+"""The HTML report's stylesheet and scripts, inline in the page (nothing is fetched when it opens).
+
+The page's Content-Security-Policy allows exactly these (by their SHA-256), so that even text
+that escaped its escaping could not run. ``CATCH`` runs first: it writes any uncaught error,
+``console.error`` call or policy violation into ``#page-errors`` (shown at the top of the page, and
+read by the browser test). ``DRAW`` draws the charts as SVG from the JSON in ``#report-data``,
+makes the tables sortable and marks the body ``data-charts-drawn="N"`` when done.
+"""
+
+from __future__ import annotations
+
+STYLE = """
+:root{--fg:#1d2330;--muted:#5c6578;--line:#d9dee8;--bg:#fff;--panel:#f6f8fb;--accent:#2f6fd6;
+--bad:#c62f2f;--good:#1f8a4c;--warn:#b7791f;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
+"Liberation Sans",Arial,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0 auto;max-width:1200px;padding:20px 24px 40px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);
+padding-bottom:4px}.sub{color:var(--muted)}
+.badge{display:inline-block;padding:2px 10px;border-radius:10px;font-weight:600;font-size:13px;
+color:#fff;background:var(--muted);vertical-align:middle;margin-left:8px}
+.badge.finished{background:var(--good)}.badge.failed{background:var(--bad)}.badge.live{background:var(--accent)}
+.badge.stopped{background:var(--warn)}
+.banner{padding:8px 12px;border-radius:6px;margin:12px 0;background:#e8f0fd;border:1px solid #b9cff5}
+.banner.bad{background:#fdeaea;border-color:#f1b9b9}
+#page-errors{white-space:pre-wrap;background:#fdeaea;border:1px solid var(--bad);padding:8px;
+font:12px ui-monospace,monospace}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));gap:10px}
+.card{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:8px 10px}
+.card .v{font-size:19px;font-weight:600}.card .k{color:var(--muted);font-size:12px}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
+th:first-child,td:first-child,td.t,th.t{text-align:left}
+td.t{word-break:break-word;max-width:420px}
+thead th{background:var(--panel);position:sticky;top:0;font-weight:600;white-space:nowrap}
+table.sortable thead th{cursor:pointer;user-select:none}
+thead th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}
+thead th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
+tfoot td{font-weight:600;border-top:2px solid var(--line)}
+tr.err td.e{color:var(--bad);font-weight:600}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
+dl.kv dt{color:var(--muted)}dl.kv dd{margin:0;word-break:break-word}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
+figure{margin:0;background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:8px}
+figcaption{font-weight:600;margin-bottom:4px}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart text{font-size:11px;fill:var(--muted)}svg.chart .grid{stroke:var(--line);stroke-width:1}
+svg.chart .axis{stroke:#9aa3b5;stroke-width:1}svg.chart .line{fill:none;stroke-width:2}
+svg.chart .area{opacity:.12;stroke:none}
+footer{margin-top:32px;color:var(--muted);font-size:12px}
+.none{color:var(--muted);font-style:italic}
+@media print{thead th{position:static}.charts{grid-template-columns:1fr}}
+"""
+
+CATCH = """
+(function(){var box=document.getElementById('page-errors');
+function put(m){box.hidden=false;box.appendChild(document.createTextNode(String(m)+'\\n'));}
+window.addEventListener('error',function(e){put('error: '+(e.message||e.type));});
+window.addEventListener('unhandledrejection',function(e){put('unhandled rejection: '+e.reason);});
+document.addEventListener('securitypolicyviolation',function(e){put('blocked by the page policy: '+
+e.violatedDirective+' '+e.blockedURI);});
+var original=console.error;console.error=function(){put('console.error: '+
+Array.prototype.join.call(arguments,' '));return original.apply(console,arguments);};})();
+"""
+
+DRAW = """
+(function(){
+var NS='http://www.w3.org/2000/svg';
+var data=JSON.parse(document.getElementById('report-data').textContent);
+function el(name,attrs,parent){var e=document.createElementNS(NS,name);
+for(var k in attrs){e.setAttribute(k,String(attrs[k]));}if(parent){parent.appendChild(e);}return e;}
+function txt(parent,x,y,s,anchor){var t=el('text',{x:x,y:y,'text-anchor':anchor||'start'},parent);
+t.textContent=s;return t;}
+function nice(max){if(!(max>0)){return 1;}var p=Math.pow(10,Math.floor(Math.log10(max)));
+var steps=[1,2,2.5,5,10];for(var i=0;i<steps.length;i++){if(steps[i]*p>=max){return steps[i]*p;}}return 10*p;}
+function num(v){if(Math.abs(v)>=1e6){return (v/1e6).toFixed(1)+'M';}if(Math.abs(v)>=1e4){return (v/1e3).toFixed(0)+'k';}
+if(Math.abs(v)>=100||v===Math.round(v)){return String(Math.round(v));}return v.toFixed(1);}
+function clock(s){s=Math.max(0,Math.round(s));var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;
+var mm=(m<10&&h?'0':'')+m,ss=(x<10?'0':'')+x;return (h?h+':':'')+mm+':'+ss;}
+function chart(fig,xs,ys,color,unit){
+var W=560,H=200,L=48,R=12,T=10,B=28,w=W-L-R,h=H-T-B;
+var svg=el('svg',{viewBox:'0 0 '+W+' '+H,'class':'chart',role:'img'},fig);
+var title=el('title',{},svg);title.textContent=fig.getAttribute('data-title');
+if(xs.length===0){txt(svg,W/2,H/2,'no points recorded','middle');return svg;}
+var x0=xs[0],x1=xs[xs.length-1],span=Math.max(x1-x0,1);
+var top=nice(Math.max.apply(null,ys));
+for(var i=0;i<=4;i++){var y=T+h-h*i/4;el('line',{x1:L,x2:L+w,y1:y,y2:y,'class':'grid'},svg);
+txt(svg,L-6,y+4,num(top*i/4),'end');}
+for(var j=0;j<=5;j++){var x=L+w*j/5;el('line',{x1:x,x2:x,y1:T+h,y2:T+h+4,'class':'axis'},svg);
+txt(svg,x,H-8,clock(span*j/5),'middle');}
+el('line',{x1:L,x2:L+w,y1:T+h,y2:T+h,'class':'axis'},svg);
+txt(svg,L+4,T+10,unit);
+var pts=[];for(var k=0;k<xs.length;k++){pts.push((L+w*(xs[k]-x0)/span).toFixed(1)+','+
+(T+h-h*Math.max(0,ys[k])/top).toFixed(1));}
+if(pts.length===1){var p=pts[0].split(',');el('circle',{cx:p[0],cy:p[1],r:3,fill:color},svg);}
+el('polygon',{points:(L+','+(T+h)+' ')+pts.join(' ')+' '+((L+w*(xs[xs.length-1]-x0)/span).toFixed(1)+
+','+(T+h)),'class':'area',fill:color},svg);
+el('polyline',{points:pts.join(' '),'class':'line',stroke:color},svg);
+return svg;}
+var s=data.series,xs=s.map(function(p){return p[0];});
+var errs=s.map(function(p,i){return i===0?0:Math.max(0,p[3]-s[i-1][3]);});
+var defs={hits:[s.map(function(p){return p[1];}),'#2f6fd6','hits/s'],
+avg:[s.map(function(p){return p[2];}),'#7b3fc4','ms'],
+errors:[errs,'#c62f2f','errors per interval'],
+active:[s.map(function(p){return p[4];}),'#1f8a4c','threads']};
+var drawn=0;var figs=document.querySelectorAll('figure[data-chart]');
+for(var f=0;f<figs.length;f++){var d=defs[figs[f].getAttribute('data-chart')];
+if(d){chart(figs[f],xs,d[0],d[1],d[2]);drawn++;}}
+function sortable(table){var heads=table.tHead.rows[0].cells;
+Array.prototype.forEach.call(heads,function(th,col){th.tabIndex=0;
+function go(){var dir=th.getAttribute('aria-sort')==='ascending'?'descending':'ascending';
+Array.prototype.forEach.call(heads,function(o){o.removeAttribute('aria-sort');});th.setAttribute('aria-sort',dir);
+var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows),numeric=th.className.indexOf('t')<0;
+rows.sort(function(a,b){var x=a.cells[col],y=b.cells[col];var r;
+if(numeric){r=parseFloat(x.getAttribute('data-v'))-parseFloat(y.getAttribute('data-v'));}
+else{r=x.textContent.localeCompare(y.textContent);}return dir==='ascending'?r:-r;});
+rows.forEach(function(r){body.appendChild(r);});}
+th.addEventListener('click',go);th.addEventListener('keydown',function(e){if(e.key==='Enter'){go();}});});}
+Array.prototype.forEach.call(document.querySelectorAll('table.sortable'),sortable);
+document.body.setAttribute('data-charts-drawn',String(drawn));
+})();
+"""

@@ -1,0 +1,153 @@
+"""What an export of one test says, read once from the server's state (:func:`gather`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from xml.parsers import expat
+
+from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures, Test, TestSeriesPoint
+from octotui.server.domain import clock, views
+from octotui.server.domain.labels import _books
+from octotui.server.domain.lifecycle import TEST_TERMINAL
+from octotui.server.domain.state import ServerState
+from octotui.server.labelbook import merge_errors, merge_labels
+from octotui.server.records import TestRec
+
+#: The name of the row merged over every label (JMeter's Aggregate Report calls it TOTAL too).
+TOTAL = "TOTAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Generator:
+    """One agent that ran containers of the test, with its containers and its health in the test."""
+
+    agent_id: str
+    name: str
+    location: str
+    status: str  # online / late / offline / gone (deleted since)
+    containers: list[tuple[str, str, int | None, str | None]]  # (id, state, exit code, error)
+    cpu_mean: float | None = None  # host CPU % over the test's samples still in memory
+    cpu_max: float | None = None
+    memory_max: float | None = None  # host memory %
+    host_samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExportData:
+    """One test as its exports show it. ``live``: the test has not ended, the figures are those of now."""
+
+    test: Test
+    plan_name: str
+    labels: list[LabelFigures]
+    total: LabelFigures
+    errors: list[ErrorFigures]
+    series: list[TestSeriesPoint]
+    generators: list[Generator]
+    live: bool
+    generated_at: float
+    stopped: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """What the test came to: ``live`` while it runs, else its state (``stopped`` when an
+        operator stopped it). Pass/fail criteria are issue 15's: until then, no other verdict."""
+        if self.live:
+            return "live"
+        if self.stopped and self.test.state == "finished":
+            return "stopped"
+        return self.test.state
+
+
+def plan_name(plan: str) -> str:
+    """The ``testname`` of the plan's ``<TestPlan>`` element ('' when it has none)."""
+    found: list[str] = []
+    parser = expat.ParserCreate()
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if name == "TestPlan" and not found:
+            found.append(attrs.get("testname", ""))
+
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(plan, True)
+    except expat.ExpatError:
+        return ""
+    return found[0] if found else ""
+
+
+def total_of(figures: list[dict[str, bytes]]) -> LabelFigures:
+    """Every label of every container merged into one row named :data:`TOTAL`: exact percentiles
+    over all samples (histograms add), throughput over the test's span of samples."""
+    rows = merge_labels({TOTAL: blob} for book in figures for blob in book.values())
+    return rows[0] if rows else LabelFigures(label=TOTAL)
+
+
+def _generators(s: ServerState, t: TestRec, test: Test) -> list[Generator]:
+    by_agent: dict[str, list[tuple[str, str, int | None, str | None]]] = {}
+    for c in test.containers:
+        by_agent.setdefault(c.agent, []).append((c.id, c.state, c.exit_code, c.error))
+    end = t.ended_at if t.ended_at is not None else clock.now()
+    out = []
+    for agent_id, containers in by_agent.items():
+        a = s.agents.get(agent_id)
+        if a is None:
+            out.append(Generator(agent_id, "", "", "gone", containers))
+            continue
+        status = views.agent_out(s, a).status
+        start = t.started_at if t.started_at is not None else t.created_at
+        during = [h for h in s.hosts.get(agent_id) if start <= h.ts <= end]
+        cpu = [h.cpu_percent for h in during if math.isfinite(h.cpu_percent)]
+        mem = [h.memory_percent for h in during if math.isfinite(h.memory_percent)]
+        out.append(
+            Generator(
+                agent_id,
+                a.name,
+                a.location,
+                status,
+                containers,
+                cpu_mean=round(sum(cpu) / len(cpu), 1) if cpu else None,
+                cpu_max=round(max(cpu), 1) if cpu else None,
+                memory_max=round(max(mem), 1) if mem else None,
+                host_samples=len(during),
+            )
+        )
+    return sorted(out, key=lambda g: (g.name, g.agent_id))
+
+
+async def gather(s: ServerState, t: TestRec) -> ExportData:
+    """Read everything the exports of ``t`` show (labels from memory or the store, as
+    ``GET /tests/{id}/labels`` reads them; the series as ``GET /tests/{id}/series`` answers it)."""
+    books = await _books(s, t)
+    figures = [book.figures for book in books]
+    test = views.test_out(s, t)
+    notes = []
+    labels = merge_labels(figures)
+    if any(x.label == OTHER_LABEL for x in labels):
+        notes.append(f"the plan made more labels than a container reports: the excess is counted as {OTHER_LABEL!r}")
+    return ExportData(
+        test=test,
+        plan_name=plan_name(t.plan),
+        labels=labels,
+        total=total_of(figures),
+        errors=merge_errors(book.errors for book in books),
+        series=s.series.get(t.id),
+        generators=_generators(s, t, test),
+        live=t.state not in TEST_TERMINAL,
+        generated_at=clock.now(),
+        stopped=t.stop_requested,
+        notes=notes,
+    )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_name(test: Test, suffix: str) -> str:
+    """A file name safe on any system and in a ``Content-Disposition`` header: the test's name in
+    ASCII letters, digits, ``.``, ``_`` and ``-`` (anything else becomes ``_``), then its id."""
+    stem = _UNSAFE.sub("_", test.name).strip("._-")[:80] or "test"
+    ident = _UNSAFE.sub("_", test.id)[:64]
+    return f"{stem}-{ident}{suffix}"

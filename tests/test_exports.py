@@ -1,0 +1,253 @@
+"""Exports of a test (issue 12, part 5): the per-label statistics CSV, the JUnit XML and the
+self-contained HTML report, through the real app with agents speaking the wire protocol, and the
+report opened in a real headless Chromium (Debian's ``chromium``: a missing one fails under CI=true)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from octotui.server.domain import clock
+from tests.support.app import ADMIN, Env
+from tests.support.wire import ack, bearer, figures, fleet, poll, spec
+from tests.test_server_labels import ONE, TWO, Launched, Sample, by_hand, samples
+
+HOSTILE_LABEL = "<script>alert(1)</script>"
+HOSTILE_MESSAGE = "<img src=x onerror=alert(2)> & \"quoted\" 'single'"
+HOSTILE_VALUE = '"><script>alert(3)</script>'
+#: A label failing with the hostile message; its code is a 5xx.
+BAD = [
+    (HOSTILE_LABEL, 5.0 + i * 0.1, 30 + i, i % 2 == 0, "200" if i % 2 == 0 else "503", HOSTILE_MESSAGE, 500, 100)
+    for i in range(6)
+]
+FIRST: list[Sample] = ONE + BAD
+SECOND: list[Sample] = TWO
+EVERYTHING = FIRST + SECOND
+CSV_HEADER = ["Label", "# Samples", "Average", "Median", "90% Line", "95% Line", "99% Line", "Min", "Max",
+              "Error %", "Throughput (/s)", "Received KB/sec", "Sent KB/sec"]  # fmt: skip
+CSV_KEYS = ["samples", "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "error_percent",
+            "throughput", "received_kbps", "sent_kbps"]  # fmt: skip
+
+
+async def launched(env: Env, monkeypatch: pytest.MonkeyPatch, *, end: bool = True) -> Launched:
+    """A 2-container test named "Checkout v2" with the labels of FIRST and SECOND, a series of 6
+    points 5 s apart (live figures growing), and a hostile property value; ended unless ``end`` is False."""
+    agents = await fleet(env, "gen-1", "gen-2")
+    body = spec(name="Checkout v2", properties={"users": "10", "note": HOSTILE_VALUE})
+    test = (await env.http.post("/tests", json=body)).json()
+    commands = []
+    for agent_id, token in agents:
+        (cmd,) = await poll(env, agent_id, token)
+        await ack(env, agent_id, token, cmd["id"])
+        commands.append(cmd)
+    t = Launched(env, test["id"], agents, commands)
+    now = clock.now()
+    for step in range(6):
+        for i in (0, 1):
+            f = figures(
+                samples=100 * (step + 1), rate=10.0 + step * (i + 1), avg=50.0 + 5 * step, errors=step, active=5
+            )
+            await t.beat(i, "running", figures=f)
+        monkeypatch.setattr(clock, "now", lambda at=now + 5 * step: at)
+        env.ctl.last_point = 0.0
+        env.ctl.tick()
+    monkeypatch.setattr(clock, "now", lambda: now + 30)
+    await t.beat(0, "running", FIRST)
+    await t.beat(1, "running", SECOND)
+    if end:
+        await t.beat(0, "finished", FIRST, exit_code=0)
+        await t.beat(1, "finished", SECOND, exit_code=0)
+    return t
+
+
+async def get(env: Env, t: Launched, what: str, token: str = ADMIN) -> Any:
+    r = await env.http.get(f"/tests/{t.id}/export/{what}", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return r
+
+
+#: Elements that load something by themselves.
+FETCHING = {"img", "link", "iframe", "object", "embed", "video", "audio", "source", "frame", "base", "form"}
+
+
+def tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    """Every start tag of ``page`` with its attributes, as a browser's parser reads them."""
+    found: list[tuple[str, dict[str, str | None]]] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append((tag, dict(attrs)))
+
+    Collect().feed(page)
+    return found
+
+
+def everything_as_total() -> dict[str, Any]:
+    """The TOTAL row computed by hand from every sample of every label."""
+    return by_hand([("TOTAL", *rest) for _, *rest in EVERYTHING], "TOTAL")  # type: ignore[misc]
+
+
+# The statistics CSV: JMeter's Aggregate Report columns, numbers equal to /labels, a TOTAL row.
+
+
+async def test_numbers_equal_the_labels_and_total_is_exact(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await launched(env, monkeypatch)
+    r = await get(env, t, "stats.csv")
+    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"] == f'attachment; filename="Checkout_v2-{t.id}-stats.csv"'
+    assert r.headers["x-octotui-live"] == "false"
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == CSV_HEADER
+    labels = await t.labels()
+    assert [row[0] for row in rows[1:]] == [x["label"] for x in labels] + ["TOTAL"]
+    assert HOSTILE_LABEL in [row[0] for row in rows]
+    for row, want in zip(rows[1:], [*labels, everything_as_total()], strict=True):
+        assert [float(v) for v in row[1:]] == [float(want[k]) for k in CSV_KEYS], row[0]
+    total = rows[-1]
+    assert int(total[1]) == len(EVERYTHING) == sum(x["samples"] for x in labels)
+
+
+async def test_formula_labels_are_defused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await Launched.start(env)
+    await t.beat(0, "running", samples("=HYPERLINK(1)", 0.0, [10, 20]) + samples("-login", 1.0, [5]))
+    rows = list(csv.reader(io.StringIO((await get(env, t, "stats.csv")).text)))
+    assert [row[0] for row in rows[1:]] == ["'-login", "'=HYPERLINK(1)", "TOTAL"]
+
+
+# The JUnit XML: one testcase per label, a failure where errors, the rule and state in properties.
+
+
+async def test_structure(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await launched(env, monkeypatch)
+    r = await get(env, t, "junit.xml")
+    assert r.headers["content-type"].startswith("application/xml")
+    assert r.headers["content-disposition"] == f'attachment; filename="Checkout_v2-{t.id}-junit.xml"'
+    root = ET.fromstring(r.content)
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    labels = await t.labels()
+    cases = suite.findall("testcase")
+    failing = [x for x in labels if x["errors"]]
+    assert {x["label"] for x in failing} == {"login", HOSTILE_LABEL}
+    assert suite.get("name") == "Checkout v2" and suite.get("tests") == str(len(labels)) == root.get("tests")
+    assert suite.get("failures") == str(len(failing)) == root.get("failures") and suite.get("errors") == "0"
+    assert [c.get("name") for c in cases] == [x["label"] for x in labels]
+    errors = await t.errors()
+    for case, want in zip(cases, labels, strict=True):
+        assert case.get("classname") == "Checkout v2"
+        assert case.get("time") == f"{want['avg_ms'] / 1000:.3f}"
+        failure = case.find("failure")
+        if not want["errors"]:
+            assert failure is None
+            continue
+        assert failure is not None
+        top = next(e for e in errors if e["label"] == want["label"])  # most frequent first
+        message = failure.get("message", "")
+        assert message.startswith(f"{want['errors']} of {want['samples']} samples failed ({want['error_percent']:g} %)")
+        assert f"most frequent: {top['code']} {top['message']} ({top['count']})" in message
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["octotui.live"] == "false" and props["octotui.state"] == "finished"
+    assert "errors > 0" in props["octotui.rule"]
+    assert props["jmeter.property.note"] == HOSTILE_VALUE
+    assert props["octotui.samples"] == str(len(EVERYTHING))
+
+
+# The HTML report: one file, every string from the test escaped, nothing fetched.
+
+
+async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await launched(env, monkeypatch)
+    r = await get(env, t, "report.html")
+    page = r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    for label in ("home", "login", "search"):
+        assert f'<td class="t">{label}</td>' in page
+    # Hostile text shows as text, never as markup.
+    for raw in (HOSTILE_LABEL, "<img src=x", HOSTILE_VALUE):
+        assert raw not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt; &amp; &quot;quoted&quot; &#x27;single&#x27;" in page
+    assert "&quot;&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in page
+    # Exactly the page's own two scripts and a JSON data block; no element that could fetch anything.
+    elements = tags(page)
+    assert [a.get("type") for t, a in elements if t == "script"] == [None, "application/json", None]
+    fetching = [(t, a) for t, a in elements if t in FETCHING or set(a) & {"src", "href", "srcset", "action", "poster"}]
+    assert not fetching
+    assert not re.search(r"url\(|@import", page)
+    for text in ("finished", "Checkout v2", "local", "paris", "gen-1", "gen-2", "Users", "10"):
+        assert text in page
+    assert 'data-chart="hits"' in page and '"series":[[0.0,' in page
+
+
+async def test_live_test_exports_its_figures_of_now(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await launched(env, monkeypatch, end=False)
+    report = await get(env, t, "report.html")
+    assert report.headers["x-octotui-live"] == "true"
+    assert "live — the test is still running" in report.text and 'data-verdict="live"' in report.text
+    root = ET.fromstring((await get(env, t, "junit.xml")).content)
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["octotui.live"] == "true" and props["octotui.state"] == "running"
+    rows = list(csv.reader(io.StringIO((await get(env, t, "stats.csv")).text)))
+    assert int(rows[-1][1]) == len(EVERYTHING)
+
+
+async def test_unknown_test_404_reader_may_agent_may_not(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = await launched(env, monkeypatch)
+    reader = await env.ctl.add_operator_token("read-only", "watcher")
+    for what in ("stats.csv", "junit.xml", "report.html"):
+        r = await env.http.get(f"/tests/t-000000000000/export/{what}")
+        assert r.status_code == 404 and "t-000000000000" in r.json()["detail"]
+        assert (await get(env, t, what, reader)).content
+        r = await env.http.get(f"/tests/{t.id}/export/{what}", headers=bearer(t.agents[0][1]))
+        assert r.status_code == 403
+
+
+def chromium() -> str:
+    """Debian's chromium; missing: a failure under CI=true (scripts/test-tools.sh installs it), else a skip."""
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: bash scripts/test-tools.sh installs it (apt-get install chromium)")
+        pytest.skip("chromium is missing (bash scripts/test-tools.sh installs it)")
+    return found
+
+
+def browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--enable-logging=stderr", "--v=0", "--hide-scrollbars", *extra, page.as_uri()]  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+
+
+async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The page runs in a real browser: the charts are drawn, the tables sort, no script error, no
+    policy violation, the hostile label is text in the table."""
+    chromium()
+    t = await launched(env, monkeypatch)
+    page = tmp_path / "report.html"
+    page.write_bytes((await get(env, t, "report.html")).content)
+    run = browse(page, tmp_path / "profile", "--dump-dom")
+    dom = run.stdout
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 'data-charts-drawn="4"' in dom, run.stderr[-2000:]
+    assert '<div id="page-errors" hidden=""></div>' in dom, re.findall(r'<div id="page-errors".*?</div>', dom, re.S)
+    assert dom.count('class="line"') == 4  # one polyline per chart, each of the 6 points
+    assert '<td class="t">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in dom
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    run = browse(page, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2400")
+    assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):  # to look at it: OCTOTUI_REPORT_SHOT=/tmp/r.png
+        shutil.copy(shot, keep)
