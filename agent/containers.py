@@ -4,7 +4,8 @@ It runs on the agent's event loop: the engine is reached through :mod:`agent.eng
 what touches files (cgroup counters, results, the state file) runs in threads. Containers carry
 labels (``LABEL_*`` of the protocol), so that after any restart the agent finds its own again; the
 work folder of container ``C`` is ``WORK/C`` with ``plan/`` (mounted read-only at ``/plan``) and
-``results/`` (mounted at ``/results``, kept after the end).
+``results/`` (mounted at ``/results``, kept after the end until the server has stored the JTL:
+:mod:`agent.uploads`).
 
 This module is the lifecycle (launch, stop, adopt, follow, end); the records are
 :mod:`agent.records`, what a launch is made of :mod:`agent.launches` and :mod:`agent.images`,
@@ -43,6 +44,7 @@ from agent.records import (
     ContainerRecords,
     LaunchError,
     Tracked,
+    jtl_path,
     message,
 )
 from agent.state import RememberedStops
@@ -92,7 +94,7 @@ class DockerRuntime:
         self.info = DockerInfo(available=False, error="not checked yet")
         self._checked = False
         self._engine: Engine | None = None
-        self.records = ContainerRecords(state_file)
+        self.records = ContainerRecords(state_file, work_dir)
         self._lock = self.records.lock  # the records' lock: the threads that touch files hold it too
         self._usage = UsageSampler(self.cgroups, self._lock)
         self._host_paths: HostPaths | None = None  # found at the first launch (it needs the engine)
@@ -183,6 +185,10 @@ class DockerRuntime:
         """These reports reached the server; ended ones are forgotten after a few deliveries (writes a file)."""
         self.records.delivered(container_ids, marks)
 
+    def resend_labels(self, container_ids: Iterable[str]) -> list[str]:
+        """The server wants every label of these containers in the next reports (see :meth:`LabelTable.resend`)."""
+        return self.records.resend_labels(container_ids)
+
     # --- launch ------------------------------------------------------------------------------
 
     async def find_labelled(self, **labels: str) -> list[dict[str, Any]]:
@@ -237,7 +243,7 @@ class DockerRuntime:
         plan_dir, results_dir = root / "plan", root / "results"
         plan_source, results_source = await self._host_path(plan_dir), await self._host_path(results_dir)
         await asyncio.to_thread(write_plan, plan_dir, results_dir, spec)
-        tracked.jtl = JtlFollower(results_dir / "results.jtl")
+        tracked.jtl = JtlFollower(jtl_path(self.work_dir, tracked.container_id))
         # On the host network the port is the host's: the server's hint cannot know what else runs
         # here (another server's agents, other programs), so the agent picks a port it sees free.
         mode = spec.network_mode if spec.network_mode not in ("", "host") else self.network_mode
@@ -310,7 +316,7 @@ class DockerRuntime:
     def _follow(self, tracked: Tracked) -> None:
         self._spawn(self._follow_logs(tracked), f"follow-{tracked.container_id}")
         if tracked.jtl is None:
-            tracked.jtl = JtlFollower(self.work_dir / tracked.container_id / "results" / "results.jtl")
+            tracked.jtl = JtlFollower(jtl_path(self.work_dir, tracked.container_id))
         self._spawn(self._follow_jtl(tracked, tracked.jtl), f"jtl-{tracked.container_id}")
 
     async def _follow_jtl(self, tracked: Tracked, follower: JtlFollower) -> None:

@@ -62,6 +62,14 @@ class JtlFollower:
         self._optional: tuple[int | None, ...] = ()
         self._closed = False
 
+    @classmethod
+    def restored(cls, path: Path, table: LabelTable) -> JtlFollower:
+        """A follower of an ended container's JTL that reads nothing more: its figures are ``table``."""
+        follower = cls(path)
+        follower.table = table
+        follower._closed = True
+        return follower
+
     # --- reading -----------------------------------------------------------------------------
 
     def read(self, final: bool = False) -> int:
@@ -198,6 +206,12 @@ class JtlFollower:
         """Every label (None: no JTL yet)."""
         with self.lock:
             return None if self.table is None else self.table.everything()
+
+    def resend(self) -> None:
+        """The server wants every label again: the next reports carry them all (bounded per report)."""
+        with self.lock:
+            if self.table is not None:
+                self.table.resend()
 
     def acknowledge(self, mark: int) -> None:
         """The heartbeat built at ``mark`` was answered by the server."""

@@ -231,6 +231,39 @@ class LabelTable:
         ]
         return Pending(labels, errors, self.folded, self._epoch - 1)
 
+    def resend(self) -> None:
+        """The server wants every label again (it lost them: e.g. it restarted since they were sent).
+
+        Every label becomes pending as one left out of a report is: the next reports carry them all,
+        with all their error counts, within the bucket budget of :meth:`pending`, until a report
+        carrying each is acknowledged.
+        """
+        for name in self.labels:
+            self._deferred[name] = None
+
+    @classmethod
+    def restore(cls, labels: list[LabelStats], errors: list[ErrorCount], folded: bool) -> LabelTable:
+        """A table holding the figures of a report (an ended container's, read back from disk after an
+        agent restart): all of it pending, as nothing of it has been acknowledged since the restart."""
+        table = cls(max_labels=max(MAX_LABELS, len(labels)))
+        table.folded = folded
+        for stats in labels:
+            figures = table.labels[stats.label] = _Label()
+            figures.samples, figures.errors = stats.samples, stats.errors
+            figures.sum_ms = round(stats.sum_ms)
+            figures.min_ms = round(stats.min_ms or 0)
+            figures.max_ms = round(stats.max_ms or 0)
+            figures.bytes_received, figures.bytes_sent = stats.bytes_received, stats.bytes_sent
+            figures.first_ms = round((stats.first_ts or 0) * 1000)
+            figures.last_ms = round((stats.last_ts or 0) * 1000)
+            figures.histogram = dict(stats.histogram)
+            figures.changed = table._epoch
+        for error in errors:
+            owner = table.labels.get(error.label)
+            if owner is not None:
+                owner.failures[(error.code, error.message)] = [error.count, table._epoch]
+        return table
+
     def acknowledge(self, mark: int) -> None:
         """The heartbeat built at epoch ``mark`` reached the server."""
         if mark > self._acked:

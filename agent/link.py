@@ -12,10 +12,13 @@ the table :data:`STATUS_ERRORS`), as httpx decides its own exceptions at its tra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,6 +143,25 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+#: Bytes read from an upload's file per chunk sent.
+UPLOAD_CHUNK = 256 * 1024
+
+
+async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
+    """``path``'s first ``size`` bytes in chunks, each read in a thread: never the whole file in memory."""
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        left = size
+        while left > 0:
+            chunk = await asyncio.to_thread(handle.read, min(UPLOAD_CHUNK, left))
+            if not chunk:
+                raise OSError(f"{path} ended {left} bytes early")
+            left -= len(chunk)
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
 class ServerLink:
     """One HTTP client to the control server (``HTTPS_PROXY``/``NO_PROXY`` honoured); close it with :meth:`aclose`."""
 
@@ -229,4 +251,20 @@ class ServerLink:
         await self._request(
             "ack", "POST", f"/agents/{agent.agent_id}/commands/{command_id}/ack", json=ack.model_dump(),
             headers=_bearer(agent.agent_token),
+        )  # fmt: skip
+
+    async def upload_jtl(self, agent: Identity, container_id: str, gzip_file: Path, size: int, sha256: str) -> None:
+        """Send an ended container's JTL, gzip-compressed in ``gzip_file`` (``size`` bytes, ``sha256`` their
+        hex digest), streamed from the file; returns when the server has stored it."""
+        await self._request(
+            "JTL upload", "PUT", f"/agents/{agent.agent_id}/containers/{container_id}/jtl",
+            content=_file_chunks(gzip_file, size),
+            headers={
+                **_bearer(agent.agent_token),
+                "Content-Type": "application/gzip",
+                "Content-Length": str(size),  # a known length rather than chunked: proxies take it as is
+                "X-Checksum-Sha256": sha256,
+            },
+            # the server may check and store the whole file before it answers
+            timeout=httpx.Timeout(60.0, connect=10.0, read=120.0),
         )  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 from agent.cgroups import CgroupFiles
 from agent.jmeter import FiguresTracker
 from agent.jtlfollow import JtlFollower
-from agent.labels import Pending
+from agent.labels import LabelTable
 from agent.state import write_json
 from octotui.protocol import TERMINAL_CONTAINER_STATES, ContainerReport
 
@@ -67,10 +67,9 @@ class Tracked:
     last_cpu: tuple[int, float] | None = None  # (cpu ns, monotonic s)
     deliveries: int = 0
     finishing: bool = False
-    #: Follows the container's JTL into per-label figures (None until its launch or adoption).
+    #: Follows the container's JTL into per-label figures (None until its launch or adoption); for
+    #: an ended container read back from disk after an agent restart, its figures, read no more.
     jtl: JtlFollower | None = None
-    #: The per-label figures of an ended container read back from disk after an agent restart.
-    kept: Pending | None = None
 
     @property
     def terminal(self) -> bool:
@@ -79,7 +78,7 @@ class Tracked:
     def report(self, marks: dict[str, int] | None = None, full: bool = False) -> ContainerReport:
         """This container's report; its labels are those the server has not acknowledged (all of
         them when ``full``). ``marks`` gets the epoch to acknowledge once the report is delivered."""
-        labels: Pending | None = self.kept
+        labels = None
         if self.jtl is not None:
             labels = self.jtl.everything() if full else self.jtl.pending()
             if labels is not None and marks is not None:
@@ -104,8 +103,17 @@ class Tracked:
         )
 
 
-def load_ended(path: Path | None) -> dict[str, Tracked]:
-    """The ended containers kept in ``path`` by :func:`save_ended` (none when it is absent or unreadable)."""
+def jtl_path(work_dir: Path, container_id: str) -> Path:
+    """Where the JTL of container ``container_id`` is written (``WORK/C/results/results.jtl``)."""
+    return work_dir / container_id / "results" / "results.jtl"
+
+
+def load_ended(path: Path | None, work_dir: Path | None = None) -> dict[str, Tracked]:
+    """The ended containers kept in ``path`` by :func:`save_ended` (none when it is absent or unreadable).
+
+    Their labels come back as a follower that reads no more, all pending: the server may not have
+    had them (the agent stopped before an answer), and a report carries them within its budget.
+    """
     found: dict[str, Tracked] = {}
     if path is None or not path.exists():
         return found
@@ -117,7 +125,9 @@ def load_ended(path: Path | None) -> dict[str, Tracked]:
             tracked.error = report.error
             tracked.tracker.figures = report.figures
             if report.labels is not None:
-                tracked.kept = Pending(report.labels, report.errors or [], report.labels_folded, 0)
+                table = LabelTable.restore(report.labels, report.errors or [], report.labels_folded)
+                where = jtl_path(work_dir, report.container_id) if work_dir else Path("results.jtl")
+                tracked.jtl = JtlFollower.restored(where, table)
             found[report.container_id] = tracked
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
@@ -139,10 +149,10 @@ class ContainerRecords:
     ended ones are kept in ``path`` until the server has seen them (restarts included).
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, work_dir: Path | None = None) -> None:
         self.path = path
         self.lock = threading.RLock()
-        self.by_id: dict[str, Tracked] = load_ended(path)
+        self.by_id: dict[str, Tracked] = load_ended(path, work_dir)
 
     def get(self, container_id: str) -> Tracked | None:
         with self.lock:
@@ -172,8 +182,6 @@ class ContainerRecords:
                 tracked = self.by_id.get(cid)
                 if tracked is not None and tracked.jtl is not None and marks and cid in marks:
                     tracked.jtl.acknowledge(marks[cid])
-                elif tracked is not None and tracked.kept is not None:  # read back from disk: sent once
-                    tracked.kept = Pending([], [], tracked.kept.folded, 0)
                 if tracked is not None and tracked.terminal:
                     tracked.deliveries += 1
                     if tracked.deliveries >= _DELIVERIES:
@@ -181,3 +189,15 @@ class ContainerRecords:
                         dropped = True
         if dropped:
             self.save()
+
+    def resend_labels(self, container_ids: Iterable[str]) -> list[str]:
+        """The server wants every label of these containers again; the ids it will get them for
+        (those the agent still knows with a JTL)."""
+        found = []
+        with self.lock:
+            for cid in container_ids:
+                tracked = self.by_id.get(cid)
+                if tracked is not None and tracked.jtl is not None:
+                    tracked.jtl.resend()
+                    found.append(cid)
+        return found

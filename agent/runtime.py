@@ -2,7 +2,8 @@
 
 Three tasks share one event loop: the host sampler, the heartbeat (latest host sample plus those
 taken since the previous beat, the Docker engine's state, every container), and the long poll
-(commands executed concurrently, acknowledged with their outcome, never twice for one id).
+(commands executed concurrently, acknowledged with their outcome, never twice for one id); a
+fourth sends ended containers' JTLs to the server (:mod:`agent.uploads`).
 Everything blocking (psutil, files) runs in threads; the Docker engine is reached asynchronously.
 The server is reached through :mod:`agent.link` (its errors say what went wrong), paced by
 :mod:`agent.pacing`; what is kept across restarts is :mod:`agent.state`.
@@ -35,7 +36,16 @@ from agent.pacing import IdleLimit, Reachability, backoff_delay
 from agent.records import LaunchError
 from agent.settings import AgentSettings
 from agent.state import CommandLog, Identity, check_writable, load_instance
-from octotui.protocol import VERSION, Command, CommandAck, Heartbeat, HostSample, RegisterRequest
+from agent.uploads import Uploader
+from octotui.protocol import (
+    TERMINAL_CONTAINER_STATES,
+    VERSION,
+    Command,
+    CommandAck,
+    Heartbeat,
+    HostSample,
+    RegisterRequest,
+)
 
 log = logging.getLogger("octotui.agent")
 
@@ -61,6 +71,7 @@ class AgentRuntime:
         self.instance: str | None = None
         self.identity: Identity | None = None
         self.docker: DockerRuntime | None = None
+        self.uploads: Uploader | None = None
         self.sampler: HostSampler | None = None
         self.samples: deque[HostSample] = deque(maxlen=600)
         self.commands = CommandLog(settings.state_dir / "commands.json")
@@ -135,6 +146,11 @@ class AgentRuntime:
             log.info("registered as %s (%s, location %s)", answer.agent_id, self.settings.name,
                      self.settings.location)  # fmt: skip
         return identity
+
+    def _current_identity(self) -> Identity:
+        """This agent's identity now (a registration again replaces it)."""
+        assert self.identity is not None
+        return self.identity
 
     def _unwritable(self, exc: OSError) -> str:
         where = exc.filename or self.settings.state_dir
@@ -256,6 +272,15 @@ class AgentRuntime:
             attempt = 0
             # only now are its labels known to the server: a lost beat leaves them for the next one
             await asyncio.to_thread(self.docker.delivered, [r.container_id for r in beat.containers], marks)
+            if answer.labels_wanted:
+                # after the acknowledgement above, so that it cannot mark them delivered again
+                again = self.docker.resend_labels(answer.labels_wanted)
+                if again:
+                    log.info("the server wants every label of %s again", ", ".join(again))
+            if self.uploads is not None:  # the server knows these ended: their JTLs can go up
+                await self.uploads.ended(
+                    r.container_id for r in beat.containers if r.state in TERMINAL_CONTAINER_STATES
+                )
             for container_id in answer.stop:
                 log.info("the server asks to stop container %s", container_id)
                 await self.docker.stop(container_id, 20.0)
@@ -400,6 +425,10 @@ class AgentRuntime:
                 settings.network_mode,
                 instance=self.instance,
             )
+            self.uploads = Uploader(
+                self.link, self._current_identity, settings.work_dir, settings.state_dir / "uploads.json",
+                keep_results=settings.keep_results,
+            )  # fmt: skip
             return await self._serve(stopping)
         finally:
             for task in (sampling, stopping, *self._tasks):
@@ -411,9 +440,11 @@ class AgentRuntime:
 
     async def _serve(self, stopping: asyncio.Task[Any]) -> int:
         """Heartbeat and poll until ``stopping`` ends or a loop fails; the exit status."""
+        assert self.uploads is not None
         loops: set[asyncio.Task[Any]] = {
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._poll_loop()),
+            asyncio.create_task(self.uploads.run()),
         }
         done, _ = await asyncio.wait({*loops, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in loops:

@@ -39,6 +39,8 @@ class AgentSettings:
     network_mode: str
     log_level: str
     docker_config: Path | None = None
+    #: Keep an ended container's work folder (plan, JTL, log) after the server stored its JTL.
+    keep_results: bool = False
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -76,6 +78,11 @@ def _network_mode(text: str) -> str:
     if text in NETWORK_MODES or text.startswith("container:") or (text and text.replace("-", "").isalnum()):
         return text
     raise argparse.ArgumentTypeError(f"not a docker network mode: {text!r}")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """An on/off environment variable: 1, true, yes or on (any case) mean on."""
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -144,6 +151,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "~/.docker/config.json]",
     )
     add(
+        "--keep-results",
+        action="store_true",
+        default=_flag(env, "OCTOTUI_KEEP_RESULTS"),
+        help="keep each ended container's work folder (plan, JTL, JMeter log) after the server has stored "
+        "its JTL; by default the agent removes it then [OCTOTUI_KEEP_RESULTS]",
+    )
+    add(
         "--log-level",
         choices=LOG_LEVELS,
         default=env.get("OCTOTUI_LOG_LEVEL", "info").lower(),
@@ -191,6 +205,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         network_mode=args.network_mode,
         log_level=args.log_level,
         docker_config=docker_config,
+        keep_results=bool(args.keep_results),
     )
 
 
