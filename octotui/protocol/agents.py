@@ -278,6 +278,16 @@ class AgentMetrics(Model):
 # --- commands (long poll) --------------------------------------------------------------------
 
 
+class LaunchFile(Model):
+    """A file a launch brings: the agent fetches it over its own connection and places it beside the
+    plan (``/plan/NAME`` in the container) before JMeter starts."""
+
+    name: str  # a plain file name (FileName), never a path
+    path: str  # the API path (under /api/v1) the agent GETs with its own token
+    size: int = Field(ge=0)
+    sha256: str  # of exactly the bytes served at ``path`` (a split file's share, header included)
+
+
 class LaunchSpec(Model):
     test_id: str
     container_id: str
@@ -292,6 +302,8 @@ class LaunchSpec(Model):
     #: Set by the server: how many containers the test has and this one's index (0-based).
     index: int = 0
     count: int = 1
+    #: Files the test brings (CSV data sets, other resources); empty from servers older than this.
+    files: list[LaunchFile] = Field(default_factory=list)
 
 
 class Command(Model):

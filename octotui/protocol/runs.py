@@ -10,9 +10,33 @@ from pydantic_core import PydanticCustomError
 
 from octotui.protocol.agents import Agent, FinalResults, JMeterFigures, Provider
 from octotui.protocol.base import ContainerState, Model, Role, TestState
-from octotui.protocol.text import FIELD_PROPERTIES, Image, Line, Lines, Location, Name, Properties, _line
+from octotui.protocol.text import FIELD_PROPERTIES, Ident, Image, Line, Lines, Location, Name, Properties, _line
 
 # --- tests -----------------------------------------------------------------------------------
+
+
+MAX_TEST_FILES = 20
+
+
+class FileInfo(Model):
+    """Answer of ``POST /api/v1/files?name=NAME`` (the file as the raw body) and of ``GET /files``."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime | None = None
+    #: Lines of text, when the file is text (UTF-8) — what a split divides; None for binary files.
+    lines: int | None = None
+
+
+class TestFile(Model):
+    """A file a test brings: copied whole to every container, or ``split`` evenly between them
+    (each reads its own share; with ``header`` the first line is kept on every share)."""
+
+    id: Ident
+    split: bool = Field(default=False, strict=True)
+    header: bool = Field(default=False, strict=True)
 
 
 class TestCreate(Model):
@@ -31,6 +55,7 @@ class TestCreate(Model):
     duration: int | None = Field(default=None, strict=True, ge=1, le=7 * 24 * 3600)  # seconds, sets -Jduration
     rampup: int | None = Field(default=None, strict=True, ge=0, le=24 * 3600)  # seconds, sets -Jrampup
     dry_run: bool = Field(default=False, strict=True)
+    files: list[TestFile] = Field(default_factory=list, max_length=MAX_TEST_FILES)
 
     @model_validator(mode="after")
     def _one_place_per_setting(self) -> TestCreate:
@@ -122,6 +147,7 @@ class Test(Model):
     #: Ended because an operator stopped it (``state`` then reads ``finished``; the dashboard
     #: shows ``stopped``).
     stopped: bool = False
+    files: list[TestFile] = Field(default_factory=list)
 
 
 class LabelFigures(Model):
@@ -151,6 +177,36 @@ class ErrorFigures(Model):
     code: str
     message: str
     count: int
+
+
+class LabelDelta(Model):
+    """One label of a test against the same label of its baseline (``None``: absent from that run)."""
+
+    label: str
+    samples: int | None = None
+    baseline_samples: int | None = None
+    avg_ms: float | None = None
+    baseline_avg_ms: float | None = None
+    p95_ms: float | None = None
+    baseline_p95_ms: float | None = None
+    error_percent: float | None = None
+    baseline_error_percent: float | None = None
+    throughput: float | None = None
+    baseline_throughput: float | None = None
+    #: Worse than the baseline beyond the comparison's tolerances; ``reasons`` says how.
+    regression: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Comparison(Model):
+    """``GET /api/v1/tests/{id}/compare/{baseline_id}``: per-label deltas against an earlier test."""
+
+    test_id: str
+    baseline_id: str
+    labels: list[LabelDelta] = Field(default_factory=list)
+    regressions: int = 0
+    #: The tolerances used, e.g. ``{"avg_ms": 10.0, "p95_ms": 10.0, "error_percent": 1.0, "throughput": 10.0}``.
+    tolerances: dict[str, float] = Field(default_factory=dict)
 
 
 class TestSeriesPoint(Model):

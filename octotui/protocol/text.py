@@ -107,6 +107,21 @@ Location = Annotated[
     BeforeValidator(_line),
 ]
 
+
+#: A test file's name: a plain file name (it is placed beside the plan as ``/plan/NAME``), never a path.
+def _not_dots(value: str) -> str:
+    if value in (".", ".."):
+        raise PydanticCustomError("file_name", "{problem}", {"problem": f"{value!r} is not a file name"})
+    return value
+
+
+FileName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._ -]*$"),
+    BeforeValidator(_line),
+    AfterValidator(_not_dots),
+]
+
 # --- JMeter properties (-Jname=value) ----------------------------------------------------------
 
 #: Properties the agent sets itself on every JMeter it starts (``agent/containers.py``
