@@ -11,9 +11,11 @@ The server's answer decides what follows:
 2xx (204: stored)         the container's work folder (plan, JTL, JMeter log) is removed, unless
                           ``--keep-results``; the container is forgotten
 5xx, unreachable, 401     tried again with a capped backoff (401: the heartbeat registers again)
-404 ``Not Found``         a server without this route (older): kept, tried again at the next start
-404 (anything else)       the server does not know that container: kept, tried again at the next start
-403, 409, 413, other 4xx  logged, files kept, not tried again
+404 ``Not Found``         a server without this route (older): nothing more is sent until the
+                          agent's next start, which tries again (once)
+other 4xx                 logged, files kept, not tried again (404 naming the container: the
+                          server does not know it; 403, 409: not this agent's, or not ended
+                          there; 413: over the server's limit; 422: a checksum mismatch)
 ========================  =========================================================================
 
 The containers still to send are kept in ``STATE_DIR/uploads.json``: an agent restarted resumes them.
@@ -166,8 +168,6 @@ class Uploader:
         self.retry_start = retry_start
         self.retry_cap = retry_cap
         self.queue = UploadQueue(queue_file)
-        #: Containers not tried again until the next start (the server said 404).
-        self._later: set[str] = set()
         #: The server has no upload route (404 Not Found): nothing is sent until the next start.
         self._no_route = False
         self._attempt = 0
@@ -188,7 +188,8 @@ class Uploader:
     def _next(self) -> str | None:
         if self._no_route:
             return None
-        return next((cid for cid in self.queue.items() if cid not in self._later), None)
+        items = self.queue.items()
+        return items[0] if items else None
 
     async def run(self) -> None:
         """Send what is queued, one at a time, for ever (cancel it to stop)."""
@@ -260,16 +261,11 @@ class Uploader:
                      max(0.0, self._hold_until - time.monotonic()))  # fmt: skip
             return
         self._attempt = 0
-        if isinstance(exc, Gone):
-            self._later.add(container_id)
+        if isinstance(exc, Gone) and exc.detail == "Not Found":  # the framework's own 404: no such route
             self.outcomes[container_id] = "later"
-            if exc.detail == "Not Found":  # the framework's own 404: no such route on this server
-                self._no_route = True
-                log.warning("the server does not take JTL uploads (404): JTLs kept here, tried again at the "
-                            "agent's next start")  # fmt: skip
-            else:
-                log.warning("JTL of container %s refused (404: %s): kept, tried again at the agent's next start",
-                            container_id, exc.detail)  # fmt: skip
+            self._no_route = True
+            log.warning("the server does not take JTL uploads (404): JTLs kept here, tried again at the "
+                        "agent's next start")  # fmt: skip
             return
         status: Any = exc.status if isinstance(exc, Refused) else "?"
         log.warning("JTL of container %s refused (%s: %s): its files are kept, not sent again", container_id,

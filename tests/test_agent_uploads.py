@@ -301,8 +301,9 @@ async def test_a_404_for_one_container_lets_the_others_go(peer: Peer, link: Serv
         await outcome(up, "c2", "stored")
     finally:
         await running.stop()
-    assert up.outcomes["c1"] == "later" and [u["status"] for u in peer.uploads] == [404, 204]
+    assert up.outcomes["c1"] == "kept" and [u["status"] for u in peer.uploads] == [404, 204]
     assert (tmp_path / "work" / "c1").exists() and not (tmp_path / "work" / "c2").exists()
+    assert up.queue.items() == [], "a container the server does not know is not sent again"
 
 
 @pytest.mark.parametrize("status", [403, 409, 413])
