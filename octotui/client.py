@@ -8,6 +8,7 @@ httpx's exception tree themselves.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -232,6 +233,34 @@ class Client:
     async def stop_container(self, test_id: str, container_id: str) -> Test:
         response = await self._request("POST", f"/tests/{test_id}/containers/{container_id}/stop")
         return self._parse(response, Test)
+
+    async def export(
+        self,
+        test_id: str,
+        name: str,
+        write: Callable[[bytes], object],
+    ) -> int:
+        """Stream ``GET /tests/{id}/export/{name}`` (``stats.csv``, ``junit.xml``, ``report.html``,
+        ``jtl``) into ``write`` chunk by chunk, in constant memory; the number of bytes written.
+
+        Nothing is written when the server refuses (the error's detail is kept, as everywhere)."""
+        path = f"/tests/{quote(test_id, safe='')}/export/{name}"
+        written = 0
+        try:
+            # A large JTL is produced as it is sent: allow the server a while between chunks.
+            timeout = httpx.Timeout(self._http.timeout.connect, read=300)
+            async with self._http.stream("GET", path, timeout=timeout) as r:
+                if r.is_error:
+                    await r.aread()
+                    raise ClientError(_detail(r), r.status_code)
+                async for chunk in r.aiter_bytes(256 * 1024):
+                    write(chunk)  # a file's write: blocking, but this is a one-shot command's only work
+                    written += len(chunk)
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachable(f"{self.base_url}: no answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"{self.base_url}: {str(exc) or type(exc).__name__}") from exc
+        return written
 
     async def changes(self, since: int | None = None, epoch: str | None = None, ended: int | None = None) -> Changes:
         """What changed after revision ``since`` of ``epoch`` (absent: the whole state); ``ended``:

@@ -158,3 +158,30 @@ def port_number(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, got {text}")
     return value
+
+
+#: The dashboard's settings (``[dashboard]``, ``OCTOTUI_*``, flags). The scripting subcommands
+#: (``octotui agents``, ``octotui run`` …) read the same table and variables, so a config file made
+#: for the dashboard drives them too; they take the connection flags among these (CONNECTION).
+DASHBOARD_OPTIONS: list[Option] = [
+    Option("server", "URL of the control server (absent: embedded mode, own server and local agent)"),
+    Option("token", "operator token (embedded mode: the admin token of the data dir)"),
+    Option("read-only", "monitoring mode: hide every action that changes something", default=False, flag=True),
+    Option("data-dir", "state of the embedded server and agent", type=Path),
+    Option("ca-bundle", "CA bundle (PEM) to verify the server's certificate"),
+    Option("refresh", "seconds between refreshes", default=1.0, type=positive_float),
+]
+DASHBOARD_SECTION = "dashboard"
+CONNECTION = ("server", "token", "data-dir", "ca-bundle")
+
+
+def connection_problem(server: str | None, token: str | None, ca_bundle: str | None) -> str | None:
+    """What is wrong with resolved connection settings (one sentence), or None."""
+    if server:
+        if not server.startswith(("http://", "https://")):
+            return f"--server: not an http(s) URL: {server!r}"
+        if not token:
+            return "--server needs --token (or OCTOTUI_TOKEN): an admin or read-only token of that server"
+    if ca_bundle and not Path(ca_bundle).is_file():
+        return f"--ca-bundle: no such file: {ca_bundle}"
+    return None

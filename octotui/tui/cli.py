@@ -5,22 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from octotui.client import Client
-from octotui.config import ConfigError, Option, add_options, positive_float, resolve, user_data_dir
+from octotui.config import (
+    DASHBOARD_OPTIONS,
+    DASHBOARD_SECTION,
+    ConfigError,
+    Option,
+    add_options,
+    connection_problem,
+    resolve,
+    user_data_dir,
+)
 from octotui.embedded import Embedded, EmbeddedError
 from octotui.protocol import VERSION
 from octotui.tui.app import DashboardSettings, create_app
 
-OPTIONS: list[Option] = [
-    Option("server", "URL of the control server (absent: embedded mode, own server and local agent)"),
-    Option("token", "operator token (embedded mode: the admin token of the data dir)"),
-    Option("read-only", "monitoring mode: hide every action that changes something", default=False, flag=True),
-    Option("data-dir", "state of the embedded server and agent", type=Path),
-    Option("ca-bundle", "CA bundle (PEM) to verify the server's certificate"),
-    Option("refresh", "seconds between refreshes", default=1.0, type=positive_float),
-]
+#: Declared in octotui/config.py, shared with the scripting subcommands (octotui/commands/).
+OPTIONS: list[Option] = DASHBOARD_OPTIONS
 
 
 def parse(argv: Sequence[str]) -> DashboardSettings:
@@ -36,19 +38,15 @@ def parse(argv: Sequence[str]) -> DashboardSettings:
     add_options(parser, OPTIONS)
     args = parser.parse_args(list(argv))
     try:
-        values = resolve(args, OPTIONS, "dashboard")
+        values = resolve(args, OPTIONS, DASHBOARD_SECTION)
     except ConfigError as exc:
         parser.error(str(exc))
     settings = DashboardSettings.from_mapping(values)
     if settings.refresh <= 0:
         parser.error(f"--refresh must be > 0, got {settings.refresh}")
-    if settings.server:
-        if not settings.server.startswith(("http://", "https://")):
-            parser.error(f"--server: not an http(s) URL: {settings.server!r}")
-        if not settings.token:
-            parser.error("--server needs --token (or OCTOTUI_TOKEN): an admin or read-only token of that server")
-    if settings.ca_bundle and not Path(settings.ca_bundle).is_file():
-        parser.error(f"--ca-bundle: no such file: {settings.ca_bundle}")
+    problem = connection_problem(settings.server, settings.token, settings.ca_bundle)
+    if problem:
+        parser.error(problem)
     return settings
 
 

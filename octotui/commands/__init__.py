@@ -1,0 +1,217 @@
+"""The scripting subcommands of ``octotui``: what the dashboard does, from a shell or a CI job.
+
+``octotui providers|agents|tests|test ID|launch|stop|run|export``, each with ``--json`` (one JSON
+document of the contract's models on stdout) and the dashboard's settings (flags > ``OCTOTUI_*`` >
+``[dashboard]`` in the config file). They reach the server through :mod:`octotui.client` only and
+never import Textual, so ``octotui agents --json`` answers in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from octotui.client import Client, ClientError, ServerUnreachable
+from octotui.commands import exporting, launching, listing
+from octotui.commands.session import EXIT_INTERRUPTED, EXIT_USAGE, Target, Usage, settings, target
+from octotui.config import CONNECTION, DASHBOARD_OPTIONS, add_options
+from octotui.protocol import VERSION, TestCreate
+
+#: Subcommands this package runs (``octotui/cli.py`` routes them here).
+NAMES = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "drain", "undrain")
+#: Not yet: the server has no drain endpoint (issue 15, part 4).
+NOT_YET = {"drain": "drain", "undrain": "undrain"}
+
+EXIT_CODES = """\
+exit codes:
+  0  done (run: the test finished with samples)
+  1  reserved for pass/fail criteria (run --criteria, not supported by the server yet)
+  2  bad usage or input, unreachable server, refused token or request (message on stderr)
+  3  the test failed (run, launch --wait): no samples, or every container lost or failed
+  130  interrupted by Ctrl-C (run: the test was stopped first; 143 for SIGTERM)"""
+
+MAIN_EPILOG = f"""\
+commands of their own:
+  octotui                 the dashboard (embedded server + local agent, or --server URL --token T)
+  octotui server          the control server alone (octotui server --help)
+  octotui token           operator tokens: create, list, revoke (octotui token --help)
+
+examples:
+  octotui agents --json | jq -r '.[] | select(.status=="online") | .name'
+  octotui run plan.jmx --provider lab --containers 2 --users 10 --duration 60 -J host=example.com
+  octotui tests --last 5
+  octotui export t-0a1b2c3d4e5f --format junit -o results.xml
+  OCTOTUI_SERVER=https://octo.example:8427 OCTOTUI_TOKEN=octo_… octotui tests --json
+
+Without --server (or OCTOTUI_SERVER, or server in [dashboard] of the config file) a command uses
+the embedded server of --data-dir when a dashboard runs one, else starts one with a local agent for
+the command's duration (a second or two more) and stops them after.
+
+{EXIT_CODES}"""
+
+_EXAMPLES = {
+    "providers": "octotui providers\n  octotui providers --json | jq -r '.[].name'",
+    "agents": "octotui agents\n  octotui agents --provider lab --json",
+    "tests": "octotui tests --last 10\n  octotui tests --json | jq -r '.[] | select(.state==\"running\") | .id'",
+    "test": "octotui test t-0a1b2c3d4e5f\n  octotui test t-0a1b2c3d4e5f --json | jq .results.p95_ms",
+    "launch": (
+        "octotui launch plan.jmx --provider lab --containers 4 --users 50 --duration 300 -J host=example.com\n"
+        "  ID=$(octotui launch plan.jmx --provider lab --containers 1 --json | jq -r .id)\n"
+        "  octotui launch plan.jmx --provider lab --containers 2 --locations paris,lyon --wait"
+    ),
+    "stop": "octotui stop t-0a1b2c3d4e5f\n  octotui stop t-0a1b2c3d4e5f --wait --json",
+    "run": (
+        "octotui run plan.jmx --provider lab --containers 2 --users 10 --duration 60 -J host=example.com\n"
+        '  octotui run plan.jmx --provider local --containers 1 --json > summary.json || echo "exit $?"'
+    ),
+    "export": (
+        "octotui export t-0a1b2c3d4e5f --format jtl -o results.jtl\n"
+        "  octotui export t-0a1b2c3d4e5f --format csv -o - | column -s, -t"
+    ),
+}
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options every subcommand takes, before or after its name."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = common.add_argument_group("connection (as the dashboard: flag > OCTOTUI_* > config file)")
+    for opt in DASHBOARD_OPTIONS:
+        if opt.name in CONNECTION:  # no default here: one given before the command name must stay
+            group.add_argument(f"--{opt.name}", dest=opt.dest, type=opt.type, help=f"{opt.help} (env {opt.env_var})")
+    common.add_argument("--json", action="store_true", default=False, help="print one JSON document instead of a table")
+    return common
+
+
+def _launch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", help="the JMeter plan (.jmx)")
+    parser.add_argument("--provider", required=True, help="provider name or id")
+    parser.add_argument(
+        "--containers", required=True, type=int, help="JMeter containers, spread evenly over its agents"
+    )
+    parser.add_argument("--users", type=int, help="threads per container (sets -Jusers)")
+    parser.add_argument("--duration", type=int, help="seconds (sets -Jduration)")
+    parser.add_argument("--rampup", type=int, help="seconds (sets -Jrampup)")
+    parser.add_argument("--image", help="JMeter image (default: the server's)")
+    parser.add_argument(
+        "-J", dest="property", action="append", metavar="KEY=VALUE", help="a JMeter property; repeatable"
+    )
+    parser.add_argument("--name", help="name of the test (default: the plan's file name)")
+    parser.add_argument("--locations", help="only agents in these locations, comma-separated")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="octotui",
+        description="Run Apache JMeter load tests on your own machines: the dashboard, or one command at a time.",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"octotui {VERSION}")
+    dashboard = parser.add_argument_group("dashboard (octotui with no command)")
+    add_options(dashboard, DASHBOARD_OPTIONS)  # type: ignore[arg-type]
+    common = _common()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        epilog = f"examples:\n  {_EXAMPLES[name]}" if name in _EXAMPLES else None
+        if name in ("run", "launch"):
+            epilog = f"{epilog}\n\n{EXIT_CODES}"
+        return sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+
+    add("providers", "list the providers (groups of agents)")
+    agents = add("agents", "list the agents: status, CPU, memory, containers")
+    agents.add_argument("--provider", help="only this provider's (name or id)")
+    tests = add("tests", "list the tests, newest last")
+    tests.add_argument("--last", type=int, metavar="N", help="every live test and only the N newest ended ones")
+    test = add("test", "one test: state, figures, containers, per-label table, top errors")
+    test.add_argument("id", help="test id")
+    launch = add("launch", "launch a test and return (--wait: until its containers run)")
+    _launch_options(launch)
+    launch.add_argument("--wait", action="store_true", help="wait until every container runs (or the test ends)")
+    stop = add("stop", "stop a test")
+    stop.add_argument("id", help="test id")
+    stop.add_argument("--wait", action="store_true", help="wait until the test has ended")
+    run = add("run", "launch a test, follow it on one line, print its summary; exit code for CI")
+    _launch_options(run)
+    export = add("export", "download a test's export, streamed to a file")
+    export.add_argument("id", help="test id")
+    export.add_argument("--format", required=True, choices=("jtl", "csv", "junit", "html"))
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, '-' for stdout")
+    for name in NOT_YET:
+        cmd = sub.add_parser(name, help=f"not yet: the server has no {name} endpoint")
+        cmd.add_argument("agent", nargs="?")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the subcommands; returns the exit code (see ``octotui --help``)."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    name = args.command
+    if name is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if name in NOT_YET:
+            raise Usage(
+                f"not supported yet: the server has no {name} endpoint (POST /api/v1/agents/ID/{name}); "
+                "it comes with fleet care (issue 15, part 4)"
+            )
+        values = settings(args)
+        spec = None
+        if name in ("launch", "run"):
+            spec = launching.test_spec(args)  # before any connection: a bad input launches nothing
+        keeps_running = name == "launch" and not args.wait
+        with target(values, keeps_running=keeps_running) as where:
+            return asyncio.run(_dispatch(args, where, spec))
+    except Usage as exc:
+        print(f"octotui {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServerUnreachable as exc:
+        print(f"octotui {name}: cannot reach the server: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClientError as exc:
+        print(f"octotui {name}: {_refusal(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"octotui {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _refusal(exc: ClientError) -> str:
+    if exc.status == 401:
+        return f"the server refused the token: {exc.message} (HTTP 401)"
+    if exc.status == 403:
+        return f"this token may not do that: {exc.message} (HTTP 403)"
+    if exc.status is None:
+        return exc.message
+    return f"the server refused: {exc.message} (HTTP {exc.status})"
+
+
+async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | None) -> int:
+    async with Client(where.url, where.token, verify=where.verify) as client:
+        name = args.command
+        if name == "providers":
+            return await listing.providers(client, args)
+        if name == "agents":
+            return await listing.agents(client, args)
+        if name == "tests":
+            return await listing.tests(client, args)
+        if name == "test":
+            return await listing.test(client, args)
+        if name == "stop":
+            return await launching.stop(client, args, where)
+        if name == "export":
+            return await exporting.export(client, args, where)
+        assert isinstance(spec, TestCreate)
+        if name == "launch":
+            return await launching.launch(client, args, where, spec)
+        return await launching.run(client, args, where, spec)
+
+
+__all__ = ["NAMES", "build_parser", "main"]

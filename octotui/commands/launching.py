@@ -1,0 +1,250 @@
+"""``octotui launch``, ``stop`` and ``run`` (launch, follow on one line, print the summary).
+
+Everything a launch needs is checked before any connection (the plan file, ``-J key=value``, the
+contract's own rules), so a bad input exits 2 having launched nothing, not even an embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from octotui.client import Client, ServerUnreachable
+from octotui.commands import output as o
+from octotui.commands.listing import print_test
+from octotui.commands.session import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEST_FAILED, Target, Usage
+from octotui.protocol import TERMINAL_TEST_STATES, ErrorFigures, LabelFigures, Test, TestCreate
+
+POLL_S = 1.0
+PLAIN_EVERY_S = 5.0  # progress lines when stderr is not a terminal (a CI log)
+AGENT_WAIT_S = 30.0  # an embedded agent started for the command registers within a few seconds
+STOP_WAIT_S = 60.0  # after a stop, how long an owned embedded server waits for the containers to end
+
+
+class RunSummary(BaseModel):
+    """``octotui run --json``: the ended test and its figures per label and per error, as
+    ``GET /tests/{id}``, ``/labels`` and ``/errors`` answer them (lists empty when the server has none)."""
+
+    test: Test
+    labels: list[LabelFigures]
+    errors: list[ErrorFigures]
+
+
+def _problem(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(parts)
+
+
+def test_spec(args: argparse.Namespace) -> TestCreate:
+    """The launch the arguments describe; :class:`Usage` for a missing plan, a ``-J`` without ``=``
+    or anything the contract refuses."""
+    path = Path(args.plan)
+    try:
+        plan = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Usage(f"plan file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise Usage(f"plan file {path} is not UTF-8 text (a JMX plan is XML)") from None
+    except OSError as exc:
+        raise Usage(f"cannot read plan file {path}: {exc.strerror or exc}") from None
+    properties: dict[str, str] = {}
+    for item in args.property or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise Usage(f"-J {item!r}: expected key=value (e.g. -J host=example.com)")
+        if not key.strip():
+            raise Usage(f"-J {item!r}: the property name is empty")
+        properties[key] = value
+    locations = [x.strip() for x in args.locations.split(",") if x.strip()] if args.locations else None
+    try:
+        return TestCreate(
+            name=args.name or path.stem or "test",
+            plan=plan,
+            provider=args.provider,
+            containers=args.containers,
+            locations=locations,
+            image=args.image,
+            properties=properties,
+            users=args.users,
+            duration=args.duration,
+            rampup=args.rampup,
+        )
+    except ValidationError as exc:
+        raise Usage(f"invalid launch: {_problem(exc)}") from None
+
+
+async def _wait_for_local_agent(client: Client, spec: TestCreate) -> None:
+    """A server started for this command: wait until its agent is online in the named provider."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while time.monotonic() < deadline:
+        agents = await client.agents()
+        if any(a.status == "online" and spec.provider in (a.provider, a.provider_name) for a in agents):
+            return
+        await asyncio.sleep(0.3)
+    # Launch anyway: the server's refusal (no online agent, unknown provider) says what is wrong.
+
+
+async def _launch(client: Client, target: Target, spec: TestCreate) -> Test:
+    if target.owned:
+        await _wait_for_local_agent(client, spec)
+    # A launch whose answer is lost and sent again must not start a second test.
+    return await client.create_test(spec, idempotency_key=uuid.uuid4().hex)
+
+
+def _placed(t: Test) -> str:
+    per_agent: dict[str, int] = {}
+    for c in t.containers:
+        name = c.agent_name or c.agent
+        per_agent[name] = per_agent.get(name, 0) + 1
+    return ", ".join(f"{name} x{n}" for name, n in per_agent.items())
+
+
+def _launched_line(t: Test) -> str:
+    where = t.provider_name or t.provider
+    return f"launched test {t.id} {t.name!r} on {where}: {len(t.containers)} containers ({_placed(t)})"
+
+
+def _exit_code(t: Test) -> int:
+    return EXIT_OK if t.state == "finished" and t.results.samples > 0 else EXIT_TEST_FAILED
+
+
+async def launch(client: Client, args: argparse.Namespace, target: Target, spec: TestCreate) -> int:
+    t = await _launch(client, target, spec)
+    if not args.json:
+        print(_launched_line(t))
+    if args.wait:
+        t = await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES or _all_running(x))
+        if not args.json:
+            print(f"test {t.id}: {t.state}" + (f" ({t.reason})" if t.reason else ""))
+    if args.json:
+        o.print_json(t)
+    return EXIT_TEST_FAILED if t.state == "failed" else EXIT_OK
+
+
+def _all_running(t: Test) -> bool:
+    return t.state == "running" and bool(t.containers) and all(c.state == "running" for c in t.containers)
+
+
+async def _until(client: Client, test_id: str, done: Callable[[Test], bool], within: float | None = None) -> Test:
+    """The test once ``done`` holds (or after ``within`` seconds), asked every second."""
+    deadline = None if within is None else time.monotonic() + within
+    while True:
+        t = await client.test(test_id)
+        if done(t) or (deadline is not None and time.monotonic() >= deadline):
+            return t
+        await asyncio.sleep(POLL_S)
+
+
+async def stop(client: Client, args: argparse.Namespace, target: Target) -> int:
+    t = await client.stop_test(args.id)
+    if args.wait or target.owned:
+        t = await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES)
+    if args.json:
+        o.print_json(t)
+    else:
+        print(f"test {t.id}: {'stop sent, ' if t.state not in TERMINAL_TEST_STATES else ''}{t.state}")
+    return EXIT_OK
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """One line on stderr: rewritten in place on a terminal, a plain line every few seconds in a log."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last_plain = 0.0
+        self.shown = False
+
+    def line(self, t: Test) -> str:
+        r = t.results
+        running = sum(1 for c in t.containers if c.state == "running")
+        return (f"{t.state} {o.span(time.monotonic() - self.started)}  ctrs {running}/{len(t.containers)}  "
+                f"users {r.active}  samples {o.count(r.samples)}  hits/s {o.rate(r.throughput)}  "
+                f"avg {o.ms(r.avg_ms)} ms  err {o.percent(r.error_percent)}%")  # fmt: skip
+
+    def show(self, t: Test) -> None:
+        now = time.monotonic()
+        if self.tty:
+            sys.stderr.write("\r" + o.clip(self.line(t), o.width(sys.stderr) - 1) + "\x1b[K")
+            sys.stderr.flush()
+            self.shown = True
+        elif now - self.last_plain >= PLAIN_EVERY_S:
+            self.last_plain = now
+            print(self.line(t), file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+async def run(client: Client, args: argparse.Namespace, target: Target, spec: TestCreate) -> int:
+    """Ctrl-C (or a CI runner's SIGTERM) stops the test, asking nothing, and exits 128 + the signal."""
+    interrupted = asyncio.Event()
+    caught: list[int] = []
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(sig: int) -> None:
+        caught.append(sig)
+        interrupted.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        code = await _run(client, args, target, spec, interrupted)
+        return 128 + caught[0] if code == EXIT_INTERRUPTED and caught else code
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _run(
+    client: Client, args: argparse.Namespace, target: Target, spec: TestCreate, interrupted: asyncio.Event
+) -> int:
+    t = await _launch(client, target, spec)  # finished even if Ctrl-C comes meanwhile: then stopped below
+    print(_launched_line(t), file=sys.stderr)
+    progress = _Progress()
+    while t.state not in TERMINAL_TEST_STATES and not interrupted.is_set():
+        progress.show(t)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(interrupted.wait(), POLL_S)
+        if not interrupted.is_set():
+            try:
+                t = await client.test(t.id)
+            except ServerUnreachable as exc:  # a server restarting: keep following, say so
+                print(f"\n{exc.message}; retrying", file=sys.stderr)
+    progress.end()
+    if interrupted.is_set() and t.state not in TERMINAL_TEST_STATES:
+        t = await client.stop_test(t.id)
+        print(f"interrupted: stopped test {t.id} (now {t.state})", file=sys.stderr)
+        if target.owned:  # the server and agent stop with this command: let the containers end first
+            print("waiting for its containers to end before stopping the embedded server…", file=sys.stderr)
+            await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES, within=STOP_WAIT_S)
+        return EXIT_INTERRUPTED
+    labels = await client.labels(t.id) or []
+    errors = await client.errors(t.id) or []
+    if args.json:
+        o.print_json(RunSummary(test=t, labels=labels, errors=errors))
+    else:
+        print_test(t, labels, errors)
+    code = _exit_code(t)
+    if code == EXIT_TEST_FAILED:
+        why = t.reason or ("no samples" if t.results.samples == 0 else t.state)
+        print(f"octotui run: test {t.id} failed: {why}", file=sys.stderr)
+    return code
