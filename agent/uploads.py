@@ -67,14 +67,21 @@ class Compressed:
     sha256: str
 
 
-def compress(source: Path, target: Path) -> Compressed:
-    """Gzip ``source`` into ``target`` chunk by chunk, hashing what is written (in a thread)."""
+class Abandoned(Exception):
+    """The agent is stopping: a compression in its thread gives up rather than hold the exit."""
+
+
+def compress(source: Path, target: Path, abandon: threading.Event | None = None) -> Compressed:
+    """Gzip ``source`` into ``target`` chunk by chunk, hashing what is written (in a thread); raises
+    :class:`Abandoned` as soon as ``abandon`` is set."""
     digest = hashlib.sha256()
     size = 0
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
     target.parent.mkdir(parents=True, exist_ok=True)
     with source.open("rb") as reader, target.open("wb") as writer:
         while True:
+            if abandon is not None and abandon.is_set():
+                raise Abandoned(str(source))
             chunk = reader.read(COMPRESS_CHUNK)
             packed = packer.compress(chunk) if chunk else packer.flush()
             if packed:
@@ -173,6 +180,8 @@ class Uploader:
         self._attempt = 0
         self._hold_until = 0.0
         self._wake = asyncio.Event()
+        #: Set when :meth:`run` ends: a compression still running in its thread stops.
+        self._abandon = threading.Event()
         #: What happened to each container this start ("stored", "kept", "later", "retry"), for tests and logs.
         self.outcomes: dict[str, str] = {}
 
@@ -194,6 +203,12 @@ class Uploader:
     async def run(self) -> None:
         """Send what is queued, one at a time, for ever (cancel it to stop)."""
         await asyncio.to_thread(shutil.rmtree, self.spool, True)  # what a stopped agent left half sent
+        try:
+            await self._serve()
+        finally:
+            self._abandon.set()
+
+    async def _serve(self) -> None:
         while True:
             hold = self._hold_until - time.monotonic()
             container_id = self._next() if hold <= 0 else None
@@ -226,7 +241,7 @@ class Uploader:
         target = self.spool / f"{container_id}.jtl.gz"
         try:
             try:
-                packed = await asyncio.to_thread(compress, source, target)
+                packed = await asyncio.to_thread(compress, source, target, self._abandon)
             except OSError as exc:  # e.g. a full disk for the spool file: later
                 log.warning("cannot compress the JTL of container %s: %s; trying again later", container_id, exc)
                 self._retry(container_id)
