@@ -34,6 +34,7 @@ from agent.state import Identity
 from agent.uploads import SPOOL, Uploader
 from octotui.protocol import ContainerReport, ErrorCount, LabelStats
 from tests.support.processes import AgentProcess
+from tests.support.tinyproxy import Tinyproxy
 from tests.support.waiting import wait_until, wait_until_async
 
 AGENT_ID = "agent-up"
@@ -561,3 +562,18 @@ def test_gzip_of_the_spool_reads_back(tmp_path: Path) -> None:
     data = packed.path.read_bytes()
     assert gzip.decompress(data) == source.read_bytes() and hashlib.sha256(data).hexdigest() == packed.sha256
     assert packed.size == len(data)
+
+
+def test_the_upload_goes_through_the_agents_proxy(peer: Peer, tinyproxy: Tinyproxy, tmp_path: Path) -> None:
+    """``HTTP_PROXY`` carries the upload as it carries heartbeats: the peer gets it whole through tinyproxy."""
+    state = tmp_path / "state"
+    jtl = _ended_state(state, "c1")
+    expected = sha256_of(jtl)
+    agent = AgentProcess(peer.url, "provider-token", state).start(env=tinyproxy.env())
+    try:
+        wait_until(lambda: not (state / "work" / "c1").exists(), timeout=30, what="the JTL stored and removed")
+    finally:
+        agent.stop()
+    [got] = peer.uploads_of("c1")
+    assert got["sha_ok"] and got["plain_sha256"] == expected
+    assert tinyproxy.requests(f"/api/v1/agents/{AGENT_ID}/containers/c1/jtl") == 1, tinyproxy.log()[-2000:]
