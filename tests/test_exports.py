@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -67,6 +68,9 @@ async def launched(env: Env, monkeypatch: pytest.MonkeyPatch, *, end: bool = Tru
     if end:
         await t.beat(0, "finished", FIRST, exit_code=0)
         await t.beat(1, "finished", SECOND, exit_code=0)
+        # Stored: an ended test's labels (and timeline) are then read back from the store.
+        await env.ctl.flush(all_labels=True)
+        assert not {c["container_id"] for c in t.commands} & set(env.ctl.labels)
     return t
 
 
@@ -187,7 +191,10 @@ async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) 
     assert not re.search(r"url\(|@import", page)
     for text in ("finished", "Checkout v2", "local", "paris", "gen-1", "gen-2", "Users", "10"):
         assert text in page
-    assert 'data-chart="hits"' in page and '"series":[[0.0,' in page
+    assert 'data-chart="hits"' in page
+    data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
+    assert data is not None
+    assert [p[0] for p in json.loads(data[1])["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
 
 
 async def test_live_test_exports_its_figures_of_now(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,7 +249,8 @@ async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest
     assert run.returncode == 0, run.stderr[-2000:]
     assert 'data-charts-drawn="4"' in dom, run.stderr[-2000:]
     assert '<div id="page-errors" hidden=""></div>' in dom, re.findall(r'<div id="page-errors".*?</div>', dom, re.S)
-    assert dom.count('class="line"') == 4  # one polyline per chart, each of the 6 points
+    assert dom.count('class="line"') == 4  # one polyline per chart
+    assert len(re.findall(r'<th [^>]*tabindex="0"', dom)) >= 14  # the tables were made sortable
     assert '<td class="t">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in dom
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert not console, console

@@ -24,13 +24,15 @@ color:#fff;background:var(--muted);vertical-align:middle;margin-left:8px}
 .banner.bad{background:#fdeaea;border-color:#f1b9b9}
 #page-errors{white-space:pre-wrap;background:#fdeaea;border:1px solid var(--bad);padding:8px;
 font:12px ui-monospace,monospace}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(130px,1fr));gap:10px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 .card{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:8px 10px}
-.card .v{font-size:19px;font-weight:600}.card .k{color:var(--muted);font-size:12px}
+.card .v{font-size:18px;font-weight:600;white-space:nowrap}.card .k{color:var(--muted);font-size:12px}
+div.scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
-th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
+th,td{padding:4px 7px;border-bottom:1px solid var(--line);text-align:right;vertical-align:top}
 th:first-child,td:first-child,td.t,th.t{text-align:left}
-td.t{word-break:break-word;max-width:420px}
+td{white-space:nowrap}td.t{white-space:normal;overflow-wrap:break-word;max-width:420px}
+#labels td:first-child,#errors td:first-child{min-width:14em}
 thead th{background:var(--panel);position:sticky;top:0;font-weight:600;white-space:nowrap}
 table.sortable thead th{cursor:pointer;user-select:none}
 thead th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -117,6 +118,14 @@ def _generators(s: ServerState, t: TestRec, test: Test) -> list[Generator]:
     return sorted(out, key=lambda g: (g.name, g.agent_id))
 
 
+async def timeline(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
+    """The test's timeline as ``GET /tests/{id}/series`` answers it: the controller's
+    ``test_series`` where the server keeps timelines (read back from the store once a test ended),
+    else the live window in memory."""
+    kept: Callable[[str], Awaitable[list[TestSeriesPoint]]] | None = getattr(s, "test_series", None)
+    return await kept(t.id) if kept is not None else s.series.get(t.id)
+
+
 async def gather(s: ServerState, t: TestRec) -> ExportData:
     """Read everything the exports of ``t`` show (labels from memory or the store, as
     ``GET /tests/{id}/labels`` reads them; the series as ``GET /tests/{id}/series`` answers it)."""
@@ -133,7 +142,7 @@ async def gather(s: ServerState, t: TestRec) -> ExportData:
         labels=labels,
         total=total_of(figures),
         errors=merge_errors(book.errors for book in books),
-        series=s.series.get(t.id),
+        series=await timeline(s, t),
         generators=_generators(s, t, test),
         live=t.state not in TEST_TERMINAL,
         generated_at=clock.now(),

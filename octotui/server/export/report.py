@@ -92,15 +92,15 @@ _LABEL_HEAD = (
     ("Samples", ""),
     ("Errors", ""),
     ("Error %", ""),
-    ("Average ms", ""),
-    ("Median ms", ""),
-    ("90% ms", ""),
-    ("95% ms", ""),
-    ("99% ms", ""),
-    ("Min ms", ""),
-    ("Max ms", ""),
+    ("Average", ""),
+    ("Median", ""),
+    ("90%", ""),
+    ("95%", ""),
+    ("99%", ""),
+    ("Min", ""),
+    ("Max", ""),
     ("Hits/s", ""),
-    ("Received KB/s", ""),
+    ("Recv KB/s", ""),
     ("Sent KB/s", ""),
 )
 
@@ -114,7 +114,10 @@ def _labels(data: ExportData) -> str:
         return '<p class="none">No per-label figures were reported for this test.</p>'
     body = "".join(_label_row(f) for f in data.labels)
     foot = _label_row(data.total).replace('<tr class="row', '<tr class="total', 1)
-    return f'<table class="sortable" id="labels">{_head(_LABEL_HEAD)}<tbody>{body}</tbody><tfoot>{foot}</tfoot></table>'
+    table = (
+        f'<table class="sortable" id="labels">{_head(_LABEL_HEAD)}<tbody>{body}</tbody><tfoot>{foot}</tfoot></table>'
+    )
+    return f'<p class="sub">Response times in ms; click a column to sort.</p><div class="scroll">{table}</div>'
 
 
 def _errors(data: ExportData) -> str:
@@ -214,14 +217,15 @@ def _summary(data: ExportData) -> str:
     f = data.total
     cards = [
         ("Samples", _n(f.samples)),
-        ("Errors", f"{_n(f.errors)} ({f.error_percent:.2f} %)"),
+        (f"Errors ({f.error_percent:.2f} %)", _n(f.errors)),
         ("Hits/s", _n(f.throughput, 2)),
         ("Average", f"{_n(f.avg_ms)} ms"),
         ("Median", f"{_n(f.p50_ms)} ms"),
         ("90th pct", f"{_n(f.p90_ms)} ms"),
         ("95th pct", f"{_n(f.p95_ms)} ms"),
         ("99th pct", f"{_n(f.p99_ms)} ms"),
-        ("Min / max", f"{_n(f.min_ms)} / {_n(f.max_ms)} ms"),
+        ("Min", f"{_n(f.min_ms)} ms"),
+        ("Max", f"{_n(f.max_ms)} ms"),
         ("Received", f"{_n(f.received_kbps, 2)} KB/s"),
         ("Sent", f"{_n(f.sent_kbps, 2)} KB/s"),
     ]
