@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from octotui.client import Client, ClientError, ServerUnreachable
-from octotui.commands import exporting, launching, listing
+from octotui.commands import listing
 from octotui.commands.session import EXIT_INTERRUPTED, EXIT_USAGE, Target, Usage, settings, target
 from octotui.config import CONNECTION, DASHBOARD_OPTIONS, add_options
 from octotui.protocol import VERSION, TestCreate
@@ -165,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = settings(args)
         spec = None
         if name in ("launch", "run"):
-            spec = launching.test_spec(args)  # before any connection: a bad input launches nothing
+            from octotui.commands.launching import test_spec
+
+            spec = test_spec(args)  # before any connection: a bad input launches nothing
         keeps_running = name == "launch" and not args.wait
         with target(values, keeps_running=keeps_running) as where:
             return asyncio.run(_dispatch(args, where, spec))
@@ -204,10 +206,15 @@ async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | 
             return await listing.tests(client, args)
         if name == "test":
             return await listing.test(client, args)
+        if name == "export":
+            from octotui.commands.exporting import export
+
+            return await export(client, args, where)
+        # Imported only by the commands that launch or stop (a listing starts a little faster).
+        from octotui.commands import launching
+
         if name == "stop":
             return await launching.stop(client, args, where)
-        if name == "export":
-            return await exporting.export(client, args, where)
         assert isinstance(spec, TestCreate)
         if name == "launch":
             return await launching.launch(client, args, where, spec)

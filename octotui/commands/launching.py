@@ -113,7 +113,7 @@ def _placed(t: Test) -> str:
 
 def _launched_line(t: Test) -> str:
     where = t.provider_name or t.provider
-    return f"launched test {t.id} {t.name!r} on {where}: {len(t.containers)} containers ({_placed(t)})"
+    return f"launched test {t.id} {t.name!r} on {where}: {o.plural(len(t.containers), 'container')} ({_placed(t)})"
 
 
 def _exit_code(t: Test) -> int:

@@ -95,7 +95,12 @@ def print_test(t: Test, labels: list[LabelFigures] | None, errors: list[ErrorFig
     if t.started_at and t.ended_at:
         took = f" after {o.span((t.ended_at - t.started_at).total_seconds())}"
     print(o.clip(f"test {t.id} {t.name!r}: {state}{took}", limit))
-    print(o.clip(f"provider {t.provider_name or t.provider}, image {t.image}, {len(t.containers)} containers", limit))
+    print(
+        o.clip(
+            f"provider {t.provider_name or t.provider}, image {t.image}, {o.plural(len(t.containers), 'container')}",
+            limit,
+        )
+    )
     if t.reason:
         print(o.clip(f"reason: {t.reason}", limit))
     r = t.results

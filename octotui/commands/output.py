@@ -69,6 +69,11 @@ def table(
         print("  ".join(parts).rstrip(), file=stream)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 container``, ``2 containers``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def count(value: int) -> str:
     return f"{value:,}"
 
