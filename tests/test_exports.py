@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 
 from octotui.server.domain import clock
+from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
+from tests.support.processes import AgentProcess
+from tests.support.waiting import wait_until
 from tests.support.wire import ack, bearer, figures, fleet, poll, spec
 from tests.test_server_labels import ONE, TWO, Launched, Sample, by_hand, samples
 
+ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_LABEL = "<script>alert(1)</script>"
 HOSTILE_MESSAGE = "<img src=x onerror=alert(2)> & \"quoted\" 'single'"
 HOSTILE_VALUE = '"><script>alert(3)</script>'
@@ -161,7 +165,7 @@ async def test_structure(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
         assert f"most frequent: {top['code']} {top['message']} ({top['count']})" in message
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["octotui.live"] == "false" and props["octotui.state"] == "finished"
-    assert "errors > 0" in props["octotui.rule"]
+    assert "errors > 0" in str(props["octotui.rule"])
     assert props["jmeter.property.note"] == HOSTILE_VALUE
     assert props["octotui.samples"] == str(len(EVERYTHING))
 
@@ -259,3 +263,45 @@ async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest
     assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
     if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):  # to look at it: OCTOTUI_REPORT_SHOT=/tmp/r.png
         shutil.copy(shot, keep)
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+def test_real_jmeter_test_exports_and_renders(  # type: ignore[no-untyped-def]
+    server, agents, docker_client, jmeter_image, http_target, tmp_path: Path
+) -> None:
+    """A real agent runs real JMeter against a local target: the exports of the ended test agree
+    with /labels, and its report renders in Chromium with its charts and no error."""
+    chromium()
+    api = server.client()
+    provider = create_provider(api, "lab")
+    agents.append(AgentProcess(server.url, provider["token"], tmp_path / "gen", location="paris", name="gen").start())
+    wait_until(lambda: [a for a in api.get("/agents").json() if (a.get("docker") or {}).get("available")], timeout=40)
+    spec = {"name": "e2e export", "plan": (ROOT / "examples" / "http-get.jmx").read_text(), "provider": "lab",
+            "containers": 1, "image": jmeter_image, "users": 2, "duration": 6,
+            "properties": {"host": "127.0.0.1", "port": str(http_target.port), "path": "/"}}  # fmt: skip
+    created = api.post("/tests", json=spec)
+    assert created.status_code == 201, created.text
+    test_id = created.json()["id"]
+
+    def ended() -> dict[str, Any] | None:
+        t = api.get(f"/tests/{test_id}").json()
+        return t if t["state"] in ("finished", "failed") else None
+
+    final = wait_until(ended, timeout=120, interval=1, what="the real test to end")
+    assert final["state"] == "finished", final
+    labels = api.get(f"/tests/{test_id}/labels").json()
+    assert labels and sum(x["samples"] for x in labels) > 0
+    rows = list(csv.reader(io.StringIO(api.get(f"/tests/{test_id}/export/stats.csv").text)))
+    assert [r[0] for r in rows[1:]] == [x["label"] for x in labels] + ["TOTAL"]
+    assert int(rows[-1][1]) == sum(x["samples"] for x in labels)
+    suite = ET.fromstring(api.get(f"/tests/{test_id}/export/junit.xml").content).find("testsuite")
+    assert suite is not None and [c.get("name") for c in suite.iter("testcase")] == [x["label"] for x in labels]
+    page = tmp_path / "report.html"
+    page.write_bytes(api.get(f"/tests/{test_id}/export/report.html").content)
+    run = browse(page, tmp_path / "profile", "--dump-dom")
+    assert 'data-charts-drawn="4"' in run.stdout and '<div id="page-errors" hidden=""></div>' in run.stdout
+    assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):
+        shutil.copy(page, Path(keep).with_suffix(".e2e.html"))

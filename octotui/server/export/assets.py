@@ -75,7 +75,7 @@ t.textContent=s;return t;}
 function nice(max){if(!(max>0)){return 1;}var p=Math.pow(10,Math.floor(Math.log10(max)));
 var steps=[1,2,2.5,5,10];for(var i=0;i<steps.length;i++){if(steps[i]*p>=max){return steps[i]*p;}}return 10*p;}
 function num(v){if(Math.abs(v)>=1e6){return (v/1e6).toFixed(1)+'M';}if(Math.abs(v)>=1e4){return (v/1e3).toFixed(0)+'k';}
-if(Math.abs(v)>=100||v===Math.round(v)){return String(Math.round(v));}return v.toFixed(1);}
+if(Math.abs(v)>=100||v===Math.round(v)){return String(Math.round(v));}return String(parseFloat(v.toFixed(2)));}
 function clock(s){s=Math.max(0,Math.round(s));var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;
 var mm=(m<10&&h?'0':'')+m,ss=(x<10?'0':'')+x;return (h?h+':':'')+mm+':'+ss;}
 function chart(fig,xs,ys,color,unit){
