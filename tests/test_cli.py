@@ -288,6 +288,17 @@ def test_run_exits_0_with_a_summary_then_3_when_every_sample_fails(
     assert "p95" in done.stdout and "per label" in done.stdout and "GET /" in done.stdout
     assert narrow(done.stdout), done.stdout
 
+    test_id = lines[0].split()[1]
+    jtl = tmp_path / "merged.jtl"
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    if httpx.get(f"{server.url}/api/v1/tests/{test_id}/export/jtl", headers=auth).status_code != 404:
+        # The merged JTL export exists on this server: streamed to a file once the agent uploaded it.
+        export = [sys.executable, "-m", "octotui", "export", test_id, "--format", "jtl", "-o", str(jtl),
+                  *remote(server)]  # fmt: skip
+        wait_until(lambda: subprocess.run(export, env=env, timeout=60).returncode == 0, timeout=60,
+                   interval=1, what="the merged JTL (the agent uploads it once JMeter ended)")  # fmt: skip
+        assert len(jtl.read_text().splitlines()) == samples + 1, "the header, then one row per sample"
+
     refused = _run(server, env, jmeter_image, free_port(), "--json")
     assert refused.returncode == 3, refused.stderr
     summary = json.loads(refused.stdout)

@@ -90,7 +90,11 @@ async def _wait_for_local_agent(client: Client, spec: TestCreate) -> None:
     deadline = time.monotonic() + AGENT_WAIT_S
     while time.monotonic() < deadline:
         agents = await client.agents()
-        if any(a.status == "online" and spec.provider in (a.provider, a.provider_name) for a in agents):
+        # Registration makes it online; its Docker engine is known from its first heartbeat on.
+        if any(
+            a.status == "online" and a.docker is not None and spec.provider in (a.provider, a.provider_name)
+            for a in agents
+        ):
             return
         await asyncio.sleep(0.3)
     # Launch anyway: the server's refusal (no online agent, unknown provider) says what is wrong.
