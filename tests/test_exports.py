@@ -305,3 +305,19 @@ def test_real_jmeter_test_exports_and_renders(  # type: ignore[no-untyped-def]
     assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):
         shutil.copy(page, Path(keep).with_suffix(".e2e.html"))
+
+
+async def test_failed_container_error_and_reason_are_escaped(env: Env) -> None:
+    t = await Launched.start(env)
+    await t.beat(0, "running", ONE)
+    await t.beat(0, "failed", ONE, exit_code=1, error=f"JMeter said {HOSTILE_MESSAGE}")
+    await t.beat(1, "finished", TWO, exit_code=0)
+    test = (await env.http.get(f"/tests/{t.id}")).json()
+    page = (await get(env, t, "report.html")).text
+    # One container of two failed: the test finished, degraded, and says why (with the agent's text).
+    assert test["state"] == "finished" and "JMeter said <img" in test["reason"]
+    assert 'data-verdict="finished"' in page
+    reason = re.search(r'<div class="banner" id="reason">(.*?)</div>', page)
+    assert reason is not None and "container 0 on gen-1: failed: JMeter said &lt;img src=x" in reason[1]
+    assert "Containers that reported a problem" in page and "exit code 1" in page
+    assert "<img" not in page
