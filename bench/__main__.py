@@ -27,6 +27,7 @@ FIGURES = [
     "dashboard_load",
     "terminal_output",
     "first_frame",
+    "export_report",
 ]
 
 
