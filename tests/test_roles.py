@@ -8,6 +8,8 @@ fresh world, so that a deletion cannot hide another route's answer.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,9 @@ from tests.support.wire import PLAN, bearer
 KINDS = ("none", "wrong", "provider", "agent", "other-agent", "read-only", "admin")
 PUBLIC = {"/health"}
 #: Routes an agent uses on its own behalf: only that agent's token passes.
-AGENT_SELF = re.compile(r"^/agents/\{agent_id\}/(heartbeat|commands(/\{command_id\}/ack)?)$")
+AGENT_SELF = re.compile(
+    r"^/agents/\{agent_id\}/(heartbeat|commands(/\{command_id\}/ack)?|containers/\{container_id\}/jtl)$"
+)
 REGISTER = "/agents/register"
 #: Server description: any valid token (agents read their heartbeat interval there).
 ANY_TOKEN = {"/info"}
@@ -56,6 +60,24 @@ class World:
     agent_id: str = ""
     #: Path parameters of the routes where the rule's default target cannot succeed.
     overrides: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+
+#: Routes whose body is not JSON: (content, headers) sent instead.
+JTL_BODY = gzip.compress(b"timeStamp,elapsed,label\n1,2,home\n")
+RAW: dict[tuple[str, str], tuple[bytes, dict[str, str]]] = {
+    ("PUT", "/agents/{agent_id}/containers/{container_id}/jtl"): (
+        JTL_BODY,
+        {"X-Checksum-Sha256": hashlib.sha256(JTL_BODY).hexdigest(), "Content-Type": "application/octet-stream"},
+    ),
+}
+
+
+def sent(method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]) -> dict[str, Any]:
+    """The body and headers of a request to ``method path``."""
+    raw = RAW.get((method, path))
+    if raw is None:
+        return {"json": body, "headers": headers}
+    return {"content": raw[0], "headers": {**raw[1], **headers}}
 
 
 def host(cpu: float = 5.0) -> dict[str, Any]:
@@ -99,11 +121,29 @@ async def build(env: Env) -> World:
     # Routes where the rule's default target cannot succeed: a provider with live containers
     # cannot be deleted (409), so the deletion aims at the empty one.
     # Likewise an agent running containers (409 unless forced): the deletion aims at an idle one.
+    # A test ended (only such a test can be deleted, has a merged JTL, takes its containers' JTLs).
+    r = await env.http.post("/tests", json={"name": "done", "plan": PLAN, "provider": "local", "containers": 2})
+    done = r.json()
+    for agent_id, token in ((a_id, a_tok), (b_id, b_tok)):
+        polled = await env.http.get(f"/agents/{agent_id}/commands", params={"timeout": 0}, headers=bearer(token))
+        launch = next(m for m in polled.json() if m["test_id"] == done["id"])
+        await env.http.post(f"/agents/{agent_id}/commands/{launch['id']}/ack", json={"ok": True}, headers=bearer(token))
+        report = {"container_id": launch["container_id"], "test_id": done["id"], "state": "finished", "exit_code": 0}
+        await env.beat(agent_id, token, containers=[report], complete=False)
+    ended = next(c["id"] for c in done["containers"] if c["agent"] == a_id)
+    content, extra = RAW[("PUT", "/agents/{agent_id}/containers/{container_id}/jtl")]
+    r = await env.http.put(
+        f"/agents/{a_id}/containers/{ended}/jtl", content=content, headers={**extra, **bearer(a_tok)}
+    )
+    assert r.status_code == 204, r.text
     idle_id, idle_tok = await env.register(p["token"], name="idle")
     await env.beat(idle_id, idle_tok)
     w.overrides = {
         ("DELETE", "/providers/{provider_id}"): {"provider_id": spare["id"]},
         ("DELETE", "/agents/{agent_id}"): {"agent_id": idle_id},
+        ("DELETE", "/tests/{test_id}"): {"test_id": done["id"]},
+        ("GET", "/tests/{test_id}/export/jtl"): {"test_id": done["id"]},
+        ("PUT", "/agents/{agent_id}/containers/{container_id}/jtl"): {"container_id": ended},
     }
     return w
 
@@ -160,7 +200,7 @@ async def test_every_route_with_every_token(start_server: Starter) -> None:
             if wanted != 200:
                 before = await state(shared.env)
                 r = await shared.env.http.request(
-                    method, url(shared, method, path), json=body, headers=headers(shared, kind)
+                    method, url(shared, method, path), **sent(method, path, body, headers(shared, kind))
                 )
                 assert r.status_code == wanted, (method, path, kind, r.status_code, r.text)
                 detail = r.json()["detail"]
@@ -170,7 +210,7 @@ async def test_every_route_with_every_token(start_server: Starter) -> None:
                 assert await state(shared.env) == before, (method, path, kind)
             else:
                 w = await build(await start_server())
-                r = await w.env.http.request(method, url(w, method, path), json=body, headers=headers(w, kind))
+                r = await w.env.http.request(method, url(w, method, path), **sent(method, path, body, headers(w, kind)))
                 assert 200 <= r.status_code < 300, (method, path, kind, r.status_code, r.text)
             checked += 1
     assert checked == len(table) * len(KINDS)

@@ -9,6 +9,7 @@ providers and agents at once, test and container changes coalesced by a flush ev
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from octotui.protocol import (
     Agent,
@@ -24,6 +25,7 @@ from octotui.protocol import (
     RegisterResponse,
     Test,
     TestCreate,
+    TestSeriesPoint,
     TokenCreated,
     TokenInfo,
 )
@@ -33,6 +35,8 @@ from octotui.server.domain import (
     agents,
     clock,
     commands,
+    deletion,
+    jtl,
     labels,
     launch,
     loading,
@@ -40,6 +44,7 @@ from octotui.server.domain import (
     persistence,
     providers,
     reconcile,
+    series,
     stopping,
     ticks,
     views,
@@ -48,6 +53,7 @@ from octotui.server.domain.state import ServerState, new_id
 from octotui.server.export import ExportData
 from octotui.server.records import AgentRec, ProviderRec, TestRec
 from octotui.server.store import Snapshot
+from octotui.server.tables import JtlRow
 
 
 class Controller(ServerState):
@@ -168,6 +174,28 @@ class Controller(ServerState):
     async def test_export(self, test_id: str) -> ExportData:
         """What a test's exports (statistics CSV, JUnit XML, HTML report) show, read once."""
         return await export.gather(self, self.get_test(test_id))
+
+    async def test_series(self, test_id: str) -> list[TestSeriesPoint]:
+        """A test's whole timeline (older points merged), also after a restart."""
+        return await series.points(self, self.get_test(test_id))
+
+    def test_plan(self, test_id: str) -> str:
+        """The JMX plan a test was launched with."""
+        return self.get_test(test_id).plan
+
+    async def delete_test(self, test_id: str) -> TestRec:
+        """Delete an ended test with its containers, labels, timeline and JTLs (409 unless ended)."""
+        return await deletion.delete_test(self, test_id)
+
+    async def receive_jtl(
+        self, agent_id: str, container_id: str, checksum: str | None, size: int | None, body: AsyncIterator[bytes]
+    ) -> JtlRow:
+        """Take a container's gzip-compressed JTL from its agent (streamed to disk, checked, recorded)."""
+        return await jtl.receive(self, agent_id, container_id, checksum, size, body)
+
+    async def merged_jtl(self, test_id: str) -> jtl.Merged:
+        """An ended test's JTLs as one (header once, container by container), streamed."""
+        return await jtl.merged(self, test_id)
 
     async def stop_test(self, test_id: str, by: str = "an operator") -> Test:
         t = self.get_test(test_id)

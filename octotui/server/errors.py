@@ -38,3 +38,11 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     """A valid token whose role may not do this."""
+
+
+class Gone(DomainError):
+    """What was asked for existed but was removed on purpose (e.g. by a retention setting)."""
+
+
+class NoSpace(DomainError):
+    """The server's disk is full: nothing was kept."""

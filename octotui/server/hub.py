@@ -20,6 +20,7 @@ from typing import Any
 
 from octotui.protocol import Command, HostSample, TestSeriesPoint
 from octotui.server.records import CommandRec
+from octotui.server.timeline import FINE_SPAN, MAX_POINTS, Point, Timeline
 
 #: A host sample is kept as the bytes of an ``array('d')``: the scalar fields in this order, then
 #: the per-core figures. ``bytes`` is one of the few objects the garbage collector does not track
@@ -95,26 +96,64 @@ class HostWindows:
 
 
 class SeriesWindows:
-    """A bounded series of live points per test: (ts, rate, avg_ms, errors, active)."""
+    """The whole series of each test, bounded (:class:`~octotui.server.timeline.Timeline`): the last
+    hour point by point, older points merged. ``dirty``: tests with points not stored yet."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._series: dict[str, deque[tuple[float, float, float, int, int]]] = {}
+    def __init__(self, max_points: int = MAX_POINTS, fine_span: float = FINE_SPAN) -> None:
+        self.max_points = max_points
+        self.fine_span = fine_span
+        self._series: dict[str, Timeline] = {}
+        self.dirty: set[str] = set()
 
     def add(self, test_id: str, ts: float, rate: float, avg_ms: float, errors: int, active: int) -> None:
         series = self._series.get(test_id)
         if series is None:
-            series = self._series[test_id] = deque(maxlen=self.size)
-        series.append((ts, rate, avg_ms, errors, active))
+            series = self._series[test_id] = Timeline(self.fine_span, max_points=self.max_points)
+        series.add(ts, rate, avg_ms, errors, active)
+        self.dirty.add(test_id)
+
+    def put(self, test_id: str, width: float, coarse: int, packed: bytes) -> None:
+        """Take a stored series back (start-up)."""
+        self._series[test_id] = Timeline.unpack(width, coarse, packed, self.fine_span, self.max_points)
+
+    def packed(self, test_id: str) -> tuple[float, int, bytes] | None:
+        series = self._series.get(test_id)
+        return None if series is None else series.pack()
+
+    def __contains__(self, test_id: str) -> bool:
+        return test_id in self._series
+
+    def ids(self) -> list[str]:
+        return list(self._series)
 
     def get(self, test_id: str) -> list[TestSeriesPoint]:
-        return [
-            TestSeriesPoint.model_construct(ts=ts, rate=rate, avg_ms=avg, errors=errors, active=active)
-            for ts, rate, avg, errors, active in self._series.get(test_id, ())
-        ]
+        series = self._series.get(test_id)
+        return [] if series is None else points_out(series.points())
 
     def drop(self, test_id: str) -> None:
         self._series.pop(test_id, None)
+        self.dirty.discard(test_id)
+
+    def take(self, test_id: str) -> tuple[Timeline, bool] | None:
+        """Remove a test's series and hand it over (with whether it had unsaved points)."""
+        series = self._series.pop(test_id, None)
+        dirty = test_id in self.dirty
+        self.dirty.discard(test_id)
+        return None if series is None else (series, dirty)
+
+    def give_back(self, test_id: str, taken: tuple[Timeline, bool]) -> None:
+        """Undo :meth:`take`."""
+        self._series[test_id] = taken[0]
+        if taken[1]:
+            self.dirty.add(test_id)
+
+
+def points_out(points: list[Point]) -> list[TestSeriesPoint]:
+    """Timeline points as the wire lists them."""
+    return [
+        TestSeriesPoint.model_construct(ts=ts, rate=rate, avg_ms=avg, errors=errors, active=active)
+        for ts, rate, avg, errors, active, _ in points
+    ]
 
 
 def poll_wait(least: float, most: float, asked: float | None = None) -> float:

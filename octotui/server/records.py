@@ -150,6 +150,11 @@ class LaunchKeys:
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
 
+    def forget_test(self, test_id: str) -> None:
+        """Forget every key that made ``test_id`` (it was deleted: a retry starts a new test)."""
+        for key in [k for k, (_, made) in self._seen.items() if made == test_id]:
+            del self._seen[key]
+
 
 class ChangeLog:
     """The revision of each record's last visible change, oldest first, for the change feed.

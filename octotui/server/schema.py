@@ -74,6 +74,20 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX container_labels_test ON container_labels(test_id)")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """A test's whole timeline (downsampled, packed doubles), and each container's uploaded JTL
+    (its file under ``results/``: size, checksum, header line, when stored, when retention removed it)."""
+    db.execute(
+        "CREATE TABLE test_series (test_id TEXT PRIMARY KEY, width REAL NOT NULL, coarse INTEGER NOT NULL,"
+        " points BLOB NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE container_jtl (container_id TEXT PRIMARY KEY, test_id TEXT NOT NULL, size INTEGER NOT NULL,"
+        " sha256 TEXT NOT NULL, header TEXT NOT NULL, stored_at REAL NOT NULL, pruned_at REAL)"
+    )
+    db.execute("CREATE INDEX container_jtl_test ON container_jtl(test_id)")
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
@@ -81,6 +95,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1,
     _v2,
     _v3,
+    _v4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -34,8 +34,12 @@ class ServerSettings:
     max_body_bytes: int = 9 * MIB
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    #: Points kept per agent (host samples) and per test (live series).
+    #: Host samples kept per agent.
     samples_window: int = 600
+    #: A test's series: points kept at most (the whole test, older points merged), and the seconds
+    #: of newest points kept as they came (one a second).
+    series_max_points: int = 5000
+    series_fine_span: float = 3600.0
     #: Placement budget of one JMeter container: memory and CPU it is assumed to need.
     container_memory: int = 512 * MIB
     container_cpu: float = 0.1
@@ -53,6 +57,16 @@ class ServerSettings:
     #: How often the changed per-label figures of running containers are stored (those of ended
     #: containers at the next flush): what a server killed mid-test may have to wait for again.
     labels_save_interval: float = 30.0
+    #: Largest JTL an agent may upload (gzip-compressed, as sent).
+    max_jtl_bytes: int = 4 * 1024 * MIB
+    #: Days the uploaded JTLs of an ended test are kept (0: for ever), checked every ``jtl_prune_interval`` s.
+    jtl_retention_days: float = 30.0
+    jtl_prune_interval: float = 3600.0
+
+    @property
+    def results_dir(self) -> Path:
+        """Where uploaded JTLs are kept: ``results/<test id>/<container id>.jtl.gz``."""
+        return self.data_dir / "results"
 
     @property
     def scheme(self) -> str:

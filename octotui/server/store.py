@@ -46,6 +46,8 @@ class Snapshot:
     launch_keys: list[tuple[str, str, str, float]] = field(default_factory=list)
     #: Per-label figures of the containers of tests not ended (those of ended ones are read on demand).
     labels: list[tables.LabelRow] = field(default_factory=list)
+    #: The stored timelines of tests not ended (those of ended ones are read on demand).
+    series: list[tables.SeriesRow] = field(default_factory=list)
 
 
 #: Changed records are written over their rows, never deleted and inserted again.
@@ -54,6 +56,10 @@ _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
 _UPSERT_COMMANDS = tables.upsert("commands", tables.COMMAND_COLUMNS)
 _UPSERT_LABELS = tables.upsert_labels()
 _SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
+_UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
+_SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
+_UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
+_SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
 
 
 class Store:
@@ -139,7 +145,12 @@ class Store:
         snap.commands = [tables.command_from_row(row, plans) for row in commands]
         live = [t.id for t in snap.tests if t.state not in TERMINAL_TEST_STATES]
         snap.labels = [row for test_id in live for row in self._labels_of(test_id)]
+        snap.series = [row for test_id in live if (row := self._series_of(test_id)) is not None]
         return snap
+
+    def _series_of(self, test_id: str) -> tables.SeriesRow | None:
+        row = self.db.execute(_SELECT_SERIES + " WHERE test_id = ?", (test_id,)).fetchone()
+        return None if row is None else tuple(row)
 
     def _labels_of(self, test_id: str) -> list[tables.LabelRow]:
         return [tuple(row) for row in self.db.execute(_SELECT_LABELS + " WHERE test_id = ?", (test_id,))]
@@ -429,3 +440,70 @@ class Store:
     async def labels_of(self, test_id: str) -> list[tables.LabelRow]:
         """The stored labels of a test's containers."""
         return await self._run(self._labels_of, test_id)
+
+    # --- timelines -----------------------------------------------------------------------------
+
+    async def save_series(self, rows: list[tables.SeriesRow]) -> None:
+        """Write tests' timelines (one row per test, replaced whole) in one transaction."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(_UPSERT_SERIES, rows)
+
+        await self._run(self._tx, run)
+
+    async def series_of(self, test_id: str) -> tables.SeriesRow | None:
+        """The stored timeline of a test, None when it has none."""
+        return await self._run(self._series_of, test_id)
+
+    # --- uploaded JTLs -------------------------------------------------------------------------
+
+    async def save_jtl(self, row: tables.JtlRow) -> None:
+        """Record a container's uploaded JTL (replacing an earlier upload's row)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(_UPSERT_JTL, row)
+
+        await self._run(self._tx, run)
+
+    async def jtls_of(self, test_id: str) -> list[tables.JtlRow]:
+        """The uploaded JTLs of a test's containers."""
+
+        def run() -> list[tables.JtlRow]:
+            return [tuple(r) for r in self.db.execute(_SELECT_JTL + " WHERE test_id = ?", (test_id,))]
+
+        return await self._run(run)
+
+    async def jtls_ended_before(self, before: float) -> list[tuple[str, str]]:
+        """(container id, test id) of the JTLs still kept whose test ended before ``before``."""
+
+        def run() -> list[tuple[str, str]]:
+            rows = self.db.execute(
+                "SELECT j.container_id, j.test_id FROM container_jtl j JOIN tests t ON t.id = j.test_id"
+                " WHERE j.pruned_at IS NULL AND t.ended_at IS NOT NULL AND t.ended_at < ?",
+                (before,),
+            )
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def jtls_pruned(self, container_ids: list[str], ts: float) -> None:
+        """Mark JTLs removed by retention (their rows stay: an export then says why)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            rows = [(ts, i) for i in container_ids]
+            db.executemany("UPDATE container_jtl SET pruned_at = ? WHERE container_id = ?", rows)
+
+        await self._run(self._tx, run)
+
+    # --- deletion ------------------------------------------------------------------------------
+
+    async def delete_test(self, test_id: str) -> None:
+        """Delete an ended test and everything kept for it, in one transaction: its containers, their
+        labels, queued commands and JTL records, its timeline and the idempotency keys that made it."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM tests WHERE id = ?", (test_id,))
+            for table in ("containers", "commands", "container_labels", "test_series", "container_jtl", "idempotency"):
+                db.execute(f"DELETE FROM {table} WHERE test_id = ?", (test_id,))
+
+        await self._run(self._tx, run)

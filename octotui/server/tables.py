@@ -27,6 +27,15 @@ AGENT_COLUMNS = (
 LABEL_COLUMNS = ("container_id", "label", "test_id", "figures", "errors")
 LabelRow = tuple[str, str, str, bytes | None, str | None]
 
+#: A test's timeline: bucket width, count of merged points, the points packed (``timeline.py``).
+SERIES_COLUMNS = ("test_id", "width", "coarse", "points")
+SeriesRow = tuple[str, float, int, bytes]
+
+#: A container's uploaded JTL (its file: ``results/<test id>/<container id>.jtl.gz``): its size and
+#: SHA-256 as sent (gzip), its header line, when it was stored and when retention removed it.
+JTL_COLUMNS = ("container_id", "test_id", "size", "sha256", "header", "stored_at", "pruned_at")
+JtlRow = tuple[str, str, int, str, str, float, float | None]
+
 
 def select(table: str, columns: tuple[str, ...]) -> str:
     """``SELECT`` of ``columns`` from ``table``, in that order."""

@@ -130,6 +130,7 @@ def forget(s: ServerState, agent_id: str) -> None:
     for cid in list(s.live.get(agent_id, ())):
         lifecycle.set_state(s, s.containers[cid], "lost", f"agent {a.name} was deleted")
     s.live.pop(agent_id, None)
+    s.labels_wanted.pop(agent_id, None)
     s.feed.remove("agent", agent_id)
     s.feed.touch("provider", a.provider_id)
 
@@ -162,8 +163,17 @@ async def delete(s: ServerState, agent_id: str, force: bool = False) -> bool:
     if live and status(s, a, clock.now()) != "offline":
         await s.store.save_agent(dataclasses.replace(a, retiring=True))  # a restart keeps it retiring
         a.retiring = True
+        # A test left with no load elsewhere is stopped as a whole (it then reads stopped); the
+        # containers of tests running on other agents too are stopped one by one.
+        for test_id in dict.fromkeys(c.test_id for c in live):
+            t = s.tests.get(test_id)
+            if t is not None and not any(
+                c.agent_id != a.id and c.state not in lifecycle.TERMINAL for c in s.containers_of(t)
+            ):
+                stopping.stop_test(s, t, f"the deletion of agent {a.name}")
         for c in live:
-            stopping.stop_container(s, c)
+            if c.state != "stopping":
+                stopping.stop_container(s, c)
         s.feed.touch("agent", a.id)
         await persistence.flush(s)
         log.info("agent %s (%s) retiring: %d container(s) stopped, forgotten once they ended", a.name, a.id, len(live))

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import time
 
-from octotui.protocol import ContainerReport, ErrorFigures, LabelFigures
+from octotui.protocol import ContainerReport, ErrorFigures, Heartbeat, LabelFigures
 from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.labelbook import LabelBook, merge_errors, merge_labels
@@ -41,6 +41,45 @@ def take(s: ServerState, c: ContainerRec, r: ContainerReport) -> None:
     if changed:
         s.labels_unsaved.add(c.id)
         s.feed.touch("test", c.test_id)
+
+
+#: Heartbeat answers that ask for a container's every label before the server gives up asking (an
+#: agent older than ``labels_wanted``, or a container without any label, never answers with labels).
+WANTED_ASKS = 5
+
+
+def wanted(s: ServerState, agent_id: str, hb: Heartbeat) -> list[str]:
+    """The containers of ``agent_id`` whose every label the server asks for in this heartbeat's answer.
+
+    After a start, the server holds the labels of containers of tests under way only as last stored
+    (up to ``labels_save_interval`` old), and an agent sends a label again only when it changes: so
+    it asks, in each answer to that agent, for every label of those containers (``state.labels_wanted``,
+    filled at start-up), until a report with labels arrives after an ask (the answer: the agent then
+    sends them all, spread over as many heartbeats as it needs), at most :data:`WANTED_ASKS` times,
+    and never once the container's test ended (its labels are final and stored).
+    Containers launched since the start are never asked for: every report of theirs came here.
+    """
+    asks = s.labels_wanted.get(agent_id)
+    if asks is None:  # the usual case: one dict lookup on the hot path
+        return []
+    for r in hb.containers:
+        if (r.labels or r.errors) and asks.get(r.container_id, 0) > 0:
+            del asks[r.container_id]  # answered
+    out = []
+    for cid, n in list(asks.items()):
+        c = s.containers.get(cid)
+        t = s.tests.get(c.test_id) if c is not None else None
+        if t is None or t.state in TEST_TERMINAL:
+            del asks[cid]
+        elif n >= WANTED_ASKS:
+            del asks[cid]
+            log.info("container %s: its agent sent no labels after %d asks; asking no more", cid, n)
+        else:
+            asks[cid] = n + 1
+            out.append(cid)
+    if not asks:
+        del s.labels_wanted[agent_id]
+    return out
 
 
 def load(s: ServerState, rows: list[LabelRow]) -> None:

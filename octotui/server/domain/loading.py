@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from octotui.server.domain import agents, clock, labels
-from octotui.server.domain.lifecycle import TERMINAL
+from octotui.server.domain import agents, clock, labels, series
+from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.store import Snapshot
 
@@ -36,5 +36,11 @@ def load(s: ServerState, snap: Snapshot) -> None:
     for cmd in snap.commands:
         s.commands.push(cmd)
     labels.load(s, snap.labels)
+    series.load(s, snap.series)
+    # The agents send a label only when it changed: ask them for every label of the containers
+    # of tests still under way (what was stored may be up to labels_save_interval old).
+    for c in snap.containers:
+        if (owner := s.tests.get(c.test_id)) is not None and owner.state not in TEST_TERMINAL:
+            s.labels_wanted.setdefault(c.agent_id, {})[c.id] = 0
     since = now - s.settings.idempotency_ttl
     s.launch_keys.load([row for row in snap.launch_keys if row[3] >= since])

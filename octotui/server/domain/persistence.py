@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 
-from octotui.server.domain import labels
+from octotui.server.domain import labels, series
 from octotui.server.domain.state import ServerState, Unsaved
 from octotui.server.records import CommandRec, ContainerRec, TestRec
 
@@ -17,7 +17,7 @@ log = logging.getLogger("octotui.server")
 
 async def flush(s: ServerState, all_labels: bool = False) -> None:
     """Write the tests, containers and commands changed since the last flush (the per-label
-    figures first, every changed one with ``all_labels``: see ``labels.save``).
+    figures and timelines first, every changed one with ``all_labels``: see ``labels.save``).
 
     A write the store refuses as a whole (disk full, locked) keeps every change unsaved for the
     next flush. A record that cannot be written (a value the store refuses) does not hold the
@@ -25,6 +25,7 @@ async def flush(s: ServerState, all_labels: bool = False) -> None:
     """
     # Labels before the state: a test stored as ended has its final labels stored.
     await labels.save(s, everything=all_labels)
+    await series.save(s, everything=all_labels)
     if not s.unsaved:
         return
     batch, s.unsaved = s.unsaved, Unsaved()

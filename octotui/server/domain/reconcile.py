@@ -40,6 +40,9 @@ def heartbeat(s: ServerState, agent_id: str, hb: Heartbeat) -> HeartbeatResponse
     for test_id in held:
         if (t := s.tests.get(test_id)) is not None:
             lifecycle.update_test(s, t)
+    wanted = labels.wanted(s, agent_id, hb)
+    if wanted:
+        return HeartbeatResponse(stop=stop, labels_wanted=wanted)
     return HeartbeatResponse(stop=stop)
 
 

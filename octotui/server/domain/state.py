@@ -57,7 +57,7 @@ class ServerState:
         #: Live (non-terminal) container ids per agent: heartbeats reconcile against these.
         self.live: dict[str, set[str]] = {}
         self.hosts = HostWindows(settings.samples_window)
-        self.series = SeriesWindows(settings.samples_window)
+        self.series = SeriesWindows(settings.series_max_points, settings.series_fine_span)
         self.commands = CommandHub(settings.redeliver_after)
         self.unsaved = Unsaved()
         #: Agents whose last heartbeat time changed since it was last saved.
@@ -78,6 +78,11 @@ class ServerState:
         self.labels: dict[str, LabelBook] = {}
         self.labels_unsaved: set[str] = set()
         self.labels_saved_at = 0.0
+        #: When the timelines of running tests were last stored (``domain/series.py``).
+        self.series_saved_at = 0.0
+        #: Containers whose every label the server asks its agent for again, by agent id: those of
+        #: tests not ended when it started (``domain/labels.py`` ``wanted``), with how often asked.
+        self.labels_wanted: dict[str, dict[str, int]] = {}
         #: Launches one at a time: a launch's store write must not let another place on stale state.
         self.launching = asyncio.Lock()
 

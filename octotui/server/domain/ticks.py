@@ -1,5 +1,6 @@
 """The periodic work: agent health, containers of offline agents lost, live tests sampled, and the
-background loop that also flushes the store, retires agents and keeps the tokens in step."""
+background loop that also flushes the store, retires agents, keeps the tokens in step and deletes
+JTLs past their retention."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import logging
 import time
 
-from octotui.server.domain import agents, clock, commands, lifecycle, operators, persistence
+from octotui.server.domain import agents, clock, commands, jtl, lifecycle, operators, persistence
 from octotui.server.domain.state import ServerState
 from octotui.server.results import live_results
 
@@ -68,6 +69,7 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
     """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
     interval = max(0.1, min(1.0, s.settings.late_after / 5, s.settings.flush_interval))
     last_seen_saved = keys_pruned = checkpointed = time.monotonic()
+    jtls_pruned = float("-inf")  # at start, then every jtl_prune_interval
     while not stop.is_set():
         try:
             tick(s)
@@ -83,6 +85,9 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
             if time.monotonic() - keys_pruned >= KEYS_PRUNED_EVERY:
                 keys_pruned = time.monotonic()
                 await s.store.forget_launch_keys(clock.now() - s.settings.idempotency_ttl)
+            if time.monotonic() - jtls_pruned >= s.settings.jtl_prune_interval:
+                jtls_pruned = time.monotonic()
+                await jtl.prune(s)
         except Exception:
             log.exception("background work failed; retrying")
         with contextlib.suppress(TimeoutError):

@@ -95,6 +95,9 @@ def test_out(s: ServerState, t: TestRec, with_containers: bool = True) -> Test:
         ended_at=dt(t.ended_at),
         containers=[container_out(s, c) for c in cs] if with_containers else [],
         results=results,
+        # Derived from the stored stop request: an operator's stop, or the forced deletion of the
+        # agent that ran its last containers (``agents.delete``).
+        stopped=t.stop_requested and t.state in TEST_TERMINAL,
     )
 
 

@@ -18,7 +18,9 @@ from octotui.server.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    Gone,
     Invalid,
+    NoSpace,
     NotFound,
     TooLarge,
     Unauthorized,
@@ -48,6 +50,8 @@ DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (TooLarge, 413),
     (Unauthorized, 401),
     (Forbidden, 403),
+    (Gone, 410),
+    (NoSpace, 507),
 )
 
 

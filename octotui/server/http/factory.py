@@ -14,7 +14,7 @@ from octotui.server.controller import Controller
 from octotui.server.http import errors
 from octotui.server.http.fastpath import AgentFastPath
 from octotui.server.http.gate import GateMiddleware
-from octotui.server.http.routes import agent_protocol, agents, audit, exports, providers, server, tests, tokens
+from octotui.server.http.routes import agent_protocol, agents, audit, exports, jtl, providers, server, tests, tokens
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 
@@ -24,7 +24,7 @@ def _routes() -> APIRouter:
     root = APIRouter(prefix=API_PREFIX)
     root.include_router(server.public_router)
     api = APIRouter(responses=errors.ERRORS)
-    for module in (server, providers, agents, agent_protocol, tests, exports, tokens, audit):
+    for module in (server, providers, agents, agent_protocol, tests, exports, jtl, tokens, audit):
         api.include_router(module.router)
     root.include_router(api)
     return root
@@ -71,6 +71,10 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
     if fast_path:  # inside the gate: it sees authenticated requests with bounded bodies
         app.add_middleware(AgentFastPath, api=app)
     app.add_middleware(
-        GateMiddleware, controller=controller, max_body=settings.max_body_bytes, max_plan=settings.max_plan_bytes
+        GateMiddleware,
+        controller=controller,
+        max_body=settings.max_body_bytes,
+        max_plan=settings.max_plan_bytes,
+        max_jtl=settings.max_jtl_bytes,
     )
     return app

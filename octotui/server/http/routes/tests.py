@@ -1,5 +1,5 @@
-"""Test routes: launch (with ``Idempotency-Key``), list, read, series, labels, errors, stop a test or one
-container."""
+"""Test routes: launch (with ``Idempotency-Key``), list, read, series, labels, errors, plan, stop a test or
+one container, delete an ended test."""
 
 from __future__ import annotations
 
@@ -70,8 +70,29 @@ async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
 
 @router.get("/tests/{test_id}/series", response_model=TestSeries, tags=["tests"])
 async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
-    ctl.get_test(test_id)
-    return TestSeries(test_id=test_id, points=ctl.series.get(test_id))
+    """The whole test's series, one point a second for the last hour and older points merged (at
+    most ~5,000 points); kept over a restart."""
+    return TestSeries(test_id=test_id, points=await ctl.test_series(test_id))
+
+
+@router.get(
+    "/tests/{test_id}/plan",
+    response_class=Response,
+    tags=["tests"],
+    responses={200: {"content": {"application/xml": {"schema": {"type": "string"}}}, "description": "the JMX"}},
+)
+async def test_plan(test_id: str, ctl: Ctl, _: Reader) -> Response:
+    """The JMX plan the test was launched with, as it was sent."""
+    return Response(ctl.test_plan(test_id), media_type="application/xml")
+
+
+@router.delete("/tests/{test_id}", status_code=204, tags=["tests"])
+async def delete_test(test_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
+    """Delete an ended test with its containers, per-label figures, series and JTLs (409 while it
+    has not ended: stop it first)."""
+    test = await ctl.delete_test(test_id)
+    await audit_change(request, who, "test.delete", test_id, f"name={test.name}")
+    return Response(status_code=204)
 
 
 @router.get("/tests/{test_id}/labels", response_model=list[LabelFigures], tags=["tests"])
