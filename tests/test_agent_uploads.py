@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agent.jtlfollow import JtlFollower
@@ -33,6 +34,7 @@ from agent.settings import parse_settings
 from agent.state import Identity
 from agent.uploads import SPOOL, Uploader
 from octotui.protocol import ContainerReport, ErrorCount, LabelStats
+from tests.support.admin import create_provider
 from tests.support.processes import AgentProcess
 from tests.support.tinyproxy import Tinyproxy
 from tests.support.waiting import wait_until, wait_until_async
@@ -577,3 +579,58 @@ def test_the_upload_goes_through_the_agents_proxy(peer: Peer, tinyproxy: Tinypro
     [got] = peer.uploads_of("c1")
     assert got["sha_ok"] and got["plain_sha256"] == expected
     assert tinyproxy.requests(f"/api/v1/agents/{AGENT_ID}/containers/c1/jtl") == 1, tinyproxy.log()[-2000:]
+
+
+# --- end to end: real server, real agent, real JMeter ----------------------------------------------
+
+E2E_PLAN = Path(__file__).resolve().parent.parent / "examples" / "http-get.jmx"
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+def test_the_server_holds_the_jtl_and_the_agent_forgets_it(  # type: ignore[no-untyped-def]
+    server, agents, docker_client, jmeter_image, http_target, tmp_path: Path
+) -> None:
+    """A short real run: once it ended, the merged JTL has every sample (and its header) and the
+    agent's work folder for the container is gone."""
+    api = server.client()
+    provider = create_provider(api, "uploads")
+    state = tmp_path / "gen"
+    agents.append(AgentProcess(server.url, provider["token"], state, location="paris", name="gen").start())
+
+    def online() -> bool:
+        return any(
+            a["status"] == "online" and (a.get("docker") or {}).get("available") for a in api.get("/agents").json()
+        )
+
+    wait_until(online, timeout=40, what="the agent online with Docker")
+    created = api.post("/tests", json={
+        "name": "jtl upload", "plan": E2E_PLAN.read_text(), "provider": provider["id"], "containers": 1,
+        "image": jmeter_image, "users": 1, "duration": 4,
+        "properties": {"host": "127.0.0.1", "port": str(http_target.port), "path": "/", "think_ms": "50"},
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    test_id, container_id = created.json()["id"], created.json()["containers"][0]["id"]
+    folder = state / "work" / container_id
+    wait_until(lambda: (folder / "results" / "results.jtl").exists(), timeout=90, what="the JTL written")
+
+    def ended() -> dict[str, Any] | None:
+        current = api.get(f"/tests/{test_id}").json()
+        return current if current["state"] in ("finished", "failed", "stopped") else None
+
+    final = wait_until(ended, timeout=120, interval=0.5, what="the test to end")
+    assert final["state"] == "finished", final
+    samples = final["results"]["samples"]
+    assert samples > 0
+
+    def exported() -> httpx.Response | None:
+        answer = api.get(f"/tests/{test_id}/export/jtl")
+        return answer if answer.status_code == 200 and not answer.headers.get("X-Octotui-Missing") else None
+
+    merged = wait_until(exported, timeout=60, interval=0.5, what="the merged JTL with the container's rows")
+    lines = merged.text.splitlines()
+    assert len(lines) == samples + 1, f"{len(lines)} lines for {samples} samples"
+    assert lines[0].startswith("timeStamp,"), lines[0]
+    wait_until(lambda: not folder.exists(), timeout=30, what="the agent's work folder removed")
+    assert f"JTL of container {container_id} stored by the server" in agents[0].log()
