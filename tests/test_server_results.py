@@ -562,3 +562,41 @@ async def test_the_plan_is_read_back(tmp_path: Path) -> None:
         reader = await env.ctl.add_operator_token("read-only", "watcher")
         assert (await env.http.get(f"/tests/{test['id']}/plan", headers=bearer(reader))).text == plan
         assert (await env.http.get("/tests/t-000000000000/plan")).status_code == 404
+
+
+def test_a_real_server_streams_uploads_under_its_limit_and_exports_them(tmp_path: Path) -> None:
+    """``octotui server --max-jtl-bytes``: chunked and sized uploads through uvicorn, then the export."""
+    server = ServerProcess(tmp_path / "server", "--max-jtl-bytes", "200000", "--jtl-retention", "0").start()
+    try:
+        api = server.client()
+        token = create_provider(api, "local")["token"]
+        host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 20.0, "memory_total": 8 * 1024**3}
+        r = api.post("/agents/register", json={"name": "gen-1", "location": "paris"}, headers=bearer(token))
+        agent_id, agent_token = r.json()["agent_id"], r.json()["agent_token"]
+        beat = {"host": host, "docker": {"available": True, "version": "20.10"}}
+        api.post(f"/agents/{agent_id}/heartbeat", json=beat, headers=bearer(agent_token)).raise_for_status()
+        test = api.post("/tests", json={"name": "t", "plan": PLAN, "provider": "local", "containers": 1}).json()
+        (cmd,) = api.get(f"/agents/{agent_id}/commands", params={"timeout": 0}, headers=bearer(agent_token)).json()
+        beat["containers"] = [report(cmd, "finished", exit_code=0)]
+        api.post(f"/agents/{agent_id}/heartbeat", json=beat, headers=bearer(agent_token)).raise_for_status()
+        path = f"/agents/{agent_id}/containers/{cmd['container_id']}/jtl"
+
+        def put(body: bytes, chunked: bool) -> httpx.Response:
+            content: Any = iter([body[i : i + 8192] for i in range(0, len(body), 8192)]) if chunked else body
+            return api.put(path, content=content, headers={**bearer(agent_token), "X-Checksum-Sha256": sha(body)})
+
+        small = gzip.compress(jtl_file(0, 3000))
+        big = gzip.compress(random.Random(3).randbytes(300_000), compresslevel=0)
+        for chunked in (True, False):
+            r = put(big, chunked)
+            assert r.status_code == 413 and "200000 bytes" in r.json()["detail"], (chunked, r.text)
+            r = put(small, chunked)
+            assert r.status_code == 204, (chunked, r.text)
+        folder = server.data_dir / "results" / test["id"]
+        assert [p.name for p in folder.iterdir()] == [f"{cmd['container_id']}.jtl.gz"]
+        with api.stream("GET", f"/tests/{test['id']}/export/jtl") as r:
+            assert r.status_code == 200 and r.headers["x-octotui-order"] == "container"
+            assert r.headers.get("transfer-encoding") == "chunked"
+            assert b"".join(r.iter_bytes()) == jtl_file(0, 3000)
+    finally:
+        server.stop()

@@ -35,6 +35,23 @@ from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
 
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of days >= 0, got {text}")
+    return value
+
+
+def _byte_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1, got {text}")
+    return int(text)
+
+
 OPTIONS: list[Option] = [
     Option("data-dir", "directory of the server's state (SQLite, admin.token, server.url)", type=Path),
     Option("host", "address to listen on", default="127.0.0.1"),
@@ -56,6 +73,18 @@ OPTIONS: list[Option] = [
         " show stale until those labels change again)",
         default=30.0,
         type=positive_float,
+    ),
+    Option(
+        "jtl-retention",
+        "days the uploaded JTLs of an ended test are kept (0: for ever); older ones are deleted, logged",
+        default=30.0,
+        type=_days,
+    ),
+    Option(
+        "max-jtl-bytes",
+        "largest JTL an agent may upload (gzip-compressed, as sent)",
+        default=4 * 1024**3,
+        type=_byte_count,
     ),
     Option("default-image", "JMeter image of tests that name none", default="justb4/jmeter:5.5"),
     Option("tls-cert", "certificate file (PEM) to serve HTTPS", type=Path),
@@ -214,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return_wait=values["return_wait"],
         stop_deadline=values["stop_deadline"],
         labels_save_interval=values["labels_save_interval"],
+        jtl_retention_days=values["jtl_retention"],
+        max_jtl_bytes=values["max_jtl_bytes"],
         default_image=values["default_image"],
         tls_cert=Path(values["tls_cert"]) if values["tls_cert"] else None,
         tls_key=Path(values["tls_key"]) if values["tls_key"] else None,
