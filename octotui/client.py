@@ -243,6 +243,14 @@ class Client:
         body = spec.model_copy(update={"dry_run": True}).model_dump(mode="json", exclude_none=True)
         return self._parse(await self._request("POST", "/tests", json=body), Placement)
 
+    async def plan(self, test_id: str) -> str:
+        """The JMX plan ``test_id`` was launched with, as it was sent (``GET /tests/{id}/plan``)."""
+        return (await self._request("GET", f"/tests/{quote(test_id, safe='')}/plan")).text
+
+    async def delete_test(self, test_id: str) -> None:
+        """Delete an ended test with its results and files; the server refuses a live one (409)."""
+        await self._request("DELETE", f"/tests/{quote(test_id, safe='')}")
+
     async def stop_test(self, test_id: str) -> Test:
         return self._parse(await self._request("POST", f"/tests/{test_id}/stop"), Test)
 
