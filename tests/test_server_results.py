@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import random
 import signal
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -594,6 +595,14 @@ def test_a_real_server_streams_uploads_under_its_limit_and_exports_them(tmp_path
             assert r.status_code == 204, (chunked, r.text)
         folder = server.data_dir / "results" / test["id"]
         assert [p.name for p in folder.iterdir()] == [f"{cmd['container_id']}.jtl.gz"]
+        # An agent cut off mid-upload: the part received is thrown away, the stored JTL stays.
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            head = (f"PUT /api/v1{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {agent_token}\r\n"
+                    f"X-Checksum-Sha256: {sha(big)}\r\nContent-Length: {len(small) * 2}\r\n\r\n")  # fmt: skip
+            sock.sendall(head.encode() + small[: len(small) // 2])
+            wait_until(lambda: any(p.name.endswith(".part") for p in folder.iterdir()), timeout=10, what="a part")
+        wait_until(lambda: len(list(folder.iterdir())) == 1, timeout=10, what="the part removed")
+        assert "Traceback" not in server.log_path.read_text()
         with api.stream("GET", f"/tests/{test['id']}/export/jtl") as r:
             assert r.status_code == 200 and r.headers["x-octotui-order"] == "container"
             assert r.headers.get("transfer-encoding") == "chunked"

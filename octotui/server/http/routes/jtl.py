@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
-from octotui.protocol import API_PREFIX
+from octotui.protocol import API_PREFIX, ErrorBody
 from octotui.server.auth import require_agent
 from octotui.server.http.deps import Anyone, Ctl, Reader
 
 router = APIRouter()
+log = logging.getLogger("octotui.server")
 
 #: The upload's path (the gate streams its body past the JSON routes' size limit).
 UPLOAD = f"{API_PREFIX}/agents/{{agent_id}}/containers/{{container_id}}/jtl"
@@ -29,7 +32,7 @@ _GZIP_BODY = {
     status_code=204,
     tags=["agent protocol"],
     openapi_extra=_GZIP_BODY,
-    responses={507: {"description": "the server's disk is full"}},
+    responses={507: {"model": ErrorBody, "description": "the server's disk is full"}},
 )
 async def upload_jtl(
     agent_id: str,
@@ -47,7 +50,11 @@ async def upload_jtl(
     require_agent(who, agent_id)
     length = request.headers.get("content-length")
     size = int(length) if length is not None and length.isdigit() else None
-    await ctl.receive_jtl(agent_id, container_id, x_checksum_sha256, size, request.stream())
+    try:
+        await ctl.receive_jtl(agent_id, container_id, x_checksum_sha256, size, request.stream())
+    except ClientDisconnect:  # nothing was kept; nobody reads this answer
+        log.info("JTL upload of container %s cut short by its agent %s: nothing kept", container_id, agent_id)
+        return Response(status_code=400)
     return Response(status_code=204)
 
 
@@ -55,7 +62,10 @@ async def upload_jtl(
     "/tests/{test_id}/export/jtl",
     response_class=StreamingResponse,
     tags=["exports"],
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the merged JTL"}},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the merged JTL"},
+        410: {"model": ErrorBody, "description": "its JTLs were deleted by the retention setting"},
+    },
 )
 async def export_jtl(test_id: str, ctl: Ctl, _: Reader) -> StreamingResponse:
     """The test's merged JTL: the header line once, then each container's rows in container index
