@@ -28,6 +28,7 @@ FIGURES = [
     "terminal_output",
     "first_frame",
     "export_report",
+    "jtl_export",
 ]
 
 
