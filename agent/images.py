@@ -4,11 +4,10 @@ record, in a task of its own so that a stop cancels the pull at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from agent.engine import Engine, EngineError, NotFound
-from agent.records import STOPPED_BEFORE_START, LaunchError, Tracked, message
+from agent.records import LaunchError, Tracked, message, stoppable
 
 log = logging.getLogger("octotui.agent.containers")
 
@@ -23,17 +22,7 @@ async def ensure_image(api: Engine, tracked: Tracked, image: str) -> None:
     tracked.state, tracked.pull_progress = "pulling", 0.0
     log.info("container %s: pulling %s", tracked.container_id, image)
     # the pull runs as a task of its own, so that a stop cancels it at once (and closes the stream)
-    pull = tracked.pull_task = asyncio.create_task(_pull(tracked, api, image), name=f"pull-{image}")
-    try:
-        await pull
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if tracked.stop_requested and not (task is not None and task.cancelling()):
-            log.info("container %s: pull of %s cancelled by a stop", tracked.container_id, image)
-            raise LaunchError(STOPPED_BEFORE_START) from None
-        raise
-    finally:
-        tracked.pull_task = None
+    await stoppable(tracked, _pull(tracked, api, image), f"pull of {image}")
     tracked.pull_progress = 1.0
     try:
         await api.inspect_image(image)

@@ -13,10 +13,11 @@ the table :data:`STATUS_ERRORS`), as httpx decides its own exceptions at its tra
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,41 @@ def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:
     return settings.verify
 
 
+def _check_status(what: str, response: httpx.Response) -> None:
+    """Raise the link's error for an error status (its body read already)."""
+    if response.status_code >= 500:
+        raise ServerUnreachable(f"server error {response.status_code}")
+    if response.is_error:
+        error = STATUS_ERRORS.get(response.status_code, Refused)
+        raise error(what, response.status_code, _detail(response))
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 #: Bytes read from an upload's file per chunk sent.
 UPLOAD_CHUNK = 256 * 1024
+#: Bytes of a download held before they are written to its file (memory stays about this).
+DOWNLOAD_BUFFER = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a download wrote: its size and the SHA-256 (hex) of its bytes."""
+
+    size: int
+    sha256: str
+
+
+def api_path(path: str) -> str:
+    """``path`` when it is a path under the server's API; ValueError for anything that could lead
+    elsewhere (a URL, ``//host``): the agent's token goes to its own server only."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or any(c in path for c in "\r\n\t "):
+        raise ValueError(f"not a path under the server's API: {path[:200]!r}")
+    if ".." in path.split("?", 1)[0].split("/"):
+        raise ValueError(f"not a path under the server's API: {path[:200]!r}")
+    return path
 
 
 async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
@@ -184,11 +214,7 @@ class ServerLink:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
-        if response.status_code >= 500:
-            raise ServerUnreachable(f"server error {response.status_code}")
-        if response.is_error:
-            error = STATUS_ERRORS.get(response.status_code, Refused)
-            raise error(what, response.status_code, _detail(response))
+        _check_status(what, response)
         return response
 
     async def register(self, provider_token: str, body: RegisterRequest) -> RegisterResponse:
@@ -268,3 +294,50 @@ class ServerLink:
             # the server may check and store the whole file before it answers
             timeout=httpx.Timeout(60.0, connect=10.0, read=120.0),
         )  # fmt: skip
+
+    async def download(
+        self, agent: Identity, path: str, target: Path, limit: int, progress: Callable[[int], None] | None = None
+    ) -> Fetched:
+        """GET ``path`` (under ``/api/v1``) with this agent's token into ``target``, streamed: at most
+        :data:`DOWNLOAD_BUFFER` bytes held, written in a thread. Reading stops past ``limit`` bytes
+        (the size expected: what is more is wrong anyway). ``progress`` gets the bytes written so far.
+
+        Cancelling it closes the connection at once; ``target`` is then left as written so far (the
+        caller removes it).
+        """
+        request = self._http.build_request("GET", api_path(path), headers=_bearer(agent.agent_token))
+        digest, size = hashlib.sha256(), 0
+        handle = await asyncio.to_thread(target.open, "wb")
+        try:
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise _transport_error(exc) from exc
+            try:
+                if response.is_error:
+                    await response.aread()
+                    _check_status("download", response)
+                pending = bytearray()
+                try:
+                    async for chunk in response.aiter_bytes():
+                        digest.update(chunk)
+                        size += len(chunk)
+                        pending += chunk
+                        if len(pending) >= DOWNLOAD_BUFFER or size > limit:
+                            await asyncio.to_thread(handle.write, bytes(pending))
+                            pending.clear()
+                            if progress is not None:
+                                progress(size)
+                        if size > limit:
+                            break
+                except httpx.TransportError as exc:
+                    raise _transport_error(exc) from exc
+                if pending:
+                    await asyncio.to_thread(handle.write, bytes(pending))
+                if progress is not None:
+                    progress(size)
+            finally:
+                await response.aclose()
+        finally:
+            await asyncio.to_thread(handle.close)
+        return Fetched(size, digest.hexdigest())

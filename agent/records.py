@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,10 @@ class Tracked:
     stop_requested: bool = False
     #: When a repeated stop may force ``docker stop`` (monotonic s): the first stop's grace has passed.
     stop_deadline: float | None = None
+    #: What a stop cancels while the container is prepared: its image pull, its files' download.
     pull_task: asyncio.Task[None] | None = None
+    #: The SHA-256 of the files its launch brings: the agent's cache keeps them while it lives.
+    files: list[str] = field(default_factory=list)
     cpu_percent: float = 0.0
     memory_bytes: int = 0
     cgroup: CgroupFiles | None = None
@@ -101,6 +104,22 @@ class Tracked:
             errors=labels.errors if labels is not None else None,
             labels_folded=labels.folded if labels is not None else False,
         )
+
+
+async def stoppable(tracked: Tracked, step: Coroutine[Any, Any, None], what: str) -> None:
+    """Run ``step`` of a launch as ``tracked.pull_task``, which a stop cancels at once (closing its
+    streams); :class:`LaunchError` (:data:`STOPPED_BEFORE_START`) when a stop did."""
+    task = tracked.pull_task = asyncio.create_task(step, name=f"{what}-{tracked.container_id}")
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if tracked.stop_requested and not (current is not None and current.cancelling()):
+            log.info("container %s: %s cancelled by a stop", tracked.container_id, what)
+            raise LaunchError(STOPPED_BEFORE_START) from None
+        raise
+    finally:
+        tracked.pull_task = None
 
 
 def jtl_path(work_dir: Path, container_id: str) -> Path:

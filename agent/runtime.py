@@ -36,6 +36,7 @@ from agent.pacing import IdleLimit, Reachability, backoff_delay
 from agent.records import LaunchError
 from agent.settings import AgentSettings
 from agent.state import CommandLog, Identity, check_writable, load_instance
+from agent.testfiles import TestFiles
 from agent.uploads import Uploader
 from octotui.protocol import (
     TERMINAL_CONTAINER_STATES,
@@ -424,6 +425,7 @@ class AgentRuntime:
                 settings.state_dir / "containers.json",
                 settings.network_mode,
                 instance=self.instance,
+                files=TestFiles(self.link, self._current_identity, settings.work_dir),
             )
             self.uploads = Uploader(
                 self.link, self._current_identity, settings.work_dir, settings.state_dir / "uploads.json",
