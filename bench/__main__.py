@@ -29,6 +29,8 @@ FIGURES = [
     "first_frame",
     "export_report",
     "jtl_export",
+    "agent_jtl",
+    "dashboard_labels",
 ]
 
 
