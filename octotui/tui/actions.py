@@ -8,6 +8,7 @@ server's reason on refusal), and wakes the poll worker so that its effect shows 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from textual.app import App
 
 from octotui.client import Client, ClientError, ServerUnreachable
 from octotui.protocol import Placement, Provider, Test, TestCreate
+from octotui.tui.forms import rerun_spec
 from octotui.tui.poller import Poller
 
 #: What to do after making a provider: its registration token is shown in this dashboard only.
@@ -64,6 +66,27 @@ class Actions:
         self.poller.wake()
         return test
 
+    async def test_plan(self, test_id: str) -> str:
+        """The plan a test was launched with, read back from the server; raises :class:`ClientError`."""
+        return await self.client.plan(test_id)
+
+    def rerun_test(self, test: Test) -> None:
+        """Launch ``test`` again as it was (its plan read back from the server), as a new test with
+        a new idempotency key; the outcome is notified."""
+        self._app.run_worker(self._rerun(test), group="actions", exit_on_error=False)
+
+    async def _rerun(self, test: Test) -> None:
+        try:
+            plan = await self.client.plan(test.id)
+            made = await self.client.create_test(rerun_spec(test, plan), f"rerun-{uuid.uuid4().hex}")
+        except ClientError as exc:
+            why = f"the server refused: {exc.message}" if exc.status == 403 else exc.message
+            self._app.notify(why, title=f"Cannot re-run {test.name}", severity="error")
+            return
+        finally:
+            self.poller.wake()
+        self._app.notify(f"{made.name}: {len(made.containers)} container(s) queued", title="Test re-run")
+
     # --- changes whose outcome is notified -----------------------------------------------------
 
     def stop_test(self, test_id: str, name: str) -> None:
@@ -78,6 +101,26 @@ class Actions:
             f"Stopping {label}",
             "Container",
         )
+
+    def delete_test(self, test_id: str, name: str) -> None:
+        """Delete an ended test with its results; a test still running is refused (409), said so."""
+        self._app.run_worker(self._delete(test_id, name), group="actions", exit_on_error=False)
+
+    async def _delete(self, test_id: str, name: str) -> str | None:
+        """None when deleted (and notified), else why not (notified too)."""
+        try:
+            await self.client.delete_test(test_id)
+        except ClientError as exc:
+            if exc.status == 409:
+                why = f"{name} is still running: stop it first (s), then delete it ({exc.message})"
+            else:
+                why = f"the server refused: {exc.message}" if exc.status == 403 else exc.message
+            self._app.notify(why, title=f"Cannot delete {name}", severity="error")
+            return why
+        finally:
+            self.poller.wake()
+        self._app.notify(f"Test {name} deleted, with its results", title="Test")
+        return None
 
     def create_provider(self, name: str) -> None:
         """Create a provider named ``name``."""

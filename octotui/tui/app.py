@@ -30,6 +30,7 @@ from octotui.tui.screens.quit import QuitScreen, active_tests
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.state import Connection, TestLabels
 from octotui.tui.supervisor import EXIT_NOTICE_S, Supervisor
+from octotui.tui.usage import ContainerUsage, UsageRevision
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import ProvidersTable
 
@@ -99,6 +100,8 @@ class OctoApp(DashboardApp):
         #: Why the embedded server is down, for the status bar ("" while it runs).
         self._down = ""
         self._token_refused = False
+        #: The open test's containers' CPU and memory, kept while its screen is open.
+        self._usage: ContainerUsage | None = None
 
     @property
     def client(self) -> Client:
@@ -171,6 +174,12 @@ class OctoApp(DashboardApp):
     def on_test_detail_updated(self, message: messages.TestDetailUpdated) -> None:
         if message.test.id == self.poller.test_id:
             self.test_detail = (message.test, message.series)
+            usage = self._usage
+            if usage is None or usage.test_id != message.test.id:
+                usage = self._usage = ContainerUsage(message.test.id)
+            if usage.add(message.test):
+                revision = self.container_usage.revision + 1 if self.container_usage else 1
+                self.container_usage = UsageRevision(revision, usage)
 
     def on_test_labels_updated(self, message: messages.TestLabelsUpdated) -> None:
         if message.test_id == self.poller.test_id:
@@ -241,6 +250,8 @@ class OctoApp(DashboardApp):
             self.poller.test_id = key
             self.test_detail = None
             self.test_labels = None
+            self._usage = None
+            self.container_usage = None
         else:
             self.poller.audit = key is not None
             self.audit = None

@@ -13,6 +13,7 @@ from textual.reactive import var
 from octotui.protocol import Agent, AgentMetrics, AuditEntry, Provider, ServerInfo, Test, TestSeries
 from octotui.tui.actions import Actions
 from octotui.tui.state import Connection, TestLabels
+from octotui.tui.usage import UsageRevision
 
 
 class DashboardApp(App[int]):
@@ -27,6 +28,8 @@ class DashboardApp(App[int]):
     test_detail: var[tuple[Test, TestSeries] | None] = var(None)
     #: The open test's per-label figures and errors; set only when they changed.
     test_labels: var[TestLabels | None] = var(None)
+    #: Each container's CPU and memory over time, for the open test (a new value when it grew).
+    container_usage: var[UsageRevision | None] = var(None)
     read_only: var[bool] = var(False)
     audit: var[tuple[list[AuditEntry], str] | None] = var(None)
 

@@ -17,7 +17,16 @@ from typing import Any
 from annotated_types import Ge, Le
 from pydantic import StringConstraints, ValidationError
 
-from octotui.protocol import Location, Name, Placement, TestCreate, property_problem
+from octotui.protocol import (
+    FIELD_PROPERTIES,
+    Location,
+    Name,
+    Placement,
+    Test,
+    TestCreate,
+    TestFile,
+    property_problem,
+)
 from octotui.tui.format import human_size, plural
 
 
@@ -164,6 +173,23 @@ MAYBE_STARTED = "The test may have started: look at the tests table (escape) bef
 
 
 @dataclass(frozen=True)
+class ServerPlan:
+    """A plan read back from the server (``GET /tests/{id}/plan``) for a launch like an earlier test's:
+    the plan field reads ``label`` instead of a path, and the launch sends ``text``."""
+
+    label: str
+    text: str
+    #: The earlier test's name (the launch's name when the field is left empty) and files.
+    name: str
+    files: tuple[TestFile, ...] = ()
+
+
+def server_plan_label(test_name: str) -> str:
+    """What the plan field reads when the plan is an earlier test's, kept by the server."""
+    return f"plan of test {test_name} (from the server)"
+
+
+@dataclass(frozen=True)
 class Form:
     """The launch form's fields, read and checked (``problem`` names the first bad one)."""
 
@@ -172,11 +198,17 @@ class Form:
     warnings: tuple[str, ...] = ()
 
 
-def read_launch_form(fields: Mapping[str, str], provider: str | None, max_plan_bytes: int | None) -> Form:
+def read_launch_form(
+    fields: Mapping[str, str], provider: str | None, max_plan_bytes: int | None, server_plan: ServerPlan | None = None
+) -> Form:
     """The spec that the launch form's ``fields`` (text by field name) describe, its plan still to
-    be read (see :func:`read_plan`), or the first problem; ``provider``: the chosen provider's id."""
+    be read (see :func:`read_plan`), or the first problem; ``provider``: the chosen provider's id.
+
+    ``server_plan``: an earlier test's plan, used while the plan field reads its label (no path then);
+    its files go with the launch."""
     plan_path = fields.get("plan", "")
-    if problem := check_plan_path(plan_path, max_plan_bytes):
+    from_server = server_plan is not None and plan_path.strip() == server_plan.label
+    if not from_server and (problem := check_plan_path(plan_path, max_plan_bytes)):
         return Form(None, f"Plan file: {problem}")
     if provider is None:
         return Form(None, "Provider: create a provider first")
@@ -184,7 +216,7 @@ def read_launch_form(fields: Mapping[str, str], provider: str | None, max_plan_b
     if problem := next((p for _, p in counts.values() if p), None):
         return Form(None, problem)
     given = fields.get("name", "").strip()
-    name = given or Path(plan_path.strip()).expanduser().stem
+    name = given or (server_plan.name if server_plan and from_server else Path(plan_path.strip()).expanduser().stem)
     if problem := check_name(name):
         whose = "" if given else f" (the plan's file name {name!r})"
         return Form(None, f"Name{whose}: {problem}")
@@ -208,6 +240,7 @@ def read_launch_form(fields: Mapping[str, str], provider: str | None, max_plan_b
             duration=duration,
             rampup=rampup,
             properties=properties,
+            files=list(server_plan.files) if server_plan and from_server else [],
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -237,3 +270,79 @@ def placement_text(placement: Placement, users: int | None = None) -> str:
         rest = sum(i.containers for i in placement.items[4:])
         lines.append(f"  … {plural(len(placement.items) - 4, 'more agent')}: {plural(rest, 'container')}")
     return "\n".join(lines)
+
+
+# --- an earlier test, again -------------------------------------------------------------------
+
+
+def _settings(test: Test) -> tuple[dict[str, int], dict[str, str]]:
+    """``test``'s users, duration and ramp-up (the server keeps them as properties) as the launch
+    fields they came from, and its other properties; one that is not a count the field accepts
+    stays a property, as it was."""
+    properties = dict(test.properties)
+    counts: dict[str, int] = {}
+    for key in FIELD_PROPERTIES:
+        value, problem = parse_count(properties.get(key, ""), key)
+        if value is not None and problem is None:
+            counts[key] = value
+            del properties[key]
+    return counts, properties
+
+
+def rerun_spec(test: Test, plan: str) -> TestCreate:
+    """The launch that runs ``test`` again as it was: its ``plan`` (read back from the server), name,
+    provider, locations, number of containers, image, users, duration, ramp-up, properties, files."""
+    counts, properties = _settings(test)
+    return TestCreate(
+        name=test.name,
+        plan=plan,
+        provider=test.provider,
+        containers=max(1, len(test.containers)),
+        locations=list(test.locations) or None,
+        image=test.image or None,
+        properties=properties,
+        files=list(test.files),
+        **counts,  # type: ignore[arg-type]
+    )
+
+
+def rerun_question(test: Test) -> str:
+    """The confirmation of a re-run: what will run, in words."""
+    counts, properties = _settings(test)
+    n = max(1, len(test.containers))
+    where = test.provider_name or test.provider
+    if test.locations:
+        where += f" ({', '.join(test.locations)})"
+    parts = [plural(n, "container") + f" on {where}"]
+    if "users" in counts:
+        parts.append(plural(counts["users"], "user") + " each")
+    if "duration" in counts:
+        parts.append(f"{counts['duration']} s")
+    if "rampup" in counts:
+        parts.append(f"ramp-up {counts['rampup']} s")
+    lines = [f"Run {test.name} again as it was? A new test starts:", " · ".join(parts), f"image {test.image}"]
+    if properties:
+        shown = " ".join(f"{k}={v}" for k, v in sorted(properties.items()))
+        lines.append("properties " + (shown if len(shown) <= 120 else shown[:119] + "…"))
+    if test.files:
+        lines.append(plural(len(test.files), "file") + " as before")
+    lines.append(f"plan: {server_plan_label(test.name)}")
+    return "\n".join(lines)
+
+
+def prefill_fields(test: Test) -> tuple[dict[str, str], str]:
+    """The launch form's fields filled with ``test``'s settings (its plan field reads
+    :func:`server_plan_label`), and its provider's id."""
+    counts, properties = _settings(test)
+    fields = {
+        "plan": server_plan_label(test.name),
+        "name": test.name,
+        "locations": ",".join(test.locations),
+        "containers": str(max(1, len(test.containers))),
+        "users": str(counts.get("users", "")),
+        "duration": str(counts.get("duration", "")),
+        "rampup": str(counts.get("rampup", "")),
+        "properties": " ".join(f"{k}={v}" for k, v in properties.items()),
+        "image": test.image,
+    }
+    return fields, test.provider

@@ -152,17 +152,29 @@ class Poller:
             # Per-label figures and errors at the detail's cadence, for the open test only; a server
             # without them answers 404, which the client turns into None (shown as "none kept").
             client = self.client
-            if held is not None:
-                test = held
-                series, labels, errors = await asyncio.gather(
-                    client.test_series(test_id), client.labels(test_id), client.errors(test_id)
-                )
+            try:
+                if held is not None:
+                    test = held
+                    series, labels, errors = await asyncio.gather(
+                        client.test_series(test_id), client.labels(test_id), client.errors(test_id)
+                    )
+                else:
+                    test, series, labels, errors = await asyncio.gather(
+                        client.test(test_id),
+                        client.test_series(test_id),
+                        client.labels(test_id),
+                        client.errors(test_id),
+                    )
+            except Unreachable:
+                raise
+            except ClientError as exc:
+                # The open test was deleted (by this dashboard or another): the rest of the round
+                # still counts; its screen hears of it from the tests list.
+                if exc.status != 404:
+                    raise
             else:
-                test, series, labels, errors = await asyncio.gather(
-                    client.test(test_id), client.test_series(test_id), client.labels(test_id), client.errors(test_id)
-                )
-            self.post(messages.TestDetailUpdated(test, series))
-            self.post(messages.TestLabelsUpdated(test_id, labels, errors))
+                self.post(messages.TestDetailUpdated(test, series))
+                self.post(messages.TestLabelsUpdated(test_id, labels, errors))
         if self.audit:
             self.post(await self._audit())
         recovered = self._lost and self.rounds > 0

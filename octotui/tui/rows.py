@@ -34,6 +34,7 @@ TEST_STATE_STYLE = {
     "running": "success",
     "stopping": "warning",
     "finished": "foreground-muted",
+    "stopped": "foreground-muted",
     "failed": "error",
 }
 CONTAINER_STATE_STYLE = {
@@ -158,6 +159,11 @@ def _elapsed(test: Test, now: float, stale: bool = False) -> Cell:
     return Cell(fmt.duration(seconds), sort=seconds)
 
 
+def test_state(test: Test) -> str:
+    """A test's state in words: ``stopped`` for one an operator stopped (the server says ``finished``)."""
+    return "stopped" if test.stopped and test.state == "finished" else test.state
+
+
 def live_containers(test: Test) -> int:
     """Containers of ``test`` that still run or are on their way."""
     return sum(1 for c in test.containers if c.state not in TERMINAL_CONTAINER_STATES)
@@ -172,7 +178,7 @@ def test_rows(tests: Sequence[Test], *, stale: bool = False) -> tuple[dict[str, 
         r = t.results
         rows[t.id] = (
             Cell(t.name),
-            Cell(t.state, TEST_STATE_STYLE.get(t.state)),
+            Cell(test_state(t), TEST_STATE_STYLE.get(test_state(t))),
             Cell(f"{live_containers(t)}/{len(t.containers)}", sort=len(t.containers)),
             Cell(f"{r.throughput:.1f}", sort=r.throughput),
             Cell(str(r.errors), "error" if r.errors else None, sort=r.errors),

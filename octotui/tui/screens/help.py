@@ -22,14 +22,15 @@ HELP = """\
   a / p / t  focus agents / providers / tests
   l          launch a test          s        stop the selected test
   d          container distribution over providers and locations
-  u          audit log              del      remove an offline agent
+  u          audit log              del      remove agent / ended test
 [b]Providers table[/b] (p)
   i / enter  the lines that install an agent; c copies one
   n          new provider           r        rename
   del        delete (asks first)    k        new token (asks first)
 [b]Agent screen[/b]: live CPU and memory, per-core bars, its containers
-[b]Test screen[/b]: live charts; c / l / e show containers / labels / errors
+[b]Test screen[/b]: c / l / e / m containers / labels / errors / CPU+mem
   s / x      stop test / container  /        filter labels and errors
+  R / E      re-run as it was / edit a copy  del  delete it once ended
 [b]Launch dialog[/b]: plan file, provider, where, how many, how long
   enter      preview the placement  ctrl+l   launch it
 Read-only mode hides every key that changes something."""

@@ -1,4 +1,6 @@
 """The launch dialog: a plan file and where to run it; the placement is previewed before launch.
+Opened from an earlier test, it starts filled with that test's settings and its plan as the server
+keeps it (the plan field then names that plan instead of a path).
 
 What the fields accept, and how they become a ``TestCreate``, is :mod:`octotui.tui.forms`'s.
 """
@@ -21,12 +23,13 @@ from octotui.client import ClientError, ServerUnreachable
 from octotui.protocol import TestCreate
 from octotui.tui.actions import not_sent
 from octotui.tui.dashboard import DashboardApp
-from octotui.tui.format import plural
+from octotui.tui.format import human_size, plural
 from octotui.tui.forms import (
     LIMITS,
     MAYBE_STARTED,
     REMEMBERED,
     Form,
+    ServerPlan,
     check_plan_path,
     parse_count,
     placement_text,
@@ -42,11 +45,15 @@ FIELDS = ("plan", "name", "locations", "containers", "users", "duration", "rampu
 class PlanFile(Validator):
     """Validates a plan path as it is typed: exists, is a file, readable, not too large."""
 
-    def __init__(self, max_bytes: int | None = None) -> None:
+    def __init__(self, max_bytes: int | None = None, server_label: str | None = None) -> None:
         super().__init__()
         self.max_bytes = max_bytes
+        #: What the field reads when the plan is an earlier test's, from the server: no path to check.
+        self.server_label = server_label
 
     def validate(self, value: str) -> ValidationResult:
+        if self.server_label is not None and value.strip() == self.server_label:
+            return self.success()
         problem = check_plan_path(value, self.max_bytes)
         return self.failure(problem, value) if problem else self.success()
 
@@ -72,8 +79,19 @@ class LaunchScreen(ModalScreen[str | None]):
         Binding("ctrl+l", "launch", "Launch"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        fields: dict[str, str] | None = None,
+        provider: str | None = None,
+        server_plan: ServerPlan | None = None,
+    ) -> None:
+        """``fields``, ``provider``, ``server_plan``: start filled with an earlier test's settings
+        (see :func:`~octotui.tui.forms.prefill_fields`) instead of the last launch's."""
         super().__init__()
+        self.fields = fields
+        self.provider = provider
+        self.server_plan = server_plan
         self._previewed: TestCreate | None = None
         self._count_problem = False
         #: A launch sent without an answer and its idempotency key: the same launch sent again
@@ -88,11 +106,14 @@ class LaunchScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         info = self.app.info
         providers = self.app.providers
-        last = self.app.last_launch
+        last = self.fields if self.fields is not None else self.app.last_launch
         options = [(p.name, p.id) for p in providers]
         default = next((p.id for p in providers if p.name == "local"), options[0][1] if options else Select.NULL)
         if last.get("provider") in {p.id for p in providers}:
             default = last["provider"]
+        if self.provider in {p.id for p in providers}:
+            default = str(self.provider)
+        server_label = self.server_plan.label if self.server_plan else None
 
         def field(label: str, widget: Input | Select[str]) -> Horizontal:
             return Horizontal(Label(label), widget, classes="field")
@@ -105,19 +126,23 @@ class LaunchScreen(ModalScreen[str | None]):
             return text(name, value, validators=[WholeNumber(name)], classes="count", **kwargs)
 
         with Vertical(id="dialog", classes="launch"):
-            yield Label("Launch a test", classes="title")
+            title = f"Launch a test like {self.server_plan.name}" if self.server_plan else "Launch a test"
+            yield Label(title, classes="title", markup=False)
             with VerticalScroll(id="launch-form", can_focus=False):
                 yield field(
                     "Plan file",
                     text(
                         "plan",
                         placeholder="path/to/plan.jmx",
-                        validators=[PlanFile(info.max_plan_bytes if info else None)],
+                        validators=[PlanFile(info.max_plan_bytes if info else None, server_label)],
                         validate_on=["changed", "submitted"],
                     ),
                 )
                 yield Static("", id="plan-status", markup=False)
-                yield field("Name", Input(placeholder="defaults to the plan's file name", id="name", compact=True))
+                name = (self.fields or {}).get("name", "")
+                yield field(
+                    "Name", Input(name, placeholder="defaults to the plan's file name", id="name", compact=True)
+                )
                 provider = Select(options, value=default, id="provider", compact=True, allow_blank=not options)
                 yield field("Provider", provider)
                 yield field("Locations", text("locations", placeholder="all, or paris,us-east"))
@@ -137,6 +162,8 @@ class LaunchScreen(ModalScreen[str | None]):
         plan = self.query_one("#plan", Input)
         plan.focus()
         plan.cursor_position = len(plan.value)
+        if self._from_server():
+            self._plan_note(f"{self._plan_file()}: enter checks the plan", "")
 
     # --- reading the form ---------------------------------------------------------------------
 
@@ -149,9 +176,15 @@ class LaunchScreen(ModalScreen[str | None]):
         provider = self.query_one("#provider", Select).value
         chosen = None if provider is Select.NULL or provider is None else str(provider)
         fields = {name: self._value(name) for name in FIELDS}
-        return read_launch_form(fields, chosen, info.max_plan_bytes if info else None)
+        return read_launch_form(fields, chosen, info.max_plan_bytes if info else None, self.server_plan)
+
+    def _from_server(self) -> bool:
+        """True while the plan field names the earlier test's plan (kept by the server)."""
+        return self.server_plan is not None and self._value("plan").strip() == self.server_plan.label
 
     async def _with_plan(self, spec: TestCreate) -> TestCreate:
+        if self.server_plan is not None and self._from_server():
+            return spec.model_copy(update={"plan": self.server_plan.text})
         text = await asyncio.to_thread(read_plan, self._value("plan"))
         return spec.model_copy(update={"plan": text})
 
@@ -168,6 +201,8 @@ class LaunchScreen(ModalScreen[str | None]):
         self._invalidate()
 
     def _plan_file(self) -> str:
+        if self.server_plan is not None and self._from_server():
+            return f"{self.server_plan.label}, {human_size(len(self.server_plan.text.encode()))}"
         return plan_label(self._value("plan"))
 
     def _plan_note(self, text: str, cls: str) -> None:
@@ -302,7 +337,8 @@ class LaunchScreen(ModalScreen[str | None]):
             self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")
             return
         self._unanswered = None
-        self.app.last_launch = {name: self._value(name) for name in REMEMBERED} | {
+        remembered = [name for name in REMEMBERED if not (name == "plan" and self._from_server())]
+        self.app.last_launch = {name: self._value(name) for name in remembered} | {
             "provider": str(self.query_one("#provider", Select).value)
         }
         self.notify(f"{test.name}: {plural(len(test.containers), 'container')} queued", title="Test launched")

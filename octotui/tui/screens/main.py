@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
 from octotui.tui.format import plural
 from octotui.tui.forms import check_name
-from octotui.tui.rows import AgentRows, provider_rows, test_rows
+from octotui.tui.rows import AgentRows, provider_rows, test_rows, test_state
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.confirm import ConfirmScreen
@@ -121,6 +121,8 @@ class MainScreen(DashboardScreen):
             what = "changing providers"
         if what is None and event.key == "delete" and isinstance(self.focused, AgentsTable):
             what = "removing agents"
+        if what is None and event.key == "delete" and isinstance(self.focused, TestsTable):
+            what = "deleting tests"
         if what is not None:
             event.stop()
             self.notify(f"read-only: {what} is disabled", severity="warning")
@@ -249,7 +251,7 @@ class MainScreen(DashboardScreen):
             self.notify("Select a test first (t focuses the tests table)", severity="warning")
             return
         if test.state in TERMINAL_TEST_STATES:
-            self.notify(f"{test.name} has already {test.state}", severity="warning")
+            self.notify(f"{test.name} has already {test_state(test)}", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -258,3 +260,20 @@ class MainScreen(DashboardScreen):
 
         question = f"Stop test {test.name} and its {plural(len(test.containers), 'container')}?"
         self.app.push_screen(ConfirmScreen(question), confirmed)
+
+    @on(TestsTable.DeleteTest)
+    def _delete_test(self, event: TestsTable.DeleteTest) -> None:
+        test = next((t for t in self.app.tests if t.id == event.test_id), None)
+        if test is None:
+            self.notify("Select a test first (t focuses the tests table)", severity="warning")
+            return
+        if test.state not in TERMINAL_TEST_STATES:
+            self.notify(f"{test.name} is {test.state}: stop it first (s), then delete it", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.actions.delete_test(test.id, test.name)
+
+        question = f"Delete test {test.name} ({test_state(test)}) with its results, timeline and files?"
+        self.app.push_screen(ConfirmScreen(question + " It cannot be undone."), confirmed)

@@ -1,17 +1,20 @@
-"""One test: live hits/s, response time and error charts, and under them one pane at a time: its
-containers, its figures per label, or its errors."""
+"""One test: hits/s, response time and error charts over the whole run, and under them one pane at a
+time: its containers, its figures per label, its errors, or the selected container's CPU and memory.
+Keys to stop it, delete it once ended, run it again as it was, or open the launch dialog filled
+with its settings."""
 
 from __future__ import annotations
 
 import itertools
 from typing import ClassVar
 
-from textual import events, on
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, Static
 
+from octotui.client import ClientError
 from octotui.protocol import (
     TERMINAL_CONTAINER_STATES,
     TERMINAL_TEST_STATES,
@@ -24,10 +27,13 @@ from octotui.protocol import (
 from octotui.tui import format as fmt
 from octotui.tui import messages
 from octotui.tui.format import plural
-from octotui.tui.rows import container_rows, error_key, error_rows, label_rows, live_containers
+from octotui.tui.forms import ServerPlan, prefill_fields, rerun_question, server_plan_label
+from octotui.tui.rows import container_rows, error_key, error_rows, label_rows, live_containers, test_state
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.state import TestLabels
+from octotui.tui.usage import UsageRevision
 from octotui.tui.widgets.charts import WAITING, Chart
 from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.panes import Pane, PaneTabs
@@ -38,7 +44,10 @@ PANES = (
     Pane("test-containers", "containers", "c"),
     Pane("test-labels", "labels", "l"),
     Pane("test-errors", "errors", "e"),
+    Pane("test-usage", "cpu/mem", "m"),
 )
+#: Keys of this screen that change something, and what a read-only dashboard says of them.
+READ_ONLY_KEYS = {"s": "stopping", "x": "stopping", "delete": "deleting tests", "R": "launching", "E": "launching"}
 #: What the labels and errors panes say when the server keeps no per-label figures (it answered 404).
 NO_LABELS_ON_SERVER = "this server keeps no per-label figures (it is older than them)"
 
@@ -52,11 +61,12 @@ def _ms(value: float | None) -> str:
 
 
 def test_summary(test: Test) -> str:
-    """Three lines: identity and state, results, response times (percentiles once final)."""
+    """Three lines: identity and state, whole-test results, users now and response times
+    (percentiles once final). Once the test has ended, "now" has no value: it reads "-"."""
     r = test.results
     live = live_containers(test)
     total = len(test.containers)
-    first = f"{test.name} · {test.state} · {test.provider_name or test.provider}"
+    first = f"{test.name} · {test_state(test)} · {test.provider_name or test.provider}"
     if test.locations:
         first += f"/{','.join(test.locations)}"
     first += f" · {live}/{plural(total, 'container')} live · {test.image}"
@@ -64,13 +74,24 @@ def test_summary(test: Test) -> str:
     some = r.samples > 0
     second = (
         f"whole test: {plural(r.samples, 'sample')} · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms"
-        f" · errors {r.errors} ({r.error_percent:.2f}%) · {plural(r.active, 'user')}"
+        f" · errors {r.errors} ({r.error_percent:.2f}%)"
     )
-    third = f"response times: min {_ms(r.min_ms if some else None)} · max {_ms(r.max_ms if some else None)}"
+    ended = test.state in TERMINAL_TEST_STATES
+    third = f"users now {'-' if ended else r.active} · times: min {_ms(r.min_ms if some else None)}"
+    third += f" · max {_ms(r.max_ms if some else None)}"
     if r.final:
         third += f" · p90 {_ms(r.p90_ms)} · p95 {_ms(r.p95_ms)} · p99 {_ms(r.p99_ms)}"
     third += " ms" + (" (final)" if r.final else " (so far)")
     return "\n".join((first, second, third))
+
+
+def elapsed_times(test: Test, stamps: list[float]) -> tuple[float, ...]:
+    """Seconds since ``test`` started (else since the first stamp) of each of ``stamps`` (unix time)."""
+    if not stamps:
+        return ()
+    start = test.started_at.timestamp() if test.started_at else stamps[0]
+    start = min(start, stamps[0])
+    return tuple(t - start for t in stamps)
 
 
 def container_line(container: ContainerRecord | None) -> str:
@@ -137,7 +158,11 @@ class TestScreen(DashboardScreen):
         Binding("c", "pane('test-containers')", "Containers", show=False),
         Binding("l", "pane('test-labels')", "Labels", show=False),
         Binding("e", "pane('test-errors')", "Errors", show=False),
+        Binding("m", "pane('test-usage')", "CPU/mem", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("R", "rerun", "Re-run", key_display="R"),
+        Binding("E", "edit_copy", "Edit & launch", key_display="E", show=False),
+        Binding("delete", "delete_test", "Delete", key_display="del", show=False),
     ]
 
     def __init__(self, test_id: str) -> None:
@@ -159,12 +184,15 @@ class TestScreen(DashboardScreen):
             # Per interval ("now", and the window's "peak"), unlike the whole-test header.
             yield Chart("hits/s", formatter=_number, latest="now", peak="peak", id="rate-chart")
             yield Chart("avg", formatter=_number, unit=" ms", latest="now", peak="peak", id="rt-chart")
-            yield Chart("new errors", formatter=_number, peak="peak", id="err-chart")
+            yield Chart("new errors", formatter=_number, latest="now", peak="peak", reduce="max", id="err-chart")
         yield PaneTabs(PANES, id="test-tabs")
         with ContentSwitcher(initial="test-containers", id="test-panes"):
             yield ContainersTable(id="test-containers")
             yield LabelsTable(id="test-labels")
             yield ErrorsTable(id="test-errors")
+            with Horizontal(id="test-usage"):
+                yield Chart("CPU", formatter=_number, unit=" %", latest="now", peak="peak", id="cpu-usage")
+                yield Chart("mem", formatter=fmt.size, latest="now", peak="peak", id="mem-usage")
         with Horizontal(id="filter-bar"):
             yield Label("filter:", id="filter-label")
             yield Input(placeholder="labels and errors by label, code, message · esc clears", id="filter")
@@ -178,17 +206,19 @@ class TestScreen(DashboardScreen):
         self.watch(self.app, "test_detail", self._detail_changed)
         self.watch(self.app, "test_labels", self._labels_changed)
         self.watch(self.app, "tests", self._tests_changed)
+        self.watch(self.app, "container_usage", self._usage_changed)
         self.query_one(ContainersTable).focus()
 
     def resync(self) -> None:
         self._detail_changed(self.app.test_detail)
         self._labels_changed(self.app.test_labels)
+        self._usage_changed(self.app.container_usage)
 
     def on_unmount(self) -> None:
         self.app.post_message(messages.DetailClosed("test", self.test_id))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop_test", "stop_container") and self.app.read_only:
+        if action in ("stop_test", "stop_container", "delete_test", "rerun", "edit_copy") and self.app.read_only:
             return False
         # x stops the container under the cursor: only while the containers are shown.
         return not (action == "stop_container" and self.pane != "test-containers")
@@ -201,9 +231,10 @@ class TestScreen(DashboardScreen):
 
     def on_key(self, event: events.Key) -> None:
         # Keys hidden in read-only mode reach here unhandled: say why they do nothing.
-        if self.app.read_only and event.key in ("s", "x"):
+        what = READ_ONLY_KEYS.get(event.key) if self.app.read_only else None
+        if what is not None:
             event.stop()
-            self.notify("read-only: stopping is disabled", severity="warning")
+            self.notify(f"read-only: {what} is disabled", severity="warning")
 
     # --- panes and filter ---------------------------------------------------------------------
 
@@ -217,8 +248,11 @@ class TestScreen(DashboardScreen):
         self.query_one("#test-panes", ContentSwitcher).current = pane
         self.query_one(PaneTabs).activate(pane)
         self.set_class(pane != "test-containers", "-table-pane")
-        self.set_focus(self.query_one(f"#{pane}", KeyedTable))
+        # The cpu/mem pane has no table: the keyboard stays on the containers, whose cursor picks.
+        table = pane if pane != "test-usage" else "test-containers"
+        self.set_focus(self.query_one(f"#{table}", KeyedTable))
         self._show_line()
+        self._usage_changed(self.app.container_usage)
         self.refresh_bindings()
 
     @on(PaneTabs.Chosen)
@@ -274,9 +308,11 @@ class TestScreen(DashboardScreen):
         self.query_one(PaneTabs).note("test-containers", str(len(test.containers)))
         self._show_line(test)
         empty = no_data_text(test)
-        for chart in self.query(Chart):
+        live = test.state not in TERMINAL_TEST_STATES
+        for chart in self.query("#test-charts Chart").results(Chart):
             if chart.empty != empty:
                 chart.empty = empty
+            chart.live = live
 
     def _show_line(self, test: Test | None = None) -> None:
         """The line under the pane: the selected row in full, or why the pane is empty."""
@@ -295,14 +331,48 @@ class TestScreen(DashboardScreen):
                 line = pane_empty_text("errors", self._errors, self.needle) if self._answered else "loading…"
         else:
             test = test or self.test
-            key = self.query_one(ContainersTable).selected_key
-            line = container_line(next((c for c in test.containers if c.id == key), None) if test else None)
+            container = self.selected_container(test)
+            line = container_line(container)
+            if pane == "test-usage":
+                line = (
+                    f"{line} · the container under the cursor in c" if container else "no container yet: c lists them"
+                )
         if line != self._container_line:
             self._container_line = line
             self.query_one("#container-line", Static).update(line)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_line()
+        if event.data_table.id == "test-containers":
+            self._usage_changed(self.app.container_usage)
+
+    def selected_container(self, test: Test | None = None) -> ContainerRecord | None:
+        """The container under the containers table's cursor (else the first one)."""
+        test = test or self.test
+        if test is None or not test.containers:
+            return None
+        key = self.query_one(ContainersTable).selected_key
+        return next((c for c in test.containers if c.id == key), test.containers[0])
+
+    def _usage_changed(self, usage: UsageRevision | None) -> None:
+        """The selected container's CPU and memory over time, in the cpu/mem pane."""
+        if not self.feeding or self.pane != "test-usage":
+            return
+        test = self.test
+        container = self.selected_container(test)
+        samples = usage.usage.of(container.id) if usage and container else ()
+        times = elapsed_times(test, [u.ts for u in samples]) if test else ()
+        where = f" #{container.index} {container.agent_name or container.agent[:8]}" if container else ""
+        live = container is not None and container.state not in TERMINAL_CONTAINER_STATES
+        cpu, mem = self.query_one("#cpu-usage", Chart), self.query_one("#mem-usage", Chart)
+        for chart, title, values in (
+            (cpu, "CPU" + where, tuple(u.cpu_percent for u in samples)),
+            (mem, "mem" + where, tuple(float(u.memory_bytes) for u in samples)),
+        ):
+            if chart.title != title:
+                chart.title = title
+                chart.refresh()
+            chart.values, chart.times, chart.live = values, times, live
 
     def on_keyed_table_sort_changed(self, event: KeyedTable.SortChanged) -> None:
         # The cursor keeps its place, not its row: another row is under it now.
@@ -337,12 +407,19 @@ class TestScreen(DashboardScreen):
         test, series = detail
         self._show(test)
         points = series.points
-        self.query_one("#rate-chart", Chart).values = tuple(p.rate for p in points)
-        self.query_one("#rt-chart", Chart).values = tuple(p.avg_ms for p in points)
+        # The whole run, on an elapsed-time axis: the charts fold it into their width.
+        times = elapsed_times(test, [p.ts for p in points])
+        rate = self.query_one("#rate-chart", Chart)
+        rate.values, rate.times = tuple(p.rate for p in points), times
+        rt = self.query_one("#rt-chart", Chart)
+        rt.values, rt.times = tuple(p.avg_ms for p in points), times
         # The series carries cumulative errors; the chart shows how many each point added.
         errors = [p.errors for p in points]
         added = [max(0, now - before) for before, now in itertools.pairwise(errors)]
-        self.query_one("#err-chart", Chart).values = tuple(float(n) for n in [0, *added][: len(errors)])
+        err = self.query_one("#err-chart", Chart)
+        err.values, err.times = tuple(float(n) for n in [0, *added][: len(errors)]), times
+        # A container that ended adds no sample, but its "now" goes blank.
+        self._usage_changed(self.app.container_usage)
 
     def action_stop_test(self) -> None:
         test = self.test
@@ -373,3 +450,51 @@ class TestScreen(DashboardScreen):
                 self.app.actions.stop_container(test.id, container.id, label)
 
         self.app.push_screen(ConfirmScreen(f"Stop {label} of {test.name}?"), confirmed)
+
+    # --- an ended test: delete it, run it again --------------------------------------------------
+
+    def action_delete_test(self) -> None:
+        test = self.test
+        if test is None:
+            return
+        if test.state not in TERMINAL_TEST_STATES:
+            self.notify(f"{test.name} is {test.state}: stop it first (s), then delete it", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.actions.delete_test(test.id, test.name)
+                self.dismiss()
+
+        question = f"Delete test {test.name} ({test_state(test)}) with its results, timeline and files?"
+        question += " It cannot be undone."
+        self.app.push_screen(ConfirmScreen(question), confirmed)
+
+    def action_rerun(self) -> None:
+        test = self.test
+        if test is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.actions.rerun_test(test)
+
+        self.app.push_screen(ConfirmScreen(rerun_question(test)), confirmed)
+
+    def action_edit_copy(self) -> None:
+        test = self.test
+        if test is not None:
+            self.notify(f"reading the plan of {test.name} from the server…")
+            self._open_copy(test)
+
+    @work(group="plan", exclusive=True, exit_on_error=False)
+    async def _open_copy(self, test: Test) -> None:
+        """The launch dialog filled with ``test``'s settings and its plan as the server keeps it."""
+        try:
+            plan = await self.app.actions.test_plan(test.id)
+        except ClientError as exc:
+            self.notify(exc.message, title=f"Cannot read the plan of {test.name}", severity="error")
+            return
+        fields, provider = prefill_fields(test)
+        server_plan = ServerPlan(server_plan_label(test.name), plan, test.name, tuple(test.files))
+        self.app.push_screen(LaunchScreen(fields=fields, provider=provider, server_plan=server_plan))

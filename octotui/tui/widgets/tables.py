@@ -90,9 +90,27 @@ class AgentsTable(KeyedTable):
 
 
 class TestsTable(KeyedTable):
-    """Tests: name, state, containers (live/total), hits/s, errors, elapsed."""
+    """Tests: name, state, containers (live/total), hits/s, errors, elapsed.
+
+    ``del`` asks to delete the selected test (:class:`DeleteTest`): the screen does it.
+    """
 
     __test__ = False
+    BINDINGS: ClassVar = [Binding("delete", "delete_test", "Delete test", key_display="del", show=False)]
+
+    @dataclass
+    class DeleteTest(Message):
+        """``del`` asked to delete ``test_id`` (an ended test) from the server."""
+
+        __test__ = False
+        test_id: str | None
+
+    def action_delete_test(self) -> None:
+        self.post_message(self.DeleteTest(self.selected_key))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "delete_test" and getattr(self.app, "read_only", False))
+
     COLUMNS = (
         Column("name", "Test", 16),
         Column("state", "State", 8),
