@@ -64,15 +64,16 @@ class FilePeer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def add(self, key: str, source: Path) -> LaunchFile:
+    def add(self, key: str, source: Path, query: str = "") -> LaunchFile:
         """Serve ``source`` as ``key``; the launch file naming it (as ``source``'s name)."""
         self.files[key] = source
-        return LaunchFile(name=source.name, path=f"/agents/{AGENT_ID}/files/{key}", size=source.stat().st_size,
+        path = f"/agents/{AGENT_ID}/files/{key}{query}"
+        return LaunchFile(name=source.name, path=path, size=source.stat().st_size,
                           sha256=_sha256(source))  # fmt: skip
 
     def requests_of(self, key: str) -> int:
         with self.lock:
-            return sum(1 for path in self.requests if path.endswith(f"/files/{key}"))
+            return sum(1 for path in self.requests if path.split("?")[0].endswith(f"/files/{key}"))
 
 
 class FileHandler(BaseHTTPRequestHandler):
@@ -96,7 +97,7 @@ class FileHandler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {AGENT_TOKEN}":
             self._json(403, {"detail": "not this agent's token"})
             return
-        key = self.path.rsplit("/", 1)[-1]
+        key = self.path.split("?")[0].rsplit("/", 1)[-1]
         source = self.server.files.get(key) if self.path.startswith(f"/api/v1/agents/{AGENT_ID}/files/") else None
         if source is None:
             self._json(404, {"detail": f"no file {key}"})
@@ -193,7 +194,7 @@ async def test_a_50_mb_file_is_streamed_to_disk_not_held_in_memory(
 async def test_a_mismatch_is_tried_once_more_then_fails_naming_the_file(
     peer: FilePeer, files: TestFiles, tmp_path: Path
 ) -> None:
-    item = peer.add("users", _random_file(tmp_path / "users.csv", 300_000))
+    item = peer.add("users", _random_file(tmp_path / "users.csv", 300_000), query="?test=t-files")
     plan_dir = tmp_path / "work" / "c-1" / "plan"
     plan_dir.mkdir(parents=True)
     peer.corrupt["users"] = 1  # the first answer is damaged, the second is right
