@@ -30,6 +30,7 @@ FIGURES = [
     "export_report",
     "jtl_export",
     "agent_jtl",
+    "label_latency",
     "dashboard_labels",
 ]
 
