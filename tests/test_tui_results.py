@@ -9,7 +9,6 @@ process fed by an agent that speaks the wire protocol (so that the test decides 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +34,7 @@ from octotui.tui.screens.test import test_summary as summary
 from octotui.tui.usage import ContainerUsage
 from octotui.tui.widgets.charts import Chart, bar_lines, columns, elapsed, time_axis
 from octotui.tui.widgets.tables import TestsTable
+from tests.support.beating import Beating
 from tests.support.processes import ServerProcess
 from tests.support.tui import SIZE, build_app, text_of
 from tests.support.waiting import wait_until, wait_until_pilot
@@ -174,34 +174,6 @@ def test_container_usage_keeps_each_heartbeat_once_and_is_bounded() -> None:
 
 
 # --- against a real server ------------------------------------------------------------------------
-
-
-class Beating:
-    """A wire agent's heartbeats for one running container every 0.25 s, figures rising, in a thread."""
-
-    def __init__(self, agent: WireAgent, report: dict[str, Any]) -> None:
-        self.agent, self.report = agent, report
-        self.stop = threading.Event()
-        self.beats = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set() and self.beats < 2000:
-            n = self.beats = self.beats + 1
-            figures = {"samples": 40 * n, "errors": n // 4, "rate": 20.0 + 30 * (n % 3), "avg_ms": 50.0 + n % 7,
-                       "min_ms": 2, "max_ms": 400, "active": 6}  # fmt: skip
-            usage = {"cpu_percent": 10.0 + 5 * (n % 5), "memory_bytes": (200 + n) * 2**20}
-            self.agent.beat({**self.report, "figures": figures, **usage})
-            self.stop.wait(0.25)
-
-    def end(self) -> None:
-        """Stop beating; the container then reports it finished (JMeter exited 0)."""
-        self.stop.set()
-        self.thread.join(timeout=10)
-        figures = {"samples": 40 * self.beats, "errors": 1, "rate": 0.0, "avg_ms": 50.0, "min_ms": 2, "max_ms": 400,
-                   "active": 0}  # fmt: skip
-        self.agent.beat({**self.report, "state": "finished", "exit_code": 0, "figures": figures})
 
 
 @pytest.fixture
@@ -362,60 +334,114 @@ SETTINGS = {"locations": ["paris"], "image": "example.org/jmeter:5.6", "users": 
 KEPT = ("name", "provider", "locations", "image", "properties")
 
 
+def ended_test(server: ServerProcess, agent: WireAgent, body: dict[str, Any]) -> dict[str, Any]:
+    """The test ``body`` made, its containers run on ``agent`` with a few samples, then stopped."""
+    with server.client() as http:
+        made = http.post("/tests", json=body)
+        assert made.status_code == 201, made.text
+        test = dict(made.json())
+    reports: list[dict[str, Any]] = []
+    figures = {"samples": 10, "errors": 0, "rate": 5.0, "avg_ms": 20.0, "min_ms": 2, "max_ms": 90, "active": 3}
+    for _ in range(20):
+        commands = agent.http.get(f"/agents/{agent.id}/commands", params={"timeout": 0}, headers=agent.auth).json()
+        for cmd in commands:
+            agent.http.post(f"/agents/{agent.id}/commands/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
+            reports.append({"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"],
+                            "state": "running", "figures": figures})  # fmt: skip
+        if len(reports) == len(test["containers"]):
+            break
+    agent.beat(*reports)
+    with server.client() as http:
+        http.post(f"/tests/{test['id']}/stop").raise_for_status()
+    agent.beat(*({**r, "state": "finished", "exit_code": 0} for r in reports))
+    wait_until(lambda: api_test(server, test["id"])["state"] == "finished", what="the test to end")
+    return test
+
+
 async def test_rerun_and_the_dialog_filled_with_the_test(server: ServerProcess) -> None:
     with server.client() as http:
         provider = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
-        agent = WireAgent(server, provider["token"])
-        try:
-            agent.beat()
-            body = {"name": "shop", "plan": PLAN, "provider": "lab", "containers": 2, **SETTINGS}
-            made = http.post("/tests", json=body)
-            assert made.status_code == 201, made.text
-            first = made.json()
+    agent = WireAgent(server, provider["token"])
+    try:
+        agent.beat()
+        first = ended_test(
+            server, agent, {"name": "shop", "plan": PLAN, "provider": "lab", "containers": 2, **SETTINGS}
+        )
+        with server.client() as http:
             if http.get(f"/tests/{first['id']}/plan").status_code == 404:
                 pytest.skip("the server has no GET /tests/{id}/plan yet")
-            app = build_app(server)
-            async with app.run_test(size=SIZE) as pilot:
-                tests = app.screen.query_one(TestsTable)
-                await wait_until_pilot(pilot, lambda: tests.row_count == 1, what="the test")
-                await pilot.press("t", "enter")
-                await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
-                await pilot.press("R")
-                assert isinstance(app.screen, ConfirmScreen)
-                question = app.screen.question
-                assert "2 containers on lab (paris) · 3 users each · 60 s · ramp-up 5 s" in question
-                assert "image example.org/jmeter:5.6" in question and "host=127.0.0.1 think_ms=50" in question
-                await pilot.press("y")
-                await wait_until_pilot(pilot, lambda: len(app.tests) == 2, what="a second test")
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            tests = app.screen.query_one(TestsTable)
+            await wait_until_pilot(pilot, lambda: tests.row_count == 1, what="the test")
+            await pilot.press("t", "enter")
+            await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
+            await wait_until_pilot(pilot, lambda: "· stopped ·" in text_of(app, "#test-title"), what="stopped")
+            await pilot.press("R")
+            assert isinstance(app.screen, ConfirmScreen)
+            question = app.screen.question
+            assert "2 containers on lab (paris) · 3 users each · 60 s · ramp-up 5 s" in question
+            assert "image example.org/jmeter:5.6" in question and "host=127.0.0.1 think_ms=50" in question
+            await pilot.press("y")
+            await wait_until_pilot(pilot, lambda: len(app.tests) == 2, what="a second test")
 
-                await pilot.press("E")
-                await wait_until_pilot(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the launch dialog")
-                dialog = app.screen
-                assert isinstance(dialog, LaunchScreen)
+            await pilot.press("E")
+            await wait_until_pilot(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the launch dialog")
+            dialog = app.screen
+            assert isinstance(dialog, LaunchScreen)
 
-                def value(field: str) -> str:
-                    return dialog.query_one(f"#{field}", Input).value
+            def value(field: str) -> str:
+                return dialog.query_one(f"#{field}", Input).value
 
-                assert value("plan") == "plan of test shop (from the server)"
-                shown = {f: value(f) for f in ("name", "locations", "containers", "users", "duration", "rampup")}
-                assert shown == {"name": "shop", "locations": "paris", "containers": "2", "users": "3",
-                                 "duration": "60", "rampup": "5"}  # fmt: skip
-                assert value("properties") == "host=127.0.0.1 think_ms=50" and value("image") == SETTINGS["image"]
-                assert "plan of test shop (from the server)" in text_of(app, "#plan-status")
-                assert "Launch a test like shop" in text_of(app, ".title")
-                await pilot.press("ctrl+r")
-                await wait_until_pilot(
-                    pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
-                )
-                await pilot.press("ctrl+l")
-                await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
-                await wait_until_pilot(pilot, lambda: len(app.tests) == 3, what="a third test")
+            assert value("plan") == "plan of test shop (from the server)"
+            shown = {f: value(f) for f in ("name", "locations", "containers", "users", "duration", "rampup")}
+            assert shown == {"name": "shop", "locations": "paris", "containers": "2", "users": "3",
+                             "duration": "60", "rampup": "5"}  # fmt: skip
+            assert value("properties") == "host=127.0.0.1 think_ms=50" and value("image") == SETTINGS["image"]
+            assert "plan of test shop (from the server)" in text_of(app, "#plan-status")
+            assert "Launch a test like shop" in text_of(app, ".title")
+            await pilot.press("ctrl+r")
+            await wait_until_pilot(
+                pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
+            )
+            await pilot.press("ctrl+l")
+            await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
+            await wait_until_pilot(pilot, lambda: len(app.tests) == 3, what="a third test")
 
+        with server.client() as http:
             listed = http.get("/tests").json()
             assert len(listed) == 3
             for test in listed:
                 assert {k: test[k] for k in KEPT} == {k: first[k] for k in KEPT}, test
                 assert len(test["containers"]) == 2
                 assert http.get(f"/tests/{test['id']}/plan").text == PLAN
-        finally:
-            agent.close()
+    finally:
+        agent.close()
+
+
+async def test_keys_follow_the_state_of_the_test(
+    server: ServerProcess, running: tuple[WireAgent, dict[str, Any], Beating]
+) -> None:
+    """The footer shows stop keys while the test runs, re-run and delete once it ended."""
+    _, report, beating = running
+    app = build_app(server)
+    notes: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        app.notify = lambda message, **kw: notes.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("t", "enter")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
+        await wait_until_pilot(pilot, lambda: "· running ·" in text_of(app, "#test-title"), what="running")
+
+        def shown() -> set[str]:
+            return {b.binding.action for b in app.active_bindings.values() if b.binding.show}
+
+        assert {"stop_test", "stop_container"} <= shown() and not {"rerun", "delete_test"} & shown()
+        await pilot.press("R", "delete")
+        assert isinstance(app.screen, TestScreen) and any("R and del apply once it has ended" in n for n in notes)
+        with server.client() as http:
+            http.post(f"/tests/{report['test_id']}/stop").raise_for_status()
+        beating.end()
+        await wait_until_pilot(pilot, lambda: {"rerun", "delete_test"} <= shown(), what="the keys of an ended test")
+        assert not {"stop_test", "stop_container"} & shown()
+        await pilot.press("s")
+        assert isinstance(app.screen, TestScreen) and any("nothing to stop" in n for n in notes)

@@ -162,7 +162,7 @@ class TestScreen(DashboardScreen):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("R", "rerun", "Re-run", key_display="R"),
         Binding("E", "edit_copy", "Edit & launch", key_display="E", show=False),
-        Binding("delete", "delete_test", "Delete", key_display="del", show=False),
+        Binding("delete", "delete_test", "Delete", key_display="del"),
     ]
 
     def __init__(self, test_id: str) -> None:
@@ -175,6 +175,8 @@ class TestScreen(DashboardScreen):
         self._errors: list[ErrorFigures] | None = None
         #: Whether the server's answer about labels arrived: until then, an empty pane is loading.
         self._answered = False
+        #: Whether the test was running when last shown: its keys change when it ends.
+        self._live = True
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
@@ -217,8 +219,19 @@ class TestScreen(DashboardScreen):
     def on_unmount(self) -> None:
         self.app.post_message(messages.DetailClosed("test", self.test_id))
 
+    @property
+    def ended(self) -> bool:
+        """True once the test has ended (it is then deleted and re-run, no longer stopped)."""
+        test = self.test
+        return test is not None and test.state in TERMINAL_TEST_STATES
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("stop_test", "stop_container", "delete_test", "rerun", "edit_copy") and self.app.read_only:
+            return False
+        # The footer shows the keys that apply: stop while it runs, re-run and delete once ended.
+        if action in ("stop_test", "stop_container") and self.ended:
+            return False
+        if action in ("rerun", "delete_test") and not self.ended:
             return False
         # x stops the container under the cursor: only while the containers are shown.
         return not (action == "stop_container" and self.pane != "test-containers")
@@ -235,6 +248,21 @@ class TestScreen(DashboardScreen):
         if what is not None:
             event.stop()
             self.notify(f"read-only: {what} is disabled", severity="warning")
+            return
+        # Keys hidden while they do not apply: say why.
+        test = self.test
+        if test is None or self.app.read_only:
+            return
+        if event.key in ("s", "x") and self.ended:
+            event.stop()
+            self.notify(f"{test.name} has already {test_state(test)}: nothing to stop", severity="warning")
+        elif event.key in ("R", "delete") and not self.ended:
+            event.stop()
+            self.notify(
+                f"{test.name} is {test.state}: R and del apply once it has ended"
+                " (s stops it; E opens the launch dialog filled with it)",
+                severity="warning",
+            )
 
     # --- panes and filter ---------------------------------------------------------------------
 
@@ -309,6 +337,9 @@ class TestScreen(DashboardScreen):
         self._show_line(test)
         empty = no_data_text(test)
         live = test.state not in TERMINAL_TEST_STATES
+        if live != self._live:
+            self._live = live
+            self.refresh_bindings()
         for chart in self.query("#test-charts Chart").results(Chart):
             if chart.empty != empty:
                 chart.empty = empty
