@@ -87,7 +87,7 @@ def time_axis(at: Sequence[float], width: int) -> str:
         col = bisect.bisect_left(at, tick - 1e-9)
         label = elapsed(tick)
         end = col + len(label)
-        if end <= width and all(c == " " for c in line[max(0, col - 1) : end + 1]):
+        if end <= width and all(c == " " for c in line[max(0, col - 2) : end + 1]):
             line[col:end] = label
         tick += step
     return "".join(line)
