@@ -21,10 +21,10 @@ import pytest
 from octotui.server.domain import clock
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
+from tests.support.labelkit import ONE, TWO, Launched, Sample, by_hand, samples
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
 from tests.support.wire import ack, bearer, figures, fleet, poll, spec
-from tests.test_server_labels import ONE, TWO, Launched, Sample, by_hand, samples
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_LABEL = "<script>alert(1)</script>"

@@ -24,13 +24,13 @@ from octotui.server.domain.labels import WANTED_ASKS
 from octotui.server.timeline import Timeline
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
+from tests.support.labelkit import ONE, TWO, Launched, by_hand, cumulative, samples, serving
 from tests.support.processes import ServerProcess
+from tests.support.rawhttp import Side, as_kind, exchange, request
+from tests.support.rawhttp import beat as fast_beat
+from tests.support.rawhttp import serving as serving_uvicorn
 from tests.support.waiting import wait_until, wait_until_async
 from tests.support.wire import PLAN, ack, bearer, figures, fleet, poll, report, spec
-from tests.test_fastpath import Side, _as, exchange, request
-from tests.test_fastpath import beat as fast_beat
-from tests.test_fastpath import serving as serving_uvicorn
-from tests.test_server_labels import ONE, TWO, Launched, by_hand, cumulative, samples, serving
 
 HEADER = (
     b"timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,"
@@ -169,7 +169,9 @@ async def test_the_fast_path_answers_an_ask_as_fastapi_does(tmp_path: Path) -> N
             r = await api.post("/agents/register", json={"name": "h", "location": "paris"},
                                headers=bearer(p["token"]))  # fmt: skip
             side.ids["A"], side.tokens["agent"] = r.json()["agent_id"], r.json()["agent_token"]
-            r = await api.post(f"/agents/{side.ids['A']}/heartbeat", content=fast_beat(), headers=_as(side, "agent"))
+            r = await api.post(
+                f"/agents/{side.ids['A']}/heartbeat", content=fast_beat(), headers=as_kind(side, "agent")
+            )
             assert r.status_code == 200, r.text
             test = (await api.post("/tests", json={"name": "t", "plan": PLAN, "provider": "local",
                                                    "containers": 1})).json()  # fmt: skip
