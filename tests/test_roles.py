@@ -25,7 +25,8 @@ KINDS = ("none", "wrong", "provider", "agent", "other-agent", "read-only", "admi
 PUBLIC = {"/health"}
 #: Routes an agent uses on its own behalf: only that agent's token passes.
 AGENT_SELF = re.compile(
-    r"^/agents/\{agent_id\}/(heartbeat|commands(/\{command_id\}/ack)?|containers/\{container_id\}/jtl)$"
+    r"^/agents/\{agent_id\}/(heartbeat|commands(/\{command_id\}/ack)?|containers/\{container_id\}/jtl"
+    r"|files/\{file_id\}(/shares/\{index\})?)$"
 )
 REGISTER = "/agents/register"
 #: Server description: any valid token (agents read their heartbeat interval there).
@@ -69,6 +70,12 @@ RAW: dict[tuple[str, str], tuple[bytes, dict[str, str]]] = {
         JTL_BODY,
         {"X-Checksum-Sha256": hashlib.sha256(JTL_BODY).hexdigest(), "Content-Type": "application/octet-stream"},
     ),
+    ("POST", "/files"): (b"user,password\nu1,p1\nu2,p2\n", {"Content-Type": "application/octet-stream"}),
+}
+#: Query strings of routes that need one.
+QUERIES = {
+    ("POST", "/files"): "?name=new.csv",
+    ("GET", "/agents/{agent_id}/files/{file_id}/shares/{index}"): "?test={test_id}",
 }
 
 
@@ -105,7 +112,16 @@ async def build(env: Env) -> World:
     b_id, b_tok = await env.register(p["token"], name="b1")
     for agent_id, token in ((a_id, a_tok), (b_id, b_tok)):
         await env.beat(agent_id, token)
-    r = await env.http.post("/tests", json={"name": "t", "plan": PLAN, "provider": "local", "containers": 2})
+    # The running test brings a file copied whole and one split between its containers.
+    body, raw = RAW[("POST", "/files")]
+    copied, split, spare_file = [
+        (await env.http.post("/files", params={"name": name}, content=body, headers=raw)).json()
+        for name in ("copied.csv", "split.csv", "spare.csv")
+    ]
+    files = [{"id": copied["id"]}, {"id": split["id"], "split": True, "header": True}]
+    r = await env.http.post(
+        "/tests", json={"name": "t", "plan": PLAN, "provider": "local", "containers": 2, "files": files}
+    )
     assert r.status_code == 201, r.text
     test = r.json()
     container = next(c for c in test["containers"] if c["agent"] == a_id)
@@ -117,7 +133,8 @@ async def build(env: Env) -> World:
                 "read-only": read_only, "admin": ADMIN}  # fmt: skip
     w.agent_id = a_id
     w.params = {"provider_id": p["id"], "agent_id": a_id, "test_id": test["id"], "container_id": container["id"],
-                "command_id": command["id"], "name": "spare-token"}  # fmt: skip
+                "command_id": command["id"], "name": "spare-token", "file_id": copied["id"],
+                "index": str(container["index"])}  # fmt: skip
     # Routes where the rule's default target cannot succeed: a provider with live containers
     # cannot be deleted (409), so the deletion aims at the empty one.
     # Likewise an agent running containers (409 unless forced): the deletion aims at an idle one.
@@ -144,7 +161,11 @@ async def build(env: Env) -> World:
         ("DELETE", "/tests/{test_id}"): {"test_id": done["id"]},
         ("GET", "/tests/{test_id}/export/jtl"): {"test_id": done["id"]},
         ("PUT", "/agents/{agent_id}/containers/{container_id}/jtl"): {"container_id": ended},
+        # A file a running test brings cannot be deleted (409): the deletion aims at an unused one.
+        ("DELETE", "/files/{file_id}"): {"file_id": spare_file["id"]},
+        ("GET", "/agents/{agent_id}/files/{file_id}/shares/{index}"): {"file_id": split["id"]},
     }
+    w.params["baseline_id"] = done["id"]
     return w
 
 
@@ -164,7 +185,8 @@ def url(w: World, method: str, path: str) -> str:
     filled = re.sub(r"\{(\w+)\}", lambda m: params[m.group(1)], path)
     if path.endswith("/commands"):
         filled += "?timeout=0"
-    return filled
+    query = QUERIES.get((method, path), "")
+    return filled + re.sub(r"\{(\w+)\}", lambda m: params[m.group(1)], query)
 
 
 def headers(w: World, kind: str) -> dict[str, str]:

@@ -15,7 +15,9 @@ from octotui.protocol import (
     Agent,
     Changes,
     CommandAck,
+    Comparison,
     ErrorFigures,
+    FileInfo,
     Heartbeat,
     HeartbeatResponse,
     LabelFigures,
@@ -35,7 +37,9 @@ from octotui.server.domain import (
     agents,
     clock,
     commands,
+    compare,
     deletion,
+    files,
     jtl,
     labels,
     launch,
@@ -51,7 +55,7 @@ from octotui.server.domain import (
 )
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.export import ExportData
-from octotui.server.records import AgentRec, ProviderRec, TestRec
+from octotui.server.records import AgentRec, FileRec, ProviderRec, Share, TestRec
 from octotui.server.store import Snapshot
 from octotui.server.tables import JtlRow
 
@@ -171,9 +175,10 @@ class Controller(ServerState):
         """A test's error counts per label, code and message, most frequent first."""
         return await labels.errors(self, self.get_test(test_id))
 
-    async def test_export(self, test_id: str) -> ExportData:
-        """What a test's exports (statistics CSV, JUnit XML, HTML report) show, read once."""
-        return await export.gather(self, self.get_test(test_id))
+    async def test_export(self, test_id: str, baseline_id: str | None = None) -> ExportData:
+        """What a test's exports (statistics CSV, JUnit XML, HTML report) show, read once; with
+        ``baseline_id``, its comparison with that test too."""
+        return await export.gather(self, self.get_test(test_id), baseline_id)
 
     async def test_series(self, test_id: str) -> list[TestSeriesPoint]:
         """A test's whole timeline (older points merged), also after a restart."""
@@ -196,6 +201,34 @@ class Controller(ServerState):
     async def merged_jtl(self, test_id: str) -> jtl.Merged:
         """An ended test's JTLs as one (header once, container by container), streamed."""
         return await jtl.merged(self, test_id)
+
+    async def compare(self, test_id: str, baseline_id: str, tolerances: dict[str, float | None]) -> Comparison:
+        """Each label of a test against its baseline, regressions marked beyond ``tolerances``."""
+        return await compare.compare(self, test_id, baseline_id, tolerances)
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def receive_file(self, name: str, size: int | None, body: AsyncIterator[bytes]) -> FileInfo:
+        """Take an uploaded file (streamed to disk, hashed, lines counted, recorded)."""
+        return files.info(await files.receive(self, name, size, body))
+
+    def file_list(self) -> list[FileInfo]:
+        return files.listed(self)
+
+    def file_info(self, file_id: str) -> FileInfo:
+        return files.info(files.get(self, file_id))
+
+    async def delete_file(self, file_id: str) -> FileRec:
+        """Delete an uploaded file (409 while a test not ended brings it)."""
+        return await files.delete(self, file_id)
+
+    def file_for_agent(self, agent_id: str, file_id: str) -> FileRec:
+        """A file whole, for an agent running a live container of a test that brings it."""
+        return files.served_copy(self, agent_id, file_id)
+
+    def share_for_agent(self, agent_id: str, file_id: str, index: int, test_id: str) -> tuple[FileRec, Share]:
+        """Share ``index`` of a file split by a test, for the agent running that container."""
+        return files.served_share(self, agent_id, file_id, index, test_id)
 
     async def stop_test(self, test_id: str, by: str = "an operator") -> Test:
         t = self.get_test(test_id)

@@ -78,6 +78,41 @@ class ContainerRec:
 
 
 @dataclass(slots=True)
+class FileRec:
+    """An uploaded file (its bytes: ``DATA_DIR/files/<id>``); ``lines`` None for a binary file."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: float
+    lines: int | None
+
+
+@dataclass(slots=True)
+class Share:
+    """One container's share of a split file: the file's first ``head`` bytes (its header line,
+    0 without one), then its bytes ``start`` to ``end``; ``size`` and ``sha256`` of exactly that."""
+
+    head: int
+    start: int
+    end: int
+    size: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class FileUse:
+    """A file a test brings: copied whole to every container, or split (``shares``: one per container
+    index, computed at launch)."""
+
+    file_id: str
+    split: bool = False
+    header: bool = False
+    shares: list[Share] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class TestRec:
     id: str
     name: str
@@ -95,6 +130,8 @@ class TestRec:
     stop_requested: bool = False
     results: TestResults | None = None  # final results once ended
     container_ids: list[str] = field(default_factory=list)
+    #: The files it brings, in the order of its launch (stored in ``test_files``).
+    files: list[FileUse] = field(default_factory=list)
 
     @property
     def planned_duration(self) -> float | None:

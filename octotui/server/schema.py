@@ -88,6 +88,20 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX container_jtl_test ON container_jtl(test_id)")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    """Uploaded files (their bytes under ``files/``) and the files each test brings: copied, or split
+    with each container's share (byte ranges and checksums, JSON) computed at launch."""
+    db.execute(
+        "CREATE TABLE files (id TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL,"
+        " sha256 TEXT NOT NULL, created_at REAL NOT NULL, lines INTEGER)"
+    )
+    db.execute(
+        "CREATE TABLE test_files (test_id TEXT NOT NULL, file_id TEXT NOT NULL, position INTEGER NOT NULL,"
+        " split INTEGER NOT NULL, header INTEGER NOT NULL, shares TEXT NOT NULL, PRIMARY KEY (test_id, file_id))"
+    )
+    db.execute("CREATE INDEX test_files_file ON test_files(file_id)")
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
@@ -96,6 +110,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v2,
     _v3,
     _v4,
+    _v5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

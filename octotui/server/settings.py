@@ -62,11 +62,18 @@ class ServerSettings:
     #: Days the uploaded JTLs of an ended test are kept (0: for ever), checked every ``jtl_prune_interval`` s.
     jtl_retention_days: float = 30.0
     jtl_prune_interval: float = 3600.0
+    #: Largest file an operator may upload (``POST /files``, streamed to disk).
+    max_file_bytes: int = 1024 * MIB
 
     @property
     def results_dir(self) -> Path:
         """Where uploaded JTLs are kept: ``results/<test id>/<container id>.jtl.gz``."""
         return self.data_dir / "results"
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded test files are kept: ``files/<file id>``."""
+        return self.data_dir / "files"
 
     @property
     def scheme(self) -> str:

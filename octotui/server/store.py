@@ -23,7 +23,7 @@ from octotui.protocol import TERMINAL_TEST_STATES, AuditEntry
 from octotui.server import tables
 from octotui.server.datadir import DataDirError, check_database, damaged
 from octotui.server.errors import Unstorable
-from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.records import AgentRec, CommandRec, ContainerRec, FileRec, ProviderRec, TestRec
 from octotui.server.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from octotui.server.schema import create, hash_provider_tokens, migrate
 
@@ -48,6 +48,8 @@ class Snapshot:
     labels: list[tables.LabelRow] = field(default_factory=list)
     #: The stored timelines of tests not ended (those of ended ones are read on demand).
     series: list[tables.SeriesRow] = field(default_factory=list)
+    #: Uploaded files, oldest first.
+    files: list[FileRec] = field(default_factory=list)
 
 
 #: Changed records are written over their rows, never deleted and inserted again.
@@ -60,6 +62,7 @@ _UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
 _SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
 _UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
 _SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
+_SELECT_TEST_FILES = tables.select("test_files", tables.TEST_FILE_COLUMNS)
 
 
 class Store:
@@ -134,6 +137,12 @@ class Store:
             tables.test_from_row(row)
             for row in db.execute(tables.select("tests", tables.TEST_COLUMNS) + " ORDER BY created_at")
         ]
+        by_id = {t.id: t for t in snap.tests}
+        for row in db.execute(_SELECT_TEST_FILES + " ORDER BY test_id, position"):
+            if (owner := by_id.get(row[0])) is not None:
+                owner.files.append(tables.file_use_from_row(row))
+        files = db.execute(tables.select("files", tables.FILE_COLUMNS) + " ORDER BY created_at")
+        snap.files = [tables.file_from_row(row) for row in files]
         containers = db.execute(tables.select("containers", tables.CONTAINER_COLUMNS))
         snap.containers = [tables.container_from_row(row) for row in containers]
         snap.launch_keys = [
@@ -370,6 +379,7 @@ class Store:
         """
         try:
             test_rows = [tables.test_row(t)]
+            file_rows = tables.test_file_rows(t)
             container_rows = [tables.container_row(c) for c in containers]
             command_rows = [tables.command_row(c) for c in commands]
         except (ValueError, PydanticSerializationError) as exc:
@@ -379,6 +389,7 @@ class Store:
             db.executemany(tables.insert("tests", tables.TEST_COLUMNS), test_rows)
             db.executemany(tables.insert("containers", tables.CONTAINER_COLUMNS), container_rows)
             db.executemany(tables.insert("commands", tables.COMMAND_COLUMNS), command_rows)
+            db.executemany(tables.insert("test_files", tables.TEST_FILE_COLUMNS), file_rows)
             if launch_key is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO idempotency (key, fingerprint, test_id, created_at) VALUES (?, ?, ?, ?)",
@@ -495,15 +506,39 @@ class Store:
 
         await self._run(self._tx, run)
 
+    # --- uploaded files ------------------------------------------------------------------------
+
+    async def save_file(self, f: FileRec) -> None:
+        """Record an uploaded file (its bytes are in place already)."""
+        row = tables.file_row(f)
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(tables.insert("files", tables.FILE_COLUMNS), row)
+
+        try:
+            await self._run(self._tx, run)
+        except (ValueError, sqlite3.InterfaceError) as exc:
+            raise Unstorable(f"the file cannot be stored, nothing was kept: {tables.why(exc)}") from None
+
+    async def delete_file(self, file_id: str) -> None:
+        """Forget an uploaded file (the tests that used it keep naming it)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+        await self._run(self._tx, run)
+
     # --- deletion ------------------------------------------------------------------------------
 
     async def delete_test(self, test_id: str) -> None:
         """Delete an ended test and everything kept for it, in one transaction: its containers, their
-        labels, queued commands and JTL records, its timeline and the idempotency keys that made it."""
+        labels, queued commands and JTL records, its timeline, its links to the files it brought and
+        the idempotency keys that made it."""
 
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM tests WHERE id = ?", (test_id,))
-            for table in ("containers", "commands", "container_labels", "test_series", "container_jtl", "idempotency"):
+            for table in ("containers", "commands", "container_labels", "test_series", "container_jtl", "idempotency",
+                          "test_files"):  # fmt: skip
                 db.execute(f"DELETE FROM {table} WHERE test_id = ?", (test_id,))
 
         await self._run(self._tx, run)

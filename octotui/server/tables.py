@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from octotui.protocol import FinalResults, JMeterFigures, LaunchSpec, TestResults
-from octotui.server.records import AgentRec, CommandRec, ContainerRec, TestRec
+from octotui.server.records import AgentRec, CommandRec, ContainerRec, FileRec, FileUse, Share, TestRec
 
 TEST_COLUMNS = (
     "id", "name", "provider_id", "provider_name", "locations", "image", "properties", "plan", "state", "reason",
@@ -35,6 +35,16 @@ SeriesRow = tuple[str, float, int, bytes]
 #: SHA-256 as sent (gzip), its header line, when it was stored and when retention removed it.
 JTL_COLUMNS = ("container_id", "test_id", "size", "sha256", "header", "stored_at", "pruned_at")
 JtlRow = tuple[str, str, int, str, str, float, float | None]
+
+
+#: An uploaded file (its bytes: ``files/<id>``).
+FILE_COLUMNS = ("id", "name", "size", "sha256", "created_at", "lines")
+FileRow = tuple[str, str, int, str, float, int | None]
+
+#: A file a test brings: its place in the test's list, copied or split (with header), and the
+#: shares of a split as JSON ``[[head, start, end, size, sha256], ...]`` by container index.
+TEST_FILE_COLUMNS = ("test_id", "file_id", "position", "split", "header", "shares")
+TestFileRow = tuple[str, str, int, int, int, str]
 
 
 def select(table: str, columns: tuple[str, ...]) -> str:
@@ -116,6 +126,30 @@ def command_row(c: CommandRec) -> tuple[Any, ...]:
     # Without the plan: it is the test's, stored once with it and put back at load.
     launch = None if c.launch is None else c.launch.model_dump_json(exclude={"plan"})
     return (c.id, c.agent_id, c.kind, c.container_id, c.test_id, c.created_at, launch, c.grace_s)
+
+
+def file_row(f: FileRec) -> FileRow:
+    return (f.id, f.name, f.size, f.sha256, f.created_at, f.lines)
+
+
+def file_from_row(row: tuple[Any, ...]) -> FileRec:
+    """A file from a row of :data:`FILE_COLUMNS`."""
+    return FileRec(*row)
+
+
+def test_file_rows(t: TestRec) -> list[TestFileRow]:
+    """The ``test_files`` rows of a test, one per file it brings."""
+    return [
+        (t.id, u.file_id, i, int(u.split), int(u.header),
+         json.dumps([[x.head, x.start, x.end, x.size, x.sha256] for x in u.shares]))
+        for i, u in enumerate(t.files)
+    ]  # fmt: skip
+
+
+def file_use_from_row(row: tuple[Any, ...]) -> FileUse:
+    """A test's file from a row of :data:`TEST_FILE_COLUMNS` (the test id and position left to the caller)."""
+    shares = [Share(*x) for x in json.loads(row[5])]
+    return FileUse(file_id=row[1], split=bool(row[3]), header=bool(row[4]), shares=shares)
 
 
 def agent_from_row(row: tuple[Any, ...]) -> AgentRec:

@@ -15,7 +15,9 @@ log = logging.getLogger("octotui.server")
 
 async def delete_test(s: ServerState, test_id: str) -> TestRec:
     """Delete an ended test: its record, its containers, their per-label figures, its timeline, its
-    JTL files, the idempotency keys that made it and any command still queued for it.
+    JTL files, its links to the files it brought (with their shares; the files themselves stay until
+    an operator deletes them: ``domain/files.py``), the idempotency keys that made it and any command
+    still queued for it.
 
     A test not ended is refused (:class:`Conflict`: stop it first). It leaves memory before the
     store is written (a flush running meanwhile must not write it back) and comes back if the
@@ -59,5 +61,6 @@ async def delete_test(s: ServerState, test_id: str) -> TestRec:
     s.launch_keys.forget_test(t.id)
     s.feed.remove("test", t.id)
     await jtl.remove_files(s, t.id)
-    log.info("test %s (%s) deleted with its %d container(s) and their results", t.name, t.id, len(containers))
+    kept = f"; its files kept: {', '.join(u.file_id for u in t.files)}" if t.files else ""
+    log.info("test %s (%s) deleted with its %d container(s) and their results%s", t.name, t.id, len(containers), kept)
     return t

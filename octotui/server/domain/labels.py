@@ -145,7 +145,7 @@ async def save(s: ServerState, everything: bool = False) -> None:
             del s.labels[cid]
 
 
-async def _books(s: ServerState, t: TestRec) -> list[LabelBook]:
+async def books(s: ServerState, t: TestRec) -> list[LabelBook]:
     """The labels of a test's containers: from memory while it runs; once ended, from the store
     with what memory holds (newer) laid over it."""
     if t.state not in TEST_TERMINAL:
@@ -165,9 +165,9 @@ async def _books(s: ServerState, t: TestRec) -> list[LabelBook]:
 
 async def figures(s: ServerState, t: TestRec) -> list[LabelFigures]:
     """Each label of ``t`` merged over its containers, sorted by label."""
-    return merge_labels(book.figures for book in await _books(s, t))
+    return merge_labels(book.figures for book in await books(s, t))
 
 
 async def errors(s: ServerState, t: TestRec) -> list[ErrorFigures]:
     """Error counts of ``t`` per label, code and message, most frequent first."""
-    return merge_errors(book.errors for book in await _books(s, t))
+    return merge_errors(book.errors for book in await books(s, t))

@@ -7,7 +7,7 @@ import hashlib
 import logging
 
 from octotui.protocol import LaunchSpec, Placement, PlacementItem, Test, TestCreate
-from octotui.server.domain import agents, clock, commands, lifecycle, providers, views
+from octotui.server.domain import agents, clock, commands, files, lifecycle, providers, views
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import Conflict, Invalid, TooLarge
 from octotui.server.jmx import PlanError, validate_plan
@@ -82,6 +82,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
     """``launch_key``: (Idempotency-Key, request fingerprint), stored with the test in its one
     transaction: both are made, or neither (then the key may be used again)."""
     _check_plan(s, spec.plan)
+    chosen = files.check(s, spec)
     p, spread, placement = _place(s, spec)
     if spec.dry_run:
         return placement
@@ -101,6 +102,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
         state="pending",
         created_at=clock.now(),
     )
+    t.files = await files.uses(s, spec, chosen)
     containers, queued = _containers(s, t, spread, spec.containers)
     # Written first, published after: a refused write leaves nothing behind in memory.
     await s.store.create_test(t, containers, queued, launch_key)
@@ -149,6 +151,7 @@ def _containers(s: ServerState, t: TestRec, spread: Spread, count: int) -> tuple
                 shutdown_port=port,
                 index=c.index,
                 count=count,
+                files=files.launch_files(s, t, candidate.id, c.index),
             )
             launches.append(commands.make(candidate.id, "launch", c, spec))
     return containers, launches

@@ -27,6 +27,8 @@ def load(s: ServerState, snap: Snapshot) -> None:
         agents.count_name(s, a, +1)
     for t in snap.tests:
         s.tests[t.id] = t
+    for f in snap.files:
+        s.files[f.id] = f
     for c in snap.containers:
         s.containers[c.id] = c
         if c.state not in TERMINAL:

@@ -16,6 +16,7 @@ from octotui.server.records import (
     ChangeLog,
     CommandRec,
     ContainerRec,
+    FileRec,
     LaunchKeys,
     ProviderRec,
     TestRec,
@@ -83,6 +84,8 @@ class ServerState:
         #: Containers whose every label the server asks its agent for again, by agent id: those of
         #: tests not ended when it started (``domain/labels.py`` ``wanted``), with how often asked.
         self.labels_wanted: dict[str, dict[str, int]] = {}
+        #: Uploaded files by id (``domain/files.py``); their bytes are under ``settings.files_dir``.
+        self.files: dict[str, FileRec] = {}
         #: Launches one at a time: a launch's store write must not let another place on stale state.
         self.launching = asyncio.Lock()
 

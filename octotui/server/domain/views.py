@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from octotui.protocol import Agent, Changes, ContainerRecord, Provider, Test
+from octotui.protocol import Agent, Changes, ContainerRecord, Provider, Test, TestFile
 from octotui.server.domain import agents, clock, providers
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
@@ -98,6 +98,7 @@ def test_out(s: ServerState, t: TestRec, with_containers: bool = True) -> Test:
         # Derived from the stored stop request: an operator's stop, or the forced deletion of the
         # agent that ran its last containers (``agents.delete``).
         stopped=t.stop_requested and t.state in TEST_TERMINAL,
+        files=[TestFile(id=u.file_id, split=u.split, header=u.header) for u in t.files],
     )
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures, Test, TestSeriesPoint
-from octotui.server.domain import clock, views
-from octotui.server.domain.labels import _books
+from octotui.protocol import OTHER_LABEL, Comparison, ErrorFigures, LabelFigures, Test, TestSeriesPoint
+from octotui.server.domain import clock, compare, labels, series, views
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.labelbook import merge_errors, merge_labels
@@ -50,6 +48,9 @@ class ExportData:
     generated_at: float
     stopped: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Against a baseline, when one was asked for (``?baseline=ID``), and that test's name.
+    comparison: Comparison | None = None
+    baseline_name: str = ""
 
     @property
     def verdict(self) -> str:
@@ -118,36 +119,32 @@ def _generators(s: ServerState, t: TestRec, test: Test) -> list[Generator]:
     return sorted(out, key=lambda g: (g.name, g.agent_id))
 
 
-async def timeline(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
-    """The test's timeline as ``GET /tests/{id}/series`` answers it: the controller's
-    ``test_series`` where the server keeps timelines (read back from the store once a test ended),
-    else the live window in memory."""
-    kept: Callable[[str], Awaitable[list[TestSeriesPoint]]] | None = getattr(s, "test_series", None)
-    return await kept(t.id) if kept is not None else s.series.get(t.id)
-
-
-async def gather(s: ServerState, t: TestRec) -> ExportData:
+async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> ExportData:
     """Read everything the exports of ``t`` show (labels from memory or the store, as
-    ``GET /tests/{id}/labels`` reads them; the series as ``GET /tests/{id}/series`` answers it)."""
-    books = await _books(s, t)
+    ``GET /tests/{id}/labels`` reads them; the series as ``GET /tests/{id}/series`` answers it);
+    with ``baseline_id``, its comparison with that test (default tolerances)."""
+    comparison = None if baseline_id is None else await compare.compare(s, t.id, baseline_id, {})
+    books = await labels.books(s, t)
     figures = [book.figures for book in books]
     test = views.test_out(s, t)
     notes = []
-    labels = merge_labels(figures)
-    if any(x.label == OTHER_LABEL for x in labels):
+    merged = merge_labels(figures)
+    if any(x.label == OTHER_LABEL for x in merged):
         notes.append(f"the plan made more labels than a container reports: the excess is counted as {OTHER_LABEL!r}")
     return ExportData(
         test=test,
         plan_name=plan_name(t.plan),
-        labels=labels,
+        labels=merged,
         total=total_of(figures),
         errors=merge_errors(book.errors for book in books),
-        series=await timeline(s, t),
+        series=await series.points(s, t),
         generators=_generators(s, t, test),
         live=t.state not in TEST_TERMINAL,
         generated_at=clock.now(),
         stopped=t.stop_requested,
         notes=notes,
+        comparison=comparison,
+        baseline_name=s.tests[baseline_id].name if baseline_id is not None else "",
     )
 
 

@@ -199,6 +199,44 @@ def _settings(data: ExportData) -> str:
     return _kv(items) + "<h3>JMeter properties (-J)</h3>" + table
 
 
+def _side(now: float | None, before: float | None, digits: int = 1) -> str:
+    """A figure of this run beside the baseline's (— where a run lacks the label)."""
+
+    def one(x: float | None) -> str:
+        return "—" if x is None else _n(x, digits)
+
+    return f'<td data-v="{now if now is not None else -1!r}">{one(before)} → {one(now)}</td>'
+
+
+def _comparison(data: ExportData) -> str:
+    """The "Compared with" section: each label against the baseline, regressions marked."""
+    c = data.comparison
+    if c is None:
+        return ""
+    tol = c.tolerances
+    head = _head(
+        (("Label", "t"), ("Average ms", ""), ("95% ms", ""), ("Error %", ""), ("Hits/s", ""), ("Regression", "t"))
+    )
+    rows = "".join(
+        f'<tr class="row{" err" if d.regression else ""}"><td class="t">{e(d.label)}</td>'
+        f"{_side(d.avg_ms, d.baseline_avg_ms)}{_side(d.p95_ms, d.baseline_p95_ms)}"
+        f"{_side(d.error_percent, d.baseline_error_percent, 2)}{_side(d.throughput, d.baseline_throughput, 2)}"
+        f'<td class="t e">{e("; ".join(d.reasons)) if d.reasons else "—"}</td></tr>'
+        for d in c.labels
+    )
+    rule = (
+        f"baseline → this run; a regression: average or 95th percentile up by more than "
+        f"{_n(tol.get('avg_ms', 0))} % / {_n(tol.get('p95_ms', 0))} %, error % up by more than "
+        f"{_n(tol.get('error_percent', 0))} points, or throughput down by more than {_n(tol.get('throughput', 0))} %"
+    )
+    verdict = f"{c.regressions} label(s) regressed" if c.regressions else "no regression"
+    return (
+        f'<section id="comparison"><h2>Compared with {e(data.baseline_name)} '
+        f'<code>{e(c.baseline_id)}</code></h2><p class="sub">{e(verdict)}; {e(rule)}.</p>'
+        f'<div class="scroll"><table class="sortable" id="compare">{head}<tbody>{rows}</tbody></table></div></section>'
+    )
+
+
 def _times(data: ExportData) -> str:
     t = data.test
     end = t.ended_at.timestamp() if t.ended_at else data.generated_at
@@ -283,6 +321,7 @@ def render(data: ExportData) -> str:
 {"".join(banners)}
 <section id="summary"><h2>Summary</h2>{_summary(data)}</section>
 <section id="statistics"><h2>Statistics per label</h2>{_labels(data)}</section>
+{_comparison(data)}
 <section id="charts-section"><h2>Over time</h2>
 <noscript><p class="none">The charts are drawn by the page's script.</p></noscript>
 <div class="charts">{charts}</div></section>

@@ -14,7 +14,18 @@ from octotui.server.controller import Controller
 from octotui.server.http import errors
 from octotui.server.http.fastpath import AgentFastPath
 from octotui.server.http.gate import GateMiddleware
-from octotui.server.http.routes import agent_protocol, agents, audit, exports, jtl, providers, server, tests, tokens
+from octotui.server.http.routes import (
+    agent_protocol,
+    agents,
+    audit,
+    exports,
+    files,
+    jtl,
+    providers,
+    server,
+    tests,
+    tokens,
+)
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 
@@ -24,7 +35,7 @@ def _routes() -> APIRouter:
     root = APIRouter(prefix=API_PREFIX)
     root.include_router(server.public_router)
     api = APIRouter(responses=errors.ERRORS)
-    for module in (server, providers, agents, agent_protocol, tests, exports, jtl, tokens, audit):
+    for module in (server, providers, agents, agent_protocol, tests, exports, jtl, files, tokens, audit):
         api.include_router(module.router)
     root.include_router(api)
     return root
@@ -76,5 +87,6 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
         max_body=settings.max_body_bytes,
         max_plan=settings.max_plan_bytes,
         max_jtl=settings.max_jtl_bytes,
+        max_file=settings.max_file_bytes,
     )
     return app

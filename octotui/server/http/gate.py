@@ -9,14 +9,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octotui.protocol import API_PREFIX
 from octotui.server.controller import Controller
-from octotui.server.domain import jtl
+from octotui.server.domain import files, jtl
 from octotui.server.errors import Unauthorized
 from octotui.server.http.errors import status_of
 
 PUBLIC_PATHS = frozenset({f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"})
-#: Uploads streamed to disk by their route (``routes/jtl.py``), which counts their bytes itself:
-#: they get their own limit and pass unread, chunked or not.
+#: Uploads streamed to disk by their route (``routes/jtl.py``, ``routes/files.py``), which counts
+#: their bytes itself: they get their own limit and pass unread, chunked or not.
 STREAMED = re.compile(rf"^{re.escape(API_PREFIX)}/agents/[^/]+/containers/[^/]+/jtl$")
+FILE_UPLOAD = f"{API_PREFIX}/files"
 
 
 async def _send_error(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -34,12 +35,15 @@ class GateMiddleware:
     without being read into memory.
     """
 
-    def __init__(self, app: ASGIApp, controller: Controller, max_body: int, max_plan: int, max_jtl: int) -> None:
+    def __init__(
+        self, app: ASGIApp, controller: Controller, max_body: int, max_plan: int, max_jtl: int, max_file: int
+    ) -> None:
         self.app = app
         self.controller = controller
         self.max_body = max_body
         self.max_plan = max_plan
         self.max_jtl = max_jtl
+        self.max_file = max_file
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,7 +62,10 @@ class GateMiddleware:
             scope.setdefault("state", {})["principal"] = principal
         length = headers.get(b"content-length")
         if scope["method"] == "PUT" and STREAMED.match(path):
-            await self._streamed(scope, receive, send, length)
+            await self._streamed(scope, receive, send, length, self.max_jtl, jtl.too_big(self.max_jtl))
+            return
+        if scope["method"] == "POST" and path == FILE_UPLOAD:
+            await self._streamed(scope, receive, send, length, self.max_file, files.too_big(self.max_file))
             return
         too_big = f"request body larger than {self.max_body} bytes (JMX plans: at most {self.max_plan} bytes)"
         if length is not None:
@@ -102,7 +109,9 @@ class GateMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _streamed(self, scope: Scope, receive: Receive, send: Send, length: bytes | None) -> None:
+    async def _streamed(
+        self, scope: Scope, receive: Receive, send: Send, length: bytes | None, limit: int, too_big: str
+    ) -> None:
         """An upload streamed by its route: refused here only when its declared size is too large."""
         if length is not None:
             try:
@@ -110,7 +119,7 @@ class GateMiddleware:
             except ValueError:
                 await _send_error(send, 400, "invalid Content-Length header")
                 return
-            if declared > self.max_jtl:
-                await _send_error(send, 413, jtl.too_big(self.max_jtl))
+            if declared > limit:
+                await _send_error(send, 413, too_big)
                 return
         await self.app(scope, receive, send)

@@ -7,9 +7,9 @@ still running", the XML says ``octotui.live=true``, and every answer carries ``X
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from octotui.server.export import ExportData, junit, report, stats_csv
 from octotui.server.export.data import file_name
@@ -65,10 +65,18 @@ async def export_junit(test_id: str, ctl: Ctl, _: Reader) -> Response:
     response_class=Response,
     responses=_doc("text/html", "one self-contained page: nothing is fetched when it opens"),
 )
-async def export_report(test_id: str, ctl: Ctl, _: Reader) -> Response:
+async def export_report(
+    test_id: str,
+    ctl: Ctl,
+    _: Reader,
+    baseline: Annotated[
+        str | None, Query(description="a test to compare with: adds a 'Compared with' section (default tolerances)")
+    ] = None,
+) -> Response:
     """The HTML report: settings, verdict, summary, statistics per label, errors, charts over time,
-    generators and times, in one file that fetches nothing."""
-    data = await ctl.test_export(test_id)
+    generators and times, in one file that fetches nothing; with ``baseline``, each label against
+    that test (as ``/tests/{id}/compare/{baseline}`` answers it)."""
+    data = await ctl.test_export(test_id, baseline)
     return _download(
         data,
         report.render(data),

@@ -1,5 +1,5 @@
-"""Test routes: launch (with ``Idempotency-Key``), list, read, series, labels, errors, plan, stop a test or
-one container, delete an ended test."""
+"""Test routes: launch (with ``Idempotency-Key``), list, read, series, labels, errors, plan, compare with a
+baseline, stop a test or one container, delete an ended test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from octotui.protocol import (
+    Comparison,
     ErrorFigures,
     LabelFigures,
     Placement,
@@ -106,6 +107,27 @@ async def test_labels(test_id: str, ctl: Ctl, _: Reader) -> list[LabelFigures]:
 async def test_errors(test_id: str, ctl: Ctl, _: Reader) -> list[ErrorFigures]:
     """Failed samples per label, response code and message over the test, most frequent first."""
     return await ctl.test_errors(test_id)
+
+
+_TOLERANCE = {"ge": 0, "le": 1_000_000}
+
+
+@router.get("/tests/{test_id}/compare/{baseline_id}", response_model=Comparison, tags=["tests"])
+async def compare_tests(
+    test_id: str,
+    baseline_id: str,
+    ctl: Ctl,
+    _: Reader,
+    avg_ms: Annotated[float | None, Query(**_TOLERANCE, description="% the average may grow (10)")] = None,
+    p95_ms: Annotated[float | None, Query(**_TOLERANCE, description="% the 95th percentile may grow (10)")] = None,
+    error_percent: Annotated[float | None, Query(**_TOLERANCE, description="points the error % may grow (1)")] = None,
+    throughput: Annotated[float | None, Query(**_TOLERANCE, description="% the throughput may fall (10)")] = None,
+) -> Comparison:
+    """Each label (of either run) against the same label of the baseline: samples, average, 95th
+    percentile, error % and throughput of both, ``regression`` with its ``reasons`` where this run is
+    worse beyond the tolerances. The baseline may not be the test itself (422)."""
+    given = {"avg_ms": avg_ms, "p95_ms": p95_ms, "error_percent": error_percent, "throughput": throughput}
+    return await ctl.compare(test_id, baseline_id, given)
 
 
 @router.post("/tests/{test_id}/stop", response_model=Test, tags=["tests"])
