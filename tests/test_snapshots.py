@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets.data_table import ColumnKey
 
 from octotui.client import Client
@@ -29,6 +30,7 @@ from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ErrorsTable, LabelsTable, TestsTable
+from tests.support.beating import Beating
 from tests.support.processes import ROOT, AgentProcess, ServerProcess
 from tests.support.tui import text_of
 from tests.support.waiting import wait_until, wait_until_pilot
@@ -361,3 +363,66 @@ async def test_labels_and_errors_screens(server: ServerProcess, save: Callable[[
         await shoot((200, 50), "-wide")
     finally:
         agent.close()
+
+
+async def test_results_screens(server: ServerProcess, save: Callable[[OctoApp, str], None]) -> None:
+    """A running test's charts (eighth blocks, elapsed-time axis), a container's CPU and memory, the
+    test stopped, and the re-run, edit-and-launch and delete dialogs, at 80x24 (and the test screen
+    at 200x50), fed by a wire-level agent (no Docker needed)."""
+    agent, report = running_test(server, "checkout")
+    beating = Beating(agent, report)
+    test_id = report["test_id"]
+
+    async def open_test(app: OctoApp, pilot: Pilot[int]) -> None:
+        await wait_until_pilot(pilot, lambda: app.screen.query_one(TestsTable).row_count == 1)
+        await pilot.press("t", "enter")
+        assert isinstance(app.screen, TestScreen)
+        rate = app.screen.query_one("#rate-chart", Chart)
+        await wait_until_pilot(pilot, lambda: len(rate.values) >= 30, timeout=60, what="30 points")
+        await pilot.pause(0.5)
+
+    try:
+        wide = app_on(server)
+        async with wide.run_test(size=(200, 50)) as pilot:
+            await open_test(wide, pilot)
+            save(wide, "test-live-wide")
+        app = app_on(server)
+        async with app.run_test(size=SIZE) as pilot:
+            await open_test(app, pilot)
+            save(app, "test-live")
+            await pilot.press("m")
+            cpu = app.screen.query_one("#cpu-usage", Chart)
+            await wait_until_pilot(pilot, lambda: len(cpu.values) >= 20, timeout=30, what="20 CPU samples")
+            await pilot.pause(0.5)
+            save(app, "test-usage")
+            with server.client() as http:
+                http.post(f"/tests/{test_id}/stop").raise_for_status()
+            beating.end()
+            await wait_until_pilot(pilot, lambda: "· stopped ·" in text_of(app, "#test-title"), what="stopped")
+            await pilot.press("c")
+            await pilot.pause(1)
+            save(app, "test-stopped")
+            if not has_plan_route(server, test_id):
+                return
+            await pilot.press("R")
+            assert isinstance(app.screen, ConfirmScreen)
+            save(app, "rerun-confirm")
+            await pilot.press("n", "E")
+            await wait_until_pilot(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the launch dialog")
+            await pilot.pause(0.3)
+            save(app, "launch-prefilled")
+            await pilot.press("escape", "delete")
+            assert isinstance(app.screen, ConfirmScreen)
+            save(app, "test-delete-confirm")
+            await pilot.press("n", "escape")
+            await pilot.pause(0.5)
+            save(app, "main-stopped")
+    finally:
+        beating.stop.set()
+        agent.close()
+
+
+def has_plan_route(server: ServerProcess, test_id: str) -> bool:
+    """False while the server answers 404 to ``GET /tests/{id}/plan`` (issue 12's server part)."""
+    with server.client() as http:
+        return http.get(f"/tests/{test_id}/plan").status_code != 404
