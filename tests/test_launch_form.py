@@ -8,7 +8,15 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from octotui.protocol import Location, Name, TestCreate
-from octotui.tui.forms import LIMITS, check_location, check_name, parse_count, read_launch_form
+from octotui.tui.forms import (
+    LIMITS,
+    FileChoice,
+    check_location,
+    check_name,
+    files_summary,
+    parse_count,
+    read_launch_form,
+)
 
 PLAN = Path(__file__).resolve().parents[1] / "examples" / "http-get.jmx"
 
@@ -137,3 +145,36 @@ def test_launch_form_plan_too_large_for_the_server() -> None:
     problem = read_launch_form(fields(), "p", max_plan_bytes=size - 1).problem or ""
     assert problem.startswith("Plan file: ") and "the server accepts at most" in problem
     assert read_launch_form(fields(), "p", max_plan_bytes=size).problem is None
+
+
+# The Files field: local paths with ':split' and/or ':header', checked on disk before anything is sent.
+
+
+def test_files_field_reads_paths_and_options(tmp_path: Path) -> None:
+    users, extra = tmp_path / "users.csv", tmp_path / "extra.txt"
+    users.write_text("id\n1\n2\n")
+    extra.write_bytes(b"x" * 2048)
+    form = read_launch_form(fields(files=f"{users}:split:header, {extra}"), "p", None)
+    assert form.problem is None and form.spec is not None
+    assert form.files == (FileChoice(users, True, True, 7), FileChoice(extra, False, False, 2048))
+    assert form.spec.files == [], "uploaded at launch, not before"
+    assert files_summary(form.files) == "2 files to upload (2 KiB): users.csv split +header, extra.txt"
+    assert read_launch_form(fields(files=" , "), "p", None).files == ()
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [
+        ("{d}/nope.csv", "Files: no such file: {d}/nope.csv"),
+        ("{d}", "Files: {d} is a directory, not a file"),
+        ("{d}/a.csv:splt", "Files: '{d}/a.csv:splt': unknown option ':splt' (':split' and/or ':header')"),
+        ("{d}/a.csv:header", "Files: '{d}/a.csv:header': ':header' goes with ':split' (a copy keeps the whole file)"),
+        ("{d}/a.csv, {d}/sub/a.csv", "Files: two files named a.csv: the containers see them by name"),
+    ],
+)
+def test_files_field_refuses_what_cannot_be_sent(tmp_path: Path, typed: str, problem: str) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.csv").write_text("a\n")
+    (tmp_path / "sub" / "a.csv").write_text("b\n")
+    form = read_launch_form(fields(files=typed.format(d=tmp_path)), "p", None)
+    assert form.spec is None and form.problem == problem.format(d=tmp_path)

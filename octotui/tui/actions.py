@@ -16,8 +16,9 @@ import httpx
 from textual.app import App
 
 from octotui.client import Client, ClientError, ServerUnreachable
-from octotui.protocol import Placement, Provider, Test, TestCreate
-from octotui.tui.forms import rerun_spec
+from octotui.protocol import FileInfo, Placement, Provider, Test, TestCreate, TestFile
+from octotui.tui.format import human_size
+from octotui.tui.forms import FileChoice, rerun_spec
 from octotui.tui.poller import Poller
 
 #: What to do after making a provider: its registration token is shown in this dashboard only.
@@ -65,6 +66,33 @@ class Actions:
         test = await self.client.create_test(spec, idempotency_key)
         self.poller.wake()
         return test
+
+    async def upload_files(self, files: tuple[FileChoice, ...], say: Callable[[str], object]) -> list[TestFile]:
+        """Upload each of ``files`` (streamed from disk), ``say`` telling which one is on its way: the
+        ``TestCreate.files`` entries that bring them. On any failure, or when cancelled, the files
+        already uploaded are deleted again (in the background) and the error is raised."""
+        uploaded: list[FileInfo] = []
+        try:
+            for i, choice in enumerate(files, 1):
+                say(f"uploading {choice.path.name} ({human_size(choice.size)}, {i}/{len(files)})…")
+                uploaded.append(await self.client.upload_file(choice.path))
+        except BaseException:
+            self.drop_files([f.id for f in uploaded])
+            raise
+        return [TestFile(id=f.id, split=c.split, header=c.header) for f, c in zip(uploaded, files, strict=True)]
+
+    def drop_files(self, file_ids: list[str]) -> None:
+        """Delete files uploaded for a launch that did not happen, in a worker of the app (it
+        outlives the dialog); a failure is notified, since the file then stays on the server."""
+        if file_ids:
+            self._app.run_worker(self._drop(file_ids), group="actions", exit_on_error=False)
+
+    async def _drop(self, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            try:
+                await self.client.delete_file(file_id)
+            except ClientError as exc:
+                self._app.notify(f"{file_id}: {exc.message}", title="Cannot delete an uploaded file", severity="error")
 
     async def test_plan(self, test_id: str) -> str:
         """The plan a test was launched with, read back from the server; raises :class:`ClientError`."""

@@ -167,7 +167,65 @@ def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
 # --- the launch form --------------------------------------------------------------------------
 
 #: Fields whose values the next launch dialog of the session starts with.
-REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image")
+REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image", "files")
+
+
+# --- the test's files -------------------------------------------------------------------------
+
+#: What may follow a file's path, after ':' (``users.csv:split:header``).
+FILE_OPTIONS = ("split", "header")
+
+
+@dataclass(frozen=True)
+class FileChoice:
+    """A local file the launch uploads: copied whole to every container, or ``split`` between them
+    (``header``: the first line kept on every share)."""
+
+    path: Path
+    split: bool = False
+    header: bool = False
+    size: int = 0
+
+
+def parse_files(text: str) -> tuple[tuple[FileChoice, ...], str | None]:
+    """The files typed in the Files field (``users.csv:split:header, extra.txt``), each checked on
+    disk, or why they cannot be sent (nothing is uploaded then)."""
+    choices: list[FileChoice] = []
+    names: set[str] = set()
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        raw, *options = entry.split(":")
+        if unknown := [o for o in options if o.strip().lower() not in FILE_OPTIONS]:
+            return (), f"Files: {entry!r}: unknown option ':{unknown[0].strip()}' (':split' and/or ':header')"
+        chosen = {o.strip().lower() for o in options}
+        if "header" in chosen and "split" not in chosen:
+            return (), f"Files: {entry!r}: ':header' goes with ':split' (a copy keeps the whole file)"
+        path = Path(raw.strip()).expanduser()
+        if not raw.strip():
+            return (), f"Files: {entry!r}: no path before ':'"
+        if not path.exists():
+            return (), f"Files: no such file: {path}"
+        if path.is_dir():
+            return (), f"Files: {path} is a directory, not a file"
+        if not os.access(path, os.R_OK):
+            return (), f"Files: cannot read {path}: permission denied"
+        if path.name in names:
+            return (), f"Files: two files named {path.name}: the containers see them by name"
+        names.add(path.name)
+        choices.append(FileChoice(path, "split" in chosen, "header" in chosen, path.stat().st_size))
+    return tuple(choices), None
+
+
+def files_summary(files: tuple[FileChoice, ...]) -> str:
+    """What the launch will upload, in words: ``2 files to upload (12.3 MiB): users.csv split…``."""
+    if not files:
+        return ""
+    total = sum(f.size for f in files)
+    how = ", ".join(f.path.name + (" split" if f.split else "") + (" +header" if f.header else "") for f in files)
+    return f"{plural(len(files), 'file')} to upload ({human_size(total)}): {how}"
+
+
 #: What a launch sent without an answer means.
 MAYBE_STARTED = "The test may have started: look at the tests table (escape) before launching again."
 
@@ -196,6 +254,8 @@ class Form:
     spec: TestCreate | None
     problem: str | None
     warnings: tuple[str, ...] = ()
+    #: Local files to upload at launch (added to ``spec.files`` once the server has them).
+    files: tuple[FileChoice, ...] = ()
 
 
 def read_launch_form(
@@ -227,6 +287,9 @@ def read_launch_form(
     properties, problem = parse_properties(fields.get("properties", ""))
     if problem:
         return Form(None, problem)
+    files, problem = parse_files(fields.get("files", ""))
+    if problem:
+        return Form(None, problem)
     containers, users, duration, rampup = (counts[f][0] for f in ("containers", "users", "duration", "rampup"))
     try:
         spec = TestCreate(
@@ -252,7 +315,7 @@ def read_launch_form(
     warnings = []
     if rampup is not None and duration is not None and rampup > duration:
         warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
-    return Form(spec, None, tuple(warnings))
+    return Form(spec, None, tuple(warnings), files)
 
 
 def placement_text(placement: Placement, users: int | None = None) -> str:

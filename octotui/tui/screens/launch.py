@@ -20,7 +20,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static
 
 from octotui.client import ClientError, ServerUnreachable
-from octotui.protocol import TestCreate
+from octotui.protocol import TestCreate, TestFile
 from octotui.tui.actions import not_sent
 from octotui.tui.dashboard import DashboardApp
 from octotui.tui.format import human_size, plural
@@ -28,9 +28,11 @@ from octotui.tui.forms import (
     LIMITS,
     MAYBE_STARTED,
     REMEMBERED,
+    FileChoice,
     Form,
     ServerPlan,
     check_plan_path,
+    files_summary,
     parse_count,
     placement_text,
     plan_label,
@@ -39,7 +41,7 @@ from octotui.tui.forms import (
 )
 
 #: The launch form's text fields, read into :func:`~octotui.tui.forms.read_launch_form`.
-FIELDS = ("plan", "name", "locations", "containers", "users", "duration", "rampup", "properties", "image")
+FIELDS = ("plan", "name", "locations", "containers", "users", "duration", "rampup", "properties", "image", "files")
 
 
 class PlanFile(Validator):
@@ -93,10 +95,13 @@ class LaunchScreen(ModalScreen[str | None]):
         self.provider = provider
         self.server_plan = server_plan
         self._previewed: TestCreate | None = None
+        #: The local files of the previewed launch: uploaded only when it is launched.
+        self._previewed_files: tuple[FileChoice, ...] = ()
         self._count_problem = False
         #: A launch sent without an answer and its idempotency key: the same launch sent again
-        #: goes with the same key, so the server answers with the test it may have made.
-        self._unanswered: tuple[TestCreate, str] | None = None
+        #: goes with the same key, so the server answers with the test it may have made (and with
+        #: the files uploaded for it, as sent: not uploaded twice).
+        self._unanswered: tuple[TestCreate, tuple[FileChoice, ...], str, TestCreate] | None = None
         #: A launch is on its way: previews and launches wait for its answer (a new one would
         #: cancel it mid-request).
         self._launching = False
@@ -152,6 +157,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield field("Ramp-up (s)", count("rampup", placeholder="JMeter's default"))
                 yield field("Properties", text("properties", placeholder="key=value, … (JMeter -J properties)"))
                 yield field("Image", text("image", placeholder=info.default_image if info else "server default"))
+                yield field("Files", text("files", placeholder="data.csv:split:header, other.txt"))
                 yield Static("enter: preview the placement", id="preview", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Preview ^r", id="do-preview", compact=True)
@@ -226,7 +232,7 @@ class LaunchScreen(ModalScreen[str | None]):
     def _invalidate(self) -> None:
         if self._previewed is not None:
             form = self.read_form()
-            if form.spec != self._previewed:
+            if form.spec != self._previewed or form.files != self._previewed_files:
                 self._previewed = None
                 self.query_one("#preview", Static).update("the form changed: enter previews again")
         self.query_one("#do-launch", Button).disabled = self._previewed is None
@@ -268,10 +274,10 @@ class LaunchScreen(ModalScreen[str | None]):
             self._say(form.problem or "check the form", "-bad")
             return
         self._say("asking the server where the containers would go…", "")
-        self._run_preview(form.spec)
+        self._run_preview(form.spec, form.files)
 
     @work(group="launch", exclusive=True, exit_on_error=False)
-    async def _run_preview(self, spec: TestCreate) -> None:
+    async def _run_preview(self, spec: TestCreate, files: tuple[FileChoice, ...]) -> None:
         plan = self._value("plan")
         try:
             placement = await self.app.actions.plan_test(await self._with_plan(spec))
@@ -284,8 +290,10 @@ class LaunchScreen(ModalScreen[str | None]):
         else:
             if self._value("plan") == plan:
                 self._plan_note(f"✓ {self._plan_file()}: a JMeter plan", "-ok")
-            self._previewed = spec
+            self._previewed, self._previewed_files = spec, files
             notes = [f"⚠ {w}" for w in self.read_form().warnings]
+            if files:  # uploaded at launch only: the server checks a split against the containers then
+                notes.append(files_summary(files))
             text = "\n".join([placement_text(placement, spec.users), *notes, "ctrl+l launches it"])
             self._say(text, "-ok")
         self.query_one("#do-launch", Button).disabled = self._previewed is None
@@ -296,26 +304,46 @@ class LaunchScreen(ModalScreen[str | None]):
         if self._previewed is None:
             self._say("preview first (enter): the placement is shown before anything starts", "-bad")
             return
-        self._run_launch(self._previewed)
+        self._run_launch(self._previewed, self._previewed_files)
 
     @work(group="launch", exclusive=True, exit_on_error=False)
-    async def _run_launch(self, spec: TestCreate) -> None:
+    async def _run_launch(self, spec: TestCreate, files: tuple[FileChoice, ...]) -> None:
         self._launching = True
         try:
-            await self._launch(spec)
+            await self._launch(spec, files)
         finally:
             self._launching = False
 
-    async def _launch(self, spec: TestCreate) -> None:
+    async def _sendable(self, spec: TestCreate, files: tuple[FileChoice, ...]) -> tuple[TestCreate, list[TestFile]]:
+        """``spec`` with its plan read and ``files`` uploaded (the entries that bring them)."""
+        sent = await self._with_plan(spec)
+        uploaded = await self.app.actions.upload_files(files, lambda text: self._say(text, "")) if files else []
+        return sent.model_copy(update={"files": [*sent.files, *uploaded]}), uploaded
+
+    async def _launch(self, spec: TestCreate, files: tuple[FileChoice, ...]) -> None:
         self._say("launching…", "")
         # The same launch as one without an answer goes with its key (kept until an answer says
-        # what became of it): the server then answers with the test it may have made.
+        # what became of it) and its files as uploaded: the server then answers with the test it
+        # may have made.
         unanswered = self._unanswered
-        key = unanswered[1] if unanswered is not None and unanswered[0] == spec else f"launch-{uuid.uuid4().hex}"
+        uploaded: list[TestFile] = []
+        if unanswered is not None and unanswered[:2] == (spec, files):
+            key, sent = unanswered[2], unanswered[3]
+        else:
+            key = f"launch-{uuid.uuid4().hex}"
+            try:
+                sent, uploaded = await self._sendable(spec, files)
+            except (ClientError, OSError) as exc:
+                message = str(getattr(exc, "message", exc))
+                self._say(f"✗ {message}: nothing was launched", "-bad")
+                self.notify(message, title="Cannot upload the files", severity="error")
+                return
+            self._say("launching…", "")
         try:
-            test = await self.app.actions.create_test(await self._with_plan(spec), idempotency_key=key)
+            test = await self.app.actions.create_test(sent, idempotency_key=key)
         except ServerUnreachable as exc:
             if not_sent(exc):
+                self.app.actions.drop_files([f.id for f in uploaded])
                 text = f"✗ {exc.message}: nothing was sent"
                 self._say(f"{text}\n{MAYBE_STARTED}" if unanswered else f"{text}, nothing was launched", "-bad")
                 self.notify(exc.message, title="Server unreachable", severity="error")
@@ -323,7 +351,7 @@ class LaunchScreen(ModalScreen[str | None]):
             # The server may have made the test before the answer was lost: launching again
             # could start it twice, so the placement must be previewed (and looked at) again;
             # the same launch then goes with the same key, which the server answers with its test.
-            self._unanswered = (spec, key)
+            self._unanswered = (spec, files, key, sent)
             self._previewed = None
             self.query_one("#do-launch", Button).disabled = True
             self._say(f"✗ {exc.message}\n{MAYBE_STARTED}", "-bad")
@@ -332,6 +360,8 @@ class LaunchScreen(ModalScreen[str | None]):
         except (ClientError, OSError) as exc:
             if isinstance(exc, ClientError) and exc.status != 409:
                 self._unanswered = None  # a definite refusal: nothing was made with this key
+            # Uploaded for this launch only (a launch sent again brings those of its first try).
+            self.app.actions.drop_files([f.id for f in uploaded])
             title = "Launch refused" if isinstance(exc, ClientError) else "Cannot read the plan"
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
             self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")

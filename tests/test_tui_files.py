@@ -1,0 +1,99 @@
+"""The dashboard's side of issue 12 parts 4 and 6: the launch dialog uploads the files it is given
+(a split one, a refused one deleted again) and an ended test is compared with an earlier one.
+
+Against a real ``octotui server`` process and a wire agent (the test decides each heartbeat).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Input
+
+from octotui.tui.screens.launch import LaunchScreen
+from tests.support.processes import ServerProcess
+from tests.support.tui import SIZE, build_app, text_of
+from tests.support.waiting import wait_until_pilot
+from tests.support.wire import PLAN
+from tests.support.wireagent import WireAgent
+
+
+def lab(server: ServerProcess) -> WireAgent:
+    """Provider ``lab`` with one wire agent online in it (close it when done)."""
+    with server.client() as http:
+        provider = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
+    agent = WireAgent(server, provider["token"])
+    agent.beat()
+    return agent
+
+
+def api(server: ServerProcess, path: str) -> Any:
+    with server.client() as http:
+        return http.get(path).raise_for_status().json()
+
+
+# --- the launch dialog's Files field: uploaded at launch, a refusal leaves no file behind -----------
+
+
+async def test_a_split_text_file_is_uploaded_and_the_test_brings_it(server: ServerProcess, tmp_path: Path) -> None:
+    agent = lab(server)
+    try:
+        plan = tmp_path / "shop.jmx"
+        plan.write_text(PLAN)
+        users = tmp_path / "users.csv"
+        users.write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")
+            await pilot.press("l")
+            dialog = app.screen
+            assert isinstance(dialog, LaunchScreen)
+            for field, value in {"plan": str(plan), "containers": "1", "files": f"{users}:split:header"}.items():
+                dialog.query_one(f"#{field}", Input).value = value
+            await pilot.press("ctrl+r")
+            await wait_until_pilot(
+                pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
+            )
+            assert "1 file to upload (" in text_of(app, "#preview") and "users.csv split +header" in text_of(
+                app, "#preview"
+            )
+            assert api(server, "/files") == [], "nothing uploaded by a preview"
+            await pilot.press("ctrl+l")
+            await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
+        (test,) = api(server, "/tests")
+        (uploaded,) = api(server, "/files")
+        assert uploaded["name"] == "users.csv" and uploaded["size"] == users.stat().st_size
+        assert api(server, f"/tests/{test['id']}")["files"] == [{"id": uploaded["id"], "split": True, "header": True}]
+    finally:
+        agent.close()
+
+
+async def test_a_binary_split_is_refused_and_its_upload_deleted(server: ServerProcess, tmp_path: Path) -> None:
+    agent = lab(server)
+    try:
+        plan = tmp_path / "shop.jmx"
+        plan.write_text(PLAN)
+        blob = tmp_path / "blob.bin"
+        blob.write_bytes(bytes(range(256)) * 64)
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")
+            await pilot.press("l")
+            dialog = app.screen
+            assert isinstance(dialog, LaunchScreen)
+            for field, value in {"plan": str(plan), "containers": "1", "files": f"{blob}:split"}.items():
+                dialog.query_one(f"#{field}", Input).value = value
+            await pilot.press("ctrl+r")
+            await wait_until_pilot(
+                pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
+            )
+            await pilot.press("ctrl+l")
+            await wait_until_pilot(pilot, lambda: "✗" in text_of(app, "#preview"), what="the refusal")
+            refusal = text_of(app, "#preview")
+            assert app.screen is dialog and "binary" in refusal, refusal
+            assert any(n.title == "Launch refused" for n in app._notifications)
+            await wait_until_pilot(pilot, lambda: api(server, "/files") == [], what="the upload deleted")
+        assert api(server, "/tests") == []
+    finally:
+        agent.close()
