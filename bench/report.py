@@ -16,7 +16,7 @@ Written by `make bench` (`python -m bench`; one figure: `python -m bench --only 
 Every figure runs real processes on loopback: `octotui server`, `octotui-agent`, the dashboard,
 Docker and the JMeter image. The machine is shared with other work, so each figure runs several
 times and the table shows the **median**, with the spread (lowest..highest run) beside it.
-Targets are those of issue 6 (DESIGN.md, "Performance targets").
+Targets are those of issues 6 and 12 (DESIGN.md, "Performance targets").
 """
 
 
