@@ -11,6 +11,8 @@ from typing import Any
 
 from textual.widgets import Input
 
+from octotui.protocol import Comparison, LabelDelta
+from octotui.tui.rows import comparison_line, comparison_rows
 from octotui.tui.screens.launch import LaunchScreen
 from tests.support.processes import ServerProcess
 from tests.support.tui import SIZE, build_app, text_of
@@ -97,3 +99,29 @@ async def test_a_binary_split_is_refused_and_its_upload_deleted(server: ServerPr
         assert api(server, "/tests") == []
     finally:
         agent.close()
+
+
+# --- a test against its baseline, without Textual ------------------------------------------------
+
+
+def test_comparison_rows_put_regressions_first_in_the_error_colour() -> None:
+    comparison = Comparison(
+        test_id="t2",
+        baseline_id="t1",
+        regressions=1,
+        labels=[
+            LabelDelta(label="home", avg_ms=20, baseline_avg_ms=21, p95_ms=40, baseline_p95_ms=41,
+                       error_percent=0, baseline_error_percent=0, throughput=10, baseline_throughput=10),
+            LabelDelta(label="cart", avg_ms=300, baseline_avg_ms=100, p95_ms=500, baseline_p95_ms=150,
+                       error_percent=0, baseline_error_percent=0, throughput=5, baseline_throughput=10,
+                       regression=True, reasons=["avg +200 %", "p95 +233 %"]),
+            LabelDelta(label="new", avg_ms=5, p95_ms=9, error_percent=0, throughput=1),
+        ],
+    )  # fmt: skip
+    rows, order = comparison_rows(comparison)
+    assert sorted(order, key=order.__getitem__) == ["cart", "home", "new"]
+    assert [c.text for c in rows["cart"]] == ["cart", "300/100", "500/150", "0/0", "5.0/10.0"]
+    assert {c.style for c in rows["cart"]} == {"error"} and {c.style for c in rows["home"]} == {None}
+    assert [c.text for c in rows["new"]][1:3] == ["5.0/-", "9.0/-"], "absent from the baseline"
+    assert comparison_line(comparison.labels[1]) == "cart: regression: avg +200 %; p95 +233 %"
+    assert comparison_line(comparison.labels[0]) == "home: within the tolerances"

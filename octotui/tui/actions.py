@@ -16,7 +16,7 @@ import httpx
 from textual.app import App
 
 from octotui.client import Client, ClientError, ServerUnreachable
-from octotui.protocol import FileInfo, Placement, Provider, Test, TestCreate, TestFile
+from octotui.protocol import Comparison, FileInfo, Placement, Provider, Test, TestCreate, TestFile
 from octotui.tui.format import human_size
 from octotui.tui.forms import FileChoice, rerun_spec
 from octotui.tui.poller import Poller
@@ -93,6 +93,10 @@ class Actions:
                 await self.client.delete_file(file_id)
             except ClientError as exc:
                 self._app.notify(f"{file_id}: {exc.message}", title="Cannot delete an uploaded file", severity="error")
+
+    async def compare(self, test_id: str, baseline_id: str) -> Comparison:
+        """Each label of ``test_id`` against ``baseline_id``; raises :class:`ClientError`."""
+        return await self.client.compare(test_id, baseline_id)
 
     async def test_plan(self, test_id: str) -> str:
         """The plan a test was launched with, read back from the server; raises :class:`ClientError`."""

@@ -15,8 +15,10 @@ from octotui.protocol import (
     TERMINAL_CONTAINER_STATES,
     Agent,
     AuditEntry,
+    Comparison,
     ContainerRecord,
     ErrorFigures,
+    LabelDelta,
     LabelFigures,
     Provider,
     Test,
@@ -346,3 +348,40 @@ def error_rows(errors: Iterable[ErrorFigures], needle: str = "") -> tuple[dict[s
         )
         order[key] = -e.count
     return rows, order
+
+
+# --- a test against its baseline --------------------------------------------------------------
+
+
+def _pair(value: float | None, baseline: float | None, show: Callable[[float], str]) -> str:
+    """``now/before``, ``-`` for a side without the label."""
+    return f"{'-' if value is None else show(value)}/{'-' if baseline is None else show(baseline)}"
+
+
+def comparison_rows(comparison: Comparison) -> tuple[dict[str, Row], dict[str, float]]:
+    """Each label against the baseline: average, 95th, error % and hits/s as ``this/baseline``;
+    regressions in the error colour and first, then the server's order."""
+    rows: dict[str, Row] = {}
+    order: dict[str, float] = {}
+    for index, d in enumerate(comparison.labels):
+        style = "error" if d.regression else None
+        rows[d.label] = (
+            Cell(d.label, style),
+            Cell(_pair(d.avg_ms, d.baseline_avg_ms, fmt.ms), style, sort=d.avg_ms or 0.0),
+            Cell(_pair(d.p95_ms, d.baseline_p95_ms, fmt.ms), style, sort=d.p95_ms or 0.0),
+            Cell(
+                _pair(d.error_percent, d.baseline_error_percent, fmt.error_percent), style, sort=d.error_percent or 0.0
+            ),
+            Cell(_pair(d.throughput, d.baseline_throughput, fmt.hits), style, sort=d.throughput or 0.0),
+        )
+        order[d.label] = index - (len(comparison.labels) if d.regression else 0)
+    return rows, order
+
+
+def comparison_line(delta: LabelDelta | None) -> str:
+    """The line under the baseline pane: the selected label's verdict and the server's reasons."""
+    if delta is None:
+        return ""
+    if delta.regression:
+        return f"{delta.label}: regression: " + "; ".join(delta.reasons)
+    return f"{delta.label}: within the tolerances"
