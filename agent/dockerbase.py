@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class DockerBase:
         self.info = DockerInfo(available=False, error="not checked yet")
         #: Fetches the files launches bring (None: launches with files are refused).
         self.files = files
+        #: Called when a JTL shows a label it had not shown before (the runtime beats at once).
+        self.on_new_label: Callable[[], None] | None = None
         self._checked = False
         self._engine: Engine | None = None
         self.records = ContainerRecords(state_file, work_dir)

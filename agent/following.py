@@ -35,8 +35,11 @@ class Following(DockerBase):
         failed = False
         while not (tracked.terminal or tracked.finishing or self._closed):
             try:
+                labels = follower.label_count
                 await asyncio.to_thread(follower.read)
                 failed = False
+                if follower.label_count > labels and self.on_new_label is not None:
+                    self.on_new_label()  # a label the server has not seen: on screen in ~1 s, not up to 5
             except Exception as exc:  # an unreadable file: figures stall, the run goes on
                 if not failed:
                     log.warning("cannot read the JTL of %s: %s", tracked.container_id, message(exc))

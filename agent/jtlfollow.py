@@ -202,6 +202,12 @@ class JtlFollower:
         with self.lock:
             return None if self.table is None else self.table.pending()
 
+    @property
+    def label_count(self) -> int:
+        """How many labels the JTL has shown so far (a new one is worth a heartbeat at once)."""
+        table = self.table
+        return 0 if table is None else len(table.labels)
+
     def everything(self) -> Pending | None:
         """Every label (None: no JTL yet)."""
         with self.lock:

@@ -83,6 +83,7 @@ class AgentRuntime:
         #: Set when something the server should see at once happened (a container was launched or
         #: stopped): the heartbeat goes out now instead of at the end of its interval.
         self._beat_now = asyncio.Event()
+        self._last_label_beat = 0.0
         self._reregister = asyncio.Lock()
 
     # --- registration -------------------------------------------------------------------------
@@ -289,6 +290,14 @@ class AgentRuntime:
                 await asyncio.wait_for(self._beat_now.wait(), timeout=self.identity.heartbeat_interval)
             self._beat_now.clear()
 
+    def _new_label(self) -> None:
+        """A JTL showed a new label: heartbeat now rather than in up to one interval, at most once a
+        second (measured: a new label reached the screen in 3.2 s with 5 s heartbeats, 0.95 s with 1 s)."""
+        now = time.monotonic()
+        if now - self._last_label_beat >= 1.0:
+            self._last_label_beat = now
+            self._beat_now.set()
+
     async def _poll_loop(self) -> None:
         assert self.identity is not None
         attempt = 0
@@ -427,6 +436,7 @@ class AgentRuntime:
                 instance=self.instance,
                 files=TestFiles(self.link, self._current_identity, settings.work_dir),
             )
+            self.docker.on_new_label = self._new_label
             self.uploads = Uploader(
                 self.link, self._current_identity, settings.work_dir, settings.state_dir / "uploads.json",
                 keep_results=settings.keep_results,
