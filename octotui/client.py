@@ -7,10 +7,12 @@ httpx's exception tree themselves.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -25,8 +27,10 @@ from octotui.protocol import (
     AgentMetrics,
     AuditEntry,
     Changes,
+    Comparison,
     ContainerRecord,
     ErrorFigures,
+    FileInfo,
     Health,
     LabelFigures,
     Placement,
@@ -263,9 +267,11 @@ class Client:
         test_id: str,
         name: str,
         write: Callable[[bytes], object],
+        params: dict[str, str] | None = None,
     ) -> int:
         """Stream ``GET /tests/{id}/export/{name}`` (``stats.csv``, ``junit.xml``, ``report.html``,
         ``jtl``) into ``write`` chunk by chunk, in constant memory; the number of bytes written.
+        ``params``: the export's query (``{"baseline": ID}`` for the report's comparison).
 
         Nothing is written when the server refuses (the error's detail is kept, as everywhere)."""
         path = f"/tests/{quote(test_id, safe='')}/export/{name}"
@@ -273,7 +279,7 @@ class Client:
         try:
             # A large JTL is produced as it is sent: allow the server a while between chunks.
             timeout = httpx.Timeout(self._http.timeout.connect, read=300)
-            async with self._http.stream("GET", path, timeout=timeout) as r:
+            async with self._http.stream("GET", path, params=params, timeout=timeout) as r:
                 if r.is_error:
                     await r.aread()
                     raise ClientError(_detail(r), r.status_code)
@@ -285,6 +291,43 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"{self.base_url}: {str(exc) or type(exc).__name__}") from exc
         return written
+
+    async def compare(self, test_id: str, baseline_id: str, tolerances: dict[str, float] | None = None) -> Comparison:
+        """Each label of ``test_id`` against ``baseline_id`` (``GET /tests/{id}/compare/{baseline}``);
+        ``tolerances`` by the route's query names (``avg_ms``, ``p95_ms``, ``error_percent``,
+        ``throughput``), the server's defaults for those not given."""
+        path = f"/tests/{quote(test_id, safe='')}/compare/{quote(baseline_id, safe='')}"
+        return await self._get(path, Comparison, params=tolerances or None)
+
+    # --- files --------------------------------------------------------------------------------
+
+    async def upload_file(self, path: Path, name: str | None = None, chunk: int = 1024 * 1024) -> FileInfo:
+        """Upload ``path`` as a test file (``POST /files?name=NAME``, default its base name), streamed
+        from disk a chunk at a time (constant memory, reads off the event loop). Its size is declared
+        so that a server whose limit it passes refuses it (413) before the body is sent."""
+        handle = await asyncio.to_thread(path.open, "rb")
+        size = os.fstat(handle.fileno()).st_size
+
+        async def body() -> AsyncIterator[bytes]:
+            left = size  # exactly the bytes declared, should the file grow meanwhile
+            while left > 0 and (data := await asyncio.to_thread(handle.read, min(chunk, left))):
+                left -= len(data)
+                yield data
+
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        # Sending 1 GiB takes a while; the server answers once it has hashed and kept the last byte.
+        timeout = httpx.Timeout(self._http.timeout.connect, read=300, write=300)
+        try:
+            response = await self._request(
+                "POST", "/files", params={"name": name or path.name}, content=body(), headers=headers, timeout=timeout
+            )
+        finally:
+            handle.close()
+        return self._parse(response, FileInfo)
+
+    async def delete_file(self, file_id: str) -> None:
+        """Delete an uploaded file; the server refuses (409) one a test not ended brings."""
+        await self._request("DELETE", f"/files/{quote(file_id, safe='')}")
 
     async def changes(self, since: int | None = None, epoch: str | None = None, ended: int | None = None) -> Changes:
         """What changed after revision ``since`` of ``epoch`` (absent: the whole state); ``ended``:
