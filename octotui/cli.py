@@ -9,7 +9,9 @@ import types
 from collections.abc import Sequence
 
 #: Subcommands of :mod:`octotui.commands` (kept here so that routing imports nothing).
-COMMANDS = frozenset({"providers", "agents", "tests", "test", "launch", "stop", "run", "export", "drain", "undrain"})
+COMMANDS = frozenset(
+    {"providers", "agents", "tests", "test", "launch", "stop", "run", "export", "compare", "drain", "undrain"}
+)
 #: Options of the dashboard that take a value (their value is never a command name).
 _VALUED = frozenset({"--server", "--token", "--data-dir", "--ca-bundle", "--refresh"})
 

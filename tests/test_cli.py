@@ -7,11 +7,13 @@ a real JMeter container and the loopback HTTP target.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from octotui.cli import main
-from octotui.protocol import Agent, Provider, Test
+from octotui.protocol import Agent, Comparison, FileInfo, Provider, Test, TestFile
 from tests.support.admin import create_provider, online_agent
+from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ROOT, AgentProcess, ServerProcess, free_port
 from tests.support.waiting import wait_until
 from tests.support.wire import PLAN
@@ -198,14 +201,18 @@ def test_launch_without_wait_needs_a_server_that_outlives_it(
     assert not (tmp_path / "nothing-runs-here").exists(), "no embedded server was started"
 
 
+SUBCOMMANDS = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "compare")
+
+
 def test_help_lists_every_command_with_examples(env: dict[str, str], capsys: Any) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for name in ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "server", "token"):
+    for name in (*SUBCOMMANDS, "server", "token"):
         assert f"  {name} " in text or f"  octotui {name} " in text, name
     assert "examples:" in text and "reserved for pass/fail criteria" in text
-    for name in ("providers", "agents", "tests", "test", "launch", "stop", "run", "export"):
+    assert "compare found a regression" in text
+    for name in SUBCOMMANDS:
         with pytest.raises(SystemExit):
             main([name, "--help"])
         assert "examples:\n  octotui " in capsys.readouterr().out, name
@@ -328,3 +335,185 @@ def test_export_streams_to_a_file_whole(
     code, _, err = cli(capsys, "export", "t-nope", "--format", "junit", "-o", str(tmp_path / "x.xml"),
                        *remote(server))  # fmt: skip
     assert code == 2 and "no test" in err and not (tmp_path / "x.xml").exists()
+
+
+# --- --file: uploaded (streamed from disk), named by the test; bad ones exit 2 and leave nothing
+
+
+def test_files_are_uploaded_and_the_test_brings_them(
+    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path,
+    capsys: Any,
+) -> None:  # fmt: skip
+    users = tmp_path / "users.csv"
+    users.write_text("login,password\n" + "".join(f"u{i},p{i}\n" for i in range(10)))
+    logo = tmp_path / "logo.bin"
+    logo.write_bytes(bytes(range(256)) * 64 * 1024 * 2)  # 32 MiB, binary: copied whole
+    tracemalloc.start()
+    try:
+        code, out, err = cli(capsys, "launch", str(plan_file), "--provider", "lab", "--containers", "2",
+                             "--file", f"{users}:split:header", "--file", str(logo), "--json",
+                             *remote(server))  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    assert peak < 8 * 1024**2, f"a 32 MiB file is streamed from disk, not read whole: peak {peak:,} bytes"
+    launched = Test.model_validate_json(out)
+    with server.client() as api:
+        kept = {f.name: f for f in TypeAdapter(list[FileInfo]).validate_json(api.get("/files").content)}
+        again = Test.model_validate_json(api.get(f"/tests/{launched.id}").content)
+    assert set(kept) == {"users.csv", "logo.bin"}
+    assert kept["users.csv"].lines == 11 and kept["logo.bin"].lines is None
+    assert kept["logo.bin"].size == logo.stat().st_size
+    assert kept["logo.bin"].sha256 == hashlib.sha256(logo.read_bytes()).hexdigest()
+    assert kept["users.csv"].sha256 == hashlib.sha256(users.read_bytes()).hexdigest()
+    expected = [TestFile(id=kept["users.csv"].id, split=True, header=True), TestFile(id=kept["logo.bin"].id)]
+    assert launched.files == again.files == expected
+    assert (
+        f"uploaded users.csv ({users.stat().st_size} bytes, 11 lines) as {kept['users.csv'].id}: split with its header"
+        in err
+    )
+    assert f"uploaded logo.bin (32.0 MiB, binary) as {kept['logo.bin'].id}: copied" in err
+
+
+def test_each_bad_file_exits_2_launches_nothing_and_leaves_no_file(
+    env: dict[str, str], tmp_path: Path, plan_file: Path, capsys: Any
+) -> None:
+    server = ServerProcess(tmp_path / "small", "--max-file-bytes", "4096").start()
+    api = server.client()
+    agent = WireAgent(server, create_provider(api, "lab")["token"])
+    try:
+        agent.beat()
+        data = tmp_path / "data.csv"
+        data.write_text("".join(f"{i}\n" for i in range(20)))
+        one = tmp_path / "one.csv"
+        one.write_text("only\n")
+        (tmp_path / "other").mkdir()
+        twin = tmp_path / "other" / "data.csv"
+        twin.write_text("x\n")
+        binary = tmp_path / "pic.bin"
+        binary.write_bytes(b"\x00\xff" * 100)
+        big = tmp_path / "big.csv"
+        big.write_text("line\n" * 1000)  # 5,000 bytes: over the server's 4,096
+        cases: list[tuple[list[str], str]] = [
+            ([str(tmp_path / "missing.csv")], "file not found"),
+            ([str(tmp_path / "other")], "is a directory"),
+            ([f"{data}:splt"], "unknown suffix ':splt' (only :split, :header or :split:header"),
+            ([f"{data}:header:split"], "':header:split' is not a suffix it takes"),
+            ([str(data), str(twin)], "another file is named 'data.csv'"),
+            ([str(big)], "limited to 4096 bytes (0.0 MiB) (the server's --max-file-bytes) (HTTP 413)"),
+            ([f"{binary}:split"], "is binary (not UTF-8 text): copy it, it cannot be split (HTTP 422)"),
+            ([f"{one}:split"], "has 1 data line(s) for 2 containers"),
+            ([f"{data}:split:header", f"{one}:split"], "files[1]: file 'one.csv'"),  # the first one uploaded
+        ]
+        for i, (paths, message) in enumerate(cases):
+            command = "run" if i % 2 else "launch"  # run would follow a launched test: none may be
+            files = [arg for path in paths for arg in ("--file", path)]
+            code, out, err = cli(capsys, command, str(plan_file), "--provider", "lab", "--containers", "2",
+                                 *files, *remote(server))  # fmt: skip
+            assert code == 2, (paths, out, err)
+            assert message in err and f"octotui {command}: " in err, (paths, err)
+            assert api.get("/files").json() == [], (paths, "no file left behind")
+        code, _, err = cli(capsys, "launch", str(plan_file), "--provider", "nowhere", "--containers", "1",
+                           "--file", str(data), *remote(server))  # fmt: skip
+        assert code == 2 and "no provider with id or name 'nowhere'" in err
+        assert "uploaded" not in err, "a launch refused without its files uploads none (dry run first)"
+        assert "deleted again the 2 files uploaded for this launch" in cli(
+            capsys, "launch", str(plan_file), "--provider", "lab", "--containers", "2",
+            "--file", f"{data}:split", "--file", f"{one}:split", *remote(server),
+        )[2]  # fmt: skip
+        assert api.get("/tests").json() == [] and api.get("/files").json() == [], "nothing launched or kept"
+    finally:
+        agent.close()
+        api.close()
+        server.stop()
+
+
+# --- compare: each label against a baseline; exit 1 on a regression, 0 without, 2 when refused
+
+
+def _ended_test(server: ServerProcess, agent: WireAgent, name: str, rows: list[Sample]) -> str:
+    """A one-container test on ``agent`` that reported ``rows`` and finished; its id."""
+    with server.client() as api:
+        made = api.post("/tests", json={"name": name, "plan": PLAN, "provider": "lab", "containers": 1})
+        assert made.status_code == 201, made.text
+        report = agent.take_launch()
+        labels, errors = cumulative(rows)
+        agent.beat({**report, "labels": labels, "errors": errors})
+        agent.beat({**report, "state": "finished", "exit_code": 0})
+        test = api.get(f"/tests/{made.json()['id']}").json()
+    assert test["state"] == "finished", test
+    return str(test["id"])
+
+
+BEFORE = samples("home", 0.0, [100] * 20) + samples("login", 0.0, [200] * 10) + samples("gone", 0.0, [10] * 5)
+AFTER = (
+    samples("home", 0.0, [130] * 20)  # avg and p95 +30 %
+    + samples("login", 0.0, [200] * 10, fail_every=2)  # 50 % errors
+    + samples("a-label-named-at-great-length-to-be-cut-somewhere/checkout/confirm", 0.0, [10] * 5)
+)
+
+
+def test_a_regression_exits_1_with_its_reasons_none_exits_0(
+    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
+) -> None:
+    base = _ended_test(server, wire_agent, "before", BEFORE)
+    slow = _ended_test(server, wire_agent, "after", AFTER)
+
+    code, out, err = cli(capsys, "compare", slow, base, *remote(server))
+    assert code == 1, err
+    assert narrow(out), out
+    lines = out.splitlines()
+    assert lines[0] == f"test {slow} 'after' against baseline {base} 'before'"
+    assert "tolerances: avg +10 %, p95 +10 %, errors +1 point, throughput -10 %" in out
+    table = lines[lines.index("   LABEL" + lines[3][8:]) + 1 :][:4]  # the mark, then the label
+    rows = {line[3:].split()[0]: line for line in table}
+    assert list(rows) == ["a-label-named-at-gr…", "gone", "home", "login"], "a long label cut to fit 80 columns"
+    assert rows["home"].startswith("! ") and "100 → 130" in rows["home"] and "20 → 20" in rows["home"]
+    assert rows["login"].startswith("! ") and "0.00 → 50.00" in rows["login"]
+    assert rows["gone"].startswith("   ") and "5 → -" in rows["gone"] and "12.2 → -" in rows["gone"]
+    assert "2 labels regressed (marked !):" in out
+    assert "  home: avg +30 % (100 → 130 ms)" in lines and "  home: p95 +30 % (100 → 130 ms)" in lines
+    assert "  login: errors +50.0 points (0.0 → 50.0 %)" in lines
+
+    code, out, _ = cli(capsys, "compare", base, slow, *remote(server))
+    assert code == 0 and "no regression (4 labels compared)" in out, out
+    wide = ["--avg-tolerance", "50", "--p95-tolerance", "50", "--error-tolerance", "60",
+            "--throughput-tolerance", "60"]  # fmt: skip
+    code, out, _ = cli(capsys, "compare", slow, base, *wide, *remote(server))
+    assert code == 0 and "tolerances: avg +50 %, p95 +50 %, errors +60 points, throughput -60 %" in out
+
+    code, out, _ = cli(capsys, "compare", slow, base, "--json", "--error-tolerance", "60", *remote(server))
+    found = Comparison.model_validate_json(out)
+    assert code == 1 and found.regressions == 1 and found.tolerances["error_percent"] == 60.0
+    assert [d.label for d in found.labels if d.regression] == ["home"]
+    assert set(json.loads(out)) == set(Comparison.model_fields)
+
+    code, _, err = cli(capsys, "compare", slow, slow, *remote(server))
+    assert code == 2 and err.startswith("octotui compare: ") and "its own baseline" in err and "HTTP 422" in err
+    code, _, err = cli(capsys, "compare", slow, "t-000000000000", *remote(server))
+    assert code == 2 and "t-000000000000" in err and "HTTP 404" in err
+    with pytest.raises(SystemExit) as exited:
+        cli(capsys, "compare", slow, base, "--avg-tolerance", "-1", *remote(server))
+    assert exited.value.code == 2 and "--avg-tolerance: invalid tolerance value: '-1'" in capsys.readouterr().err
+
+
+def test_the_html_report_compares_with_a_baseline(
+    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
+) -> None:
+    base = _ended_test(server, wire_agent, "before", BEFORE)
+    slow = _ended_test(server, wire_agent, "after", AFTER)
+    report = tmp_path / "report.html"
+    code, _, err = cli(capsys, "export", slow, "--format", "html", "--baseline", base, "-o", str(report),
+                       *remote(server))  # fmt: skip
+    assert code == 0, err
+    page = report.read_text()
+    assert 'id="comparison"' in page and f"Compared with before <code>{base}</code>" in page
+    assert "avg +30 % (100 → 130 ms)" in page
+    code, _, err = cli(capsys, "export", slow, "--format", "html", "-o", str(report), *remote(server))
+    assert code == 0 and 'id="comparison"' not in report.read_text()
+    code, _, err = cli(capsys, "export", slow, "--format", "csv", "--baseline", base, "-o", "-", *remote(server))
+    assert code == 2 and "--baseline applies to --format html only" in err
+    code, _, err = cli(capsys, "export", slow, "--format", "html", "--baseline", "t-000000000000",
+                       "-o", str(tmp_path / "none.html"), *remote(server))  # fmt: skip
+    assert code == 2 and "t-000000000000" in err and not (tmp_path / "none.html").exists()

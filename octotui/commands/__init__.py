@@ -1,6 +1,6 @@
 """The scripting subcommands of ``octotui``: what the dashboard does, from a shell or a CI job.
 
-``octotui providers|agents|tests|test ID|launch|stop|run|export``, each with ``--json`` (one JSON
+``octotui providers|agents|tests|test ID|launch|stop|run|export|compare``, each with ``--json`` (one JSON
 document of the contract's models on stdout) and the dashboard's settings (flags > ``OCTOTUI_*`` >
 ``[dashboard]`` in the config file). They reach the server through :mod:`octotui.client` only and
 never import Textual, so ``octotui agents --json`` answers in a fraction of a second.
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from octotui.client import Client, ClientError, ServerUnreachable
 from octotui.commands import listing
@@ -19,15 +20,19 @@ from octotui.commands.session import EXIT_INTERRUPTED, EXIT_USAGE, Target, Usage
 from octotui.config import CONNECTION, DASHBOARD_OPTIONS, add_options
 from octotui.protocol import VERSION, TestCreate
 
+if TYPE_CHECKING:
+    from octotui.commands.files import LocalFile
+
 #: Subcommands this package runs (``octotui/cli.py`` routes them here).
-NAMES = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "drain", "undrain")
+NAMES = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "compare", "drain", "undrain")
 #: Not yet: the server has no drain endpoint (issue 15, part 4).
 NOT_YET = {"drain": "drain", "undrain": "undrain"}
 
 EXIT_CODES = """\
 exit codes:
   0  done (run: the test finished with samples)
-  1  reserved for pass/fail criteria (run --criteria, not supported by the server yet)
+  1  a judgement failed: compare found a regression (run: reserved for pass/fail criteria,
+     which the server does not evaluate yet)
   2  bad usage or input, unreachable server, refused token or request (message on stderr)
   3  the test failed (run, launch --wait): no samples, or every container lost or failed
   130  interrupted by Ctrl-C (run: the test was stopped first; 143 for SIGTERM)"""
@@ -43,6 +48,7 @@ examples:
   octotui run plan.jmx --provider lab --containers 2 --users 10 --duration 60 -J host=example.com
   octotui tests --last 5
   octotui export t-0a1b2c3d4e5f --format junit -o results.xml
+  octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a || echo "a label regressed"
   OCTOTUI_SERVER=https://octo.example:8427 OCTOTUI_TOKEN=octo_… octotui tests --json
 
 Without --server (or OCTOTUI_SERVER, or server in [dashboard] of the config file) a command uses
@@ -58,19 +64,33 @@ _EXAMPLES = {
     "test": "octotui test t-0a1b2c3d4e5f\n  octotui test t-0a1b2c3d4e5f --json | jq .results.p95_ms",
     "launch": (
         "octotui launch plan.jmx --provider lab --containers 4 --users 50 --duration 300 -J host=example.com\n"
+        "  octotui launch plan.jmx --provider lab --containers 2 --file users.csv:split:header --file logo.png\n"
         "  ID=$(octotui launch plan.jmx --provider lab --containers 1 --json | jq -r .id)\n"
         "  octotui launch plan.jmx --provider lab --containers 2 --locations paris,lyon --wait"
     ),
     "stop": "octotui stop t-0a1b2c3d4e5f\n  octotui stop t-0a1b2c3d4e5f --wait --json",
     "run": (
         "octotui run plan.jmx --provider lab --containers 2 --users 10 --duration 60 -J host=example.com\n"
-        '  octotui run plan.jmx --provider local --containers 1 --json > summary.json || echo "exit $?"'
+        '  octotui run plan.jmx --provider local --containers 1 --json > summary.json || echo "exit $?"\n'
+        "  octotui run plan.jmx --provider lab --containers 4 --file accounts.csv:split"
     ),
     "export": (
         "octotui export t-0a1b2c3d4e5f --format jtl -o results.jtl\n"
-        "  octotui export t-0a1b2c3d4e5f --format csv -o - | column -s, -t"
+        "  octotui export t-0a1b2c3d4e5f --format csv -o - | column -s, -t\n"
+        "  octotui export t-0a1b2c3d4e5f --format html --baseline t-9f8e7d6c5b4a -o report.html"
+    ),
+    "compare": (
+        "octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a\n"
+        "  octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a --p95-tolerance 20 --error-tolerance 0.5\n"
+        "  octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a --json | jq -r '.labels[] | select(.regression) | .label'"
     ),
 }
+
+COMPARE_EXIT = """\
+exit codes:
+  0  no label regressed
+  1  at least one label regressed beyond the tolerances (marked ! and its reasons printed)
+  2  bad usage, an unknown test, unreachable server or refused request (message on stderr)"""
 
 
 def _common() -> argparse.ArgumentParser:
@@ -99,6 +119,14 @@ def _launch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="name of the test (default: the plan's file name)")
     parser.add_argument("--locations", help="only agents in these locations, comma-separated")
+    parser.add_argument(
+        "--file",
+        action="append",
+        metavar="PATH[:split][:header]",
+        help="a file the plan reads (CSV data set…), placed beside it; repeatable. Copied whole to every "
+        "container, or with :split divided evenly between them by lines (:split:header keeps the first "
+        "line on every share). Uploaded before the launch; deleted again if the server refuses it",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog = f"examples:\n  {_EXAMPLES[name]}" if name in _EXAMPLES else None
         if name in ("run", "launch"):
             epilog = f"{epilog}\n\n{EXIT_CODES}"
+        elif name == "compare":
+            epilog = f"{epilog}\n\n{COMPARE_EXIT}"
         return sub.add_parser(
             name, parents=[common], help=help_text, description=help_text, epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("id", help="test id")
     export.add_argument("--format", required=True, choices=("jtl", "csv", "junit", "html"))
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, '-' for stdout")
+    export.add_argument("--baseline", metavar="ID", help="html: add a 'Compared with' section against this test")
+    compare = add("compare", "each label of a test against an earlier one (the baseline); exit 1 on a regression")
+    from octotui.commands.comparing import add_options as compare_options
+
+    compare_options(compare)
     for name in NOT_YET:
         cmd = sub.add_parser(name, help=f"not yet: the server has no {name} endpoint")
         cmd.add_argument("agent", nargs="?")
@@ -163,14 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "it comes with fleet care (issue 15, part 4)"
             )
         values = settings(args)
-        spec = None
+        spec, local = None, []
         if name in ("launch", "run"):
+            from octotui.commands.files import parse_all
             from octotui.commands.launching import test_spec
 
             spec = test_spec(args)  # before any connection: a bad input launches nothing
+            local = parse_all(args.file)
+        if name == "export" and args.baseline is not None and args.format != "html":
+            raise Usage("--baseline applies to --format html only (the report's 'Compared with' section)")
         keeps_running = name == "launch" and not args.wait
         with target(values, keeps_running=keeps_running) as where:
-            return asyncio.run(_dispatch(args, where, spec))
+            return asyncio.run(_dispatch(args, where, spec, local))
     except Usage as exc:
         print(f"octotui {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -195,7 +234,7 @@ def _refusal(exc: ClientError) -> str:
     return f"the server refused: {exc.message} (HTTP {exc.status})"
 
 
-async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | None) -> int:
+async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | None, local: list[LocalFile]) -> int:
     async with Client(where.url, where.token, verify=where.verify) as client:
         name = args.command
         if name == "providers":
@@ -210,6 +249,10 @@ async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | 
             from octotui.commands.exporting import export
 
             return await export(client, args, where)
+        if name == "compare":
+            from octotui.commands.comparing import compare
+
+            return await compare(client, args)
         # Imported only by the commands that launch or stop (a listing starts a little faster).
         from octotui.commands import launching
 
@@ -217,8 +260,8 @@ async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | 
             return await launching.stop(client, args, where)
         assert isinstance(spec, TestCreate)
         if name == "launch":
-            return await launching.launch(client, args, where, spec)
-        return await launching.run(client, args, where, spec)
+            return await launching.launch(client, args, where, spec, local)
+        return await launching.run(client, args, where, spec, local)
 
 
 __all__ = ["NAMES", "build_parser", "main"]

@@ -1,4 +1,5 @@
-"""``octotui export ID --format jtl|csv|junit|html -o FILE``: a test's export, streamed to a file.
+"""``octotui export ID --format jtl|csv|junit|html [--baseline ID] -o FILE``: a test's export,
+streamed to a file (``--baseline``: the HTML report compares each label with that test).
 
 The file is written whole or not at all: the bytes go to ``FILE.part``, renamed over ``FILE`` once
 the server sent everything, so a CI step never picks up half a JTL. ``-o -`` streams to stdout.
@@ -23,8 +24,9 @@ FORMATS = {"jtl": "jtl", "csv": "stats.csv", "junit": "junit.xml", "html": "repo
 
 async def export(client: Client, args: argparse.Namespace, target: Target) -> int:
     name = FORMATS[args.format]
+    params = {"baseline": args.baseline} if getattr(args, "baseline", None) else None
     if args.output == "-":
-        written = await _fetch(client, args.id, name, sys.stdout.buffer)
+        written = await _fetch(client, args.id, name, sys.stdout.buffer, params)
         sys.stdout.buffer.flush()
         return EXIT_OK
     part = args.output + ".part"
@@ -34,7 +36,7 @@ async def export(client: Client, args: argparse.Namespace, target: Target) -> in
         raise Usage(f"cannot write {args.output}: {exc.strerror or exc}") from None
     try:
         with handle:
-            written = await _fetch(client, args.id, name, handle)
+            written = await _fetch(client, args.id, name, handle, params)
         os.replace(part, args.output)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -48,9 +50,11 @@ async def export(client: Client, args: argparse.Namespace, target: Target) -> in
     return EXIT_OK
 
 
-async def _fetch(client: Client, test_id: str, name: str, handle: IO[bytes]) -> int:
+async def _fetch(
+    client: Client, test_id: str, name: str, handle: IO[bytes], params: dict[str, str] | None = None
+) -> int:
     try:
-        return await client.export(test_id, name, handle.write)
+        return await client.export(test_id, name, handle.write, params)
     except ClientError as exc:
         if exc.status == 404 and exc.message == "Not Found":  # FastAPI's own: no such route
             raise Usage(f"this server has no {name} export (it predates exports)") from None

@@ -1,7 +1,9 @@
 """``octotui launch``, ``stop`` and ``run`` (launch, follow on one line, print the summary).
 
 Everything a launch needs is checked before any connection (the plan file, ``-J key=value``, the
-contract's own rules), so a bad input exits 2 having launched nothing, not even an embedded server.
+``--file`` paths, the contract's own rules), so a bad input exits 2 having launched nothing, not even
+an embedded server. The files are uploaded once the server is reached, after a dry run says that it
+would take the launch; a launch it refuses all the same deletes them (see :mod:`.files`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from octotui.client import Client, ServerUnreachable
+from octotui.commands import files
 from octotui.commands import output as o
+from octotui.commands.files import LocalFile
 from octotui.commands.listing import print_test
 from octotui.commands.session import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEST_FAILED, Target, Usage
 from octotui.protocol import TERMINAL_TEST_STATES, ErrorFigures, LabelFigures, Test, TestCreate
@@ -100,11 +104,19 @@ async def _wait_for_local_agent(client: Client, spec: TestCreate) -> None:
     # Launch anyway: the server's refusal (no online agent, unknown provider) says what is wrong.
 
 
-async def _launch(client: Client, target: Target, spec: TestCreate) -> Test:
+async def _launch(client: Client, target: Target, spec: TestCreate, local: list[LocalFile]) -> Test:
+    """Launch ``spec`` with the ``--file``s uploaded first; a launch the server refuses deletes them."""
     if target.owned:
         await _wait_for_local_agent(client, spec)
-    # A launch whose answer is lost and sent again must not start a second test.
-    return await client.create_test(spec, idempotency_key=uuid.uuid4().hex)
+    if local:  # a refusal that needs no file (provider, plan, placement) comes before any upload
+        await client.plan_test(spec)
+    spec, uploaded = await files.upload(client, spec, local)
+    try:
+        # A launch whose answer is lost and sent again must not start a second test.
+        return await client.create_test(spec, idempotency_key=uuid.uuid4().hex)
+    except Exception:
+        await files.forget(client, uploaded)  # refused; if it did start, the server keeps its files (409)
+        raise
 
 
 def _placed(t: Test) -> str:
@@ -124,8 +136,10 @@ def _exit_code(t: Test) -> int:
     return EXIT_OK if t.state == "finished" and t.results.samples > 0 else EXIT_TEST_FAILED
 
 
-async def launch(client: Client, args: argparse.Namespace, target: Target, spec: TestCreate) -> int:
-    t = await _launch(client, target, spec)
+async def launch(
+    client: Client, args: argparse.Namespace, target: Target, spec: TestCreate, local: list[LocalFile]
+) -> int:
+    t = await _launch(client, target, spec, local)
     if not args.json:
         print(_launched_line(t))
     if args.wait:
@@ -197,7 +211,9 @@ class _Progress:
             sys.stderr.flush()
 
 
-async def run(client: Client, args: argparse.Namespace, target: Target, spec: TestCreate) -> int:
+async def run(
+    client: Client, args: argparse.Namespace, target: Target, spec: TestCreate, local: list[LocalFile]
+) -> int:
     """Ctrl-C (or a CI runner's SIGTERM) stops the test, asking nothing, and exits 128 + the signal."""
     interrupted = asyncio.Event()
     caught: list[int] = []
@@ -211,7 +227,7 @@ async def run(client: Client, args: argparse.Namespace, target: Target, spec: Te
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        code = await _run(client, args, target, spec, interrupted)
+        code = await _run(client, args, target, spec, local, interrupted)
         return 128 + caught[0] if code == EXIT_INTERRUPTED and caught else code
     finally:
         for sig in signals:
@@ -219,9 +235,14 @@ async def run(client: Client, args: argparse.Namespace, target: Target, spec: Te
 
 
 async def _run(
-    client: Client, args: argparse.Namespace, target: Target, spec: TestCreate, interrupted: asyncio.Event
+    client: Client,
+    args: argparse.Namespace,
+    target: Target,
+    spec: TestCreate,
+    local: list[LocalFile],
+    interrupted: asyncio.Event,
 ) -> int:
-    t = await _launch(client, target, spec)  # finished even if Ctrl-C comes meanwhile: then stopped below
+    t = await _launch(client, target, spec, local)  # finished even if Ctrl-C comes meanwhile: then stopped below
     print(_launched_line(t), file=sys.stderr)
     progress = _Progress()
     while t.state not in TERMINAL_TEST_STATES and not interrupted.is_set():

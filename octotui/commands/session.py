@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from octotui.embedded import Embedded
 
 EXIT_OK = 0
-#: Reserved for pass/fail criteria (``octotui run --criteria``), which the server does not have yet.
+#: A judgement failed: ``octotui compare`` found a regression (and, once the server evaluates them,
+#: ``octotui run --criteria``).
 EXIT_CRITERIA = 1
 EXIT_USAGE = 2  # bad usage, bad input, an unreachable server, a refused request
 EXIT_TEST_FAILED = 3  # the test ran but failed: no samples, every container lost or failed
