@@ -18,6 +18,7 @@ from octotui.client import ClientError
 from octotui.protocol import (
     TERMINAL_CONTAINER_STATES,
     TERMINAL_TEST_STATES,
+    Comparison,
     ContainerRecord,
     ErrorFigures,
     LabelFigures,
@@ -28,8 +29,18 @@ from octotui.tui import format as fmt
 from octotui.tui import messages
 from octotui.tui.format import plural
 from octotui.tui.forms import ServerPlan, prefill_fields, rerun_question, server_plan_label
-from octotui.tui.rows import container_rows, error_key, error_rows, label_rows, live_containers, test_state
+from octotui.tui.rows import (
+    comparison_line,
+    comparison_rows,
+    container_rows,
+    error_key,
+    error_rows,
+    label_rows,
+    live_containers,
+    test_state,
+)
 from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.baseline import BaselinePicker, baseline_candidates
 from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.state import TestLabels
@@ -37,7 +48,7 @@ from octotui.tui.usage import UsageRevision
 from octotui.tui.widgets.charts import WAITING, Chart
 from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.panes import Pane, PaneTabs
-from octotui.tui.widgets.tables import ContainersTable, ErrorsTable, LabelsTable
+from octotui.tui.widgets.tables import ComparisonTable, ContainersTable, ErrorsTable, LabelsTable
 
 #: The panes under the charts, one shown at a time, each with its key.
 PANES = (
@@ -45,6 +56,7 @@ PANES = (
     Pane("test-labels", "labels", "l"),
     Pane("test-errors", "errors", "e"),
     Pane("test-usage", "cpu/mem", "m"),
+    Pane("test-baseline", "baseline", "b"),
 )
 #: Keys of this screen that change something, and what a read-only dashboard says of them.
 READ_ONLY_KEYS = {"s": "stopping", "x": "stopping", "delete": "deleting tests", "R": "launching", "E": "launching"}
@@ -159,6 +171,7 @@ class TestScreen(DashboardScreen):
         Binding("l", "pane('test-labels')", "Labels", show=False),
         Binding("e", "pane('test-errors')", "Errors", show=False),
         Binding("m", "pane('test-usage')", "CPU/mem", show=False),
+        Binding("b", "baseline", "Baseline"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("R", "rerun", "Re-run", key_display="R"),
         Binding("E", "edit_copy", "Edit & launch", key_display="E", show=False),
@@ -177,6 +190,8 @@ class TestScreen(DashboardScreen):
         self._answered = False
         #: Whether the test was running when last shown: its keys change when it ends.
         self._live = True
+        #: This test against the baseline picked with ``b``, once the server answered.
+        self.comparison: Comparison | None = None
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
@@ -192,6 +207,7 @@ class TestScreen(DashboardScreen):
             yield ContainersTable(id="test-containers")
             yield LabelsTable(id="test-labels")
             yield ErrorsTable(id="test-errors")
+            yield ComparisonTable(id="test-baseline")
             with Horizontal(id="test-usage"):
                 yield Chart("CPU", formatter=_number, unit=" %", latest="now", peak="peak", id="cpu-usage")
                 yield Chart("mem", formatter=fmt.size, latest="now", peak="peak", id="mem-usage")
@@ -231,7 +247,7 @@ class TestScreen(DashboardScreen):
         # The footer shows the keys that apply: stop while it runs, re-run and delete once ended.
         if action in ("stop_test", "stop_container") and self.ended:
             return False
-        if action in ("rerun", "delete_test") and not self.ended:
+        if action in ("rerun", "delete_test", "baseline") and not self.ended:
             return False
         # x stops the container under the cursor: only while the containers are shown.
         return not (action == "stop_container" and self.pane != "test-containers")
@@ -256,6 +272,9 @@ class TestScreen(DashboardScreen):
         if event.key in ("s", "x") and self.ended:
             event.stop()
             self.notify(f"{test.name} has already {test_state(test)}: nothing to stop", severity="warning")
+        elif event.key == "b" and not self.ended:
+            event.stop()
+            self.notify(f"{test.name} is {test.state}: b compares it with a baseline once it has ended")
         elif event.key in ("R", "delete") and not self.ended:
             event.stop()
             self.notify(
@@ -360,6 +379,15 @@ class TestScreen(DashboardScreen):
             line = error_line(next((e for e in self._errors or () if error_key(e) == key), None))
             if not table.row_count:
                 line = pane_empty_text("errors", self._errors, self.needle) if self._answered else "loading…"
+        elif pane == "test-baseline":
+            table = self.query_one(ComparisonTable)
+            key = table.selected_key
+            comparison = self.comparison
+            line = comparison_line(next((d for d in comparison.labels if d.label == key), None) if comparison else None)
+            if comparison is None:
+                line = "b picks an earlier ended test to compare this one with"
+            elif not table.row_count:
+                line = "no labels in either test"
         else:
             test = test or self.test
             container = self.selected_container(test)
@@ -482,7 +510,40 @@ class TestScreen(DashboardScreen):
 
         self.app.push_screen(ConfirmScreen(f"Stop {label} of {test.name}?"), confirmed)
 
-    # --- an ended test: delete it, run it again --------------------------------------------------
+    # --- an ended test: compare it, delete it, run it again ---------------------------------------
+
+    def action_baseline(self) -> None:
+        """Pick an earlier ended test; the baseline pane then shows this one against it."""
+        test = self.test
+        if test is None or test.state not in TERMINAL_TEST_STATES:
+            return
+        candidates = baseline_candidates(test, self.app.tests)
+        if not candidates:
+            self.notify(f"no earlier ended test to compare {test.name} with", severity="warning")
+            return
+
+        def chosen(baseline_id: str | None) -> None:
+            if baseline_id:
+                self._compare(test, baseline_id)
+
+        self.app.push_screen(BaselinePicker(test, candidates), chosen)
+
+    @work(group="compare", exclusive=True, exit_on_error=False)
+    async def _compare(self, test: Test, baseline_id: str) -> None:
+        try:
+            comparison = await self.app.actions.compare(test.id, baseline_id)
+        except ClientError as exc:
+            self.notify(exc.message, title=f"Cannot compare {test.name}", severity="error")
+            return
+        self.show_comparison(comparison)
+
+    def show_comparison(self, comparison: Comparison) -> None:
+        """The baseline pane, shown: each label against the baseline, its tab counting regressions."""
+        self.comparison = comparison
+        self.query_one(ComparisonTable).sync(*comparison_rows(comparison))
+        n = comparison.regressions
+        self.query_one(PaneTabs).note("test-baseline", str(n), alert=n > 0)
+        self.action_pane("test-baseline")
 
     def action_delete_test(self) -> None:
         test = self.test

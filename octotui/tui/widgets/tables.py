@@ -189,3 +189,15 @@ class ErrorsTable(KeyedTable):
         Column("message", "Message", 16, stretch=True, max_width=80),
         Column("count", "Count", 7, "right"),
     )
+
+
+class ComparisonTable(KeyedTable):
+    """A test's labels against a baseline's, each figure as ``this/baseline``; regressions first."""
+
+    COLUMNS = (
+        Column("label", "Label", 14, stretch=True, max_width=48),
+        Column("avg", "Avg this/base", 13, "right"),
+        Column("p95", "p95", 11, "right"),
+        Column("errors", "Err%", 11, "right"),
+        Column("rate", "Hits/s", 11, "right"),
+    )
