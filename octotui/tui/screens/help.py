@@ -31,6 +31,7 @@ HELP = """\
 [b]Test screen[/b]: c / l / e / m containers / labels / errors / CPU+mem
   s / x      stop test / container  /        filter labels and errors
   R / E      re-run as it was / edit a copy  del  delete it once ended
+  b          compare an ended test with an earlier one (baseline pane)
 [b]Launch dialog[/b]: plan file, provider, where, how many, how long
   enter      preview the placement  ctrl+l   launch it
 Read-only mode hides every key that changes something."""
