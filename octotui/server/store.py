@@ -8,13 +8,10 @@ Live figures (heartbeats, host samples) are not written here: only changes of st
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic_core import PydanticSerializationError
@@ -26,6 +23,7 @@ from octotui.server.errors import Unstorable
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, FileRec, ProviderRec, TestRec
 from octotui.server.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from octotui.server.schema import create, hash_provider_tokens, migrate
+from octotui.server.store_results import ResultRows
 
 T = TypeVar("T")
 
@@ -56,31 +54,11 @@ class Snapshot:
 _UPSERT_TESTS = tables.upsert("tests", tables.TEST_COLUMNS)
 _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
 _UPSERT_COMMANDS = tables.upsert("commands", tables.COMMAND_COLUMNS)
-_UPSERT_LABELS = tables.upsert_labels()
-_SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
-_UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
-_SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
-_UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
-_SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
 _SELECT_TEST_FILES = tables.select("test_files", tables.TEST_FILE_COLUMNS)
 
 
-class Store:
+class Store(ResultRows):
     """SQLite store. Open with :meth:`open`, close with :meth:`close`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-store")
-        self._db: sqlite3.Connection | None = None
-        self._data_version: int | None = None
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        assert self._db is not None, "store is not open"
-        return self._db
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -156,23 +134,6 @@ class Store:
         snap.labels = [row for test_id in live for row in self._labels_of(test_id)]
         snap.series = [row for test_id in live if (row := self._series_of(test_id)) is not None]
         return snap
-
-    def _series_of(self, test_id: str) -> tables.SeriesRow | None:
-        row = self.db.execute(_SELECT_SERIES + " WHERE test_id = ?", (test_id,)).fetchone()
-        return None if row is None else tuple(row)
-
-    def _labels_of(self, test_id: str) -> list[tables.LabelRow]:
-        return [tuple(row) for row in self.db.execute(_SELECT_LABELS + " WHERE test_id = ?", (test_id,))]
-
-    def _tx(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     # --- providers and tokens ------------------------------------------------------------------
 
@@ -435,96 +396,6 @@ class Store:
             db.executemany(_UPSERT_CONTAINERS, container_rows)
             db.executemany(_UPSERT_COMMANDS, command_rows)
             db.executemany("DELETE FROM commands WHERE id = ?", done_rows)
-
-        await self._run(self._tx, run)
-
-    # --- per-label figures ---------------------------------------------------------------------
-
-    async def save_labels(self, rows: list[tables.LabelRow]) -> None:
-        """Write changed labels of containers (one row per container and label) in one transaction."""
-
-        def run(db: sqlite3.Connection) -> None:
-            db.executemany(_UPSERT_LABELS, rows)
-
-        await self._run(self._tx, run)
-
-    async def labels_of(self, test_id: str) -> list[tables.LabelRow]:
-        """The stored labels of a test's containers."""
-        return await self._run(self._labels_of, test_id)
-
-    # --- timelines -----------------------------------------------------------------------------
-
-    async def save_series(self, rows: list[tables.SeriesRow]) -> None:
-        """Write tests' timelines (one row per test, replaced whole) in one transaction."""
-
-        def run(db: sqlite3.Connection) -> None:
-            db.executemany(_UPSERT_SERIES, rows)
-
-        await self._run(self._tx, run)
-
-    async def series_of(self, test_id: str) -> tables.SeriesRow | None:
-        """The stored timeline of a test, None when it has none."""
-        return await self._run(self._series_of, test_id)
-
-    # --- uploaded JTLs -------------------------------------------------------------------------
-
-    async def save_jtl(self, row: tables.JtlRow) -> None:
-        """Record a container's uploaded JTL (replacing an earlier upload's row)."""
-
-        def run(db: sqlite3.Connection) -> None:
-            db.execute(_UPSERT_JTL, row)
-
-        await self._run(self._tx, run)
-
-    async def jtls_of(self, test_id: str) -> list[tables.JtlRow]:
-        """The uploaded JTLs of a test's containers."""
-
-        def run() -> list[tables.JtlRow]:
-            return [tuple(r) for r in self.db.execute(_SELECT_JTL + " WHERE test_id = ?", (test_id,))]
-
-        return await self._run(run)
-
-    async def jtls_ended_before(self, before: float) -> list[tuple[str, str]]:
-        """(container id, test id) of the JTLs still kept whose test ended before ``before``."""
-
-        def run() -> list[tuple[str, str]]:
-            rows = self.db.execute(
-                "SELECT j.container_id, j.test_id FROM container_jtl j JOIN tests t ON t.id = j.test_id"
-                " WHERE j.pruned_at IS NULL AND t.ended_at IS NOT NULL AND t.ended_at < ?",
-                (before,),
-            )
-            return [(r[0], r[1]) for r in rows]
-
-        return await self._run(run)
-
-    async def jtls_pruned(self, container_ids: list[str], ts: float) -> None:
-        """Mark JTLs removed by retention (their rows stay: an export then says why)."""
-
-        def run(db: sqlite3.Connection) -> None:
-            rows = [(ts, i) for i in container_ids]
-            db.executemany("UPDATE container_jtl SET pruned_at = ? WHERE container_id = ?", rows)
-
-        await self._run(self._tx, run)
-
-    # --- uploaded files ------------------------------------------------------------------------
-
-    async def save_file(self, f: FileRec) -> None:
-        """Record an uploaded file (its bytes are in place already)."""
-        row = tables.file_row(f)
-
-        def run(db: sqlite3.Connection) -> None:
-            db.execute(tables.insert("files", tables.FILE_COLUMNS), row)
-
-        try:
-            await self._run(self._tx, run)
-        except (ValueError, sqlite3.InterfaceError) as exc:
-            raise Unstorable(f"the file cannot be stored, nothing was kept: {tables.why(exc)}") from None
-
-    async def delete_file(self, file_id: str) -> None:
-        """Forget an uploaded file (the tests that used it keep naming it)."""
-
-        def run(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
         await self._run(self._tx, run)
 

@@ -1,0 +1,118 @@
+"""The store's rows of results: per-label figures, timelines, uploaded JTLs and files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from octotui.server import tables
+from octotui.server.errors import Unstorable
+from octotui.server.records import FileRec
+from octotui.server.storebase import Connection
+
+_UPSERT_LABELS = tables.upsert_labels()
+_SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
+_UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
+_SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
+_UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
+_SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
+
+
+class ResultRows(Connection):
+    """What a test's results keep in the store (the :class:`~octotui.server.store.Store` is one)."""
+
+    def _series_of(self, test_id: str) -> tables.SeriesRow | None:
+        row = self.db.execute(_SELECT_SERIES + " WHERE test_id = ?", (test_id,)).fetchone()
+        return None if row is None else tuple(row)
+
+    def _labels_of(self, test_id: str) -> list[tables.LabelRow]:
+        return [tuple(row) for row in self.db.execute(_SELECT_LABELS + " WHERE test_id = ?", (test_id,))]
+
+    # --- per-label figures ---------------------------------------------------------------------
+
+    async def save_labels(self, rows: list[tables.LabelRow]) -> None:
+        """Write changed labels of containers (one row per container and label) in one transaction."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(_UPSERT_LABELS, rows)
+
+        await self._run(self._tx, run)
+
+    async def labels_of(self, test_id: str) -> list[tables.LabelRow]:
+        """The stored labels of a test's containers."""
+        return await self._run(self._labels_of, test_id)
+
+    # --- timelines -----------------------------------------------------------------------------
+
+    async def save_series(self, rows: list[tables.SeriesRow]) -> None:
+        """Write tests' timelines (one row per test, replaced whole) in one transaction."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(_UPSERT_SERIES, rows)
+
+        await self._run(self._tx, run)
+
+    async def series_of(self, test_id: str) -> tables.SeriesRow | None:
+        """The stored timeline of a test, None when it has none."""
+        return await self._run(self._series_of, test_id)
+
+    # --- uploaded JTLs -------------------------------------------------------------------------
+
+    async def save_jtl(self, row: tables.JtlRow) -> None:
+        """Record a container's uploaded JTL (replacing an earlier upload's row)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(_UPSERT_JTL, row)
+
+        await self._run(self._tx, run)
+
+    async def jtls_of(self, test_id: str) -> list[tables.JtlRow]:
+        """The uploaded JTLs of a test's containers."""
+
+        def run() -> list[tables.JtlRow]:
+            return [tuple(r) for r in self.db.execute(_SELECT_JTL + " WHERE test_id = ?", (test_id,))]
+
+        return await self._run(run)
+
+    async def jtls_ended_before(self, before: float) -> list[tuple[str, str]]:
+        """(container id, test id) of the JTLs still kept whose test ended before ``before``."""
+
+        def run() -> list[tuple[str, str]]:
+            rows = self.db.execute(
+                "SELECT j.container_id, j.test_id FROM container_jtl j JOIN tests t ON t.id = j.test_id"
+                " WHERE j.pruned_at IS NULL AND t.ended_at IS NOT NULL AND t.ended_at < ?",
+                (before,),
+            )
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def jtls_pruned(self, container_ids: list[str], ts: float) -> None:
+        """Mark JTLs removed by retention (their rows stay: an export then says why)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            rows = [(ts, i) for i in container_ids]
+            db.executemany("UPDATE container_jtl SET pruned_at = ? WHERE container_id = ?", rows)
+
+        await self._run(self._tx, run)
+
+    # --- uploaded files ------------------------------------------------------------------------
+
+    async def save_file(self, f: FileRec) -> None:
+        """Record an uploaded file (its bytes are in place already)."""
+        row = tables.file_row(f)
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(tables.insert("files", tables.FILE_COLUMNS), row)
+
+        try:
+            await self._run(self._tx, run)
+        except (ValueError, sqlite3.InterfaceError) as exc:
+            raise Unstorable(f"the file cannot be stored, nothing was kept: {tables.why(exc)}") from None
+
+    async def delete_file(self, file_id: str) -> None:
+        """Forget an uploaded file (the tests that used it keep naming it)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+        await self._run(self._tx, run)
