@@ -15,7 +15,8 @@ from octotui.client import Client
 from octotui.protocol import OTHER_LABEL, ErrorFigures, LabelFigures
 from octotui.tui import format as fmt
 from octotui.tui.rows import error_key, error_rows, error_style, label_rows, short_code
-from octotui.tui.screens.test import NO_LABELS_ON_SERVER, TestScreen, error_line, label_line, pane_empty_text
+from octotui.tui.screens.test import TestScreen
+from octotui.tui.testlines import NO_LABELS_ON_SERVER, error_line, label_line, pane_empty_text
 from octotui.tui.widgets.keyed_table import Cell
 from octotui.tui.widgets.panes import PaneTabs
 from octotui.tui.widgets.tables import ContainersTable, ErrorsTable, LabelsTable

@@ -31,7 +31,7 @@ from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.main import MainScreen
 from octotui.tui.screens.test import TestScreen
-from octotui.tui.screens.test import test_summary as summary
+from octotui.tui.testlines import test_summary as summary
 from octotui.tui.usage import ContainerUsage
 from octotui.tui.widgets.charts import Chart, bar_lines, columns, elapsed, time_axis
 from octotui.tui.widgets.tables import TestsTable

@@ -214,7 +214,7 @@ async def test_failed_test_without_samples_shows_dashes(
         assert cells_of(table)[3:6] == ["-", "-", "-"], "no CPU, memory or hits/s for an ended container"
         header = text_of(app, "#test-title").splitlines()
         assert header[1].startswith("whole test: 0 samples · 0.0/s · avg - ms")
-        assert header[2] == "response times: min - · max - · p90 - · p95 - · p99 - ms (final)"
+        assert header[2] == "users now - · times: min - · max - · p90 - · p95 - · p99 - ms (final)"
 
 
 @pytest.mark.docker

@@ -213,7 +213,7 @@ async def test_launch_dialog_fits_validates_remembers_and_failed_test_says_why( 
         assert container.error.strip().split()[0] in line and "failed" in line
         rate = app.screen.query_one("#rate-chart", Chart)
         assert rate.empty == "no data: the test failed before JMeter reported"
-        assert "response times: min" in text_of(app, "#test-title")
+        assert "times: min" in text_of(app, "#test-title")
 
 
 def test_properties_parsing_and_preview_text() -> None:

@@ -27,16 +27,12 @@ from octotui.protocol import (
 )
 from octotui.tui import format as fmt
 from octotui.tui import messages
-from octotui.tui.format import plural
 from octotui.tui.forms import ServerPlan, prefill_fields, rerun_question, server_plan_label
 from octotui.tui.rows import (
-    comparison_line,
     comparison_rows,
     container_rows,
-    error_key,
     error_rows,
     label_rows,
-    live_containers,
     test_state,
 )
 from octotui.tui.screens.base import DashboardScreen
@@ -44,8 +40,18 @@ from octotui.tui.screens.baseline import BaselinePicker, baseline_candidates
 from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.state import TestLabels
+from octotui.tui.testlines import (
+    baseline_line,
+    container_line,
+    elapsed_times,
+    errors_line,
+    labels_line,
+    no_data_text,
+    number,
+    test_summary,
+)
 from octotui.tui.usage import UsageRevision
-from octotui.tui.widgets.charts import WAITING, Chart
+from octotui.tui.widgets.charts import Chart
 from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.panes import Pane, PaneTabs
 from octotui.tui.widgets.tables import ComparisonTable, ContainersTable, ErrorsTable, LabelsTable
@@ -60,97 +66,6 @@ PANES = (
 )
 #: Keys of this screen that change something, and what a read-only dashboard says of them.
 READ_ONLY_KEYS = {"s": "stopping", "x": "stopping", "delete": "deleting tests", "R": "launching", "E": "launching"}
-#: What the labels and errors panes say when the server keeps no per-label figures (it answered 404).
-NO_LABELS_ON_SERVER = "this server keeps no per-label figures (it is older than them)"
-
-
-def _number(value: float) -> str:
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def test_summary(test: Test) -> str:
-    """Three lines: identity and state, whole-test results, users now and response times
-    (percentiles once final). Once the test has ended, "now" has no value: it reads "-"."""
-    r = test.results
-    live = live_containers(test)
-    total = len(test.containers)
-    first = f"{test.name} · {test_state(test)} · {test.provider_name or test.provider}"
-    if test.locations:
-        first += f"/{','.join(test.locations)}"
-    first += f" · {live}/{plural(total, 'container')} live · {test.image}"
-    # Whole-test figures, labelled so: the charts below show each interval's, which differ.
-    some = r.samples > 0
-    second = (
-        f"whole test: {plural(r.samples, 'sample')} · {r.throughput:.1f}/s · avg {_ms(r.avg_ms if some else None)} ms"
-        f" · errors {r.errors} ({r.error_percent:.2f}%)"
-    )
-    ended = test.state in TERMINAL_TEST_STATES
-    third = f"users now {'-' if ended else r.active} · times: min {_ms(r.min_ms if some else None)}"
-    third += f" · max {_ms(r.max_ms if some else None)}"
-    if r.final:
-        third += f" · p90 {_ms(r.p90_ms)} · p95 {_ms(r.p95_ms)} · p99 {_ms(r.p99_ms)}"
-    third += " ms" + (" (final)" if r.final else " (so far)")
-    return "\n".join((first, second, third))
-
-
-def elapsed_times(test: Test, stamps: list[float]) -> tuple[float, ...]:
-    """Seconds since ``test`` started (else since the first stamp) of each of ``stamps`` (unix time)."""
-    if not stamps:
-        return ()
-    start = test.started_at.timestamp() if test.started_at else stamps[0]
-    start = min(start, stamps[0])
-    return tuple(t - start for t in stamps)
-
-
-def container_line(container: ContainerRecord | None) -> str:
-    """The selected container's full error (or pull progress), under the containers table."""
-    if container is None:
-        return ""
-    where = f"#{container.index} {container.agent_name or container.agent[:8]}"
-    if container.error:
-        return f"{where} · {container.state}: {container.error.strip()}"
-    if container.exit_code is not None:
-        return f"{where} · {container.state}, exit code {container.exit_code}"
-    return f"{where} · {container.state}"
-
-
-def label_line(f: LabelFigures | None) -> str:
-    """The selected label in full: what its row has no room for (min, median, bytes, counts)."""
-    if f is None:
-        return ""
-    return (
-        f"{f.label} · {f.errors}/{f.samples} failed · min {fmt.ms(f.min_ms)} p50 {fmt.ms(f.p50_ms)} ms"
-        f" · in {f.received_kbps:.1f} out {f.sent_kbps:.1f} KiB/s"
-    )
-
-
-def error_line(e: ErrorFigures | None) -> str:
-    """The selected error in full: its message is often longer than its column."""
-    if e is None:
-        return ""
-    return f"{e.label} · {e.code} · {plural(e.count, 'time')}: {e.message.strip()}"
-
-
-def pane_empty_text(what: str, items: list[LabelFigures] | list[ErrorFigures] | None, needle: str) -> str:
-    """What the line under an empty labels or errors pane says (``what``: "labels" or "errors")."""
-    if items is None:
-        return NO_LABELS_ON_SERVER
-    if not items:
-        return "no errors" if what == "errors" else "no labels yet: JMeter has not reported a sample"
-    return f"no {what} match the filter {needle.strip()!r} (/ changes it, esc clears it)" if needle.strip() else ""
-
-
-def no_data_text(test: Test) -> str:
-    """What the charts say while the series is empty."""
-    if test.state == "failed":
-        return "no data: the test failed before JMeter reported"
-    if test.state in TERMINAL_TEST_STATES:
-        return "no data: the test ended before JMeter reported"
-    return WAITING
 
 
 class TestScreen(DashboardScreen):
@@ -199,9 +114,9 @@ class TestScreen(DashboardScreen):
         yield Static("", id="test-reason", markup=False)
         with Horizontal(id="test-charts"):
             # Per interval ("now", and the window's "peak"), unlike the whole-test header.
-            yield Chart("hits/s", formatter=_number, latest="now", peak="peak", id="rate-chart")
-            yield Chart("avg", formatter=_number, unit=" ms", latest="now", peak="peak", id="rt-chart")
-            yield Chart("new errors", formatter=_number, latest="now", peak="peak", reduce="max", id="err-chart")
+            yield Chart("hits/s", formatter=number, latest="now", peak="peak", id="rate-chart")
+            yield Chart("avg", formatter=number, unit=" ms", latest="now", peak="peak", id="rt-chart")
+            yield Chart("new errors", formatter=number, latest="now", peak="peak", reduce="max", id="err-chart")
         yield PaneTabs(PANES, id="test-tabs")
         with ContentSwitcher(initial="test-containers", id="test-panes"):
             yield ContainersTable(id="test-containers")
@@ -209,7 +124,7 @@ class TestScreen(DashboardScreen):
             yield ErrorsTable(id="test-errors")
             yield ComparisonTable(id="test-baseline")
             with Horizontal(id="test-usage"):
-                yield Chart("CPU", formatter=_number, unit=" %", latest="now", peak="peak", id="cpu-usage")
+                yield Chart("CPU", formatter=number, unit=" %", latest="now", peak="peak", id="cpu-usage")
                 yield Chart("mem", formatter=fmt.size, latest="now", peak="peak", id="mem-usage")
         with Horizontal(id="filter-bar"):
             yield Label("filter:", id="filter-label")
@@ -369,25 +284,13 @@ class TestScreen(DashboardScreen):
         pane = self.pane
         if pane == "test-labels":
             table: KeyedTable = self.query_one(LabelsTable)
-            key = table.selected_key
-            line = label_line(next((f for f in self._labels or () if f.label == key), None))
-            if not table.row_count:
-                line = pane_empty_text("labels", self._labels, self.needle) if self._answered else "loading…"
+            line = labels_line(self._labels, table.selected_key, table.row_count > 0, self._answered, self.needle)
         elif pane == "test-errors":
             table = self.query_one(ErrorsTable)
-            key = table.selected_key
-            line = error_line(next((e for e in self._errors or () if error_key(e) == key), None))
-            if not table.row_count:
-                line = pane_empty_text("errors", self._errors, self.needle) if self._answered else "loading…"
+            line = errors_line(self._errors, table.selected_key, table.row_count > 0, self._answered, self.needle)
         elif pane == "test-baseline":
             table = self.query_one(ComparisonTable)
-            key = table.selected_key
-            comparison = self.comparison
-            line = comparison_line(next((d for d in comparison.labels if d.label == key), None) if comparison else None)
-            if comparison is None:
-                line = "b picks an earlier ended test to compare this one with"
-            elif not table.row_count:
-                line = "no labels in either test"
+            line = baseline_line(self.comparison, table.selected_key, table.row_count > 0)
         else:
             test = test or self.test
             container = self.selected_container(test)
