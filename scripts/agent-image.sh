@@ -127,6 +127,10 @@ wanted = {"httpx", "psutil", "pydantic"}  # the agent speaks to Docker over http
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 print("\n".join(d for d in deps if re.split(r"[<>=!~\[ ]", d)[0] in wanted))
 PY
+# The lock's versions as plain pins: a constraints file with hashes puts some pips (23.x) in
+# --require-hashes mode, which then refuses the unpinned ranges of requirements.txt.
+sed -e 's/ \\$//' -e '/^[[:space:]]*--hash=/d' -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' \
+    "$ROOT/requirements.lock" >"$CONTEXT/constraints.txt"
 # Wheels are fetched here, for the image's Python (3.11, glibc 2.36), so that the build needs no
 # network and no trust store of this machine (a proxy's CA, a local index) goes into the image.
 ARCH="$(uname -m)"
@@ -134,7 +138,7 @@ if ! "$PIP_PYTHON" -m pip download --quiet --dest "$CONTEXT/wheels" --only-binar
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     --platform "manylinux_2_36_$ARCH" --platform "manylinux_2_28_$ARCH" --platform "manylinux_2_17_$ARCH" \
     --platform "manylinux2014_$ARCH" --platform "manylinux1_$ARCH" --platform any \
-    -r "$CONTEXT/requirements.txt" -c "$ROOT/requirements.lock" </dev/null >"$WORK/pip.log" 2>&1; then
+    -r "$CONTEXT/requirements.txt" -c "$CONTEXT/constraints.txt" </dev/null >"$WORK/pip.log" 2>&1; then
     tail -n 30 "$WORK/pip.log" >&2
     die "pip download of the agent's dependencies failed (log above)"
 fi
