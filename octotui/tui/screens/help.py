@@ -11,30 +11,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 HELP = """\
-[b]Everywhere[/b]
+[b]Everywhere[/b] (read-only mode hides every key that changes something)
   ?          this help              escape   back / close
   ctrl+p     command palette        tab      next table
   o          cycle the sort column  home/end first / last row
   q          quit (asks first while tests run)
-[b]Main screen[/b]
-  enter      open the agent, test or provider under the cursor
+[b]Main screen[/b]: enter opens the agent, test or provider under the cursor
   /          filter agents (name, provider, location, status)
   a / p / t  focus agents / providers / tests
   l          launch a test          s        stop the selected test
-  d          container distribution over providers and locations
-  u          audit log              del      remove agent / ended test
+  d / u      distribution / audit   del      remove agent / ended test
 [b]Providers table[/b] (p)
   i / enter  the lines that install an agent; c copies one
   n          new provider           r        rename
   del        delete (asks first)    k        new token (asks first)
-[b]Agent screen[/b]: live CPU and memory, per-core bars, its containers
-[b]Test screen[/b]: c / l / e / m containers / labels / errors / CPU+mem
+[b]Test screen[/b]: c l e m b  containers, labels, errors, CPU+mem, baseline
   s / x      stop test / container  /        filter labels and errors
-  R / E      re-run as it was / edit a copy  del  delete it once ended
-  b          compare an ended test with an earlier one (baseline pane)
-[b]Launch dialog[/b]: plan file, provider, where, how many, how long
-  enter      preview the placement  ctrl+l   launch it
-Read-only mode hides every key that changes something."""
+  R / E      re-run / edit a copy   del      delete it once ended
+  b          compare an ended test with an earlier one
+[b]Launch dialog[/b]: plan file, provider, where, how many, how long, files
+  enter      preview the placement  ctrl+l   launch it"""
 
 
 class HelpScreen(ModalScreen[None]):
