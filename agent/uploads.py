@@ -256,6 +256,8 @@ class Uploader:
             log.info("JTL of container %s stored by the server (%d bytes gzip, %.1f s)%s", container_id,
                      packed.size, time.monotonic() - started,
                      "; work folder kept (--keep-results)" if self.keep_results else "")  # fmt: skip
+            with contextlib.suppress(OSError):  # the spool first: "stored" means nothing is left over
+                await asyncio.to_thread(target.unlink, True)
             if not self.keep_results:
                 await asyncio.to_thread(shutil.rmtree, self.work_dir / container_id, True)
             await self._finish(container_id, "stored")
@@ -265,8 +267,8 @@ class Uploader:
 
     async def _finish(self, container_id: str, outcome: str) -> None:
         self.queue.finish(container_id)
-        self.outcomes[container_id] = outcome
         await asyncio.to_thread(self.queue.save)
+        self.outcomes[container_id] = outcome  # once it is on disk: an outcome is what a restart finds
 
     async def _refused(self, container_id: str, exc: LinkError) -> None:
         """What follows a failed upload, by the server's answer (the table in the module's docstring)."""
