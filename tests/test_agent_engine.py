@@ -16,6 +16,7 @@ import pytest
 
 from agent.engine import Engine, EngineUnreachable, NotFound, parse_image
 from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import wait_until_async
 
 SOCKET = "/var/run/docker.sock"
 
@@ -78,6 +79,12 @@ async def test_logs_unwrap_the_multiplexed_frames(engine: Engine, fake_jmeter_im
     try:
         assert [c["Id"] for c in await engine.containers([label])] == [cid]
         await engine.start(cid)
+
+        async def exited() -> bool:
+            return not (await engine.inspect(cid))["State"]["Running"]
+
+        # The logs of a container still writing are what it wrote so far: read them once it ended.
+        await wait_until_async(exited, timeout=30, what="the container's script to end")
         out = b"".join([chunk async for chunk in engine.logs(cid)])
         lines = out.decode().splitlines()
         # The engine copies stdout and stderr separately: stderr's line may come anywhere among
