@@ -35,7 +35,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -46,11 +45,10 @@ from octotui.server.domain.state import ServerState, new_id
 from octotui.server.domain.views import dt
 from octotui.server.errors import Conflict, Forbidden, Invalid, NoSpace, NotFound, TooLarge
 from octotui.server.records import FileRec, FileUse, Share, TestRec
+from octotui.server.spool import spool
 
 log = logging.getLogger("octotui.server")
 
-#: Bytes written to disk (and hashed, scanned) at a time, in one worker thread call.
-_WRITE = 1024 * 1024
 #: Bytes read at a time when shares are computed or served.
 _READ = 256 * 1024
 _NAME: TypeAdapter[str] = TypeAdapter(FileName)
@@ -135,21 +133,6 @@ class _Scan:
         return self.newlines + (1 if size and self.last != b"\n" else 0)
 
 
-def _write(f: BinaryIO, digest: hashlib._Hash, scan: _Scan, data: bytes) -> None:
-    digest.update(data)
-    scan.feed(data)
-    f.write(data)
-
-
-def _close(f: BinaryIO, sync: bool) -> None:
-    try:
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        f.close()
-
-
 async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIterator[bytes]) -> FileRec:
     """Take an uploaded file: its name checked, streamed to disk (hashed, lines counted), renamed
     into place, recorded. Refused, nothing kept: a name that is not a plain file name
@@ -162,27 +145,11 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
     file_id = new_id("f")
     final = path_of(s, file_id)
     tmp = final.with_name(f".{file_id}.{secrets.token_hex(4)}.part")
-    digest = hashlib.sha256()
     scan = _Scan()
-    size = 0
-    f: BinaryIO | None = None
     kept = False
     try:
-        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-        f = await asyncio.to_thread(open, tmp, "xb")
-        pending = bytearray()
-        async for chunk in body:
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(too_big(limit))
-            pending += chunk
-            if len(pending) >= _WRITE:
-                data, pending = bytes(pending), bytearray()
-                await asyncio.to_thread(_write, f, digest, scan, data)
-        await asyncio.to_thread(_write, f, digest, scan, bytes(pending))
-        closing, f = f, None
-        await asyncio.to_thread(_close, closing, True)
-        rec = FileRec(file_id, name, size, digest.hexdigest(), clock.now(), scan.lines(size))
+        size, sha256 = await spool(body, tmp, limit, too_big(limit), scan.feed)
+        rec = FileRec(file_id, name, size, sha256, clock.now(), scan.lines(size))
         await asyncio.to_thread(os.replace, tmp, final)
         try:
             await s.store.save_file(rec)
@@ -195,8 +162,6 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
             raise NoSpace(f"the server's disk is full, the file was not kept ({exc.strerror})") from None
         raise
     finally:
-        if f is not None:
-            await asyncio.to_thread(_close, f, False)
         if not kept:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(tmp.unlink, True)

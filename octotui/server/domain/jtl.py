@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -27,20 +26,18 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from octotui.server.domain import clock
 from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.errors import Conflict, Gone, Invalid, NoSpace, NotFound, TooLarge
 from octotui.server.records import ContainerRec, TestRec
+from octotui.server.spool import spool
 from octotui.server.tables import JtlRow
 
 log = logging.getLogger("octotui.server")
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-#: Bytes written to disk at a time (hashed in the same worker thread call).
-_WRITE = 1024 * 1024
 #: Compressed bytes read, and most bytes decompressed, at a time by the merged export.
 _READ = 256 * 1024
 _OUT = 1024 * 1024
@@ -117,20 +114,6 @@ class _Header:
         return text
 
 
-def _write(f: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
-    digest.update(data)  # hashlib lets other threads run while it hashes large buffers
-    f.write(data)
-
-
-def _close(f: BinaryIO, sync: bool) -> None:
-    try:
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        f.close()
-
-
 async def receive(
     s: ServerState, agent_id: str, container_id: str, sent_sum: str | None, declared: int | None,
     body: AsyncIterator[bytes],
@@ -149,30 +132,12 @@ async def receive(
         raise TooLarge(too_big(limit))
     final = path_of(s, c.test_id, c.id)
     tmp = final.with_name(f".{c.id}.{secrets.token_hex(4)}.part")
-    digest = hashlib.sha256()
     header = _Header()
-    size = 0
-    f: BinaryIO | None = None
     try:
-        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-        f = await asyncio.to_thread(open, tmp, "xb")
-        pending = bytearray()
-        async for chunk in body:
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(too_big(limit))
-            header.feed(chunk)
-            pending += chunk
-            if len(pending) >= _WRITE:
-                data, pending = bytes(pending), bytearray()
-                await asyncio.to_thread(_write, f, digest, data)
-        await asyncio.to_thread(_write, f, digest, bytes(pending))
-        closing, f = f, None
-        await asyncio.to_thread(_close, closing, True)
+        size, got = await spool(body, tmp, limit, too_big(limit), header.feed)
         if size == 0:
             raise Invalid("empty body: send the JTL gzip-compressed")
         line = header.finish()
-        got = digest.hexdigest()
         if got != want:
             raise Invalid(f"checksum mismatch: the body received has SHA-256 {got}, X-Checksum-Sha256 says {want}")
         if s.containers.get(c.id) is not c:
@@ -183,8 +148,6 @@ async def receive(
             raise NoSpace(f"the server's disk is full, the JTL was not kept ({exc.strerror})") from None
         raise
     finally:
-        if f is not None:
-            await asyncio.to_thread(_close, f, False)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(tmp.unlink, True)
     row: JtlRow = (c.id, c.test_id, size, got, line, clock.now(), None)
