@@ -57,6 +57,14 @@ class HostSample(Model):
     load1: float = 0.0
     load5: float = 0.0
     load15: float = 0.0
+    #: What saturation of a load generator shows besides CPU and memory (0 from older agents):
+    #: bytes swapped in and out per second, TCP segments retransmitted and sent per second (their
+    #: ratio is the retransmit rate), TCP connections established now.
+    swap_in_bps: float = 0.0
+    swap_out_bps: float = 0.0
+    tcp_retransmits_per_s: float = 0.0
+    tcp_segments_out_per_s: float = 0.0
+    tcp_established: int = 0
 
 
 class DockerInfo(Model):
@@ -79,6 +87,8 @@ class RegisterRequest(Model):
     #: A random id kept in the agent's state dir: the identity belongs to that dir, not to the name
     #: (two machines with one host name are two agents). None from agents older than this field.
     instance: Annotated[str, StringConstraints(max_length=64, pattern=_IDENT)] | None = None
+    #: The machine's own id (``/etc/machine-id``), so that two identities on one machine are seen.
+    machine_id: Annotated[str, StringConstraints(max_length=64, pattern=_IDENT)] | None = None
 
 
 class RegisterResponse(Model):
@@ -268,6 +278,15 @@ class Agent(Model):
     #: Deleted with force while it ran containers: stopping them and handing in their results, then
     #: forgotten. Takes no new containers.
     retiring: bool = False
+    #: Taken out of service by an operator (``POST /agents/{id}/drain``): no new containers, the
+    #: running ones finish. Undone by ``/undrain``.
+    drained: bool = False
+    #: Reports an older version than the server's (upgrade it: drain, replace, undrain).
+    outdated: bool = False
+    #: Another identity reports the same machine id (two agents on one machine).
+    duplicate_machine: bool = False
+    #: Why its results may be skewed right now (``CPU 97 % for 45 s``), None when it is not saturated.
+    saturated: str | None = None
 
 
 class AgentMetrics(Model):

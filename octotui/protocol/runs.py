@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
@@ -16,6 +16,7 @@ from octotui.protocol.text import FIELD_PROPERTIES, Ident, Image, Line, Lines, L
 
 
 MAX_TEST_FILES = 20
+MAX_CRITERIA = 50
 
 
 class FileInfo(Model):
@@ -56,6 +57,9 @@ class TestCreate(Model):
     rampup: int | None = Field(default=None, strict=True, ge=0, le=24 * 3600)  # seconds, sets -Jrampup
     dry_run: bool = Field(default=False, strict=True)
     files: list[TestFile] = Field(default_factory=list, max_length=MAX_TEST_FILES)
+    #: Pass/fail criteria evaluated by the server (``p95<500ms``, ``errors<1%``, ``hits/s>100``,
+    #: ``avg of login>200ms for 30s``); an unparsable one is a 422 naming its position.
+    criteria: list[Line] = Field(default_factory=list, max_length=MAX_CRITERIA)
 
     @model_validator(mode="after")
     def _one_place_per_setting(self) -> TestCreate:
@@ -123,6 +127,25 @@ class TestResults(Model):
     final: bool = False
 
 
+Verdict = Literal["passed", "failed"]
+
+
+class CriterionResult(Model):
+    """One pass/fail criterion of a test and how it stands."""
+
+    expr: str  # as given, e.g. "avg of login>200ms for 30s"
+    metric: str  # p50/p90/p95/p99/avg/min/max (ms), errors (%), hits/s
+    label: str | None = None  # None: the whole test
+    op: Literal["<", "<=", ">", ">="]
+    threshold: float  # in the metric's unit (ms, %, hits/s)
+    #: Held for this many seconds during the test (the test is stopped as failed when it breaks
+    #: for that long); None: decided on the final figures.
+    for_s: float | None = None
+    actual: float | None = None  # the figure it was decided on (or the latest, while running)
+    passed: bool | None = None  # None: not decided yet
+    detail: str = ""  # e.g. "p95 612 ms, over 500 ms by 112 ms (22 %)"; unknown labels say so
+
+
 class Test(Model):
     """Answer of ``POST /api/v1/tests`` (201) and ``GET /api/v1/tests/{id}``.
 
@@ -148,6 +171,13 @@ class Test(Model):
     #: shows ``stopped``).
     stopped: bool = False
     files: list[TestFile] = Field(default_factory=list)
+    #: The criteria as evaluated by the server, in the order given.
+    criteria: list[CriterionResult] = Field(default_factory=list)
+    #: ``passed`` or ``failed`` once the criteria are decided (at the end, or earlier when a held
+    #: criterion failed and stopped the test); None without criteria or while undecided.
+    verdict: Verdict | None = None
+    #: Why its results may be wrong (``results may be skewed: gen-b saturated for 45 s (CPU 97 %)``).
+    warnings: list[str] = Field(default_factory=list)
 
 
 class LabelFigures(Model):
@@ -215,11 +245,52 @@ class TestSeriesPoint(Model):
     avg_ms: float
     errors: int
     active: int
+    #: Per interval (0/None from servers older than these): errors per second, 95th percentile
+    #: of the interval's samples, bytes received and sent per second.
+    error_rate: float = 0.0
+    p95_ms: float | None = None
+    received_bps: float = 0.0
+    sent_bps: float = 0.0
+
+
+class LabelSeriesPoint(Model):
+    """One interval of one label: what the test's point holds, for that label alone."""
+
+    ts: float
+    rate: float = 0.0
+    error_rate: float = 0.0
+    avg_ms: float = 0.0
+    p95_ms: float | None = None
+    received_bps: float = 0.0
+    sent_bps: float = 0.0
+
+
+class LabelSeries(Model):
+    label: str
+    points: list[LabelSeriesPoint] = Field(default_factory=list)
+
+
+class GeneratorPoint(Model):
+    ts: float
+    cpu_percent: float
+    memory_percent: float
+
+
+class GeneratorSeries(Model):
+    """A load generator's (agent's) CPU and memory during a test, kept with the test."""
+
+    agent_id: str
+    agent_name: str = ""
+    points: list[GeneratorPoint] = Field(default_factory=list)
 
 
 class TestSeries(Model):
     test_id: str
     points: list[TestSeriesPoint]
+    #: Per-label series (when asked for with ``?labels=true`` or ``?label=NAME``).
+    labels: list[LabelSeries] = Field(default_factory=list)
+    #: The generators' CPU and memory over the test.
+    generators: list[GeneratorSeries] = Field(default_factory=list)
 
 
 # --- change feed -----------------------------------------------------------------------------

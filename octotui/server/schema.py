@@ -102,6 +102,49 @@ def _v5(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX test_files_file ON test_files(file_id)")
 
 
+def _v6(db: sqlite3.Connection) -> None:
+    """Fleet care and pass/fail: agents drained by an operator and the machine id they report (two
+    identities on one machine); tests' criteria (JSON list of expressions), their evaluation (JSON),
+    verdict and warnings (JSON list)."""
+    db.execute("ALTER TABLE agents ADD COLUMN drained INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE agents ADD COLUMN machine_id TEXT")
+    db.execute("ALTER TABLE tests ADD COLUMN criteria TEXT")
+    db.execute("ALTER TABLE tests ADD COLUMN verdict TEXT")
+    db.execute("ALTER TABLE tests ADD COLUMN warnings TEXT")
+
+
+def _v7(db: sqlite3.Connection) -> None:
+    """Results kept with the test: each label's timeline (packed like ``test_series``) and each
+    generator's CPU and memory during the test."""
+    db.execute(
+        "CREATE TABLE label_series (test_id TEXT NOT NULL, label TEXT NOT NULL, width REAL NOT NULL,"
+        " coarse INTEGER NOT NULL, points BLOB NOT NULL, PRIMARY KEY (test_id, label))"
+    )
+    db.execute(
+        "CREATE TABLE generator_series (test_id TEXT NOT NULL, agent_id TEXT NOT NULL, agent_name TEXT NOT NULL,"
+        " width REAL NOT NULL, points BLOB NOT NULL, PRIMARY KEY (test_id, agent_id))"
+    )
+
+
+def _v8(db: sqlite3.Connection) -> None:
+    """Monitors of the servers under test: their settings (credentials encrypted with the key file
+    beside the database, never in it), their alarms, and their samples kept with tests."""
+    db.execute(
+        "CREATE TABLE monitors (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,"
+        " kind TEXT NOT NULL, spec TEXT NOT NULL, credentials BLOB, created_at REAL NOT NULL,"
+        " updated_at REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
+        " severity TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, value REAL, test_id TEXT)"
+    )
+    db.execute("CREATE INDEX alarms_monitor ON alarms(monitor_id)")
+    db.execute(
+        "CREATE TABLE monitor_series (test_id TEXT NOT NULL, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
+        " width REAL NOT NULL, points BLOB NOT NULL, PRIMARY KEY (test_id, monitor_id, metric))"
+    )
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
@@ -111,6 +154,9 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v3,
     _v4,
     _v5,
+    _v6,
+    _v7,
+    _v8,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
