@@ -175,7 +175,7 @@ async def test_register_heartbeat_online_with_host_figures(env: Env) -> None:
     p = await env.provider()
     agent_id, token = await env.register(p["token"], name="web-1", location="paris", cpu_count=2)
     reply = await env.beat(agent_id, token, cpu=42.5, mem=61.0)
-    assert reply == {"ok": True, "stop": [], "labels_wanted": []}
+    assert reply == {"ok": True, "stop": [], "labels_wanted": [], "monitors": None, "monitor_revision": None}
     agents = (await env.http.get("/agents")).json()
     assert len(agents) == 1
     a = agents[0]

@@ -192,11 +192,11 @@ async def test_heartbeats_good_and_bad_answer_alike(sides: tuple[Side, Side]) ->
         answer = await compare(fast, plain, label, by_fast_path, args)
         if label == "good":
             assert (
-                answer.endswith(b'{"ok":true,"stop":[],"labels_wanted":[]}')
+                answer.endswith(b'{"ok":true,"stop":[],"labels_wanted":[],"monitors":null,"monitor_revision":null}')
                 and b"content-type: application/json" in answer
             )
         if label == "good, a stray to stop":
-            assert answer.endswith(b'{"ok":true,"stop":["c-stray"],"labels_wanted":[]}')
+            assert answer.endswith(b'{"ok":true,"stop":["c-stray"],"labels_wanted":[],"monitors":null,"monitor_revision":null}')
     assert fast.fast[1] > 10  # the refusals did reach the fast path before FastAPI
 
 

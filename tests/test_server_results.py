@@ -195,7 +195,7 @@ async def test_the_fast_path_answers_an_ask_as_fastapi_does(tmp_path: Path) -> N
             answers.append(side.canonical(raw))
         assert fast_side.fast == (1, 0)
     assert answers[0] == answers[1]
-    assert answers[0].endswith(b'{"ok":true,"stop":[],"labels_wanted":["<C>"]}'), answers[0]
+    assert answers[0].endswith(b'{"ok":true,"stop":[],"labels_wanted":["<C>"],"monitors":null,"monitor_revision":null}'), answers[0]
 
 
 # --- a test stopped by an operator reads stopped -------------------------------------------------

@@ -9,6 +9,7 @@ agents already installed in the field.
 - ``text``: text at the contract's edge (strings, JMeter properties, Docker image references)
 - ``agents``: providers, agents, heartbeats, commands, response-time histograms
 - ``runs``: tests, containers, results, the change feed, tokens, audit, errors
+- ``monitors``: monitors of the servers under test, their samples and alarms
 """
 
 from octotui.protocol.agents import (
@@ -59,6 +60,26 @@ from octotui.protocol.base import (
     Role,
     ServerInfo,
     TestState,
+)
+from octotui.protocol.monitors import (
+    MAX_MONITOR_METRICS,
+    MAX_MONITORS_PER_AGENT,
+    MAX_THRESHOLDS,
+    Alarm,
+    MetricName,
+    Monitor,
+    MonitorAssignment,
+    MonitorCreate,
+    MonitorCredentials,
+    MonitorKind,
+    MonitorMetrics,
+    MonitorMode,
+    MonitorReport,
+    MonitorSample,
+    MonitorState,
+    MonitorUpdate,
+    Severity,
+    Threshold,
 )
 from octotui.protocol.runs import (
     MAX_CRITERIA,
@@ -129,10 +150,13 @@ __all__ = [
     "MAX_CRITERIA",
     "MAX_ERRORS_PER_LABEL",
     "MAX_LABELS",
+    "MAX_MONITORS_PER_AGENT",
+    "MAX_MONITOR_METRICS",
     "MAX_PROPERTIES",
     "MAX_PROPERTY_NAME",
     "MAX_PROPERTY_VALUE",
     "MAX_TEST_FILES",
+    "MAX_THRESHOLDS",
     "OTHER_ERROR",
     "OTHER_LABEL",
     "RESERVED_PROPERTY_PREFIXES",
@@ -142,6 +166,7 @@ __all__ = [
     "Agent",
     "AgentMetrics",
     "AgentStatus",
+    "Alarm",
     "AuditEntry",
     "Changes",
     "Command",
@@ -178,7 +203,19 @@ __all__ = [
     "Line",
     "Lines",
     "Location",
+    "MetricName",
     "Model",
+    "Monitor",
+    "MonitorAssignment",
+    "MonitorCreate",
+    "MonitorCredentials",
+    "MonitorKind",
+    "MonitorMetrics",
+    "MonitorMode",
+    "MonitorReport",
+    "MonitorSample",
+    "MonitorState",
+    "MonitorUpdate",
     "Name",
     "Placement",
     "PlacementItem",
@@ -192,6 +229,7 @@ __all__ = [
     "ReportText",
     "Role",
     "ServerInfo",
+    "Severity",
     "Test",
     "TestCreate",
     "TestFile",
@@ -199,6 +237,7 @@ __all__ = [
     "TestSeries",
     "TestSeriesPoint",
     "TestState",
+    "Threshold",
     "TokenCreate",
     "TokenCreated",
     "TokenInfo",

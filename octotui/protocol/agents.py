@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from octotui.protocol.base import VERSION, AgentStatus, CommandKind, ContainerState, Model
+from octotui.protocol.monitors import MAX_MONITORS_PER_AGENT, MonitorAssignment, MonitorReport
 from octotui.protocol.text import _IDENT, Ident, Location, Name, ReportLine, ReportText
 
 # --- providers -------------------------------------------------------------------------------
@@ -245,6 +246,10 @@ class Heartbeat(Model):
     #: True when ``containers`` is the agent's complete list (it always is after a restart);
     #: the server reconciles only complete reports.
     complete: bool = True
+    #: Monitors of the servers under test this agent runs (see ``protocol.monitors``), and the
+    #: revision of the assignments it holds (None: it holds none yet, or is older than monitors).
+    monitors: list[MonitorReport] = Field(default_factory=list, max_length=MAX_MONITORS_PER_AGENT)
+    monitor_revision: int | None = None
 
 
 class HeartbeatResponse(Model):
@@ -255,6 +260,10 @@ class HeartbeatResponse(Model):
     #: (it holds none for them: e.g. it restarted since they were last sent). Agents older than
     #: this field ignore it.
     labels_wanted: list[str] = Field(default_factory=list)
+    #: The monitors this agent is to run, sent only when they differ from ``monitor_revision`` of
+    #: the heartbeat (None: keep what you run). An empty list: run none.
+    monitors: list[MonitorAssignment] | None = None
+    monitor_revision: int | None = None
 
 
 class Agent(Model):

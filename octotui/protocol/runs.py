@@ -60,6 +60,11 @@ class TestCreate(Model):
     #: Pass/fail criteria evaluated by the server (``p95<500ms``, ``errors<1%``, ``hits/s>100``,
     #: ``avg of login>200ms for 30s``); an unparsable one is a 422 naming its position.
     criteria: list[Line] = Field(default_factory=list, max_length=MAX_CRITERIA)
+    #: Monitors (ids or names) of mode ``tests`` that run with this test; their samples and alarms
+    #: are kept with it. ``always`` monitors named here are kept with it too.
+    monitors: list[Line] = Field(default_factory=list, max_length=50)
+    #: Stop the test (as failed) when one of its monitors raises a critical alarm.
+    stop_on_critical: bool = Field(default=False, strict=True)
 
     @model_validator(mode="after")
     def _one_place_per_setting(self) -> TestCreate:
@@ -176,6 +181,8 @@ class Test(Model):
     #: ``passed`` or ``failed`` once the criteria are decided (at the end, or earlier when a held
     #: criterion failed and stopped the test); None without criteria or while undecided.
     verdict: Verdict | None = None
+    monitors: list[str] = Field(default_factory=list)  # monitor ids kept with it
+    stop_on_critical: bool = False
     #: Why its results may be wrong (``results may be skewed: gen-b saturated for 45 s (CPU 97 %)``).
     warnings: list[str] = Field(default_factory=list)
 
