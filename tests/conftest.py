@@ -11,5 +11,6 @@ pytest_plugins = [
     "tests.support.faultkit",
     "tests.support.httptarget",
     "tests.support.images",
+    "tests.support.postgres",
     "tests.support.tinyproxy",
 ]
