@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any, assert_never
 
 from agent.containers import DockerRuntime
-from agent.host import HostSampler
+from agent.host import HostSampler, machine_id
 from agent.link import (
     AuthRefused,
     ConnectionCut,
@@ -99,6 +99,7 @@ class AgentRuntime:
             platform=f"{platform.system()} {platform.release()} {platform.machine()}",
             previous_agent_id=previous,
             instance=self.instance,
+            machine_id=machine_id(),
         )
 
     async def _register(self, previous: str | None) -> Identity:
