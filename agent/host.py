@@ -7,12 +7,32 @@ handful of /proc files, so sampling every second costs a small fraction of one c
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import psutil
 
 from octotui.protocol import HostSample
+
+#: The kernel's protocol counters (per network namespace: the host's for an agent on the host network).
+SNMP_PATH = Path("/proc/net/snmp")
+
+
+def tcp_counters(path: Path) -> tuple[int, int, int] | None:
+    """(RetransSegs, OutSegs, CurrEstab) read from a /proc/net/snmp file, None when it has none."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Tcp:")]
+    if len(rows) < 2:
+        return None
+    fields = dict(zip(rows[0], rows[1], strict=False))
+    try:
+        return int(fields["RetransSegs"]), int(fields["OutSegs"]), int(fields["CurrEstab"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _disk_path(path: Path | None) -> str:
@@ -33,6 +53,8 @@ class HostSampler:
         self._last_time = time.monotonic()
         self._last_disk = self._disk_counters()
         self._last_net = self._net_counters()
+        self._last_swap = self._swap_counters()
+        self._last_tcp = self._tcp_counters()
 
     @staticmethod
     def _disk_counters() -> tuple[int, int] | None:
@@ -49,6 +71,22 @@ class HostSampler:
         except (OSError, RuntimeError):
             return None
         return (counters.bytes_sent, counters.bytes_recv) if counters is not None else None
+
+    @staticmethod
+    def _swap_counters() -> tuple[int, int] | None:
+        """Bytes swapped in and out since boot (psutil reads /proc/vmstat on Linux)."""
+        try:
+            swap = psutil.swap_memory()
+        except (OSError, RuntimeError):
+            return None
+        return int(swap.sin), int(swap.sout)
+
+    @staticmethod
+    def _tcp_counters() -> tuple[int, int, int] | None:
+        """TCP segments retransmitted and sent since boot, and connections established now, from
+        /proc/net/snmp (one small file; psutil has no such counters, and counting connections with
+        ``net_connections`` walks every socket of the machine). None where there is no such file."""
+        return tcp_counters(SNMP_PATH)
 
     @staticmethod
     def _rates(before: tuple[int, int] | None, after: tuple[int, int] | None, seconds: float) -> tuple[float, float]:
@@ -71,7 +109,14 @@ class HostSampler:
         elapsed = now - self._last_time
         disk_read, disk_write = self._rates(self._last_disk, disk, elapsed)
         net_sent, net_recv = self._rates(self._last_net, net, elapsed)
+        swapped = self._swap_counters()
+        swap_in, swap_out = self._rates(self._last_swap, swapped, elapsed)
+        tcp = self._tcp_counters()
+        retransmits, segments_out = self._rates(
+            self._last_tcp[:2] if self._last_tcp else None, tcp[:2] if tcp else None, elapsed
+        )
         self._last_time, self._last_disk, self._last_net = now, disk, net
+        self._last_swap, self._last_tcp = swapped, tcp
         try:
             load1, load5, load15 = os.getloadavg()
         except OSError:
@@ -93,4 +138,27 @@ class HostSampler:
             load1=load1,
             load5=load5,
             load15=load15,
+            swap_in_bps=swap_in,
+            swap_out_bps=swap_out,
+            tcp_retransmits_per_s=retransmits,
+            tcp_segments_out_per_s=segments_out,
+            tcp_established=tcp[2] if tcp else 0,
         )
+
+
+#: Where a Linux machine keeps its id (systemd's, then D-Bus's for machines without systemd).
+MACHINE_ID_PATHS = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
+_MACHINE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+def machine_id(paths: tuple[Path, ...] = MACHINE_ID_PATHS) -> str | None:
+    """This machine's id, so the server sees two identities on one machine; None when none is readable
+    (an agent in a container sees the host's only when ``/etc/machine-id`` is mounted)."""
+    for path in paths:
+        try:
+            text = path.read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            continue
+        if _MACHINE_ID.match(text):
+            return text
+    return None
