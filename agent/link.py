@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import ssl
@@ -35,6 +36,7 @@ from octotui.protocol import (
     CommandAck,
     Heartbeat,
     HeartbeatResponse,
+    MonitorAssignment,
     RegisterRequest,
     RegisterResponse,
 )
@@ -149,6 +151,30 @@ def _check_status(what: str, response: httpx.Response) -> None:
         raise error(what, response.status_code, _detail(response))
 
 
+def _lenient_answer(content: bytes) -> HeartbeatResponse:
+    """A heartbeat answer whose monitor assignments did not all validate (e.g. a newer server's
+    kind): the rest of it, and the assignments this agent can run. The skipped ones are logged by
+    id and field, never with their values (they carry credentials)."""
+    try:
+        raw = json.loads(content)
+        assignments = raw.pop("monitors", None) if isinstance(raw, dict) else None
+        answer = HeartbeatResponse.model_validate(raw)
+    except (ValueError, ValidationError):
+        return HeartbeatResponse()
+    if not isinstance(assignments, list):
+        return answer
+    runnable = []
+    for item in assignments:
+        try:
+            runnable.append(MonitorAssignment.model_validate(item))
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False))
+            ident = item.get("id") if isinstance(item, dict) else None
+            log.warning("monitor assignment %s skipped: this agent cannot run it (%s)", str(ident)[:128], fields)
+    answer.monitors = runnable
+    return answer
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -249,7 +275,7 @@ class ServerLink:
         try:
             return HeartbeatResponse.model_validate_json(response.content)
         except ValidationError:
-            return HeartbeatResponse()
+            return _lenient_answer(response.content)
 
     async def poll(self, agent: Identity, wait: float, fresh: bool) -> list[Command]:
         """Wait up to ``wait`` s for commands (``fresh``: all not acknowledged yet); malformed ones are skipped."""

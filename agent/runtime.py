@@ -32,6 +32,7 @@ from agent.link import (
     ServerUnreachable,
     UnexpectedAnswer,
 )
+from agent.monitors import MonitorScheduler
 from agent.pacing import IdleLimit, Reachability, backoff_delay
 from agent.records import LaunchError
 from agent.settings import AgentSettings
@@ -85,6 +86,8 @@ class AgentRuntime:
         self._beat_now = asyncio.Event()
         self._last_label_beat = 0.0
         self._reregister = asyncio.Lock()
+        #: Monitors of the servers under test the server assigned (none until it says so).
+        self.monitors = MonitorScheduler()
 
     # --- registration -------------------------------------------------------------------------
 
@@ -237,9 +240,12 @@ class AgentRuntime:
         """Keep unsent readings for the next beat (the newest win when the window is full)."""
         self.samples = deque([*taken, *self.samples], maxlen=self.samples.maxlen)
 
-    async def _next_beat(self, marks: dict[str, int]) -> tuple[Heartbeat, list[HostSample]]:
+    async def _next_beat(
+        self, marks: dict[str, int], monitor_marks: dict[str, int]
+    ) -> tuple[Heartbeat, list[HostSample]]:
         """The heartbeat to send now, and the host samples it takes from the window; ``marks`` gets
-        the label epochs to acknowledge if the server answers it."""
+        the label epochs to acknowledge if the server answers it, ``monitor_marks`` the monitors'
+        samples it carries (kept until then)."""
         assert self.docker is not None and self.sampler is not None
         reports = await self.docker.reports(marks)
         taken = list(self.samples)
@@ -248,7 +254,10 @@ class AgentRuntime:
             taken = [await asyncio.to_thread(self.sampler.sample)]
         info = self.docker.info
         # without an engine the agent cannot list its containers: the list is then not the whole truth
-        beat = Heartbeat(host=taken[-1], samples=taken[:-1], docker=info, containers=reports, complete=info.available)
+        beat = Heartbeat(
+            host=taken[-1], samples=taken[:-1], docker=info, containers=reports, complete=info.available,
+            monitors=self.monitors.take(monitor_marks), monitor_revision=self.monitors.revision,
+        )  # fmt: skip
         return beat, taken
 
     async def _heartbeat_loop(self) -> None:
@@ -257,7 +266,8 @@ class AgentRuntime:
         while True:
             await self._check_engine()
             marks: dict[str, int] = {}
-            beat, taken = await self._next_beat(marks)
+            monitor_marks: dict[str, int] = {}
+            beat, taken = await self._next_beat(marks, monitor_marks)
             token = self.identity.agent_token
             try:
                 answer = await self.link.heartbeat(self.identity, beat)
@@ -273,6 +283,8 @@ class AgentRuntime:
                 continue
             self.pace.reached()
             attempt = 0
+            self.monitors.delivered(monitor_marks)
+            self.monitors.apply(answer.monitors, answer.monitor_revision)
             # only now are its labels known to the server: a lost beat leaves them for the next one
             await asyncio.to_thread(self.docker.delivered, [r.container_id for r in beat.containers], marks)
             if answer.labels_wanted:
@@ -448,6 +460,8 @@ class AgentRuntime:
                 task.cancel()
             if self.docker is not None:
                 await self.docker.aclose()
+            with contextlib.suppress(Exception):
+                await self.monitors.aclose()
             with contextlib.suppress(Exception):
                 await self.link.aclose()
 
