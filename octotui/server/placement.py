@@ -32,6 +32,8 @@ class Candidate:
     reserved: int = 0
     #: Containers of live tests already running on it (they hold part of its CPU budget).
     running: int = 0
+    #: Taken out of service by an operator: it gets nothing new (its running containers finish).
+    drained: bool = False
 
 
 def capacity(agent: Candidate, memory_per_container: int, cpu_per_container: float) -> int:
@@ -54,9 +56,22 @@ def capacity(agent: Candidate, memory_per_container: int, cpu_per_container: flo
 
 
 def eligible(agents: Sequence[Candidate], locations: Sequence[str] | None) -> list[Candidate]:
-    """Online agents with a usable Docker engine, in ``locations`` when given."""
+    """Online agents with a usable Docker engine, in ``locations`` when given, not drained."""
     wanted = set(locations) if locations else None
-    return [a for a in agents if a.online and a.docker and (wanted is None or a.location in wanted)]
+    return [a for a in agents if a.online and a.docker and not a.drained and (wanted is None or a.location in wanted)]
+
+
+def skipped(agents: Sequence[Candidate], locations: Sequence[str] | None) -> list[str]:
+    """Why the agents that would have fitted get nothing: ``gen-b (drained)``, sorted by name."""
+    wanted = set(locations) if locations else None
+    return sorted(
+        f"{a.name} (drained)" for a in agents if a.drained and a.online and (wanted is None or a.location in wanted)
+    )
+
+
+def _skipped_note(agents: Sequence[Candidate], locations: Sequence[str] | None) -> str:
+    names = skipped(agents, locations)
+    return f"; skipped: {', '.join(names)}: undrain to use again" if names else ""
 
 
 def place(
@@ -67,7 +82,7 @@ def place(
     memory_per_container: int = 512 * 1024 * 1024,
     cpu_per_container: float = 0.25,
 ) -> list[tuple[Candidate, int]]:
-    """Spread ``count`` containers over the eligible agents.
+    """Spread ``count`` containers over the eligible agents (drained ones never: an error names them).
 
     Each container goes to the agent holding the fewest so far that still has room; ties go to the
     agent with the most free CPU (in steps of 10 %, so noise does not decide), then the most room,
@@ -79,16 +94,22 @@ def place(
         raise PlacementError(f"needs at least one container, got {count}")
     pool = eligible(agents, locations)
     where = f" in {', '.join(sorted(set(locations)))}" if locations else ""
+    if not pool and (drained := skipped(agents, locations)):
+        raise PlacementError(
+            f"needs {count} container{'s' if count != 1 else ''}, but every online agent of the provider{where} "
+            f"is drained: {', '.join(drained)}; undrain one (POST /api/v1/agents/ID/undrain) to use it"
+        )
     if not pool:
         raise PlacementError(
             f"needs {count} container{'s' if count != 1 else ''}, but the provider has no online agent "
-            f"with a usable Docker engine{where}"
+            f"with a usable Docker engine{where}{_skipped_note(agents, locations)}"
         )
     room = {a.id: capacity(a, memory_per_container, cpu_per_container) for a in pool}
     total = sum(room.values())
     if total < count:
         raise PlacementError(
             f"needs {count} containers, the provider's online agents with Docker{where} can hold only {total}"
+            + _skipped_note(agents, locations)
         )
     given = {a.id: 0 for a in pool}
     # A heap keyed like the rule above: only the agent just given a container changes its key.

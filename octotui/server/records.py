@@ -11,6 +11,7 @@ from octotui.protocol import (
     AgentStatus,
     CommandKind,
     ContainerState,
+    CriterionResult,
     DockerInfo,
     FinalResults,
     HostSample,
@@ -18,7 +19,11 @@ from octotui.protocol import (
     LaunchSpec,
     TestResults,
     TestState,
+    Verdict,
 )
+
+#: One label's cumulative figures: samples, errors, sum of elapsed ms, histogram (bucket -> count).
+Cumulative = tuple[int, int, float, dict[int, int]]
 
 
 @dataclass(slots=True)
@@ -47,11 +52,41 @@ class AgentRec:
     instance: str | None = None
     #: Deleted while its containers ran: they are being stopped; forgotten once they all ended.
     retiring: bool = False
+    #: Taken out of service by an operator: no new containers (``domain/fleet.py``).
+    drained: bool = False
+    #: The machine's own id as the agent reports it (None from older agents).
+    machine_id: str | None = None
     # --- live only, never persisted ---
     status: AgentStatus = "offline"
     health_ref: float = 0.0  # last heartbeat, or the server's start if later (grace after a restart)
     host: HostSample | None = None
     docker: DockerInfo | None = None
+    #: Why it is saturated now (``domain/saturation.py``), None when it is not.
+    saturated: str | None = None
+    #: Where saturation last looked at its samples (agent clock), and how things stood there.
+    watch: SaturationWatch | None = None
+
+
+@dataclass(slots=True)
+class SaturationWatch:
+    """An agent's samples as saturation has read them so far."""
+
+    last_ts: float = float("-inf")  # the newest sample read
+    saturated: bool = False  # at that sample
+    cpu_since: float | None = None  # start of the run of samples at or over the CPU threshold
+
+
+@dataclass(slots=True)
+class Spell:
+    """How long one agent was saturated during one test, and its peaks while it was."""
+
+    agent_id: str
+    seconds: float = 0.0
+    cpu: float = 0.0
+    memory: float = 0.0
+    swap_bps: float = 0.0
+    retransmit_percent: float = 0.0
+    text: str = ""  # its line in the test's warnings
 
 
 @dataclass(slots=True)
@@ -132,6 +167,20 @@ class TestRec:
     container_ids: list[str] = field(default_factory=list)
     #: The files it brings, in the order of its launch (stored in ``test_files``).
     files: list[FileUse] = field(default_factory=list)
+    #: Its pass/fail criteria as evaluated so far (``domain/criteria.py``), ``passed``/``failed``
+    #: once decided, and why its results may be wrong (saturated generators, unknown labels).
+    criteria: list[CriterionResult] = field(default_factory=list)
+    verdict: Verdict | None = None
+    warnings: list[str] = field(default_factory=list)
+    # --- live only ---
+    #: Held criteria: since when each (by position) has been broken, the longest it was.
+    broken_since: dict[int, float] = field(default_factory=dict)
+    broken_most: dict[int, float] = field(default_factory=dict)
+    #: Cumulative per-label figures a second apart (time, {label: (samples, errors, sum ms,
+    #: histogram)}): the figures of the last seconds are the difference of two of them.
+    window: deque[tuple[float, dict[str, Cumulative]]] = field(default_factory=deque)
+    #: Saturated generators while it ran, by agent id.
+    spells: dict[str, Spell] = field(default_factory=dict)
 
     @property
     def planned_duration(self) -> float | None:

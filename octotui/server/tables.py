@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from octotui.protocol import FinalResults, JMeterFigures, LaunchSpec, TestResults
+from octotui.protocol import CriterionResult, FinalResults, JMeterFigures, LaunchSpec, TestResults
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, FileRec, FileUse, Share, TestRec
 
 TEST_COLUMNS = (
     "id", "name", "provider_id", "provider_name", "locations", "image", "properties", "plan", "state", "reason",
-    "created_at", "started_at", "ended_at", "stop_requested", "results", "container_ids",
+    "created_at", "started_at", "ended_at", "stop_requested", "results", "container_ids", "criteria", "verdict",
+    "warnings",
 )  # fmt: skip
 CONTAINER_COLUMNS = (
     "id", "test_id", "agent_id", "idx", "state", "shutdown_port", "docker_id", "exit_code", "error", "final",
@@ -20,7 +21,7 @@ CONTAINER_COLUMNS = (
 COMMAND_COLUMNS = ("id", "agent_id", "kind", "container_id", "test_id", "created_at", "launch", "grace_s")
 AGENT_COLUMNS = (
     "id", "provider_id", "name", "location", "version", "registered_at", "cpu_count", "memory_total", "platform",
-    "token_hash", "last_seen", "instance", "retiring",
+    "token_hash", "last_seen", "instance", "retiring", "drained", "machine_id",
 )  # fmt: skip
 
 #: One label of one container: its packed figures (``labelbook.pack``) and error counts (JSON).
@@ -102,6 +103,9 @@ def test_row(t: TestRec) -> tuple[Any, ...]:
         int(t.stop_requested),
         dump(t.results),
         json.dumps(t.container_ids),
+        json.dumps([c.model_dump(mode="json") for c in t.criteria]) if t.criteria else None,
+        t.verdict,
+        json.dumps(t.warnings) if t.warnings else None,
     )
 
 
@@ -156,6 +160,7 @@ def agent_from_row(row: tuple[Any, ...]) -> AgentRec:
     """An agent from a row of :data:`AGENT_COLUMNS`."""
     agent = AgentRec(*row[:11])
     agent.instance, agent.retiring = row[11], bool(row[12])
+    agent.drained, agent.machine_id = bool(row[13]), row[14]
     return agent
 
 
@@ -178,6 +183,9 @@ def test_from_row(row: tuple[Any, ...]) -> TestRec:
         stop_requested=bool(row[13]),
         results=TestResults.model_validate_json(row[14]) if row[14] else None,
         container_ids=json.loads(row[15]),
+        criteria=[CriterionResult.model_validate(x) for x in json.loads(row[16])] if row[16] else [],
+        verdict=row[17],
+        warnings=json.loads(row[18]) if row[18] else [],
     )
 
 
