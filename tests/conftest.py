@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.support.faultkit",
     "tests.support.httptarget",
     "tests.support.images",
+    "tests.support.peers",
     "tests.support.postgres",
     "tests.support.tinyproxy",
 ]

@@ -69,12 +69,21 @@ class Rates:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes, and the members of exception groups among them (anyio's "All
+    connection attempts failed" holds the refusals in one)."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        cause = current.__cause__ or current.__context__
+        if cause is not None:
+            pending.append(cause)
 
 
 def describe(exc: BaseException, timeout: float) -> str:

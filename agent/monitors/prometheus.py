@@ -49,11 +49,13 @@ class PrometheusCollector(Collector):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.rates = Rates()
+        self._skipped = 0
         self.selectors = [parse_selector(m) for m in self.assignment.metrics]
 
     def _prefilter(self, text: str) -> str:
         """Only the lines of the chosen names (and their TYPE/HELP lines): the parser is pure Python,
         and a node-exporter page holds ~1,500 series of which a monitor keeps a few."""
+        self._skipped = 0
         if not self.selectors:
             return text
         names = {name for name, _ in self.selectors}
@@ -72,6 +74,8 @@ class PrometheusCollector(Collector):
                         end = found
                 if line[:end] in names:
                     kept.append(line)
+                elif line.strip():
+                    self._skipped += 1
         return "\n".join(kept) + "\n"
 
     def _wanted(self, name: str, labels: dict[str, str]) -> bool:
@@ -123,5 +127,5 @@ class PrometheusCollector(Collector):
                 else:
                     values[key] = float(sample.value)
         self.rates.keep_only(seen)
-        self.dropped = offered
+        self.dropped = offered + self._skipped
         return values

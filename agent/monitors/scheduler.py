@@ -49,6 +49,26 @@ def make_collector(assignment: MonitorAssignment, http: HttpClients) -> Collecto
     return cls(assignment, http)
 
 
+async def collect_once(collector: Collector) -> dict[str, float] | str:
+    """One collection cut at its assignment's ``timeout`` s: its values, or the report's error in words (the
+    collector's connections are then forgotten, the next collection opens new ones)."""
+    timeout = collector.assignment.timeout
+    try:
+        return await asyncio.wait_for(collector.collect(), timeout)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, TimeoutError):
+            error = f"timed out after {timeout:g} s"
+        elif isinstance(exc, CollectError):
+            error = str(exc)
+        else:
+            error = describe(exc, timeout)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(collector.reset(), 5)
+    return error
+
+
 @dataclass
 class _Monitor:
     assignment: MonitorAssignment
@@ -137,27 +157,17 @@ class MonitorScheduler:
                     await asyncio.wait_for(asyncio.shield(collector.aclose()), 5)
 
     async def _collect(self, monitor: _Monitor) -> None:
-        assignment = monitor.assignment
-        timeout = assignment.timeout
         try:
             if monitor.collector is None:
-                monitor.collector = make_collector(assignment, self.http)
-            values = await asyncio.wait_for(monitor.collector.collect(), timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, TimeoutError):
-                error = f"timed out after {timeout:g} s"
-            elif isinstance(exc, CollectError):
-                error = str(exc)
-            else:
-                error = describe(exc, timeout)
-            if monitor.collector is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(monitor.collector.reset(), 5)
-            self._failed(monitor, error)
+                monitor.collector = make_collector(monitor.assignment, self.http)
+        except CollectError as exc:  # e.g. a bad target or selector: said at each interval
+            self._failed(monitor, str(exc))
             return
-        self._collected(monitor, values)
+        outcome = await collect_once(monitor.collector)
+        if isinstance(outcome, str):
+            self._failed(monitor, outcome)
+        else:
+            self._collected(monitor, outcome)
 
     def _failed(self, monitor: _Monitor, error: str) -> None:
         monitor.collections += 1
