@@ -1,0 +1,172 @@
+"""The agent's monitors scheduler against real targets: reports kept until a heartbeat is answered,
+a bounded buffer, assignments replaced and stopped, hanging targets cut at their timeout without
+holding up the others, credentials never logged, and libraries loaded only for the kinds that run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agent.monitors import MonitorScheduler
+from octotui.protocol.monitors import MonitorAssignment, MonitorCredentials, MonitorReport
+from tests.support.peers import Nginx, Sshd
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_until_async
+
+
+def assignment(ident: str, kind: str, target: str, interval: float = 0.2, **extra: Any) -> MonitorAssignment:
+    timeout = extra.pop("timeout", 2.0)
+    return MonitorAssignment(id=ident, kind=kind, target=target, interval=interval, timeout=timeout, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def scheduler() -> AsyncIterator[MonitorScheduler]:
+    running = MonitorScheduler()
+    yield running
+    await running.aclose()
+
+
+def reports(scheduler: MonitorScheduler) -> dict[str, MonitorReport]:
+    return {r.id: r for r in scheduler.take({})}
+
+
+async def until_report(scheduler: MonitorScheduler, ident: str, samples: int = 0, what: str = "") -> MonitorReport:
+    async def ready() -> MonitorReport | None:
+        report = reports(scheduler).get(ident)
+        return report if report is not None and len(report.samples) >= samples else None
+
+    found: MonitorReport = await wait_until_async(ready, timeout=20, what=what or f"a report of {ident}")
+    return found
+
+
+async def test_samples_stay_until_a_heartbeat_is_answered(scheduler: MonitorScheduler, nginx_peer: Nginx) -> None:
+    scheduler.apply([assignment("web", "nginx", f"{nginx_peer.url}/status")], revision=3)
+    assert scheduler.revision == 3
+    await until_report(scheduler, "web", samples=2)
+    marks: dict[str, int] = {}
+    (sent,) = scheduler.take(marks)
+    assert sent.state == "ok" and sent.error is None and "active" in sent.samples[0].values
+    # the heartbeat carrying them was lost: the next one carries them again
+    (again,) = scheduler.take({})
+    assert again.samples[: len(sent.samples)] == sent.samples
+    scheduler.delivered(marks)  # answered: only what came after remains
+    (after,) = scheduler.take({})
+    assert all(s.ts > sent.samples[-1].ts for s in after.samples)
+    scheduler.apply(None, revision=None)  # an answer without assignments: keep running
+    assert "web" in reports(scheduler) and scheduler.revision == 3
+
+
+async def test_buffer_is_bounded_dropping_the_oldest(nginx_peer: Nginx) -> None:
+    scheduler = MonitorScheduler(buffer=3)
+    try:
+        scheduler.apply([assignment("web", "nginx", f"{nginx_peer.url}/status", interval=0.05)], revision=1)
+        await wait_until_async(lambda: _dropped(scheduler), timeout=20, what="a dropped sample")
+        (report,) = scheduler.take({})
+        assert len(report.samples) == 3
+        assert report.samples == sorted(report.samples, key=lambda s: s.ts)  # the newest kept, in order
+    finally:
+        await scheduler.aclose()
+
+
+async def _dropped(scheduler: MonitorScheduler) -> bool:
+    return scheduler.monitors["web"].dropped_samples >= 2
+
+
+async def test_assignments_replaced_and_stopped(scheduler: MonitorScheduler, nginx_peer: Nginx) -> None:
+    status, metrics = f"{nginx_peer.url}/status", f"{nginx_peer.url}/metrics.txt"
+    scheduler.apply([assignment("a", "nginx", status), assignment("b", "prometheus", metrics)], revision=1)
+    await until_report(scheduler, "a", samples=1)
+    await until_report(scheduler, "b", samples=1)
+    old_a, old_b = scheduler.monitors["a"].task, scheduler.monitors["b"].task
+    scheduler.apply([assignment("a", "http", status)], revision=2)  # a changes kind, b goes
+    assert old_a is not None and old_b is not None
+    await asyncio.wait([old_a, old_b], timeout=10)
+    assert old_a.cancelled() and old_b.cancelled()
+
+    async def probed() -> bool:
+        report = reports(scheduler).get("a")
+        return report is not None and any("status" in s.values for s in report.samples)
+
+    await wait_until_async(probed, what="monitor a as an http probe")
+    assert set(reports(scheduler)) == {"a"}
+    scheduler.apply([], revision=3)  # run none
+    assert reports(scheduler) == {} and scheduler.monitors == {}
+
+
+async def test_hanging_targets_time_out_and_hold_up_nothing(
+    scheduler: MonitorScheduler, nginx_peer: Nginx, hanging_port: int
+) -> None:
+    creds = MonitorCredentials(username="u", password="p")
+    hanging = [
+        assignment("prom", "prometheus", f"http://127.0.0.1:{hanging_port}/metrics", timeout=0.5),
+        assignment("pg", "postgresql", f"127.0.0.1:{hanging_port}/db", timeout=0.5, credentials=creds),
+        assignment("ssh", "linux-ssh", f"127.0.0.1:{hanging_port}", timeout=0.5, credentials=creds),
+    ]
+    scheduler.apply([*hanging, assignment("web", "nginx", f"{nginx_peer.url}/status", interval=0.1)], revision=1)
+    for ident in ("prom", "pg", "ssh"):
+        report = await until_report(scheduler, ident)
+        assert (report.state, report.error) == ("error", "timed out after 0.5 s"), ident
+    web = await until_report(scheduler, "web", samples=5, what="the nginx monitor going on meanwhile")
+    assert web.state == "ok"
+
+
+async def test_a_bad_assignment_says_why_each_interval(scheduler: MonitorScheduler) -> None:
+    scheduler.apply([assignment("bad", "prometheus", "http://127.0.0.1:9/", metrics=["a{b=}"])], revision=1)
+    report = await until_report(scheduler, "bad")
+    assert report.state == "error" and (report.error or "").startswith("bad metric selector")
+
+
+async def test_credentials_never_logged(
+    scheduler: MonitorScheduler, sshd_peer: Sshd, nginx_peer: Nginx, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    target = f"127.0.0.1:{sshd_peer.port}"
+    wrong = MonitorCredentials(username=sshd_peer.user, password="Wrong-Secret-913")
+    right = MonitorCredentials(username=sshd_peer.user, password=sshd_peer.password)
+    basic = MonitorCredentials(username="web", password="Basic-Secret-527")
+    scheduler.apply(
+        [assignment("bad", "linux-ssh", target, credentials=wrong), assignment("good", "linux-ssh", target,
+         credentials=right), assignment("web", "http", f"{nginx_peer.url}/status", credentials=basic)],
+        revision=1,
+    )  # fmt: skip
+    assert (await until_report(scheduler, "bad")).error == "authentication failed"
+    assert (await until_report(scheduler, "good", samples=2)).state == "ok"
+    assert (await until_report(scheduler, "web", samples=1)).state == "ok"
+    text = caplog.text + json.dumps([r.model_dump(mode="json") for r in scheduler.take({})])
+    assert "authentication failed" in text  # the log says what happened...
+    for secret in ("Wrong-Secret-913", sshd_peer.password, "Basic-Secret-527"):
+        assert secret not in text  # ...never with what was tried
+
+
+FOOTPRINT = """
+import asyncio, json, sys
+import agent.__main__, agent.runtime
+from agent.monitors import MonitorScheduler
+from octotui.protocol.monitors import MonitorAssignment
+LIBS = ("prometheus_client", "asyncssh", "psycopg")
+idle = [m for m in LIBS if m in sys.modules]
+async def main():
+    s = MonitorScheduler()
+    s.apply([MonitorAssignment(id="p", kind="prometheus", target=sys.argv[1], interval=0.1, timeout=2)], 1)
+    for _ in range(200):
+        if s.take({}):
+            break
+        await asyncio.sleep(0.05)
+    await s.aclose()
+asyncio.run(main())
+print(json.dumps({"idle": idle, "prometheus": [m for m in LIBS if m in sys.modules]}))
+"""
+
+
+def test_libraries_load_only_for_the_kinds_that_run(nginx_peer: Nginx) -> None:
+    done = subprocess.run([sys.executable, "-c", FOOTPRINT, f"{nginx_peer.url}/metrics.txt"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, check=True)  # fmt: skip
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {"idle": [], "prometheus": ["prometheus_client"]}
