@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import math
 import random
 import signal
 import socket
 import sqlite3
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 
 from octotui.server.domain import jtl as jtl_domain
 from octotui.server.domain.labels import WANTED_ASKS
-from octotui.server.timeline import Timeline
+from octotui.server.timeline import LABEL_MAX_POINTS, GeneratorTimeline, LabelTimeline, Timeline
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
 from tests.support.labelkit import ONE, TWO, Launched, by_hand, cumulative, samples, serving
@@ -195,7 +197,9 @@ async def test_the_fast_path_answers_an_ask_as_fastapi_does(tmp_path: Path) -> N
             answers.append(side.canonical(raw))
         assert fast_side.fast == (1, 0)
     assert answers[0] == answers[1]
-    assert answers[0].endswith(b'{"ok":true,"stop":[],"labels_wanted":["<C>"],"monitors":null,"monitor_revision":null}'), answers[0]
+    assert answers[0].endswith(
+        b'{"ok":true,"stop":[],"labels_wanted":["<C>"],"monitors":null,"monitor_revision":null}'
+    ), answers[0]
 
 
 # --- a test stopped by an operator reads stopped -------------------------------------------------
@@ -243,41 +247,84 @@ def test_a_24_hour_test_is_bounded_and_merged_correctly() -> None:
     errors = 0
     for s in range(24 * 3600):
         errors += rng.random() < 0.01
+        p95 = None if s % 13 == 0 else rng.uniform(10, 900)
         point = (1_700_000_000.0 + s, rng.uniform(50, 150), 20 + s / 1000, errors, rng.randint(1, 100))
-        raw.append(point)
-        line.add(*point)
+        extra = (rng.uniform(0, 3), p95, rng.uniform(1e3, 1e6), rng.uniform(1e2, 1e4))
+        raw.append((*point, *extra))
+        line.add(*point, *extra)
     points = line.points()
-    assert len(points) <= 5000 and len(line.fine) == 3601 and line.width == 60.0
+    assert len(points) <= 5000 and line.fine_count == 3601 and line.width == 60.0
     # The last hour as it came, one point a second.
-    assert [p[:5] for p in points[-3601:]] == raw[-3601:]
+    assert [p[:9] for p in points[-3601:]] == raw[-3601:]
     # Older points: one per minute, each standing for the points of its minute.
     coarse = points[:-3601]
     assert 23 * 60 <= len(coarse) <= 23 * 60 + 1  # whole minutes, the first one partial
-    assert sum(p[5] for p in coarse) + 3601 == len(raw)
+    assert sum(p[9] for p in coarse) + 3601 == len(raw)
     at = 0
-    for ts, rate, avg, errs, active, n in coarse:
+    for ts, rate, avg, errs, active, error_rate, p95, rx, tx, n in coarse:
+        n = int(n)
         mine = raw[at : at + n]
         at += n
         assert ts == mine[-1][0] and avg == mine[-1][2] and errs == mine[-1][3]
         assert active == max(p[4] for p in mine)
         assert rate == pytest.approx(sum(p[1] for p in mine) / n)
+        assert error_rate == pytest.approx(sum(p[5] for p in mine) / n)
+        assert rx == pytest.approx(sum(p[7] for p in mine) / n) and tx == pytest.approx(sum(p[8] for p in mine) / n)
+        # The bucket's 95th: the highest of its points' (an upper bound), None only when none had one.
+        known = [p[6] for p in mine if p[6] is not None]
+        assert p95 == (max(known) if known else None)
         assert len({int(p[0] // 60) for p in mine}) == 1  # one minute
     # Samples (rate x seconds) and errors over the whole test are kept.
-    assert sum(p[1] * p[5] for p in points) == pytest.approx(sum(p[1] for p in raw))
+    assert sum(p[1] * p[9] for p in points) == pytest.approx(sum(p[1] for p in raw))
+    assert sum(p[5] * p[9] for p in points) == pytest.approx(sum(p[5] for p in raw))
     assert points[-1][3] == errors
     # A longer test stays bounded: older minutes merged by two, four...
     for s in range(24 * 3600, 60 * 3600, 1):
         line.add(1_700_000_000.0 + s, 100.0, 30.0, errors, 5)
     assert len(line) <= 5000 and line.width > 60.0
-    assert sum(p[5] for p in line.points()) == 60 * 3600
+    assert sum(p[9] for p in line.points()) == 60 * 3600
 
 
 def test_packed_and_unpacked_alike() -> None:
     line = Timeline(fine_span=10, width=5, max_points=40)
     for s in range(200):
-        line.add(1000.0 + s * 0.7, s * 1.1, s / 3, s // 4, s % 9)
+        line.add(1000.0 + s * 0.7, s * 1.1, s / 3, s // 4, s % 9, s / 7, None if s % 3 else s * 2.5, s * 10.0, s * 1.5)
     back = Timeline.unpack(*line.pack(), fine_span=10, max_points=40)
     assert back.points() == line.points() and back.width == line.width and len(back) <= 40
+
+
+def test_a_timeline_stored_by_an_older_server_reads_as_it_was() -> None:
+    """Six doubles a point, no header (before per-interval figures): read with those left empty."""
+    old = array("d", [1000.0, 5.0, 12.5, 3.0, 7.0, 60.0, 1060.0, 6.0, 13.0, 4.0, 8.0, 1.0]).tobytes()
+    back = Timeline.unpack(60.0, 1, old)
+    assert back.points() == [
+        (1000.0, 5.0, 12.5, 3.0, 7.0, 0.0, None, 0.0, 0.0, 60.0),
+        (1060.0, 6.0, 13.0, 4.0, 8.0, 0.0, None, 0.0, 0.0, 1.0),
+    ]
+    assert back.coarse == 1
+
+
+def test_label_and_generator_timelines_24_hours_200_labels_bounded() -> None:
+    """The bound stated in domain/series.py: each label <= 1,000 points (64 bytes each), whatever
+    the length; samples (rate x seconds) kept and the interval's average weighted by samples."""
+    line = LabelTimeline()
+    gen = GeneratorTimeline()
+    total = weighted = 0.0
+    for s in range(24 * 3600):
+        rate = float(s % 5)  # some seconds without a sample
+        line.add_raw(
+            (1_700_000_000.0 + s, rate, rate / 10, 100.0 + s % 3, math.nan if not rate else 150.0, 1e4, 1e3, 1)
+        )
+        gen.add_raw((1_700_000_000.0 + s, 50.0 + s % 2, 30.0, 1))
+        total += rate
+        weighted += rate * (100.0 + s % 3)
+    assert len(line) <= LABEL_MAX_POINTS and len(gen) <= LABEL_MAX_POINTS
+    assert len(line.pack()[2]) <= 16 + LABEL_MAX_POINTS * 64
+    pts = line.points()
+    assert sum(p[1] * p[7] for p in pts) == pytest.approx(total)
+    assert sum(p[1] * p[7] * p[3] for p in pts) == pytest.approx(weighted)
+    assert {p[4] for p in pts} == {None, 150.0} or {p[4] for p in pts} == {150.0}
+    assert sum(p[1] * p[3] for p in gen.points()) == pytest.approx(sum(50.0 + s % 2 for s in range(24 * 3600)))
 
 
 async def test_the_series_of_an_ended_and_a_running_test_after_a_restart(tmp_path: Path) -> None:
@@ -328,7 +375,7 @@ def test_a_killed_server_keeps_the_series_it_had_stored(tmp_path: Path) -> None:
         def kept() -> int:
             with contextlib.closing(sqlite3.connect(f"file:{server.data_dir / 'octotui.db'}?mode=ro", uri=True)) as db:
                 row = db.execute("SELECT length(points) FROM test_series WHERE test_id = ?", (test["id"],)).fetchone()
-            return 0 if row is None else int(row[0]) // 48
+            return 0 if row is None else (int(row[0]) - 16) // 80  # a header of two doubles, ten a point
 
         wait_until(lambda: kept() >= len(before), timeout=10, what="the series stored")
         server.restart(signal.SIGKILL)

@@ -13,6 +13,20 @@ _UPSERT_LABELS = tables.upsert_labels()
 _SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
 _UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
 _SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
+#: Each label's timeline and each generator's of a test (migration v7), replaced whole.
+LABEL_SERIES_COLUMNS = ("test_id", "label", "width", "coarse", "points")
+LabelSeriesRow = tuple[str, str, float, int, bytes]
+#: (No ``coarse`` column: a generator's ``points`` start with that count, one double.)
+GENERATOR_SERIES_COLUMNS = ("test_id", "agent_id", "agent_name", "width", "points")
+GeneratorSeriesRow = tuple[str, str, str, float, bytes]
+_UPSERT_LABEL_SERIES = (
+    tables.insert("label_series", LABEL_SERIES_COLUMNS) + " ON CONFLICT(test_id, label)"
+    " DO UPDATE SET width = excluded.width, coarse = excluded.coarse, points = excluded.points"
+)
+_UPSERT_GENERATOR_SERIES = (
+    tables.insert("generator_series", GENERATOR_SERIES_COLUMNS) + " ON CONFLICT(test_id, agent_id)"
+    " DO UPDATE SET agent_name = excluded.agent_name, width = excluded.width, points = excluded.points"
+)
 _UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
 _SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
 
@@ -54,6 +68,37 @@ class ResultRows(Connection):
     async def series_of(self, test_id: str) -> tables.SeriesRow | None:
         """The stored timeline of a test, None when it has none."""
         return await self._run(self._series_of, test_id)
+
+    async def save_result_series(self, labels: list[LabelSeriesRow], generators: list[GeneratorSeriesRow]) -> None:
+        """Write tests' per-label and per-generator timelines (one row each, replaced whole) in one
+        transaction."""
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(_UPSERT_LABEL_SERIES, labels)
+            db.executemany(_UPSERT_GENERATOR_SERIES, generators)
+
+        await self._run(self._tx, run)
+
+    async def label_series_of(self, test_id: str, label: str | None = None) -> list[LabelSeriesRow]:
+        """The stored label timelines of a test (one label's with ``label``), by label."""
+
+        def run() -> list[LabelSeriesRow]:
+            sql = tables.select("label_series", LABEL_SERIES_COLUMNS) + " WHERE test_id = ?"
+            args: tuple[str, ...] = (test_id,)
+            if label is not None:
+                sql, args = sql + " AND label = ?", (test_id, label)
+            return [tuple(r) for r in self.db.execute(sql + " ORDER BY label", args)]
+
+        return await self._run(run)
+
+    async def generator_series_of(self, test_id: str) -> list[GeneratorSeriesRow]:
+        """The stored generator timelines of a test, by agent name."""
+
+        def run() -> list[GeneratorSeriesRow]:
+            sql = tables.select("generator_series", GENERATOR_SERIES_COLUMNS) + " WHERE test_id = ?"
+            return [tuple(r) for r in self.db.execute(sql + " ORDER BY agent_name, agent_id", (test_id,))]
+
+        return await self._run(run)
 
     # --- uploaded JTLs -------------------------------------------------------------------------
 

@@ -1,7 +1,19 @@
-"""A test's timeline (``GET /tests/{id}/series``), kept: the whole test, bounded by merging older
-points (``timeline.py``), stored once it ended and every ``labels_save_interval`` while it runs (and
-all at shutdown), so that it survives a restart. Ended tests' timelines leave memory once stored;
-reading one then reads the store.
+"""A test's timelines (``GET /tests/{id}/series``), kept: the whole test's, each label's and each
+load generator's CPU and memory, bounded by merging older points (``timeline.py``), stored once the
+test ended and every ``labels_save_interval`` while it runs (and all at shutdown), so that they
+survive a restart. Ended tests' timelines leave memory once stored; reading one then reads the store.
+
+Each point (one a second, ``ticks.py``) takes the test's figures of now, and what each label did
+since the previous point: the difference of the containers' cumulative per-label figures
+(``timelines.intervals``), exact over the containers: hits/s, errors/s, the interval's average and
+95th, bytes/s, per label and for the whole test. A generator's point is its agent's last host
+sample, while it runs a container of the test.
+
+Bounds: the test's timeline <= ``series_max_points`` (5,000) points; each label's and each
+generator's <= 1,000 (the last 10 minutes one a second, older ones merged by minute, then by two,
+four... minutes). A 24-hour test with 200 labels (the most an agent reports, ``MAX_LABELS``, plus
+the "other" one) keeps at most 201 x 1,000 x 64 bytes = 12.9 MB of label points, in memory while
+it runs and in the store after.
 """
 
 from __future__ import annotations
@@ -9,27 +21,112 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from array import array
 
-from octotui.protocol import TestSeriesPoint
-from octotui.server.domain.lifecycle import TEST_TERMINAL
+from octotui.protocol import GeneratorSeries, LabelSeries, TestSeriesPoint
+from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
-from octotui.server.hub import points_out
-from octotui.server.records import TestRec
+from octotui.server.records import ContainerRec, TestRec
+from octotui.server.results import live_results
+from octotui.server.store_results import GeneratorSeriesRow, LabelSeriesRow
 from octotui.server.tables import SeriesRow
-from octotui.server.timeline import Timeline
+from octotui.server.timeline import GeneratorTimeline, LabelTimeline, Timeline
+from octotui.server.timelines import Interval, Sampled, generator_out, intervals, label_out, p95_of, points_out
 
 log = logging.getLogger("octotui.server")
 
+#: The interval assumed for a test's first point.
+FIRST_INTERVAL = 1.0
+
 
 def load(s: ServerState, rows: list[SeriesRow]) -> None:
-    """Take the stored timelines of the tests not ended back into memory (start-up)."""
+    """Take the stored timelines of the tests not ended back into memory (start-up); their labels'
+    and generators' are taken back at the first save (:func:`save`)."""
     for test_id, width, coarse, packed in rows:
         s.series.put(test_id, width, coarse, packed)
+        s.timelines.restore.add(test_id)
+        s.timelines.seed.add(test_id)
+
+
+def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> None:
+    """One point of a running test's timelines at ``now`` (the test's, its labels', its generators')."""
+    r = live_results(cs)
+    tl = s.timelines
+    prev = tl.sampled.get(t.id)
+    books = [(c.id, book.figures) for c in cs if (book := s.labels.get(c.id)) is not None]
+    if prev is None and t.id in tl.seed:
+        tl.seed.discard(t.id)
+        tl.sampled[t.id] = Sampled(now, r.errors, intervals({}, books)[1])
+        s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
+        return
+    dt = now - prev.ts if prev is not None else FIRST_INTERVAL
+    if dt <= 0:
+        return
+    per_label, figures = intervals(prev.figures if prev is not None else {}, books)
+    tl.sampled[t.id] = Sampled(now, r.errors, figures)
+    whole = Interval()
+    for label, iv in per_label.items():
+        tl.add_label(t.id, label, iv.point(now, dt))
+        whole.received += iv.received
+        whole.sent += iv.sent
+        whole.samples += iv.samples
+        for b, n in iv.hist.items():
+            whole.hist[b] = whole.hist.get(b, 0) + n
+    p95 = p95_of(whole.hist) if whole.samples > 0 else None
+    errors = max(0, r.errors - (prev.errors if prev is not None else 0))
+    s.series.add(
+        t.id,
+        now,
+        r.throughput,
+        r.avg_ms,
+        r.errors,
+        r.active,
+        errors / dt,
+        None if p95 is None or p95 != p95 else p95,
+        whole.received / dt,
+        whole.sent / dt,
+    )
+    for agent_id in sorted({c.agent_id for c in cs if c.state not in TERMINAL}):
+        a = s.agents.get(agent_id)
+        if a is not None and a.host is not None:
+            tl.add_generator(t.id, agent_id, a.name, now, a.host.cpu_percent, a.host.memory_percent)
 
 
 def _ended(s: ServerState, test_id: str) -> bool:
     t = s.tests.get(test_id)
     return t is None or t.state in TEST_TERMINAL
+
+
+def _generator_blob(line: GeneratorTimeline) -> bytes:
+    """A generator's points as stored: the count of merged points first (the table has no column)."""
+    _, coarse, packed = line.pack()
+    return array("d", (float(coarse),)).tobytes() + packed
+
+
+def _generator_line(width: float, blob: bytes) -> GeneratorTimeline:
+    coarse = int(array("d", blob[:8])[0]) if len(blob) >= 8 else 0
+    return GeneratorTimeline.unpack(width, coarse, blob[8:])
+
+
+async def _restore(s: ServerState) -> None:
+    """Take back the stored label and generator timelines of tests under way at start-up, with the
+    points taken since laid after them."""
+    tl = s.timelines
+    for tid in list(tl.restore):
+        tl.restore.discard(tid)
+        lines = tl.labels.setdefault(tid, {})
+        for _, label, width, coarse, packed in await s.store.label_series_of(tid):
+            line: LabelTimeline = LabelTimeline.unpack(width, coarse, packed)
+            if (mem := lines.get(label)) is not None:
+                line.extend_after(mem)
+            lines[label] = line
+        gens = tl.generators.setdefault(tid, {})
+        for _, agent_id, name, width, blob in await s.store.generator_series_of(tid):
+            g = _generator_line(width, blob)
+            if (mem_g := gens.get(agent_id)) is not None:
+                g.extend_after(mem_g)
+            gens[agent_id] = g
+            tl.names.setdefault(tid, {}).setdefault(agent_id, name)
 
 
 async def save(s: ServerState, everything: bool = False) -> None:
@@ -38,6 +135,8 @@ async def save(s: ServerState, everything: bool = False) -> None:
 
     A write the store refuses as a whole (disk full, locked) keeps them unsaved for the next time.
     """
+    if s.timelines.restore:
+        await _restore(s)
     now = time.monotonic()
     if everything or now - s.series_saved_at >= s.settings.labels_save_interval:
         s.series_saved_at = now
@@ -49,17 +148,37 @@ async def save(s: ServerState, everything: bool = False) -> None:
         if packed is not None:
             rows.append((tid, *packed))
     s.series.dirty.difference_update(due)
-    if rows:
+    tl = s.timelines
+    due_more = [tid for tid in tl.dirty if tid in s.tests and (everything or _ended(s, tid))]
+    label_rows: list[LabelSeriesRow] = []
+    generator_rows: list[GeneratorSeriesRow] = []
+    for tid in due_more:
+        for label, line in tl.labels.get(tid, {}).items():
+            label_rows.append((tid, label, *line.pack()))
+        names = tl.names.get(tid, {})
+        for agent_id, g in tl.generators.get(tid, {}).items():
+            generator_rows.append((tid, agent_id, names.get(agent_id, ""), g.width, _generator_blob(g)))
+    tl.dirty.difference_update(due_more)
+    if rows or label_rows or generator_rows:
         try:
-            await s.store.save_series(rows)
+            if rows:
+                await s.store.save_series(rows)
+            if label_rows or generator_rows:
+                await s.store.save_result_series(label_rows, generator_rows)
         except sqlite3.OperationalError:
             s.series.dirty.update(due)
+            tl.dirty.update(due_more)
             raise
         except Exception as exc:
-            log.error("timelines of %d test(s) cannot be stored, left out until they change: %s", len(rows), exc)
+            log.error("timelines of %d test(s) cannot be stored, left out until they change: %s", len(due), exc)
     for tid in s.series.ids() if everything else due:
         if tid not in s.series.dirty and _ended(s, tid):
             s.series.drop(tid)
+    for tid in tl.ids() if everything else due_more:
+        if tid not in tl.dirty and _ended(s, tid):
+            tl.drop(tid)
+    for tid in [tid for tid in tl.sampled if _ended(s, tid)]:
+        del tl.sampled[tid]
 
 
 async def points(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
@@ -71,3 +190,30 @@ async def points(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
         return []
     _, width, coarse, packed = row
     return points_out(Timeline.unpack(width, coarse, packed).points())
+
+
+async def labels(s: ServerState, t: TestRec, label: str | None = None) -> list[LabelSeries]:
+    """Each label's timeline of ``t`` (only ``label``'s when given; none when it has no such label),
+    by label: from memory while it runs (or until stored), else from the store."""
+    lines = s.timelines.labels.get(t.id)
+    if lines is not None or t.state not in TEST_TERMINAL:
+        lines = lines or {}
+        names = sorted(lines) if label is None else [label] if label in lines else []
+        return [label_out(n, lines[n]) for n in names]
+    return [
+        label_out(name, LabelTimeline.unpack(width, coarse, packed))
+        for _, name, width, coarse, packed in await s.store.label_series_of(t.id, label)
+    ]
+
+
+async def generators(s: ServerState, t: TestRec) -> list[GeneratorSeries]:
+    """Each load generator's CPU and memory during ``t``, by agent name."""
+    lines = s.timelines.generators.get(t.id)
+    if lines is not None or t.state not in TEST_TERMINAL:
+        names = s.timelines.names.get(t.id, {})
+        out = [generator_out(aid, names.get(aid, ""), g) for aid, g in (lines or {}).items()]
+        return sorted(out, key=lambda g: (g.agent_name, g.agent_id))
+    return [
+        generator_out(agent_id, name, _generator_line(width, blob))
+        for _, agent_id, name, width, blob in await s.store.generator_series_of(t.id)
+    ]

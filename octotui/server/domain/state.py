@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from octotui.server.auth import TokenIndex
 from octotui.server.errors import NotFound
-from octotui.server.hub import CommandHub, HostWindows, SeriesWindows
+from octotui.server.hub import CommandHub, HostWindows
 from octotui.server.labelbook import LabelBook
 from octotui.server.records import (
     AgentRec,
@@ -23,6 +23,7 @@ from octotui.server.records import (
 )
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
+from octotui.server.timelines import ResultTimelines, TestTimelines
 
 
 def new_id(prefix: str) -> str:
@@ -58,7 +59,9 @@ class ServerState:
         #: Live (non-terminal) container ids per agent: heartbeats reconcile against these.
         self.live: dict[str, set[str]] = {}
         self.hosts = HostWindows(settings.samples_window)
-        self.series = SeriesWindows(settings.series_max_points, settings.series_fine_span)
+        self.series = TestTimelines(settings.series_max_points, settings.series_fine_span)
+        #: Tests' per-label and per-generator timelines (``domain/series.py``).
+        self.timelines = ResultTimelines()
         self.commands = CommandHub(settings.redeliver_after)
         self.unsaved = Unsaved()
         #: Agents whose last heartbeat time changed since it was last saved.

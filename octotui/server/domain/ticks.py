@@ -9,9 +9,8 @@ import contextlib
 import logging
 import time
 
-from octotui.server.domain import agents, clock, commands, jtl, lifecycle, operators, persistence
+from octotui.server.domain import agents, clock, commands, jtl, lifecycle, operators, persistence, series
 from octotui.server.domain.state import ServerState
-from octotui.server.results import live_results
 
 log = logging.getLogger("octotui.server")
 
@@ -61,8 +60,7 @@ def _sample_tests(s: ServerState, now: float) -> None:
         if t.state == "stopping":
             lifecycle.update_test(s, t)  # its reason names the stops not confirmed in time
         if t.state != "pending" and any(c.figures is not None for c in cs):
-            r = live_results(cs)
-            s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
+            series.sample(s, t, cs, now)
 
 
 async def run_background(s: ServerState, stop: asyncio.Event) -> None:

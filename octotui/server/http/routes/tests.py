@@ -16,6 +16,7 @@ from octotui.protocol import (
     TestCreate,
     TestSeries,
 )
+from octotui.server.domain import series
 from octotui.server.http.deps import Ctl, Reader, Writer, audit_change
 from octotui.server.http.responses import ListingResponse
 
@@ -70,10 +71,28 @@ async def get_test(test_id: str, ctl: Ctl, _: Reader) -> Test:
 
 
 @router.get("/tests/{test_id}/series", response_model=TestSeries, tags=["tests"])
-async def test_series(test_id: str, ctl: Ctl, _: Reader) -> TestSeries:
+async def test_series(
+    test_id: str,
+    ctl: Ctl,
+    _: Reader,
+    labels: Annotated[bool, Query(description="every label's series too")] = False,
+    label: Annotated[
+        str | None, Query(min_length=1, max_length=1000, description="this label's series too ([] when it has none)")
+    ] = None,
+    generators: Annotated[bool, Query(description="each load generator's CPU and memory during the test")] = False,
+) -> TestSeries:
     """The whole test's series, one point a second for the last hour and older points merged (at
-    most ~5,000 points); kept over a restart."""
-    return TestSeries(test_id=test_id, points=await ctl.test_series(test_id))
+    most ~5,000 points); kept over a restart. With ``labels=true`` every label's series, with
+    ``label=NAME`` that one's (each at most 1,000 points: the last 10 minutes one a second); with
+    ``generators=true`` each load generator's CPU and memory over the test."""
+    points = await ctl.test_series(test_id)
+    t = ctl.get_test(test_id)
+    return TestSeries(
+        test_id=test_id,
+        points=points,
+        labels=await series.labels(ctl, t, label) if labels or label is not None else [],
+        generators=await series.generators(ctl, t) if generators else [],
+    )
 
 
 @router.get(

@@ -1,0 +1,227 @@
+"""The timelines of tests under way, in memory: the test's own (with its per-interval errors/s, 95th
+and bytes/s), each label's, and each load generator's CPU and memory while it runs the test.
+
+Each agent reports a container's labels cumulative since it started (``labelbook.py``): the
+difference between what a (container, label) said at one point and at the previous one is exactly
+what it did in between (counts, sums, bytes, and the histogram's counts, hence the interval's 95th).
+Those differences add over the containers exactly, as the figures do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from octotui.protocol import (
+    GeneratorPoint,
+    GeneratorSeries,
+    LabelSeries,
+    LabelSeriesPoint,
+    TestSeriesPoint,
+    histogram_percentile,
+)
+from octotui.server.hub import SeriesWindows
+from octotui.server.labelbook import unpack
+from octotui.server.timeline import GeneratorTimeline, LabelTimeline, Point, Timeline
+
+
+def _none(x: float | None) -> float | None:
+    return None if x is None or x != x else x
+
+
+def points_out(points: list[Point]) -> list[TestSeriesPoint]:
+    """A test's timeline points as the wire lists them."""
+    return [
+        TestSeriesPoint.model_construct(
+            ts=ts,
+            rate=rate,
+            avg_ms=avg,
+            errors=int(errors or 0),
+            active=int(active or 0),
+            error_rate=error_rate,
+            p95_ms=_none(p95),
+            received_bps=rx,
+            sent_bps=tx,
+        )
+        for ts, rate, avg, errors, active, error_rate, p95, rx, tx, _ in points
+    ]
+
+
+def label_out(label: str, line: LabelTimeline) -> LabelSeries:
+    return LabelSeries(
+        label=label,
+        points=[
+            LabelSeriesPoint.model_construct(
+                ts=ts, rate=rate, error_rate=er, avg_ms=avg, p95_ms=_none(p95), received_bps=rx, sent_bps=tx
+            )
+            for ts, rate, er, avg, p95, rx, tx, _ in line.points()
+        ],
+    )
+
+
+def generator_out(agent_id: str, name: str, line: GeneratorTimeline) -> GeneratorSeries:
+    return GeneratorSeries(
+        agent_id=agent_id,
+        agent_name=name,
+        points=[
+            GeneratorPoint.model_construct(ts=ts, cpu_percent=cpu, memory_percent=mem)
+            for ts, cpu, mem, _ in line.points()
+        ],
+    )
+
+
+class TestTimelines(SeriesWindows):
+    """The tests' own timelines (:class:`SeriesWindows`) with the per-interval figures too."""
+
+    __test__ = False  # not a pytest class
+
+    def add(
+        self,
+        test_id: str,
+        ts: float,
+        rate: float,
+        avg_ms: float,
+        errors: int,
+        active: int,
+        error_rate: float = 0.0,
+        p95_ms: float | None = None,
+        received_bps: float = 0.0,
+        sent_bps: float = 0.0,
+    ) -> None:
+        series = self._series.get(test_id)
+        if series is None:
+            series = self._series[test_id] = Timeline(self.fine_span, max_points=self.max_points)
+        series.add(ts, rate, avg_ms, errors, active, error_rate, p95_ms, received_bps, sent_bps)
+        self.dirty.add(test_id)
+
+    def get(self, test_id: str) -> list[TestSeriesPoint]:
+        series = self._series.get(test_id)
+        return [] if series is None else points_out(series.points())
+
+
+class Interval:
+    """One label's interval, summed over the containers: samples, errors, sum of ms, bytes, histogram."""
+
+    __slots__ = ("errors", "hist", "received", "samples", "sent", "sum_ms")
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.errors = 0
+        self.sum_ms = 0.0
+        self.received = 0
+        self.sent = 0
+        self.hist: dict[int, int] = {}
+
+    def point(self, ts: float, dt: float) -> Point:
+        """The label's point (:class:`LabelTimeline`) over ``dt`` seconds."""
+        n = self.samples
+        p95 = p95_of(self.hist) if n > 0 else math.nan
+        return (ts, n / dt, self.errors / dt, self.sum_ms / n if n else 0.0, p95, self.received / dt, self.sent / dt, 1)
+
+
+def p95_of(hist: Mapping[int, int]) -> float:
+    """The 95th of a histogram of differences (buckets that went down, a container replaced, left out)."""
+    kept = {b: n for b, n in hist.items() if n > 0}
+    return histogram_percentile(kept, 95) if kept else math.nan
+
+
+def intervals(
+    previous: Mapping[tuple[str, str], bytes], books: Iterable[tuple[str, Mapping[str, bytes]]]
+) -> tuple[dict[str, Interval], dict[tuple[str, str], bytes]]:
+    """What each label did since ``previous`` (the packed figures per (container, label) at the
+    last point), summed over the containers' ``books``; and the figures of now, for the next time.
+
+    A (container, label) unchanged since (the same ``bytes``: a book replaces a label's only when it
+    changed) adds nothing; a label seen for the first time adds all it says; one whose samples went
+    down (never, from one container: cumulative) counts what it says now.
+    """
+    out: dict[str, Interval] = {}
+    now: dict[tuple[str, str], bytes] = {}
+    for cid, figures in books:
+        for label, blob in figures.items():
+            key = (cid, label)
+            now[key] = blob
+            acc = out.get(label)
+            if acc is None:
+                acc = out[label] = Interval()
+            old = previous.get(key)
+            if old is blob or old == blob:
+                continue
+            (n, err, total, _, _, rx, tx, _, _), buckets, counts = unpack(blob)
+            hist = acc.hist
+            if old is not None:
+                (n0, err0, total0, _, _, rx0, tx0, _, _), b0, c0 = unpack(old)
+                if n0 <= n:
+                    n, err, total, rx, tx = n - n0, err - err0, total - total0, rx - rx0, tx - tx0
+                    for b, c in zip(b0, c0, strict=True):
+                        hist[b] = hist.get(b, 0) - c
+            acc.samples += int(n)
+            acc.errors += int(err)
+            acc.sum_ms += total
+            acc.received += int(rx)
+            acc.sent += int(tx)
+            for b, c in zip(buckets, counts, strict=True):
+                hist[b] = hist.get(b, 0) + c
+    return out, now
+
+
+@dataclass(slots=True)
+class Sampled:
+    """What a running test's previous point saw: its time, error count and labels' figures."""
+
+    ts: float
+    errors: int
+    figures: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+
+class ResultTimelines:
+    """Per test under way: each label's timeline, each generator's, and the previous point's state.
+
+    ``dirty``: tests with points not stored yet; ``restore``: tests under way when the server
+    started, whose stored timelines are taken back (before what came since) at the next save;
+    ``seed``: those same tests, whose first point after the start only notes the labels' figures
+    (the books were taken back from the store: a difference with nothing would count the whole
+    test so far as one interval).
+    """
+
+    def __init__(self) -> None:
+        self.labels: dict[str, dict[str, LabelTimeline]] = {}
+        self.generators: dict[str, dict[str, GeneratorTimeline]] = {}
+        self.names: dict[str, dict[str, str]] = {}
+        self.sampled: dict[str, Sampled] = {}
+        self.dirty: set[str] = set()
+        self.restore: set[str] = set()
+        self.seed: set[str] = set()
+
+    def __contains__(self, test_id: str) -> bool:
+        return test_id in self.labels or test_id in self.generators
+
+    def ids(self) -> list[str]:
+        return list(self.labels.keys() | self.generators.keys())
+
+    def add_label(self, test_id: str, label: str, point: Point) -> None:
+        lines = self.labels.setdefault(test_id, {})
+        line = lines.get(label)
+        if line is None:
+            line = lines[label] = LabelTimeline()
+        line.add_raw(point)
+        self.dirty.add(test_id)
+
+    def add_generator(self, test_id: str, agent_id: str, name: str, ts: float, cpu: float, memory: float) -> None:
+        lines = self.generators.setdefault(test_id, {})
+        line = lines.get(agent_id)
+        if line is None:
+            line = lines[agent_id] = GeneratorTimeline()
+        if (last := line.last_ts()) is not None and ts <= last:
+            return
+        line.add_raw((ts, cpu, memory, 1))
+        self.names.setdefault(test_id, {})[agent_id] = name
+        self.dirty.add(test_id)
+
+    def drop(self, test_id: str) -> None:
+        for d in (self.labels, self.generators, self.names, self.sampled):
+            d.pop(test_id, None)
+        self.dirty.discard(test_id)
+        self.restore.discard(test_id)
+        self.seed.discard(test_id)
