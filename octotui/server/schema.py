@@ -3,10 +3,12 @@ in one transaction, and the one conversion older than versions (provider tokens 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from octotui.server.auth import hash_token
 
@@ -128,20 +130,28 @@ def _v7(db: sqlite3.Connection) -> None:
 
 def _v8(db: sqlite3.Connection) -> None:
     """Monitors of the servers under test: their settings (credentials encrypted with the key file
-    beside the database, never in it), their alarms, and their samples kept with tests."""
+    beside the database, never in it), their alarms (with the threshold and monitor name they were
+    raised under, kept after the monitor is gone), their samples kept with tests, and which monitors
+    each test names (and whether a critical alarm stops it)."""
     db.execute(
         "CREATE TABLE monitors (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,"
         " kind TEXT NOT NULL, spec TEXT NOT NULL, credentials BLOB, created_at REAL NOT NULL,"
         " updated_at REAL NOT NULL)"
     )
     db.execute(
-        "CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
-        " severity TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, value REAL, test_id TEXT)"
+        "CREATE TABLE alarms (id INTEGER PRIMARY KEY, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
+        " severity TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, value REAL, test_id TEXT,"
+        " monitor_name TEXT NOT NULL, threshold TEXT NOT NULL)"
     )
     db.execute("CREATE INDEX alarms_monitor ON alarms(monitor_id)")
+    db.execute("CREATE INDEX alarms_test ON alarms(test_id)")
     db.execute(
         "CREATE TABLE monitor_series (test_id TEXT NOT NULL, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
         " width REAL NOT NULL, points BLOB NOT NULL, PRIMARY KEY (test_id, monitor_id, metric))"
+    )
+    db.execute(
+        "CREATE TABLE test_monitors (test_id TEXT PRIMARY KEY, monitors TEXT NOT NULL,"
+        " stop_on_critical INTEGER NOT NULL)"
     )
 
 
@@ -162,7 +172,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Bring ``db`` (autocommit connection) to :data:`SCHEMA_VERSION`; returns the version it had."""
+    """Bring ``db`` (autocommit connection) to :data:`SCHEMA_VERSION`; returns the version it had.
+
+    On PostgreSQL (``db`` a :class:`~octotui.server.pgstore.PgDb`): the same migrations, the version
+    in a ``schema_version`` table, all of it under an advisory lock (replicas starting at once migrate
+    once), after the database was checked (not another program's, not newer than this server).
+    """
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        return _migrate_postgres(db)
     found = int(db.execute("PRAGMA user_version").fetchone()[0])
     for version in range(found + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
@@ -173,6 +190,27 @@ def migrate(db: sqlite3.Connection) -> int:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+    return found
+
+
+def _migrate_postgres(db: Any) -> int:
+    from octotui.server.pgstore import check_schema
+
+    db.lock_migrations()
+    try:
+        found = check_schema(db, SCHEMA_VERSION)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            db.begin()
+            try:
+                MIGRATIONS[version - 1](db)
+                db.set_version(version)
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+    finally:
+        with contextlib.suppress(sqlite3.OperationalError):  # a lost connection released it already
+            db.unlock_migrations()
     return found
 
 

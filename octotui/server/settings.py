@@ -13,6 +13,9 @@ class ServerSettings:
     """Everything :func:`octotui.server.app.create_app` needs; immutable once the server runs."""
 
     data_dir: Path
+    #: A ``postgresql://user:password@host:port/db`` URL: the durable state there instead of the SQLite
+    #: file ``db_path`` (the data dir still holds the files: JTLs, uploaded files, keys).
+    database: str | None = None
     host: str = "127.0.0.1"
     port: int = 8427
     admin_token: str | None = None
@@ -81,4 +84,5 @@ class ServerSettings:
 
     @property
     def db_path(self) -> Path:
+        """The SQLite file (used when ``database`` is not given)."""
         return self.data_dir / "octotui.db"

@@ -1,16 +1,17 @@
-"""Durable state in SQLite: one connection, used only from one worker thread.
+"""Durable state in SQLite (a file in the data dir) or PostgreSQL (``--database``), through the same
+code: one connection, used only from one worker thread (storebase.py; pgstore.py translates).
 
-Every public coroutine hands its work to a single-thread executor, so SQLite is never touched
+Every public coroutine hands its work to a single-thread executor, so the database is never touched
 from the event loop and writes keep the order they were submitted in. The interface speaks in
-records (``records.py``), never in SQL rows, so that a PostgreSQL store can replace this one.
-Live figures (heartbeats, host samples) are not written here: only changes of state are.
+records (``records.py``), never in SQL rows. Live figures (heartbeats, host samples) are not
+written here: only changes of state are.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,9 +21,11 @@ from octotui.protocol import TERMINAL_TEST_STATES, AuditEntry
 from octotui.server import tables
 from octotui.server.datadir import DataDirError, check_database, damaged
 from octotui.server.errors import Unstorable
+from octotui.server.pgstore import PgStartError
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, FileRec, ProviderRec, TestRec
 from octotui.server.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from octotui.server.schema import create, hash_provider_tokens, migrate
+from octotui.server.store_monitors import MonitorRows
 from octotui.server.store_results import ResultRows
 
 T = TypeVar("T")
@@ -55,10 +58,12 @@ _UPSERT_TESTS = tables.upsert("tests", tables.TEST_COLUMNS)
 _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
 _UPSERT_COMMANDS = tables.upsert("commands", tables.COMMAND_COLUMNS)
 _SELECT_TEST_FILES = tables.select("test_files", tables.TEST_FILE_COLUMNS)
+_UPSERT_TOKEN = tables.upsert("tokens", ("hash", "role", "subject", "created_at"))
+_UPSERT_LAUNCH_KEY = tables.upsert("idempotency", ("key", "fingerprint", "test_id", "created_at"))
 
 
-class Store(ResultRows):
-    """SQLite store. Open with :meth:`open`, close with :meth:`close`."""
+class Store(ResultRows, MonitorRows):
+    """The store. Open with :meth:`open`, close with :meth:`close`."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -67,6 +72,8 @@ class Store(ResultRows):
         return await self._run(self._open)
 
     def _open(self) -> Snapshot:
+        if self._pg is not None:
+            return self._open_postgres()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             create(self.path)  # only an absent file is a fresh install
@@ -92,11 +99,26 @@ class Store(ResultRows):
             self._close()
             raise DataDirError(damaged(self.path, exc)) from None
 
+    def _open_postgres(self) -> Snapshot:
+        assert self._pg is not None
+        self._pg.connect()
+        try:
+            migrate(self.db)
+            return self._load()
+        except sqlite3.OperationalError as exc:  # lost while opening: one line, as at connection
+            self._close()
+            raise PgStartError(str(exc)) from None
+        except BaseException:
+            self._close()
+            raise
+
     async def close(self) -> None:
         await self._run(self._close)
         self._executor.shutdown(wait=True)
 
     def _close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -164,10 +186,7 @@ class Store(ResultRows):
         """Store an operator or agent token (by its hash only)."""
 
         def run(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO tokens (hash, role, subject, created_at) VALUES (?, ?, ?, ?)",
-                (token_hash, role, subject, created_at),
-            )
+            db.execute(_UPSERT_TOKEN, (token_hash, role, subject, created_at))
 
         await self._run(self._tx, run)
 
@@ -179,6 +198,9 @@ class Store(ResultRows):
         return [(h, role, name or f"token-{h[:8]}", created) for h, role, name, created in rows]
 
     def _version(self) -> int:
+        if self._pg is not None:
+            # No data_version on PostgreSQL: the operator tokens themselves tell (a few rows).
+            return hash(tuple(self._operators()))
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     async def operators_if_changed(self) -> list[tuple[str, str, str, float]] | None:
@@ -223,19 +245,6 @@ class Store(ResultRows):
 
         return await self._run(self._immediate, run)
 
-    def _immediate(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # IMMEDIATE takes the write lock at once: the server and the CLI (two processes on one file)
-        # never both pass a name check.
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
-
     # --- audit ---------------------------------------------------------------------------------
 
     async def add_audit(
@@ -244,11 +253,12 @@ class Store(ResultRows):
         """Append one audit entry; returns its id."""
 
         def run() -> int:
-            cur = self.db.execute(
-                "INSERT INTO audit (ts, actor, role, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row = self.db.execute(
+                "INSERT INTO audit (ts, actor, role, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (ts, actor, role, action, target, detail, address),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(row[0]) if row else 0
 
         return await self._run(run)
 
@@ -301,10 +311,7 @@ class Store(ResultRows):
                 ),
             )
             db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (a.id,))
-            db.execute(
-                "INSERT OR REPLACE INTO tokens (hash, role, subject, created_at) VALUES (?, 'agent', ?, ?)",
-                (a.token_hash, a.id, a.registered_at),
-            )
+            db.execute(_UPSERT_TOKEN, (a.token_hash, "agent", a.id, a.registered_at))
 
         await self._run(self._tx, run)
 
@@ -352,18 +359,19 @@ class Store(ResultRows):
             db.executemany(tables.insert("commands", tables.COMMAND_COLUMNS), command_rows)
             db.executemany(tables.insert("test_files", tables.TEST_FILE_COLUMNS), file_rows)
             if launch_key is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO idempotency (key, fingerprint, test_id, created_at) VALUES (?, ?, ?, ?)",
-                    (*launch_key, t.id, t.created_at),
-                )
+                db.execute(_UPSERT_LAUNCH_KEY, (*launch_key, t.id, t.created_at))
 
         try:
             await self._run(self._tx, run)
         except (ValueError, sqlite3.InterfaceError) as exc:  # UnicodeEncodeError is a ValueError
+            # (on PostgreSQL, a refused value is a pgstore.StoreValueError: a ValueError too)
             raise Unstorable(f"the test cannot be stored, nothing was made: {tables.why(exc)}") from None
 
     async def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database and empty it (it never shrinks otherwise)."""
+        """Fold the write-ahead log into the database and empty it (it never shrinks otherwise).
+        PostgreSQL checkpoints by itself: nothing to do there."""
+        if self._pg is not None:
+            return
 
         def run() -> None:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
