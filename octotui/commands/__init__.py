@@ -9,33 +9,41 @@ never import Textual, so ``octotui agents --json`` answers in a fraction of a se
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from octotui.client import Client, ClientError, ServerUnreachable
-from octotui.commands import listing
-from octotui.commands.session import EXIT_INTERRUPTED, EXIT_USAGE, Target, Usage, settings, target
+from octotui.commands import rawjson
+from octotui.commands.session import EXIT_INTERRUPTED, EXIT_USAGE, Target, Usage, refusal, settings, target
 from octotui.config import CONNECTION, DASHBOARD_OPTIONS, add_options
-from octotui.protocol import VERSION, TestCreate
 
 if TYPE_CHECKING:
     from octotui.commands.files import LocalFile
+    from octotui.protocol import TestCreate
+
+# Neither the client nor the contract is imported at the top: ``providers|agents|tests|test --json``
+# answer without them (rawjson.py), the rest imports them once the arguments are parsed.
 
 #: Subcommands this package runs (``octotui/cli.py`` routes them here).
 NAMES = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "compare", "drain", "undrain")
-#: Not yet: the server has no drain endpoint (issue 15, part 4).
-NOT_YET = {"drain": "drain", "undrain": "undrain"}
 
 EXIT_CODES = """\
 exit codes:
-  0  done (run: the test finished with samples)
-  1  a judgement failed: compare found a regression (run: reserved for pass/fail criteria,
-     which the server does not evaluate yet)
-  2  bad usage or input, unreachable server, refused token or request (message on stderr)
+  0  done (run: the test finished with samples and passed its --criteria)
+  1  a judgement failed: compare found a regression, or run (launch --wait) failed a --criteria
+     (which one and by how much on stderr)
+  2  bad usage or input (a missing plan, a bad -J or --criteria, a missing --file), unreachable
+     server, unknown agent or test, refused token or request (message on stderr; nothing launched)
   3  the test failed (run, launch --wait): no samples, or every container lost or failed
   130  interrupted by Ctrl-C (run: the test was stopped first; 143 for SIGTERM)"""
+
+CRITERIA_HELP = """\
+criteria (--criteria, repeatable; evaluated by the server, shown by octotui test and the reports):
+  METRIC[ of LABEL] OP VALUE[UNIT][ for SECONDSs]
+  metrics: avg, min, max, p50, p90, p95, p99 (ms or s), errors (%), hits/s
+  'of LABEL': one label only; 'for 30s': held during the test, which stops as failed when it
+  breaks for that long; without it, decided on the final figures
+  e.g.  p95<500ms   errors<1%   hits/s>100   'avg of login<200ms for 30s'"""
 
 MAIN_EPILOG = f"""\
 commands of their own:
@@ -49,6 +57,8 @@ examples:
   octotui tests --last 5
   octotui export t-0a1b2c3d4e5f --format junit -o results.xml
   octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a || echo "a label regressed"
+  octotui run plan.jmx --provider lab --containers 2 --criteria 'p95<500ms' --criteria 'errors<1%'
+  octotui drain gen-b && octotui agents --provider lab
   OCTOTUI_SERVER=https://octo.example:8427 OCTOTUI_TOKEN=octo_… octotui tests --json
 
 Without --server (or OCTOTUI_SERVER, or server in [dashboard] of the config file) a command uses
@@ -61,18 +71,24 @@ _EXAMPLES = {
     "providers": "octotui providers\n  octotui providers --json | jq -r '.[].name'",
     "agents": "octotui agents\n  octotui agents --provider lab --json",
     "tests": "octotui tests --last 10\n  octotui tests --json | jq -r '.[] | select(.state==\"running\") | .id'",
-    "test": "octotui test t-0a1b2c3d4e5f\n  octotui test t-0a1b2c3d4e5f --json | jq .results.p95_ms",
+    "test": (
+        "octotui test t-0a1b2c3d4e5f\n  octotui test t-0a1b2c3d4e5f --json | jq .results.p95_ms\n"
+        "  octotui test t-0a1b2c3d4e5f --json | jq -r '.verdict, .criteria[].detail, .warnings[]'"
+    ),
     "launch": (
         "octotui launch plan.jmx --provider lab --containers 4 --users 50 --duration 300 -J host=example.com\n"
         "  octotui launch plan.jmx --provider lab --containers 2 --file users.csv:split:header --file logo.png\n"
         "  ID=$(octotui launch plan.jmx --provider lab --containers 1 --json | jq -r .id)\n"
-        "  octotui launch plan.jmx --provider lab --containers 2 --locations paris,lyon --wait"
+        "  octotui launch plan.jmx --provider lab --containers 2 --locations paris,lyon --wait\n"
+        "  octotui launch plan.jmx --provider lab --containers 2 --duration 600 --criteria 'p99<2s for 60s'"
     ),
     "stop": "octotui stop t-0a1b2c3d4e5f\n  octotui stop t-0a1b2c3d4e5f --wait --json",
     "run": (
         "octotui run plan.jmx --provider lab --containers 2 --users 10 --duration 60 -J host=example.com\n"
         '  octotui run plan.jmx --provider local --containers 1 --json > summary.json || echo "exit $?"\n'
-        "  octotui run plan.jmx --provider lab --containers 4 --file accounts.csv:split"
+        "  octotui run plan.jmx --provider lab --containers 4 --file accounts.csv:split\n"
+        "  octotui run plan.jmx --provider lab --containers 2 --criteria 'p95<500ms' --criteria 'errors<1%' \\\n"
+        "      --criteria 'hits/s>100' --criteria 'avg of login<200ms for 30s'"
     ),
     "export": (
         "octotui export t-0a1b2c3d4e5f --format jtl -o results.jtl\n"
@@ -84,13 +100,33 @@ _EXAMPLES = {
         "  octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a --p95-tolerance 20 --error-tolerance 0.5\n"
         "  octotui compare t-0a1b2c3d4e5f t-9f8e7d6c5b4a --json | jq -r '.labels[] | select(.regression) | .label'"
     ),
+    "drain": (
+        "octotui drain gen-b          # no new containers there; the running ones finish\n"
+        "  octotui drain a-0a1b2c3d4e5f --json | jq .drained"
+    ),
+    "undrain": "octotui undrain gen-b        # takes new containers again",
 }
+
+DRAIN_EXIT = """\
+exit codes:
+  0  done (also when it already was)
+  2  no agent of that name or id (the server's 404), a name two agents share (give the id),
+     unreachable server or refused request (message on stderr)"""
 
 COMPARE_EXIT = """\
 exit codes:
   0  no label regressed
   1  at least one label regressed beyond the tolerances (marked ! and its reasons printed)
   2  bad usage, an unknown test, unreachable server or refused request (message on stderr)"""
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the version (in the contract, ~150 ms to import) only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from octotui import __version__
+
+        parser.exit(message=f"octotui {__version__}\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -118,6 +154,13 @@ def _launch_options(parser: argparse.ArgumentParser) -> None:
         "-J", dest="property", action="append", metavar="KEY=VALUE", help="a JMeter property; repeatable"
     )
     parser.add_argument("--name", help="name of the test (default: the plan's file name)")
+    parser.add_argument(
+        "--criteria",
+        action="append",
+        metavar="EXPR",
+        help="a pass/fail criterion, e.g. 'p95<500ms', 'errors<1%%', 'hits/s>100', "
+        "'avg of login<200ms for 30s'; repeatable (see below)",
+    )
     parser.add_argument("--locations", help="only agents in these locations, comma-separated")
     parser.add_argument(
         "--file",
@@ -136,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"octotui {VERSION}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     dashboard = parser.add_argument_group("dashboard (octotui with no command)")
     add_options(dashboard, DASHBOARD_OPTIONS)  # type: ignore[arg-type]
     common = _common()
@@ -145,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         epilog = f"examples:\n  {_EXAMPLES[name]}" if name in _EXAMPLES else None
         if name in ("run", "launch"):
-            epilog = f"{epilog}\n\n{EXIT_CODES}"
+            epilog = f"{epilog}\n\n{CRITERIA_HELP}\n\n{EXIT_CODES}"
         elif name == "compare":
             epilog = f"{epilog}\n\n{COMPARE_EXIT}"
+        elif name in ("drain", "undrain"):
+            epilog = f"{epilog}\n\n{DRAIN_EXIT}"
         return sub.add_parser(
             name, parents=[common], help=help_text, description=help_text, epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -177,9 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     from octotui.commands.comparing import add_options as compare_options
 
     compare_options(compare)
-    for name in NOT_YET:
-        cmd = sub.add_parser(name, help=f"not yet: the server has no {name} endpoint")
-        cmd.add_argument("agent", nargs="?")
+    drain = add("drain", "take an agent out of service: no new containers, its running ones finish")
+    drain.add_argument("agent", help="agent name or id")
+    undrain = add("undrain", "put a drained agent back in service")
+    undrain.add_argument("agent", help="agent name or id")
     return parser
 
 
@@ -192,11 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if name in NOT_YET:
-            raise Usage(
-                f"not supported yet: the server has no {name} endpoint (POST /api/v1/agents/ID/{name}); "
-                "it comes with fleet care (issue 15, part 4)"
-            )
         values = settings(args)
         spec, local = None, []
         if name in ("launch", "run"):
@@ -209,34 +250,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise Usage("--baseline applies to --format html only (the report's 'Compared with' section)")
         keeps_running = name == "launch" and not args.wait
         with target(values, keeps_running=keeps_running) as where:
-            return asyncio.run(_dispatch(args, where, spec, local))
+            if args.json and name in rawjson.COMMANDS:
+                return rawjson.answer(where, args)
+            return _client_command(args, where, spec, local)
     except Usage as exc:
         print(f"octotui {name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ServerUnreachable as exc:
-        print(f"octotui {name}: cannot reach the server: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
-    except ClientError as exc:
-        print(f"octotui {name}: {_refusal(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"octotui {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _refusal(exc: ClientError) -> str:
-    if exc.status == 401:
-        return f"the server refused the token: {exc.message} (HTTP 401)"
-    if exc.status == 403:
-        return f"this token may not do that: {exc.message} (HTTP 403)"
-    if exc.status is None:
-        return exc.message
-    return f"the server refused: {exc.message} (HTTP {exc.status})"
+def _client_command(args: argparse.Namespace, where: Target, spec: TestCreate | None, local: list[LocalFile]) -> int:
+    """Run a command through the client; its errors become :class:`Usage` (exit 2)."""
+    import asyncio
+
+    from octotui.client import ClientError, ServerUnreachable
+
+    try:
+        return asyncio.run(_dispatch(args, where, spec, local))
+    except ServerUnreachable as exc:
+        raise Usage(f"cannot reach the server: {exc.message}") from None
+    except ClientError as exc:
+        raise Usage(refusal(exc.message, exc.status)) from None
 
 
 async def _dispatch(args: argparse.Namespace, where: Target, spec: TestCreate | None, local: list[LocalFile]) -> int:
+    from octotui.client import Client
+    from octotui.commands import listing
+    from octotui.protocol import TestCreate
+
     async with Client(where.url, where.token, verify=where.verify) as client:
         name = args.command
+        if name in ("drain", "undrain"):
+            from octotui.commands.fleet import drain
+
+            return await drain(client, args, undo=name == "undrain")
         if name == "providers":
             return await listing.providers(client, args)
         if name == "agents":

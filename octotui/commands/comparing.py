@@ -4,11 +4,14 @@ as ``GET /tests/{id}/compare/{baseline}`` answers it; exit 1 when any label regr
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from octotui.client import Client, ClientError
 from octotui.commands import output as o
 from octotui.commands.session import EXIT_CRITERIA, EXIT_OK
-from octotui.protocol import Comparison, LabelDelta
+
+if TYPE_CHECKING:  # the parser imports this module's options: it must not import the contract
+    from octotui.client import Client
+    from octotui.protocol import Comparison, LabelDelta
 
 #: Option dest -> the route's query parameter.
 TOLERANCES = {
@@ -48,6 +51,8 @@ async def compare(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _name(client: Client, test_id: str) -> str:
+    from octotui.client import ClientError
+
     try:
         return f"{test_id} {(await client.test(test_id)).name!r}"
     except ClientError:  # only the title is missing

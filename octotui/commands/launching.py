@@ -25,13 +25,22 @@ from octotui.commands import files
 from octotui.commands import output as o
 from octotui.commands.files import LocalFile
 from octotui.commands.listing import print_test
-from octotui.commands.session import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEST_FAILED, Target, Usage
+from octotui.commands.session import (
+    EXIT_CRITERIA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TEST_FAILED,
+    EXIT_USAGE,
+    Target,
+    Usage,
+)
 from octotui.protocol import TERMINAL_TEST_STATES, ErrorFigures, LabelFigures, Test, TestCreate
 
 POLL_S = 1.0
 PLAIN_EVERY_S = 5.0  # progress lines when stderr is not a terminal (a CI log)
 AGENT_WAIT_S = 30.0  # an embedded agent started for the command registers within a few seconds
 STOP_WAIT_S = 60.0  # after a stop, how long an owned embedded server waits for the containers to end
+VERDICT_WAIT_S = 5.0  # how long an ended test's verdict may be awaited
 
 
 class RunSummary(BaseModel):
@@ -84,6 +93,7 @@ def test_spec(args: argparse.Namespace) -> TestCreate:
             users=args.users,
             duration=args.duration,
             rampup=args.rampup,
+            criteria=args.criteria or [],  # parsed by the server: its 422 names the bad one and where
         )
     except ValidationError as exc:
         raise Usage(f"invalid launch: {_problem(exc)}") from None
@@ -133,7 +143,25 @@ def _launched_line(t: Test) -> str:
 
 
 def _exit_code(t: Test) -> int:
-    return EXIT_OK if t.state == "finished" and t.results.samples > 0 else EXIT_TEST_FAILED
+    """3 with nothing to judge (no samples), 1 when the criteria failed (also a test a held criterion
+    stopped), 3 when the test failed otherwise (every container lost or failed), else 0."""
+    if t.results.samples == 0:
+        return EXIT_TEST_FAILED
+    if t.verdict == "failed":
+        return EXIT_CRITERIA
+    return EXIT_OK if t.state == "finished" else EXIT_TEST_FAILED
+
+
+def _failed_criteria(t: Test) -> str:
+    """``p95<500ms (p95 612 ms, over 500 ms by 112 ms (22 %)); …``: what failed and by how much."""
+    return "; ".join(f"{c.expr} ({c.detail})" if c.detail else c.expr for c in t.criteria if c.passed is False)
+
+
+async def _verdict(client: Client, t: Test, spec: TestCreate) -> Test:
+    """The ended test once its criteria are decided (the verdict may follow the end by a moment)."""
+    if not spec.criteria or t.verdict is not None or t.results.samples == 0:
+        return t
+    return await _until(client, t.id, lambda x: x.verdict is not None, within=VERDICT_WAIT_S)
 
 
 async def launch(
@@ -148,7 +176,26 @@ async def launch(
             print(f"test {t.id}: {t.state}" + (f" ({t.reason})" if t.reason else ""))
     if args.json:
         o.print_json(t)
-    return EXIT_TEST_FAILED if t.state == "failed" else EXIT_OK
+    if t.state in TERMINAL_TEST_STATES:  # ended while waited for: judged as run judges it
+        t = await _verdict(client, t, spec)
+        return _judged(t, "launch", spec)
+    return EXIT_OK
+
+
+def _judged(t: Test, command: str, spec: TestCreate) -> int:
+    """The exit code of an ended test, with its reason on stderr when it is not 0."""
+    code = _exit_code(t)
+    if code == EXIT_CRITERIA:
+        print(f"octotui {command}: test {t.id} failed its criteria: {_failed_criteria(t)}", file=sys.stderr)
+    elif code == EXIT_TEST_FAILED:
+        why = t.reason or ("no samples" if t.results.samples == 0 else t.state)
+        print(f"octotui {command}: test {t.id} failed: {why}", file=sys.stderr)
+    elif spec.criteria and t.verdict is None:
+        # Criteria given but never judged (a server older than them): a CI job must not read a pass.
+        print(f"octotui {command}: test {t.id}: the server did not evaluate the criteria "
+              "(it is older than them?)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    return code
 
 
 def _all_running(t: Test) -> bool:
@@ -191,9 +238,15 @@ class _Progress:
     def line(self, t: Test) -> str:
         r = t.results
         running = sum(1 for c in t.containers if c.state == "running")
-        return (f"{t.state} {o.span(time.monotonic() - self.started)}  ctrs {running}/{len(t.containers)}  "
+        text = (f"{t.state} {o.span(time.monotonic() - self.started)}  ctrs {running}/{len(t.containers)}  "
                 f"users {r.active}  samples {o.count(r.samples)}  hits/s {o.rate(r.throughput)}  "
                 f"avg {o.ms(r.avg_ms)} ms  err {o.percent(r.error_percent)}%")  # fmt: skip
+        failing = sum(1 for c in t.criteria if c.passed is False)
+        if t.criteria:
+            text += f"  criteria {failing} failing" if failing else f"  criteria {len(t.criteria)} ok so far"
+        if t.warnings:
+            text += "  saturated!"
+        return text
 
     def show(self, t: Test) -> None:
         now = time.monotonic()
@@ -262,14 +315,11 @@ async def _run(
             print("waiting for its containers to end before stopping the embedded server…", file=sys.stderr)
             await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES, within=STOP_WAIT_S)
         return EXIT_INTERRUPTED
+    t = await _verdict(client, t, spec)
     labels = await client.labels(t.id) or []
     errors = await client.errors(t.id) or []
     if args.json:
         o.print_json(RunSummary(test=t, labels=labels, errors=errors))
     else:
         print_test(t, labels, errors)
-    code = _exit_code(t)
-    if code == EXIT_TEST_FAILED:
-        why = t.reason or ("no samples" if t.results.samples == 0 else t.state)
-        print(f"octotui run: test {t.id} failed: {why}", file=sys.stderr)
-    return code
+    return _judged(t, "run", spec)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from octotui.client import Client
 from octotui.commands import output as o
 from octotui.commands.session import EXIT_OK
-from octotui.protocol import Agent, ErrorFigures, LabelFigures, Test
+from octotui.protocol import Agent, CriterionResult, ErrorFigures, LabelFigures, Test
 
 
 async def providers(client: Client, args: argparse.Namespace) -> int:
@@ -28,8 +29,16 @@ def _agent_status(agent: Agent) -> str:
     status = str(agent.status)
     if agent.retiring:
         status += " retiring"
+    if agent.drained:
+        status += " drained"
+    if agent.outdated:
+        status += " outdated"
+    if agent.saturated:
+        status += " saturated"
     if agent.duplicate_name:
         status += " dup-name"
+    if agent.duplicate_machine:
+        status += " dup-machine"
     return status
 
 
@@ -52,6 +61,13 @@ async def agents(client: Client, args: argparse.Namespace) -> int:
                      str(a.containers), docker, a.version))  # fmt: skip
     headers = ("NAME", "STATUS", "PROVIDER", "LOCATION", "CPU", "MEM", "CTRS", "DOCKER", "VERSION")
     o.table(headers, rows, right=(4, 5, 6), flex=(0, 2, 3, 8, 1), limit=o.width())
+    notes = [f"{a.name}: saturated, results may be skewed ({a.saturated})" for a in found if a.saturated]
+    notes += [f"{a.name}: drained, gets no new containers (octotui undrain {a.name})" for a in found if a.drained]
+    notes += [f"{a.name}: outdated, version {a.version} is older than the server's" for a in found if a.outdated]
+    if notes:
+        print()
+        for note in notes:
+            print(o.clip(note, o.width()))
     return EXIT_OK
 
 
@@ -108,6 +124,7 @@ def print_test(t: Test, labels: list[LabelFigures] | None, errors: list[ErrorFig
           f"errors {o.count(r.errors)} ({o.percent(r.error_percent)} %)")  # fmt: skip
     print(f"response time (ms)  avg {o.ms(r.avg_ms)}  p95 {o.ms(r.p95_ms)}  p99 {o.ms(r.p99_ms)}  "
           f"min {o.ms(r.min_ms)}  max {o.ms(r.max_ms)}")  # fmt: skip
+    _print_judgement(t, limit)
     if t.containers:
         print()
         rows: list[tuple[str, ...]] = []
@@ -131,3 +148,22 @@ def print_test(t: Test, labels: list[LabelFigures] | None, errors: list[ErrorFig
         print(f"\nerrors{more}")
         rows = [(o.count(e.count), e.label, e.code, " ".join(e.message.split())) for e in top_errors]
         o.table(("COUNT", "LABEL", "CODE", "MESSAGE"), rows, right=(0,), flex=(3, 1, 2), limit=limit)
+
+
+def _mark(c: CriterionResult) -> str:
+    return {True: "pass", False: "FAIL", None: "-"}[c.passed]
+
+
+def _print_judgement(t: Test, limit: int) -> None:
+    """The criteria with each one's result and the server's detail (wrapped, never cut: it says by
+    how much), the verdict, the warnings."""
+    if t.criteria:
+        failed = sum(1 for c in t.criteria if c.passed is False)
+        more = f" ({failed} of {len(t.criteria)} criteria failed)" if failed else ""
+        print(f"verdict: {t.verdict or 'not decided yet'}{more}")
+        for c in t.criteria:
+            detail = c.detail or ("not decided yet" if c.passed is None else "")
+            text = f"{_mark(c):<4}  {c.expr}" + (f": {detail}" if detail else "")
+            print(textwrap.fill(text, limit, subsequent_indent=" " * 6, break_on_hyphens=False))
+    for warning in t.warnings:
+        print(textwrap.fill(f"warning: {warning}", limit, subsequent_indent="  "))

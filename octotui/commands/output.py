@@ -9,9 +9,10 @@ import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # pydantic's import is ~35 ms that ``--json`` listings do without (rawjson.py)
+    from pydantic import BaseModel
 
 WIDTH = 80  # the narrowest terminal a table must fit (an ssh session at 80x24)
 
@@ -19,7 +20,10 @@ WIDTH = 80  # the narrowest terminal a table must fit (an ssh session at 80x24)
 def print_json(value: BaseModel | Sequence[BaseModel], out: TextIO | None = None) -> None:
     """One JSON document: a model, or an array of models, every field present (defaults too), so a
     script reads the same keys whatever the values."""
-    doc = value.model_dump(mode="json") if isinstance(value, BaseModel) else [m.model_dump(mode="json") for m in value]
+    if isinstance(value, Sequence):
+        doc: object = [m.model_dump(mode="json") for m in value]
+    else:
+        doc = value.model_dump(mode="json")
     print(json.dumps(doc, indent=2, ensure_ascii=False), file=out or sys.stdout)
 
 

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from octotui.embedded import Embedded
 
 EXIT_OK = 0
-#: A judgement failed: ``octotui compare`` found a regression (and, once the server evaluates them,
-#: ``octotui run --criteria``).
+#: A judgement failed: ``octotui compare`` found a regression, ``octotui run --criteria`` failed one.
 EXIT_CRITERIA = 1
 EXIT_USAGE = 2  # bad usage, bad input, an unreachable server, a refused request
 EXIT_TEST_FAILED = 3  # the test ran but failed: no samples, every container lost or failed
@@ -42,6 +41,17 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 class Usage(Exception):
     """Bad usage or input, or a server that cannot be used: the message goes to stderr, exit 2."""
+
+
+def refusal(message: str, status: int | None) -> str:
+    """What a command prints when the server refused a request (``detail`` and HTTP status)."""
+    if status == 401:
+        return f"the server refused the token: {message} (HTTP 401)"
+    if status == 403:
+        return f"this token may not do that: {message} (HTTP 403)"
+    if status is None:
+        return message
+    return f"the server refused: {message} (HTTP {status})"
 
 
 @dataclass
