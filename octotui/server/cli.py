@@ -30,7 +30,8 @@ from octotui.config import (
 from octotui.server.app import create_app
 from octotui.server.auth import new_token
 from octotui.server.collector import Collector
-from octotui.server.datadir import DataDirError, check_database, lock_data_dir
+from octotui.server.datadir import DataDirError, check_database, check_postgres, lock_data_dir
+from octotui.server.pgstore import is_url, redact
 from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
@@ -54,6 +55,11 @@ def _byte_count(text: str) -> int:
 
 OPTIONS: list[Option] = [
     Option("data-dir", "directory of the server's state (SQLite, admin.token, server.url)", type=Path),
+    Option(
+        "database",
+        "PostgreSQL URL of the durable state (postgresql://user:password@host:port/db) instead of SQLite in the"
+        " data dir, which still holds JTLs, uploaded files and keys",
+    ),
     Option("host", "address to listen on", default="127.0.0.1"),
     Option("port", "port to listen on (0: pick a free one, see DATA_DIR/server.url)", default=8427, type=port_number),
     Option("admin-token", "admin token (default: DATA_DIR/admin.token, generated at first start)"),
@@ -225,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--offline-after must be greater than --late-after")
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         parser.error("--tls-cert and --tls-key go together")
+    database = values["database"] or None
+    if database is not None and not is_url(database):
+        parser.error(f"--database: expected a postgresql://user:password@host:port/db URL, got {redact(database)!r}")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         lock = lock_data_dir(data_dir)  # before anything in it is read or written
@@ -232,7 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     try:
-        check_database(data_dir / "octotui.db")  # refused here in one line, not in a startup traceback
+        # Refused here in one line, not in a startup traceback.
+        if database is not None:
+            check_postgres(database)
+        else:
+            check_database(data_dir / "octotui.db")
     except DataDirError as exc:
         lock.close()
         log.error("%s", exc)
@@ -240,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _raise_open_files_limit()
     settings = ServerSettings(
         data_dir=data_dir,
+        database=database,
         host=values["host"],
         port=values["port"],
         admin_token=admin_token(data_dir, values["admin_token"]),

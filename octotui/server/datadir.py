@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import IO
 
+from octotui.server.pgstore import PgDb, PgStartError, check_schema
 from octotui.server.schema import SCHEMA_VERSION
 
 LOCK_NAME = "server.lock"
@@ -96,5 +97,23 @@ def check_database(path: Path) -> None:
             raise DataDirError(damaged(path, "; ".join(problems)))
     except sqlite3.DatabaseError as exc:
         raise DataDirError(damaged(path, exc)) from None
+    finally:
+        db.close()
+
+
+def check_postgres(url: str) -> None:
+    """Refuse (:class:`DataDirError`, one line without the password) a PostgreSQL database that cannot
+    be used: unreachable, a login refused, another program's tables, written by a newer octotui.
+
+    Only reads: a refused database is left exactly as it was; an empty one is a fresh install.
+    """
+    db = PgDb(url)
+    try:
+        db.connect()
+        check_schema(db, SCHEMA_VERSION)
+    except PgStartError as exc:
+        raise DataDirError(str(exc)) from None
+    except sqlite3.Error as exc:  # lost between the connection and the check
+        raise DataDirError(f"PostgreSQL at {db.where}: {exc}") from None
     finally:
         db.close()
