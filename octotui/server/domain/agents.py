@@ -7,7 +7,7 @@ import logging
 
 from octotui.protocol import AgentStatus, RegisterRequest, RegisterResponse
 from octotui.server.auth import hash_token, new_token
-from octotui.server.domain import clock, lifecycle, persistence, stopping
+from octotui.server.domain import clock, fleet, lifecycle, persistence, stopping
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import Conflict, Unauthorized
 from octotui.server.records import AgentRec
@@ -29,6 +29,7 @@ async def register(s: ServerState, provider_id: str, req: RegisterRequest) -> Re
     """Give an agent its identity; an agent already known (by previous id, else by name) keeps its id."""
     if provider_id not in s.providers:
         raise Unauthorized("invalid or revoked token")
+    fleet.check_version(req.version)
     now = clock.now()
     a = known_agent(s, provider_id, req)
     token = new_token()
@@ -47,8 +48,10 @@ async def register(s: ServerState, provider_id: str, req: RegisterRequest) -> Re
             token_hash=token_hash,
         )
         a.instance = req.instance
+        a.machine_id = req.machine_id
         s.agents[a.id] = a
         count_name(s, a, +1)
+        fleet.count_machine(s, a, +1)
         log.info("agent %s registered in provider %s as %s", a.name, s.providers[provider_id].name, a.id)
     else:
         _register_again(s, a, req, token_hash)
@@ -58,6 +61,7 @@ async def register(s: ServerState, provider_id: str, req: RegisterRequest) -> Re
     s.feed.touch("provider", provider_id)  # its agent count and locations
     s.tokens.add(token_hash, "agent", a.id)
     await s.store.save_agent(a)
+    await fleet.save(s, a)  # drained kept (the same identity replaced keeps it), its machine id
     return RegisterResponse(
         agent_id=a.id,
         agent_token=token,
@@ -76,6 +80,7 @@ def _register_again(s: ServerState, a: AgentRec, req: RegisterRequest, token_has
     a.name, a.location, a.version = req.name, req.location, req.version
     count_name(s, a, +1)
     a.instance = req.instance or a.instance
+    fleet.set_machine(s, a, req.machine_id)
     a.cpu_count, a.memory_total, a.platform = req.cpu_count, req.memory_total, req.platform
     a.token_hash = token_hash
     # It may have lost what it was handed: hand out its queued commands again.
@@ -123,6 +128,7 @@ def forget(s: ServerState, agent_id: str) -> None:
     """Drop an agent from memory: token revoked, windows and queued commands gone, containers lost."""
     a = s.agents.pop(agent_id)
     count_name(s, a, -1)
+    fleet.count_machine(s, a, -1)
     s.tokens.remove(a.token_hash)
     s.hosts.drop(agent_id)
     for cmd in s.commands.drop_agent(agent_id):

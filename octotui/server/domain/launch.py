@@ -7,7 +7,7 @@ import hashlib
 import logging
 
 from octotui.protocol import LaunchSpec, Placement, PlacementItem, Test, TestCreate
-from octotui.server.domain import agents, clock, commands, files, lifecycle, providers, views
+from octotui.server.domain import agents, clock, commands, criteria, files, lifecycle, providers, views
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import Conflict, Invalid, TooLarge
 from octotui.server.jmx import PlanError, validate_plan
@@ -82,6 +82,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
     """``launch_key``: (Idempotency-Key, request fingerprint), stored with the test in its one
     transaction: both are made, or neither (then the key may be used again)."""
     _check_plan(s, spec.plan)
+    judged = criteria.parse_all(spec.criteria)  # 422 naming the criterion and position: nothing made
     chosen = files.check(s, spec)
     p, spread, placement = _place(s, spec)
     if spec.dry_run:
@@ -103,6 +104,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
         created_at=clock.now(),
     )
     t.files = await files.uses(s, spec, chosen)
+    t.criteria = judged
     containers, queued = _containers(s, t, spread, spec.containers)
     # Written first, published after: a refused write leaves nothing behind in memory.
     await s.store.create_test(t, containers, queued, launch_key)
@@ -180,6 +182,7 @@ def candidates(s: ServerState, provider_id: str) -> list[Candidate]:
                 memory_percent=host.memory_percent if host else 0.0,
                 reserved=reserved,
                 running=len(states) - reserved,
+                drained=a.drained,
             )
         )
     return out

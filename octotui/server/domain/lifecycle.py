@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, ContainerState, TestState
-from octotui.server.domain import clock
+from octotui.server.domain import clock, criteria
 from octotui.server.domain.state import ServerState
 from octotui.server.records import ContainerRec, TestRec
 from octotui.server.results import final_results
@@ -29,6 +29,8 @@ RESERVED: frozenset[ContainerState] = frozenset({"pending", "pulling", "starting
 #: Containers that ended (the contract's), and tests that ended.
 TERMINAL = TERMINAL_CONTAINER_STATES
 TEST_TERMINAL = TERMINAL_TEST_STATES
+#: Who stopped a test whose held criterion broke (``domain/criteria.py``): it ends ``failed``.
+CRITERION_STOP = "the criterion"
 #: Joins a test's reason and the stops its agents have not confirmed in time.
 UNCONFIRMED = "; stop not confirmed"
 
@@ -200,6 +202,8 @@ def _end_test(s: ServerState, t: TestRec, cs: list[ContainerRec]) -> None:
         t.state = "failed"
     base = stop_reason(t.reason)
     stopped = base if t.stop_requested and base and base.startswith("stopped by") else None
+    if stopped and stopped.startswith(f"stopped by {CRITERION_STOP}"):
+        t.state = "failed"  # a held criterion broke: its reason names it and the figures
     if bad:
         first = bad[0]
         t.reason = f"{len(bad)} of {len(cs)} containers {'did not finish' if t.state == 'finished' else 'failed'}"
@@ -212,5 +216,6 @@ def _end_test(s: ServerState, t: TestRec, cs: list[ContainerRec]) -> None:
         t.reason = stopped
     started = t.started_at or t.created_at
     t.results = final_results(cs, now - started if t.started_at else None)
+    criteria.decide(s, t)
     test_changed(s, t)
     log.info("test %s (%s) %s%s", t.name, t.id, t.state, f" ({t.reason})" if t.reason else "")

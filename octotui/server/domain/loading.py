@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from octotui.server.domain import agents, clock, labels, series
+from octotui.server.domain import agents, clock, fleet, labels, series
 from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.store import Snapshot
@@ -25,6 +25,7 @@ def load(s: ServerState, snap: Snapshot) -> None:
         a.status = agents.status(s, a, now)
         s.agents[a.id] = a
         agents.count_name(s, a, +1)
+        fleet.count_machine(s, a, +1)
     for t in snap.tests:
         s.tests[t.id] = t
     for f in snap.files:

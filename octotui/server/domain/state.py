@@ -77,6 +77,8 @@ class ServerState:
         self.held: set[str] | None = None
         #: Agents per (provider id, name): several of one name are flagged (each keeps its identity).
         self.names: dict[tuple[str, str], int] = {}
+        #: Agents per machine id they report: two identities on one machine are flagged (``domain/fleet.py``).
+        self.machines: dict[str, int] = {}
         #: Per-label figures of containers of tests not ended (``domain/labels.py``), by container id;
         #: the containers with labels not stored yet, and when live ones were last stored.
         self.labels: dict[str, LabelBook] = {}

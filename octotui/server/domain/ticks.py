@@ -9,7 +9,19 @@ import contextlib
 import logging
 import time
 
-from octotui.server.domain import agents, clock, commands, jtl, lifecycle, operators, persistence, series
+from octotui.server.domain import (
+    agents,
+    clock,
+    commands,
+    criteria,
+    jtl,
+    lifecycle,
+    operators,
+    persistence,
+    saturation,
+    series,
+    stopping,
+)
 from octotui.server.domain.state import ServerState
 
 log = logging.getLogger("octotui.server")
@@ -46,6 +58,7 @@ def tick(s: ServerState) -> None:
     if now - s.last_point >= POINT_EVERY:
         s.last_point = now
         _sample_tests(s, now)
+        saturation.sweep(s)
 
 
 def _sample_tests(s: ServerState, now: float) -> None:
@@ -59,6 +72,10 @@ def _sample_tests(s: ServerState, now: float) -> None:
             continue
         if t.state == "stopping":
             lifecycle.update_test(s, t)  # its reason names the stops not confirmed in time
+        held = t.criteria and t.state == "running" and not t.stop_requested
+        if held and (broken := criteria.watch(s, t, now)) is not None:
+            stopping.stop_test(s, t, f"{lifecycle.CRITERION_STOP} {broken.expr!r} ({broken.detail})")
+            continue
         if t.state != "pending" and any(c.figures is not None for c in cs):
             series.sample(s, t, cs, now)
 

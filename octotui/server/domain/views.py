@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from octotui.protocol import Agent, Changes, ContainerRecord, Provider, Test, TestFile
-from octotui.server.domain import agents, clock, providers
+from octotui.server.domain import agents, clock, fleet, providers
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.records import AgentRec, ContainerRec, ProviderRec, TestRec
@@ -50,6 +50,10 @@ def agent_out(s: ServerState, a: AgentRec) -> Agent:
         containers=len(s.live.get(a.id, ())),
         duplicate_name=s.names.get((a.provider_id, a.name), 0) > 1,
         retiring=a.retiring,
+        drained=a.drained,
+        outdated=fleet.outdated(a),
+        duplicate_machine=fleet.duplicate_machine(s, a),
+        saturated=a.saturated,
     )
 
 
@@ -99,6 +103,9 @@ def test_out(s: ServerState, t: TestRec, with_containers: bool = True) -> Test:
         # agent that ran its last containers (``agents.delete``).
         stopped=t.stop_requested and t.state in TEST_TERMINAL,
         files=[TestFile(id=u.file_id, split=u.split, header=u.header) for u in t.files],
+        criteria=[c.model_copy() for c in t.criteria],
+        verdict=t.verdict,
+        warnings=list(t.warnings),
     )
 
 
