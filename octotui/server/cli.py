@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -140,8 +141,51 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
+    return sock
+
+
+#: The URL of the last run, kept after it stopped (``server.url`` is deleted then: it says that a
+#: server runs): ``--port 0`` takes that port again when it is free, so that agents and dashboards,
+#: which retry the address they were given, find a restarted server (issue 15, part 6).
+LAST_URL = "server.last-url"
+
+
+def _last_port(data_dir: Path) -> int | None:
+    """The port of the last run on ``data_dir``: ``server.url`` when a killed run left it, else
+    ``server.last-url``; None when neither says one."""
+    for name in ("server.url", LAST_URL):
+        try:
+            port = urlsplit((data_dir / name).read_text().strip()).port
+        except (OSError, ValueError):
+            continue
+        if port:
+            return port
+    return None
+
+
+def _bind_port(settings: ServerSettings) -> socket.socket:
+    """The listening socket: ``settings.port``, or with port 0 the last run's port when it is free
+    (else a new one), saying which on the log."""
+    last = _last_port(settings.data_dir) if settings.port == 0 else None
+    if last is None:
+        return _bind(settings.host, settings.port)
+    try:
+        sock = _bind(settings.host, last)
+    except OSError as exc:
+        sock = _bind(settings.host, 0)
+        log.warning(
+            "port %d of the last run is taken (%s): listening on port %d instead; agents and dashboards "
+            "given the old address must be given the new one",
+            last, exc.strerror or exc, sock.getsockname()[1],
+        )  # fmt: skip
+        return sock
+    log.info("reusing port %d from the last run (--port 0)", last)
     return sock
 
 
@@ -153,8 +197,8 @@ def _url(scheme: str, host: str, port: int) -> str:
 async def serve(settings: ServerSettings, log_level: str = "info") -> None:
     """Run the server until SIGTERM/SIGINT; writes DATA_DIR/server.url once listening."""
     url_file = settings.data_dir / "server.url"
+    sock = _bind_port(settings)
     url_file.unlink(missing_ok=True)
-    sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     settings_port = settings if settings.port == port else _with_port(settings, port)
     app = create_app(settings_port)
@@ -177,9 +221,10 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
     # Listening before uvicorn starts: a client reading server.url at once is queued by the kernel
     # until the app is ready, never refused.
     sock.listen(config.backlog)
-    tmp = url_file.with_suffix(".tmp")
-    tmp.write_text(url + "\n")
-    os.replace(tmp, url_file)
+    for path in (url_file, settings.data_dir / LAST_URL):  # LAST_URL outlives this run: --port 0 reuses it
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(url + "\n")
+        os.replace(tmp, path)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     collector = Collector()
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event for it
