@@ -359,6 +359,16 @@ class Client:
             params["before"] = before
         return self._parse_list(await self._request("GET", "/audit", params=params), AuditEntry)
 
+    # --- fleet ---------------------------------------------------------------------------------
+
+    async def drain(self, agent_id: str) -> Agent:
+        """Take an agent out of service: no new containers there, its running ones finish."""
+        return self._parse(await self._request("POST", f"/agents/{quote(agent_id, safe='')}/drain"), Agent)
+
+    async def undrain(self, agent_id: str) -> Agent:
+        """Put a drained agent back in service."""
+        return self._parse(await self._request("POST", f"/agents/{quote(agent_id, safe='')}/undrain"), Agent)
+
 
 @dataclass
 class Applied:

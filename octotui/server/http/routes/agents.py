@@ -1,4 +1,4 @@
-"""Agent routes on the operator side: list, read, delete, host metrics."""
+"""Agent routes on the operator side: list, read, delete, drain and undrain, host metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from octotui.protocol import (
     Agent,
     AgentMetrics,
 )
+from octotui.server.domain import fleet
 from octotui.server.http.deps import Ctl, Reader, Writer, audit_change
 from octotui.server.http.responses import ListingResponse
 
@@ -42,6 +43,27 @@ async def delete_agent(
     done = await ctl.delete_agent(agent_id, force=force)
     await audit_change(request, who, "agent.delete", agent_id, f"name={name}" + (" force=true" if force else ""))
     return Response(status_code=204 if done else 202)
+
+
+async def _drain(agent_id: str, ctl: Ctl, who: Writer, request: Request, drained: bool) -> Agent:
+    a, changed = await fleet.drain(ctl, agent_id, drained)
+    action = "agent.drain" if drained else "agent.undrain"
+    await audit_change(request, who, action, agent_id, f"name={a.name}" + ("" if changed else " (already so)"))
+    return ctl.agent_out(a)
+
+
+@router.post("/agents/{agent_id}/drain", response_model=Agent, tags=["agents"], responses={404: {}})
+async def drain_agent(agent_id: str, ctl: Ctl, who: Writer, request: Request) -> Agent:
+    """Take an agent out of service: no new containers are placed on it (placement and dry runs
+    skip it and say so), the ones it runs finish. Kept over restarts until ``/undrain``; asked
+    again, nothing changes. The agent as it is now."""
+    return await _drain(agent_id, ctl, who, request, True)
+
+
+@router.post("/agents/{agent_id}/undrain", response_model=Agent, tags=["agents"], responses={404: {}})
+async def undrain_agent(agent_id: str, ctl: Ctl, who: Writer, request: Request) -> Agent:
+    """Put a drained agent back in service (asked again, or of an agent not drained: nothing changes)."""
+    return await _drain(agent_id, ctl, who, request, False)
 
 
 @router.get("/agents/{agent_id}/metrics", response_model=AgentMetrics, tags=["agents"])
