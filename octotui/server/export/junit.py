@@ -7,8 +7,11 @@
   test's duration (started to ended, or to now while it runs).
 - A label **fails** when any of its samples failed (``errors > 0``): the ``<failure>`` message says how
   many, the percentage and the most frequent error (code and message); its text lists every error
-  counted for the label. Pass/fail criteria (thresholds on response times or error rates) are
-  issue 15's: the rule used is named in the suite's properties (``octotui.rule``).
+  counted for the label. The rule used is named in the suite's properties (``octotui.rule``).
+- Each pass/fail criterion of the test (``p95<500ms``) is one more ``<testcase>`` (``classname``
+  the test's name and ``.criteria``, ``name`` the expression): failed, its ``<failure>`` message is
+  the server's detail (``p95 612 ms, over 500 ms by 112 ms (22 %)``); not decided yet (the test
+  runs), ``<skipped>``. The suite's ``octotui.criteria_verdict`` is the test's verdict.
 - A test that has not ended exports its figures of now, marked ``octotui.live=true``.
 """
 
@@ -21,8 +24,8 @@ from datetime import datetime
 from octotui.protocol import ErrorFigures, LabelFigures
 from octotui.server.export.data import ExportData
 
-#: The only rule until issue 15's criteria: a label with a failed sample fails.
-RULE = "a label fails when any of its samples failed (errors > 0); no response-time criteria yet"
+#: The labels' rule; the test's own pass/fail criteria are test cases of their own.
+RULE = "a label fails when any of its samples failed (errors > 0); each pass/fail criterion is a test case"
 
 # Characters XML 1.0 cannot carry at all (the contract scrubs them already: belt and braces).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -65,9 +68,16 @@ def render(data: ExportData) -> bytes:
     by_label: dict[str, list[ErrorFigures]] = {}
     for e in data.errors:  # most frequent first already
         by_label.setdefault(e.label, []).append(e)
-    failures = sum(1 for f in data.labels if f.errors > 0)
+    criteria = t.criteria
+    failures = sum(1 for f in data.labels if f.errors > 0) + sum(1 for c in criteria if c.passed is False)
+    skipped = sum(1 for c in criteria if c.passed is None)
     duration = f"{_duration(data):.3f}"
-    counts = {"tests": str(len(data.labels)), "failures": str(failures), "errors": "0", "skipped": "0"}
+    counts = {
+        "tests": str(len(data.labels) + len(criteria)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+    }
     root = ET.Element("testsuites", {"name": _text(f"octotui {t.name}"), "time": duration, **counts})
     stamp = (t.started_at or t.created_at).replace(microsecond=0, tzinfo=None).isoformat()
     attrs = {"name": _text(t.name), "id": t.id, "hostname": "octotui", "timestamp": stamp, "time": duration}
@@ -83,6 +93,8 @@ def render(data: ExportData) -> bytes:
             *([("octotui.live_note", "live: the test is still running; figures as of generated_at")] * data.live),
             ("octotui.reason", t.reason or ""),
             ("octotui.rule", RULE),
+            ("octotui.criteria_verdict", t.verdict or ""),
+            *((f"octotui.warning.{i}", w) for i, w in enumerate(t.warnings, 1)),
             ("octotui.provider", t.provider_name or t.provider),
             ("octotui.image", t.image),
             ("octotui.generated_at", datetime.fromtimestamp(data.generated_at).astimezone().isoformat()),
@@ -107,6 +119,15 @@ def render(data: ExportData) -> bytes:
             f"median={f.p50_ms:g}ms p90={f.p90_ms:g}ms p95={f.p95_ms:g}ms p99={f.p99_ms:g}ms "
             f"min={f.min_ms:g}ms max={f.max_ms:g}ms throughput={f.throughput:g}/s"
         )
+    for c in criteria:
+        case = ET.SubElement(suite, "testcase", classname=_text(f"{t.name}.criteria"), name=_text(c.expr), time="0.000")
+        if c.passed is False:
+            failure = ET.SubElement(case, "failure", message=_text(c.detail or "failed"), type="criterion")
+            failure.text = _text(c.detail or "failed")
+        elif c.passed is None:
+            ET.SubElement(case, "skipped", message="not decided yet: the test has not ended")
+        out = ET.SubElement(case, "system-out")
+        out.text = _text(c.detail)
     ET.indent(root)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body + b"\n"
