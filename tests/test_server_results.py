@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
+from octotui.protocol import rt_bucket, rt_bucket_ms
 from octotui.server.domain import jtl as jtl_domain
+from octotui.server.domain import series as series_domain
 from octotui.server.domain.labels import WANTED_ASKS
 from octotui.server.timeline import LABEL_MAX_POINTS, GeneratorTimeline, LabelTimeline, Timeline
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
-from tests.support.labelkit import ONE, TWO, Launched, by_hand, cumulative, samples, serving
+from tests.support.labelkit import ONE, TWO, Launched, Sample, by_hand, cumulative, samples, serving
 from tests.support.processes import ServerProcess
 from tests.support.rawhttp import Side, as_kind, exchange, request
 from tests.support.rawhttp import beat as fast_beat
@@ -346,6 +348,110 @@ async def test_the_series_of_an_ended_and_a_running_test_after_a_restart(tmp_pat
         # The running one goes on where it was.
         env.ctl.series.add(running.id, 1_700_009_000.0, 1.0, 1.0, 1, 1)
         assert (await env.http.get(f"/tests/{running.id}/series")).json()["points"][-1]["ts"] == 1_700_009_000.0
+
+
+def interval_of(rows: list[Sample], label: str | None, dt: float) -> dict[str, Any]:
+    """What a point of the series must say for ``rows`` (one interval's samples, every container):
+    of ``label``, or of every label (None)."""
+    mine = [r for r in rows if label is None or r[0] == label]
+    if not mine:
+        return {"rate": 0.0, "error_rate": 0.0, "avg_ms": 0.0, "p95_ms": None, "received_bps": 0.0, "sent_bps": 0.0}
+    times = sorted(r[2] for r in mine)
+    p95 = rt_bucket_ms(rt_bucket(times[max(1, math.ceil(0.95 * len(times))) - 1]))
+    return {
+        "rate": len(mine) / dt, "error_rate": sum(1 for r in mine if not r[3]) / dt,
+        "avg_ms": sum(times) / len(times), "p95_ms": p95,
+        "received_bps": sum(r[6] for r in mine) / dt, "sent_bps": sum(r[7] for r in mine) / dt,
+    }  # fmt: skip
+
+
+def same(point: dict[str, Any], want: dict[str, Any]) -> None:
+    for key, value in want.items():
+        assert point[key] == (pytest.approx(value) if value is not None else None), (key, point, want)
+
+
+async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and_a_restart(tmp_path: Path) -> None:
+    """Two containers report cumulative labels; each point holds what happened since the previous
+    one, per label and for the whole test, exact over the containers (as computed from the samples)."""
+    async with serving(tmp_path / "d") as env:
+        t = await started(env)
+        rec = env.ctl.get_test(t.id)
+        halves = [(ONE[:9], TWO[:11]), (ONE, TWO)]
+        for step, (one, two) in enumerate(halves):
+            for i, (rows, cpu) in enumerate(((one, 30.0 + step), (two, 60.0 + step))):
+                agent_id, token = t.agents[i]
+                extra = dict(zip(("labels", "errors"), cumulative(rows), strict=True))
+                await env.beat(
+                    agent_id, token, cpu=cpu, mem=40.0 + i, containers=[report(t.commands[i], "running", **extra)]
+                )
+            series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), 1000.0 + 2 * step)
+        first = ONE[:9] + TWO[:11]
+        second = [r for r in ONE + TWO if r not in first]
+        got = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
+        names = sorted({r[0] for r in ONE + TWO})
+        assert [x["label"] for x in got["labels"]] == names
+        for x in got["labels"]:  # a label's points start with its first samples
+            if any(r[0] == x["label"] for r in first):
+                assert [p["ts"] for p in x["points"]] == [1000.0, 1002.0]
+                same(x["points"][0], interval_of(first, x["label"], 1.0))  # the first point: over 1 s
+            else:
+                assert [p["ts"] for p in x["points"]] == [1002.0]
+            same(x["points"][-1], interval_of(second, x["label"], 2.0))
+        # The test's own points: 95th and bytes/s over every label of the interval.
+        for point, rows, dt in zip(got["points"], (first, second), (1.0, 2.0), strict=True):
+            want = interval_of(rows, None, dt)
+            same(point, {k: want[k] for k in ("p95_ms", "received_bps", "sent_bps")})
+        # Each generator's CPU and memory at each point (its last host sample then).
+        gens = {
+            g["agent_name"]: [(p["cpu_percent"], p["memory_percent"]) for p in g["points"]] for g in got["generators"]
+        }
+        assert gens == {"gen-1": [(30.0, 40.0), (31.0, 40.0)], "gen-2": [(60.0, 41.0), (61.0, 41.0)]}
+        # One label alone; an unknown one has none; without asking, none.
+        one = (await env.http.get(f"/tests/{t.id}/series", params={"label": "login"})).json()
+        assert [x["label"] for x in one["labels"]] == ["login"] and one["labels"][0] == got["labels"][
+            names.index("login")
+        ]
+        assert (await env.http.get(f"/tests/{t.id}/series", params={"label": "nope"})).json()["labels"] == []
+        plain = (await env.http.get(f"/tests/{t.id}/series")).json()
+        assert plain["labels"] == [] and plain["generators"] == [] and plain["points"] == got["points"]
+        for bad in ({"labels": "maybe"}, {"generators": "2x"}, {"label": ""}):
+            r = await env.http.get(f"/tests/{t.id}/series", params=bad)
+            assert r.status_code == 422, (bad, r.text)
+        assert (await env.http.get("/tests/nope/series", params={"labels": "true"})).status_code == 404
+        # Ended and stored: read from the store, the same.
+        await t.beat(0, "finished", ONE, exit_code=0)
+        await t.beat(1, "finished", TWO, exit_code=0)
+        await env.ctl.flush()
+        assert t.id not in env.ctl.timelines and len(stored(env, "label_series", "WHERE test_id = ?", t.id)) == 4
+        again = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
+        assert again == got
+    async with serving(tmp_path / "d") as env:
+        after = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
+        assert after == got
+
+
+async def test_a_running_test_goes_on_after_a_restart_without_counting_the_past_again(tmp_path: Path) -> None:
+    async with serving(tmp_path / "d", labels_save_interval=0.0) as env:
+        t = await started(env)
+        rec = env.ctl.get_test(t.id)
+        await t.beat(0, "running", ONE[:9])
+        series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), 1000.0)
+        await env.ctl.flush()
+        before = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true"})).json()["labels"]
+    async with serving(tmp_path / "d", labels_save_interval=0.0) as env:
+        rec = env.ctl.get_test(t.id)
+        series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), 1001.0)  # notes the figures taken back
+        t.env = env
+        await t.beat(0, "running", ONE)
+        series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), 1003.0)
+        await env.ctl.flush()  # the stored timelines are taken back, what came since after them
+        after = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true"})).json()["labels"]
+        assert [x["label"] for x in before] == ["home"]
+        assert [x["label"] for x in after] == sorted({r[0] for r in ONE})
+        for x in after:  # home goes on from its stored point; the others start now
+            kept = before[0]["points"] if x["label"] == "home" else []
+            assert x["points"][:-1] == kept and x["points"][-1]["ts"] == 1003.0
+            same(x["points"][-1], interval_of(ONE[9:], x["label"], 2.0))
 
 
 def test_a_killed_server_keeps_the_series_it_had_stored(tmp_path: Path) -> None:
