@@ -169,3 +169,26 @@ class MonitorReport(Model):
     #: The source named more metrics than kept (the limit, or the ``metrics`` chosen).
     dropped_metrics: int = 0
     version: ReportLine | None = None  # what the target says it runs, when it says
+
+
+# --- kept with a test --------------------------------------------------------------------------
+
+
+class MonitorSeries(Model):
+    """One metric of one monitor during a test: ``(ts, value)`` points, oldest first (a long test's
+    older points are means of neighbours, so the whole test fits a bounded count)."""
+
+    monitor: str  # monitor id
+    monitor_name: str = ""
+    metric: str
+    points: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class TestMonitors(Model):
+    """Answer of ``GET /tests/{id}/monitors``: the monitors a test names, their series, its alarms."""
+
+    test_id: str
+    monitors: list[str] = Field(default_factory=list)  # monitor ids
+    stop_on_critical: bool = False
+    series: list[MonitorSeries] = Field(default_factory=list)
+    alarms: list[Alarm] = Field(default_factory=list)

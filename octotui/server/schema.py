@@ -130,20 +130,28 @@ def _v7(db: sqlite3.Connection) -> None:
 
 def _v8(db: sqlite3.Connection) -> None:
     """Monitors of the servers under test: their settings (credentials encrypted with the key file
-    beside the database, never in it), their alarms, and their samples kept with tests."""
+    beside the database, never in it), their alarms (with the threshold and monitor name they were
+    raised under, kept after the monitor is gone), their samples kept with tests, and which monitors
+    each test names (and whether a critical alarm stops it)."""
     db.execute(
         "CREATE TABLE monitors (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,"
         " kind TEXT NOT NULL, spec TEXT NOT NULL, credentials BLOB, created_at REAL NOT NULL,"
         " updated_at REAL NOT NULL)"
     )
     db.execute(
-        "CREATE TABLE alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
-        " severity TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, value REAL, test_id TEXT)"
+        "CREATE TABLE alarms (id INTEGER PRIMARY KEY, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
+        " severity TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, value REAL, test_id TEXT,"
+        " monitor_name TEXT NOT NULL, threshold TEXT NOT NULL)"
     )
     db.execute("CREATE INDEX alarms_monitor ON alarms(monitor_id)")
+    db.execute("CREATE INDEX alarms_test ON alarms(test_id)")
     db.execute(
         "CREATE TABLE monitor_series (test_id TEXT NOT NULL, monitor_id TEXT NOT NULL, metric TEXT NOT NULL,"
         " width REAL NOT NULL, points BLOB NOT NULL, PRIMARY KEY (test_id, monitor_id, metric))"
+    )
+    db.execute(
+        "CREATE TABLE test_monitors (test_id TEXT PRIMARY KEY, monitors TEXT NOT NULL,"
+        " stop_on_critical INTEGER NOT NULL)"
     )
 
 

@@ -7,7 +7,7 @@ import hashlib
 import logging
 
 from octotui.protocol import LaunchSpec, Placement, PlacementItem, Test, TestCreate
-from octotui.server.domain import agents, clock, commands, criteria, files, lifecycle, providers, views
+from octotui.server.domain import agents, clock, commands, criteria, files, lifecycle, monitors, providers, views
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import Conflict, Invalid, TooLarge
 from octotui.server.jmx import PlanError, validate_plan
@@ -84,6 +84,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
     _check_plan(s, spec.plan)
     judged = criteria.parse_all(spec.criteria)  # 422 naming the criterion and position: nothing made
     chosen = files.check(s, spec)
+    named = monitors.check_test(s, spec.monitors, spec.stop_on_critical)
     p, spread, placement = _place(s, spec)
     if spec.dry_run:
         return placement
@@ -118,6 +119,7 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
         s.commands.push(cmd)
     if launch_key is not None:
         s.launch_keys.done(*launch_key, t.id)
+    await monitors.attach(s, t.id, named, spec.stop_on_critical)  # the monitors it names start
     log.info("test %s (%s): %d container(s) queued on %d agent(s)", t.name, t.id, len(containers), len(spread))
     return views.test_out(s, t)
 

@@ -29,6 +29,9 @@ RESERVED: frozenset[ContainerState] = frozenset({"pending", "pulling", "starting
 #: Containers that ended (the contract's), and tests that ended.
 TERMINAL = TERMINAL_CONTAINER_STATES
 TEST_TERMINAL = TERMINAL_TEST_STATES
+#: Who stopped a test stopped by a critical alarm of a monitor it names (``domain/alarms.py``): such
+#: a test ends ``failed``, its reason naming the alarm.
+CRITICAL_STOP = "a critical alarm"
 #: Who stopped a test whose held criterion broke (``domain/criteria.py``): it ends ``failed``.
 CRITERION_STOP = "the criterion"
 #: Joins a test's reason and the stops its agents have not confirmed in time.
@@ -204,6 +207,8 @@ def _end_test(s: ServerState, t: TestRec, cs: list[ContainerRec]) -> None:
     stopped = base if t.stop_requested and base and base.startswith("stopped by") else None
     if stopped and stopped.startswith(f"stopped by {CRITERION_STOP}"):
         t.state = "failed"  # a held criterion broke: its reason names it and the figures
+    if stopped and stopped.startswith(f"stopped by {CRITICAL_STOP}"):
+        t.state = "failed"
     if bad:
         first = bad[0]
         t.reason = f"{len(bad)} of {len(cs)} containers {'did not finish' if t.state == 'finished' else 'failed'}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from octotui.protocol import ContainerReport, Heartbeat, HeartbeatResponse
-from octotui.server.domain import clock, labels, lifecycle
+from octotui.server.domain import clock, labels, lifecycle, monitors
 from octotui.server.domain.state import ServerState
 from octotui.server.records import AgentRec, ContainerRec
 
@@ -41,6 +41,10 @@ def heartbeat(s: ServerState, agent_id: str, hb: Heartbeat) -> HeartbeatResponse
         if (t := s.tests.get(test_id)) is not None:
             lifecycle.update_test(s, t)
     wanted = labels.wanted(s, agent_id, hb)
+    # The monitors it reports, and its assignment only when its revision differs.
+    assigned = monitors.heartbeat(s, agent_id, hb.monitors, hb.monitor_revision)
+    if assigned is not None:
+        return HeartbeatResponse(stop=stop, labels_wanted=wanted, monitors=assigned[0], monitor_revision=assigned[1])
     if wanted:
         return HeartbeatResponse(stop=stop, labels_wanted=wanted)
     return HeartbeatResponse(stop=stop)

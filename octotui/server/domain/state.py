@@ -11,6 +11,7 @@ from octotui.server.auth import TokenIndex
 from octotui.server.errors import NotFound
 from octotui.server.hub import CommandHub, HostWindows
 from octotui.server.labelbook import LabelBook
+from octotui.server.monitorbook import MonitorBook
 from octotui.server.records import (
     AgentRec,
     ChangeLog,
@@ -21,6 +22,7 @@ from octotui.server.records import (
     ProviderRec,
     TestRec,
 )
+from octotui.server.secrets import KEY_FILE, Vault
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 from octotui.server.timelines import ResultTimelines, TestTimelines
@@ -93,6 +95,10 @@ class ServerState:
         self.files: dict[str, FileRec] = {}
         #: Launches one at a time: a launch's store write must not let another place on stale state.
         self.launching = asyncio.Lock()
+        #: Monitors of the servers under test, their alarms and series (``domain/monitors.py``), and
+        #: the key their credentials are encrypted with (a file beside the database, never in it).
+        self.monitors = MonitorBook()
+        self.vault = Vault(settings.data_dir / KEY_FILE)
 
     def get_provider(self, provider_id: str) -> ProviderRec:
         p = self.providers.get(provider_id)

@@ -11,11 +11,13 @@ import time
 
 from octotui.server.domain import (
     agents,
+    alarms,
     clock,
     commands,
     criteria,
     jtl,
     lifecycle,
+    monitors,
     operators,
     persistence,
     saturation,
@@ -59,6 +61,7 @@ def tick(s: ServerState) -> None:
         s.last_point = now
         _sample_tests(s, now)
         saturation.sweep(s)
+    monitors.refresh(s)  # tests naming monitors started or ended: their agents' assignments follow
 
 
 def _sample_tests(s: ServerState, now: float) -> None:
@@ -89,6 +92,7 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
         try:
             tick(s)
             await persistence.flush(s)
+            await alarms.save(s)
             await agents.retire(s)
             await operators.sync(s)
             if time.monotonic() - last_seen_saved >= LAST_SEEN_EVERY:

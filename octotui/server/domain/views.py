@@ -106,6 +106,8 @@ def test_out(s: ServerState, t: TestRec, with_containers: bool = True) -> Test:
         criteria=[c.model_copy() for c in t.criteria],
         verdict=t.verdict,
         warnings=list(t.warnings),
+        monitors=(named := s.monitors.of_test.get(t.id, ([], False)))[0],
+        stop_on_critical=named[1],
     )
 
 

@@ -11,6 +11,8 @@ from fastapi import APIRouter, FastAPI
 
 from octotui.protocol import API_PREFIX, VERSION
 from octotui.server.controller import Controller
+from octotui.server.domain.alarms import save as save_alarms
+from octotui.server.domain.monitors import load as load_monitors
 from octotui.server.http import errors
 from octotui.server.http.fastpath import AgentFastPath
 from octotui.server.http.gate import GateMiddleware
@@ -21,6 +23,7 @@ from octotui.server.http.routes import (
     exports,
     files,
     jtl,
+    monitors,
     providers,
     server,
     tests,
@@ -35,7 +38,7 @@ def _routes() -> APIRouter:
     root = APIRouter(prefix=API_PREFIX)
     root.include_router(server.public_router)
     api = APIRouter(responses=errors.ERRORS)
-    for module in (server, providers, agents, agent_protocol, tests, exports, jtl, files, tokens, audit):
+    for module in (server, providers, agents, agent_protocol, tests, exports, jtl, files, tokens, audit, monitors):
         api.include_router(module.router)
     root.include_router(api)
     return root
@@ -52,6 +55,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         controller.load(await store.open())
+        await load_monitors(controller)
         stop = asyncio.Event()
         task = asyncio.create_task(controller.run_background(stop), name="octotui-background")
         try:
@@ -61,6 +65,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
             controller.commands.close()
             await task
             await controller.flush(all_labels=True)
+            await save_alarms(controller, everything=True)
             await controller.save_last_seen()
             await store.close()
 

@@ -1,0 +1,492 @@
+"""Monitors of the servers under test: created, changed and deleted by operators (checked first, so a
+refusal changes nothing), shown without their credentials, assigned to the agent that runs them
+(with their credentials, decrypted only then), and fed by that agent's heartbeats.
+
+The server never reaches a monitor's target: only its agent does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from typing import Any
+from urllib.parse import urlsplit
+
+from octotui.protocol import TERMINAL_TEST_STATES
+from octotui.protocol.monitors import (
+    MAX_MONITORS_PER_AGENT,
+    Monitor,
+    MonitorAssignment,
+    MonitorCreate,
+    MonitorCredentials,
+    MonitorMetrics,
+    MonitorReport,
+    MonitorSample,
+    MonitorUpdate,
+    Threshold,
+)
+from octotui.server.domain import alarms, clock
+from octotui.server.domain.state import ServerState, new_id
+from octotui.server.domain.views import dt
+from octotui.server.errors import Conflict, Invalid, NotFound
+from octotui.server.monitorbook import AlarmRec, MetricLine, MonitorRec
+from octotui.server.secrets import SecretUnavailable
+from octotui.server.store_monitors import MonitorRow
+
+log = logging.getLogger("octotui.server")
+
+URL_KINDS = ("prometheus", "http", "nginx", "apache")
+#: ``host[:port]`` (a bracketed IPv6 address too), then for postgresql an optional ``/database``.
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(?::([0-9]{1,5}))?")
+_DATABASE = re.compile(r"[A-Za-z0-9_$.-]{1,63}")
+_NOT_NULL = ("name", "agent", "target", "interval", "metrics", "thresholds", "mode", "insecure")
+
+
+# --- checks (every one before anything changes) -----------------------------------------------
+
+
+def _check_host_port(kind: str, target: str, database: bool) -> None:
+    rest = target
+    if database and "/" in target:
+        rest, db = target.split("/", 1)
+        if not _DATABASE.fullmatch(db):
+            raise Invalid(f"a {kind} monitor's database name after '/' is letters, digits, '_', '$', '.' or '-'")
+    m = _HOST_PORT.fullmatch(rest)
+    shape = "host:port[/database]" if database else "host[:port]"
+    if m is None:
+        raise Invalid(f"a {kind} monitor's target is {shape} (e.g. 127.0.0.1:5432), not a URL or other text")
+    if m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535:
+        raise Invalid(f"a {kind} monitor's target port must be 1-65535")
+
+
+def _check_target(kind: str, target: str) -> None:
+    if kind in URL_KINDS:
+        u = urlsplit(target)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise Invalid(f"a {kind} monitor's target is an http:// or https:// URL with a host")
+        if u.username is not None or u.password is not None:
+            raise Invalid("put the user and password in credentials, not in the target URL (it is not encrypted)")
+        try:
+            u.port  # noqa: B018 (raises on a bad port)
+        except ValueError:
+            raise Invalid(f"a {kind} monitor's target URL has an invalid port") from None
+    else:
+        _check_host_port(kind, target, database=kind == "postgresql")
+
+
+def _check_credentials(kind: str, fields: set[str]) -> None:
+    """``fields``: the credentials' fields that are set (none: no credentials)."""
+    if "passphrase" in fields and "private_key" not in fields:
+        raise Invalid("credentials: a passphrase goes with a private_key")
+    if kind == "linux-ssh":
+        if "username" not in fields or not fields & {"password", "private_key"}:
+            raise Invalid("a linux-ssh monitor needs credentials: username and password or private_key")
+    elif kind == "postgresql":
+        if "username" not in fields:
+            raise Invalid("a postgresql monitor needs credentials with at least a username (a role that can read)")
+        if "private_key" in fields:
+            raise Invalid("a postgresql monitor takes a username and a password, not a private_key")
+    elif fields:
+        if "private_key" in fields:
+            raise Invalid(f"a {kind} monitor takes a username and a password (HTTP basic auth), not a private_key")
+        if fields != {"username", "password"}:
+            raise Invalid(f"a {kind} monitor's credentials are a username and a password together")
+
+
+def _check_thresholds(thresholds: list[Threshold], metrics: list[str]) -> None:
+    seen: set[tuple[str, str]] = set()
+    kept = {m.split("{", 1)[0] for m in metrics}
+    for i, th in enumerate(thresholds):
+        where = f"thresholds[{i}] ({th.metric})"
+        if th.above is None and th.below is None:
+            raise Invalid(f"{where}: give above, below or both (a range)")
+        if th.above is not None and th.below is not None and th.above < th.below:
+            raise Invalid(f"{where}: above ({th.above:g}) is less than below ({th.below:g}): nothing is in bounds")
+        if (th.metric, th.severity) in seen:
+            raise Invalid(f"{where}: a second {th.severity} threshold on the same metric")
+        seen.add((th.metric, th.severity))
+        if metrics and th.metric.split("{", 1)[0] not in kept:
+            raise Invalid(f"{where}: the metric is not among the metrics kept")
+
+
+def _check(s: ServerState, spec: dict[str, Any], kind: str, agent_id: str, cred_fields: set[str]) -> None:
+    if agent_id not in s.agents:
+        raise Invalid(f"no agent with id {agent_id!r}: a monitor runs on an agent registered here")
+    _check_target(kind, spec["target"])
+    timeout = spec.get("timeout")
+    if timeout is not None and timeout > spec["interval"]:
+        raise Invalid(f"timeout ({timeout:g} s) is longer than interval ({spec['interval']:g} s)")
+    if spec.get("match") is not None:
+        if kind != "http":
+            raise Invalid("match (a regular expression the body must match) is for http monitors only")
+        try:
+            re.compile(spec["match"])
+        except re.error as exc:
+            raise Invalid(f"match is not a valid regular expression: {exc}") from None
+    if spec.get("insecure") and kind not in URL_KINDS:
+        raise Invalid(f"insecure (skip the certificate check) is for monitors of a URL, not {kind}")
+    _check_credentials(kind, cred_fields)
+    _check_thresholds([Threshold.model_validate(t) for t in spec["thresholds"]], spec["metrics"])
+
+
+def _check_place(s: ServerState, name: str, agent_id: str, monitor_id: str | None) -> None:
+    other = s.monitors.by_name(name)
+    if other is not None and other.id != monitor_id:
+        raise Conflict(f"a monitor called {name!r} exists already ({other.id})")
+    count = sum(1 for m in s.monitors.of_agent(agent_id) if m.id != monitor_id)
+    if count >= MAX_MONITORS_PER_AGENT:
+        raise Conflict(f"agent {agent_id} runs {count} monitors, the most one agent may run")
+
+
+def _cred_values(c: MonitorCredentials | None) -> dict[str, Any]:
+    return {} if c is None else c.model_dump(exclude_none=True)
+
+
+# --- create, update, delete -------------------------------------------------------------------
+
+
+def _spec(body: MonitorCreate | dict[str, Any]) -> dict[str, Any]:
+    d = body if isinstance(body, dict) else body.model_dump(by_alias=True)
+    return {
+        "target": d["target"],
+        "interval": d["interval"],
+        "timeout": d.get("timeout"),
+        "metrics": list(d.get("metrics") or []),
+        "thresholds": [Threshold.model_validate(t).model_dump(by_alias=True) for t in d.get("thresholds") or []],
+        "mode": d.get("mode") or "always",
+        "match": d.get("match"),
+        "insecure": bool(d.get("insecure")),
+    }
+
+
+def _row(m: MonitorRec) -> MonitorRow:
+    return (m.id, m.name, m.agent_id, m.kind, json.dumps(m.spec), m.credentials, m.created_at, m.updated_at)
+
+
+async def _store(s: ServerState, m: MonitorRec) -> None:
+    try:
+        await s.store.save_monitor(_row(m))
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a monitor called {m.name!r} exists already") from None
+
+
+async def create(s: ServerState, body: MonitorCreate) -> MonitorRec:
+    spec = _spec(body)
+    values = _cred_values(body.credentials)
+    _check(s, spec, body.kind, body.agent, set(values))
+    _check_place(s, body.name, body.agent, None)
+    now = clock.now()
+    monitor_id = new_id("m")
+    spec["credentials_set"] = sorted(values)
+    blob = s.vault.encrypt(monitor_id, values) if values else None
+    m = MonitorRec(monitor_id, body.name, body.agent, body.kind, spec, blob, now, now)
+    m.rules = [Threshold.model_validate(t) for t in spec["thresholds"]]
+    await _store(s, m)
+    s.monitors.by_id[m.id] = m
+    refresh(s, force=True)
+    log.info("monitor %s (%s, %s) created on agent %s", m.name, m.id, m.kind, m.agent_id)
+    return m
+
+
+async def update(s: ServerState, monitor_id: str, body: MonitorUpdate) -> tuple[MonitorRec, list[str]]:
+    """Change what ``body`` names; the monitor and the names of the fields changed."""
+    m = get(s, monitor_id)
+    given = body.model_fields_set
+    for name in _NOT_NULL:
+        if name in given and getattr(body, name) is None:
+            raise Invalid(f"{name} cannot be null (leave it out to keep it)")
+    changes = body.model_dump(by_alias=True, include=given - {"credentials"})
+    spec = _spec({**m.spec, **{k: v for k, v in changes.items() if k not in ("name", "agent")}})
+    name = body.name if body.name is not None else m.name
+    agent_id = body.agent if body.agent is not None else m.agent_id
+    if "credentials" in given:
+        values: dict[str, Any] | None = _cred_values(body.credentials)
+        if body.credentials is not None and not values:
+            raise Invalid("credentials: give at least one field (null removes them)")
+        fields = set(values or ())
+    else:
+        values, fields = None, set(m.spec.get("credentials_set", []))
+    _check(s, spec, m.kind, agent_id, fields)
+    _check_place(s, name, agent_id, m.id)
+    spec["credentials_set"] = sorted(fields)
+    blob = m.credentials if values is None else (s.vault.encrypt(m.id, values) if values else None)
+    changed = sorted(k for k in given if k == "credentials" or changes.get(k) != _shown(m, k))
+    before = (m.name, m.agent_id, m.spec, m.credentials, m.updated_at)
+    m.name, m.agent_id, m.spec, m.credentials, m.updated_at = name, agent_id, spec, blob, clock.now()
+    try:
+        await _store(s, m)
+    except BaseException:
+        m.name, m.agent_id, m.spec, m.credentials, m.updated_at = before
+        raise
+    m.rules = [Threshold.model_validate(t) for t in spec["thresholds"]]
+    m.secret_error = None
+    if "agent" in changed or "target" in changed or "metrics" in changed:
+        m.state, m.error, m.last_values = "pending", None, {}
+        m.window.clear()
+    alarms.rules_changed(s, m)
+    refresh(s, force=True)
+    log.info("monitor %s (%s) changed: %s", m.name, m.id, ", ".join(changed) or "nothing")
+    return m, changed
+
+
+def _shown(m: MonitorRec, key: str) -> Any:
+    if key == "name":
+        return m.name
+    if key == "agent":
+        return m.agent_id
+    return m.spec.get(key)
+
+
+async def delete(s: ServerState, monitor_id: str) -> MonitorRec:
+    """Delete a monitor (409 while a test not ended names it); its raised alarms end now."""
+    m = get(s, monitor_id)
+    if tests := s.monitors.live_tests.get(m.id):
+        raise Conflict(f"test {tests[0]} (not ended) names monitor {m.name!r}: stop it or wait for its end")
+    now = clock.now()
+    ended: list[AlarmRec] = list(s.monitors.active.get(m.id, {}).values())
+    for a in ended:
+        a.ended_at = now
+    await s.store.delete_monitor(m.id, [alarms.row(a) for a in ended])
+    s.monitors.active.pop(m.id, None)
+    for a in ended:
+        s.monitors.unsaved_alarms.pop(a.id, None)
+    del s.monitors.by_id[m.id]
+    refresh(s, force=True)
+    log.info("monitor %s (%s) deleted", m.name, m.id)
+    return m
+
+
+def get(s: ServerState, monitor_id: str) -> MonitorRec:
+    m = s.monitors.by_id.get(monitor_id)
+    if m is None:
+        raise NotFound(f"no monitor with id {monitor_id!r}")
+    return m
+
+
+def find(s: ServerState, ref: str) -> MonitorRec:
+    """A monitor by id or name (a test names its monitors either way)."""
+    m = s.monitors.by_id.get(ref) or s.monitors.by_name(ref)
+    if m is None:
+        raise Invalid(f"no monitor with id or name {ref!r}")
+    return m
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def live_state(s: ServerState, m: MonitorRec) -> tuple[str, str | None]:
+    """(state, error) as shown: ``offline`` with its agent, ``idle`` without a test to run for."""
+    a = s.agents.get(m.agent_id)
+    if a is None:
+        return "offline", f"agent {m.agent_id} is gone"
+    if a.status == "offline":
+        return "offline", f"agent {a.name} is offline"
+    if m.secret_error is not None:
+        return "error", m.secret_error
+    if m.mode == "tests" and m.id not in s.monitors.live_tests:
+        return "idle", None
+    return m.state, m.error
+
+
+def out(s: ServerState, m: MonitorRec) -> Monitor:
+    """A monitor as the API shows it: never its credentials, only which fields are set."""
+    state, error = live_state(s, m)
+    spec = m.spec
+    a = s.agents.get(m.agent_id)
+    return Monitor(
+        id=m.id,
+        name=m.name,
+        agent=m.agent_id,
+        agent_name=a.name if a else "",
+        kind=m.kind,
+        target=spec["target"],
+        interval=spec["interval"],
+        timeout=spec.get("timeout"),
+        metrics=spec["metrics"],
+        thresholds=m.rules,
+        mode=spec["mode"],
+        match=spec.get("match"),
+        insecure=spec.get("insecure", False),
+        credentials_set=spec.get("credentials_set", []),
+        created_at=dt(m.created_at),
+        updated_at=dt(m.updated_at),
+        state=state,
+        error=error,
+        last_ts=m.last_ts,
+        last_values=m.last_values,
+        alarms=len(s.monitors.active.get(m.id, ())),
+    )
+
+
+def listed(s: ServerState, agent_id: str | None = None) -> list[Monitor]:
+    ms = sorted(s.monitors.by_id.values(), key=lambda m: (m.created_at, m.id))
+    return [out(s, m) for m in ms if agent_id is None or m.agent_id == agent_id]
+
+
+def metrics(s: ServerState, monitor_id: str, seconds: float | None) -> MonitorMetrics:
+    m = get(s, monitor_id)
+    edge = (m.last_ts or 0.0) - seconds if seconds is not None else float("-inf")
+    samples = [MonitorSample(ts=ts, values=v) for ts, v in m.window if ts >= edge]
+    return MonitorMetrics(monitor_id=m.id, samples=samples)
+
+
+# --- tests that name monitors ----------------------------------------------------------------
+
+
+def check_test(s: ServerState, refs: list[str], stop_on_critical: bool) -> list[str]:
+    """The ids of the monitors a launch names (422 for an unknown one, before anything is made)."""
+    ids: list[str] = []
+    for ref in refs:
+        m = find(s, ref)
+        if m.id in ids:
+            raise Invalid(f"monitor {ref!r} is named twice")
+        ids.append(m.id)
+    if stop_on_critical and not any(r.severity == "critical" for i in ids for r in s.monitors.by_id[i].rules):
+        raise Invalid("stop_on_critical needs a named monitor with a critical threshold")
+    return ids
+
+
+async def attach(s: ServerState, test_id: str, ids: list[str], stop_on_critical: bool) -> None:
+    """Record the monitors a new test names; those of mode ``tests`` start on their agents."""
+    if not ids:
+        return
+    await s.store.save_test_monitors(test_id, json.dumps(ids), stop_on_critical)
+    s.monitors.of_test[test_id] = (ids, stop_on_critical)
+    refresh(s, force=True)
+
+
+# --- assignments ---------------------------------------------------------------------------------
+
+
+def refresh(s: ServerState, force: bool = False) -> None:
+    """Recompute which tests run each monitor and each agent's assignment (and its revision).
+
+    Cheap when nothing changed: the set of live tests naming monitors is compared first.
+    """
+    book = s.monitors
+    live_ids = frozenset(
+        t for t in book.of_test if (rec := s.tests.get(t)) is not None and rec.state not in TERMINAL_TEST_STATES
+    )
+    if not force and book.live_key == live_ids:
+        return
+    book.live_key = live_ids
+    live: dict[str, list[str]] = {}
+    for test_id in sorted(live_ids, key=lambda i: s.tests[i].created_at):
+        for mid in book.of_test[test_id][0]:
+            live.setdefault(mid, []).append(test_id)
+    book.live_tests = live
+    has_key = s.vault.has_key
+    per_agent: dict[str, list[MonitorRec]] = {}
+    for m in book.by_id.values():
+        if m.credentials is not None and not has_key:
+            try:
+                s.vault.decrypt(m.id, m.credentials)  # says why, without a key to try
+            except SecretUnavailable as exc:
+                m.secret_error = str(exc)
+            continue
+        if m.mode == "tests" and m.id not in live:
+            continue
+        per_agent.setdefault(m.agent_id, []).append(m)
+    for agent_id in set(per_agent) | set(book.assigned):
+        ms = sorted(per_agent.get(agent_id, []), key=lambda m: m.id)
+        book.assigned[agent_id] = (_revision(ms), [m.id for m in ms])
+
+
+def _revision(ms: list[MonitorRec]) -> int:
+    """The same set of monitors (each as last changed) gives the same revision, after a restart too;
+    none gives 0. No credential goes into it: each change of them changes ``updated_at``."""
+    if not ms:
+        return 0
+    h = hashlib.sha256(json.dumps([(m.id, m.updated_at) for m in ms]).encode()).hexdigest()
+    return int(h[:13], 16) or 1  # fits a JSON number exactly
+
+
+def _assignment(s: ServerState, m: MonitorRec) -> MonitorAssignment | None:
+    creds = None
+    if m.credentials is not None:
+        try:
+            creds = MonitorCredentials.model_validate(s.vault.decrypt(m.id, m.credentials))
+        except SecretUnavailable as exc:
+            if m.secret_error != str(exc):
+                log.warning("monitor %s (%s) not sent to its agent: %s", m.name, m.id, exc)
+            m.secret_error = str(exc)
+            return None
+    spec = m.spec
+    return MonitorAssignment(
+        id=m.id,
+        kind=m.kind,
+        target=spec["target"],
+        interval=spec["interval"],
+        timeout=spec.get("timeout") or min(spec["interval"], 10.0),
+        metrics=spec["metrics"],
+        credentials=creds,
+        match=spec.get("match"),
+        insecure=spec.get("insecure", False),
+    )
+
+
+def heartbeat(
+    s: ServerState, agent_id: str, reports: list[MonitorReport], revision: int | None
+) -> tuple[list[MonitorAssignment], int] | None:
+    """Take a heartbeat's monitor reports; the agent's assignment when its ``revision`` differs."""
+    if reports:
+        _ingest(s, agent_id, reports)
+    current, ids = s.monitors.assigned.get(agent_id, (0, []))
+    if revision == current or (revision is None and current == 0):
+        return None
+    out = [a for i in ids if (m := s.monitors.by_id.get(i)) is not None and (a := _assignment(s, m)) is not None]
+    return out, current
+
+
+def _ingest(s: ServerState, agent_id: str, reports: list[MonitorReport]) -> None:
+    """Fold reports in: state, error, the window, thresholds and the series of tests naming them.
+    No store write here (alarms and series are written in batches by :func:`alarms.save`)."""
+    book = s.monitors
+    for r in reports:
+        m = book.by_id.get(r.id)
+        if m is None or m.agent_id != agent_id:
+            continue  # deleted or moved since the agent's assignment: it stops at the next answer
+        m.state = r.state
+        m.error = r.error if r.state == "error" else None
+        tests = book.live_tests.get(m.id)
+        for sample in r.samples:
+            m.add(sample.ts, sample.values)
+            if m.rules:
+                alarms.evaluate(s, m, sample.ts, sample.values)
+            if tests:
+                for test_id in tests:
+                    for metric, value in sample.values.items():
+                        key = (test_id, m.id, metric)
+                        line = book.series.get(key)
+                        if line is None:
+                            line = book.series[key] = MetricLine()
+                        line.add(sample.ts, value)
+                        book.series_unsaved.add(key)
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+
+async def load(s: ServerState) -> None:
+    """Take the monitors, raised alarms and live tests' series from the store (at start)."""
+    live = [t.id for t in s.tests.values() if t.state not in TERMINAL_TEST_STATES]
+    snap = await s.store.monitor_snapshot(live)
+    book = s.monitors
+    for mid, name, agent_id, kind, spec, blob, created, updated in snap.monitors:
+        m = MonitorRec(mid, name, agent_id, kind, json.loads(spec), blob, created, updated)
+        m.rules = [Threshold.model_validate(t) for t in m.spec.get("thresholds", [])]
+        book.by_id[m.id] = m
+    for row in snap.active_alarms:
+        a = alarms.from_row(row)
+        book.active.setdefault(a.monitor_id, {})[(a.metric, a.severity)] = a
+        if (owner := book.by_id.get(a.monitor_id)) is not None:
+            owner.crossed[(a.metric, a.severity)] = a.started_at
+    book.next_alarm = snap.next_alarm
+    for test_id, ids, stop in snap.test_monitors:
+        book.of_test[test_id] = (json.loads(ids), bool(stop))
+    for test_id, mid, metric, width, packed in snap.series:
+        book.series[(test_id, mid, metric)] = MetricLine.unpack(width, packed)
+    refresh(s, force=True)
