@@ -101,6 +101,7 @@ class Store(ResultRows, MonitorRows):
 
     def _open_postgres(self) -> Snapshot:
         assert self._pg is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # the data dir still holds files
         self._pg.connect()
         try:
             migrate(self.db)

@@ -1,6 +1,7 @@
 """The control server's real app in process (``httpx.ASGITransport`` + its lifespan), as fixtures:
 ``start_server`` starts one with settings overrides (several may run at once), ``env`` one with the
-defaults. Registered for every test module in ``tests/conftest.py``."""
+defaults, on SQLite or PostgreSQL (``store_kind``, see fixtures.py). Registered for every test
+module in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ Starter = Callable[..., Awaitable[Env]]
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[Starter]:
+async def start_server(tmp_path: Path, store_database: Callable[[Path], str | None]) -> AsyncIterator[Starter]:
     """Starts the real app (lifespan included) with settings overrides; several may run at once."""
     async with contextlib.AsyncExitStack() as stack:
         count = 0
@@ -76,6 +77,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Starter]:
                 "redeliver_after": 30.0, "flush_interval": 0.05, "samples_window": 50,
             }  # fmt: skip
             values.update(overrides)
+            values.setdefault("database", store_database(values["data_dir"]))  # tests/support/fixtures.py
             settings = ServerSettings(**values)
             app = create_app(settings)
             await stack.enter_async_context(app.router.lifespan_context(app))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,49 @@ def jmeter_image(docker_client: Any) -> str:
     except docker.errors.ImageNotFound:
         missing(f"image {JMETER_IMAGE} is missing: run `make jmeter-image`")
     return JMETER_IMAGE
+
+
+#: Modules whose in-process servers (``env``, ``start_server``) run on both stores, SQLite and
+#: PostgreSQL; the others on SQLite alone (the whole suite twice would double its time).
+#: OCTOTUI_TEST_STORE=postgres runs every such server on PostgreSQL (a manual full run).
+BOTH_STORES = frozenset({"test_api", "test_api_tests", "test_store_postgres"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    forced = os.environ.get("OCTOTUI_TEST_STORE")
+    if forced:
+        metafunc.parametrize("store_kind", [forced], indirect=True)
+    elif metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES:
+        metafunc.parametrize("store_kind", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres``: the store of this test's in-process servers."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_database(request: pytest.FixtureRequest, store_kind: str) -> Iterator[Callable[[Path], str | None]]:
+    """The ``database`` setting of a server on a data dir: None (SQLite in it) or the URL of a fresh
+    PostgreSQL database (the same one again for the same data dir: a restart finds its state)."""
+    if store_kind == "sqlite":
+        yield lambda data_dir: None
+        return
+    cluster = request.getfixturevalue("postgres")
+    made: dict[Path, str] = {}
+
+    def database(data_dir: Path) -> str:
+        if data_dir not in made:
+            made[data_dir] = cluster.create_database()
+        return str(cluster.dsn(made[data_dir]))
+
+    yield database
+    for name in made.values():
+        with contextlib.suppress(Exception):
+            cluster.drop_database(name)
 
 
 @pytest.fixture
