@@ -45,7 +45,9 @@ async def beat_monitors(
     env: Env, agent_id: str, token: str, revision: int | None = None, reports: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """One heartbeat holding ``revision`` of the assignments, with monitor ``reports``; the answer."""
+    """One heartbeat holding ``revision`` of the assignments, with monitor ``reports``; the answer.
+    Not a complete container list (unless ``complete=True``): containers of a test keep running."""
+    extra.setdefault("complete", False)
     return await env.beat(agent_id, token, monitor_revision=revision, monitors=reports or [], **extra)
 
 
