@@ -13,9 +13,12 @@ from octotui.tui.forms import (
     FileChoice,
     check_location,
     check_name,
+    criteria_problem,
     files_summary,
     parse_count,
     read_launch_form,
+    split_criteria,
+    split_monitors,
 )
 
 PLAN = Path(__file__).resolve().parents[1] / "examples" / "http-get.jmx"
@@ -178,3 +181,36 @@ def test_files_field_refuses_what_cannot_be_sent(tmp_path: Path, typed: str, pro
     (tmp_path / "sub" / "a.csv").write_text("b\n")
     form = read_launch_form(fields(files=typed.format(d=tmp_path)), "p", None)
     assert form.spec is None and form.problem == problem.format(d=tmp_path)
+
+
+# Criteria and monitors: several per field, and a refusal naming a criterion says which.
+
+
+def test_criteria_split_on_semicolons_and_lines() -> None:
+    assert split_criteria("p95<500ms; errors<1%\nhits/s>100;;\r\n ") == ["p95<500ms", "errors<1%", "hits/s>100"]
+    assert split_criteria("  ") == []
+    assert split_monitors("db server, web;cache\n") == ["db server", "web", "cache"]
+
+
+def test_criteria_refusal_names_the_criterion() -> None:
+    criteria = ["p95<500ms", "p95<<1"]
+    assert criteria_problem("criteria.1: unparsable at position 5", criteria) == (
+        "criteria.1: unparsable at position 5 ('p95<<1')"
+    )
+    assert criteria_problem("criteria[0] bad", criteria) == "criteria[0] bad ('p95<500ms')"
+    assert criteria_problem("criterion 'p95<<1': expected a number at 5", criteria) == (
+        "criterion 'p95<<1': expected a number at 5"
+    )
+    assert criteria_problem("criteria.7: out of range", criteria) == "criteria.7: out of range"
+    assert criteria_problem("image: no such image", criteria) is None
+
+
+def test_criteria_monitors_and_stop_reach_the_spec() -> None:
+    form = read_launch_form(
+        fields(criteria="p95<500ms; errors<1%", monitors="db, web", stop_on_critical="yes"), "p", None
+    )
+    assert form.spec is not None
+    assert form.spec.criteria == ["p95<500ms", "errors<1%"]
+    assert form.spec.monitors == ["db", "web"] and form.spec.stop_on_critical
+    too_many = read_launch_form(fields(criteria=";".join(["p95<1ms"] * 51)), "p", None)
+    assert too_many.spec is None and too_many.problem == "Criteria: at most 50, got 51"

@@ -19,6 +19,7 @@ from pydantic import StringConstraints, ValidationError
 
 from octotui.protocol import (
     FIELD_PROPERTIES,
+    MAX_CRITERIA,
     Location,
     Name,
     Placement,
@@ -167,7 +168,49 @@ def parse_properties(text: str) -> tuple[dict[str, str], str | None]:
 # --- the launch form --------------------------------------------------------------------------
 
 #: Fields whose values the next launch dialog of the session starts with.
-REMEMBERED = ("plan", "locations", "containers", "users", "duration", "rampup", "properties", "image", "files")
+REMEMBERED = (
+    "plan",
+    "locations",
+    "containers",
+    "users",
+    "duration",
+    "rampup",
+    "properties",
+    "image",
+    "files",
+    "criteria",
+    "monitors",
+    "stop_on_critical",
+)
+
+
+# --- criteria and monitors --------------------------------------------------------------------
+
+
+def split_criteria(text: str) -> list[str]:
+    """The criteria typed in the Criteria field: separated by ``;`` or one per line (a paste of
+    several lines), blanks dropped. The server parses each (a bad one: 422 naming its position)."""
+    return [c.strip() for c in re.split(r"[;\n\r]+", text) if c.strip()]
+
+
+def split_monitors(text: str) -> list[str]:
+    """The monitors typed in the Monitors field (names or ids), separated by commas (a name may
+    hold a space)."""
+    return [m.strip() for m in re.split(r"[,;\n]+", text) if m.strip()]
+
+
+def criteria_problem(message: str, criteria: list[str]) -> str | None:
+    """What a refusal of the server says about the criteria, on the Criteria field (None when it
+    is about something else): a list index (``criteria.1``, ``criteria[1]``, from 0) gets the
+    criterion's text added, so that it reads which one without counting."""
+    if "criteri" not in message.lower():
+        return None
+    found = re.search(r"criteria(?:\.|\[)(\d+)", message)
+    if found:
+        index = int(found.group(1))
+        if 0 <= index < len(criteria) and criteria[index] not in message:
+            return f"{message} ({criteria[index]!r})"
+    return message
 
 
 # --- the test's files -------------------------------------------------------------------------
@@ -290,6 +333,11 @@ def read_launch_form(
     files, problem = parse_files(fields.get("files", ""))
     if problem:
         return Form(None, problem)
+    criteria = split_criteria(fields.get("criteria", ""))
+    if len(criteria) > MAX_CRITERIA:
+        return Form(None, f"Criteria: at most {MAX_CRITERIA}, got {len(criteria)}")
+    monitors = split_monitors(fields.get("monitors", ""))
+    stop_on_critical = fields.get("stop_on_critical", "") == "yes"
     containers, users, duration, rampup = (counts[f][0] for f in ("containers", "users", "duration", "rampup"))
     try:
         spec = TestCreate(
@@ -304,6 +352,9 @@ def read_launch_form(
             rampup=rampup,
             properties=properties,
             files=list(server_plan.files) if server_plan and from_server else [],
+            criteria=criteria,
+            monitors=monitors,
+            stop_on_critical=stop_on_critical,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -313,6 +364,8 @@ def read_launch_form(
             None, f"{where.capitalize()}: {first['msg']}" if where else first["msg"][:1].upper() + first["msg"][1:]
         )
     warnings = []
+    if stop_on_critical and not monitors:
+        warnings.append("Stop on a critical alarm: no monitor named, so no alarm can stop it")
     if rampup is not None and duration is not None and rampup > duration:
         warnings.append(f"Ramp-up ({rampup} s) is longer than Duration ({duration} s): not every user starts")
     return Form(spec, None, tuple(warnings), files)
@@ -365,6 +418,9 @@ def rerun_spec(test: Test, plan: str) -> TestCreate:
         image=test.image or None,
         properties=properties,
         files=list(test.files),
+        criteria=[c.expr for c in test.criteria],
+        monitors=list(test.monitors),
+        stop_on_critical=test.stop_on_critical,
         **counts,  # type: ignore[arg-type]
     )
 
@@ -389,6 +445,11 @@ def rerun_question(test: Test) -> str:
         lines.append("properties " + (shown if len(shown) <= 120 else shown[:119] + "…"))
     if test.files:
         lines.append(plural(len(test.files), "file") + " as before")
+    if test.criteria:
+        lines.append("criteria " + "; ".join(c.expr for c in test.criteria))
+    if test.monitors:
+        stop = ", stopped on a critical alarm" if test.stop_on_critical else ""
+        lines.append(plural(len(test.monitors), "monitor") + stop)
     lines.append(f"plan: {server_plan_label(test.name)}")
     return "\n".join(lines)
 
@@ -407,5 +468,8 @@ def prefill_fields(test: Test) -> tuple[dict[str, str], str]:
         "rampup": str(counts.get("rampup", "")),
         "properties": " ".join(f"{k}={v}" for k, v in properties.items()),
         "image": test.image,
+        "criteria": "; ".join(c.expr for c in test.criteria),
+        "monitors": ", ".join(test.monitors),
+        "stop_on_critical": "yes" if test.stop_on_critical else "",
     }
     return fields, test.provider

@@ -8,16 +8,18 @@ What the fields accept, and how they become a ``TestCreate``, is :mod:`octotui.t
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import getters, on, work
+from textual import events, getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from octotui.client import ClientError, ServerUnreachable
 from octotui.protocol import TestCreate, TestFile
@@ -32,16 +34,81 @@ from octotui.tui.forms import (
     Form,
     ServerPlan,
     check_plan_path,
+    criteria_problem,
     files_summary,
     parse_count,
     placement_text,
     plan_label,
     read_launch_form,
     read_plan,
+    split_criteria,
 )
 
 #: The launch form's text fields, read into :func:`~octotui.tui.forms.read_launch_form`.
-FIELDS = ("plan", "name", "locations", "containers", "users", "duration", "rampup", "properties", "image", "files")
+FIELDS = (
+    "plan",
+    "name",
+    "locations",
+    "containers",
+    "users",
+    "duration",
+    "rampup",
+    "properties",
+    "image",
+    "files",
+    "criteria",
+    "monitors",
+)
+
+
+if TYPE_CHECKING:
+    _Field = Widget
+else:  # a mixin, not a Widget: a second Widget base would stand in the CSS names and component classes
+    _Field = object
+
+
+class KeysInOrder(_Field):
+    """A field that runs its own keys (backspace, arrows, home/end, ctrl+u, space on a checkbox…)
+    when it takes them, in the order typed. Textual runs a widget's bindings once the key has
+    bubbled up to the app, by which time the characters typed after it were inserted (a backspace
+    then deleted the wrong one) or a Tab had moved the focus (the key then acted on another field)."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()  # not again by the widget's own handler
+                return
+
+
+class FormCheckbox(KeysInOrder, Checkbox):
+    """The dialog's checkbox, with its keys in order (see :class:`KeysInOrder`)."""
+
+
+class FormInput(KeysInOrder, Input):
+    """A field of the dialog that keeps every character of a paste: a tab (or a line break) in it
+    goes on in the next field, as typed tabs do; in ``multi`` fields (the criteria) a line break
+    separates entries instead (``;``). Textual's own Input keeps the first line of a paste only."""
+
+    def __init__(self, *args: object, multi: bool = False, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.multi = multi
+
+    def _on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        event.prevent_default()  # not Input's own, which drops all but the first line
+        text = event.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+        split = text.split("\t") if self.multi else re.split(r"[\t\n]", text)
+        parts = [re.sub(r"\n+", "; ", part) for part in split]
+        self._insert(parts[0])
+        if len(parts) > 1 and isinstance(self.screen, LaunchScreen):
+            self.screen.paste_on(self, parts[1:])
+
+    def _insert(self, text: str) -> None:
+        if self.selection.is_empty:
+            self.insert_text_at_cursor(text)
+        else:
+            self.replace(text, *self.selection)
 
 
 class PlanFile(Validator):
@@ -76,6 +143,12 @@ class LaunchScreen(ModalScreen[str | None]):
     """Dismisses with the launched test's id, or None when cancelled."""
 
     BINDINGS: ClassVar = [
+        # Priority: taken when the terminal delivers the key, not after the keys typed before it
+        # reached their field. Textual's own tab binding waits for the key to bubble up from the
+        # focused field, and the keys typed after it (tmux send-keys, a paste without brackets,
+        # fast typing over ssh) went to the field being left meanwhile.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+r", "preview", "Preview"),
         Binding("ctrl+l", "launch", "Launch"),
@@ -120,11 +193,11 @@ class LaunchScreen(ModalScreen[str | None]):
             default = str(self.provider)
         server_label = self.server_plan.label if self.server_plan else None
 
-        def field(label: str, widget: Input | Select[str]) -> Horizontal:
+        def field(label: str, widget: Input | Select[str] | Checkbox) -> Horizontal:
             return Horizontal(Label(label), widget, classes="field")
 
         def text(name: str, value: str = "", **kwargs: object) -> Input:
-            return Input(last.get(name, value), id=name, compact=True, **kwargs)  # type: ignore[arg-type]
+            return FormInput(last.get(name, value), id=name, compact=True, **kwargs)  # type: ignore[arg-type]
 
         def count(name: str, value: str = "", **kwargs: object) -> Input:
             # Not type="integer": it drops what is not a digit, so "2.5" would become 25.
@@ -146,7 +219,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Static("", id="plan-status", markup=False)
                 name = (self.fields or {}).get("name", "")
                 yield field(
-                    "Name", Input(name, placeholder="defaults to the plan's file name", id="name", compact=True)
+                    "Name", FormInput(name, placeholder="defaults to the plan's file name", id="name", compact=True)
                 )
                 provider = Select(options, value=default, id="provider", compact=True, allow_blank=not options)
                 yield field("Provider", provider)
@@ -158,6 +231,13 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield field("Properties", text("properties", placeholder="key=value, … (JMeter -J properties)"))
                 yield field("Image", text("image", placeholder=info.default_image if info else "server default"))
                 yield field("Files", text("files", placeholder="data.csv:split:header, other.txt"))
+                yield field("Criteria", text("criteria", placeholder="p95<500ms; errors<1%", multi=True))
+                yield Static("", id="criteria-status", markup=False)
+                yield field("Monitors", text("monitors", placeholder="monitor names, comma-separated"))
+                stop = last.get("stop_on_critical", "") == "yes"
+                yield field(
+                    "", FormCheckbox("stop the test on a critical alarm", stop, id="stop_on_critical", compact=True)
+                )
                 yield Static("enter: preview the placement", id="preview", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Preview ^r", id="do-preview", compact=True)
@@ -165,6 +245,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Button("Cancel esc", id="do-cancel", compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#criteria-status").display = False
         plan = self.query_one("#plan", Input)
         plan.focus()
         plan.cursor_position = len(plan.value)
@@ -182,6 +263,7 @@ class LaunchScreen(ModalScreen[str | None]):
         provider = self.query_one("#provider", Select).value
         chosen = None if provider is Select.NULL or provider is None else str(provider)
         fields = {name: self._value(name) for name in FIELDS}
+        fields["stop_on_critical"] = "yes" if self.query_one("#stop_on_critical", Checkbox).value else ""
         return read_launch_form(fields, chosen, info.max_plan_bytes if info else None, self.server_plan)
 
     def _from_server(self) -> bool:
@@ -216,9 +298,56 @@ class LaunchScreen(ModalScreen[str | None]):
         status.update(text)
         status.set_classes(cls)
 
+    @on(Input.Changed, "#criteria")
+    def _criteria_changed(self) -> None:
+        self._criteria_note("", "")
+
+    def _criteria_note(self, text: str, cls: str) -> None:
+        status = self.query_one("#criteria-status", Static)
+        status.update(text)
+        status.set_classes(cls)
+        status.display = bool(text)
+
+    def _refused(self, message: str, criteria: list[str]) -> None:
+        """A refusal naming the criteria shows on their field too (every value stays as typed)."""
+        if (problem := criteria_problem(message, criteria)) is not None:
+            self._criteria_note(f"✗ {problem}", "-bad")
+
+    def paste_on(self, source: Input, parts: list[str]) -> None:
+        """The rest of a paste into ``source`` after a tab or line break: each part in the next
+        field, as tabs and typing would put it (replacing what it held); the last one keeps the focus."""
+        chain = self.focus_chain
+        at = chain.index(source) if source in chain else -1
+        target: object = source
+        for part in parts:
+            at += 1
+            if at >= len(chain):
+                break
+            target = chain[at]
+            if isinstance(target, Input):
+                target.value = part
+                target.cursor_position = len(part)
+            elif isinstance(target, Select):
+                match = next((v for label, v in self._providers() if label.lower() == part.strip().lower()), None)
+                if match is not None:
+                    target.value = match
+            elif isinstance(target, Checkbox):
+                target.value = part.strip().lower() in ("y", "yes", "x", "true", "1", "on")
+        if isinstance(target, Input) and target is not source:
+            # Its focus event would select what was just pasted, and the next key replace it.
+            target.select_on_focus = False
+            self.set_focus(target)
+            target.call_later(setattr, target, "select_on_focus", True)
+        elif target is not source and isinstance(target, Select | Checkbox):
+            self.set_focus(target)
+
+    def _providers(self) -> list[tuple[str, str]]:
+        return [(p.name, p.id) for p in self.app.providers]
+
     @on(Input.Changed)
     @on(Select.Changed)
-    def _changed(self, event: Input.Changed | Select.Changed) -> None:
+    @on(Checkbox.Changed)
+    def _changed(self, event: Input.Changed | Select.Changed | Checkbox.Changed) -> None:
         self._invalidate()
         if isinstance(event, Input.Changed) and event.input.has_class("count"):
             counts = (parse_count(self._value(f), f)[1] for f in LIMITS)
@@ -272,6 +401,7 @@ class LaunchScreen(ModalScreen[str | None]):
         form = self.read_form()
         if form.spec is None:
             self._say(form.problem or "check the form", "-bad")
+            self._refused(form.problem or "", split_criteria(self._value("criteria")))
             return
         self._say("asking the server where the containers would go…", "")
         self._run_preview(form.spec, form.files)
@@ -285,6 +415,7 @@ class LaunchScreen(ModalScreen[str | None]):
             self._previewed = None
             message = str(getattr(exc, "message", exc))
             self._say(f"✗ {message}", "-bad")
+            self._refused(message, spec.criteria)
             if self._value("plan") == plan and message.startswith(("invalid plan", "the plan ")):
                 self._plan_note(f"✗ {message}", "-bad")
         else:
@@ -364,12 +495,14 @@ class LaunchScreen(ModalScreen[str | None]):
             self.app.actions.drop_files([f.id for f in uploaded])
             title = "Launch refused" if isinstance(exc, ClientError) else "Cannot read the plan"
             self._say(f"✗ {getattr(exc, 'message', exc)}", "-bad")
+            self._refused(str(getattr(exc, "message", exc)), spec.criteria)
             self.notify(str(getattr(exc, "message", exc)), title=title, severity="error")
             return
         self._unanswered = None
         remembered = [name for name in REMEMBERED if not (name == "plan" and self._from_server())]
-        self.app.last_launch = {name: self._value(name) for name in remembered} | {
-            "provider": str(self.query_one("#provider", Select).value)
+        self.app.last_launch = {name: self._value(name) for name in remembered if name in FIELDS} | {
+            "provider": str(self.query_one("#provider", Select).value),
+            "stop_on_critical": "yes" if self.query_one("#stop_on_critical", Checkbox).value else "",
         }
         self.notify(f"{test.name}: {plural(len(test.containers), 'container')} queued", title="Test launched")
         self.dismiss(test.id)
