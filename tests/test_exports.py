@@ -5,6 +5,7 @@ report opened in a real headless Chromium (Debian's ``chromium``: a missing one 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -12,13 +13,17 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from octotui.protocol import CriterionResult
 from octotui.server.domain import clock
+from octotui.server.export import gather
+from octotui.server.export.report import render
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
 from tests.support.labelkit import ONE, TWO, Launched, Sample, by_hand, samples
@@ -45,8 +50,9 @@ CSV_KEYS = ["samples", "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms
 
 
 async def launched(env: Env, monkeypatch: pytest.MonkeyPatch, *, end: bool = True) -> Launched:
-    """A 2-container test named "Checkout v2" with the labels of FIRST and SECOND, a series of 6
-    points 5 s apart (live figures growing), and a hostile property value; ended unless ``end`` is False."""
+    """A 2-container test named "Checkout v2" with the labels of FIRST and SECOND (a sixth more at
+    each point), a series of 6 points 5 s apart (live figures growing), and a hostile property value;
+    ended unless ``end`` is False."""
     agents = await fleet(env, "gen-1", "gen-2")
     body = spec(name="Checkout v2", properties={"users": "10", "note": HOSTILE_VALUE})
     test = (await env.http.post("/tests", json=body)).json()
@@ -58,11 +64,12 @@ async def launched(env: Env, monkeypatch: pytest.MonkeyPatch, *, end: bool = Tru
     t = Launched(env, test["id"], agents, commands)
     now = clock.now()
     for step in range(6):
-        for i in (0, 1):
+        for i, rows in ((0, FIRST), (1, SECOND)):
             f = figures(
                 samples=100 * (step + 1), rate=10.0 + step * (i + 1), avg=50.0 + 5 * step, errors=step, active=5
             )
-            await t.beat(i, "running", figures=f)
+            # The labels as they grow: each point of the series holds what came since the previous one.
+            await t.beat(i, "running", rows[: len(rows) * (step + 1) // 6], figures=f)
         monkeypatch.setattr(clock, "now", lambda at=now + 5 * step: at)
         env.ctl.last_point = 0.0
         env.ctl.tick()
@@ -198,7 +205,23 @@ async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) 
     assert 'data-chart="hits"' in page
     data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
     assert data is not None
-    assert [p[0] for p in json.loads(data[1])["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+    kept = json.loads(data[1])
+    assert [p[0] for p in kept["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+    # Each label's series: every sample counted once over the points (hits/s x the interval: 1 s
+    # for the first point, 5 s after), the hostile label among them as data, not markup.
+    assert [x["name"] for x in kept["labels"]] == sorted({r[0] for r in EVERYTHING})
+    for x in kept["labels"]:
+        counted = sum(p[1] * (5.0 if p[0] > 0 else 1.0) for p in x["points"])
+        assert counted == pytest.approx(sum(1 for r in EVERYTHING if r[0] == x["name"])), x["name"]
+    assert f'<option value="0">{html.escape(sorted({r[0] for r in EVERYTHING})[0])}</option>' in page
+    # The generators' CPU and memory kept with the test, one point a second of the series each.
+    assert [(g["name"], [p[1:] for p in g["points"]]) for g in kept["generators"]] == [
+        ("gen-1", [[10.0, 20.0]] * 6),
+        ("gen-2", [[10.0, 20.0]] * 6),
+    ]
+    assert "kept with the test" in page
+    # No criteria: no such section.
+    assert 'id="criteria"' not in page and "data-warning" not in page
 
 
 async def test_live_test_exports_its_figures_of_now(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,16 +257,47 @@ def chromium() -> str:
     return found
 
 
-def browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def browse(page: Path, profile: Path, *extra: str, fragment: str = "") -> subprocess.CompletedProcess[str]:
     args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            "--enable-logging=stderr", "--v=0", "--hide-scrollbars", *extra, page.as_uri()]  # fmt: skip
+            "--enable-logging=stderr", "--v=0", "--hide-scrollbars", *extra, page.as_uri() + fragment]  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
 
 
+#: The charts of the report of ``launched``: the test's 5, a label's 4, the generators' 2.
+CHARTS = 11
+
+
+def drawn(dom: str) -> dict[str, int]:
+    """Each chart of a dumped page: how many lines (polylines) it drew."""
+    figs = re.findall(r'<figure data-chart="([^"]+)".*?</figure>', dom, re.S)
+    bodies = re.findall(r'<figure data-chart="[^"]+".*?</figure>', dom, re.S)
+    return {name: body.count('class="line"') for name, body in zip(figs, bodies, strict=True)}
+
+
+async def with_criteria(env: Env, t: Launched) -> str:
+    """The report of ``t`` as it reads once the server decided criteria and warned (the criteria's
+    engineer fills those fields: here they are set on what the export read)."""
+    data = await gather(env.ctl, env.ctl.get_test(t.id))
+    test = data.test.model_copy(
+        update={
+            "criteria": [
+                CriterionResult(expr="p95<500ms", metric="p95", op="<", threshold=500.0, actual=612.0, passed=False,
+                                detail="p95 612 ms, over 500 ms by 112 ms (22 %)"),
+                CriterionResult(expr="errors<50% of login", metric="errors", label="login", op="<", threshold=50.0,
+                                actual=20.0, passed=True, detail=HOSTILE_MESSAGE),
+            ],
+            "verdict": "failed",
+            "warnings": [f"results may be skewed: {HOSTILE_LABEL} saturated for 45 s (CPU 97 %)"],
+        }
+    )  # fmt: skip
+    return render(replace(data, test=test))
+
+
 async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The page runs in a real browser: the charts are drawn, the tables sort, no script error, no
-    policy violation, the hostile label is text in the table."""
+    """The page runs in a real browser: every chart drawn (the test's, a label's picked by name,
+    the generators'), the tables sort, no script error, no policy violation, the hostile label is
+    text in the table; criteria, verdict and warnings shown."""
     chromium()
     t = await launched(env, monkeypatch)
     page = tmp_path / "report.html"
@@ -251,18 +305,37 @@ async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest
     run = browse(page, tmp_path / "profile", "--dump-dom")
     dom = run.stdout
     assert run.returncode == 0, run.stderr[-2000:]
-    assert 'data-charts-drawn="4"' in dom, run.stderr[-2000:]
+    assert f'data-charts-drawn="{CHARTS}"' in dom, run.stderr[-2000:]
     assert '<div id="page-errors" hidden=""></div>' in dom, re.findall(r'<div id="page-errors".*?</div>', dom, re.S)
-    assert dom.count('class="line"') == 4  # one polyline per chart
+    lines = drawn(dom)
+    # Two lines where a chart shows two figures (average and 95th, received and sent, two generators).
+    assert lines == {"hits": 1, "times": 2, "errors": 1, "active": 1, "bytes": 2, "label-hits": 1, "label-errors": 1,
+                     "label-times": 2, "label-bytes": 2, "gen-cpu": 2, "gen-memory": 2}  # fmt: skip
+    first = sorted({r[0] for r in EVERYTHING})[0]
+    assert f'data-label-shown="{html.escape(first)}"' in dom
     assert len(re.findall(r'<th [^>]*tabindex="0"', dom)) >= 14  # the tables were made sortable
     assert '<td class="t">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in dom
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert not console, console
+    # Another label, picked by its name in the address: its charts are drawn instead.
+    criteria = tmp_path / "criteria.html"
+    criteria.write_text(await with_criteria(env, t))
+    run = browse(criteria, tmp_path / "profile3", "--dump-dom", fragment="#label=search")
+    dom = run.stdout
+    assert 'data-label-shown="search"' in dom and f'data-charts-drawn="{CHARTS}"' in dom, run.stderr[-2000:]
+    assert drawn(dom)["label-hits"] == 1 and '<div id="page-errors" hidden=""></div>' in dom
+    assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
+    assert 'id="criteria-badge">failed</span>' in dom and "verdict: failed" in dom
+    assert "<code>p95&lt;500ms</code>" in dom and "p95 612 ms, over 500 ms by 112 ms (22 %)" in dom
+    assert '<td class="t fail">failed</td>' in dom and '<td class="t pass">passed</td>' in dom
+    assert "results may be skewed: &lt;script&gt;alert(1)&lt;/script&gt; saturated" in dom
+    assert "<img" not in criteria.read_text() and HOSTILE_LABEL not in criteria.read_text()
     shot = tmp_path / "report.png"
     run = browse(page, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2400")
     assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
     if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):  # to look at it: OCTOTUI_REPORT_SHOT=/tmp/r.png
         shutil.copy(shot, keep)
+        shutil.copy(criteria, Path(keep).with_suffix(".html"))
 
 
 @pytest.mark.docker
@@ -301,7 +374,9 @@ def test_real_jmeter_test_exports_and_renders(  # type: ignore[no-untyped-def]
     page = tmp_path / "report.html"
     page.write_bytes(api.get(f"/tests/{test_id}/export/report.html").content)
     run = browse(page, tmp_path / "profile", "--dump-dom")
-    assert 'data-charts-drawn="4"' in run.stdout and '<div id="page-errors" hidden=""></div>' in run.stdout
+    assert 'data-charts-drawn="' in run.stdout and '<div id="page-errors" hidden=""></div>' in run.stdout
+    charts = drawn(run.stdout)  # the test's, its label's, its generator's: each drew its lines
+    assert charts["hits"] == 1 and charts["label-hits"] == 1 and charts["gen-cpu"] == 1, charts
     assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     if keep := os.environ.get("OCTOTUI_REPORT_SHOT"):
         shutil.copy(page, Path(keep).with_suffix(".e2e.html"))

@@ -4,7 +4,9 @@ The page's Content-Security-Policy allows exactly these (by their SHA-256), so t
 that escaped its escaping could not run. ``CATCH`` runs first: it writes any uncaught error,
 ``console.error`` call or policy violation into ``#page-errors`` (shown at the top of the page, and
 read by the browser test). ``DRAW`` draws the charts as SVG from the JSON in ``#report-data``,
-makes the tables sortable and marks the body ``data-charts-drawn="N"`` when done.
+makes the tables sortable and marks the body ``data-charts-drawn="N"`` when done; the label picker
+(``#label-pick``, or ``#label=NAME`` in the address) redraws the per-label charts and names the label
+shown in ``data-label-shown``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ svg.chart{width:100%;height:auto;display:block}
 svg.chart text{font-size:11px;fill:var(--muted)}svg.chart .grid{stroke:var(--line);stroke-width:1}
 svg.chart .axis{stroke:#9aa3b5;stroke-width:1}svg.chart .line{fill:none;stroke-width:2}
 svg.chart .area{opacity:.12;stroke:none}
+.banner.warn{background:#fff6e5;border-color:#f0d29a}
+.badge.passed{background:var(--good)}
+.pick{margin:4px 0 10px}.pick select{font:inherit;padding:2px 4px;max-width:100%}
+td.pass{color:var(--good);font-weight:600}td.fail{color:var(--bad);font-weight:600}
 footer{margin-top:32px;color:var(--muted);font-size:12px}
 .none{color:var(--muted);font-style:italic}
 @media print{thead th{position:static}.charts{grid-template-columns:1fr}}
@@ -68,6 +74,7 @@ DRAW = """
 (function(){
 var NS='http://www.w3.org/2000/svg';
 var data=JSON.parse(document.getElementById('report-data').textContent);
+var PALETTE=['#2f6fd6','#c62f2f','#1f8a4c','#7b3fc4','#b7791f','#0f8b8d','#d6336c','#5c6578'];
 function el(name,attrs,parent){var e=document.createElementNS(NS,name);
 for(var k in attrs){e.setAttribute(k,String(attrs[k]));}if(parent){parent.appendChild(e);}return e;}
 function txt(parent,x,y,s,anchor){var t=el('text',{x:x,y:y,'text-anchor':anchor||'start'},parent);
@@ -78,35 +85,65 @@ function num(v){if(Math.abs(v)>=1e6){return (v/1e6).toFixed(1)+'M';}if(Math.abs(
 if(Math.abs(v)>=100||v===Math.round(v)){return String(Math.round(v));}return String(parseFloat(v.toFixed(2)));}
 function clock(s){s=Math.max(0,Math.round(s));var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;
 var mm=(m<10&&h?'0':'')+m,ss=(x<10?'0':'')+x;return (h?h+':':'')+mm+':'+ss;}
-function chart(fig,xs,ys,color,unit){
+/* One chart: lines [{xs, ys, color, name}] (null values left out) on one time axis and scale. */
+function chart(fig,lines,unit){
+var old=fig.querySelector('svg');if(old){fig.removeChild(old);}
 var W=560,H=200,L=48,R=12,T=10,B=28,w=W-L-R,h=H-T-B;
 var svg=el('svg',{viewBox:'0 0 '+W+' '+H,'class':'chart',role:'img'},fig);
 var title=el('title',{},svg);title.textContent=fig.getAttribute('data-title');
-if(xs.length===0){txt(svg,W/2,H/2,'no points recorded','middle');return svg;}
-var x0=xs[0],x1=xs[xs.length-1],span=Math.max(x1-x0,1);
-var top=nice(Math.max.apply(null,ys));
+var x0=Infinity,x1=-Infinity,ymax=0,any=false;
+lines.forEach(function(l){for(var i=0;i<l.xs.length;i++){if(l.ys[i]===null){continue;}any=true;
+x0=Math.min(x0,l.xs[i]);x1=Math.max(x1,l.xs[i]);ymax=Math.max(ymax,l.ys[i]);}});
+if(!any){txt(svg,W/2,H/2,'no points recorded','middle');return false;}
+var span=Math.max(x1-x0,1),top=nice(ymax);
 for(var i=0;i<=4;i++){var y=T+h-h*i/4;el('line',{x1:L,x2:L+w,y1:y,y2:y,'class':'grid'},svg);
 txt(svg,L-6,y+4,num(top*i/4),'end');}
 for(var j=0;j<=5;j++){var x=L+w*j/5;el('line',{x1:x,x2:x,y1:T+h,y2:T+h+4,'class':'axis'},svg);
-txt(svg,x,H-8,clock(span*j/5),'middle');}
+txt(svg,x,H-8,clock(x0+span*j/5),'middle');}
 el('line',{x1:L,x2:L+w,y1:T+h,y2:T+h,'class':'axis'},svg);
 txt(svg,L+4,T+10,unit);
-var pts=[];for(var k=0;k<xs.length;k++){pts.push((L+w*(xs[k]-x0)/span).toFixed(1)+','+
-(T+h-h*Math.max(0,ys[k])/top).toFixed(1));}
-if(pts.length===1){var p=pts[0].split(',');el('circle',{cx:p[0],cy:p[1],r:3,fill:color},svg);}
-el('polygon',{points:(L+','+(T+h)+' ')+pts.join(' ')+' '+((L+w*(xs[xs.length-1]-x0)/span).toFixed(1)+
-','+(T+h)),'class':'area',fill:color},svg);
-el('polyline',{points:pts.join(' '),'class':'line',stroke:color},svg);
-return svg;}
-var s=data.series,xs=s.map(function(p){return p[0];});
-var errs=s.map(function(p,i){return i===0?0:Math.max(0,p[3]-s[i-1][3]);});
-var defs={hits:[s.map(function(p){return p[1];}),'#2f6fd6','hits/s'],
-avg:[s.map(function(p){return p[2];}),'#7b3fc4','ms'],
-errors:[errs,'#c62f2f','errors per interval'],
-active:[s.map(function(p){return p[4];}),'#1f8a4c','threads']};
+lines.forEach(function(l,n){var pts=[];
+for(var k=0;k<l.xs.length;k++){if(l.ys[k]===null){continue;}pts.push((L+w*(l.xs[k]-x0)/span).toFixed(1)+','+
+(T+h-h*Math.max(0,l.ys[k])/top).toFixed(1));}
+if(pts.length===0){return;}
+if(pts.length===1){var p=pts[0].split(',');el('circle',{cx:p[0],cy:p[1],r:3,fill:l.color},svg);}
+if(lines.length===1){el('polygon',{points:(pts[0].split(',')[0]+','+(T+h)+' ')+pts.join(' ')+' '+
+(pts[pts.length-1].split(',')[0]+','+(T+h)),'class':'area',fill:l.color},svg);}
+el('polyline',{points:pts.join(' '),'class':'line',stroke:l.color,'data-name':l.name},svg);
+if(lines.length>1){var lx=L+70+150*n;el('rect',{x:lx,y:T+2,width:10,height:10,fill:l.color},svg);
+txt(svg,lx+14,T+11,l.name.length>18?l.name.slice(0,17)+'\\u2026':l.name);}});
+return true;}
+function col(rows,i){return rows.map(function(p){return p[i];});}
+function kb(rows,i){return rows.map(function(p){return p[i]===null?null:p[i]/1024;});}
+var s=data.series,xs=col(s,0);
+var defs={hits:[[{xs:xs,ys:col(s,1),color:PALETTE[0],name:'hits/s'}],'hits/s'],
+times:[[{xs:xs,ys:col(s,2),color:PALETTE[3],name:'average (whole test)'},
+{xs:xs,ys:col(s,6),color:PALETTE[4],name:'95th per interval'}],'ms'],
+errors:[[{xs:xs,ys:col(s,5),color:PALETTE[1],name:'errors/s'}],'errors/s'],
+active:[[{xs:xs,ys:col(s,4),color:PALETTE[2],name:'threads'}],'threads'],
+bytes:[[{xs:xs,ys:kb(s,7),color:PALETTE[5],name:'received'},{xs:xs,ys:kb(s,8),color:PALETTE[6],name:'sent'}],'KiB/s']};
+function gens(i,unit){return [data.generators.map(function(g,n){var r=g.points;
+return {xs:col(r,0),ys:col(r,i),color:PALETTE[n%PALETTE.length],name:g.name};}),unit];}
+if(data.generators.length){defs['gen-cpu']=gens(1,'CPU %');defs['gen-memory']=gens(2,'memory %');}
+function labelDefs(l){var r=l.points,x=col(r,0);
+return {'label-hits':[[{xs:x,ys:col(r,1),color:PALETTE[0],name:'hits/s'}],'hits/s'],
+'label-errors':[[{xs:x,ys:col(r,2),color:PALETTE[1],name:'errors/s'}],'errors/s'],
+'label-times':[[{xs:x,ys:col(r,3),color:PALETTE[3],name:'average'},{xs:x,ys:col(r,4),color:PALETTE[4],name:'95th'}],'ms'],
+'label-bytes':[[{xs:x,ys:kb(r,5),color:PALETTE[5],name:'received'},{xs:x,ys:kb(r,6),color:PALETTE[6],name:'sent'}],'KiB/s']};}
+var pick=document.getElementById('label-pick');
+if(pick&&data.labels.length){var ld=labelDefs(data.labels[0]);for(var key in ld){defs[key]=ld[key];}}
 var drawn=0;var figs=document.querySelectorAll('figure[data-chart]');
 for(var f=0;f<figs.length;f++){var d=defs[figs[f].getAttribute('data-chart')];
-if(d){chart(figs[f],xs,d[0],d[1],d[2]);drawn++;}}
+if(d){chart(figs[f],d[0],d[1]);drawn++;}}
+if(pick){pick.addEventListener('change',function(){var l=data.labels[parseInt(pick.value,10)];if(!l){return;}
+var ld=labelDefs(l);
+Array.prototype.forEach.call(document.querySelectorAll('figure[data-chart^="label-"]'),function(fig){
+var d=ld[fig.getAttribute('data-chart')];if(d){chart(fig,d[0],d[1]);}});
+document.body.setAttribute('data-label-shown',l.name);});}
+function fromHash(){if(!pick||location.hash.indexOf('#label=')!==0){return;}
+var want=decodeURIComponent(location.hash.slice(7));
+for(var i=0;i<data.labels.length;i++){if(data.labels[i].name===want){pick.value=String(i);
+pick.dispatchEvent(new Event('change'));}}}
 function sortable(table){var heads=table.tHead.rows[0].cells;
 Array.prototype.forEach.call(heads,function(th,col){th.tabIndex=0;
 function go(){var dir=th.getAttribute('aria-sort')==='ascending'?'descending':'ascending';
@@ -118,6 +155,8 @@ else{r=x.textContent.localeCompare(y.textContent);}return dir==='ascending'?r:-r
 rows.forEach(function(r){body.appendChild(r);});}
 th.addEventListener('click',go);th.addEventListener('keydown',function(e){if(e.key==='Enter'){go();}});});}
 Array.prototype.forEach.call(document.querySelectorAll('table.sortable'),sortable);
+if(pick&&data.labels.length){document.body.setAttribute('data-label-shown',data.labels[0].name);}
+fromHash();window.addEventListener('hashchange',fromHash);
 document.body.setAttribute('data-charts-drawn',String(drawn));
 })();
 """

@@ -7,7 +7,16 @@ import re
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from octotui.protocol import OTHER_LABEL, Comparison, ErrorFigures, LabelFigures, Test, TestSeriesPoint
+from octotui.protocol import (
+    OTHER_LABEL,
+    Comparison,
+    ErrorFigures,
+    GeneratorSeries,
+    LabelFigures,
+    LabelSeries,
+    Test,
+    TestSeriesPoint,
+)
 from octotui.server.domain import clock, compare, labels, series, views
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
@@ -27,10 +36,14 @@ class Generator:
     location: str
     status: str  # online / late / offline / gone (deleted since)
     containers: list[tuple[str, str, int | None, str | None]]  # (id, state, exit code, error)
-    cpu_mean: float | None = None  # host CPU % over the test's samples still in memory
+    #: Host CPU % and memory % over the test: from its CPU/memory kept with the test (one point a
+    #: second while it ran a container of the test, older ones merged); for a test run before they
+    #: were kept, from the host samples still in memory.
+    cpu_mean: float | None = None
     cpu_max: float | None = None
     memory_max: float | None = None  # host memory %
     host_samples: int = 0
+    kept: bool = False  # the figures come from the series kept with the test
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,9 @@ class ExportData:
     #: Against a baseline, when one was asked for (``?baseline=ID``), and that test's name.
     comparison: Comparison | None = None
     baseline_name: str = ""
+    #: Each label's series and each generator's CPU/memory over the test, as kept with it.
+    label_series: list[LabelSeries] = field(default_factory=list)
+    generator_series: list[GeneratorSeries] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -87,14 +103,42 @@ def total_of(figures: list[dict[str, bytes]]) -> LabelFigures:
     return rows[0] if rows else LabelFigures(label=TOTAL)
 
 
-def _generators(s: ServerState, t: TestRec, test: Test) -> list[Generator]:
+def _figures(cpu: list[float], mem: list[float]) -> tuple[float | None, float | None, float | None]:
+    """CPU % mean and max, memory % max."""
+    if not cpu:
+        return None, None, round(max(mem), 1) if mem else None
+    return round(sum(cpu) / len(cpu), 1), round(max(cpu), 1), round(max(mem), 1) if mem else None
+
+
+def _generators(s: ServerState, t: TestRec, test: Test, kept: list[GeneratorSeries]) -> list[Generator]:
     by_agent: dict[str, list[tuple[str, str, int | None, str | None]]] = {}
     for c in test.containers:
         by_agent.setdefault(c.agent, []).append((c.id, c.state, c.exit_code, c.error))
+    series = {g.agent_id: g for g in kept}
     end = t.ended_at if t.ended_at is not None else clock.now()
     out = []
     for agent_id, containers in by_agent.items():
         a = s.agents.get(agent_id)
+        g = series.get(agent_id)
+        if g is not None and g.points:
+            # Kept with the test: its means are over time (each point one interval, merged ones
+            # their mean), its maxima of the points (of merged points, of their means).
+            cpu = [p.cpu_percent for p in g.points if math.isfinite(p.cpu_percent)]
+            mem = [p.memory_percent for p in g.points if math.isfinite(p.memory_percent)]
+            status = views.agent_out(s, a).status if a is not None else "gone"
+            out.append(
+                Generator(
+                    agent_id,
+                    a.name if a is not None else g.agent_name,
+                    a.location if a is not None else "",
+                    status,
+                    containers,
+                    *_figures(cpu, mem),
+                    host_samples=len(g.points),
+                    kept=True,
+                )
+            )
+            continue
         if a is None:
             out.append(Generator(agent_id, "", "", "gone", containers))
             continue
@@ -104,17 +148,7 @@ def _generators(s: ServerState, t: TestRec, test: Test) -> list[Generator]:
         cpu = [h.cpu_percent for h in during if math.isfinite(h.cpu_percent)]
         mem = [h.memory_percent for h in during if math.isfinite(h.memory_percent)]
         out.append(
-            Generator(
-                agent_id,
-                a.name,
-                a.location,
-                status,
-                containers,
-                cpu_mean=round(sum(cpu) / len(cpu), 1) if cpu else None,
-                cpu_max=round(max(cpu), 1) if cpu else None,
-                memory_max=round(max(mem), 1) if mem else None,
-                host_samples=len(during),
-            )
+            Generator(agent_id, a.name, a.location, status, containers, *_figures(cpu, mem), host_samples=len(during))
         )
     return sorted(out, key=lambda g: (g.name, g.agent_id))
 
@@ -131,6 +165,7 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
     merged = merge_labels(figures)
     if any(x.label == OTHER_LABEL for x in merged):
         notes.append(f"the plan made more labels than a container reports: the excess is counted as {OTHER_LABEL!r}")
+    kept = await series.generators(s, t)
     return ExportData(
         test=test,
         plan_name=plan_name(t.plan),
@@ -138,13 +173,15 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
         total=total_of(figures),
         errors=merge_errors(book.errors for book in books),
         series=await series.points(s, t),
-        generators=_generators(s, t, test),
+        generators=_generators(s, t, test, kept),
         live=t.state not in TEST_TERMINAL,
         generated_at=clock.now(),
         stopped=t.stop_requested,
         notes=notes,
         comparison=comparison,
         baseline_name=s.tests[baseline_id].name if baseline_id is not None else "",
+        label_series=await series.labels(s, t),
+        generator_series=kept,
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
 
-from octotui.protocol import VERSION, LabelFigures
+from octotui.protocol import VERSION, LabelFigures, TestSeriesPoint
 from octotui.server.export import assets
 from octotui.server.export.data import ExportData, Generator
 
@@ -34,9 +34,20 @@ POLICY = (
 
 CHARTS = (
     ("hits", "Hits per second"),
-    ("avg", "Average response time"),
-    ("errors", "Errors"),
+    ("times", "Response time: average, and 95th percentile per interval"),
+    ("errors", "Errors per second"),
     ("active", "Active threads"),
+    ("bytes", "Bytes per second (received, sent)"),
+)
+LABEL_CHARTS = (
+    ("label-hits", "Hits per second"),
+    ("label-errors", "Errors per second"),
+    ("label-times", "Response time per interval: average, 95th percentile"),
+    ("label-bytes", "Bytes per second (received, sent)"),
+)
+GENERATOR_CHARTS = (
+    ("gen-cpu", "CPU % of each load generator"),
+    ("gen-memory", "Memory % of each load generator"),
 )
 
 
@@ -174,7 +185,56 @@ def _generators(data: ExportData) -> str:
         if err or (code not in (None, 0))
     ]
     extra = f"<h3>Containers that reported a problem</h3><ul>{''.join(problems)}</ul>" if problems else ""
-    return f'<table class="sortable" id="generators">{head}<tbody>{"".join(rows)}</tbody></table>{extra}'
+    kept = any(g.kept for g in data.generators)
+    note = (
+        "CPU and memory of each agent's host while it ran the test's containers (kept with the test)."
+        if kept
+        else "CPU and memory from the agents' recent host samples (this test kept none of its own)."
+    )
+    charts = (
+        '<div class="charts">' + "".join(_figure(key, title) for key, title in GENERATOR_CHARTS) + "</div>"
+        if data.generator_series
+        else ""
+    )
+    table = f'<table class="sortable" id="generators">{head}<tbody>{"".join(rows)}</tbody></table>'
+    return f'<p class="sub">{e(note)}</p>{table}{charts}{extra}'
+
+
+def _figure(key: str, title: str) -> str:
+    return f'<figure data-chart="{key}" data-title="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'
+
+
+def _per_label(data: ExportData) -> str:
+    """The per-label charts with a picker (every label's series is in the page's data)."""
+    if not data.label_series:
+        return '<p class="none">No per-label series was kept for this test.</p>'
+    options = "".join(f'<option value="{i}">{e(x.label)}</option>' for i, x in enumerate(data.label_series))
+    pick = f'<p class="pick"><label for="label-pick">Label </label><select id="label-pick">{options}</select></p>'
+    return pick + '<div class="charts">' + "".join(_figure(k, t) for k, t in LABEL_CHARTS) + "</div>"
+
+
+def _criteria(data: ExportData) -> str:
+    """The pass/fail criteria as the server decided them (none: no section)."""
+    t = data.test
+    if not t.criteria:
+        return ""
+    head = _head(
+        (("Criterion", "t"), ("Label", "t"), ("Threshold", ""), ("Actual", ""), ("Result", "t"), ("Detail", "t"))
+    )
+    rows = []
+    for c in t.criteria:
+        result, cls = ("passed", "pass") if c.passed else ("failed", "fail") if c.passed is False else ("undecided", "")
+        actual = _td(c.actual, 2) if c.actual is not None else '<td data-v="-1" class="none">—</td>'
+        rows.append(
+            f'<tr><td class="t"><code>{e(c.expr)}</code></td><td class="t">{e(c.label or "whole test")}</td>'
+            f"<td data-v={c.threshold!r}>{e(c.op)} {_n(c.threshold, 2)}</td>{actual}"
+            f'<td class="t {cls}">{e(result)}</td><td class="t">{e(c.detail)}</td></tr>'
+        )
+    verdict = f"verdict: {t.verdict}" if t.verdict else "verdict: not decided yet"
+    return (
+        f'<section id="criteria"><h2>Criteria</h2><p class="sub" id="criteria-verdict">{e(verdict)}</p>'
+        f'<table class="sortable" id="criteria-table">{head}<tbody>{"".join(rows)}</tbody></table></section>'
+    )
 
 
 def _settings(data: ExportData) -> str:
@@ -278,12 +338,63 @@ def _f(x: float) -> float:
     return round(x, 3) if math.isfinite(x) else 0.0
 
 
+def _o(x: float | None) -> float | None:
+    return None if x is None else _f(x)
+
+
+def _errors_per_second(pts: list[TestSeriesPoint]) -> list[float]:
+    """Each point's errors/s: its own, or (a series kept before those were) the difference of the
+    cumulative errors over the interval."""
+    if any(p.error_rate or p.p95_ms is not None or p.received_bps for p in pts):
+        return [p.error_rate for p in pts]
+    out = []
+    for i, p in enumerate(pts):
+        dt = p.ts - pts[i - 1].ts if i else 0.0
+        out.append(max(0, p.errors - pts[i - 1].errors) / dt if i and dt > 0 else 0.0)
+    return out
+
+
 def _series_json(data: ExportData) -> str:
-    """The series as compact JSON safe inside ``<script>``: [elapsed s, hits/s, avg ms, errors, active]."""
+    """The series as compact JSON safe inside ``<script>``, times in seconds from the test's first
+    point: ``series`` [t, hits/s, avg ms, errors, active, errors/s, 95th ms, received B/s, sent
+    B/s]; ``labels`` [{name, points: [t, hits/s, errors/s, avg ms, 95th ms, received B/s, sent B/s]}];
+    ``generators`` [{name, points: [t, CPU %, memory %]}]."""
     pts = data.series
-    t0 = pts[0].ts if pts else 0.0
-    rows = [[_f(p.ts - t0), _f(p.rate), _f(p.avg_ms), p.errors, p.active] for p in pts]
-    text = json.dumps({"series": rows}, separators=(",", ":"), allow_nan=False)
+    firsts = [pts[0].ts] if pts else []
+    firsts += [x.points[0].ts for x in data.label_series if x.points]
+    firsts += [g.points[0].ts for g in data.generator_series if g.points]
+    t0 = min(firsts) if firsts else 0.0
+    rows = [
+        [_f(p.ts - t0), _f(p.rate), _f(p.avg_ms), p.errors, p.active, _f(er), _o(p.p95_ms), _f(p.received_bps),
+         _f(p.sent_bps)]
+        for p, er in zip(pts, _errors_per_second(pts), strict=True)
+    ]  # fmt: skip
+    labels = [
+        {
+            "name": x.label,
+            "points": [
+                [
+                    _f(p.ts - t0),
+                    _f(p.rate),
+                    _f(p.error_rate),
+                    _f(p.avg_ms),
+                    _o(p.p95_ms),
+                    _f(p.received_bps),
+                    _f(p.sent_bps),
+                ]
+                for p in x.points
+            ],
+        }
+        for x in data.label_series
+    ]
+    gens = [
+        {
+            "name": g.agent_name or g.agent_id,
+            "points": [[_f(p.ts - t0), _f(p.cpu_percent), _f(p.memory_percent)] for p in g.points],
+        }
+        for g in data.generator_series
+    ]
+    text = json.dumps({"series": rows, "labels": labels, "generators": gens}, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -301,10 +412,9 @@ def render(data: ExportData) -> str:
         cls = " bad" if t.state == "failed" else ""
         banners.append(f'<div class="banner{cls}" id="reason">{e(t.reason)}</div>')
     banners.extend(f'<div class="banner">{e(n)}</div>' for n in data.notes)
-    charts = "".join(
-        f'<figure data-chart="{key}" data-title="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'
-        for key, title in CHARTS
-    )
+    banners.extend(f'<div class="banner warn" data-warning="">{e(w)}</div>' for w in t.warnings)
+    charts = "".join(_figure(key, title) for key, title in CHARTS)
+    badge = f'<span class="badge {e(t.verdict)}" id="criteria-badge">{e(t.verdict)}</span>' if t.verdict else ""
     generated = datetime.fromtimestamp(data.generated_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -316,15 +426,17 @@ def render(data: ExportData) -> str:
 <body data-state="{e(t.state)}" data-verdict="{e(verdict)}">
 <div id="page-errors" hidden></div>
 <script>{assets.CATCH}</script>
-<header><h1>{e(t.name)}<span class="badge {e(verdict)}" id="verdict">{e(verdict)}</span></h1>
+<header><h1>{e(t.name)}<span class="badge {e(verdict)}" id="verdict">{e(verdict)}</span>{badge}</h1>
 <div class="sub">test <code>{e(t.id)}</code> · state {e(t.state)} · generated {e(generated)}</div></header>
 {"".join(banners)}
 <section id="summary"><h2>Summary</h2>{_summary(data)}</section>
+{_criteria(data)}
 <section id="statistics"><h2>Statistics per label</h2>{_labels(data)}</section>
 {_comparison(data)}
 <section id="charts-section"><h2>Over time</h2>
 <noscript><p class="none">The charts are drawn by the page's script.</p></noscript>
-<div class="charts">{charts}</div></section>
+<div class="charts">{charts}</div>
+<h3>Per label</h3>{_per_label(data)}</section>
 <section id="errors-section"><h2>Errors</h2>{_errors(data)}</section>
 <section id="settings"><h2>Settings</h2>{_settings(data)}</section>
 <section id="times"><h2>Times</h2>{_times(data)}</section>
