@@ -10,20 +10,25 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.link import ServerLink
 from agent.monitors import MonitorScheduler
+from agent.settings import parse_settings
+from agent.state import Identity
+from octotui.protocol import Heartbeat, HostSample
 from octotui.protocol.monitors import MonitorAssignment, MonitorCredentials, MonitorReport
 from tests.support.peers import Nginx, Sshd
-from tests.support.processes import ROOT
-from tests.support.waiting import wait_until_async
+from tests.support.processes import ROOT, AgentProcess, ServerProcess
+from tests.support.waiting import wait_until, wait_until_async
 
 
 def assignment(ident: str, kind: str, target: str, interval: float = 0.2, **extra: Any) -> MonitorAssignment:
     timeout = extra.pop("timeout", 2.0)
-    return MonitorAssignment(id=ident, kind=kind, target=target, interval=interval, timeout=timeout, **extra)  # type: ignore[arg-type]
+    return MonitorAssignment(id=ident, kind=kind, target=target, interval=interval, timeout=timeout, **extra)
 
 
 @pytest.fixture
@@ -148,7 +153,11 @@ async def test_credentials_never_logged(
 FOOTPRINT = """
 import asyncio, json, sys
 import agent.__main__, agent.runtime
+from agent.link import ServerLink
 from agent.monitors import MonitorScheduler
+from agent.settings import parse_settings
+from agent.state import Identity
+from octotui.protocol import Heartbeat, HostSample
 from octotui.protocol.monitors import MonitorAssignment
 LIBS = ("prometheus_client", "asyncssh", "psycopg")
 idle = [m for m in LIBS if m in sys.modules]
@@ -170,3 +179,74 @@ def test_libraries_load_only_for_the_kinds_that_run(nginx_peer: Nginx) -> None:
                           text=True, timeout=60, cwd=ROOT, check=True)  # fmt: skip
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == {"idle": [], "prometheus": ["prometheus_client"]}
+
+
+def test_end_to_end_through_a_real_server_and_agent(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, node_exporter: str, sshd_peer: Sshd,
+    hanging_port: int,
+) -> None:  # fmt: skip
+    """The server hands a real agent process its monitors; their states, values and errors come back
+    over heartbeats, a hanging target holds up none of them, and no credential reaches the log."""
+    with server.client() as http:
+        provider = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
+        agent = AgentProcess(server.url, provider["token"], tmp_path / "agent", "paris", "mon1").start()
+        agents.append(agent)
+        agent_id = wait_until(lambda: [a["id"] for a in http.get("/agents").json()], what="the agent")[0]
+        secret = "Wrong-Secret-e2e-771"
+        made = {}
+        for body in (
+            {"name": "node", "kind": "prometheus", "target": node_exporter, "metrics": ["node_load1"]},
+            {"name": "ssh", "kind": "linux-ssh", "target": f"127.0.0.1:{sshd_peer.port}",
+             "credentials": {"username": sshd_peer.user, "password": secret}},
+            {"name": "stuck", "kind": "http", "target": f"http://127.0.0.1:{hanging_port}/", "timeout": 1},
+        ):  # fmt: skip
+            answer = http.post("/monitors", json={"agent": agent_id, "interval": 1, **body})
+            assert answer.status_code == 201, answer.text
+            made[body["name"]] = answer.json()["id"]
+
+        def monitor(name: str) -> dict[str, Any]:
+            return http.get(f"/monitors/{made[name]}").raise_for_status().json()  # type: ignore[no-any-return]
+
+        node = wait_until(lambda: (m := monitor("node"))["state"] == "ok" and "node_load1" in m["last_values"] and m,
+                          timeout=30, what="node exporter's values on the server")  # fmt: skip
+        assert node["error"] is None
+        assert wait_until(lambda: monitor("ssh")["error"], timeout=30, what="the ssh error") == "authentication failed"
+        assert wait_until(lambda: monitor("stuck")["error"], timeout=30, what="the timeout") == "timed out after 1 s"
+        samples = http.get(f"/monitors/{made['node']}/metrics").raise_for_status().json()["samples"]
+        assert samples and all("node_load1" in s["values"] for s in samples)
+        assert http.get(f"/agents/{agent_id}").json()["status"] == "online"  # heartbeats went on
+        assert http.delete(f"/monitors/{made['stuck']}").status_code == 204
+        wait_until(lambda: f"monitor {made['stuck']} stopped" in agent.log(), what="the agent stopping it")
+    assert secret not in agent.log() and sshd_peer.password not in agent.log()
+
+
+async def test_an_assignment_this_agent_cannot_run_leaves_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer server's kind: the answer's other assignments and its stop list still apply."""
+    good = {"id": "m-good", "kind": "http", "target": "http://127.0.0.1:9/", "interval": 5, "timeout": 2}
+    newer = {**good, "id": "m-newer", "kind": "mysql", "credentials": {"username": "u", "password": "Newer-Secret"}}
+    answer = json.dumps({"ok": True, "stop": ["c-1"], "monitors": [good, newer], "monitor_revision": 7}).encode()
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(
+            b"content-length")), b"0"))  # fmt: skip
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(answer), answer))  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    peer = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = peer.sockets[0].getsockname()[1]
+    link = ServerLink(parse_settings(["--server", f"http://127.0.0.1:{port}", "--state-dir", str(tmp_path)], env={}))
+    host = HostSample(ts=1.0, cpu_percent=1.0, memory_percent=1.0, memory_total=1)
+    try:
+        got = await link.heartbeat(Identity("a-1", "tok", f"http://127.0.0.1:{port}"), Heartbeat(host=host))
+    finally:
+        await link.aclose()
+        peer.close()
+    assert got.stop == ["c-1"] and got.monitor_revision == 7
+    assert [m.id for m in got.monitors or []] == ["m-good"]
+    assert "m-newer" in caplog.text and "Newer-Secret" not in caplog.text

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 
-from agent.monitors.base import CollectError, Collector, fetch
+from agent.monitors.base import CollectError
+from agent.monitors.httpget import HttpCollector
+from octotui.protocol.monitors import MonitorAssignment
 
 
-class HttpCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class HttpProbe(HttpCollector):
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
         self.pattern: re.Pattern[bytes] | None = None
         if self.assignment.match:
             try:
@@ -21,7 +23,7 @@ class HttpCollector(Collector):
                 raise CollectError(f"bad match expression: {exc}") from None
 
     async def collect(self) -> dict[str, float]:
-        page = await fetch(self.http, self.assignment)
+        page = await self.fetch()
         values = {"status": float(page.status), "latency_ms": round(page.latency_ms, 3), "bytes": float(len(page.body))}
         if page.cert_days is not None:
             values["cert_days"] = round(page.cert_days, 3)

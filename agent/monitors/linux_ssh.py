@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from agent.monitors.base import CollectError, Collector, Rates
+from octotui.protocol.monitors import MonitorAssignment
 
 COMMAND = (
     "export LC_ALL=C; cat /proc/loadavg; echo @@; head -n 1 /proc/stat; echo @@; cat /proc/meminfo; echo @@; "
@@ -67,8 +68,8 @@ def parse_output(text: str) -> tuple[dict[str, float], tuple[float, float], tupl
 
 
 class LinuxSshCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
         self.host, self.port = parse_target(self.assignment.target)
         self.conn: Any = None
         self.host_key: bytes | None = None

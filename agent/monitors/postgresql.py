@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.monitors.base import CollectError, Collector, Rates
+from octotui.protocol.monitors import MonitorAssignment
 
 _STATS = """
 SELECT (SELECT sum(numbackends) FROM pg_stat_database),
@@ -50,8 +51,8 @@ def _words(exc: Exception) -> str:
 
 
 class PostgresqlCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
         self.host, self.port, self.database = parse_target(self.assignment.target)
         self.conn: Any = None
         self.rates = Rates()

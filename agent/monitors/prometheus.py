@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-from agent.monitors.base import CollectError, Collector, Rates, expect_ok, fetch
-from octotui.protocol.monitors import MAX_MONITOR_METRICS
+from agent.monitors.base import CollectError, Rates, expect_ok
+from agent.monitors.httpget import HttpCollector
+from octotui.protocol.monitors import MAX_MONITOR_METRICS, MonitorAssignment
 
 _SELECTOR = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
@@ -45,37 +46,31 @@ def series_key(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
-class PrometheusCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class PrometheusCollector(HttpCollector):
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
         self.rates = Rates()
         self._skipped = 0
         self.selectors = [parse_selector(m) for m in self.assignment.metrics]
+        self._lines: re.Pattern[str] | None = None
+        if self.selectors:
+            names = {name for name, _ in self.selectors}
+            families = names | {n.removesuffix(s) for n in names for s in (*_CUMULATIVE_SUFFIXES, "_total")}
+            alt_names = "|".join(re.escape(n) for n in sorted(names))
+            alt_families = "|".join(re.escape(n) for n in sorted(families))
+            self._lines = re.compile(rf"^(?:(?:{alt_names})[{{ \t]|# TYPE (?:{alt_families})[ \t]).*$", re.M)
 
     def _prefilter(self, text: str) -> str:
-        """Only the lines of the chosen names (and their TYPE/HELP lines): the parser is pure Python,
-        and a node-exporter page holds ~1,500 series of which a monitor keeps a few."""
+        """Only the sample lines of the chosen names and their TYPE lines, found by one regular
+        expression: the parser is pure Python, and a node-exporter page holds ~1,100 series of
+        which a monitor keeps a few (measured: a Python loop over the lines cost ~4 ms a scrape)."""
         self._skipped = 0
-        if not self.selectors:
+        if self._lines is None:
             return text
-        names = {name for name, _ in self.selectors}
-        families = names | {n.removesuffix(s) for n in names for s in (*_CUMULATIVE_SUFFIXES, "_total")}
-        kept = []
-        for line in text.splitlines():
-            if line.startswith("#"):
-                parts = line.split(None, 3)
-                if len(parts) >= 3 and parts[1] in ("TYPE", "HELP") and parts[2] in families:
-                    kept.append(line)
-            else:
-                end = len(line)
-                for stop in ("{", " ", "\t"):
-                    found = line.find(stop)
-                    if 0 <= found < end:
-                        end = found
-                if line[:end] in names:
-                    kept.append(line)
-                elif line.strip():
-                    self._skipped += 1
+        kept = self._lines.findall(text)
+        samples = sum(1 for line in kept if not line.startswith("#"))
+        comments = text.count("\n#") + (1 if text.startswith("#") else 0)
+        self._skipped = max(0, text.count("\n") - comments - samples)
         return "\n".join(kept) + "\n"
 
     def _wanted(self, name: str, labels: dict[str, str]) -> bool:
@@ -89,8 +84,8 @@ class PrometheusCollector(Collector):
     async def collect(self) -> dict[str, float]:
         from prometheus_client.parser import text_string_to_metric_families
 
-        page = await fetch(self.http, self.assignment, _ACCEPT)
-        expect_ok(page)
+        page = await self.fetch(_ACCEPT)
+        expect_ok(page.status, page.reason)
         try:
             text = page.body.decode("utf-8")
             families = list(text_string_to_metric_families(self._prefilter(text)))

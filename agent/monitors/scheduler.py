@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from agent.monitors.base import CollectError, Collector, HttpClients, describe
+from agent.monitors.base import CollectError, Collector, describe
 from octotui.protocol.monitors import (
     MAX_MONITOR_METRICS,
     MAX_MONITORS_PER_AGENT,
@@ -33,7 +33,7 @@ log = logging.getLogger("octotui.agent.monitors")
 #: kind → (module, class); the module is imported when the first monitor of its kind runs.
 KINDS = {
     "prometheus": ("agent.monitors.prometheus", "PrometheusCollector"),
-    "http": ("agent.monitors.httpprobe", "HttpCollector"),
+    "http": ("agent.monitors.httpprobe", "HttpProbe"),
     "nginx": ("agent.monitors.status_pages", "NginxCollector"),
     "apache": ("agent.monitors.status_pages", "ApacheCollector"),
     "postgresql": ("agent.monitors.postgresql", "PostgresqlCollector"),
@@ -43,10 +43,10 @@ KINDS = {
 MAX_BUFFERED = 720
 
 
-def make_collector(assignment: MonitorAssignment, http: HttpClients) -> Collector:
+def make_collector(assignment: MonitorAssignment) -> Collector:
     module, name = KINDS[assignment.kind]
     cls: type[Collector] = getattr(importlib.import_module(module), name)
-    return cls(assignment, http)
+    return cls(assignment)
 
 
 async def collect_once(collector: Collector) -> dict[str, float] | str:
@@ -93,7 +93,6 @@ class MonitorScheduler:
         self.concurrency = concurrency
         self.buffer = buffer
         self._limit: asyncio.Semaphore | None = None
-        self.http = HttpClients()
 
     # --- assignments ----------------------------------------------------------------------------
 
@@ -159,7 +158,7 @@ class MonitorScheduler:
     async def _collect(self, monitor: _Monitor) -> None:
         try:
             if monitor.collector is None:
-                monitor.collector = make_collector(monitor.assignment, self.http)
+                monitor.collector = make_collector(monitor.assignment)
         except CollectError as exc:  # e.g. a bad target or selector: said at each interval
             self._failed(monitor, str(exc))
             return
@@ -240,4 +239,3 @@ class MonitorScheduler:
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         self.monitors.clear()
-        await self.http.aclose()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from agent.monitors.base import CollectError, Collector, Rates, expect_ok, fetch
+from agent.monitors.base import CollectError, Rates, expect_ok
+from agent.monitors.httpget import HttpCollector
+from octotui.protocol.monitors import MonitorAssignment
 
 _NGINX = re.compile(
     rb"Active connections:\s*(\d+)\s*\n\s*server accepts handled requests\s*\n\s*(\d+)\s+(\d+)\s+(\d+)\s*\n"
@@ -17,14 +19,14 @@ _NGINX = re.compile(
 )
 
 
-class NginxCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class NginxCollector(HttpCollector):
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
         self.rates = Rates()
 
     async def collect(self) -> dict[str, float]:
-        page = await fetch(self.http, self.assignment)
-        expect_ok(page)
+        page = await self.fetch()
+        expect_ok(page.status, page.reason)
         found = _NGINX.search(page.body)
         if found is None:
             raise CollectError("malformed: not an nginx stub_status page")
@@ -43,17 +45,16 @@ _APACHE_GAUGES = {"BusyWorkers": "busy_workers", "IdleWorkers": "idle_workers", 
 _APACHE_COUNTERS = {"Total Accesses": "requests_per_s", "Total kBytes": "kbytes_per_s"}
 
 
-class ApacheCollector(Collector):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class ApacheCollector(HttpCollector):
+    def __init__(self, assignment: MonitorAssignment) -> None:
+        super().__init__(assignment)
+        if "?" not in self.url:
+            self.url += "?auto"
         self.rates = Rates()
 
     async def collect(self) -> dict[str, float]:
-        url = self.assignment.target
-        if "?" not in url:
-            self.assignment = self.assignment.model_copy(update={"target": url + "?auto"})
-        page = await fetch(self.http, self.assignment)
-        expect_ok(page)
+        page = await self.fetch()
+        expect_ok(page.status, page.reason)
         fields: dict[str, str] = {}
         for line in page.body.decode("utf-8", "replace").splitlines():
             key, sep, value = line.partition(":")

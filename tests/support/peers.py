@@ -3,7 +3,8 @@ configuration in a temporary folder, and ended after (session fixtures: one of e
 
 - ``node_exporter``: ``prometheus-node-exporter`` (its URL ends in ``/metrics``);
 - ``nginx_peer``: nginx with ``/status`` (stub_status), ``/html`` (a page that is not metrics),
-  ``/huge`` (5 MiB), ``/metrics.txt`` (a small Prometheus page), over http and https (a test CA);
+  ``/huge`` (5 MiB), ``/metrics.txt`` (a small Prometheus page), ``/server-status`` (a recorded
+  Apache mod_status ``?auto`` page), over http and https (a test CA);
 - ``sshd_peer``: a second sshd with its own config, host key and authorized_keys, for the local
   user ``octotui-mon`` (created if missing, as root) with a key and a password;
 - ``hanging_port``: a socket that accepts connections and never answers.
@@ -40,6 +41,25 @@ demo_requests_total{code="500"} 3
 # HELP demo_temperature A gauge.
 # TYPE demo_temperature gauge
 demo_temperature 21.5
+"""
+
+#: What Apache's mod_status answers to ``?auto`` (Apache 2.4.62), served as a file: apache2 is not
+#: among the peers installed.
+APACHE_STATUS = """127.0.0.1
+ServerVersion: Apache/2.4.62 (Debian)
+ServerMPM: event
+Total Accesses: 120
+Total kBytes: 64
+CPULoad: .0123
+Uptime: 600
+ReqPerSec: .2
+BusyWorkers: 2
+IdleWorkers: 48
+ConnsTotal: 3
+Load1: 0.12
+Load5: 0.10
+Load15: 0.05
+Scoreboard: __W_K_____
 """
 
 
@@ -109,6 +129,7 @@ def nginx_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     www.mkdir()
     (www / "huge").write_bytes(b"x" * HUGE_BYTES)
     (www / "metrics.txt").write_text(METRICS_TEXT)
+    (www / "server-status").write_text(APACHE_STATUS)  # nginx serves it whatever the query (?auto)
     port, tls_port = free_port(), free_port()
     (work / "nginx.conf").write_text(f"""
 daemon off;
