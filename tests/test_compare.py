@@ -1,14 +1,24 @@
 """Comparing a test with a baseline (issue 12, part 6, server side) through the real app: a slower
 second run is marked as a regression with the right reasons, tolerances can be given, bad ids are
-refused, and the HTML report shows the comparison when asked for it."""
+refused, and the HTML report shows the comparison when asked for it; and two real JMeter runs, the
+second against a target answering slower, compared."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support.admin import create_provider
 from tests.support.app import Env
 from tests.support.labelkit import Sample, cumulative, samples
+from tests.support.processes import AgentProcess
+from tests.support.slowtarget import SlowTarget
+from tests.support.waiting import wait_until
 from tests.support.wire import ack, fleet, poll, report, spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def spaced(label: str, count: int, every: float, ms: int) -> list[Sample]:
@@ -115,3 +125,54 @@ async def test_bad_comparisons_are_refused(env: Env) -> None:
     assert r.status_code == 404
     r = await env.http.get(f"/tests/{base}/export/report.html", params={"baseline": "t-000000000000"})
     assert r.status_code == 404
+
+
+# Two real JMeter runs of one plan, the second against a target answering slower.
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+def test_two_real_jmeter_runs_the_slower_one_regresses(  # type: ignore[no-untyped-def]
+    server, agents, docker_client, jmeter_image, tmp_path: Path
+) -> None:
+    """A real agent runs the real http-get plan twice for 3 s against a local target; for the
+    second run the target waits 60 ms before each answer: its label is marked as a regression
+    (average, 95th and throughput), and the first against the second is not."""
+    api = server.client()
+    provider = create_provider(api, "lab")
+    agents.append(AgentProcess(server.url, provider["token"], tmp_path / "gen", location="paris", name="gen").start())
+    wait_until(lambda: [a for a in api.get("/agents").json() if (a.get("docker") or {}).get("available")], timeout=40)
+    with SlowTarget() as target:
+
+        def run(name: str) -> str:
+            spec = {"name": name, "plan": (ROOT / "examples" / "http-get.jmx").read_text(), "provider": "lab",
+                    "containers": 1, "image": jmeter_image, "users": 2, "duration": 3,
+                    "properties": {"host": "127.0.0.1", "port": str(target.port), "path": "/slow"}}  # fmt: skip
+            created = api.post("/tests", json=spec)
+            assert created.status_code == 201, created.text
+            test_id = str(created.json()["id"])
+
+            def ended() -> dict[str, Any] | None:
+                t = api.get(f"/tests/{test_id}").json()
+                return t if t["state"] in ("finished", "failed") else None
+
+            final = wait_until(ended, timeout=120, interval=1, what=f"run {name!r} to end")
+            assert final["state"] == "finished", final
+            return test_id
+
+        fast = run("before")
+        target.delay = 0.06
+        slow = run("after")
+    got = api.get(f"/tests/{slow}/compare/{fast}").json()
+    (delta,) = got["labels"]
+    assert delta["label"] == "GET /slow" and delta["samples"] > 0 and delta["baseline_samples"] > 0
+    assert delta["avg_ms"] >= 60 > delta["baseline_avg_ms"] and delta["p95_ms"] >= 60
+    assert delta["p95_ms"] > delta["baseline_p95_ms"]
+    assert delta["regression"] and got["regressions"] == 1, got
+    reasons = " ".join(delta["reasons"])
+    assert "avg +" in reasons and "p95 +" in reasons and "throughput -" in reasons, reasons
+    assert api.get(f"/tests/{fast}/compare/{slow}").json()["regressions"] == 0
+    # The report against the baseline says so.
+    page = api.get(f"/tests/{slow}/export/report.html", params={"baseline": fast}).text
+    assert "1 label(s) regressed" in page and "GET /slow" in page
