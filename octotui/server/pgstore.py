@@ -32,6 +32,7 @@ CONNECT_TIMEOUT = 3
 RETRY_AFTER = 1.0
 
 SCHEMES = ("postgresql://", "postgres://")
+_RETRYABLE = re.compile(r"\s*(BEGIN|SELECT)\b", re.IGNORECASE)
 
 
 class PgStartError(Exception):
@@ -228,6 +229,16 @@ class PgDb:
     # --- statements ------------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
+        try:
+            return self._execute(sql, params)
+        except StoreUnavailable:
+            # A connection found dead (PostgreSQL restarted since its last use) is replaced once, for
+            # a statement that is safe to run again: a BEGIN, or a read outside a transaction.
+            if self._in_tx or not _RETRYABLE.match(sql) or self._failed_at > time.monotonic() - RETRY_AFTER:
+                raise
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any] | None) -> _Cursor:
         bound = bool(params)
         conn = self.conn
         try:

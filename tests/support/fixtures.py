@@ -44,7 +44,7 @@ def jmeter_image(docker_client: Any) -> str:
 #: Modules whose in-process servers (``env``, ``start_server``) run on both stores, SQLite and
 #: PostgreSQL; the others on SQLite alone (the whole suite twice would double its time).
 #: OCTOTUI_TEST_STORE=postgres runs every such server on PostgreSQL (a manual full run).
-BOTH_STORES = frozenset({"test_api", "test_api_tests", "test_store_postgres"})
+BOTH_STORES = frozenset({"test_api", "test_api_tests"})
 #: Tests of those modules that read SQLite's own files (the bytes on disk): SQLite alone.
 SQLITE_ONLY = frozenset({"test_registration_tokens_are_stored_hashed_and_shown_once"})
 
