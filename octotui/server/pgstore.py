@@ -126,9 +126,16 @@ def _connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
 
-def _as_sqlite(exc: psycopg.Error, where: str) -> Exception:
+def _say(exc: BaseException, url: str) -> str:
+    """An error of psycopg in one line, the URL's password (should it appear) masked."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def _as_sqlite(exc: psycopg.Error, where: str, url: str) -> Exception:
     """The sqlite3 error the store's callers already handle for a psycopg one."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = _say(exc, url)[:500]
     if _connection_lost(exc):
         return StoreUnavailable(f"PostgreSQL at {where} is unreachable ({message})")
     if isinstance(exc, psycopg.IntegrityError):
@@ -189,10 +196,7 @@ class PgDb:
         return conn
 
     def _start_message(self, exc: psycopg.Error) -> str:
-        text = " ".join(str(exc).split())
-        password = urlsplit(self.url).password
-        if password:
-            text = text.replace(password, "***")
+        text = _say(exc, self.url)
         if "password authentication failed" in text or "no password supplied" in text:
             return f"PostgreSQL at {self.where} refused the login ({text}): check the user and password of --database"
         if "does not exist" in text and "database" in text:
@@ -210,7 +214,7 @@ class PgDb:
                 self._conn = self._open()
             except psycopg.Error as exc:
                 self._failed_at = time.monotonic()
-                self._last_error = " ".join(str(exc).split())[:300]
+                self._last_error = _say(exc, self.url)[:300]
                 raise StoreUnavailable(f"PostgreSQL at {self.where} is unreachable ({self._last_error})") from None
         return self._conn
 
@@ -248,7 +252,7 @@ class PgDb:
         except psycopg.Error as exc:
             if _connection_lost(exc) or conn.closed:
                 self._lost()
-            raise _as_sqlite(exc, self.where) from None
+            raise _as_sqlite(exc, self.where, self.url) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Cursor:
         batch = [tuple(r) for r in rows]
@@ -262,7 +266,7 @@ class PgDb:
         except psycopg.Error as exc:
             if _connection_lost(exc) or conn.closed:
                 self._lost()
-            raise _as_sqlite(exc, self.where) from None
+            raise _as_sqlite(exc, self.where, self.url) from None
 
     # --- transactions ----------------------------------------------------------------------------
 
