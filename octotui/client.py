@@ -25,6 +25,7 @@ from octotui.protocol import (
     TERMINAL_TEST_STATES,
     Agent,
     AgentMetrics,
+    Alarm,
     AuditEntry,
     Changes,
     Comparison,
@@ -33,6 +34,10 @@ from octotui.protocol import (
     FileInfo,
     Health,
     LabelFigures,
+    Monitor,
+    MonitorCreate,
+    MonitorMetrics,
+    MonitorUpdate,
     Placement,
     Provider,
     ServerInfo,
@@ -42,6 +47,7 @@ from octotui.protocol import (
     TokenCreated,
     TokenInfo,
 )
+from octotui.protocol.monitors import TestMonitors
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -368,6 +374,52 @@ class Client:
     async def undrain(self, agent_id: str) -> Agent:
         """Put a drained agent back in service."""
         return self._parse(await self._request("POST", f"/agents/{quote(agent_id, safe='')}/undrain"), Agent)
+
+    # --- monitors of the servers under test ----------------------------------------------------
+
+    async def monitors(self, agent_id: str | None = None) -> list[Monitor]:
+        """Every monitor (of one agent with ``agent_id``), with its state, last values and alarms."""
+        params = {"agent": agent_id} if agent_id is not None else None
+        return self._parse_list(await self._request("GET", "/monitors", params=params), Monitor)
+
+    async def monitor(self, monitor_id: str) -> Monitor:
+        return await self._get(f"/monitors/{quote(monitor_id, safe='')}", Monitor)
+
+    async def create_monitor(self, spec: MonitorCreate) -> Monitor:
+        """A new monitor; its credentials are sent once and never come back (``credentials_set``)."""
+        body = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return self._parse(await self._request("POST", "/monitors", json=body), Monitor)
+
+    async def update_monitor(self, monitor_id: str, change: MonitorUpdate) -> Monitor:
+        """Change the fields set in ``change`` (``credentials=None`` set explicitly removes them)."""
+        body = change.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        path = f"/monitors/{quote(monitor_id, safe='')}"
+        return self._parse(await self._request("PATCH", path, json=body), Monitor)
+
+    async def delete_monitor(self, monitor_id: str) -> None:
+        await self._request("DELETE", f"/monitors/{quote(monitor_id, safe='')}")
+
+    async def monitor_metrics(self, monitor_id: str, seconds: float | None = None) -> MonitorMetrics:
+        """A monitor's recent samples (the last ``seconds``, or all the server keeps), oldest first."""
+        params = {"seconds": seconds} if seconds is not None else None
+        return await self._get(f"/monitors/{quote(monitor_id, safe='')}/metrics", MonitorMetrics, params=params)
+
+    async def alarms(
+        self, monitor: str | None = None, test: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[Alarm]:
+        """Alarms, newest first: of one monitor, kept with one test, only raised (or cleared) ones."""
+        params: dict[str, str | int] = {"limit": limit}
+        if monitor is not None:
+            params["monitor"] = monitor
+        if test is not None:
+            params["test"] = test
+        if active is not None:
+            params["active"] = "true" if active else "false"
+        return self._parse_list(await self._request("GET", "/alarms", params=params), Alarm)
+
+    async def test_monitors(self, test_id: str) -> TestMonitors:
+        """The monitors a test names: each metric's points during it, and its alarms."""
+        return await self._get(f"/tests/{quote(test_id, safe='')}/monitors", TestMonitors)
 
 
 @dataclass

@@ -9,9 +9,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.app import Env, Starter
+from octotui.client import Client, ClientError
+from octotui.protocol import MonitorCreate, MonitorUpdate
+from tests.support.app import ADMIN, Env, Starter
 from tests.support.labelkit import serving
 from tests.support.monitorkit import (
     PASSWORD,
@@ -289,3 +292,31 @@ async def test_restart_keeps_monitors(tmp_path: Path) -> None:
         assert (await beat_monitors(env, agent, token, rev))["monitors"] is None
         answer = await beat_monitors(env, agent, token)
         assert answer["monitors"][0]["credentials"]["password"] == PASSWORD
+
+
+# --- the client's methods
+
+
+async def test_the_client_speaks_monitors(env: Env) -> None:
+    [(agent, token)] = await fleet(env, "gen1")
+    transport = httpx.ASGITransport(app=env.app)
+    async with Client("http://test", ADMIN, transport=transport) as client:  # type: ignore[arg-type]
+        made = await client.create_monitor(MonitorCreate.model_validate(ssh_body(agent)))
+        assert made.credentials_set == ["password", "username"] and made.thresholds[0].for_s == 10
+        assert [m.id for m in await client.monitors()] == [made.id]
+        assert await client.monitors(agent_id="a-other") == []
+        changed = await client.update_monitor(made.id, MonitorUpdate(interval=10))
+        assert changed.interval == 10 and changed.credentials_set == ["password", "username"]
+        rev = (await beat_monitors(env, agent, token))["monitor_revision"]
+        await beat_monitors(env, agent, token, rev, [mreport(made.id, sample(5.0, load1=5.0), sample(20.0, load1=5.0))])
+        assert (await client.monitor(made.id)).alarms == 1
+        assert [s.ts for s in (await client.monitor_metrics(made.id)).samples] == [5.0, 20.0]
+        assert [s.ts for s in (await client.monitor_metrics(made.id, seconds=1)).samples] == [20.0]
+        [alarm] = await client.alarms(monitor=made.id, active=True)
+        assert alarm.severity == "critical" and alarm.threshold == "above 4 for 10 s"
+        assert await client.alarms(active=False) == []
+        with pytest.raises(ClientError) as refused:
+            await client.update_monitor(made.id, MonitorUpdate(credentials=None))
+        assert refused.value.status == 422
+        await client.delete_monitor(made.id)
+        assert await client.monitors() == []
