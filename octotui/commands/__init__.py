@@ -38,12 +38,15 @@ exit codes:
   130  interrupted by Ctrl-C (run: the test was stopped first; 143 for SIGTERM)"""
 
 CRITERIA_HELP = """\
-criteria (--criteria, repeatable; evaluated by the server, shown by octotui test and the reports):
-  METRIC[ of LABEL] OP VALUE[UNIT][ for SECONDSs]
-  metrics: avg, min, max, p50, p90, p95, p99 (ms or s), errors (%), hits/s
-  'of LABEL': one label only; 'for 30s': held during the test, which stops as failed when it
-  breaks for that long; without it, decided on the final figures
-  e.g.  p95<500ms   errors<1%   hits/s>100   'avg of login<200ms for 30s'"""
+criteria (--criteria, repeatable; judged by the server, shown by octotui test and the reports):
+  METRIC[ of LABEL] OP VALUE[UNIT][ for Ns]
+  METRIC  avg, min, max, p50, p90, p95, p99 (UNIT ms or s), errors (%), hits/s (or throughput)
+  LABEL   one label only (in double quotes when it holds < or >); without it, the whole test
+  OP      <, <=, >, >=: what the figure must be to pass
+  for Ns  held while the test runs, on its last 10 s: broken that long, the test is stopped as
+          failed; without it, decided on the final figures
+  e.g.  'p95<500ms'  'errors<1%'  'hits/s>100'  'avg of login<200ms for 30s'
+  An expression that does not parse is refused with its position; nothing is launched."""
 
 MAIN_EPILOG = f"""\
 commands of their own:
