@@ -21,9 +21,10 @@ from octotui.server.records import ProviderRec
 from octotui.server.schema import MIGRATIONS, SCHEMA_VERSION
 from octotui.server.store import Store
 from tests.support.app import Starter
-from tests.support.postgres import Cluster, dedicated_cluster
+from tests.support.postgres import Cluster
 from tests.support.processes import free_port
 from tests.support.waiting import wait_until_async
+from tests.support.wire import ack, figures, fleet, poll, report, spec
 
 PASSWORD = "s3cret-Pa55"
 
@@ -164,31 +165,44 @@ def test_a_malformed_database_url_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2 and PASSWORD not in done.stderr and "postgresql://" in done.stderr
 
 
-async def test_postgres_stopped_under_a_running_server(tmp_path: Path, start_server: Starter) -> None:
-    with dedicated_cluster() as cluster:
-        name = cluster.create_database()
-        env = await start_server(database=cluster.dsn(name))
-        assert (await env.http.post("/providers", json={"name": "before"})).status_code == 201
-        cluster.stop()
-        try:
-            r = await env.http.post("/providers", json={"name": "during"})
-            assert r.status_code == 503, r.text
-            detail = r.json()["detail"]
-            assert "PostgreSQL at postgresql://postgres@127.0.0.1" in detail and "unreachable" in detail, detail
-            assert cluster.password not in detail
-            # Reads are served from memory meanwhile, and the refused write changed nothing.
-            names = [p["name"] for p in (await env.http.get("/providers")).json()]
-            assert names == ["before"]
-        finally:
-            cluster.start_same_port()
+async def test_postgres_stopped_under_a_running_server(
+    tmp_path: Path, dedicated_postgres: Cluster, start_server: Starter
+) -> None:
+    # dedicated_postgres before start_server: the server stops (and flushes) before the cluster goes.
+    cluster = dedicated_postgres
+    name = cluster.create_database()
+    env = await start_server(database=cluster.dsn(name))
+    assert (await env.http.post("/providers", json={"name": "before"})).status_code == 201
+    ((agent, token),) = await fleet(env, "gen-1")
+    test = (await env.http.post("/tests", json=spec(containers=1))).json()
+    (cmd,) = await poll(env, agent, token)
+    await ack(env, agent, token, cmd["id"])
+    cluster.stop()
+    try:
+        # The agent goes on: its report of a running container is answered, kept for the next flush.
+        await env.beat(agent, token, containers=[report(cmd, "running", docker_id="d1", figures=figures(10, 5, 3))])
+        assert (await env.http.get(f"/tests/{test['id']}")).json()["state"] == "running"
+        r = await env.http.post("/providers", json={"name": "during"})
+        assert r.status_code == 503, r.text
+        detail = r.json()["detail"]
+        assert "PostgreSQL at postgresql://postgres@127.0.0.1" in detail and "unreachable" in detail, detail
+        assert cluster.password not in detail
+        # Reads are served from memory meanwhile, and the refused write changed nothing.
+        names = [p["name"] for p in (await env.http.get("/providers")).json()]
+        assert names == ["before", "local"]
+    finally:
+        cluster.start_same_port()
 
-        # Back by itself (no restart): the dead connection is replaced at a write once the last failed
-        # attempt is a second old (pgstore.RETRY_AFTER).
-        async def written() -> bool:
-            return (await env.http.post("/providers", json={"name": "after"})).status_code == 201
+    # Back by itself (no restart): the dead connection is replaced at a write once the last failed
+    # attempt is a second old (pgstore.RETRY_AFTER).
+    async def written() -> bool:
+        return (await env.http.post("/providers", json={"name": "after"})).status_code == 201
 
-        await wait_until_async(written, timeout=10, interval=0.3, what="a write after PostgreSQL came back")
-        store = Store(tmp_path / "check" / "octotui.db", cluster.dsn(name))
-        snap = await store.open()
-        await store.close()
-        assert sorted(p.name for p in snap.providers) == ["after", "before"]
+    await wait_until_async(written, timeout=10, interval=0.3, what="a write after PostgreSQL came back")
+    store = Store(tmp_path / "check" / "octotui.db", cluster.dsn(name))
+    snap = await store.open()
+    await store.close()
+    assert sorted(p.name for p in snap.providers) == ["after", "before", "local"]
+    # What changed during the outage was written once it was back: nothing lost.
+    assert [(c.state, c.docker_id) for c in snap.containers] == [("running", "d1")]
+    assert [t.state for t in snap.tests] == ["running"]

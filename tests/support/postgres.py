@@ -248,6 +248,14 @@ def dedicated_cluster() -> Iterator[Cluster]:
         cluster.remove()
 
 
+@pytest.fixture
+def dedicated_postgres() -> Iterator[Cluster]:
+    """A cluster of this test's own (it may stop it: ``stop()``, ``start_same_port()``). Request it
+    before the fixtures that use it (e.g. ``start_server``) so that they end before it does."""
+    with dedicated_cluster() as cluster:
+        yield cluster
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """In the controller (or a run without xdist), remove what a crashed worker left."""
     if hasattr(session.config, "workerinput"):
