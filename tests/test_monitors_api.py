@@ -162,9 +162,9 @@ async def test_name_taken_is_409_and_a_bad_update_changes_nothing(env: Env) -> N
 
 
 async def test_monitors_per_agent_are_capped(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from octotui.server.domain import monitors
+    from octotui.server.domain import monitorchecks
 
-    monkeypatch.setattr(monitors, "MAX_MONITORS_PER_AGENT", 2)
+    monkeypatch.setattr(monitorchecks, "MAX_MONITORS_PER_AGENT", 2)
     [(agent, _)] = await fleet(env, "gen1")
     for i in range(2):
         await create(env, prom_body(agent, name=f"n{i}"))
@@ -182,6 +182,8 @@ async def test_sent_only_on_revision_change(env: Env) -> None:
     # Nothing assigned, nothing held: the answer names no monitors at all.
     assert (await beat_monitors(env, agent, token))["monitors"] is None
     m = await create(env, ssh_body(agent))
+    fast = env.app.state.fast_path
+    answered = fast.answered
     first = await beat_monitors(env, agent, token)
     rev = first["monitor_revision"]
     assert [a["id"] for a in first["monitors"]] == [m["id"]] and rev
@@ -202,6 +204,8 @@ async def test_sent_only_on_revision_change(env: Env) -> None:
     await env.http.delete(f"/monitors/{m['id']}")
     gone = await beat_monitors(env, other, other_token, moved["monitor_revision"])
     assert gone["monitors"] == [] and gone["monitor_revision"] == 0
+    # Every one of these heartbeats was answered by the agents' fast path, none handed on to FastAPI.
+    assert fast.answered - answered == 7 and fast.passed_on == 0
 
 
 async def test_tests_mode_runs_only_while_a_test_names_it(env: Env) -> None:
