@@ -114,7 +114,7 @@ def _saturated(server: ServerProcess, agent: WireAgent, report: dict[str, Any]) 
 
 def run_to_the_end(
     server: ServerProcess, env: dict[str, str], agent: WireAgent, plan: Path, rows: list[Sample], *argv: str,
-    saturate: Callable[[], None] | None = None,
+    saturate: Callable[[], None] | None = None, end: dict[str, Any] | None = None,
 ) -> tuple[int, str, str]:  # fmt: skip
     """``octotui run PLAN … ARGV`` while ``agent`` runs its container: reports ``rows`` (saturated
     first when asked, ``saturate`` called then), then finishes; the CLI's exit code, stdout and stderr."""
@@ -132,7 +132,7 @@ def run_to_the_end(
                    "min_ms": min(ms, default=0), "max_ms": max(ms, default=0), "active": 0}  # fmt: skip
         seen = {**report, "labels": labels, "errors": errors, "figures": figures}
         agent.beat(seen)
-        agent.beat({**seen, "state": "finished", "exit_code": 0})
+        agent.beat({**seen, **(end or {"state": "finished", "exit_code": 0})})
     except BaseException:
         proc.kill()
         raise
@@ -194,13 +194,19 @@ def test_criteria_failed_exit_1_saying_which_and_by_how_much(
     assert "FAIL  p95<500ms: " in shown.stdout and "pass  max of login<1s: " in shown.stdout
 
 
-def test_a_test_without_samples_exits_3_whatever_its_criteria(
+def test_a_failed_test_exits_3_whatever_its_criteria(
     env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path
 ) -> None:
     code, out, err = run_to_the_end(server, env, gen1, plan_file, [], "--criteria", "errors<1%")
     assert code == 3, err
     assert "failed: no samples" in err.splitlines()[-1]
     assert ": finished" in out.splitlines()[0]
+
+    crashed = {"state": "failed", "exit_code": 1, "error": "JMeter exited with 1"}
+    code, out, err = run_to_the_end(server, env, gen1, plan_file, FAST, "--criteria", "errors<1%", end=crashed)
+    assert code == 3, err
+    assert "verdict: passed" in out and ": failed" in out.splitlines()[0], "judged, yet the test itself failed"
+    assert "1 of 1 containers failed" in err.splitlines()[-1] and "JMeter exited with 1" in err
 
 
 def test_each_bad_input_exits_2_and_launches_nothing(
