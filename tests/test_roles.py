@@ -234,6 +234,8 @@ async def test_every_route_with_every_token(start_server: Starter) -> None:
     openapi = (await shared.env.http.get("/openapi.json")).json()
     table = routes(openapi)
     assert len(table) >= 20, "the OpenAPI document lost routes"
+    drains = {("POST", "/agents/{agent_id}/drain"), ("POST", "/agents/{agent_id}/undrain")}
+    assert drains <= {(m, p) for m, p, _, _ in table}, "drain and undrain walked with every token kind"
     missing = {schema for _, _, schema, _ in table if schema and schema not in BODIES}
     assert not missing, f"no example body for {missing}: add one to BODIES"
     checked = 0
@@ -273,6 +275,10 @@ async def test_every_route_with_every_token(start_server: Starter) -> None:
         ("POST", "/agents/register", "admin", 403),
         ("GET", "/audit", "provider", 403),
         ("GET", "/providers", "wrong", 401),
+        ("POST", "/agents/{agent_id}/drain", "admin", 200),
+        ("POST", "/agents/{agent_id}/drain", "read-only", 403),
+        ("POST", "/agents/{agent_id}/undrain", "agent", 403),
+        ("POST", "/agents/{agent_id}/undrain", "provider", 403),
     ],
 )
 def test_the_rules_say_what_the_issue_says(method: str, path: str, kind: str, status: int) -> None:
