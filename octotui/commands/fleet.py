@@ -8,7 +8,6 @@ import argparse
 from octotui.client import Client, ClientError
 from octotui.commands import output as o
 from octotui.commands.session import EXIT_OK, Usage
-from octotui.protocol import Agent
 
 
 async def _agent_id(client: Client, given: str) -> str:
@@ -24,22 +23,10 @@ async def _agent_id(client: Client, given: str) -> str:
     return named[0].id if named else given
 
 
-async def _post(client: Client, agent_id: str, undo: bool) -> Agent:
-    method = getattr(client, "undrain" if undo else "drain", None)
-    if method is not None:
-        result = await method(agent_id)
-        if isinstance(result, Agent):
-            return result
-        return await client.agent(agent_id)
-    # A client without the methods yet: the route through the client's own request helper.
-    response = await client._request("POST", f"/agents/{agent_id}/{'undrain' if undo else 'drain'}")
-    return Agent.model_validate_json(response.content) if response.content else await client.agent(agent_id)
-
-
 async def drain(client: Client, args: argparse.Namespace, *, undo: bool) -> int:
     agent_id = await _agent_id(client, args.agent)
     try:
-        agent = await _post(client, agent_id, undo)
+        agent = await (client.undrain(agent_id) if undo else client.drain(agent_id))
     except ClientError as exc:
         if exc.status == 404:
             raise Usage(f"no agent named {args.agent!r} (nor with that id): {exc.message} (HTTP 404)") from None
