@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
 
 import httpx
 from textual.app import App
@@ -198,6 +198,33 @@ class Actions:
             f"New registration token for {name} (i shows it); registered agents are not affected",
             "Provider",
         )
+
+    # --- several at once (marks) ----------------------------------------------------------------
+
+    def fleet(self, action: Literal["drain", "undrain"], agents: dict[str, str]) -> None:
+        """Drain (no new containers; the running ones finish) or undrain each agent of ``agents``
+        (id -> name); one notification says which were done and why any was refused."""
+        call = self.client.drain if action == "drain" else self.client.undrain
+        calls = {name: call(agent_id) for agent_id, name in agents.items()}
+        done = "drained" if action == "drain" else "undrained"
+        self._app.run_worker(self._several(calls, done, f"Cannot {action}", "Fleet"), group="actions",
+                             exit_on_error=False)  # fmt: skip
+
+    def stop_containers(self, containers: dict[str, tuple[str, str]]) -> None:
+        """Stop each container of ``containers`` (id -> (test id, label)); one notification."""
+        calls = {label: self.client.stop_container(test_id, cid) for cid, (test_id, label) in containers.items()}
+        self._app.run_worker(self._several(calls, "stopping", "Cannot stop", "Containers"), group="actions",
+                             exit_on_error=False)  # fmt: skip
+
+    async def _several(self, calls: Mapping[str, Awaitable[object]], done: str, failed: str, title: str) -> None:
+        names = list(calls)
+        results = await asyncio.gather(*(self.attempt(c) for c in calls.values()))
+        refused = [f"{n}: {why}" for n, why in zip(names, results, strict=True) if why is not None]
+        took = [n for n, why in zip(names, results, strict=True) if why is None]
+        if took:
+            self._app.notify(f"{len(took)} {done}: {', '.join(took)}", title=title)
+        if refused:
+            self._app.notify("; ".join(refused), title=f"{failed} {len(refused)} of {len(names)}", severity="error")
 
     def _background(self, call: Callable[[], Awaitable[object]], failed: str, done: str, title: str) -> None:
         self._app.run_worker(self._change(call, failed, done, title), group="actions", exit_on_error=False)

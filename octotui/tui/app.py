@@ -4,23 +4,34 @@ the reactives and ask the :class:`~octotui.tui.actions.Actions` object for chang
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
+from textual.theme import Theme
+from textual.widgets import Input, TextArea
 
 from octotui.client import Client
 from octotui.embedded import Embedded
+from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, Test
 from octotui.tui import messages
 from octotui.tui.actions import Actions
+from octotui.tui.commandline import WRITES, State, parse, resolve_agent, resolve_provider, resolve_test
 from octotui.tui.dashboard import DashboardApp
+from octotui.tui.format import plural
 from octotui.tui.poller import Poller
+from octotui.tui.rows import test_state
+from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.audit import AuditScreen
+from octotui.tui.screens.command import CommandScreen
+from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.distribution import DistributionScreen
 from octotui.tui.screens.help import HelpScreen
 from octotui.tui.screens.launch import LaunchScreen
@@ -32,10 +43,44 @@ from octotui.tui.state import Connection, TestLabels
 from octotui.tui.supervisor import EXIT_NOTICE_S, Supervisor
 from octotui.tui.usage import ContainerUsage, UsageRevision
 from octotui.tui.widgets.status_bar import StatusBar
-from octotui.tui.widgets.tables import ProvidersTable
+from octotui.tui.widgets.tables import ContainerMarks, ProvidersTable
+
+#: The dashboard's colours, chosen so that each still means one thing once a 16-colour terminal
+#: (``TERM=xterm-16color``, tmux) rounds it to its nearest ANSI colour: accent (headers, key hints)
+#: to cyan, primary to bright blue, warning to bright yellow, success to bright green, and only
+#: error to red. Textual's default theme rounds accent and warning to bright red, the colour of
+#: failures. tests/test_tui_fleet.py checks the rounding.
+THEME = Theme(
+    name="octotui",
+    primary="#3A7BD5",
+    secondary="#5A8DEE",
+    accent="#2BB5C8",
+    warning="#E8B84D",
+    error="#E5534B",
+    success="#4EBF71",
+    foreground="#E0E0E0",
+    dark=True,
+)
 
 #: What the status bar says while the server refuses the dashboard's token (401).
 TOKEN_REFUSED = "token refused: restart with a valid --token"
+
+
+#: Where ``:monitors`` finds its screen (a class ``MonitorsScreen`` taking no argument).
+MONITORS_MODULE = "octotui.tui.screens.monitors"
+
+
+def monitors_screen() -> Screen[Any] | None:
+    """The monitors screen, when this build has one (``octotui/tui/screens/monitors.py``, written
+    apart from the rest): the one hook ``:monitors`` goes through."""
+    try:
+        monitors = importlib.import_module(MONITORS_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != MONITORS_MODULE:
+            raise  # the module is there but broken: say so, never "not available"
+        return None
+    screen_class = getattr(monitors, "MonitorsScreen", None)
+    return screen_class() if screen_class is not None else None
 
 
 @dataclass(frozen=True)
@@ -73,6 +118,9 @@ class OctoApp(DashboardApp):
     BINDINGS: ClassVar = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
+        # A priority binding opens the line at once: the keys typed fast after ":" (a paste, tmux
+        # send-keys) then all go to it, not to the table below. Off where ":" is typed (inputs).
+        Binding("colon", "command_line", "Cmd", key_display=":", priority=True),
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
 
@@ -86,6 +134,8 @@ class OctoApp(DashboardApp):
         embedded: bool = False,
     ) -> None:
         super().__init__()
+        self.register_theme(THEME)
+        self.theme = THEME.name
         self.server_label = server_label
         self.embedded = embedded
         self.last_launch = {}
@@ -320,6 +370,122 @@ class OctoApp(DashboardApp):
             self.notify("No provider yet: create one first", severity="warning")
             return
         self.push_screen(ProviderScreen(provider_id))
+
+    # --- the ":" command line ------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "command_line":
+            # Not over a dialog (its keys are the dialog's), nor where ":" is typed into a field.
+            return not isinstance(self.screen, ModalScreen) and not isinstance(self.focused, Input | TextArea)
+        return True
+
+    def action_command_line(self) -> None:
+        """Open the command line."""
+        self.push_screen(CommandScreen(self._command_state, self.command), self._command_done)
+
+    def _command_done(self, outcome: Callable[[], object] | None) -> None:
+        if outcome is not None:
+            # (some are coroutines, e.g. quitting: call_later awaits those)
+            self.call_later(outcome)
+
+    def _command_state(self) -> State:
+        return State(self.agents, self.tests, self.providers)
+
+    def command(self, line: str) -> str | Callable[[], object]:
+        """What the command ``line`` does, to run once the command line closed; or why it cannot
+        (unknown, a name that matches nothing, a change in read-only mode): said in the line."""
+        parsed = parse(line)
+        if isinstance(parsed, str):
+            return parsed
+        command, argument = parsed.command, parsed.argument
+        if command in WRITES and self.read_only:
+            what = {"drain": "draining agents", "undrain": "undraining agents", "stop": "stopping tests"}[command]
+            return f"read-only: {what} is disabled"
+        if command in ("agents", "tests", "providers"):
+            return lambda: self._show_table(command)
+        if command == "monitors":
+            screen = monitors_screen()
+            if screen is None:
+                return "monitors: not available in this build"
+            return lambda: self.push_screen(screen)
+        if command == "help":
+            return self.action_help
+        if command == "q":
+            return self.action_quit
+        if command in ("agent", "drain", "undrain"):
+            agent = resolve_agent(argument, self.agents)
+            if isinstance(agent, str):
+                return agent
+            if command == "agent":
+                return lambda: self.push_screen(AgentScreen(agent.id))
+            if command == "drain" and agent.drained:
+                return f"{agent.name} is already drained"
+            if command == "undrain" and not agent.drained:
+                return f"{agent.name} is not drained"
+            return lambda: self._fleet(command, agent.id)
+        if command == "provider":
+            provider = resolve_provider(argument, self.providers)
+            if isinstance(provider, str):
+                return provider
+            return lambda: self.push_screen(ProviderScreen(provider.id))
+        test = resolve_test(argument, self.tests)
+        if isinstance(test, str):
+            return test
+        if command == "test":
+            return lambda: self.push_screen(TestScreen(test.id))
+        if test.state in TERMINAL_TEST_STATES:
+            return f"{test.name} has already {test_state(test)}"
+        return lambda: self._stop_test(test)
+
+    def _show_table(self, which: str) -> None:
+        main = self._main()
+        if main is not None:
+            self.action_home()
+            main.action_focus_table(which)
+
+    def _fleet(self, action: str, agent_id: str) -> None:
+        main = self._main()
+        if main is not None:
+            main.ask_fleet(action, [agent_id])
+
+    def _stop_test(self, test: Test) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.actions.stop_test(test.id, test.name)
+
+        question = f"Stop test {test.name} and its {plural(len(test.containers), 'container')}?"
+        self.push_screen(ConfirmScreen(question), confirmed)
+
+    # --- several containers at once (marked in a containers table) -----------------------------
+
+    @on(ContainerMarks.StopContainers)
+    def _stop_containers(self, event: ContainerMarks.StopContainers) -> None:
+        if self.read_only:
+            self.notify("read-only: stopping containers is disabled", severity="warning")
+            return
+        where = {c.id: (t, c) for t in self.tests for c in t.containers}
+        chosen = {
+            cid: (test.id, f"#{c.index} {c.agent_name or c.agent[:8]} of {test.name}")
+            for cid in event.container_ids
+            if cid in where
+            for test, c in [where[cid]]
+            if c.state not in TERMINAL_CONTAINER_STATES
+        }
+        if not chosen:
+            self.notify("No running container marked or selected (space marks one)", severity="warning")
+            return
+        table = event.table
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.actions.stop_containers(chosen)
+                table.clear_marks()
+
+        tests = {t for t, _ in chosen.values()}
+        question = f"Stop {plural(len(chosen), 'container')}"
+        question += f" of {plural(len(tests), 'test')}?" if len(tests) > 1 else "?"
+        question += " Their results so far are kept."
+        self.push_screen(ConfirmScreen(question), confirmed)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -77,6 +77,50 @@ def _seen(agent: Agent, late_after: float, now: float, stale: bool = False) -> C
     return Cell(fmt.duration(age), STATUS_STYLE.get(agent.status), sort=age)
 
 
+#: How the Status column sorts its words: trouble first when sorted descending.
+STATUS_ORDER = ("online", "drained", "outdated", "saturated", "no docker", "late", "retiring", "offline")
+
+
+def agent_state(agent: Agent) -> tuple[str, str | None]:
+    """The one word the Status column shows for ``agent``, and its theme colour: its health first
+    (offline, late, retiring), then what degrades its results (saturated, no docker), then what an
+    operator must act on (outdated), then drained (taken out of service on purpose: not trouble)."""
+    if agent.retiring:
+        return "retiring", "warning"
+    if agent.status != "online":
+        return agent.status, STATUS_STYLE.get(agent.status)
+    if agent.saturated:
+        return "saturated", "warning"
+    if agent.docker is not None and not agent.docker.available:
+        return "no docker", "warning"
+    if agent.outdated:
+        return "outdated", "warning"
+    if agent.drained:
+        return "drained", "accent"
+    return "online", "success"
+
+
+def agent_flags(agent: Agent) -> list[str]:
+    """Every state of ``agent`` besides its status, in words (the agent screen's title says them)."""
+    flags = []
+    if agent.drained:
+        flags.append("drained: takes no new containers")
+    if agent.outdated:
+        flags.append("outdated: older than the server, upgrade it")
+    if agent.duplicate_machine:
+        flags.append("same machine as another agent")
+    if agent.saturated:
+        flags.append(f"saturated: {agent.saturated}")
+    return flags
+
+
+def _usage_cell(value: float | None) -> Cell:
+    """A CPU or memory percentage: a bar, then the figure; in the warning colour from 90 %."""
+    if value is None:
+        return Cell("-", sort=None)
+    return Cell(fmt.percent(value), "warning" if value >= 90 else None, sort=value, bar=value / 100)
+
+
 def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False) -> tuple[Cell, ...]:
     """The agents table's row for one agent (``stale``: the server cannot be reached)."""
     host = agent.host
@@ -89,22 +133,32 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
         docker_cell = Cell("yes", "success")
     else:
         docker_cell = Cell("no", "warning")
-    return (
-        # Deleted with force while busy: it hands in its containers' results, then leaves the list.
-        Cell("retiring", "warning", sort=3)
-        if agent.retiring
-        else Cell(agent.status, STATUS_STYLE.get(agent.status), sort=("online", "late", "offline").index(agent.status)),
+    # Deleted with force while busy (retiring): it hands in its containers' results, then leaves.
+    state, style = agent_state(agent)
+    if agent.duplicate_machine:
+        # Two identities on one machine: their figures and placements count the machine twice.
+        name = Cell(f"{agent.name} (same machine)", "warning", sort=agent.name)
+    elif agent.duplicate_name:
         # Same-named agents are distinct machines (each has its own identity): say so, as an
         # operator may have cloned a machine or forgotten --name.
-        Cell(f"{agent.name} (same name)", "warning", sort=agent.name) if agent.duplicate_name else Cell(agent.name),
+        name = Cell(f"{agent.name} (same name)", "warning", sort=agent.name)
+    else:
+        name = Cell(agent.name)
+    return (
+        Cell(state, style, sort=STATUS_ORDER.index(state)),
+        name,
         Cell(agent.provider_name or agent.provider[:8]),
         Cell(agent.location),
-        Cell(fmt.percent(cpu), "warning" if (cpu or 0) >= 90 else None, sort=cpu),
-        Cell(fmt.percent(mem), "warning" if (mem or 0) >= 90 else None, sort=mem),
+        _usage_cell(cpu),
+        _usage_cell(mem),
         _seen(agent, late_after, now, stale),
-        Cell(agent.version or "-"),
+        Cell(agent.version or "-", "warning" if agent.outdated else None),
         docker_cell,
     )
+
+
+#: The index of the Seen cell in an agents table's row.
+SEEN = 6
 
 
 class AgentRows:
@@ -139,7 +193,7 @@ class AgentRows:
         for agent in agents:
             if changed is not None and agent.id not in changed:
                 old = shown(agent.id)
-                if old is not None and old[6].text == "now":
+                if old is not None and old[SEEN].text == "now":
                     rows[agent.id] = old
                     continue
             if needle:
@@ -186,8 +240,28 @@ def test_rows(tests: Sequence[Test], *, stale: bool = False) -> tuple[dict[str, 
             Cell(str(r.errors), "error" if r.errors else None, sort=r.errors),
             _elapsed(t, now, stale),
             Cell(t.provider_name or t.provider[:8]),
+            check_cell(t),
         )
     return rows, {t.id: -t.created_at.timestamp() for t in tests}
+
+
+def check_cell(test: Test) -> Cell:
+    """The verdict of a test's criteria and its warnings: ``passed``, ``failed: p95<500ms``, ``⚠ 2:
+    results may be skewed…``; failed in the error colour, warnings in the warning colour."""
+    parts: list[str] = []
+    style: str | None = None
+    if test.verdict == "failed":
+        failed = [c.expr for c in test.criteria if c.passed is False]
+        parts.append("failed" + (f": {', '.join(failed)}" if failed else ""))
+        style = "error"
+    elif test.verdict == "passed":
+        parts.append("passed")
+        style = "success"
+    if test.warnings:
+        parts.append(f"⚠ {len(test.warnings)}: " + "; ".join(test.warnings))
+        style = style if style == "error" else "warning"
+    order = (2 if test.verdict == "failed" else 0) + (1 if test.warnings else 0)
+    return Cell(" · ".join(parts) or "-", style, sort=order)
 
 
 def _live_figures(c: ContainerRecord) -> tuple[Cell, Cell, Cell]:

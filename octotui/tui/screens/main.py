@@ -8,6 +8,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.scalar import Scalar
 from textual.widgets import DataTable, Footer, Input, Label
 
 from octotui.protocol import TERMINAL_TEST_STATES, Agent, Provider, ServerInfo, Test
@@ -20,12 +21,36 @@ from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen, rotation_question
 from octotui.tui.screens.test import TestScreen
+from octotui.tui.widgets.keyed_table import KeyedTable
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable, TestsTable
 
 #: Keys of this screen that change something, and what a read-only dashboard says of them.
 READ_ONLY_KEYS = {"l": "launching", "s": "stopping tests", "n": "changing providers"}
 #: The providers table's keys that change the selected provider.
 PROVIDER_KEYS = frozenset({"r", "delete", "k"})
+#: The most rows the providers table shows before it scrolls.
+PROVIDER_ROWS = 4
+#: The agents table keeps at least this many lines (header included), whatever the tests need.
+AGENT_LINES = 4
+
+
+def table_heights(screen_height: int, providers: int, agents: int, tests: int) -> tuple[int, int]:
+    """Lines (header included) for the providers and tests tables on a screen ``screen_height``
+    high: each gets the rows it has, up to a cap; the agents table takes what is left (1fr), and
+    never less than :data:`AGENT_LINES`. The tests' cap is two fifths of the room, or more when the
+    agents need less than the rest."""
+    # status bar, footer, and the margins above the agents and tests tables
+    room = max(0, screen_height - 4)
+    top = min(1 + max(1, providers), 1 + PROVIDER_ROWS)
+    room -= top
+    want = 1 + max(1, tests)
+    cap = max(3, room * 2 // 5, room - (1 + max(1, agents)))
+    return top, max(2, min(want, cap, room - AGENT_LINES))
+
+
+def marks_text(count: int, what: str, keys: str) -> str:
+    """The line under the tables while rows are marked."""
+    return f"{plural(count, what)} marked · {keys} · space unmarks · esc clears the marks"
 
 
 class MainScreen(DashboardScreen):
@@ -51,6 +76,7 @@ class MainScreen(DashboardScreen):
         yield ProvidersTable(id="providers")
         yield AgentsTable(id="agents")
         yield TestsTable(id="tests")
+        yield Label("", id="marks-bar", markup=False)
         with Horizontal(id="filter-bar"):
             yield Label("filter:", id="filter-label")
             yield Input(placeholder="agents by name, provider, location, status · esc clears", id="filter")
@@ -62,6 +88,7 @@ class MainScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter-bar").display = False
+        self.query_one("#marks-bar").display = False
         self.watch(self.app, "agents", self._agents_arrived)
         self.watch(self.app, "providers", self._providers_changed)
         self.watch(self.app, "tests", self._tests_changed)
@@ -91,16 +118,35 @@ class MainScreen(DashboardScreen):
             return
         self._show_agents(agents, self.needle, changed)
         self.query_one(ProvidersTable).sync(provider_rows(self.app.providers, agents))
+        self._fit()
 
     def _providers_changed(self, providers: list[Provider]) -> None:
         if not self.feeding:
             return
         self.query_one(ProvidersTable).sync(provider_rows(providers, self.app.agents))
+        self._fit()
 
     def _tests_changed(self, tests: list[Test]) -> None:
         if not self.feeding:
             return
         self.query_one(TestsTable).sync(*test_rows(tests, stale=self.stale))
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Give the providers and tests tables the lines their rows need (up to a cap each); the
+        agents table takes the rest (see :func:`table_heights`)."""
+        providers, tests = self.query_one(ProvidersTable), self.query_one(TestsTable)
+        agents = self.query_one(AgentsTable)
+        # The marks and filter lines, when shown, are taken from the room too.
+        bars = sum(1 for bar in ("#marks-bar", "#filter-bar") if self.query_one(bar).display)
+        top, bottom = table_heights(self.size.height - bars, providers.row_count, agents.row_count, tests.row_count)
+        if providers.styles.height != Scalar.from_number(top):
+            providers.styles.height = top
+        if tests.styles.height != Scalar.from_number(bottom):
+            tests.styles.height = bottom
 
     def _show_agents(self, agents: list[Agent], needle: str, changed: frozenset[str] | None = None) -> None:
         table = self.query_one(AgentsTable)
@@ -132,12 +178,17 @@ class MainScreen(DashboardScreen):
     def action_filter(self) -> None:
         self.query_one("#filter-bar").display = True
         self.query_one("#filter", Input).focus()
+        self._fit()
 
     def action_clear_filter(self) -> None:
+        """Escape: clear the marks, if any; else clear the filter."""
+        if self.query_one(AgentsTable).clear_marks():
+            return
         field = self.query_one("#filter", Input)
         field.value = ""
         self.query_one("#filter-bar").display = False
         self.query_one(AgentsTable).focus()
+        self._fit()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -147,7 +198,48 @@ class MainScreen(DashboardScreen):
     def _filter_done(self) -> None:
         if not self.needle:
             self.query_one("#filter-bar").display = False
+            self._fit()
         self.query_one(AgentsTable).focus()
+
+    # --- marks and what is done to the marked agents -------------------------------------------
+
+    @on(KeyedTable.MarksChanged, "#agents")
+    def _marks_changed(self, event: KeyedTable.MarksChanged) -> None:
+        bar = self.query_one("#marks-bar", Label)
+        bar.display = bool(event.marks)
+        if event.marks:
+            bar.update(marks_text(len(event.marks), "agent", "D drains · U undrains them"))
+        self._fit()
+
+    @on(AgentsTable.FleetAction)
+    def _fleet(self, event: AgentsTable.FleetAction) -> None:
+        if self.app.read_only:
+            self.notify(f"read-only: {event.action}ing agents is disabled", severity="warning")
+            return
+        self.ask_fleet(event.action, event.agent_ids)
+
+    def ask_fleet(self, action: str, agent_ids: list[str]) -> None:
+        """Ask, then drain or undrain these agents (the command line and ``D``/``U`` come here)."""
+        agents = {a.id: a for a in self.app.agents}
+        chosen = {i: agents[i].name for i in agent_ids if i in agents}
+        if not chosen:
+            self.notify("Select or mark agents first (a focuses the agents table, space marks)", severity="warning")
+            return
+        verb = "Drain" if action == "drain" else "Undrain"
+        names = ", ".join(list(chosen.values())[:5]) + (", …" if len(chosen) > 5 else "")
+        question = f"{verb} {plural(len(chosen), 'agent')} ({names})?"
+        if action == "drain":
+            question += " They take no new containers; the running ones finish."
+        else:
+            question += " They take new containers again."
+        table = self.query_one(AgentsTable)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.actions.fleet("drain" if action == "drain" else "undrain", chosen)
+                table.clear_marks()
+
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     # --- navigation and actions ---------------------------------------------------------------
 

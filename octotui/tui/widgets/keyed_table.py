@@ -15,6 +15,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
 
+from octotui.tui.format import bar as fmt_bar
+
 
 def theme_style(variables: Mapping[str, str], name: str) -> Style | str:
     """A Rich style for the theme variable ``name`` (its alpha blended onto the background)."""
@@ -53,6 +55,10 @@ class Cell:
     text: str
     style: str | None = None
     sort: Any = None
+    #: Drawn as an in-cell bar of this fraction (0..1) of ``bar_width`` cells before ``text``
+    #: (None: no bar), in ``style``'s colour.
+    bar: float | None = None
+    bar_width: int = 3
 
     @property
     def sort_key(self) -> Any:
@@ -115,11 +121,27 @@ class KeyedTable(DataTable[Text]):
     """
 
     COLUMNS: ClassVar[Sequence[Column]] = ()
+    #: Rows can be marked (space) for an action on several at once; marked rows are drawn in the
+    #: ``keyed-table--marked`` style.
+    MARKABLE: ClassVar[bool] = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"keyed-table--marked"}
     BINDINGS: ClassVar = [
         Binding("o", "cycle_sort", "Sort", show=False),
         Binding("home", "scroll_top", "First row", show=False),
         Binding("end", "scroll_bottom", "Last row", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
     ]
+
+    @dataclass
+    class MarksChanged(Message):
+        """The set of marked rows of ``table`` changed (``marks``: their keys)."""
+
+        table: KeyedTable
+        marks: frozenset[str]
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
 
     @dataclass
     class SortChanged(Message):
@@ -136,6 +158,8 @@ class KeyedTable(DataTable[Text]):
         self._order: dict[str, Any] = {}
         self.sort_column: str | None = None
         self.sort_reverse = False
+        #: Keys of the marked rows (only rows the table shows: a row that leaves loses its mark).
+        self.marks: set[str] = set()
 
     def on_mount(self) -> None:
         for col in self.COLUMNS:
@@ -165,10 +189,62 @@ class KeyedTable(DataTable[Text]):
         return theme_style(self.app.theme_variables, name)
 
     def _cell_text(self, key: str, col: Column, cell: Cell) -> SortText:
-        text = SortText(cell.text, style=self._style(cell.style), justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
+        style = self._style(cell.style)
+        if cell.bar is not None:
+            text = SortText(justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
+            text.append(fmt_bar(cell.bar, cell.bar_width), style or self._style("foreground-muted"))
+            text.append(" " + cell.text, style)
+        else:
+            text = SortText(cell.text, style=style, justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
+        if key in self.marks:
+            text.stylize(self.get_component_rich_style("keyed-table--marked", partial=True))
         text.sort_key = _ordered(cell.sort_key)
         text.row = key
         return text
+
+    # --- marks --------------------------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        """Mark the row under the cursor, or unmark it; the cursor moves on to the next row."""
+        key = self.selected_key
+        if key is None or not self.MARKABLE:
+            return
+        if key in self.marks:
+            self.marks.discard(key)
+        else:
+            self.marks.add(key)
+        self._repaint_marks({key})
+        if self.cursor_row < self.row_count - 1:
+            self.move_cursor(row=self.cursor_row + 1)
+
+    def clear_marks(self) -> bool:
+        """Unmark every row; False when none was marked."""
+        if not self.marks:
+            return False
+        keys, self.marks = set(self.marks), set()
+        self._repaint_marks(keys)
+        return True
+
+    def marked_or_selected(self) -> list[str]:
+        """The marked rows' keys in display order, else the selected row's (empty: neither)."""
+        if self.marks:
+            return [k for k in self.row_keys if k in self.marks]
+        key = self.selected_key
+        return [key] if key is not None else []
+
+    def _repaint_marks(self, keys: set[str]) -> None:
+        writes = [
+            (RowKey(k), ColumnKey(col.key), self._cell_text(k, col, cell))
+            for k in keys
+            if (cells := self._cells.get(k)) is not None
+            for col, cell in zip(self.COLUMNS, cells, strict=True)
+        ]
+        if writes and _put_cells(self, writes):
+            self._refresh_rows([RowKey(k) for k in keys])
+        else:
+            for row_key, col_key, text in writes:
+                self.update_cell(row_key, col_key, text)
+        self.post_message(self.MarksChanged(self, frozenset(self.marks)))
 
     def sync(self, rows: Mapping[str, Sequence[Cell]], order: Mapping[str, Any] | None = None) -> None:
         """Make the table show exactly ``rows`` (key -> cells), in the current sort order.
@@ -179,9 +255,13 @@ class KeyedTable(DataTable[Text]):
         if order is not None:
             reorder = dict(order) != self._order
             self._order = dict(order)
-        for key in [k for k in self._cells if k not in rows]:
+        gone = [k for k in self._cells if k not in rows]
+        for key in gone:
             self.remove_row(key)
             del self._cells[key]
+        if self.marks.intersection(gone):
+            self.marks.difference_update(gone)
+            self.post_message(self.MarksChanged(self, frozenset(self.marks)))
         writes: list[tuple[RowKey, ColumnKey, Text]] = []
         changed: list[RowKey] = []
         for key, cells in rows.items():

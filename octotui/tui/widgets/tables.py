@@ -56,13 +56,20 @@ class ProvidersTable(KeyedTable):
 
 
 class AgentsTable(KeyedTable):
-    """Agents: status (colour and word), identity, live CPU/memory, last seen, version, docker.
+    """Agents: state (colour and word), identity, live CPU/memory as bars, last seen, version, docker.
 
-    ``del`` asks to remove the selected agent (:class:`RemoveAgent`): the screen does it.
+    Rows can be marked (space); ``D``/``U`` ask to drain/undrain the marked agents, else the
+    selected one (:class:`FleetAction`), ``del`` to remove the selected one (:class:`RemoveAgent`):
+    the screen does it.
     """
 
-    # Rare: kept out of the footer, where it would push the everyday keys off an 80-column screen.
-    BINDINGS: ClassVar = [Binding("delete", "remove_agent", "Remove agent", key_display="del", show=False)]
+    MARKABLE = True
+    # Rare: kept out of the footer, where they would push the everyday keys off an 80-column screen.
+    BINDINGS: ClassVar = [
+        Binding("delete", "remove_agent", "Remove agent", key_display="del", show=False),
+        Binding("D", "fleet('drain')", "Drain", key_display="D", show=False),
+        Binding("U", "fleet('undrain')", "Undrain", key_display="U", show=False),
+    ]
 
     @dataclass
     class RemoveAgent(Message):
@@ -70,21 +77,33 @@ class AgentsTable(KeyedTable):
 
         agent_id: str | None
 
+    @dataclass
+    class FleetAction(Message):
+        """``D`` or ``U`` asked to ``action`` (drain, undrain) these agents (marked, else selected)."""
+
+        action: str
+        agent_ids: list[str]
+
     def action_remove_agent(self) -> None:
         self.post_message(self.RemoveAgent(self.selected_key))
+
+    def action_fleet(self, action: str) -> None:
+        self.post_message(self.FleetAction(action, self.marked_or_selected()))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "remove_agent" and getattr(self.app, "read_only", False))
 
+    # Fits 80 columns (79 inside the scrollbar) with the cells' padding; Name takes what a wider
+    # terminal leaves. CPU and Mem: a 3-cell bar, then the figure.
     COLUMNS = (
-        Column("status", "Status", 7),
-        Column("name", "Name", 12),
-        Column("provider", "Provider", 8),
-        Column("location", "Location", 8),
-        Column("cpu", "CPU%", 5, "right"),
-        Column("mem", "Mem%", 5, "right"),
+        Column("status", "Status", 9),
+        Column("name", "Name", 11, stretch=True, max_width=32),
+        Column("provider", "Provider", 7),
+        Column("location", "Location", 7),
+        Column("cpu", "CPU%", 8, "right"),
+        Column("mem", "Mem%", 8, "right"),
         Column("seen", "Seen", 5, "right"),
-        Column("version", "Version", 7),
+        Column("version", "Ver.", 5),
         Column("docker", "Dkr", 3),
     )
 
@@ -111,18 +130,41 @@ class TestsTable(KeyedTable):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "delete_test" and getattr(self.app, "read_only", False))
 
+    # The last column: the criteria's verdict and the warnings, as far as the width allows.
     COLUMNS = (
-        Column("name", "Test", 16),
+        Column("name", "Test", 14),
         Column("state", "State", 8),
         Column("containers", "Cont.", 5, "right"),
-        Column("rate", "Hits/s", 8, "right"),
-        Column("errors", "Errors", 7, "right"),
+        Column("rate", "Hits/s", 7, "right"),
+        Column("errors", "Errors", 6, "right"),
         Column("elapsed", "Elapsed", 7, "right"),
-        Column("provider", "Provider", 10),
+        Column("provider", "Provider", 8),
+        Column("check", "Verdict, warnings", 6, stretch=True),
     )
 
 
-class ContainersTable(KeyedTable):
+class ContainerMarks(KeyedTable):
+    """A table of containers (keys: container ids) whose rows can be marked and stopped together."""
+
+    MARKABLE = True
+    BINDINGS: ClassVar = [Binding("X", "stop_marked", "Stop marked", key_display="X", show=False)]
+
+    @dataclass
+    class StopContainers(Message):
+        """``X`` asked to stop these containers (the marked ones, else the selected one)."""
+
+        container_ids: list[str]
+        table: KeyedTable
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
+
+    def action_stop_marked(self) -> None:
+        self.post_message(self.StopContainers(self.marked_or_selected(), self))
+
+
+class ContainersTable(ContainerMarks):
     """A test's containers: agent, state, CPU, memory, hits/s, errors, pull progress or error."""
 
     COLUMNS = (
@@ -137,7 +179,7 @@ class ContainersTable(KeyedTable):
     )
 
 
-class AgentContainersTable(KeyedTable):
+class AgentContainersTable(ContainerMarks):
     """Containers placed on one agent, whatever their test."""
 
     COLUMNS = (
