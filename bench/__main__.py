@@ -32,6 +32,7 @@ FIGURES = [
     "agent_jtl",
     "label_latency",
     "dashboard_labels",
+    "monitors",
 ]
 
 
