@@ -243,7 +243,7 @@ class _Progress:
                 f"avg {o.ms(r.avg_ms)} ms  err {o.percent(r.error_percent)}%")  # fmt: skip
         failing = sum(1 for c in t.criteria if c.passed is False)
         if t.criteria:
-            text += f"  criteria {failing} failing" if failing else f"  criteria {len(t.criteria)} ok so far"
+            text += f"  criteria {failing} failing" if failing else f"  criteria {len(t.criteria)}, none failing"
         if t.warnings:
             text += "  saturated!"
         return text
