@@ -250,3 +250,31 @@ async def test_an_assignment_this_agent_cannot_run_leaves_the_rest(
     assert got.stop == ["c-1"] and got.monitor_revision == 7
     assert [m.id for m in got.monitors or []] == ["m-good"]
     assert "m-newer" in caplog.text and "Newer-Secret" not in caplog.text
+
+
+async def test_a_beat_carries_a_bounded_number_of_values(nginx_peer: Nginx) -> None:
+    """After an outage the backlog goes up over several beats, oldest first, none lost or repeated."""
+    scheduler = MonitorScheduler(values_per_beat=16)
+    try:
+        scheduler.apply([assignment("web", "nginx", f"{nginx_peer.url}/status", interval=0.05)], revision=1)
+
+        async def backlog() -> bool:
+            return len(scheduler.monitors["web"].buffer) >= 8
+
+        await wait_until_async(backlog, what="a backlog of samples")
+        task = scheduler.monitors["web"].task
+        assert task is not None
+        task.cancel()  # no more collections: the backlog alone remains
+        await asyncio.wait([task], timeout=10)
+        sent: list[float] = []
+        for _ in range(20):
+            marks: dict[str, int] = {}
+            found = scheduler.take(marks)
+            if not found or not found[0].samples:
+                break
+            assert sum(len(s.values) for s in found[0].samples) <= 16
+            sent += [s.ts for s in found[0].samples]
+            scheduler.delivered(marks)
+        assert len(sent) >= 8 and sent == sorted(set(sent))
+    finally:
+        await scheduler.aclose()

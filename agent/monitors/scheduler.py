@@ -18,6 +18,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from agent.monitors.base import CollectError, Collector, describe
 from octotui.protocol.monitors import (
@@ -41,6 +42,8 @@ KINDS = {
 }
 #: Samples kept per monitor while the server is not reached (a report carries at most 720).
 MAX_BUFFERED = 720
+#: Values one heartbeat carries at most (~40 bytes each in JSON: ~2 MB; the server takes 9 MiB bodies).
+VALUES_PER_BEAT = 50_000
 
 
 def make_collector(assignment: MonitorAssignment) -> Collector:
@@ -87,7 +90,11 @@ class _Monitor:
 class MonitorScheduler:
     """The monitors this agent runs: :meth:`apply` the server's assignments, :meth:`take` reports."""
 
-    def __init__(self, concurrency: int = 16, buffer: int = MAX_BUFFERED) -> None:
+    def __init__(
+        self, concurrency: int = 16, buffer: int = MAX_BUFFERED, values_per_beat: int = VALUES_PER_BEAT
+    ) -> None:
+        self.values_per_beat = values_per_beat
+        self._turn = 0
         self.revision: int | None = None
         self.monitors: dict[str, _Monitor] = {}
         self.concurrency = concurrency
@@ -202,18 +209,34 @@ class MonitorScheduler:
     # --- reports --------------------------------------------------------------------------------
 
     def take(self, marks: dict[str, int]) -> list[MonitorReport]:
-        """Reports of every monitor that collected at least once: its state and its unsent samples
-        (which stay buffered); ``marks`` gets what to drop once the heartbeat is answered."""
+        """Reports of every monitor that collected at least once: its state and its unsent samples,
+        oldest first, up to :data:`VALUES_PER_BEAT` values in all (the rest go in the next beats,
+        the monitor served first turning each beat); they stay buffered until :meth:`delivered`
+        with ``marks``."""
         reports = []
-        for monitor_id, monitor in self.monitors.items():
+        budget = self.values_per_beat
+        ids = list(self.monitors)
+        self._turn = (self._turn + 1) % max(1, len(ids))
+        for monitor_id in ids[self._turn :] + ids[: self._turn]:
+            monitor = self.monitors[monitor_id]
             if monitor.state is None:
                 continue
-            samples = [sample for _, sample in monitor.buffer]
-            marks[monitor_id] = monitor.buffer[-1][0] if monitor.buffer else 0
+            samples: list[MonitorSample] = []
+            mark = 0
+            for seq, sample in monitor.buffer:
+                if len(sample.values) > budget and samples:
+                    break
+                budget -= len(sample.values)
+                samples.append(sample)
+                mark = seq
+                if budget <= 0:
+                    break
+            marks[monitor_id] = mark
+            state: Literal["ok", "error"] = "ok" if monitor.state == "ok" else "error"
             reports.append(
                 MonitorReport(
                     id=monitor_id,
-                    state="ok" if monitor.state == "ok" else "error",
+                    state=state,
                     error=monitor.error,
                     samples=samples,
                     dropped_metrics=monitor.dropped_metrics,
