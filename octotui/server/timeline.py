@@ -156,6 +156,21 @@ class Packed:
         values = self.data.tolist()
         return [tuple(None if v != v else v for v in values[i : i + f]) for i in range(0, len(values), f)]
 
+    def thinned(self, most: int) -> list[Point]:
+        """At most ``most`` points (NaN as None): runs of consecutive points merged as buckets are
+        (what a chart a few hundred pixels wide can show of a long timeline)."""
+        n = len(self)
+        k = max(1, -(-n // max(1, most)))
+        if k == 1:
+            return self.points()
+        out = []
+        for start in range(0, n, k):
+            p = self._raw(start)
+            for i in range(start + 1, min(start + k, n)):
+                p = self.merge(p, self._raw(i))
+            out.append(tuple(None if v != v else v for v in p))
+        return out
+
     def extend_after(self, other: Packed) -> None:
         """Append ``other``'s points newer than this one's last (a timeline taken back from the
         store, then what came since: after a restart mid-test)."""

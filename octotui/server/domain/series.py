@@ -192,28 +192,38 @@ async def points(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
     return points_out(Timeline.unpack(width, coarse, packed).points())
 
 
-async def labels(s: ServerState, t: TestRec, label: str | None = None) -> list[LabelSeries]:
+async def label_lines(s: ServerState, t: TestRec, label: str | None = None) -> list[tuple[str, LabelTimeline]]:
     """Each label's timeline of ``t`` (only ``label``'s when given; none when it has no such label),
     by label: from memory while it runs (or until stored), else from the store."""
     lines = s.timelines.labels.get(t.id)
     if lines is not None or t.state not in TEST_TERMINAL:
         lines = lines or {}
         names = sorted(lines) if label is None else [label] if label in lines else []
-        return [label_out(n, lines[n]) for n in names]
+        return [(n, lines[n]) for n in names]
     return [
-        label_out(name, LabelTimeline.unpack(width, coarse, packed))
+        (name, LabelTimeline.unpack(width, coarse, packed))
         for _, name, width, coarse, packed in await s.store.label_series_of(t.id, label)
+    ]
+
+
+async def labels(s: ServerState, t: TestRec, label: str | None = None) -> list[LabelSeries]:
+    """Each label's series of ``t`` as the wire lists them (see :func:`label_lines`)."""
+    return [label_out(name, line) for name, line in await label_lines(s, t, label)]
+
+
+async def generator_lines(s: ServerState, t: TestRec) -> list[tuple[str, str, GeneratorTimeline]]:
+    """(agent id, agent name, its CPU and memory timeline) of each load generator of ``t``, by name."""
+    lines = s.timelines.generators.get(t.id)
+    if lines is not None or t.state not in TEST_TERMINAL:
+        names = s.timelines.names.get(t.id, {})
+        out = [(aid, names.get(aid, ""), g) for aid, g in (lines or {}).items()]
+        return sorted(out, key=lambda x: (x[1], x[0]))
+    return [
+        (agent_id, name, _generator_line(width, blob))
+        for _, agent_id, name, width, blob in await s.store.generator_series_of(t.id)
     ]
 
 
 async def generators(s: ServerState, t: TestRec) -> list[GeneratorSeries]:
     """Each load generator's CPU and memory during ``t``, by agent name."""
-    lines = s.timelines.generators.get(t.id)
-    if lines is not None or t.state not in TEST_TERMINAL:
-        names = s.timelines.names.get(t.id, {})
-        out = [generator_out(aid, names.get(aid, ""), g) for aid, g in (lines or {}).items()]
-        return sorted(out, key=lambda g: (g.agent_name, g.agent_id))
-    return [
-        generator_out(agent_id, name, _generator_line(width, blob))
-        for _, agent_id, name, width, blob in await s.store.generator_series_of(t.id)
-    ]
+    return [generator_out(aid, name, g) for aid, name, g in await generator_lines(s, t)]

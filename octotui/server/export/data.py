@@ -11,9 +11,7 @@ from octotui.protocol import (
     OTHER_LABEL,
     Comparison,
     ErrorFigures,
-    GeneratorSeries,
     LabelFigures,
-    LabelSeries,
     Test,
     TestSeriesPoint,
 )
@@ -22,6 +20,11 @@ from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.labelbook import merge_errors, merge_labels
 from octotui.server.records import TestRec
+from octotui.server.timeline import GeneratorTimeline, Point
+
+#: Points of one line of a chart in the report at most (a chart is ~500 pixels wide): longer
+#: timelines are thinned, runs of points merged as their buckets are (``Packed.thinned``).
+CHART_POINTS = 400
 
 #: The name of the row merged over every label (JMeter's Aggregate Report calls it TOTAL too).
 TOTAL = "TOTAL"
@@ -47,6 +50,15 @@ class Generator:
 
 
 @dataclass(frozen=True, slots=True)
+class Line:
+    """One kept timeline as the report draws it: a label's (``LabelTimeline`` points) or a
+    generator's (``GeneratorTimeline`` points: ts, CPU %, memory %, n), thinned to CHART_POINTS."""
+
+    name: str
+    points: list[Point]
+
+
+@dataclass(frozen=True, slots=True)
 class ExportData:
     """One test as its exports show it. ``live``: the test has not ended, the figures are those of now."""
 
@@ -65,8 +77,8 @@ class ExportData:
     comparison: Comparison | None = None
     baseline_name: str = ""
     #: Each label's series and each generator's CPU/memory over the test, as kept with it.
-    label_series: list[LabelSeries] = field(default_factory=list)
-    generator_series: list[GeneratorSeries] = field(default_factory=list)
+    label_series: list[Line] = field(default_factory=list)
+    generator_series: list[Line] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -110,31 +122,36 @@ def _figures(cpu: list[float], mem: list[float]) -> tuple[float | None, float | 
     return round(sum(cpu) / len(cpu), 1), round(max(cpu), 1), round(max(mem), 1) if mem else None
 
 
-def _generators(s: ServerState, t: TestRec, test: Test, kept: list[GeneratorSeries]) -> list[Generator]:
+def _generators(
+    s: ServerState, t: TestRec, test: Test, kept: list[tuple[str, str, GeneratorTimeline]]
+) -> list[Generator]:
     by_agent: dict[str, list[tuple[str, str, int | None, str | None]]] = {}
     for c in test.containers:
         by_agent.setdefault(c.agent, []).append((c.id, c.state, c.exit_code, c.error))
-    series = {g.agent_id: g for g in kept}
+    series = {agent_id: (name, line) for agent_id, name, line in kept}
     end = t.ended_at if t.ended_at is not None else clock.now()
     out = []
     for agent_id, containers in by_agent.items():
         a = s.agents.get(agent_id)
         g = series.get(agent_id)
-        if g is not None and g.points:
-            # Kept with the test: its means are over time (each point one interval, merged ones
-            # their mean), its maxima of the points (of merged points, of their means).
-            cpu = [p.cpu_percent for p in g.points if math.isfinite(p.cpu_percent)]
-            mem = [p.memory_percent for p in g.points if math.isfinite(p.memory_percent)]
+        if g is not None and len(g[1]):
+            # Kept with the test: the mean over time (each point weighted by the intervals it
+            # stands for), the maxima of the points (of merged points, of their means).
+            points = [(cpu, mem, n) for _, cpu, mem, n in g[1].points() if math.isfinite(cpu) and math.isfinite(mem)]
+            weight = sum(n for _, _, n in points)
+            mean = round(sum(cpu * n for cpu, _, n in points) / weight, 1) if weight else None
             status = views.agent_out(s, a).status if a is not None else "gone"
             out.append(
                 Generator(
                     agent_id,
-                    a.name if a is not None else g.agent_name,
+                    a.name if a is not None else g[0],
                     a.location if a is not None else "",
                     status,
                     containers,
-                    *_figures(cpu, mem),
-                    host_samples=len(g.points),
+                    mean,
+                    round(max(p[0] for p in points), 1) if points else None,
+                    round(max(p[1] for p in points), 1) if points else None,
+                    host_samples=int(weight),
                     kept=True,
                 )
             )
@@ -165,7 +182,7 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
     merged = merge_labels(figures)
     if any(x.label == OTHER_LABEL for x in merged):
         notes.append(f"the plan made more labels than a container reports: the excess is counted as {OTHER_LABEL!r}")
-    kept = await series.generators(s, t)
+    kept = await series.generator_lines(s, t)
     return ExportData(
         test=test,
         plan_name=plan_name(t.plan),
@@ -180,8 +197,8 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
         notes=notes,
         comparison=comparison,
         baseline_name=s.tests[baseline_id].name if baseline_id is not None else "",
-        label_series=await series.labels(s, t),
-        generator_series=kept,
+        label_series=[Line(name, line.thinned(CHART_POINTS)) for name, line in await series.label_lines(s, t)],
+        generator_series=[Line(name or aid, line.thinned(CHART_POINTS)) for aid, name, line in kept],
     )
 
 

@@ -208,7 +208,7 @@ def _per_label(data: ExportData) -> str:
     """The per-label charts with a picker (every label's series is in the page's data)."""
     if not data.label_series:
         return '<p class="none">No per-label series was kept for this test.</p>'
-    options = "".join(f'<option value="{i}">{e(x.label)}</option>' for i, x in enumerate(data.label_series))
+    options = "".join(f'<option value="{i}">{e(x.name)}</option>' for i, x in enumerate(data.label_series))
     pick = f'<p class="pick"><label for="label-pick">Label </label><select id="label-pick">{options}</select></p>'
     return pick + '<div class="charts">' + "".join(_figure(k, t) for k, t in LABEL_CHARTS) + "</div>"
 
@@ -361,8 +361,7 @@ def _series_json(data: ExportData) -> str:
     ``generators`` [{name, points: [t, CPU %, memory %]}]."""
     pts = data.series
     firsts = [pts[0].ts] if pts else []
-    firsts += [x.points[0].ts for x in data.label_series if x.points]
-    firsts += [g.points[0].ts for g in data.generator_series if g.points]
+    firsts += [x.points[0][0] for x in (*data.label_series, *data.generator_series) if x.points]
     t0 = min(firsts) if firsts else 0.0
     rows = [
         [_f(p.ts - t0), _f(p.rate), _f(p.avg_ms), p.errors, p.active, _f(er), _o(p.p95_ms), _f(p.received_bps),
@@ -370,28 +369,11 @@ def _series_json(data: ExportData) -> str:
         for p, er in zip(pts, _errors_per_second(pts), strict=True)
     ]  # fmt: skip
     labels = [
-        {
-            "name": x.label,
-            "points": [
-                [
-                    _f(p.ts - t0),
-                    _f(p.rate),
-                    _f(p.error_rate),
-                    _f(p.avg_ms),
-                    _o(p.p95_ms),
-                    _f(p.received_bps),
-                    _f(p.sent_bps),
-                ]
-                for p in x.points
-            ],
-        }
+        {"name": x.name, "points": [[_f(p[0] - t0), *(_o(v) for v in p[1:7])] for p in x.points]}
         for x in data.label_series
     ]
     gens = [
-        {
-            "name": g.agent_name or g.agent_id,
-            "points": [[_f(p.ts - t0), _f(p.cpu_percent), _f(p.memory_percent)] for p in g.points],
-        }
+        {"name": g.name, "points": [[_f(p[0] - t0), _f(p[1]), _f(p[2])] for p in g.points]}
         for g in data.generator_series
     ]
     text = json.dumps({"series": rows, "labels": labels, "generators": gens}, separators=(",", ":"), allow_nan=False)
