@@ -3,10 +3,13 @@ empty panes. Plain functions of the contract's models, tested without Textual.""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from octotui.protocol import (
     TERMINAL_TEST_STATES,
     Comparison,
     ContainerRecord,
+    CriterionResult,
     ErrorFigures,
     LabelFigures,
     Test,
@@ -51,6 +54,60 @@ def test_summary(test: Test) -> str:
         third += f" · p90 {_ms(r.p90_ms)} · p95 {_ms(r.p95_ms)} · p99 {_ms(r.p99_ms)}"
     third += " ms" + (" (final)" if r.final else " (so far)")
     return "\n".join((first, second, third))
+
+
+#: How a criterion stands: passed, failed, or not decided yet.
+Standing = Literal["passed", "failed", "pending"]
+
+
+def criterion_standing(c: CriterionResult) -> Standing:
+    return "pending" if c.passed is None else "passed" if c.passed else "failed"
+
+
+def criterion_line(c: CriterionResult) -> str:
+    """One criterion in words: ``✓ p95<500ms: p95 312 ms``, ``✗ errors<1%: errors 3.2 %, over…``,
+    ``· hits/s>100: pending (now 80)``."""
+    standing = criterion_standing(c)
+    mark = {"passed": "✓", "failed": "✗", "pending": "·"}[standing]
+    detail = c.detail.strip()
+    if standing == "pending":
+        now = f" (now {c.actual:.4g})" if c.actual is not None else ""
+        held = f", held for {c.for_s:g} s" if c.for_s else ""
+        detail = f"pending{now}{held}" + (f" · {detail}" if detail else "")
+    return f"{mark} {c.expr}" + (f": {detail}" if detail else "")
+
+
+def verdict_line(test: Test) -> str:
+    """The test's verdict on its criteria: ``verdict: failed · 1 of 3 criteria failed``; "" without
+    criteria."""
+    if not test.criteria:
+        return ""
+    failed = sum(1 for c in test.criteria if c.passed is False)
+    pending = sum(1 for c in test.criteria if c.passed is None)
+    n = len(test.criteria)
+    if test.verdict is not None:
+        head = f"verdict: {test.verdict}"
+    elif test.state in TERMINAL_TEST_STATES:
+        head = "verdict: none (the test ended before its criteria were decided)"
+    else:
+        head = "verdict: pending"
+    counts = []
+    if failed:
+        counts.append(f"{failed} of {_criteria(n)} failed")
+    if pending and test.verdict is None:
+        counts.append(f"{pending} of {n} pending")
+    if not failed and not pending:
+        counts.append(f"{_criteria(n)} passed")
+    return " · ".join([head, *counts])
+
+
+def _criteria(n: int) -> str:
+    return f"{n} {'criterion' if n == 1 else 'criteria'}"
+
+
+def warning_lines(test: Test) -> list[str]:
+    """The test's warnings (a saturated generator: results may be skewed), each marked."""
+    return [f"⚠ {w.strip()}" for w in test.warnings if w.strip()]
 
 
 def elapsed_times(test: Test, stamps: list[float]) -> tuple[float, ...]:

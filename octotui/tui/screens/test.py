@@ -6,12 +6,15 @@ with its settings."""
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Label, Static
 
 from octotui.client import ClientError
@@ -21,7 +24,9 @@ from octotui.protocol import (
     Comparison,
     ContainerRecord,
     ErrorFigures,
+    GeneratorSeries,
     LabelFigures,
+    LabelSeries,
     Test,
     TestSeries,
 )
@@ -43,12 +48,16 @@ from octotui.tui.state import TestLabels
 from octotui.tui.testlines import (
     baseline_line,
     container_line,
+    criterion_line,
+    criterion_standing,
     elapsed_times,
     errors_line,
     labels_line,
     no_data_text,
     number,
     test_summary,
+    verdict_line,
+    warning_lines,
 )
 from octotui.tui.usage import UsageRevision
 from octotui.tui.widgets.charts import Chart
@@ -68,6 +77,23 @@ PANES = (
 READ_ONLY_KEYS = {"s": "stopping", "x": "stopping", "delete": "deleting tests", "R": "launching", "E": "launching"}
 
 
+#: The colour of a criterion as it stands, and of the verdict.
+STANDING_STYLE = {"passed": "$success", "failed": "$error", "pending": "$text-muted"}
+
+
+def verdict_markup(test: Test) -> str:
+    """The verdict, then each criterion on its line: passed green, failed red with its detail,
+    pending dim (markup; the texts escaped)."""
+    head = verdict_line(test)
+    if not head:
+        return ""
+    style = STANDING_STYLE["pending" if test.verdict is None else test.verdict]
+    lines = [f"[bold {style}]{escape(head)}[/]"]
+    for c in test.criteria:
+        lines.append(f"[{STANDING_STYLE[criterion_standing(c)]}]{escape(criterion_line(c))}[/]")
+    return "\n".join(lines)
+
+
 class TestScreen(DashboardScreen):
     """The detail of one test; fetched by the app's worker while shown.
 
@@ -78,6 +104,19 @@ class TestScreen(DashboardScreen):
     """
 
     __test__ = False
+    # The screen's own layout over the app's stylesheet (more specific selectors): at 80x24 every
+    # part stays on screen. The head (summary, warnings, verdict and criteria, reason) grows with
+    # its text up to 7 lines and scrolls past them: it takes the focus (tab), pgdn/end scroll it.
+    CSS = """
+    TestScreen #test-head { height: auto; max-height: 7; scrollbar-size-vertical: 1; }
+    TestScreen #test-head:focus { background-tint: $foreground 6%; }
+    TestScreen #test-title { height: auto; }
+    TestScreen #test-reason { max-height: 1000; }
+    TestScreen #test-warnings { padding: 0 1; height: auto; color: $warning; text-style: bold; }
+    TestScreen #test-verdict { padding: 0 1; height: auto; }
+    TestScreen #test-charts { height: 1fr; min-height: 6; }
+    TestScreen #test-panes { min-height: 5; }
+    """
     BINDINGS: ClassVar = [
         Binding("escape", "back", "Back"),
         Binding("s", "stop_test", "Stop test"),
@@ -98,6 +137,8 @@ class TestScreen(DashboardScreen):
         self.test_id = test_id
         self._summary = ""
         self._reason: str | None = None
+        self._warnings: list[str] = []
+        self._verdict = ""
         self._container_line = ""
         self._labels: list[LabelFigures] | None = None
         self._errors: list[ErrorFigures] | None = None
@@ -107,11 +148,23 @@ class TestScreen(DashboardScreen):
         self._live = True
         #: This test against the baseline picked with ``b``, once the server answered.
         self.comparison: Comparison | None = None
+        #: The test's whole series as last fetched (the charts' whole-test view).
+        self._series: TestSeries | None = None
+        #: The generators' CPU and memory over the test (``?generators=true``), fetched while the
+        #: cpu/mem pane is shown: None until the server answered (or when it keeps none).
+        self.generators: list[GeneratorSeries] | None = None
+        #: Labels' series (``?label=NAME``) by label, fetched while the labels pane shows them.
+        self.label_series: dict[str, LabelSeries] = {}
+        #: When each of those was last asked for (monotonic), to ask at most every few seconds.
+        self._asked: dict[str, float] = {}
 
     def compose(self) -> ComposeResult:
         yield self.status_bar()
-        yield Label("loading…", id="test-title", markup=False)
-        yield Static("", id="test-reason", markup=False)
+        with VerticalScroll(id="test-head"):
+            yield Label("loading…", id="test-title", markup=False)
+            yield Static("", id="test-warnings", markup=False)
+            yield Static("", id="test-verdict")
+            yield Static("", id="test-reason", markup=False)
         with Horizontal(id="test-charts"):
             # Per interval ("now", and the window's "peak"), unlike the whole-test header.
             yield Chart("hits/s", formatter=number, latest="now", peak="peak", id="rate-chart")
@@ -133,7 +186,8 @@ class TestScreen(DashboardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#test-reason").display = False
+        for part in ("#test-reason", "#test-warnings", "#test-verdict"):
+            self.query_one(part).display = False
         self.query_one("#filter-bar").display = False
         self.app.post_message(messages.DetailOpened("test", self.test_id))
         self.watch(self.app, "test_detail", self._detail_changed)
@@ -215,6 +269,8 @@ class TestScreen(DashboardScreen):
         self.set_focus(self.query_one(f"#{table}", KeyedTable))
         self._show_line()
         self._usage_changed(self.app.container_usage)
+        self._draw_charts()
+        self._fetch_more()
         self.refresh_bindings()
 
     @on(PaneTabs.Chosen)
@@ -265,6 +321,18 @@ class TestScreen(DashboardScreen):
             reason = self.query_one("#test-reason", Static)
             reason.update(f"reason: {test.reason}" if test.reason else "")
             reason.display = bool(test.reason)
+        warnings = warning_lines(test)
+        if warnings != self._warnings:
+            self._warnings = warnings
+            box = self.query_one("#test-warnings", Static)
+            box.update("\n".join(warnings))
+            box.display = bool(warnings)
+        verdict = verdict_markup(test)
+        if verdict != self._verdict:
+            self._verdict = verdict
+            box = self.query_one("#test-verdict", Static)
+            box.update(verdict)
+            box.display = bool(verdict)
         table = self.query_one(ContainersTable)
         table.sync(container_rows(test.containers))
         self.query_one(PaneTabs).note("test-containers", str(len(test.containers)))
@@ -295,10 +363,15 @@ class TestScreen(DashboardScreen):
             test = test or self.test
             container = self.selected_container(test)
             line = container_line(container)
-            if pane == "test-usage":
-                line = (
-                    f"{line} · the container under the cursor in c" if container else "no container yet: c lists them"
-                )
+            if pane == "test-usage" and container is None:
+                line = "no container yet: c lists them"
+            elif pane == "test-usage":
+                if container is not None and self._generator_of(container) is not None:
+                    # The charts are its machine's: the container's own figures, now, in words.
+                    ended = container.state in TERMINAL_CONTAINER_STATES
+                    own = "-" if ended else f"{number(container.cpu_percent)} % CPU, {fmt.size(container.memory_bytes)}"
+                    line = f"{line} · container now {own}"
+                line = f"{line} · the container under the cursor in c"
         if line != self._container_line:
             self._container_line = line
             self.query_one("#container-line", Static).update(line)
@@ -307,6 +380,9 @@ class TestScreen(DashboardScreen):
         self._show_line()
         if event.data_table.id == "test-containers":
             self._usage_changed(self.app.container_usage)
+        elif event.data_table.id == "test-labels" and self.pane == "test-labels":
+            self._draw_charts()  # the whole test's until the label's series arrives
+            self._fetch_more()
 
     def selected_container(self, test: Test | None = None) -> ContainerRecord | None:
         """The container under the containers table's cursor (else the first one)."""
@@ -317,24 +393,88 @@ class TestScreen(DashboardScreen):
         return next((c for c in test.containers if c.id == key), test.containers[0])
 
     def _usage_changed(self, usage: UsageRevision | None) -> None:
-        """The selected container's CPU and memory over time, in the cpu/mem pane."""
+        """The selected container's CPU and memory over time, in the cpu/mem pane: its generator's
+        (the agent's machine) over the whole test when the server keeps them, else the container's
+        own as the heartbeats bring them while the screen is open."""
         if not self.feeding or self.pane != "test-usage":
             return
         test = self.test
         container = self.selected_container(test)
+        cpu, mem = self.query_one("#cpu-usage", Chart), self.query_one("#mem-usage", Chart)
+        generator = self._generator_of(container)
+        if test is not None and container is not None and generator is not None:
+            points = generator.points
+            times = elapsed_times(test, [g.ts for g in points])
+            name = generator.agent_name or container.agent_name or container.agent[:8]
+            live = test.state not in TERMINAL_TEST_STATES
+            charts = (
+                (cpu, f"CPU {name} (machine)", tuple(g.cpu_percent for g in points)),
+                (mem, f"mem {name} (machine)", tuple(g.memory_percent for g in points)),
+            )
+            for chart, title, values in charts:
+                self._retitle(chart, title, number, " %", 100.0)
+                chart.values, chart.times, chart.live = values, times, live
+            return
         samples = usage.usage.of(container.id) if usage and container else ()
         times = elapsed_times(test, [u.ts for u in samples]) if test else ()
         where = f" #{container.index} {container.agent_name or container.agent[:8]}" if container else ""
         live = container is not None and container.state not in TERMINAL_CONTAINER_STATES
-        cpu, mem = self.query_one("#cpu-usage", Chart), self.query_one("#mem-usage", Chart)
-        for chart, title, values in (
-            (cpu, "CPU" + where, tuple(u.cpu_percent for u in samples)),
-            (mem, "mem" + where, tuple(float(u.memory_bytes) for u in samples)),
-        ):
-            if chart.title != title:
-                chart.title = title
-                chart.refresh()
-            chart.values, chart.times, chart.live = values, times, live
+        self._retitle(cpu, "CPU" + where, number, " %", None)
+        self._retitle(mem, "mem" + where, fmt.size, "", None)
+        cpu.values, cpu.times, cpu.live = tuple(u.cpu_percent for u in samples), times, live
+        mem.values, mem.times, mem.live = tuple(float(u.memory_bytes) for u in samples), times, live
+
+    @staticmethod
+    def _retitle(chart: Chart, title: str, formatter: Callable[[float], str], unit: str, ceiling: float | None) -> None:
+        if (chart.title, chart.formatter, chart.unit, chart.ceiling) != (title, formatter, unit, ceiling):
+            chart.title, chart.formatter, chart.unit, chart.ceiling = title, formatter, unit, ceiling
+            chart.refresh()
+
+    def _generator_of(self, container: ContainerRecord | None) -> GeneratorSeries | None:
+        if container is None or not self.generators:
+            return None
+        return next((g for g in self.generators if g.agent_id == container.agent and g.points), None)
+
+    # --- series the poller does not fetch: the generators', a label's ------------------------
+
+    def _due(self, what: str, every: float) -> bool:
+        """True when ``what`` was never asked for, or ``every`` seconds ago while the test runs."""
+        asked = self._asked.get(what)
+        if asked is not None and (self.ended or time.monotonic() - asked < every):
+            return False
+        self._asked[what] = time.monotonic()
+        return True
+
+    def _fetch_more(self) -> None:
+        """Ask for the series the shown pane needs: the generators' in cpu/mem, the label's in labels."""
+        if not self.feeding:
+            return
+        if self.pane == "test-usage" and self._due("generators", 5.0):
+            self._fetch_series("generators", {"generators": "true"})
+        label = self.selected_label
+        if self.pane == "test-labels" and label is not None and self._due(f"label:{label}", 2.0):
+            self._fetch_series(f"label:{label}", {"label": label})
+
+    @property
+    def selected_label(self) -> str | None:
+        table = self.query_one(LabelsTable)
+        return table.selected_key if table.row_count else None
+
+    @work(group="series", exit_on_error=False)
+    async def _fetch_series(self, what: str, params: dict[str, str]) -> None:
+        try:
+            # The client has no parameters on test_series: the series route takes them as a query.
+            series = await self.app.actions.client._get(f"/tests/{self.test_id}/series", TestSeries, params=params)
+        except (ClientError, OSError):
+            self._asked.pop(what, None)  # asked again at the next update
+            return
+        if what == "generators":
+            self.generators = series.generators
+            self._usage_changed(self.app.container_usage)
+        else:
+            for got in series.labels:
+                self.label_series[got.label] = got
+            self._draw_charts()
 
     def on_keyed_table_sort_changed(self, event: KeyedTable.SortChanged) -> None:
         # The cursor keeps its place, not its row: another row is under it now.
@@ -368,20 +508,52 @@ class TestScreen(DashboardScreen):
             return
         test, series = detail
         self._show(test)
+        self._series = series
+        self._draw_charts()
+        # A container that ended adds no sample, but its "now" goes blank.
+        self._usage_changed(self.app.container_usage)
+        self._fetch_more()
+
+    def _draw_charts(self) -> None:
+        """The whole test's series in the charts, or the selected label's while the labels pane is
+        shown and the server has it (the charts' titles then name the label)."""
+        test, series = self.test, self._series
+        if test is None or series is None:
+            return
+        rate = self.query_one("#rate-chart", Chart)
+        rt = self.query_one("#rt-chart", Chart)
+        err = self.query_one("#err-chart", Chart)
+        selected = self.selected_label
+        label = self.label_series.get(selected) if selected is not None else None
+        if self.pane == "test-labels" and label is not None:
+            lp = label.points
+            times = elapsed_times(test, [p.ts for p in lp])
+            name = label.label if len(label.label) <= 24 else label.label[:23] + "…"
+            for chart, title, values in (
+                (rate, f"hits/s {name}", tuple(p.rate for p in lp)),
+                (rt, f"avg {name}", tuple(p.avg_ms for p in lp)),
+                (err, f"errors/s {name}", tuple(p.error_rate for p in lp)),
+            ):
+                if chart.title != title:
+                    chart.title = title
+                    chart.refresh()
+                chart.values, chart.times = values, times
+            return
         points = series.points
         # The whole run, on an elapsed-time axis: the charts fold it into their width.
         times = elapsed_times(test, [p.ts for p in points])
-        rate = self.query_one("#rate-chart", Chart)
-        rate.values, rate.times = tuple(p.rate for p in points), times
-        rt = self.query_one("#rt-chart", Chart)
-        rt.values, rt.times = tuple(p.avg_ms for p in points), times
         # The series carries cumulative errors; the chart shows how many each point added.
         errors = [p.errors for p in points]
         added = [max(0, now - before) for before, now in itertools.pairwise(errors)]
-        err = self.query_one("#err-chart", Chart)
-        err.values, err.times = tuple(float(n) for n in [0, *added][: len(errors)]), times
-        # A container that ended adds no sample, but its "now" goes blank.
-        self._usage_changed(self.app.container_usage)
+        for chart, title, values in (
+            (rate, "hits/s", tuple(p.rate for p in points)),
+            (rt, "avg", tuple(p.avg_ms for p in points)),
+            (err, "new errors", tuple(float(n) for n in [0, *added][: len(errors)])),
+        ):
+            if chart.title != title:
+                chart.title = title
+                chart.refresh()
+            chart.values, chart.times = values, times
 
     def action_stop_test(self) -> None:
         test = self.test
