@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from octotui.server.schema import MIGRATIONS, SCHEMA_VERSION
 from octotui.server.store import Store
 from tests.support.app import Starter
 from tests.support.postgres import Cluster
-from tests.support.processes import free_port
+from tests.support.processes import ServerProcess, free_port
 from tests.support.waiting import wait_until_async
 from tests.support.wire import ack, figures, fleet, poll, report, spec
 
@@ -103,11 +104,30 @@ async def test_v2_drops_the_plan_of_stored_launches_on_postgres(tmp_path: Path, 
     assert json.loads(row[0]) == {"test_id": "t-1", "container_id": "k-1", "image": "x", "properties": {"a": "1"}}
 
 
-def _serve(tmp_path: Path, database: str) -> subprocess.CompletedProcess[str]:
+def _serve(tmp_path: Path, database: str, *, env: bool = False) -> subprocess.CompletedProcess[str]:
+    """``octotui server`` given ``database`` by its flag, or by OCTOTUI_DATABASE with ``env``."""
     cmd = [sys.executable, "-m", "octotui.server", "--data-dir", str(tmp_path / "data"), "--port", "0"]
+    environ = {**os.environ, "OCTOTUI_DATABASE": database} if env else None
     return subprocess.run(
-        [*cmd, "--database", database], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-    )
+        cmd if env else [*cmd, "--database", database],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=environ,
+    )  # fmt: skip
+
+
+def test_the_server_process_keeps_its_state_in_postgres(tmp_path: Path, pg_database: str) -> None:
+    server = ServerProcess(tmp_path / "data", "--database", pg_database).start()
+    try:
+        with server.client() as api:
+            assert api.post("/providers", json={"name": "lab"}).status_code == 201
+        server.restart()
+        with server.client() as api:
+            assert [p["name"] for p in api.get("/providers").json()] == ["lab"]
+    finally:
+        server.stop()
+    assert not (tmp_path / "data" / "octotui.db").exists(), "no SQLite file beside it"
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute("SELECT name FROM providers").fetchall() == [("lab",)]
+    assert pg_database.split("@")[0].split(":")[-1] not in server.log_path.read_text(), "the password is never logged"
 
 
 def _refused(done: subprocess.CompletedProcess[str], secret: str, *words: str) -> str:
@@ -134,7 +154,7 @@ def test_an_unreachable_postgres_is_refused_in_one_line(tmp_path: Path) -> None:
 
 def test_a_wrong_password_is_refused_in_one_line(tmp_path: Path, postgres: Cluster) -> None:
     name = postgres.create_database()
-    _refused(_serve(tmp_path, postgres.dsn(name, password=PASSWORD)), PASSWORD, "refused the login")
+    _refused(_serve(tmp_path, postgres.dsn(name, password=PASSWORD), env=True), PASSWORD, "refused the login")
 
 
 def test_a_foreign_or_newer_database_is_refused_and_left_as_it_was(
