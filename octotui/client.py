@@ -217,8 +217,19 @@ class Client:
     async def test(self, test_id: str) -> Test:
         return await self._get(f"/tests/{test_id}", Test)
 
-    async def test_series(self, test_id: str) -> TestSeries:
-        return await self._get(f"/tests/{test_id}/series", TestSeries)
+    async def test_series(
+        self, test_id: str, *, labels: bool = False, label: str | None = None, generators: bool = False
+    ) -> TestSeries:
+        """The test's whole series; with ``labels`` every label's series too, with ``label`` that
+        one's, with ``generators`` each load generator's CPU and memory over the test."""
+        params: dict[str, str] = {}
+        if labels:
+            params["labels"] = "true"
+        if label is not None:
+            params["label"] = label
+        if generators:
+            params["generators"] = "true"
+        return await self._get(f"/tests/{test_id}/series", TestSeries, params=params or None)
 
     async def labels(self, test_id: str) -> list[LabelFigures] | None:
         """The test's figures per label (live while it runs, final after); None when the server

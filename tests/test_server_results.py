@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from octotui.client import Client
 from octotui.protocol import rt_bucket, rt_bucket_ms
 from octotui.server.domain import jtl as jtl_domain
 from octotui.server.domain import series as series_domain
@@ -414,6 +415,12 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
         assert (await env.http.get(f"/tests/{t.id}/series", params={"label": "nope"})).json()["labels"] == []
         plain = (await env.http.get(f"/tests/{t.id}/series")).json()
         assert plain["labels"] == [] and plain["generators"] == [] and plain["points"] == got["points"]
+        # The client asks the same (its older call, without arguments, unchanged).
+        async with Client("http://test", ADMIN, transport=env.http._transport) as client:
+            assert (await client.test_series(t.id)).model_dump(mode="json") == plain
+            both = await client.test_series(t.id, labels=True, generators=True)
+            assert both.model_dump(mode="json") == got
+            assert (await client.test_series(t.id, label="login")).model_dump(mode="json") == one
         for bad in ({"labels": "maybe"}, {"generators": "2x"}, {"label": ""}):
             r = await env.http.get(f"/tests/{t.id}/series", params=bad)
             assert r.status_code == 422, (bad, r.text)

@@ -179,6 +179,8 @@ async def save(s: ServerState, everything: bool = False) -> None:
             tl.drop(tid)
     for tid in [tid for tid in tl.sampled if _ended(s, tid)]:
         del tl.sampled[tid]
+    for tid in [tid for tid in tl.ids() if tid not in s.tests]:  # deleted
+        tl.drop(tid)
 
 
 async def points(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
