@@ -28,8 +28,8 @@ HELP = """\
 [b]Test screen[/b]: c l e m b  containers, labels, errors, CPU+mem, baseline
   s / x      stop test / container  /        filter labels and errors
   R / E      re-run / edit a copy   del      delete it once ended
-  b          compare an ended test with an earlier one
-[b]Launch dialog[/b]: plan file, provider, where, how many, how long, files
+  b          compare to a baseline  tab      the summary: pgdn/end
+[b]Launch dialog[/b]: plan, where, how many, how long, files, criteria
   enter      preview the placement  ctrl+l   launch it"""
 
 
