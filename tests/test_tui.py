@@ -274,6 +274,7 @@ async def test_same_named_agents_are_two_rows_flagged(
 
         def flagged() -> list[str]:
             names = [cells[1].text for key in table.row_keys if (cells := table.row_cells(key))]
-            return names if len(names) == 2 and all("(same name)" in n for n in names) else []
+            # both agents run here: one machine id as well as one name
+            return names if len(names) == 2 and all(n == "box1 (same name, same machine)" for n in names) else []
 
-        await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (same name)'")
+        await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (same name, same machine)'")

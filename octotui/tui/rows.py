@@ -135,15 +135,10 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
         docker_cell = Cell("no", "warning")
     # Deleted with force while busy (retiring): it hands in its containers' results, then leaves.
     state, style = agent_state(agent)
-    if agent.duplicate_machine:
-        # Two identities on one machine: their figures and placements count the machine twice.
-        name = Cell(f"{agent.name} (same machine)", "warning", sort=agent.name)
-    elif agent.duplicate_name:
-        # Same-named agents are distinct machines (each has its own identity): say so, as an
-        # operator may have cloned a machine or forgotten --name.
-        name = Cell(f"{agent.name} (same name)", "warning", sort=agent.name)
-    else:
-        name = Cell(agent.name)
+    # Same-named agents are distinct identities (an operator may have cloned a machine or forgotten
+    # --name); two identities on one machine count it twice in figures and placement: say both.
+    same = [w for w, flag in (("same name", agent.duplicate_name), ("same machine", agent.duplicate_machine)) if flag]
+    name = Cell(f"{agent.name} ({', '.join(same)})", "warning", sort=agent.name) if same else Cell(agent.name)
     return (
         Cell(state, style, sort=STATUS_ORDER.index(state)),
         name,
