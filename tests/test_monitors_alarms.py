@@ -40,7 +40,9 @@ async def test_raised_only_once_held_for_its_duration_and_cleared(env: Env) -> N
     await _send(env, agent, rev, m["id"], (10, 3.5))  # above 2 for 5 s only
     assert await _alarms(env) == []
     await _send(env, agent, rev, m["id"], (15, 3.2))  # above 2 for 10 s: raised
+    await _send(env, agent, rev, m["id"], (10, 3.5), (15, 3.2))  # sent again (a lost answer): taken once
     [warning] = await _alarms(env, active="true")
+    assert len((await env.http.get(f"/monitors/{m['id']}/metrics")).json()["samples"]) == 4
     assert (warning["metric"], warning["severity"], warning["value"]) == ("node_load1", "warning", 3.2)
     assert warning["threshold"] == "above 2 for 10 s" and warning["ended_at"] is None
     assert warning["monitor"] == m["id"] and warning["monitor_name"] == "node" and warning["test_id"] is None

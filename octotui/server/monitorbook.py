@@ -51,17 +51,19 @@ class MonitorRec:
     def interval(self) -> float:
         return float(self.spec["interval"])
 
-    def add(self, ts: float, values: dict[str, float]) -> None:
-        """A sample into the window (older than ``WINDOW_S`` before the newest dropped)."""
+    def add(self, ts: float, values: dict[str, float]) -> bool:
+        """A sample into the window (older than ``WINDOW_S`` before the newest dropped); False for
+        one not newer than the last (sent again after a lost answer): it is taken once only."""
         w = self.window
-        if w and ts < w[-1][0]:
-            return  # out of order (the agent resent): the window stays ordered
+        if w and ts <= w[-1][0]:
+            return False
         w.append((ts, values))
         edge = ts - WINDOW_S
         while w and w[0][0] < edge:
             w.popleft()
         self.last_ts = ts
         self.last_values = values
+        return True
 
 
 @dataclass(slots=True)

@@ -351,7 +351,8 @@ def _ingest(s: ServerState, agent_id: str, reports: list[MonitorReport]) -> None
         m.error = r.error if r.state == "error" else None
         tests = book.live_tests.get(m.id)
         for sample in r.samples:
-            m.add(sample.ts, sample.values)
+            if not m.add(sample.ts, sample.values):
+                continue  # sent again (its heartbeat's answer was lost): taken already
             if m.rules:
                 alarms.evaluate(s, m, sample.ts, sample.values)
             if tests:
