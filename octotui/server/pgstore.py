@@ -191,7 +191,18 @@ class PgDb:
             raise PgStartError(self._start_message(exc)) from None
 
     def _open(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="octotui")
+        conn = psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="octotui",
+            # A peer gone without a word (a machine off, a network cut) is noticed within ~20 s, not
+            # after the kernel's two hours: the store's one thread must not hang on it.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=3,
+            keepalives_count=3,
+        )
         conn.adapters.register_dumper(bool, _BoolAsInt)
         return conn
 
