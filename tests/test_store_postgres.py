@@ -57,6 +57,7 @@ def test_the_dialect_is_translated_outside_quotes() -> None:
         " n BIGINT NOT NULL)"
     )
     assert redact("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
+    assert redact("postgresql://u@h/db?sslmode=require&password=pw") == "postgresql://u@h/db?sslmode=require"
 
 
 async def test_migrations_make_the_same_tables_as_sqlite(tmp_path: Path, pg_database: str) -> None:

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.types.numeric import Int8Dumper
@@ -55,11 +55,11 @@ def redact(url: str) -> str:
     """The URL without its password (``postgresql://user@host:port/db``)."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
+        netloc = parts.netloc.rsplit("@", 1)[-1]
         user = f"{parts.username}@" if parts.username else ""
-        return urlunsplit((parts.scheme, user + netloc, parts.path, parts.query, parts.fragment))
+        # libpq also takes the password as a parameter (?password=…): those go too.
+        query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("password="))
+        return urlunsplit((parts.scheme, user + netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "postgresql://(unparsable URL)"
 
@@ -129,8 +129,19 @@ def _connection_lost(exc: BaseException) -> bool:
 def _say(exc: BaseException, url: str) -> str:
     """An error of psycopg in one line, the URL's password (should it appear) masked."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
+    for password in _passwords(url):
+        text = text.replace(password, "***")
+    return text
+
+
+def _passwords(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password] if parts.password else []
+    found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
+    return found
 
 
 def _as_sqlite(exc: psycopg.Error, where: str, url: str) -> Exception:
