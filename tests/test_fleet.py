@@ -22,6 +22,7 @@ def test_versions_compare_by_their_numbers_not_as_text() -> None:
     assert key("1.0") == key("1.0.0") == key("v1.0.0+build7")
     assert key("1.0.0rc1") < key("1.0.0") < key("1.0.0.post1")  # type: ignore[operator]
     assert key("dev") is None and key("") is None
+    assert key("1\ufffd") is None and key("2.0 beta") is None and key("1+") is None  # no version: not compared
 
 
 async def test_an_agent_newer_than_the_server_is_refused_naming_both_versions(env: Env) -> None:

@@ -16,7 +16,11 @@ from octotui.server.records import AgentRec
 
 log = logging.getLogger("octotui.server")
 
-_VERSION = re.compile(r"^\s*v?(\d+(?:\.\d+)*)(.*)$")
+_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)(.*)", re.DOTALL)
+#: What may follow the release numbers: pre-, post- and dev-release segments (PEP 440's spellings).
+_SUFFIX = re.compile(r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview|post|rev|r|dev)[-_.]?\d*)*")
+_POST = re.compile(r"[-_.]?(?:post|rev|r)(?![a-z])")
+_LOCAL = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*", re.IGNORECASE)
 
 #: Sorts a version: its release numbers, then a release after its pre-releases (``1.0rc1 < 1.0``).
 VersionKey = tuple[tuple[int, ...], int]
@@ -26,15 +30,18 @@ def version_key(version: str) -> VersionKey | None:
     """A version as it sorts (PEP 440's release segment and pre-release rule, enough for ours):
     ``0.10.0 > 0.9.1``, ``1.0 == 1.0.0``, ``1.0.0rc1 < 1.0.0``; a local part (``+build``) is ignored.
     None when it is not a version at all (``dev``, empty)."""
-    m = _VERSION.match(version)
+    m = _VERSION.fullmatch(version.strip(" "))
     if m is None:
         return None
+    rest, plus, local = m.group(2).partition("+")
+    rest = rest.lower()
+    if not _SUFFIX.fullmatch(rest) or (plus and not _LOCAL.fullmatch(local)):
+        return None  # not a version PEP 440 knows (e.g. "1\ufffd"): nothing to compare
     numbers = [int(x) for x in m.group(1).split(".")]
     while len(numbers) > 1 and numbers[-1] == 0:
         numbers.pop()
-    rest = m.group(2).split("+", 1)[0].strip().lstrip(".-_").lower()
-    # .postN sorts after the release; anything else (aN, bN, rcN, devN) before it
-    return tuple(numbers), (2 if rest.startswith("post") else 0 if rest else 1)
+    # .postN sorts after the release; a pre-release (aN, bN, rcN) or a devN before it
+    return tuple(numbers), (2 if _POST.match(rest) else 1 if not rest else 0)
 
 
 def check_version(version: str) -> None:
