@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 from octotui.cli import main
 from octotui.protocol import Agent, Comparison, FileInfo, Provider, Test, TestFile
 from tests.support.admin import create_provider, online_agent
+from tests.support.clikit import launched
 from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ROOT, AgentProcess, ServerProcess, free_port
 from tests.support.waiting import wait_until
@@ -254,7 +255,7 @@ def test_ctrl_c_stops_the_test_and_exits_130(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        report = wait_until(wire_agent.take_launch, timeout=30, what="the launch")
+        report = wait_until(lambda: launched(wire_agent), timeout=30, what="the launch")
         wire_agent.beat(report)
         with server.client() as api:
             wait_until(lambda: api.get("/tests").json()[0]["state"] == "running", timeout=20, what="running")

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from octotui.protocol import Agent, Test
 from tests.support.admin import create_provider
+from tests.support.clikit import launched
 from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ServerProcess, free_port
 from tests.support.waiting import wait_until
@@ -98,12 +99,6 @@ def hot(agent: WireAgent, report: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def _launched(agent: WireAgent) -> dict[str, Any]:
-    """The launch waiting for ``agent`` (raises while there is none); online meanwhile."""
-    agent.beat()
-    return agent.take_launch()
-
-
 def _saturated(server: ServerProcess, agent: WireAgent, report: dict[str, Any]) -> list[str]:
     """A hot heartbeat, then the test's warnings (empty until the server's sweep flagged it)."""
     hot(agent, report)
@@ -120,7 +115,7 @@ def run_to_the_end(
     first when asked, ``saturate`` called then), then finishes; the CLI's exit code, stdout and stderr."""
     proc = octotui(server, env, "run", str(plan), "--provider", "lab", "--containers", "1", *argv)
     try:
-        report = wait_until(lambda: _launched(agent), timeout=30, what="the launch")
+        report = wait_until(lambda: launched(agent), timeout=30, what="the launch")
         agent.beat(report)
         if saturate:
             wait_until(lambda: _saturated(server, agent, report), timeout=15, what="the test's saturation warning")
