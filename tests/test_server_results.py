@@ -330,6 +330,33 @@ def test_label_and_generator_timelines_24_hours_200_labels_bounded() -> None:
     assert sum(p[1] * p[3] for p in gen.points()) == pytest.approx(sum(50.0 + s % 2 for s in range(24 * 3600)))
 
 
+def test_thinned_for_a_chart_keeps_samples_and_the_highest_95th() -> None:
+    """What the report draws of a long timeline: <= N points, each run merged as buckets are."""
+    rng = random.Random(11)
+    line = LabelTimeline()
+    raw = []
+    for s in range(5000):
+        rate = rng.choice([0.0, rng.uniform(1, 50)])
+        p95 = math.nan if not rate else rng.uniform(1, 900)
+        point = (1_700_000_000.0 + s, rate, rng.uniform(0, 2), rng.uniform(1, 300), p95, rng.uniform(0, 1e5), 10.0, 1)
+        raw.append(point)
+        line.add_raw(point)
+    thin = line.thinned(300)
+    assert len(thin) <= 300 and thin[-1][0] == raw[-1][0]
+    full = line.points()
+    for i, field in ((1, "rate"), (2, "errors/s"), (5, "received")):
+        assert sum(p[i] * p[7] for p in thin) == pytest.approx(sum(p[i] * p[7] for p in full)), field
+    # The samples' average kept (weighted by samples), the highest 95th kept.
+    assert sum(p[1] * p[7] * p[3] for p in thin) == pytest.approx(sum(p[1] * p[7] * p[3] for p in full))
+    assert max(p[4] for p in thin if p[4] is not None) == max(p[4] for p in full if p[4] is not None)
+    # One pass per run equals merging its points one after the other.
+    group = [tuple(raw[i]) for i in range(7)]
+    one, pairwise = LabelTimeline.merge_group(group), group[0]
+    for q in group[1:]:
+        pairwise = LabelTimeline.merge(pairwise, q)
+    assert one == pytest.approx(pairwise, nan_ok=True)
+
+
 async def test_the_series_of_an_ended_and_a_running_test_after_a_restart(tmp_path: Path) -> None:
     async with serving(tmp_path / "d", series_max_points=300, series_fine_span=100.0) as env:
         done = await ended(env)

@@ -163,13 +163,23 @@ class Packed:
         k = max(1, -(-n // max(1, most)))
         if k == 1:
             return self.points()
+        f = self.FIELDS
+        values = self.data.tolist()
+        step = k * f
         out = []
-        for start in range(0, n, k):
-            p = self._raw(start)
-            for i in range(start + 1, min(start + k, n)):
-                p = self.merge(p, self._raw(i))
+        for start in range(0, len(values), step):
+            group = [tuple(values[i : i + f]) for i in range(start, min(start + step, len(values)), f)]
+            p = self.merge_group(group)
             out.append(tuple(None if v != v else v for v in p))
         return out
+
+    @classmethod
+    def merge_group(cls, group: list[Point]) -> Point:
+        """Consecutive points as one (as :meth:`merge` would, one after the other)."""
+        p = group[0]
+        for q in group[1:]:
+            p = cls.merge(p, q)
+        return p
 
     def extend_after(self, other: Packed) -> None:
         """Append ``other``'s points newer than this one's last (a timeline taken back from the
@@ -295,6 +305,24 @@ class LabelTimeline(Packed):
             _mean(a, b, 6, na, nb),
             na + nb,
         )
+
+
+    @classmethod
+    def merge_group(cls, group: list[Point]) -> Point:
+        # One pass (the report thins every label's timeline): as merge, pairwise.
+        n = rate = er = rx = tx = weighted = samples = 0.0
+        top = NAN
+        for _, r, e, avg, p95, x, y, m in group:
+            n += m
+            rate += r * m
+            er += e * m
+            rx += x * m
+            tx += y * m
+            weighted += avg * r * m
+            samples += r * m
+            if p95 == p95 and not p95 <= top:
+                top = p95
+        return (group[-1][0], rate / n, er / n, weighted / samples if samples > 0 else 0.0, top, rx / n, tx / n, n)
 
 
 class GeneratorTimeline(Packed):

@@ -20,11 +20,11 @@ from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.labelbook import merge_errors, merge_labels
 from octotui.server.records import TestRec
-from octotui.server.timeline import GeneratorTimeline, Point
+from octotui.server.timeline import GeneratorTimeline, Packed, Point
 
 #: Points of one line of a chart in the report at most (a chart is ~500 pixels wide): longer
 #: timelines are thinned, runs of points merged as their buckets are (``Packed.thinned``).
-CHART_POINTS = 400
+CHART_POINTS = 300
 
 #: The name of the row merged over every label (JMeter's Aggregate Report calls it TOTAL too).
 TOTAL = "TOTAL"
@@ -51,11 +51,15 @@ class Generator:
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One kept timeline as the report draws it: a label's (``LabelTimeline`` points) or a
-    generator's (``GeneratorTimeline`` points: ts, CPU %, memory %, n), thinned to CHART_POINTS."""
+    """One kept timeline: a label's or a generator's (named by its agent), as the store holds it;
+    the report draws it thinned (:meth:`points`), the other exports never read it."""
 
     name: str
-    points: list[Point]
+    timeline: Packed
+
+    def points(self) -> list[Point]:
+        """At most CHART_POINTS points (``LabelTimeline`` or ``GeneratorTimeline`` fields)."""
+        return self.timeline.thinned(CHART_POINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +201,8 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
         notes=notes,
         comparison=comparison,
         baseline_name=s.tests[baseline_id].name if baseline_id is not None else "",
-        label_series=[Line(name, line.thinned(CHART_POINTS)) for name, line in await series.label_lines(s, t)],
-        generator_series=[Line(name or aid, line.thinned(CHART_POINTS)) for aid, name, line in kept],
+        label_series=[Line(name, line) for name, line in await series.label_lines(s, t)],
+        generator_series=[Line(name or aid, line) for aid, name, line in kept],
     )
 
 

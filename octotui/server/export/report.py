@@ -360,21 +360,37 @@ def _series_json(data: ExportData) -> str:
     B/s]; ``labels`` [{name, points: [t, hits/s, errors/s, avg ms, 95th ms, received B/s, sent B/s]}];
     ``generators`` [{name, points: [t, CPU %, memory %]}]."""
     pts = data.series
+    lines = [(x.name, x.points()) for x in data.label_series]
+    generators = [(g.name, g.points()) for g in data.generator_series]
     firsts = [pts[0].ts] if pts else []
-    firsts += [x.points[0][0] for x in (*data.label_series, *data.generator_series) if x.points]
+    firsts += [points[0][0] for _, points in (*lines, *generators) if points]
     t0 = min(firsts) if firsts else 0.0
     rows = [
         [_f(p.ts - t0), _f(p.rate), _f(p.avg_ms), p.errors, p.active, _f(er), _o(p.p95_ms), _f(p.received_bps),
          _f(p.sent_bps)]
         for p, er in zip(pts, _errors_per_second(pts), strict=True)
     ]  # fmt: skip
+    # Kept timelines hold finite numbers (NaN, a missing 95th, comes out as None): rounded as they are.
     labels = [
-        {"name": x.name, "points": [[_f(p[0] - t0), *(_o(v) for v in p[1:7])] for p in x.points]}
-        for x in data.label_series
+        {
+            "name": name,
+            "points": [
+                [
+                    round(ts - t0, 3),
+                    round(r, 3),
+                    round(er, 3),
+                    round(avg, 3),
+                    p95 if p95 is None else round(p95, 3),
+                    round(rx, 3),
+                    round(tx, 3),
+                ]
+                for ts, r, er, avg, p95, rx, tx, _ in points
+            ],
+        }
+        for name, points in lines
     ]
     gens = [
-        {"name": g.name, "points": [[_f(p[0] - t0), _f(p[1]), _f(p[2])] for p in g.points]}
-        for g in data.generator_series
+        {"name": name, "points": [[_f(p[0] - t0), _f(p[1]), _f(p[2])] for p in points]} for name, points in generators
     ]
     text = json.dumps({"series": rows, "labels": labels, "generators": gens}, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
