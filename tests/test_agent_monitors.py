@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from agent.settings import parse_settings
 from agent.state import Identity
 from octotui.protocol import Heartbeat, HostSample
 from octotui.protocol.monitors import MonitorAssignment, MonitorCredentials, MonitorReport
+from tests.support.faultproxy import FaultProxy
 from tests.support.peers import Nginx, Sshd
 from tests.support.processes import ROOT, AgentProcess, ServerProcess
 from tests.support.waiting import wait_until, wait_until_async
@@ -278,3 +280,33 @@ async def test_a_beat_carries_a_bounded_number_of_values(nginx_peer: Nginx) -> N
         assert len(sent) >= 8 and sent == sorted(set(sent))
     finally:
         await scheduler.aclose()
+
+
+def test_samples_taken_while_the_server_is_unreachable_arrive_after(
+    server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, node_exporter: str
+) -> None:
+    """Unsent samples stay on the agent until a heartbeat carrying them is answered: a 3 s network
+    drop between agent and server (a relay refusing connections) leaves no gap in the series."""
+    with server.client() as http, FaultProxy(("127.0.0.1", server.port)) as relay:
+        provider = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
+        agent = AgentProcess(relay.url, provider["token"], tmp_path / "agent", "paris", "mon2").start()
+        agents.append(agent)
+        agent_id = wait_until(lambda: [a["id"] for a in http.get("/agents").json()], what="the agent")[0]
+        body = {"name": "node", "agent": agent_id, "kind": "prometheus", "target": node_exporter, "interval": 1,
+                "metrics": ["node_load1"]}  # fmt: skip
+        monitor_id = http.post("/monitors", json=body).raise_for_status().json()["id"]
+        wait_until(lambda: http.get(f"/monitors/{monitor_id}").json()["state"] == "ok", timeout=30, what="ok")
+        down_at = time.time()
+        relay.refuse = True
+        relay.kill_all()
+        wait_until(lambda: "server unreachable" in agent.log(), timeout=20, what="the agent losing the server")
+        # the scenario's length (under the server's 6 s offline threshold), not a synchronisation
+        wait_until(lambda: time.time() > down_at + 3, what="a 3 s drop")
+        up_at = time.time()
+        relay.heal()
+
+        def during_drop() -> list[float]:
+            samples = http.get(f"/monitors/{monitor_id}/metrics").json()["samples"]
+            return [s["ts"] for s in samples if down_at + 0.5 < s["ts"] < up_at - 0.5]
+
+        assert len(wait_until(during_drop, timeout=30, what="the drop's samples on the server")) >= 1
