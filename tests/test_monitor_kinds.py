@@ -3,6 +3,8 @@ and the clear error of each failure: refused, wrong password, malformed page, hu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from typing import Any
 
@@ -210,3 +212,30 @@ async def test_changed_host_key_is_refused(sshd_peer: Sshd) -> None:
     collector.host_key = b"another host's key"  # as if the target's key had changed meanwhile
     await collector.reset()
     assert (await failure(collector)).startswith("host key changed")
+
+
+async def test_chunked_huge_page_and_garbage_answers() -> None:
+    """A page sent chunked is bounded as it arrives; an answer that is not HTTP says so."""
+    answers = {
+        b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (65536, b"a" * 65536) for _ in range(MAX_BODY // 65536 + 2))
+        + b"0\r\n\r\n",
+        b"/garbage": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    }
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+        writer.write(answers[path])
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    peer = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        chunked = make_collector(assignment("prometheus", f"http://127.0.0.1:{port}/chunked"))
+        assert await failure(chunked) == f"too large: over {MAX_BODY} bytes"
+        garbage = make_collector(assignment("nginx", f"http://127.0.0.1:{port}/garbage"))
+        assert (await failure(garbage)).startswith("malformed: not an HTTP")
+    finally:
+        peer.close()
