@@ -147,3 +147,21 @@ async def test_a_tests_series_and_alarms_survive_a_restart(tmp_path: Path) -> No
 async def _status(tmp_path: Path, path: str) -> int:
     async with serving(tmp_path / "d") as env:
         return (await env.http.get(path)).status_code
+
+
+async def test_a_long_tests_series_and_the_live_window_stay_bounded(env: Env) -> None:
+    agents = await fleet(env, "gen1")
+    m = await create(env, prom_body(agents[0][0], interval=1))
+    test, _ = await _running(env, agents, monitors=["node"])
+    rev = (await beat_monitors(env, *agents[0]))["monitor_revision"]
+    for start in range(0, 2100, 700):  # 35 minutes of one sample a second, in 3 heartbeats
+        await _send(env, agents[0], rev, m["id"], *[(float(i), float(i)) for i in range(start, start + 700)])
+    load = next(
+        s for s in (await env.http.get(f"/tests/{test['id']}/monitors")).json()["series"] if s["metric"] == "node_load1"
+    )
+    points = load["points"]
+    # Past 2,000 points neighbours merged two by two (their mean, at the later one's time).
+    assert 1000 <= len(points) <= 2000
+    assert points[0] == [T0 + 1.0, 0.5] and points[-1][0] == T0 + 2099.0
+    window = (await env.http.get(f"/monitors/{m['id']}/metrics")).json()["samples"]
+    assert len(window) == 601 and window[0]["ts"] == T0 + 1499.0 and window[-1]["values"]["node_load1"] == 2099.0

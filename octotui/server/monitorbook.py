@@ -37,7 +37,10 @@ class MonitorRec:
     secret_error: str | None = None
     last_ts: float | None = None
     last_values: dict[str, float] = field(default_factory=dict)
-    window: deque[tuple[float, dict[str, float]]] = field(default_factory=deque)
+    #: (ts, metric names, values): the names are one tuple shared by the samples that name the same
+    #: metrics, the values packed doubles, so that 1,000 monitors' windows stay small and out of
+    #: the garbage collector's way (a dict per sample cost ~1.6 KB; this ~0.3 KB).
+    window: deque[tuple[float, tuple[str, ...], array[float]]] = field(default_factory=deque)
     #: When each threshold's bound was first crossed (agent clock), by (metric, severity).
     crossed: dict[tuple[str, str], float] = field(default_factory=dict)
     #: ``spec["thresholds"]`` parsed once (checked on every sample).
@@ -51,13 +54,20 @@ class MonitorRec:
     def interval(self) -> float:
         return float(self.spec["interval"])
 
+    def samples(self, since: float = float("-inf")) -> list[tuple[float, dict[str, float]]]:
+        """The window's samples from ``since`` on, oldest first."""
+        return [(ts, dict(zip(names, vals, strict=True))) for ts, names, vals in self.window if ts >= since]
+
     def add(self, ts: float, values: dict[str, float]) -> bool:
         """A sample into the window (older than ``WINDOW_S`` before the newest dropped); False for
         one not newer than the last (sent again after a lost answer): it is taken once only."""
         w = self.window
         if w and ts <= w[-1][0]:
             return False
-        w.append((ts, values))
+        names = tuple(values)
+        if w and w[-1][1] == names:
+            names = w[-1][1]
+        w.append((ts, names, array("d", values.values())))
         edge = ts - WINDOW_S
         while w and w[0][0] < edge:
             w.popleft()
@@ -82,30 +92,42 @@ class AlarmRec:
 
 class MetricLine:
     """One metric's values during a test, bounded: past ``max_points`` neighbours merge two by two
-    (their mean at the later one's time), so a long test keeps its whole shape in ``max_points``."""
+    (their mean at the later one's time), so a long test keeps its whole shape in ``max_points``.
+    Kept as two arrays of doubles (16 bytes a point)."""
 
-    __slots__ = ("max_points", "points", "width")
+    __slots__ = ("max_points", "ts", "values", "width")
 
     def __init__(self, width: int = 1, max_points: int = SERIES_MAX_POINTS) -> None:
         self.width = width  # how many samples a point stands for (at most)
         self.max_points = max(4, max_points)
-        self.points: list[tuple[float, float]] = []
+        self.ts: array[float] = array("d")
+        self.values: array[float] = array("d")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        return list(zip(self.ts, self.values, strict=True))
 
     def add(self, ts: float, value: float) -> None:
-        if not math.isfinite(value) or (self.points and ts <= self.points[-1][0]):
+        if not math.isfinite(value) or (self.ts and ts <= self.ts[-1]):
             return
-        self.points.append((ts, value))
-        if len(self.points) > self.max_points:
-            p = self.points
-            merged = [(p[i + 1][0], (p[i][1] + p[i + 1][1]) / 2) for i in range(0, len(p) - 1, 2)]
-            if len(p) % 2:
-                merged.append(p[-1])
-            self.points = merged
+        self.ts.append(ts)
+        self.values.append(value)
+        if len(self.ts) > self.max_points:
+            t, v = self.ts, self.values
+            n = len(t) - len(t) % 2
+            self.ts = array("d", t[1:n:2])
+            self.values = array("d", ((v[i] + v[i + 1]) / 2 for i in range(0, n, 2)))
+            if len(t) % 2:
+                self.ts.append(t[-1])
+                self.values.append(v[-1])
             self.width *= 2
 
     def pack(self) -> tuple[float, bytes]:
         packed = array("d")
-        for ts, value in self.points:
+        for ts, value in zip(self.ts, self.values, strict=True):
             packed.extend((ts, value))
         return float(self.width), packed.tobytes()
 
@@ -113,7 +135,8 @@ class MetricLine:
     def unpack(cls, width: float, packed: bytes) -> MetricLine:
         line = cls(int(width))
         values = array("d", packed)
-        line.points = [(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+        line.ts = array("d", values[0::2])
+        line.values = array("d", values[1::2])
         return line
 
 

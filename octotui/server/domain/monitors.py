@@ -227,7 +227,7 @@ def listed(s: ServerState, agent_id: str | None = None) -> list[Monitor]:
 def metrics(s: ServerState, monitor_id: str, seconds: float | None) -> MonitorMetrics:
     m = get(s, monitor_id)
     edge = (m.last_ts or 0.0) - seconds if seconds is not None else float("-inf")
-    samples = [MonitorSample(ts=ts, values=v) for ts, v in m.window if ts >= edge]
+    samples = [MonitorSample(ts=ts, values=v) for ts, v in m.samples(edge)]
     return MonitorMetrics(monitor_id=m.id, samples=samples)
 
 
