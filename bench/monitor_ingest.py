@@ -1,0 +1,130 @@
+"""Figure (issue 13): the server ingesting 1,000 monitors' samples every 5 s: 5 agents of 200
+monitors, each sample 20 metrics, 2 thresholds a monitor, heartbeats through the real app (fast path,
+JSON validation, reconciliation, windows, thresholds), no store write per sample.
+
+Run alone: ``python -m bench.monitor_ingest [--runs 3] [--no-save]`` (with saving it keeps its result
+in bench/results and rewrites docs/BENCHMARKS.md, as ``python -m bench`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import RESULTS, Metric, Result, machine, now_iso
+from octotui.server.app import create_app
+from octotui.server.settings import ServerSettings
+from tests.support import wire
+
+TITLE = "Server ingesting 1,000 monitors' samples every 5 s"
+TARGET = "heartbeat p99 < 100 ms; the work a small share of one core"
+METHOD = (
+    "In process (httpx.ASGITransport on the real app, lifespan and fast path included): 5 agents with 200"
+    " prometheus monitors each (20 metrics a sample, a warning and a critical threshold), 60 rounds of one"
+    " heartbeat per agent carrying one sample per monitor (a round stands for 5 s), sent back to back; each"
+    " heartbeat's latency measured end to end, the CPU of the rounds with time.process_time() (both include"
+    " the in-process client's own work: building, sending and reading each 110 KB heartbeat)."
+)
+AGENTS, PER_AGENT, METRICS, ROUNDS = 5, 200, 20, 60
+
+
+def _body(ids: list[str], revision: int, ts: float, k: int) -> bytes:
+    host = {"ts": ts, "cpu_percent": 5.0, "memory_percent": 20.0, "memory_total": 8 * 1024**3}
+    values = {f"node_metric_{x}": float(x + k % 7) for x in range(METRICS)}
+    reports = [{"id": i, "state": "ok", "samples": [{"ts": ts, "values": values}]} for i in ids]
+    return json.dumps({"host": host, "complete": False, "monitor_revision": revision, "monitors": reports}).encode()
+
+
+async def _world(tmp: Path) -> tuple[list[float], float]:
+    settings = ServerSettings(data_dir=tmp, admin_token="bench", offline_after=3600.0, late_after=1800.0)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://b/api/v1", headers=wire.bearer("bench")
+        ) as http,
+    ):
+        token = (await http.post("/providers", json={"name": "local"})).json()["token"]
+        agents: list[tuple[str, str, list[str], int]] = []
+        for a in range(AGENTS):
+            agent_id, agent_token = await wire.register(http, token, name=f"gen{a}")
+            ids = []
+            for j in range(PER_AGENT):
+                thresholds: list[dict[str, Any]] = [
+                    {"metric": "node_metric_0", "severity": "warning", "above": 1e9, "for": 30},
+                    {"metric": "node_metric_1", "severity": "critical", "below": -1e9},
+                ]
+                target = f"http://127.0.0.1:{9100 + j}/metrics"
+                body = {"name": f"m{a}-{j}", "agent": agent_id, "kind": "prometheus", "target": target,
+                        "interval": 5, "thresholds": thresholds}  # fmt: skip
+                r = await http.post("/monitors", json=body)
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+            answer = await wire.beat(http, agent_id, agent_token)
+            agents.append((agent_id, agent_token, ids, answer["monitor_revision"]))
+        latencies: list[float] = []
+        cpu = time.process_time()
+        for k in range(ROUNDS):
+            ts = 1.7e9 + 5 * k
+            for agent_id, agent_token, ids, revision in agents:
+                body = _body(ids, revision, ts, k)
+                started = time.perf_counter()
+                r = await http.post(
+                    f"/agents/{agent_id}/heartbeat",
+                    content=body,
+                    headers={**wire.bearer(agent_token), "Content-Type": "application/json"},
+                )
+                latencies.append(time.perf_counter() - started)
+                assert r.status_code == 200 and r.json()["monitors"] is None, r.text
+        cpu = time.process_time() - cpu
+        m = (await http.get(f"/monitors/{agents[0][2][0]}/metrics")).json()
+        assert len(m["samples"]) == min(ROUNDS, 121)
+        return latencies, cpu / ROUNDS
+
+
+def measure() -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory(prefix="octotui-bench-monitor-ingest-") as tmp:
+        latencies, cpu_per_round = asyncio.run(_world(Path(tmp)))
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return statistics.median(latencies) * 1e3, p99 * 1e3, cpu_per_round / 5.0 * 100
+
+
+def run(runs: int = 3, quick: bool = False) -> Result:
+    got = [measure() for _ in range(runs)]
+    metrics = [
+        Metric("heartbeat with 200 monitors' samples, p50", "ms", [g[0] for g in got]),
+        Metric("heartbeat with 200 monitors' samples, p99", "ms", [g[1] for g in got], 100.0),
+        Metric("CPU for 1,000 monitors every 5 s", "% of one core", [g[2] for g in got]),
+    ]
+    return Result("monitor_ingest", TITLE, TARGET, METHOD, metrics, [])
+
+
+def main() -> None:
+    from bench.__main__ import FIGURES
+    from bench.report import write_report
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    info, date = machine(), now_iso()
+    result = run(args.runs)
+    result.machine, result.date, result.runs, result.quick = info, date, args.runs, False
+    for m in result.metrics:
+        print(f"{m.name}: median {m.median:.2f} {m.unit} (runs {', '.join(f'{x:.2f}' for x in m.runs)})")
+    if not args.no_save:
+        result.save()
+        print(f"report: {write_report(FIGURES, RESULTS)}")
+
+
+if __name__ == "__main__":
+    main()
