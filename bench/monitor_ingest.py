@@ -75,11 +75,11 @@ async def _world(tmp: Path) -> tuple[list[float], float]:
         for k in range(ROUNDS):
             ts = 1.7e9 + 5 * k
             for agent_id, agent_token, ids, revision in agents:
-                body = _body(ids, revision, ts, k)
+                raw = _body(ids, revision, ts, k)
                 started = time.perf_counter()
                 r = await http.post(
                     f"/agents/{agent_id}/heartbeat",
-                    content=body,
+                    content=raw,
                     headers={**wire.bearer(agent_token), "Content-Type": "application/json"},
                 )
                 latencies.append(time.perf_counter() - started)
