@@ -243,8 +243,16 @@ def test_drain_and_undrain_by_name_or_id_an_unknown_one_exits_2(
     code, out, _ = done(octotui(server, env, "agents", "--json"))
     (agent,) = TypeAdapter(list[Agent]).validate_json(out)
     assert code == 0 and agent.drained
+    with server.client() as api:  # an agent of an older version, as one not upgraded yet would register
+        token = create_provider(api, "legacy")["token"]
+        old = api.post("/agents/register", json={"name": "gen0", "location": "paris", "version": "0.0.9"},
+                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert old.status_code == 200, old.text
     code, out, _ = done(octotui(server, env, "agents"))
-    assert "drained" in out.splitlines()[1] and "gen1: drained, gets no new containers (octotui undrain gen1)" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line}
+    assert " drained" in rows["gen1"] and " outdated" in rows["gen0"], out
+    assert "gen1: drained, gets no new containers (octotui undrain gen1)" in out
+    assert "gen0: outdated, version 0.0.9 is older than the server's" in out
     with online(gen1):
         code, _, err = done(octotui(server, env, "launch", str(plan_file), "--provider", "lab", "--containers", "1"))
     assert code == 2 and "is drained: gen1 (drained); undrain one" in err, err
@@ -257,4 +265,5 @@ def test_drain_and_undrain_by_name_or_id_an_unknown_one_exits_2(
     assert code == 2 and out == ""
     assert err.startswith("octotui drain: no agent named 'nobody'") and "(HTTP 404)" in err, err
     with server.client() as api:
-        assert api.get("/tests").json() == [] and api.get("/agents").json()[0]["drained"] is False
+        assert api.get("/tests").json() == []
+        assert not any(a["drained"] for a in api.get("/agents").json())
