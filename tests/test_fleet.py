@@ -5,13 +5,19 @@ upgrade procedure (drain, wait, replace the agent keeping its identity, undrain)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agent.host import machine_id
 from octotui.protocol import VERSION
 from octotui.server.domain.fleet import version_key
+from tests.support.admin import create_provider
 from tests.support.app import Env
 from tests.support.labelkit import serving
-from tests.support.wire import ack, bearer, fleet, poll, report, spec
+from tests.support.processes import AgentProcess
+from tests.support.waiting import wait_until
+from tests.support.wire import PLAN, ack, bearer, fleet, poll, report, spec
 
 # --- versions ------------------------------------------------------------------------------------
 
@@ -159,3 +165,40 @@ async def test_upgrade_drain_replace_keeping_the_identity_then_undrain(tmp_path:
         assert (await env.http.post(f"/agents/{new_id}/undrain")).json()["drained"] is False
         made = await env.http.post("/tests", json=spec(containers=1))
         assert made.status_code == 201 and made.json()["containers"][0]["agent"] == new_id
+
+
+@pytest.mark.docker
+def test_a_real_agent_replaced_on_its_state_dir_keeps_its_identity_and_drain(  # type: ignore[no-untyped-def]
+    server, agents, tmp_path
+) -> None:
+    """Real agent processes: the one drained is stopped and another started on its state dir (the
+    upgrade's replacement) — same id, still drained, nothing placed on it until undrained; a second
+    identity on this machine (another state dir) flags both as one machine."""
+    api = server.client()
+    provider = create_provider(api, "lab")
+    first = AgentProcess(server.url, provider["token"], tmp_path / "gen-a", name="gen-a")
+    agents.append(first.start())
+
+    def online(name: str) -> dict[str, Any] | None:
+        found = [a for a in api.get("/agents").json() if a["name"] == name and a["status"] == "online"]
+        return found[0] if found and (found[0].get("docker") or {}).get("available") else None
+
+    agent_id = wait_until(lambda: online("gen-a"), timeout=40, what="gen-a online")["id"]
+    assert api.post(f"/agents/{agent_id}/drain").json()["drained"] is True
+    first.stop()
+    agents.append(AgentProcess(server.url, provider["token"], tmp_path / "gen-a", name="gen-a").start())
+    again = wait_until(lambda: online("gen-a"), timeout=40, what="the replaced gen-a online")
+    assert again["id"] == agent_id and again["drained"] is True and again["outdated"] is False
+    dry = {"name": "t", "plan": PLAN, "provider": "lab", "containers": 1, "dry_run": True}
+    refused = api.post("/tests", json=dry)
+    assert refused.status_code == 409 and "gen-a (drained)" in refused.text
+    agents.append(AgentProcess(server.url, provider["token"], tmp_path / "gen-b", name="gen-b").start())
+    wait_until(lambda: online("gen-b"), timeout=40, what="gen-b online")
+    listed = {a["name"]: a for a in api.get("/agents").json()}
+    assert machine_id() is not None, "this machine has an id (/etc/machine-id)"
+    assert listed["gen-a"]["duplicate_machine"] is True and listed["gen-b"]["duplicate_machine"] is True
+    placed = api.post("/tests", json=dry).json()
+    assert [i["agent_name"] for i in placed["items"]] == ["gen-b"]  # the drained one skipped
+    assert api.post(f"/agents/{agent_id}/undrain").json()["drained"] is False
+    placed = api.post("/tests", json={**dry, "containers": 2}).json()
+    assert sorted(i["agent_name"] for i in placed["items"]) == ["gen-a", "gen-b"]
