@@ -4,6 +4,7 @@ trouble only, even on a 16-colour terminal. Against a real server process and wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -25,9 +26,9 @@ from octotui.tui.screens.main import table_heights
 from octotui.tui.screens.provider import ProviderScreen
 from octotui.tui.screens.quit import QuitScreen
 from octotui.tui.screens.test import TestScreen
-from octotui.tui.widgets.tables import AgentsTable, ProvidersTable, TestsTable
+from octotui.tui.widgets.tables import AgentContainersTable, AgentsTable, ProvidersTable, TestsTable
 from tests.support.fleet import FleetAgent, Heartbeats, agents_by_name, fleet, run_launches
-from tests.support.processes import ServerProcess
+from tests.support.processes import ROOT, ServerProcess
 from tests.support.tui import SIZE, build_app
 from tests.support.waiting import wait_until_pilot
 from tests.support.wire import PLAN
@@ -63,6 +64,13 @@ async def loaded(app: OctoApp, pilot: object, agents: int = 2, tests: int = 1) -
         lambda: len(app.agents) == agents and len(app.tests) == tests and app.providers,
         what="agents, tests and providers",
     )
+
+
+def shoot(app: OctoApp, name: str) -> None:
+    """Write screenshots/NAME.svg when screenshots are asked for (``OCTOTUI_SCREENSHOTS=1``)."""
+    if os.environ.get("OCTOTUI_SCREENSHOTS") == "1":
+        text = app.export_screenshot(title=f"octotui — {name}").replace("<svg ", '<svg xml:space="preserve" ', 1)
+        (ROOT / "screenshots" / f"{name}.svg").write_text(text, encoding="utf-8")
 
 
 def hints(app: OctoApp) -> str:
@@ -106,6 +114,7 @@ async def test_completion_and_each_command(server: ServerProcess, lab: list[Flee
         field = app.screen.field
         await pilot.press("a", "g")
         assert ":agents" in hints(app) and ":agent" in hints(app)
+        shoot(app, "main-command")
         await pilot.press("tab")
         assert field.value == "agent"
         await pilot.press("space", "g", "tab")
@@ -215,7 +224,8 @@ async def test_mark_two_and_drain_them(server: ServerProcess, lab: list[FleetAge
         await pilot.press("space", "space")
         assert table.marks == {lab[0].id, lab[1].id}
         bar = str(app.screen.query_one("#marks-bar", Label).render())
-        assert "2 agents marked" in bar and "D drains" in bar
+        assert "2 agents marked" in bar and "D drain" in bar
+        shoot(app, "main-marks")
         await pilot.press("D")
         assert isinstance(app.screen, ConfirmScreen)
         assert "Drain 2 agents (gen1, gen2)?" in app.screen.question
@@ -227,6 +237,42 @@ async def test_mark_two_and_drain_them(server: ServerProcess, lab: list[FleetAge
         # U on the selected agent only (no marks): one undrained
         await pilot.press("U", "y")
         await wait_until_pilot(pilot, lambda: sum(a.drained for a in app.agents) == 1, what="one undrained")
+
+
+async def test_mark_containers_and_stop_them(server: ServerProcess) -> None:
+    agents = fleet(server, "gen1")
+    with server.client() as http:
+        for name in ("shop", "cart"):
+            body = {"name": name, "plan": PLAN, "provider": "lab", "containers": 2}
+            assert http.post("/tests", json=body).status_code == 201
+    assert len(run_launches(agents)) == 4
+    beating = Heartbeats(agents)
+    try:
+        app = build_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(app, pilot, agents=1, tests=2)
+            await pilot.press("enter")  # the agents table's only row
+            assert isinstance(app.screen, AgentScreen)
+            table = app.screen.query_one(AgentContainersTable)
+            await wait_until_pilot(pilot, lambda: table.row_count == 4, what="four containers on gen1")
+            table.focus()
+            await pilot.press("space", "down", "space", "space")
+            assert len(table.marks) == 3
+            marked = set(table.marks)
+            await pilot.press("X")
+            assert isinstance(app.screen, ConfirmScreen)
+            assert app.screen.question == "Stop 3 containers of 2 tests? Their results so far are kept."
+            await pilot.press("y")
+
+            def asked() -> set[str]:
+                with server.client() as http:
+                    tests = http.get("/tests").json()
+                return {c["id"] for t in tests for c in t["containers"] if c["state"] in ("stopping", "stopped")}
+
+            await wait_until_pilot(pilot, lambda: asked() == marked, what="the three marked containers stopping")
+            assert table.marks == set()
+    finally:
+        beating.end()
 
 
 async def test_escape_clears_marks_and_read_only_refuses(server: ServerProcess, lab: list[FleetAgent]) -> None:

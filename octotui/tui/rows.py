@@ -118,7 +118,9 @@ def _usage_cell(value: float | None) -> Cell:
     """A CPU or memory percentage: a bar, then the figure; in the warning colour from 90 %."""
     if value is None:
         return Cell("-", sort=None)
-    return Cell(fmt.percent(value), "warning" if value >= 90 else None, sort=value, bar=value / 100)
+    # "100" rather than "100.0": the figure keeps to the 4 cells the column has beside the bar
+    text = fmt.percent(value) if value < 99.95 else "100"
+    return Cell(text, "warning" if value >= 90 else None, sort=value, bar=value / 100)
 
 
 def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False) -> tuple[Cell, ...]:

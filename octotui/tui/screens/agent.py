@@ -12,7 +12,7 @@ from textual.widgets import Footer, Label, Static
 from octotui.protocol import Agent, AgentMetrics, HostSample, Test
 from octotui.tui import format as fmt
 from octotui.tui import messages
-from octotui.tui.rows import agent_container_rows
+from octotui.tui.rows import agent_container_rows, agent_flags, agent_state
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.tables import AgentContainersTable
@@ -99,15 +99,19 @@ class AgentScreen(DashboardScreen):
         if agent is None:
             title.update("This agent was deleted.")
             return
-        text = f"{agent.name} · {agent.status} · {agent.provider_name}/{agent.location} · v{agent.version} · "
-        text += agent.platform or "?"
+        # Its states first: on a narrow terminal the line is cut at the right.
+        parts = [agent.name, agent.status, f"{agent.provider_name}/{agent.location}", *agent_flags(agent)]
+        parts += [f"v{agent.version}", agent.platform or "?"]
         if agent.duplicate_name:
-            text += " · another agent of this provider has the same name (a distinct machine or state dir)"
+            parts.append("another agent of this provider has the same name (a distinct machine or state dir)")
+        text = " · ".join(parts)
         if text != self._title:
             # Fixed-size widgets: a layout pass would repaint the whole screen on every tick.
             self._title = text
             title.update(text, layout=False)
-            title.set_classes(f"-{agent.status}")
+            # drained, outdated, saturated: in the warning colour (offline stays the error's)
+            state, _ = agent_state(agent)
+            title.set_classes(f"-{agent.status}" if state in ("online", "late", "offline") else "-flagged")
         self._show_figures(agent, self._latest(agent))
 
     def _show_figures(self, agent: Agent, sample: HostSample | None) -> None:

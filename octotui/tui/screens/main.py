@@ -50,7 +50,7 @@ def table_heights(screen_height: int, providers: int, agents: int, tests: int) -
 
 def marks_text(count: int, what: str, keys: str) -> str:
     """The line under the tables while rows are marked."""
-    return f"{plural(count, what)} marked · {keys} · space unmarks · esc clears the marks"
+    return f"{plural(count, what)} marked · {keys} · esc unmarks"
 
 
 class MainScreen(DashboardScreen):
@@ -80,7 +80,8 @@ class MainScreen(DashboardScreen):
         with Horizontal(id="filter-bar"):
             yield Label("filter:", id="filter-label")
             yield Input(placeholder="agents by name, provider, location, status · esc clears", id="filter")
-        yield Footer()
+        # The ":" command line's key in the palette's place (ctrl+p still opens the palette).
+        yield Footer(show_command_palette=False)
 
     def __init__(self) -> None:
         super().__init__()
@@ -208,7 +209,7 @@ class MainScreen(DashboardScreen):
         bar = self.query_one("#marks-bar", Label)
         bar.display = bool(event.marks)
         if event.marks:
-            bar.update(marks_text(len(event.marks), "agent", "D drains · U undrains them"))
+            bar.update(marks_text(len(event.marks), "agent", "D drain · U undrain"))
         self._fit()
 
     @on(AgentsTable.FleetAction)

@@ -98,8 +98,8 @@ class AgentsTable(KeyedTable):
     COLUMNS = (
         Column("status", "Status", 9),
         Column("name", "Name", 11, stretch=True, max_width=32),
-        Column("provider", "Provider", 7),
-        Column("location", "Location", 7),
+        Column("provider", "Prov.", 7),
+        Column("location", "Loc.", 7),
         Column("cpu", "CPU%", 8, "right"),
         Column("mem", "Mem%", 8, "right"),
         Column("seen", "Seen", 5, "right"),
@@ -139,7 +139,7 @@ class TestsTable(KeyedTable):
         Column("errors", "Errors", 6, "right"),
         Column("elapsed", "Elapsed", 7, "right"),
         Column("provider", "Provider", 8),
-        Column("check", "Verdict, warnings", 6, stretch=True),
+        Column("check", "Verdict", 7, stretch=True),
     )
 
 
