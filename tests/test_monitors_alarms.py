@@ -133,6 +133,8 @@ async def test_a_tests_series_and_alarms_survive_a_restart(tmp_path: Path) -> No
     async with serving(tmp_path / "d") as env:
         again = (await env.http.get(f"/tests/{test['id']}/monitors")).json()
         assert again == live
+        # The alarms raised at the stop are still raised, and clear when the value is back in bounds.
+        assert (await env.http.get(f"/monitors/{m['id']}")).json()["alarms"] == 2
         # It goes on where it was, then ends: the series is read from the store, the same.
         await _send(env, agents[0], rev, m["id"], (60.0, 1.0))
         await env.beat(*agents[0], containers=[report(cmd, "finished", exit_code=0)])
@@ -141,6 +143,8 @@ async def test_a_tests_series_and_alarms_survive_a_restart(tmp_path: Path) -> No
         load = next(s for s in ended["series"] if s["metric"] == "node_load1")
         assert load["points"][-1] == [T0 + 60.0, 1.0] and len(load["points"]) == 13
         assert not any(k[0] == test["id"] for k in env.ctl.monitors.series)
+        assert (await env.http.get(f"/monitors/{m['id']}")).json()["alarms"] == 0
+        assert await _alarms(env, active="true") == []
     assert (await _status(tmp_path, "/tests/t-nope/monitors")) == 404
 
 

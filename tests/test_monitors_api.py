@@ -324,3 +324,6 @@ async def test_the_client_speaks_monitors(env: Env) -> None:
         assert refused.value.status == 422
         await client.delete_monitor(made.id)
         assert await client.monitors() == []
+        audit = await client.audit(limit=3)
+        assert [e.action for e in audit] == ["monitor.delete", "monitor.update", "monitor.create"]
+        assert all(PASSWORD not in e.detail for e in audit)
