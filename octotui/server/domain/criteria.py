@@ -362,6 +362,8 @@ def decide(s: ServerState, t: TestRec) -> None:
         c.actual = round(actual, 3)
         c.passed, c.detail = judge(c, actual)
     t.verdict = "failed" if any(c.passed is False for c in t.criteria) else "passed"
+    t.window.clear()  # live only: an ended test keeps its criteria, not its figures of the last seconds
+    t.broken_since.clear()
 
 
 def broken_by(t: TestRec) -> CriterionResult | None:
