@@ -5,6 +5,8 @@ fed by an agent speaking the wire protocol, so that the test decides each heartb
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +46,26 @@ def hot_beat(agent: WireAgent, *reports: dict[str, Any], memory: float = 95.0) -
     host = {"ts": time.time(), "cpu_percent": 40.0, "memory_percent": memory, "memory_total": 2**33}
     body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
     agent.http.post(f"/agents/{agent.id}/heartbeat", json=body, headers=agent.auth).raise_for_status()
+
+
+@contextlib.contextmanager
+def beating(agent: WireAgent, *reports: dict[str, Any]) -> Iterator[None]:
+    """``hot_beat`` with these reports every 0.5 s while the block runs (the agent stays online)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        for _ in range(600):
+            hot_beat(agent, *reports)
+            if stop.wait(0.5):
+                return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def launch(server: ServerProcess, agent: WireAgent, containers: int, **extra: Any) -> list[dict[str, Any]]:
@@ -118,54 +140,55 @@ def test_criteria_and_verdict_in_words() -> None:
 async def test_every_part_is_read_with_the_keyboard_at_80x24(server: ServerProcess, agent: WireAgent) -> None:
     running, failed = launch(server, agent, 2, criteria=["p95<500ms", "errors<1%"])
     figures = {"samples": 400, "errors": 2, "rate": 40.0, "avg_ms": 50.0, "min_ms": 2, "max_ms": 400, "active": 6}
-    hot_beat(agent, {**running, "figures": figures}, {**failed, "state": "failed", "exit_code": 1, "error": ERROR})
+    reports = ({**running, "figures": figures}, {**failed, "state": "failed", "exit_code": 1, "error": ERROR})
     app = build_app(server)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_until_pilot(pilot, lambda: bool(app.tests), what="the tests")
-        await app.push_screen(TestScreen(running["test_id"]))
-        screen = app.screen
-        assert isinstance(screen, TestScreen)
-        await wait_until_pilot(pilot, lambda: screen.query_one("#test-reason").display, what="the reason")
-        await wait_until_pilot(pilot, lambda: screen.query_one("#test-warnings").display, what="the warning")
-        await pilot.pause()
-        assert "⚠ results may be skewed: gen1 saturated" in text_of(app, "#test-warnings")
-        verdict = text_of(app, "#test-verdict")
-        assert "verdict: pending" in verdict and "· p95<500ms: pending" in verdict and "· errors<1%" in verdict
-        # The head keeps its place and the table below it its rows, inside the terminal.
-        head = screen.query_one("#test-head", VerticalScroll)
-        table = screen.query_one(ContainersTable)
-        charts = screen.query_one("#test-charts")
-        assert head.region.bottom <= charts.region.y and table.region.height >= 4
-        assert table.region.bottom <= SIZE[1] - 1, "above the footer"
-        save_screenshot(app, "test-criteria")
-        shown = "\n".join(screen_lines(app))
-        assert "CAUSE-6" not in shown and head.max_scroll_y > 0, "the head holds more than it shows"
-        # Tab reaches the head, whose end shows the last line of the reason.
-        assert focus(screen) is table
-        await pilot.press("tab")
-        assert focus(screen) is head
-        await pilot.press("end")
-        await pilot.pause()
-        assert head.scroll_y == head.max_scroll_y
-        assert "CAUSE-6" in "\n".join(screen_lines(app))
-        save_screenshot(app, "test-head-scrolled")
-        await pilot.press("home")
-        await pilot.press("pagedown")
-        await pilot.pause()
-        assert head.scroll_y > 0, "pgdn scrolls the head"
-        # And back to the containers, where end reaches the last row.
-        await pilot.press("tab")
-        assert focus(screen) is table
-        await pilot.press("end")
-        assert table.cursor_row == table.row_count - 1 == 1
-        assert "#1 gen1 · failed" in text_of(app, "#container-line")
+    with beating(agent, *reports):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until_pilot(pilot, lambda: bool(app.tests), what="the tests")
+            await app.push_screen(TestScreen(running["test_id"]))
+            screen = app.screen
+            assert isinstance(screen, TestScreen)
+            await wait_until_pilot(pilot, lambda: screen.query_one("#test-reason").display, what="the reason")
+            await wait_until_pilot(pilot, lambda: screen.query_one("#test-warnings").display, what="the warning")
+            await pilot.pause()
+            assert "⚠ results may be skewed: gen1 saturated" in text_of(app, "#test-warnings")
+            verdict = text_of(app, "#test-verdict")
+            assert "verdict: pending" in verdict and "· p95<500ms: pending" in verdict and "· errors<1%" in verdict
+            # The head keeps its place and the table below it its rows, inside the terminal.
+            head = screen.query_one("#test-head", VerticalScroll)
+            table = screen.query_one(ContainersTable)
+            charts = screen.query_one("#test-charts")
+            assert head.region.bottom <= charts.region.y and table.region.height >= 4
+            assert table.region.bottom <= SIZE[1] - 1, "above the footer"
+            save_screenshot(app, "test-criteria")
+            shown = "\n".join(screen_lines(app))
+            assert "CAUSE-6" not in shown and head.max_scroll_y > 0, "the head holds more than it shows"
+            # Tab reaches the head, whose end shows the last line of the reason.
+            assert focus(screen) is table
+            await pilot.press("tab")
+            assert focus(screen) is head
+            await pilot.press("end")
+            await pilot.pause()
+            assert head.scroll_y == head.max_scroll_y
+            assert "CAUSE-6" in "\n".join(screen_lines(app))
+            save_screenshot(app, "test-head-scrolled")
+            await pilot.press("home")
+            await pilot.press("pagedown")
+            await pilot.pause()
+            assert head.scroll_y > 0, "pgdn scrolls the head"
+            # And back to the containers, where end reaches the last row.
+            await pilot.press("tab")
+            assert focus(screen) is table
+            await pilot.press("end")
+            assert table.cursor_row == table.row_count - 1 == 1
+            assert "#1 gen1 · failed" in text_of(app, "#container-line")
 
 
 async def test_generator_history_and_a_labels_series(server: ServerProcess, agent: WireAgent) -> None:
     (report,) = launch(server, agent, 1)
     labels = [label_stats("GET /home", [20.0] * 10), label_stats("POST /login", [300.0] * 5, errors=1)]
     figures = {"samples": 15, "errors": 1, "rate": 5.0, "avg_ms": 110.0, "min_ms": 20, "max_ms": 300, "active": 2}
-    hot_beat(agent, {**report, "figures": figures, "labels": labels, "cpu_percent": 20.0}, memory=50.0)
+    beats = beating(agent, {**report, "figures": figures, "labels": labels, "cpu_percent": 20.0})
     before = 3  # the generator's history, before the screen opens: the server keeps a point a second
 
     def generator_points() -> int:
@@ -173,33 +196,34 @@ async def test_generator_history_and_a_labels_series(server: ServerProcess, agen
             series = http.get(f"/tests/{report['test_id']}/series", params={"generators": "true"}).json()
         return sum(len(g["points"]) for g in series["generators"])
 
-    wait_until(lambda: generator_points() >= before, timeout=15, what="the generator's points")
     app = build_app(server)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_until_pilot(pilot, lambda: bool(app.tests), what="the tests")
-        await app.push_screen(TestScreen(report["test_id"]))
-        screen = app.screen
-        assert isinstance(screen, TestScreen)
-        await pilot.press("m")
-        cpu = screen.query_one("#cpu-usage", Chart)
-        await wait_until_pilot(pilot, lambda: cpu.title.startswith("CPU gen1 (machine)"), what="the generator's CPU")
-        assert len(cpu.values) >= before - 1 and cpu.ceiling == 100.0, "from the test's start, not the screen's"
-        mem = screen.query_one("#mem-usage", Chart)
-        assert mem.title == "mem gen1 (machine)" and mem.values[-1] == 50.0
-        save_screenshot(app, "test-generator")
-        # The labels pane: the charts show the selected label's series.
-        await pilot.press("l")
-        rate = screen.query_one("#rate-chart", Chart)
-        table = screen.query_one(LabelsTable)
-        await wait_until_pilot(pilot, lambda: table.row_count == 2, what="the labels")
-        first = table.selected_key
-        await wait_until_pilot(pilot, lambda: rate.title == f"hits/s {first}", what="the label's series")
-        assert screen.query_one("#err-chart", Chart).title == f"errors/s {first}" and rate.values
-        save_screenshot(app, "test-label-series")
-        await pilot.press("down")
-        second = table.selected_key
-        assert second != first
-        await wait_until_pilot(pilot, lambda: rate.title == f"hits/s {second}", what="the other label's series")
-        await pilot.press("c")
-        await pilot.pause()
-        assert rate.title == "hits/s", "the whole test's again"
+    with beats:
+        wait_until(lambda: generator_points() >= before, timeout=15, what="the generator's points")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until_pilot(pilot, lambda: bool(app.tests), what="the tests")
+            await app.push_screen(TestScreen(report["test_id"]))
+            screen = app.screen
+            assert isinstance(screen, TestScreen)
+            await pilot.press("m")
+            cpu = screen.query_one("#cpu-usage", Chart)
+            await wait_until_pilot(pilot, lambda: cpu.title.startswith("CPU gen1 (machine)"), what="gen CPU")
+            assert len(cpu.values) >= before - 1 and cpu.ceiling == 100.0, "from the test's start, not the screen's"
+            mem = screen.query_one("#mem-usage", Chart)
+            assert mem.title == "mem gen1 (machine)" and mem.values[-1] == 95.0
+            save_screenshot(app, "test-generator")
+            # The labels pane: the charts show the selected label's series.
+            await pilot.press("l")
+            rate = screen.query_one("#rate-chart", Chart)
+            table = screen.query_one(LabelsTable)
+            await wait_until_pilot(pilot, lambda: table.row_count == 2, what="the labels")
+            first = table.selected_key
+            await wait_until_pilot(pilot, lambda: rate.title == f"hits/s {first}", what="the label's series")
+            assert screen.query_one("#err-chart", Chart).title == f"errors/s {first}" and rate.values
+            save_screenshot(app, "test-label-series")
+            await pilot.press("down")
+            second = table.selected_key
+            assert second != first
+            await wait_until_pilot(pilot, lambda: rate.title == f"hits/s {second}", what="the other label's series")
+            await pilot.press("c")
+            await pilot.pause()
+            assert rate.title == "hits/s", "the whole test's again"

@@ -71,7 +71,8 @@ def criterion_line(c: CriterionResult) -> str:
     mark = {"passed": "✓", "failed": "✗", "pending": "·"}[standing]
     detail = c.detail.strip()
     if standing == "pending":
-        now = f" (now {c.actual:.4g})" if c.actual is not None else ""
+        # The server's detail says where it stands so far; without one, the latest figure.
+        now = f" (now {c.actual:.4g})" if c.actual is not None and not detail else ""
         held = f", held for {c.for_s:g} s" if c.for_s else ""
         detail = f"pending{now}{held}" + (f" · {detail}" if detail else "")
     return f"{mark} {c.expr}" + (f": {detail}" if detail else "")

@@ -142,6 +142,11 @@ class WholeNumber(Validator):
 class LaunchScreen(ModalScreen[str | None]):
     """Dismisses with the launched test's id, or None when cancelled."""
 
+    # The criteria's note as the plan's, under its field (the app's stylesheet styles the plan's).
+    CSS = """
+    LaunchScreen #criteria-status { padding: 0 0 0 17; height: auto; color: $text-muted; }
+    LaunchScreen #criteria-status.-bad { color: $error; }
+    """
     BINDINGS: ClassVar = [
         # Priority: taken when the terminal delivers the key, not after the keys typed before it
         # reached their field. Textual's own tab binding waits for the key to bubble up from the

@@ -114,7 +114,7 @@ class TestScreen(DashboardScreen):
     TestScreen #test-reason { max-height: 1000; }
     TestScreen #test-warnings { padding: 0 1; height: auto; color: $warning; text-style: bold; }
     TestScreen #test-verdict { padding: 0 1; height: auto; }
-    TestScreen #test-charts { height: 1fr; min-height: 6; }
+    TestScreen #test-charts { height: 2fr; min-height: 6; }
     TestScreen #test-panes { min-height: 5; }
     """
     BINDINGS: ClassVar = [
