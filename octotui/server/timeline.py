@@ -306,7 +306,6 @@ class LabelTimeline(Packed):
             na + nb,
         )
 
-
     @classmethod
     def merge_group(cls, group: list[Point]) -> Point:
         # One pass (the report thins every label's timeline): as merge, pairwise.
