@@ -199,6 +199,7 @@ def test_a_real_agent_replaced_on_its_state_dir_keeps_its_identity_and_drain(  #
     assert listed["gen-a"]["duplicate_machine"] is True and listed["gen-b"]["duplicate_machine"] is True
     placed = api.post("/tests", json=dry).json()
     assert [i["agent_name"] for i in placed["items"]] == ["gen-b"]  # the drained one skipped
+    assert placed["skipped"] == ["gen-a (drained)"]  # and the dry run says why
     assert api.post(f"/agents/{agent_id}/undrain").json()["drained"] is False
     placed = api.post("/tests", json={**dry, "containers": 2}).json()
-    assert sorted(i["agent_name"] for i in placed["items"]) == ["gen-a", "gen-b"]
+    assert sorted(i["agent_name"] for i in placed["items"]) == ["gen-a", "gen-b"] and placed["skipped"] == []

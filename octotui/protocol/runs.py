@@ -94,6 +94,8 @@ class Placement(Model):
     provider_name: str
     containers: int
     items: list[PlacementItem]
+    #: Agents that would have fitted and get nothing, with why: ``gen-b (drained)``.
+    skipped: list[str] = Field(default_factory=list)
 
 
 class ContainerRecord(Model):

@@ -11,7 +11,7 @@ from octotui.server.domain import agents, clock, commands, criteria, files, life
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.errors import Conflict, Invalid, TooLarge
 from octotui.server.jmx import PlanError, validate_plan
-from octotui.server.placement import Candidate, PlacementError, place
+from octotui.server.placement import Candidate, PlacementError, place, skipped
 from octotui.server.records import CommandRec, ContainerRec, ProviderRec, TestRec
 
 log = logging.getLogger("octotui.server")
@@ -74,6 +74,7 @@ def _place(s: ServerState, spec: TestCreate) -> tuple[ProviderRec, Spread, Place
         provider_name=p.name,
         containers=spec.containers,
         items=[PlacementItem(agent=a.id, agent_name=a.name, location=a.location, containers=n) for a, n in spread],
+        skipped=skipped(candidates(s, p.id), spec.locations),
     )
     return p, spread, placement
 

@@ -1,0 +1,194 @@
+"""Several server replicas on one PostgreSQL (issue 14 part 2), each a real ``octotui server`` process
+with its own data dir: commands, tests, the change feed, the background-duty lease, idempotency keys
+and token revocations hold across them (``octotui/server/replica.py``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.beating import Beating
+from tests.support.processes import ServerProcess
+from tests.support.replicas import lease_holders, listeners, replicas
+from tests.support.waiting import wait_until
+from tests.support.wire import PLAN, bearer
+from tests.support.wireagent import WireAgent
+
+pytestmark = pytest.mark.slow
+
+
+def _provider(server: ServerProcess) -> str:
+    with server.client() as http:
+        return str(http.post("/providers", json={"name": "lab"}).raise_for_status().json()["token"])
+
+
+def _agent_on(server: ServerProcess, token: str, origin: ServerProcess) -> WireAgent:
+    """A wire agent registered on ``server`` (the provider made on ``origin``), beating there, that
+    ``origin`` sees online (its heartbeats reach it as another replica's live data)."""
+    wait_until(lambda: _registers(server, token), timeout=10, what="provider known on the other replica")
+    agent = WireAgent(server, token)
+    agent.beat()
+    with origin.client() as http:
+        wait_until(
+            lambda: http.get(f"/agents/{agent.id}").json()["status"] == "online",
+            timeout=10,
+            what="agent online on the replica it does not beat",
+        )
+    return agent
+
+
+def _registers(server: ServerProcess, token: str) -> bool:
+    answer = httpx.post(f"{server.url}/api/v1/agents/register", json={"name": "probe", "location": "x"},
+                        headers=bearer(token), timeout=5)  # fmt: skip
+    if answer.status_code != 200:
+        return False
+    body = answer.json()
+    with server.client() as http:
+        http.delete(f"/agents/{body['agent_id']}").raise_for_status()
+    return True
+
+
+def _launch(server: ServerProcess, key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    with server.client() as http:
+        return http.post(
+            "/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1}, headers=headers
+        )
+
+
+def _poll(agent: WireAgent, wait: float) -> list[dict[str, Any]]:
+    answer = agent.http.get(
+        f"/agents/{agent.id}/commands", params={"timeout": wait}, headers=agent.auth, timeout=wait + 10
+    )
+    assert answer.status_code == 200, answer.text
+    return list(answer.json())
+
+
+def test_a_command_queued_through_one_replica_reaches_a_long_poll_on_another(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            polling = pool.submit(_poll, agent, 20.0)
+            time.sleep(0.3)  # not synchronisation: the poll is under way before the launch (else it would not wait)
+            made = _launch(a)
+            assert made.status_code == 201, made.text
+            started = time.monotonic()
+            commands = polling.result(timeout=30)
+        took = time.monotonic() - started
+        assert [c["kind"] for c in commands] == ["launch"] and commands[0]["test_id"] == made.json()["id"]
+        assert took < 15, f"the long poll ended on its own timeout ({took:.1f} s), not on the command"
+        # The LISTEN connection lost: it reconnects, and a command queued meanwhile still arrives.
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            for pid in listeners(pg_database):
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with a.client() as http:
+            stopped = http.post(f"/tests/{made.json()['id']}/stop")
+            assert stopped.status_code == 200, stopped.text
+        kinds = wait_until(lambda: [c["kind"] for c in _poll(agent, 5.0)] or None, timeout=20, what="stop on b")
+        assert "stop" in kinds
+        agent.close()
+
+
+def test_without_notifications_the_replicas_still_deliver_by_reading_the_table(
+    tmp_path: Path, pg_database: str
+) -> None:
+    # b never LISTENs (as behind a pooler in transaction mode): a command reaches it by the poll.
+    with replicas(tmp_path, pg_database, env={"b": {"OCTOTUI_REPLICA_LISTEN": "0"}}) as (a, b):
+        assert "LISTEN off" in b.log_path.read_text()
+        agent = _agent_on(b, _provider(a), a)
+        made = _launch(a)
+        assert made.status_code == 201, made.text
+        commands = _poll(agent, 20.0)
+        assert [c["kind"] for c in commands] == ["launch"] and commands[0]["test_id"] == made.json()["id"]
+        agent.close()
+
+
+def _test_on(server: ServerProcess, test_id: str) -> dict[str, Any]:
+    with server.client() as http:
+        return dict(http.get(f"/tests/{test_id}").raise_for_status().json())
+
+
+def _feed_test(server: ServerProcess, test_id: str) -> dict[str, Any]:
+    with server.client() as http:
+        feed = http.get("/changes").raise_for_status().json()
+    (test,) = [t for t in feed["tests"] if t["id"] == test_id]
+    return {"test": test, "containers": [c for c in feed["containers"] if c["test_id"] == test_id]}
+
+
+def test_a_test_launched_on_one_replica_run_through_another_shows_the_same_on_both(
+    tmp_path: Path, pg_database: str
+) -> None:
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        made = _launch(a)
+        assert made.status_code == 201, made.text
+        test_id = made.json()["id"]
+        (cmd,) = wait_until(lambda: _poll(agent, 5.0), timeout=20, what="launch on b")
+        acked = agent.http.post(f"/agents/{agent.id}/commands/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
+        assert acked.status_code == 204, acked.text
+        beating = Beating(agent, {"container_id": cmd["container_id"], "state": "running"})
+        wait_until(lambda: _test_on(a, test_id)["state"] == "running", timeout=20, what="running on a")
+        # Live figures of a heartbeat on b are readable on a.
+        wait_until(lambda: _test_on(a, test_id)["containers"][0]["figures"], timeout=10, what="live figures on a")
+        beating.end()
+        for server in (a, b):
+            wait_until(lambda s=server: _test_on(s, test_id)["state"] == "finished", timeout=20, what="finished")
+        on_a, on_b = _test_on(a, test_id), _test_on(b, test_id)
+        assert on_a == on_b and on_a["results"]["samples"] == 40 * beating.beats
+        assert _feed_test(a, test_id) == _feed_test(b, test_id)
+        agent.close()
+
+
+def test_background_duties_run_on_one_replica_and_move_when_it_is_killed(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database, count=3) as servers:
+        holders = wait_until(lambda: lease_holders(pg_database) or None, timeout=10, what="a lease holder")
+        assert len(holders) == 1
+        (holder,) = [s for s in servers if s.port == holders[0]]
+        time.sleep(2)  # not synchronisation: the others keep trying every second, and must keep failing
+        assert lease_holders(pg_database) == holders
+        assert sum("holds the lease" in s.log_path.read_text() for s in servers) == 1
+        killed_at = time.monotonic()
+        holder.stop(signal.SIGKILL)
+        others = {s.port for s in servers if s is not holder}
+        new = wait_until(lambda: lease_holders(pg_database) or None, timeout=10, what="the lease taken over")
+        took = time.monotonic() - killed_at
+        assert len(new) == 1 and new[0] in others, new
+        assert took < 10
+
+
+def test_one_idempotency_key_on_two_replicas_starts_one_test(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda s: _launch(s, key="launch-42"), (a, b)))
+        assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+        for server in (a, b):
+            with server.client() as http:
+                assert [t["id"] for t in http.get("/tests").json()] == [answers[0].json()["id"]]
+        # A retry on either, later, answers the same test; another body with the key is refused.
+        again = _launch(b, key="launch-42")
+        assert again.status_code == 200 and again.json()["id"] == answers[0].json()["id"]
+        agent.close()
+
+
+def test_a_token_revoked_on_one_replica_is_refused_on_another_within_a_second(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database) as (a, b):
+        with a.client() as http:
+            secret = http.post("/tokens", json={"name": "ops", "role": "read-only"}).raise_for_status().json()["token"]
+        on_b = httpx.Client(base_url=b.url + "/api/v1", headers=bearer(secret), timeout=5)
+        wait_until(lambda: on_b.get("/tests").status_code == 200, timeout=5, what="token known on b")
+        with a.client() as http:
+            assert http.delete("/tokens/ops").status_code == 204
+        revoked_at = time.monotonic()
+        wait_until(lambda: on_b.get("/tests").status_code == 401, timeout=5, what="token refused on b")
+        took = time.monotonic() - revoked_at
+        on_b.close()
+        assert took < 1.0, f"refused on b after {took:.2f} s"
