@@ -1,0 +1,246 @@
+"""One monitor: charts of two of its metrics over the server's live window, with its alarms marked
+under them, its thresholds, its state and last error, and its latest alarms.
+
+Fetched once per round of the app's poll worker while on top (see ``RoundFetcher``): the whole
+window once, then only the last seconds merged in, as the agent screen's charts are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer, Label, Static
+
+from octotui.client import ClientError, ServerUnreachable
+from octotui.protocol import Alarm, Monitor, MonitorSample
+from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.monitors import (
+    READ_ONLY,
+    MonitorForm,
+    RoundFetcher,
+    alarm_line,
+    number,
+    shown_metrics,
+    state_words,
+    threshold_text,
+)
+from octotui.tui.widgets.charts import Chart, columns
+
+#: How far back the charts reach.
+WINDOW_S = 600.0
+ALARMS_SHOWN = 20
+
+
+def alarm_marks(alarms: Sequence[Alarm], metric: str, at: Sequence[float], origin: float, now: float) -> str:
+    """One character per chart column: ``▲`` where an alarm of ``metric`` was raised, ``━`` while
+    it stayed raised, blank elsewhere; ``at``: each column's first time, in seconds since ``origin``."""
+    marks = [" "] * len(at)
+    if not at:
+        return ""
+    for a in alarms:
+        if a.metric != metric:
+            continue
+        start = a.started_at.timestamp() - origin
+        end = (a.ended_at.timestamp() if a.ended_at else now) - origin
+        first = True
+        for i, t in enumerate(at):
+            t_next = at[i + 1] if i + 1 < len(at) else t + 1e-9
+            if t_next > start and t <= end:
+                if first:
+                    marks[i] = "▲"
+                    first = False
+                elif marks[i] == " ":
+                    marks[i] = "━"
+    return "".join(marks)
+
+
+class MarkedChart(Chart):
+    """A chart over time with a line under it marking the alarms of its metric."""
+
+    def __init__(self, title: str, *, id: str | None = None) -> None:
+        super().__init__(title, formatter=number, peak="max", id=id)
+        self.metric = ""
+        self.alarms: Sequence[Alarm] = ()
+        self.origin = 0.0
+
+    def draw(self, width_cells: int, height: int) -> Text:
+        text = super().draw(width_cells, max(1, height - 1))
+        if not self.values or height < 3:
+            return text
+        lines = text.plain.split("\n")
+        gutter = next((line.index("┤") + 1 for line in lines[1:] if "┤" in line), 0)
+        _, at = columns(self.values, self.times, max(1, width_cells - gutter), self.reduce)
+        marks = alarm_marks(self.alarms, self.metric, at, self.origin, time.time())
+        if marks.strip():
+            severity = (
+                "critical" if any(a.severity == "critical" for a in self.alarms if a.metric == self.metric) else ""
+            )
+            style = self.app.theme_variables.get("error" if severity else "warning", "red")
+            text.append("\n" + " " * gutter)
+            text.append(marks, style)
+        return text
+
+
+class MonitorScreen(DashboardScreen):
+    """The detail of one monitor; ``m`` shows the next metrics, ``e`` edits it (admins)."""
+
+    DEFAULT_CSS = """
+    MonitorScreen #monitor-title { padding: 0 1; height: 1; text-style: bold; }
+    MonitorScreen #monitor-state { padding: 0 1; height: auto; max-height: 2; }
+    MonitorScreen #monitor-state.-error { color: $error; }
+    MonitorScreen #monitor-thresholds { padding: 0 1; height: auto; max-height: 3; color: $text-muted; }
+    MonitorScreen #monitor-charts { height: 1fr; min-height: 6; }
+    MonitorScreen #monitor-charts MarkedChart { width: 1fr; padding: 0 1; }
+    MonitorScreen #monitor-alarms { padding: 0 1; height: auto; max-height: 4; color: $text-muted; }
+    """
+    BINDINGS: ClassVar = [
+        Binding("escape", "back", "Back"),
+        Binding("m", "next_metrics", "Metrics"),
+        Binding("e", "edit", "Edit"),
+    ]
+
+    def __init__(self, monitor_id: str) -> None:
+        super().__init__()
+        self.monitor_id = monitor_id
+        self.monitor: Monitor | None = None
+        self.alarms: list[Alarm] = []
+        self.samples: deque[MonitorSample] = deque(maxlen=4000)
+        self.first_metric = 0
+        self.gone = False
+        self.fetcher = RoundFetcher(self)
+
+    def compose(self) -> ComposeResult:
+        yield self.status_bar()
+        yield Label("loading…", id="monitor-title", markup=False)
+        yield Static("", id="monitor-state", markup=False)
+        yield Static("", id="monitor-thresholds", markup=False)
+        with Horizontal(id="monitor-charts"):
+            yield MarkedChart("", id="chart-a")
+            yield MarkedChart("", id="chart-b")
+        yield Static("", id="monitor-alarms", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.fetcher.start()
+        self.fetcher.now()
+
+    def resync(self) -> None:
+        self.fetcher.now()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    async def fetch(self) -> None:
+        client = self.app.actions.client
+        whole = not self.samples
+        try:
+            monitor = await client.monitor(self.monitor_id)
+            seconds = WINDOW_S if whole else max(10.0, monitor.interval * 3)
+            metrics = await client.monitor_metrics(self.monitor_id, seconds=seconds)
+            alarms = await client.alarms(monitor=self.monitor_id, limit=ALARMS_SHOWN)
+        except ServerUnreachable:
+            return
+        except ClientError as exc:
+            if exc.status == 404:
+                self.gone = True
+                self.query_one("#monitor-title", Label).update("This monitor was deleted.")
+            return
+        last = self.samples[-1].ts if self.samples else float("-inf")
+        self.samples.extend(s for s in metrics.samples if s.ts > last)
+        horizon = (self.samples[-1].ts if self.samples else 0.0) - WINDOW_S
+        while self.samples and self.samples[0].ts < horizon:
+            self.samples.popleft()
+        self.show(monitor, alarms)
+
+    def metric_names(self) -> list[str]:
+        """The metrics the charts can show: thresholds' and chosen ones first, then the rest."""
+        m = self.monitor
+        if m is None:
+            return []
+        seen = set(m.last_values)
+        for s in self.samples:
+            seen.update(s.values)
+        order = [t.metric for t in m.thresholds] + list(m.metrics) + shown_metrics(m) + sorted(seen)
+        return [name for name in dict.fromkeys(order) if name in seen]
+
+    def show(self, monitor: Monitor, alarms: list[Alarm]) -> None:
+        self.monitor, self.alarms = monitor, alarms
+        self.query_one("#monitor-title", Label).update(
+            f"{monitor.name} · {monitor.kind} {monitor.target} · every {monitor.interval:g}s ({monitor.mode})"
+            f" · on {monitor.agent_name or monitor.agent}"
+        )
+        state = self.query_one("#monitor-state", Static)
+        words = state_words(monitor)
+        if monitor.last_ts:
+            words += f" · last report {time.strftime('%H:%M:%S', time.localtime(monitor.last_ts))}"
+        if monitor.credentials_set:
+            words += f" · credentials: {', '.join(monitor.credentials_set)}"
+        state.update(words)
+        state.set_class(monitor.state == "error", "-error")
+        lines = [threshold_text(t) for t in monitor.thresholds]
+        self.query_one("#monitor-thresholds", Static).update(
+            "thresholds: " + "; ".join(lines) if lines else "thresholds: none (e edits)"
+        )
+        raised = [a for a in alarms if a.ended_at is None]
+        shown = (raised or alarms)[:3]
+        text = "\n".join(alarm_line(a) for a in shown) if shown else "no alarm"
+        self.query_one("#monitor-alarms", Static).update(text)
+        self._draw()
+
+    def _draw(self) -> None:
+        names = self.metric_names()
+        origin = self.samples[0].ts if self.samples else 0.0
+        for index, chart in enumerate(self.query(MarkedChart)):
+            if not names:
+                chart.title = "no metric reported yet"
+                chart.metric = ""
+                chart.values, chart.times = (), ()
+                chart.refresh()
+                continue
+            name = names[(self.first_metric + index) % len(names)]
+            points = [(s.ts - origin, s.values[name]) for s in self.samples if name in s.values]
+            chart.title = name if len(name) <= 30 else name[:29] + "…"
+            chart.metric = name
+            chart.alarms = self.alarms
+            chart.origin = origin
+            chart.live = self.monitor is not None and self.monitor.state == "ok"
+            chart.times = tuple(t for t, _ in points)
+            chart.values = tuple(v for _, v in points)
+            chart.refresh()
+
+    def action_next_metrics(self) -> None:
+        names = self.metric_names()
+        if len(names) > 2:
+            self.first_metric = (self.first_metric + 2) % len(names)
+        elif names:
+            self.first_metric = (self.first_metric + 1) % len(names)
+        self._draw()
+
+    def action_edit(self) -> None:
+        if self.app.read_only:
+            self.app.notify(READ_ONLY, severity="warning")
+            return
+        if self.monitor is None or self.gone:
+            return
+        self.app.push_screen(MonitorForm(self.app.agents, self.monitor), self._edited)
+
+    def _edited(self, outcome: str | None) -> None:
+        if outcome:
+            self.app.notify(outcome, title="Monitors")
+        self.app.actions.poller.wake()
+        self.fetcher.now()
+
+
+def latest(samples: Sequence[MonitorSample], metric: str) -> float | None:
+    """The newest value of ``metric`` in ``samples``."""
+    for s in reversed(samples):
+        if metric in s.values:
+            return s.values[metric]
+    return None

@@ -1,0 +1,270 @@
+"""The monitors screens, driven by Pilot at 80x24 without a mouse against a real server process and
+a wire-level agent that reports monitor samples: states in words, last values, alarms raised and
+marked on the detail's charts; an admin's add with credentials that never show; read-only refused;
+and the threshold lines the form takes, each kind of bad one refused with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from octotui.tui.app import OctoApp
+from octotui.tui.screens.monitor import MarkedChart, MonitorScreen, alarm_marks
+from octotui.tui.screens.monitors import (
+    AlarmsTable,
+    MonitorForm,
+    MonitorsScreen,
+    MonitorsTable,
+    parse_threshold,
+    parse_thresholds,
+    split_metrics,
+    threshold_text,
+)
+from tests.support.monitorkit import PASSWORD
+from tests.support.monitorwire import MonitorBeating
+from tests.support.processes import ServerProcess
+from tests.support.tui import SIZE, build_app, make_provider
+from tests.support.waiting import wait_until, wait_until_pilot
+
+NODE = "http://127.0.0.1:9/metrics"
+WEB = "http://127.0.0.1:7/health"
+
+
+@pytest.fixture
+def lab(server: ServerProcess) -> Iterator[MonitorBeating]:
+    """Provider ``lab`` and its wire agent ``gen1`` beating, reporting its monitors' samples."""
+    provider = make_provider(server)
+    agent = MonitorBeating(server, provider["token"]).start()
+    yield agent
+    agent.close()
+
+
+def create_monitor(server: ServerProcess, **body: Any) -> dict[str, Any]:
+    with server.client() as http:
+        answer = http.post("/monitors", json=body)
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+
+def monitors(server: ServerProcess) -> list[dict[str, Any]]:
+    with server.client() as http:
+        return list(http.get("/monitors").raise_for_status().json())
+
+
+def read_only_token(server: ServerProcess) -> str:
+    with server.client() as http:
+        return str(
+            http.post("/tokens", json={"name": "watcher", "role": "read-only"}).raise_for_status().json()["token"]
+        )
+
+
+async def open_monitors(app: OctoApp, pilot: Any) -> MonitorsScreen:
+    await pilot.press("colon", *"monitors", "enter")
+    await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorsScreen), what=":monitors opens the screen")
+    assert isinstance(app.screen, MonitorsScreen)
+    return app.screen
+
+
+def screen_text(app: OctoApp) -> str:
+    """Everything the terminal shows now."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def notes(app: OctoApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
+    server: ServerProcess, lab: MonitorBeating
+) -> None:
+    lab.reports[NODE] = lambda n: {"node_load1": 6.0 + n % 3, "up": 1.0}
+    lab.reports[WEB] = lambda n: "unreachable: connection refused"
+    wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
+    threshold = {"metric": "node_load1", "severity": "critical", "above": 4, "for": 0}
+    node = create_monitor(server, name="node", agent=lab.id, kind="prometheus", target=NODE, interval=1,
+                          thresholds=[threshold])  # fmt: skip
+    create_monitor(server, name="web", agent=lab.id, kind="http", target=WEB, interval=1)
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_monitors(app, pilot)
+        table, alarms = screen.query_one(MonitorsTable), screen.query_one(AlarmsTable)
+
+        def shown() -> bool:
+            web = screen.monitors.get(next((m for m in screen.monitors if screen.monitors[m].name == "web"), ""))
+            return table.row_count == 2 and alarms.row_count >= 1 and web is not None and web.state == "error"
+
+        await wait_until_pilot(pilot, shown, what="both monitors, web in error, node's alarm raised")
+        text = screen_text(app)
+        assert "unreachable: co" in text  # the error in words (in the error colour), cut by the column
+        assert "node_load1=" in text and "critical" in text and "active" in text
+        assert "1 in error" in text and "1 alarm(s) raised" in text
+        # The selected row in full under the table: the web monitor's whole error.
+        while (screen._selected() or node).name != "web":  # type: ignore[union-attr]
+            await pilot.press("down")
+        await pilot.pause()
+        assert "error: unreachable: connection refused" in screen_text(app)
+        # Its detail by keys only: the chart of node_load1 with the alarm marked under it.
+        while screen._selected().name != "node":  # type: ignore[union-attr]
+            await pilot.press("up")
+        await pilot.press("enter")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the detail")
+        detail = app.screen
+        assert isinstance(detail, MonitorScreen)
+        chart = detail.query_one("#chart-a", MarkedChart)
+        await wait_until_pilot(pilot, lambda: chart.metric == "node_load1" and len(chart.values) >= 2,
+                               what="node_load1 charted")  # fmt: skip
+        await wait_until_pilot(pilot, lambda: "▲" in screen_text(app), what="the alarm marked under the chart")
+        text = screen_text(app)
+        assert "thresholds: node_load1 critical above 4" in text
+        assert "critical · node · node_load1 at " in text and "still raised" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MonitorsScreen)
+
+
+async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
+    server: ServerProcess, lab: MonitorBeating
+) -> None:
+    wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until_pilot(pilot, lambda: len(app.agents) == 1, what="the agent listed")
+        await open_monitors(app, pilot)
+        await pilot.press("n")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the form")
+        form = app.screen
+        assert isinstance(form, MonitorForm)
+        # Tab from field to field (kind, agent and mode keep their defaults: prometheus, the one
+        # agent, always).
+        await pilot.press(*"node", "tab", "tab", "tab", *NODE)
+        await pilot.press("tab", "end", "backspace", "backspace", *"2", "tab", "tab", *"monitor", "tab", *PASSWORD)
+        password = form.query_one("#password", Input)
+        assert password.value == PASSWORD and PASSWORD not in screen_text(app), "masked while typed"
+        form.query_one("#thresholds").focus()
+        await pilot.press(*"node_load1 warning above 2 for 5")
+        # A bad line first: refused with its reason, nothing sent.
+        await pilot.press("enter", *"up critical below")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "threshold line 2: below needs a value" in screen_text(app)
+        assert monitors(server) == []
+        await pilot.press(*" 1", "ctrl+s")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorsScreen), what="the form closes")
+        (made,) = monitors(server)
+        assert made["name"] == "node" and made["target"] == NODE and made["interval"] == 2
+        assert sorted(made["credentials_set"]) == ["password", "username"] and PASSWORD not in str(made)
+        assert [t["metric"] for t in made["thresholds"]] == ["node_load1", "up"]
+        # Sent to its agent only, and nowhere on screen or in the app's widgets after submit.
+        wait_until(lambda: (lab.assignments.get(made["id"]) or {}).get("credentials", {}).get("password") == PASSWORD,
+                   what="the credentials assigned to the agent")  # fmt: skip
+        assert any("credentials kept by the server" in n for n in notes(app))
+        assert PASSWORD not in screen_text(app)
+        for screen in app.screen_stack:
+            for field in screen.query(Input):
+                assert PASSWORD not in field.value
+        assert PASSWORD not in password.value
+        # Editing shows which fields are set, never their values.
+        await wait_until_pilot(pilot, lambda: app.screen.query_one(MonitorsTable).row_count == 1, what="the row")
+        await pilot.press("e")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the edit form")
+        assert f"set: {', '.join(made['credentials_set'])}; empty keeps them" in screen_text(app)
+        assert all(f.value == "" for f in app.screen.query(Input) if f.password)
+        await pilot.press("escape")
+
+
+async def test_read_only_sees_monitors_and_every_change_is_refused_in_words(
+    server: ServerProcess, lab: MonitorBeating
+) -> None:
+    wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
+    create_monitor(server, name="node", agent=lab.id, kind="prometheus", target=NODE, interval=1,
+                   credentials={"username": "u", "password": PASSWORD})  # fmt: skip
+    before = monitors(server)
+    app = build_app(server, token=read_only_token(server))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until_pilot(pilot, lambda: app.read_only, what="read-only role from /info")
+        screen = await open_monitors(app, pilot)
+        await wait_until_pilot(pilot, lambda: screen.query_one(MonitorsTable).row_count == 1, what="the row")
+        for key in ("n", "e", "delete"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is screen, f"{key} opened nothing"
+        assert notes(app).count("read-only: changing monitors is disabled (a read-only token sees monitors"
+                                " and values only)") == 3  # fmt: skip
+        await pilot.press("enter")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the detail")
+        await pilot.press("e")
+        assert isinstance(app.screen, MonitorScreen)
+        assert PASSWORD not in screen_text(app)
+    after = monitors(server)
+    assert [(m["id"], m["updated_at"]) for m in after] == [(m["id"], m["updated_at"]) for m in before]
+
+
+def test_threshold_lines_read_as_the_server_takes_them() -> None:
+    parsed = parse_threshold("node_load1 critical above 4 for 30s")
+    assert not isinstance(parsed, str)
+    assert (parsed.metric, parsed.severity, parsed.above, parsed.below, parsed.for_s) == (
+        "node_load1",
+        "critical",
+        4,
+        None,
+        30,
+    )
+    assert threshold_text(parsed) == "node_load1 critical above 4 for 30s"
+    ranged = parse_threshold('pg_up{db="a b"} below 1 above 9 for 2m')
+    assert not isinstance(ranged, str)
+    assert (ranged.metric, ranged.severity, ranged.below, ranged.above, ranged.for_s) == (
+        'pg_up{db="a b"}',
+        "warning",
+        1,
+        9,
+        120,
+    )
+    made, problem = parse_thresholds("a above 1\n\n# a comment\nb below 2")
+    assert problem is None and [t.metric for t in made] == ["a", "b"]
+    assert split_metrics('node_load1, node_cpu{mode="idle",cpu="0"}\nup') == [
+        "node_load1",
+        'node_cpu{mode="idle",cpu="0"}',
+        "up",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("above 4", "starts with the metric's name"),
+        ("load", "say when it alarms"),
+        ("load critical", "say when it alarms"),
+        ("load above", "above needs a value"),
+        ("load above four", "above 'four': not a number"),
+        ("load above nan", "not a number"),
+        ("load above inf", "not a number"),
+        ("load below 1 below 2", "below given twice"),
+        ("load warning critical above 1", "one severity"),
+        ("load above 1 for soon", "a duration"),
+        ("load above 1 for -3s", "a duration"),
+        ("load above 1 for 2d", "a duration"),
+        ("load above 1 for 25h", "for: must be at most 86400"),
+        ("load above 1 sometimes", "unexpected 'sometimes'"),
+    ],
+)
+def test_each_bad_threshold_line_says_why(line: str, why: str) -> None:
+    parsed = parse_threshold(line)
+    assert isinstance(parsed, str) and why in parsed, parsed
+    _, problem = parse_thresholds(f"ok above 1\n{line}")
+    assert problem is not None and problem.startswith("threshold line 2: ")
+
+
+def test_alarm_marks_start_and_span_their_columns() -> None:
+    from datetime import UTC, datetime
+
+    from octotui.protocol import Alarm
+
+    def at(ts: float) -> datetime:
+        return datetime.fromtimestamp(ts, UTC)
+
+    raised = Alarm(id=1, monitor="m", metric="x", severity="critical", started_at=at(1003), ended_at=at(1005))
+    other = Alarm(id=2, monitor="m", metric="y", severity="warning", started_at=at(1000))
+    assert alarm_marks([raised, other], "x", [0, 2, 4, 6, 8], origin=1000, now=1010) == " ▲━  "
+    assert alarm_marks([other], "y", [0, 2, 4], origin=1000, now=1010) == "▲━━"
