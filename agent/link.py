@@ -13,6 +13,7 @@ the table :data:`STATUS_ERRORS`), as httpx decides its own exceptions at its tra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -83,6 +84,18 @@ class UnexpectedAnswer(LinkError):
     """An answer that does not read as the contract says."""
 
 
+#: Answers saying that this server (or the proxy before it) cannot serve now, where a replica may.
+FAILOVER_STATUSES = frozenset({502, 503, 504})
+#: Connect timeout (s) when there are replicas to go on with: a host gone without a word costs this.
+FAILOVER_CONNECT = 3.0
+#: While a replica other than the first is in use, the first's health is asked this often (s)…
+RETURN_PROBE = 10.0
+RETURN_PROBE_TIMEOUT = 3.0
+#: … and it is used again after this many healthy answers in a row.
+RETURN_AFTER = 2
+#: Transport errors raised before any byte of the request was sent: safe to send again anywhere.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
 #: Status codes below 500 with an error of their own; any other error status is :class:`Refused`.
 STATUS_ERRORS: dict[int, type[Refused]] = {401: AuthRefused, 403: AuthRefused, 404: Gone}
 
@@ -135,7 +148,7 @@ def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:
     httpx loads its CA bundle into every client (~1 MiB) even when no TLS connection is ever made;
     a context without any CA refuses TLS outright, should one be attempted.
     """
-    if urlsplit(settings.server).scheme == "http" and not any(
+    if all(urlsplit(url).scheme == "http" for url in settings.server_urls) and not any(
         os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES
     ):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -145,7 +158,7 @@ def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:
 def _check_status(what: str, response: httpx.Response) -> None:
     """Raise the link's error for an error status (its body read already)."""
     if response.status_code >= 500:
-        raise ServerUnreachable(f"server error {response.status_code}")
+        raise ServerUnreachable(f"server error {response.status_code}: {_detail(response)}")
     if response.is_error:
         error = STATUS_ERRORS.get(response.status_code, Refused)
         raise error(what, response.status_code, _detail(response))
@@ -219,29 +232,97 @@ async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
 
 
 class ServerLink:
-    """One HTTP client to the control server (``HTTPS_PROXY``/``NO_PROXY`` honoured); close it with :meth:`aclose`."""
+    """One HTTP client to the control server (``HTTPS_PROXY``/``NO_PROXY`` honoured); close it with :meth:`aclose`.
+
+    Several server URLs are replicas of one server (one database, one identity for this agent). A
+    call goes to the one in use; when it does not answer (refused, timed out, cut) or answers 502,
+    503 or 504, the call is made again at once with the next URL, which is kept for later calls:
+    the agent's heartbeats and long polls keep their pace through a replica's death. While another
+    than the first is in use, the first is asked for its health every :data:`RETURN_PROBE` s and
+    used again after :data:`RETURN_AFTER` healthy answers in a row: the first URL is the one the
+    operator chose for this agent (nearest, or how agents are spread over replicas), and coming
+    back spreads them again after an outage instead of leaving them all on the survivor.
+    """
 
     def __init__(self, settings: AgentSettings) -> None:
-        self.server = settings.server
+        self.servers = settings.server_urls
+        self._current = 0
+        self._return: asyncio.Task[None] | None = None
+        several = len(self.servers) > 1
         self._http = httpx.AsyncClient(
-            base_url=settings.server + API_PREFIX,
-            timeout=httpx.Timeout(15.0, connect=10.0),
+            # with replicas to go on with, a dead host costs a short connect timeout, not a heartbeat
+            timeout=httpx.Timeout(15.0, connect=FAILOVER_CONNECT if several else 10.0),
             verify=_server_verify(settings),
             trust_env=True,  # HTTPS_PROXY / NO_PROXY
             headers={"User-Agent": f"octotui-agent/{VERSION}"},
         )
 
+    @property
+    def server(self) -> str:
+        """The URL in use now."""
+        return self.servers[self._current]
+
     async def aclose(self) -> None:
+        if self._return is not None:
+            self._return.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._return
+            self._return = None
         await self._http.aclose()
 
+    def _url(self, index: int, path: str) -> str:
+        return self.servers[index] + API_PREFIX + path
+
+    def _give_up_on(self, index: int, why: LinkError) -> None:
+        """The server at ``index`` did not serve a call: go on with the next (unless a call made
+        meanwhile moved on already)."""
+        if index != self._current or len(self.servers) == 1:
+            return
+        self._current = (index + 1) % len(self.servers)
+        log.warning("server %s failed (%s): going on with %s", self.servers[index], why, self.server)
+        if self._current != 0 and (self._return is None or self._return.done()):
+            self._return = asyncio.get_running_loop().create_task(self._come_back())
+
+    async def _come_back(self) -> None:
+        """Use the first URL again once it has answered its health check :data:`RETURN_AFTER` times in a row."""
+        healthy = 0
+        while self._current != 0:
+            await asyncio.sleep(RETURN_PROBE)
+            try:
+                answer = await self._http.get(self._url(0, "/health"), timeout=RETURN_PROBE_TIMEOUT)
+                healthy = healthy + 1 if answer.status_code == 200 else 0
+            except httpx.HTTPError:
+                healthy = 0
+            if healthy >= RETURN_AFTER and self._current != 0:
+                log.info("server %s is healthy again: back to it from %s", self.servers[0], self.server)
+                self._current = 0
+
     async def _request(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The answer to one request, or the link's error for what went wrong (the one mapping)."""
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc) from exc
-        _check_status(what, response)
-        return response
+        """The answer to one request, or the link's error for what went wrong (the one mapping).
+
+        With several servers, a failure that another replica may not have is tried there at once
+        (each URL once per call); a streamed body, which cannot be sent twice, only after a failure
+        to connect (nothing was sent)."""
+        replayable = not isinstance(kwargs.get("content"), AsyncIterator)
+        last: LinkError = ServerUnreachable("no server to call")
+        for _ in range(len(self.servers)):
+            index = self._current
+            try:
+                response = await self._http.request(method, self._url(index, path), **kwargs)
+            except httpx.TransportError as exc:
+                error = _transport_error(exc)
+                if (replayable or isinstance(exc, _NOT_SENT)) and len(self.servers) > 1:
+                    self._give_up_on(index, error)
+                    last = error
+                    continue
+                raise error from exc
+            if response.status_code in FAILOVER_STATUSES and replayable and len(self.servers) > 1:
+                last = ServerUnreachable(f"server error {response.status_code}: {_detail(response)}")
+                self._give_up_on(index, last)
+                continue
+            _check_status(what, response)
+            return response
+        raise last
 
     async def register(self, provider_token: str, body: RegisterRequest) -> RegisterResponse:
         """Present the provider token once; this agent's id and token."""
@@ -331,7 +412,9 @@ class ServerLink:
         Cancelling it closes the connection at once; ``target`` is then left as written so far (the
         caller removes it).
         """
-        request = self._http.build_request("GET", api_path(path), headers=_bearer(agent.agent_token))
+        request = self._http.build_request(
+            "GET", self._url(self._current, api_path(path)), headers=_bearer(agent.agent_token)
+        )
         digest, size = hashlib.sha256(), 0
         handle = await asyncio.to_thread(target.open, "wb")
         try:

@@ -28,6 +28,7 @@ NETWORK_MODES = ("host", "bridge", "none")
 class AgentSettings:
     """Everything the agent needs to run; built by :func:`parse_settings`."""
 
+    #: The first server URL: the one the identity is kept for (whichever replica answers, one identity).
     server: str
     token: str | None
     location: str
@@ -41,6 +42,14 @@ class AgentSettings:
     docker_config: Path | None = None
     #: Keep an ended container's work folder (plan, JTL, log) after the server stored its JTL.
     keep_results: bool = False
+    #: Every server URL given, in order (``--server A,B``): replicas of one server, tried in turn when
+    #: one does not answer; empty means ``(server,)``.
+    servers: tuple[str, ...] = ()
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        """The URLs to try, first the preferred one."""
+        return self.servers or (self.server,)
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -67,11 +76,34 @@ def _positive(text: str) -> float:
     return value
 
 
+#: At most this many URLs in ``--server`` (replicas of one server, not a directory of servers).
+MAX_SERVERS = 16
+
+
 def _server_url(text: str) -> str:
     parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
     return text.strip().rstrip("/")
+
+
+def _server_urls(text: str) -> tuple[str, ...]:
+    """``URL[,URL…]``: the replicas of one control server, in the order to try them."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError("no URL given")
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"an empty URL in the list: {text!r}")
+    if len(items) > MAX_SERVERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SERVERS} URLs, got {len(items)}")
+    urls = tuple(_server_url(item) for item in items)
+    if len(set(urls)) != len(urls):
+        raise argparse.ArgumentTypeError(f"a URL given twice: {text!r}")
+    return urls
 
 
 def _network_mode(text: str) -> str:
@@ -95,9 +127,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add = parser.add_argument
     add(
         "--server",
-        type=_server_url,
+        type=_server_urls,
         default=env.get("OCTOTUI_SERVER"),
-        help="control server URL, the only address the agent calls [OCTOTUI_SERVER]",
+        metavar="URL[,URL...]",
+        help="control server URL, the only address the agent calls; several (comma-separated) are replicas "
+        "of one server: the agent goes on with the next when one does not answer or answers 502/503/504, "
+        "and comes back to the first once it is healthy again, keeping one identity [OCTOTUI_SERVER]",
     )
     add(
         "--token", default=env.get("OCTOTUI_TOKEN"), help="the provider's registration token, used once [OCTOTUI_TOKEN]"
@@ -194,7 +229,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     state_dir = Path(args.state_dir).expanduser().absolute()
     work_dir = Path(args.work_dir).expanduser().absolute() if args.work_dir else state_dir / "work"
     return AgentSettings(
-        server=args.server,
+        server=args.server[0],
+        servers=args.server,
         token=args.token or None,
         location=args.location.strip(),
         name=args.name.strip(),
