@@ -169,3 +169,28 @@ async def test_a_long_tests_series_and_the_live_window_stay_bounded(env: Env) ->
     assert points[0] == [T0 + 1.0, 0.5] and points[-1][0] == T0 + 2099.0
     window = (await env.http.get(f"/monitors/{m['id']}/metrics")).json()["samples"]
     assert len(window) == 601 and window[0]["ts"] == T0 + 1499.0 and window[-1]["values"]["node_load1"] == 2099.0
+
+
+async def test_deleting_a_test_deletes_its_monitor_series(env: Env) -> None:
+    agents = await fleet(env, "gen1")
+    m = await create(env, prom_body(agents[0][0], thresholds=LOAD))
+    test, cmd = await _running(env, agents, monitors=["node"])
+    rev = (await beat_monitors(env, *agents[0]))["monitor_revision"]
+    await _send(env, agents[0], rev, m["id"], (0.0, 9.0))
+    await env.beat(*agents[0], containers=[report(cmd, "finished", exit_code=0)])
+    await alarms.save(env.ctl)
+    assert await _rows(env, test["id"]) == (1, 2)  # named monitors; one series a metric (node_load1, up)
+    assert (await env.http.delete(f"/tests/{test['id']}")).status_code == 204
+    await alarms.save(env.ctl)
+    assert await _rows(env, test["id"]) == (0, 0)
+    assert [a["test_id"] for a in await _alarms(env)] == [test["id"]]  # the alarm stays, naming it
+
+
+async def _rows(env: Env, test_id: str) -> tuple[int, int]:
+    def run() -> tuple[int, int]:
+        db = env.ctl.store.db
+        named = db.execute("SELECT COUNT(*) FROM test_monitors WHERE test_id = ?", (test_id,)).fetchone()[0]
+        series = db.execute("SELECT COUNT(*) FROM monitor_series WHERE test_id = ?", (test_id,)).fetchone()[0]
+        return int(named), int(series)
+
+    return await env.ctl.store._run(run)

@@ -167,7 +167,8 @@ async def of_test(s: ServerState, test_id: str) -> TestMonitors:
 
 async def save(s: ServerState, everything: bool = False) -> None:
     """Write the alarms raised or cleared since the last write; every ``SERIES_SAVE_EVERY`` (and
-    at a test's end, and with ``everything``) the series of tests' monitors, dropping ended ones."""
+    at a test's end, and with ``everything``) the series of tests' monitors, dropping ended ones;
+    forget what was kept of monitors for tests deleted since."""
     book = s.monitors
     if book.unsaved_alarms:
         batch, book.unsaved_alarms = book.unsaved_alarms, {}
@@ -176,6 +177,10 @@ async def save(s: ServerState, everything: bool = False) -> None:
         except (sqlite3.Error, ValueError):
             book.unsaved_alarms = {**batch, **book.unsaved_alarms}
             raise
+    for test_id in [t for t in book.of_test if t not in s.tests]:
+        # A deleted test: what was kept of its monitors goes too (its alarms stay, naming it).
+        await s.store.delete_test_monitors(test_id)
+        del book.of_test[test_id]
     ended = {k for k in book.series if (t := s.tests.get(k[0])) is None or t.state in TERMINAL_TEST_STATES}
     now = clock.now()
     if not (ended or everything or now - book.series_saved_at >= SERIES_SAVE_EVERY):
