@@ -28,6 +28,7 @@ from tests.support.admin import create_provider, online_agent
 from tests.support.clikit import launched
 from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ROOT, AgentProcess, ServerProcess, free_port
+from tests.support.tlskit import https_server, make_pki
 from tests.support.waiting import wait_until
 from tests.support.wire import PLAN
 from tests.support.wireagent import WireAgent
@@ -131,6 +132,20 @@ def test_settings_come_from_the_config_file_env_and_flags(
     assert cli(capsys, "agents", "--json", "--token", server.admin_token)[0] == 0, "a flag wins over both"
     code, _, _ = cli(capsys, "--token", server.admin_token, "agents", "--json")
     assert code == 0, "connection flags before the command name work too"
+
+
+def test_json_listings_over_https_verify_with_the_ca_bundle(env: dict[str, str], tmp_path: Path, capsys: Any) -> None:
+    """The --json listings skip the client (rawjson.py): their TLS is checked as the client's is."""
+    pki = make_pki(tmp_path / "pki")
+    with https_server(tmp_path, pki, "tls-admin") as url:
+        code, out, err = cli(capsys, "tests", "--json", "--server", url, "--token", "tls-admin",
+                             "--ca-bundle", str(pki.ca))  # fmt: skip
+        assert (code, out) == (0, "[]\n"), err
+        for bundle in (["--ca-bundle", str(pki.other_ca)], []):  # another CA; the system's CAs
+            code, out, err = cli(capsys, "agents", "--json", "--server", url, "--token", "tls-admin", *bundle)
+            assert code == 2 and out == "", err
+            assert err.startswith(f"octotui agents: cannot reach the server: {url}: ")
+            assert "certificate verify failed" in err
 
 
 def test_a_running_embedded_server_of_the_data_dir_is_used(
