@@ -179,8 +179,8 @@ async def save(s: ServerState, everything: bool = False) -> None:
             raise
     for test_id in [t for t in book.of_test if t not in s.tests]:
         # A deleted test: what was kept of its monitors goes too (its alarms stay, naming it).
+        del book.of_test[test_id]  # first: a save running meanwhile (a GET's) does not delete it twice
         await s.store.delete_test_monitors(test_id)
-        del book.of_test[test_id]
     ended = {k for k in book.series if (t := s.tests.get(k[0])) is None or t.state in TERMINAL_TEST_STATES}
     now = clock.now()
     if not (ended or everything or now - book.series_saved_at >= SERIES_SAVE_EVERY):
