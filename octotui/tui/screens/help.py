@@ -29,6 +29,8 @@ HELP = """\
   s / x      stop test / container  /        filter labels and errors
   R / E      re-run / edit a copy   del      delete it once ended
   b          compare to a baseline  tab      the summary: pgdn/end
+[b]Monitors[/b] (:monitors): enter its charts (m next metrics), tab alarms
+  n / e      add / edit (ctrl+s)    del      delete (asks first)
 [b]Launch dialog[/b]: plan, where, how many, how long, files, criteria
   enter      preview the placement  ctrl+l   launch it"""
 
