@@ -8,9 +8,10 @@ httpx's exception tree themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -94,8 +95,34 @@ def _plain_http_only(base_url: str) -> bool:
     return not any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
 
 
+#: Answers saying that this server (or the proxy before it) cannot serve now, where a replica may.
+FAILOVER_STATUSES = frozenset({502, 503, 504})
+#: While a replica other than the first is in use, the first's health is asked this often (s)…
+RETURN_PROBE = 10.0
+#: … and it is used again after this many healthy answers in a row.
+RETURN_AFTER = 2
+#: Transport errors raised before any byte of the request was sent: safe to send again anywhere.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def server_urls(base_url: str | Sequence[str]) -> tuple[str, ...]:
+    """The URLs of ``URL[,URL…]`` (or a sequence of them), without trailing slashes; ValueError for none."""
+    items = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    urls = tuple(item.strip().rstrip("/") for item in items)
+    if not urls or "" in urls:
+        raise ValueError(f"no server URL in {base_url!r}")
+    return urls
+
+
 class Client:
     """Typed access to one control server.
+
+    ``base_url`` may name several replicas of one server (``"URL,URL"`` or a sequence): a request
+    goes to the one in use (:attr:`base_url`); when it does not answer or answers 502, 503 or 504,
+    the request is made again at once with the next, which is kept. While another than the first is
+    in use, the first is asked for its health every :data:`RETURN_PROBE` s and used again after
+    :data:`RETURN_AFTER` healthy answers in a row (the first is the operator's choice; coming back
+    spreads clients again after an outage). ``on_switch`` is called with the new URL at each change.
 
     ``transport`` lets tests hand in ``httpx.ASGITransport(app)`` to talk to the real server app
     without a socket; ``verify`` takes a CA bundle path or ``False``.
@@ -103,18 +130,22 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         token: str | None = None,
         *,
         timeout: float = 10.0,
         verify: str | bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_switch: Callable[[str], object] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.servers = server_urls(base_url)
+        self._current = 0
+        self._return: asyncio.Task[None] | None = None
+        self.on_switch = on_switch
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if isinstance(verify, str):  # a CA bundle path; httpx 0.28 wants an SSLContext for it
             verify = ssl.create_default_context(cafile=verify)
-        elif verify is True and _plain_http_only(self.base_url):
+        elif verify is True and all(_plain_http_only(url) for url in self.servers):
             # No TLS can happen (http:// server, no proxy, redirects not followed): skip loading the
             # CA bundle, ~20 ms of every command's start (DESIGN.md: agents --json < 0.3 s).
             verify = False
@@ -127,6 +158,11 @@ class Client:
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like the agent does
         )
 
+    @property
+    def base_url(self) -> str:
+        """The server URL in use now (the first of several until it fails)."""
+        return self.servers[self._current]
+
     async def __aenter__(self) -> Client:
         return self
 
@@ -136,19 +172,77 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._return is not None:
+            self._return.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._return
+            self._return = None
         await self._http.aclose()
 
+    def _use(self, index: int) -> None:
+        self._current = index
+        self._http.base_url = httpx.URL(self.base_url + API_PREFIX)
+        if self.on_switch is not None:
+            self.on_switch(self.base_url)
+
+    def _give_up_on(self, index: int) -> None:
+        """The server at ``index`` did not serve a request: go on with the next (unless a request
+        made meanwhile moved on already)."""
+        if index != self._current or len(self.servers) == 1:
+            return
+        self._use((index + 1) % len(self.servers))
+        if self._current != 0 and (self._return is None or self._return.done()):
+            self._return = asyncio.get_running_loop().create_task(self._come_back())
+
+    async def _come_back(self) -> None:
+        """Use the first URL again once it has answered its health check :data:`RETURN_AFTER` times in a row."""
+        healthy = 0
+        while self._current != 0:
+            await asyncio.sleep(RETURN_PROBE)
+            try:
+                answer = await self._http.get(self.servers[0] + API_PREFIX + "/health", timeout=3.0)
+                healthy = healthy + 1 if answer.status_code == 200 else 0
+            except httpx.HTTPError:
+                healthy = 0
+            if healthy >= RETURN_AFTER and self._current != 0:
+                self._use(0)
+
+    def _unreachable(self, url: str, exc: httpx.TransportError) -> ServerUnreachable:
+        if isinstance(exc, httpx.TimeoutException):
+            return ServerUnreachable(f"{url}: no answer in time")
+        return ServerUnreachable(f"{url}: {str(exc) or type(exc).__name__}")
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachable(f"{self.base_url}: no answer in time") from exc
-        except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ServerUnreachable(f"{self.base_url}: {reason}") from exc
-        if response.is_error:
-            raise ClientError(_detail(response), response.status_code)
-        return response
+        """The answer, or ClientError; with several servers, a failure another replica may not have
+        is tried there at once (each once; a streamed body only after a failure to connect)."""
+        several = len(self.servers) > 1
+        replayable = not isinstance(kwargs.get("content"), AsyncIterator)
+        failures: list[str] = []
+        error: ClientError = ServerUnreachable("no server to ask")
+        for _ in range(len(self.servers)):
+            index = self._current
+            url = self.base_url
+            try:
+                response = await self._http.request(method, url + API_PREFIX + path, **kwargs)
+            except httpx.TransportError as exc:
+                error = self._unreachable(url, exc)
+                if several and (replayable or isinstance(exc, _NOT_SENT)):
+                    failures.append(error.message)
+                    self._give_up_on(index)
+                    continue
+                raise error from exc
+            if response.status_code in FAILOVER_STATUSES and several and replayable:
+                detail = _detail(response)
+                error = ClientError(detail, response.status_code)
+                failures.append(f"{url}: {response.status_code} {detail}")
+                self._give_up_on(index)
+                continue
+            if response.is_error:
+                raise ClientError(_detail(response), response.status_code)
+            return response
+        if len(failures) > 1:  # say what each replica answered
+            raise type(error)("; ".join(failures), error.status)
+        raise error
 
     async def _get(self, path: str, model: type[M], **kwargs: Any) -> M:
         response = await self._request("GET", path, **kwargs)
@@ -293,6 +387,7 @@ class Client:
         Nothing is written when the server refuses (the error's detail is kept, as everywhere)."""
         path = f"/tests/{quote(test_id, safe='')}/export/{name}"
         written = 0
+        index = self._current
         try:
             # A large JTL is produced as it is sent: allow the server a while between chunks.
             timeout = httpx.Timeout(self._http.timeout.connect, read=300)
@@ -303,10 +398,10 @@ class Client:
                 async for chunk in r.aiter_bytes(256 * 1024):
                     write(chunk)  # a file's write: blocking, but this is a one-shot command's only work
                     written += len(chunk)
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachable(f"{self.base_url}: no answer in time") from exc
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"{self.base_url}: {str(exc) or type(exc).__name__}") from exc
+            url = self.servers[index]
+            self._give_up_on(index)  # written already: the caller decides whether to ask again
+            raise self._unreachable(url, exc) from exc
         return written
 
     async def compare(self, test_id: str, baseline_id: str, tolerances: dict[str, float] | None = None) -> Comparison:

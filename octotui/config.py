@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -164,7 +165,12 @@ def port_number(text: str) -> int:
 #: (``octotui agents``, ``octotui run`` …) read the same table and variables, so a config file made
 #: for the dashboard drives them too; they take the connection flags among these (CONNECTION).
 DASHBOARD_OPTIONS: list[Option] = [
-    Option("server", "URL of the control server (absent: embedded mode, own server and local agent)"),
+    Option(
+        "server",
+        "URL of the control server, or several comma-separated (replicas of one server: the next is used "
+        "when one does not answer or answers 502/503/504, the first again once healthy); absent: embedded "
+        "mode, own server and local agent",
+    ),
     Option("token", "operator token (embedded mode: the admin token of the data dir)"),
     Option("read-only", "monitoring mode: hide every action that changes something", default=False, flag=True),
     Option("data-dir", "state of the embedded server and agent", type=Path),
@@ -173,13 +179,28 @@ DASHBOARD_OPTIONS: list[Option] = [
 ]
 DASHBOARD_SECTION = "dashboard"
 CONNECTION = ("server", "token", "data-dir", "ca-bundle")
+#: At most this many URLs in ``--server`` (replicas of one server, not a directory of servers).
+MAX_SERVERS = 16
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        return None
 
 
 def connection_problem(server: str | None, token: str | None, ca_bundle: str | None) -> str | None:
     """What is wrong with resolved connection settings (one sentence), or None."""
     if server:
-        if not server.startswith(("http://", "https://")):
-            return f"--server: not an http(s) URL: {server!r}"
+        urls = [url.strip() for url in server.split(",")]
+        if len(urls) > MAX_SERVERS:
+            return f"--server: at most {MAX_SERVERS} URLs, got {len(urls)}"
+        for url in urls:
+            if not url.startswith(("http://", "https://")) or not _hostname(url):
+                return f"--server: not an http(s) URL: {url!r}" + (f" (in {server!r})" if len(urls) > 1 else "")
+        if len({url.rstrip("/") for url in urls}) != len(urls):
+            return f"--server: a URL given twice: {server!r}"
         if not token:
             return "--server needs --token (or OCTOTUI_TOKEN): an admin or read-only token of that server"
     if ca_bundle and not Path(ca_bundle).is_file():
