@@ -137,7 +137,7 @@ def test_two_real_jmeter_runs_the_slower_one_regresses(  # type: ignore[no-untyp
     server, agents, docker_client, jmeter_image, tmp_path: Path
 ) -> None:
     """A real agent runs the real http-get plan twice for 3 s against a local target; for the
-    second run the target waits 60 ms before each answer: its label is marked as a regression
+    second run the target waits 150 ms before each answer: its label is marked as a regression
     (average, 95th and throughput), and the first against the second is not."""
     api = server.client()
     provider = create_provider(api, "lab")
@@ -162,17 +162,25 @@ def test_two_real_jmeter_runs_the_slower_one_regresses(  # type: ignore[no-untyp
             return test_id
 
         fast = run("before")
-        target.delay = 0.06
+        target.delay = 0.15
         slow = run("after")
     got = api.get(f"/tests/{slow}/compare/{fast}").json()
     (delta,) = got["labels"]
     assert delta["label"] == "GET /slow" and delta["samples"] > 0 and delta["baseline_samples"] > 0
-    assert delta["avg_ms"] >= 60 > delta["baseline_avg_ms"] and delta["p95_ms"] >= 60
+    assert delta["avg_ms"] >= 150 and delta["p95_ms"] >= 150 and delta["avg_ms"] > 1.5 * delta["baseline_avg_ms"]
     assert delta["p95_ms"] > delta["baseline_p95_ms"]
     assert delta["regression"] and got["regressions"] == 1, got
     reasons = " ".join(delta["reasons"])
     assert "avg +" in reasons and "p95 +" in reasons and "throughput -" in reasons, reasons
     assert api.get(f"/tests/{fast}/compare/{slow}").json()["regressions"] == 0
+    # The slower run's series, per label and per generator, as the dashboard asks for them.
+    series = api.get(f"/tests/{slow}/series", params={"labels": "true", "generators": "true"}).json()
+    (line,) = series["labels"]
+    assert line["label"] == "GET /slow" and line["points"]
+    assert max(p["p95_ms"] or 0 for p in line["points"]) >= 150 and max(p["rate"] for p in line["points"]) > 0
+    (gen,) = series["generators"]
+    assert gen["agent_name"] == "gen" and gen["points"]
+    assert all(0 <= p["cpu_percent"] <= 100 and 0 < p["memory_percent"] <= 100 for p in gen["points"])
     # The report against the baseline says so.
     page = api.get(f"/tests/{slow}/export/report.html", params={"baseline": fast}).text
     assert "1 label(s) regressed" in page and "GET /slow" in page
