@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.app",
     "tests.support.faultkit",
+    "tests.support.haproxy",
     "tests.support.httptarget",
     "tests.support.images",
     "tests.support.peers",
