@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from octotui.tui.app import OctoApp
+from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.monitor import MarkedChart, MonitorScreen, alarm_marks
 from octotui.tui.screens.monitors import (
     AlarmsTable,
@@ -26,6 +27,7 @@ from octotui.tui.screens.monitors import (
 from tests.support.monitorkit import PASSWORD
 from tests.support.monitorwire import MonitorBeating
 from tests.support.processes import ServerProcess
+from tests.support.shots import save_screenshot
 from tests.support.tui import SIZE, build_app, make_provider
 from tests.support.waiting import wait_until, wait_until_pilot
 
@@ -101,6 +103,7 @@ async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
         assert "unreachable: co" in text  # the error in words (in the error colour), cut by the column
         assert "node_load1=" in text and "critical" in text and "active" in text
         assert "1 in error" in text and "1 alarm(s) raised" in text
+        save_screenshot(app, "monitors")
         # The selected row in full under the table: the web monitor's whole error.
         while (screen._selected() or node).name != "web":  # type: ignore[union-attr]
             await pilot.press("down")
@@ -120,6 +123,7 @@ async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
         text = screen_text(app)
         assert "thresholds: node_load1 critical above 4" in text
         assert "critical · node · node_load1 at " in text and "still raised" in text
+        save_screenshot(app, "monitor")
         await pilot.press("escape")
         assert isinstance(app.screen, MonitorsScreen)
 
@@ -142,6 +146,7 @@ async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
         await pilot.press("tab", "end", "backspace", "backspace", *"2", "tab", "tab", *"monitor", "tab", *PASSWORD)
         password = form.query_one("#password", Input)
         assert password.value == PASSWORD and PASSWORD not in screen_text(app), "masked while typed"
+        assert PASSWORD not in save_screenshot(app, "monitor-form")
         form.query_one("#thresholds").focus()
         await pilot.press(*"node_load1 warning above 2 for 5")
         # A bad line first: refused with its reason, nothing sent.
@@ -169,9 +174,51 @@ async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
         await wait_until_pilot(pilot, lambda: app.screen.query_one(MonitorsTable).row_count == 1, what="the row")
         await pilot.press("e")
         await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the edit form")
-        assert f"set: {', '.join(made['credentials_set'])}; empty keeps them" in screen_text(app)
+        assert f"set: {', '.join(made['credentials_set'])} (left empty: kept" in screen_text(app)
         assert all(f.value == "" for f in app.screen.query(Input) if f.password)
         await pilot.press("escape")
+        # Deleting asks first, by keys only.
+        await pilot.press("delete")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await wait_until_pilot(pilot, lambda: monitors(server) == [], what="the monitor deleted")
+        await wait_until_pilot(pilot, lambda: app.screen.query_one(MonitorsTable).row_count == 0, what="row gone")
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"#name": ""}, "name: type one"),
+        ({"#interval": "soon"}, "interval: a number of seconds"),
+        ({"#interval": "0.5"}, "interval: must be at least 1"),
+        ({"#target": "127.0.0.1:9100"}, "an http:// or https:// URL"),  # the server's reason
+        ({"#username": "u"}, "a username and a password together"),  # the server's reason
+        ({"#key-file": "/nonexistent/id_ed25519"}, "key file /nonexistent/id_ed25519: No such file"),
+        ({"thresholds": "up above 1\nup above 2"}, "a second warning threshold on the same metric"),
+        ({"thresholds": "up above 1 for ever"}, "threshold line 1: for 'ever': a duration"),
+    ],
+)
+async def test_each_bad_form_says_why_and_adds_nothing(
+    server: ServerProcess, lab: MonitorBeating, fields: dict[str, str], why: str
+) -> None:
+    wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until_pilot(pilot, lambda: len(app.agents) == 1, what="the agent listed")
+        await open_monitors(app, pilot)
+        await pilot.press("n")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the form")
+        form = app.screen
+        good = {"#name": "node", "#target": NODE, "#interval": "5"}
+        for selector, value in {**good, **fields}.items():
+            if selector == "thresholds":
+                form.query_one("#thresholds", TextArea).text = value
+            else:
+                form.query_one(selector, Input).value = value
+        await pilot.press("ctrl+s")
+        await wait_until_pilot(pilot, lambda: "✗" in str(form.query_one("#form-error").render()), what="a refusal")
+        assert why in str(form.query_one("#form-error").render())
+        assert app.screen is form and monitors(server) == []
 
 
 async def test_read_only_sees_monitors_and_every_change_is_refused_in_words(

@@ -33,7 +33,7 @@ class MonitorBeating:
 
     @property
     def id(self) -> str:
-        return self.agent.id
+        return str(self.agent.id)
 
     def start(self) -> MonitorBeating:
         self.thread.start()

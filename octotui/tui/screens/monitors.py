@@ -563,7 +563,9 @@ class MonitorForm(ModalScreen[str | None]):
             return Horizontal(Label(label), widget, classes="row")
 
         title = f"Edit monitor {m.name}" if m else "New monitor"
-        creds = f" (set: {', '.join(m.credentials_set)}; empty keeps them)" if m and m.credentials_set else ""
+        creds = "Credentials, masked, sent once, never shown back"
+        if m and m.credentials_set:
+            creds = f"Credentials set: {', '.join(m.credentials_set)} (left empty: kept; never shown back)"
         with VerticalScroll(id="dialog"):
             yield Label(f"[b]{title}[/b] · ctrl+s saves · escape cancels", classes="title")
             yield row("Name", Input(m.name if m else "", id="name", compact=True))
@@ -582,7 +584,7 @@ class MonitorForm(ModalScreen[str | None]):
             modes = [("always", "always"), ("tests", "only during the tests that name it")]
             yield row("Runs", Select([(b, a) for a, b in modes], value=m.mode if m else "always", id="mode",
                                      compact=True, allow_blank=False))  # fmt: skip
-            yield Label(f"Credentials{creds}", classes="hint")
+            yield Label(creds, classes="hint", markup=False)
             yield row("Username", Input("", id="username", compact=True, password=True))
             yield row("Password", Input("", id="password", compact=True, password=True))
             yield row("Key file", Input("", placeholder="path of a private key (ssh)", id="key-file", compact=True))
