@@ -220,6 +220,13 @@ async def test_ramp_up_warning_tick_and_a_launch_without_answer(  # type: ignore
             values = {"plan": str(PLAN), "name": "twice", "users": "1", "duration": "60", "rampup": "120"}
             dialog = await previewed(app, pilot, values)
             assert "⚠ Ramp-up (120 s) is longer than Duration (60 s): not every user starts" in text_of(app, "#preview")
+
+            # Below the fields at 80x24, the form (no tab stop) scrolls to show the answer in full.
+            def on_screen() -> str:
+                return "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
+
+            await wait_until_pilot(pilot, lambda: "ctrl+l launches it" in on_screen(), timeout=5, what="the answer")
+            assert "⚠ Ramp-up (120 s) is longer" in on_screen()
             note = dialog.query_one("#plan-status")
             assert shown(note).startswith("✓ http-get.jmx (") and note.has_class("-ok")
 

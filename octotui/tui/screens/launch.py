@@ -139,6 +139,18 @@ class WholeNumber(Validator):
         return self.failure(problem, value) if problem else self.success()
 
 
+class Answer(Static):
+    """The dialog's answer under the fields (a placement, a refusal). The form scrolls and is no tab
+    stop: at 80x24 the answer lies below the fields, so it is brought into view once laid out at its
+    new height (``scroll_visible`` on update alone scrolled to its old height)."""
+
+    shown = False
+
+    def on_resize(self) -> None:
+        if self.shown:
+            self.scroll_visible(animate=False)
+
+
 class LaunchScreen(ModalScreen[str | None]):
     """Dismisses with the launched test's id, or None when cancelled."""
 
@@ -236,14 +248,14 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield field("Properties", text("properties", placeholder="key=value, … (JMeter -J properties)"))
                 yield field("Image", text("image", placeholder=info.default_image if info else "server default"))
                 yield field("Files", text("files", placeholder="data.csv:split:header, other.txt"))
-                yield field("Criteria", text("criteria", placeholder="p95<500ms; errors<1%", multi=True))
+                yield field("Criteria", text("criteria", placeholder="e.g. p95<500ms; errors<1%", multi=True))
                 yield Static("", id="criteria-status", markup=False)
                 yield field("Monitors", text("monitors", placeholder="monitor names, comma-separated"))
                 stop = last.get("stop_on_critical", "") == "yes"
                 yield field(
                     "", FormCheckbox("stop the test on a critical alarm", stop, id="stop_on_critical", compact=True)
                 )
-                yield Static("enter: preview the placement", id="preview", markup=False)
+                yield Answer("enter: preview the placement", id="preview", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Preview ^r", id="do-preview", compact=True)
                 yield Button("Launch ^l", id="do-launch", variant="success", compact=True, disabled=True)
@@ -358,9 +370,9 @@ class LaunchScreen(ModalScreen[str | None]):
             counts = (parse_count(self._value(f), f)[1] for f in LIMITS)
             problem = next((p for p in counts if p), None)
             if problem:
-                self._say(f"✗ {problem}", "-bad")
+                self._say(f"✗ {problem}", "-bad", show=False)
             elif self._count_problem:
-                self._say("enter: preview the placement", "")
+                self._say("enter: preview the placement", "", show=False)
             self._count_problem = problem is not None
 
     def _invalidate(self) -> None:
@@ -390,10 +402,14 @@ class LaunchScreen(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def _say(self, text: str, cls: str) -> None:
-        preview = self.query_one("#preview", Static)
+    def _say(self, text: str, cls: str, *, show: bool = True) -> None:
+        """The dialog's answer, under the fields; ``show``: brought into view (not while typing)."""
+        preview = self.query_one("#preview", Answer)
         preview.update(text)
         preview.set_classes(cls)
+        preview.shown = show
+        if show:
+            preview.scroll_visible(animate=False)
 
     def _busy(self) -> bool:
         if self._launching:
