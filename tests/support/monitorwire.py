@@ -26,6 +26,8 @@ class MonitorBeating:
         self.reports: dict[str, Report] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
         self.revision: int | None = None
+        #: A running container's report (``WireAgent.take_launch``): reported with rising figures.
+        self.container: dict[str, Any] | None = None
         self.beats = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -48,13 +50,20 @@ class MonitorBeating:
             return {"id": monitor_id, "state": "error", "error": got, "samples": []}
         return {"id": monitor_id, "state": "ok", "samples": [{"ts": time.time(), "values": got}]}
 
+    def _containers(self, n: int) -> list[dict[str, Any]]:
+        if self.container is None:
+            return []
+        figures = {"samples": 40 * n, "errors": 0, "rate": 20.0 + 30 * (n % 3), "avg_ms": 50.0 + n % 7,
+                   "min_ms": 2, "max_ms": 400, "active": 6}  # fmt: skip
+        return [{**self.container, "figures": figures}]
+
     def _run(self) -> None:
         http, auth = self.agent.http, self.agent.auth
         while not self.stop.is_set() and self.beats < 4000:
             n = self.beats = self.beats + 1
             host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 10.0, "memory_total": 2**33}
-            body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": [],
-                    "monitor_revision": self.revision,
+            body = {"host": host, "docker": {"available": True, "version": "28"}, "complete": False,
+                    "containers": self._containers(n), "monitor_revision": self.revision,
                     "monitors": [self._report(m, n) for m in list(self.assignments)]}  # fmt: skip
             try:
                 answer = http.post(f"/agents/{self.agent.id}/heartbeat", json=body, headers=auth)

@@ -15,11 +15,13 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Label, Static
 
 from octotui.client import ClientError, ServerUnreachable
-from octotui.protocol import Alarm, Monitor, MonitorSample
+from octotui.protocol import TERMINAL_TEST_STATES, Alarm, Monitor, MonitorSample, Test
+from octotui.protocol.monitors import TestMonitors  # not re-exported by the package
+from octotui.tui.dashboard import DashboardApp
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.monitors import (
     READ_ONLY,
@@ -244,3 +246,157 @@ def latest(samples: Sequence[MonitorSample], metric: str) -> float | None:
         if metric in s.values:
             return s.values[metric]
     return None
+
+
+# --- the test screen's monitors pane ----------------------------------------------------------
+
+#: How often a running test's monitor series are asked for again (an ended test's: once).
+TEST_MONITORS_EVERY_S = 2.0
+
+
+def on_times(points: Sequence[tuple[float, float]], stamps: Sequence[float]) -> tuple[float, ...]:
+    """``points`` (``(ts, value)``, oldest first) read at each of ``stamps``: the latest value at or
+    before it (0 before the first), so that a monitor's chart has the response times' columns."""
+    out: list[float] = []
+    i, value = 0, 0.0
+    for ts in stamps:
+        while i < len(points) and points[i][0] <= ts:
+            value = points[i][1]
+            i += 1
+        out.append(value)
+    return tuple(out)
+
+
+def test_alarms_line(tm: TestMonitors) -> str:
+    """The pane's head: the monitors kept with the test and its alarms, raised ones first."""
+    if not tm.monitors:
+        return "no monitor kept with this test (name some in the launch dialog's Monitors field)"
+    names = sorted({s.monitor_name or s.monitor[:8] for s in tm.series}) or [m[:8] for m in tm.monitors]
+    head = f"{len(tm.monitors)} monitor(s): {', '.join(names)}"
+    if tm.stop_on_critical:
+        head += " · stops on a critical alarm"
+    raised = [a for a in tm.alarms if a.ended_at is None]
+    if tm.alarms:
+        head += f" · {len(tm.alarms)} alarm(s), {len(raised)} raised"
+        shown = sorted(tm.alarms, key=lambda a: (a.ended_at is not None, -a.started_at.timestamp()))[0]
+        head += "\n" + alarm_line(shown)
+    else:
+        head += " · no alarm · n: next metrics"
+    return head
+
+
+class TestMonitorsPane(Vertical):
+    """The test's monitor metrics on the response times' time axis: each chart reads its metric at
+    the times of the test's series, so its columns fall under the hits/s and avg charts' columns;
+    the test's alarms marked under them. Fetched only while shown; ``n`` shows the next metrics."""
+
+    __test__ = False
+    can_focus = True
+    DEFAULT_CSS = """
+    TestMonitorsPane #tm-line { padding: 0 1; height: auto; max-height: 2; color: $text-muted; }
+    TestMonitorsPane #tm-charts { height: 1fr; }
+    TestMonitorsPane MarkedChart { width: 1fr; padding: 0 1; }
+    TestMonitorsPane:focus { background-tint: $foreground 6%; }
+    """
+    BINDINGS: ClassVar = [Binding("n", "next_metrics", "Next metrics")]
+
+    def __init__(self, test_id: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.test_id = test_id
+        self.data: TestMonitors | None = None
+        self.first = 0
+        self._asked = 0.0
+        self._busy = False
+        self._line = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("monitors: loading…", id="tm-line", markup=False)
+        with Horizontal(id="tm-charts"):
+            yield MarkedChart("", id="tm-a")
+            yield MarkedChart("", id="tm-b")
+
+    def on_mount(self) -> None:
+        app = self.app
+        if isinstance(app, DashboardApp):
+            self.watch(app, "test_detail", self._detail_changed, init=False)
+
+    def on_show(self) -> None:
+        self._asked = 0.0
+        self._detail_changed(None)
+
+    def _detail_changed(self, _detail: object) -> None:
+        if not self.display or not self.is_mounted:
+            return
+        test = self._test()
+        ended = test is not None and test.state in TERMINAL_TEST_STATES
+        due = self._asked == 0.0 or (not ended and time.monotonic() - self._asked >= TEST_MONITORS_EVERY_S)
+        if due and not self._busy:
+            self._asked, self._busy = time.monotonic(), True
+            self.run_worker(self._fetch(), group="test-monitors", exit_on_error=False)
+        else:
+            self.draw()
+
+    def _test(self) -> Test | None:
+        app = self.app
+        if not isinstance(app, DashboardApp):
+            return None
+        detail = app.test_detail
+        if detail is not None and detail[0].id == self.test_id:
+            return detail[0]
+        return next((t for t in app.tests if t.id == self.test_id), None)
+
+    async def _fetch(self) -> None:
+        app = self.app
+        try:
+            if isinstance(app, DashboardApp):
+                self.data = await app.actions.client.test_monitors(self.test_id)
+        except ClientError as exc:
+            self._asked = 0.0 if exc.status != 404 else self._asked
+            self._say("monitors: none kept (the server has no monitors)" if exc.status == 404 else "")
+            return
+        finally:
+            self._busy = False
+        self.draw()
+
+    def _say(self, line: str) -> None:
+        if line and line != self._line:
+            self._line = line
+            self.query_one("#tm-line", Static).update(line)
+
+    def draw(self) -> None:
+        data = self.data
+        if data is None:
+            return
+        self._say(test_alarms_line(data))
+        series = [s for s in data.series if s.points]
+        alarmed = {(a.monitor, a.metric) for a in data.alarms}
+        series.sort(key=lambda s: ((s.monitor, s.metric) not in alarmed, s.monitor_name, s.metric))
+        app, test = self.app, self._test()
+        detail = app.test_detail if isinstance(app, DashboardApp) else None
+        stamps = [p.ts for p in detail[1].points] if detail is not None and detail[0].id == self.test_id else []
+        live = test is not None and test.state not in TERMINAL_TEST_STATES
+        for index, chart in enumerate(self.query(MarkedChart)):
+            if not series:
+                chart.title, chart.metric, chart.values, chart.times = "no monitor series yet", "", (), ()
+                chart.refresh()
+                continue
+            s = series[(self.first + index) % len(series)]
+            own = [t for t, _ in s.points]
+            at = stamps or own
+            origin = (test.started_at.timestamp() if test and test.started_at else at[0]) if at else 0.0
+            origin = min(origin, at[0]) if at else origin
+            name = f"{s.monitor_name or s.monitor[:8]} {s.metric}"
+            chart.title = name if len(name) <= 34 else name[:33] + "…"
+            chart.metric = s.metric
+            chart.alarms = [a for a in data.alarms if a.monitor == s.monitor]
+            chart.origin = origin
+            chart.live = live
+            chart.times = tuple(t - origin for t in at)
+            chart.values = on_times(s.points, at) if stamps else tuple(v for _, v in s.points)
+            chart.refresh()
+
+    def action_next_metrics(self) -> None:
+        count = len([s for s in self.data.series if s.points]) if self.data else 0
+        if count:
+            self.first = (self.first + (2 if count > 2 else 1)) % count
+        self.draw()
