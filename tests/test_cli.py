@@ -148,6 +148,18 @@ def test_json_listings_over_https_verify_with_the_ca_bundle(env: dict[str, str],
             assert "certificate verify failed" in err
 
 
+def test_json_listings_go_on_with_the_next_replica(env: dict[str, str], server: ServerProcess, capsys: Any) -> None:
+    """--server URL,URL: a replica that does not answer is followed by the next, as the client does."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for command in (["agents", "--json"], ["providers"]):  # the --json fast path, and the client
+        code, out, err = cli(capsys, *command, "--server", f"{dead},{server.url}", "--token", server.admin_token)
+        assert code == 0, err
+    other = f"http://127.0.0.1:{free_port()}"
+    code, out, err = cli(capsys, "tests", "--json", "--server", f"{dead},{other}", "--token", "t")
+    assert code == 2 and out == ""
+    assert err.startswith(f"octotui tests: cannot reach the server: {dead}: ") and f"; {other}: " in err, err
+
+
 def test_a_running_embedded_server_of_the_data_dir_is_used(
     env: dict[str, str], server: ServerProcess, capsys: Any
 ) -> None:

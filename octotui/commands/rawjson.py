@@ -24,12 +24,21 @@ from octotui.commands.session import EXIT_OK, Target, Usage, refusal
 #: The subcommands answered here when ``--json`` is given.
 COMMANDS = frozenset({"providers", "agents", "tests", "test"})
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+_FAILOVER = frozenset({502, 503, 504})  # a replica behind a proxy that is down: the next may answer
 
 
-def _verify(target: Target) -> ssl.SSLContext | bool:
+def _urls(target: Target) -> list[str]:
+    """``URL[,URL…]``: replicas of one server, tried in order (as the client does)."""
+    urls = [u.strip().rstrip("/") for u in target.url.split(",")]
+    if "" in urls:
+        raise Usage(f"no server URL in {target.url!r}")
+    return urls
+
+
+def _verify(target: Target, urls: list[str]) -> ssl.SSLContext | bool:
     if isinstance(target.verify, str):
         return ssl.create_default_context(cafile=target.verify)
-    plain = target.url.lower().startswith("http://") and not any(
+    plain = all(u.lower().startswith("http://") for u in urls) and not any(
         os.environ.get(n) or os.environ.get(n.upper()) for n in _PROXY_VARIABLES
     )
     # No TLS can happen: skip loading the CA bundle (~20 ms), as the client does.
@@ -54,23 +63,31 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _get(target: Target, path: str, params: dict[str, Any] | None = None) -> Any:
+    """The JSON answer of ``GET path``; a replica that does not answer (or answers 502, 503 or 504)
+    is followed by the next, as the client does; :class:`Usage` with what each one said."""
+    urls = _urls(target)
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    base = target.url.rstrip("/")
-    try:
-        with httpx.Client(
-            base_url=f"{base}/api/v1", headers=headers, timeout=10.0, verify=_verify(target), trust_env=True
-        ) as http:
-            response = http.get(path, params=params)
-    except httpx.TimeoutException:
-        raise Usage(f"cannot reach the server: {base}: no answer in time") from None
-    except httpx.TransportError as exc:
-        raise Usage(f"cannot reach the server: {base}: {str(exc) or type(exc).__name__}") from None
-    if response.is_error:
-        raise Usage(refusal(_detail(response), response.status_code))
-    try:
-        return response.json()
-    except ValueError:
-        raise Usage(f"unexpected answer from server: not JSON (HTTP {response.status_code})") from None
+    failures: list[str] = []
+    with httpx.Client(headers=headers, timeout=10.0, verify=_verify(target, urls), trust_env=True) as http:
+        for url in urls:
+            try:
+                response = http.get(f"{url}/api/v1{path}", params=params)
+            except httpx.TimeoutException:
+                failures.append(f"{url}: no answer in time")
+                continue
+            except httpx.TransportError as exc:
+                failures.append(f"{url}: {str(exc) or type(exc).__name__}")
+                continue
+            if response.status_code in _FAILOVER and len(urls) > 1:
+                failures.append(f"{url}: {response.status_code} {_detail(response)}")
+                continue
+            if response.is_error:
+                raise Usage(refusal(_detail(response), response.status_code))
+            try:
+                return response.json()
+            except ValueError:
+                raise Usage(f"unexpected answer from server: not JSON (HTTP {response.status_code})") from None
+    raise Usage(f"cannot reach the server: {'; '.join(failures)}")
 
 
 def answer(target: Target, args: argparse.Namespace) -> int:
