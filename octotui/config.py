@@ -196,6 +196,8 @@ def connection_problem(server: str | None, token: str | None, ca_bundle: str | N
         urls = [url.strip() for url in server.split(",")]
         if len(urls) > MAX_SERVERS:
             return f"--server: at most {MAX_SERVERS} URLs, got {len(urls)}"
+        if len(urls) > 1 and "" in urls:
+            return f"--server: an empty URL in the list: {server!r}"
         for url in urls:
             if not url.startswith(("http://", "https://")) or not _hostname(url):
                 return f"--server: not an http(s) URL: {url!r}" + (f" (in {server!r})" if len(urls) > 1 else "")
