@@ -206,7 +206,8 @@ async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) 
     data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
     assert data is not None
     kept = json.loads(data[1])
-    assert [p[0] for p in kept["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+    # A point every 5 s while it ran, and one as it ended (at 30 s).
+    assert [p[0] for p in kept["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
     # Each label's series: every sample counted once over the points (hits/s x the interval: 1 s
     # for the first point, 5 s after), the hostile label among them as data, not markup.
     assert [x["name"] for x in kept["labels"]] == sorted({r[0] for r in EVERYTHING})
@@ -216,7 +217,7 @@ async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) 
     assert f'<option value="0">{html.escape(sorted({r[0] for r in EVERYTHING})[0])}</option>' in page
     # The generators' CPU and memory kept with the test, one point a second of the series each.
     assert [(g["name"], [p[1:] for p in g["points"]]) for g in kept["generators"]] == [
-        ("gen-1", [[10.0, 20.0]] * 6),
+        ("gen-1", [[10.0, 20.0]] * 6),  # while it ran a container of the test
         ("gen-2", [[10.0, 20.0]] * 6),
     ]
     assert "kept with the test" in page

@@ -405,6 +405,7 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
         t = await started(env)
         rec = env.ctl.get_test(t.id)
         halves = [(ONE[:9], TWO[:11]), (ONE, TWO)]
+        at = time.time() - 10  # two points 2 s apart, then the end's
         for step, (one, two) in enumerate(halves):
             for i, (rows, cpu) in enumerate(((one, 30.0 + step), (two, 60.0 + step))):
                 agent_id, token = t.agents[i]
@@ -412,7 +413,7 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
                 await env.beat(
                     agent_id, token, cpu=cpu, mem=40.0 + i, containers=[report(t.commands[i], "running", **extra)]
                 )
-            series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), 1000.0 + 2 * step)
+            series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), at + 2 * step)
         first = ONE[:9] + TWO[:11]
         second = [r for r in ONE + TWO if r not in first]
         got = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
@@ -420,10 +421,10 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
         assert [x["label"] for x in got["labels"]] == names
         for x in got["labels"]:  # a label's points start with its first samples
             if any(r[0] == x["label"] for r in first):
-                assert [p["ts"] for p in x["points"]] == [1000.0, 1002.0]
+                assert [p["ts"] for p in x["points"]] == [at, at + 2]
                 same(x["points"][0], interval_of(first, x["label"], 1.0))  # the first point: over 1 s
             else:
-                assert [p["ts"] for p in x["points"]] == [1002.0]
+                assert [p["ts"] for p in x["points"]] == [at + 2]
             same(x["points"][-1], interval_of(second, x["label"], 2.0))
         # The test's own points: 95th and bytes/s over every label of the interval.
         for point, rows, dt in zip(got["points"], (first, second), (1.0, 2.0), strict=True):
@@ -458,7 +459,11 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
         await env.ctl.flush()
         assert t.id not in env.ctl.timelines and len(stored(env, "label_series", "WHERE test_id = ?", t.id)) == 4
         again = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
-        assert again == got
+        # One more point as it ended: nothing came since the last one.
+        assert again["generators"] == got["generators"] and again["points"][:-1] == got["points"]
+        for before, now in zip(got["labels"], again["labels"], strict=True):
+            assert now["points"][:-1] == before["points"] and now["points"][-1]["rate"] == 0.0
+        got = again
     async with serving(tmp_path / "d") as env:
         after = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
         assert after == got

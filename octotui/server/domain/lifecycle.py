@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from octotui.protocol import TERMINAL_CONTAINER_STATES, TERMINAL_TEST_STATES, ContainerState, TestState
-from octotui.server.domain import clock, criteria
+from octotui.server.domain import clock, criteria, series
 from octotui.server.domain.state import ServerState
 from octotui.server.records import ContainerRec, TestRec
 from octotui.server.results import final_results
@@ -197,6 +197,7 @@ def _degraded_reason(s: ServerState, cs: list[ContainerRec]) -> str | None:
 
 def _end_test(s: ServerState, t: TestRec, cs: list[ContainerRec]) -> None:
     now = clock.now()
+    series.last_point(s, t, cs, now)  # what its labels did since the last point (the JTL's tail)
     t.ended_at = now
     bad = [c for c in cs if c.state != "finished"]
     if t.stop_requested or len(bad) < len(cs):

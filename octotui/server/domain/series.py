@@ -23,8 +23,13 @@ import sqlite3
 import time
 from array import array
 
+from octotui.protocol import (
+    TERMINAL_CONTAINER_STATES as TERMINAL,
+)
+from octotui.protocol import (
+    TERMINAL_TEST_STATES as TEST_TERMINAL,
+)
 from octotui.protocol import GeneratorSeries, LabelSeries, TestSeriesPoint
-from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.records import ContainerRec, TestRec
 from octotui.server.results import live_results
@@ -48,8 +53,9 @@ def load(s: ServerState, rows: list[SeriesRow]) -> None:
         s.timelines.seed.add(test_id)
 
 
-def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> None:
-    """One point of a running test's timelines at ``now`` (the test's, its labels', its generators')."""
+def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least: float = 0.0) -> None:
+    """One point of a running test's timelines at ``now`` (the test's, its labels', its generators'),
+    over the time since the previous point (at least ``least`` seconds)."""
     r = live_results(cs)
     tl = s.timelines
     prev = tl.sampled.get(t.id)
@@ -59,9 +65,9 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> No
         tl.sampled[t.id] = Sampled(now, r.errors, intervals({}, books)[1])
         s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
         return
-    dt = now - prev.ts if prev is not None else FIRST_INTERVAL
-    if dt <= 0:
+    if prev is not None and now <= prev.ts:
         return
+    dt = max(now - prev.ts if prev is not None else FIRST_INTERVAL, least)
     per_label, figures = intervals(prev.figures if prev is not None else {}, books)
     tl.sampled[t.id] = Sampled(now, r.errors, figures)
     whole = Interval()
@@ -90,6 +96,16 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> No
         a = s.agents.get(agent_id)
         if a is not None and a.host is not None:
             tl.add_generator(t.id, agent_id, a.name, now, a.host.cpu_percent, a.host.memory_percent)
+
+
+def last_point(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> None:
+    """A test's last point as it ends (``lifecycle``, before its labels leave memory): what its
+    labels did since the previous point (the JTL's tail, a test shorter than a point) is kept.
+    Over at least one second, as every point stands for about one."""
+    if not any(c.figures is not None or c.id in s.labels for c in cs):
+        return
+    s.timelines.seed.discard(t.id)
+    sample(s, t, cs, now, least=FIRST_INTERVAL)
 
 
 def _ended(s: ServerState, test_id: str) -> bool:
