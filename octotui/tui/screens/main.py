@@ -229,10 +229,11 @@ class MainScreen(DashboardScreen):
         verb = "Drain" if action == "drain" else "Undrain"
         names = ", ".join(list(chosen.values())[:5]) + (", …" if len(chosen) > 5 else "")
         question = f"{verb} {plural(len(chosen), 'agent')} ({names})?"
+        they = "They take" if len(chosen) > 1 else "It takes"
         if action == "drain":
-            question += " They take no new containers; the running ones finish."
+            question += f" {they} no new containers; the running ones finish."
         else:
-            question += " They take new containers again."
+            question += f" {they} new containers again."
         table = self.query_one(AgentsTable)
 
         def answered(yes: bool | None) -> None:
