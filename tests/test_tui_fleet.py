@@ -13,7 +13,7 @@ from rich.color import ColorSystem
 from textual import events
 from textual.app import App
 from textual.color import Color
-from textual.widgets import Label
+from textual.widgets import Input, Label
 
 from octotui.protocol import Agent, CriterionResult, DockerInfo, HostSample, Test
 from octotui.tui.app import OctoApp, monitors_screen
@@ -186,6 +186,14 @@ async def test_unknown_wrong_names_and_escape(server: ServerProcess, lab: list[F
         await pilot.press("escape")
         assert not isinstance(app.screen, CommandScreen)
         assert isinstance(app.screen.focused, AgentsTable), "escape closed the line, nothing else"
+
+
+async def test_a_colon_typed_into_a_field_stays_there(server: ServerProcess) -> None:
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", "colon", "x")
+        assert not isinstance(app.screen, CommandScreen)
+        assert app.screen.query_one("#filter", Input).value == ":x"
 
 
 async def test_read_only_refuses_changes(server: ServerProcess, lab: list[FleetAgent]) -> None:
