@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from octotui.protocol import Location, Name, TestCreate
+from octotui.protocol import Location, Name, Test, TestCreate
 from octotui.tui.forms import (
     LIMITS,
     FileChoice,
@@ -16,7 +16,10 @@ from octotui.tui.forms import (
     criteria_problem,
     files_summary,
     parse_count,
+    prefill_fields,
     read_launch_form,
+    rerun_question,
+    rerun_spec,
     split_criteria,
     split_monitors,
 )
@@ -214,3 +217,25 @@ def test_criteria_monitors_and_stop_reach_the_spec() -> None:
     assert form.spec.monitors == ["db", "web"] and form.spec.stop_on_critical
     too_many = read_launch_form(fields(criteria=";".join(["p95<1ms"] * 51)), "p", None)
     assert too_many.spec is None and too_many.problem == "Criteria: at most 50, got 51"
+
+
+def test_a_test_again_keeps_its_criteria_and_monitors() -> None:
+    test = Test.model_validate(
+        {
+            "id": "t1",
+            "name": "shop",
+            "provider": "p1",
+            "image": "img:1",
+            "state": "finished",
+            "created_at": "2026-01-01T00:00:00Z",
+            "criteria": [{"expr": "p95<500ms", "metric": "p95", "op": "<", "threshold": 500.0, "passed": True}],
+            "monitors": ["m1", "m2"],
+            "stop_on_critical": True,
+        }
+    )
+    spec = rerun_spec(test, "<plan/>")
+    assert (spec.criteria, spec.monitors, spec.stop_on_critical) == (["p95<500ms"], ["m1", "m2"], True)
+    fields, _ = prefill_fields(test)
+    assert (fields["criteria"], fields["monitors"], fields["stop_on_critical"]) == ("p95<500ms", "m1, m2", "yes")
+    question = rerun_question(test)
+    assert "criteria p95<500ms" in question and "2 monitors, stopped on a critical alarm" in question
