@@ -28,6 +28,7 @@ from octotui.tui.screens.monitors import (
     MonitorForm,
     RoundFetcher,
     alarm_line,
+    clock,
     number,
     shown_metrics,
     state_words,
@@ -200,8 +201,9 @@ class MonitorScreen(DashboardScreen):
         names = self.metric_names()
         origin = self.samples[0].ts if self.samples else 0.0
         for index, chart in enumerate(self.query(MarkedChart)):
-            if not names:
-                chart.title = "no metric reported yet"
+            chart.display = index == 0 or index < len(names)  # one metric: one chart, the whole width
+            if not names or index >= len(names):
+                chart.title = "" if names else "no metric reported yet"
                 chart.metric = ""
                 chart.values, chart.times = (), ()
                 chart.refresh()
@@ -267,6 +269,13 @@ def on_times(points: Sequence[tuple[float, float]], stamps: Sequence[float]) -> 
     return tuple(out)
 
 
+def alarm_short(a: Alarm) -> str:
+    """One alarm on one line of 80 columns: ``critical node node_load1 9 (above 4) 21:52:05-21:52:15``."""
+    value = f" {number(a.value)}" if a.value is not None else ""
+    when = f"{clock(a.started_at)}-{clock(a.ended_at)}" if a.ended_at else f"raised since {clock(a.started_at)}"
+    return f"{a.severity} {a.monitor_name or a.monitor[:8]} {a.metric}{value} ({a.threshold}) {when}"
+
+
 def test_alarms_line(tm: TestMonitors) -> str:
     """The pane's head: the monitors kept with the test and its alarms, raised ones first."""
     if not tm.monitors:
@@ -279,7 +288,7 @@ def test_alarms_line(tm: TestMonitors) -> str:
     if tm.alarms:
         head += f" · {len(tm.alarms)} alarm(s), {len(raised)} raised"
         shown = sorted(tm.alarms, key=lambda a: (a.ended_at is not None, -a.started_at.timestamp()))[0]
-        head += "\n" + alarm_line(shown)
+        head += "\n" + alarm_short(shown)
     else:
         head += " · no alarm · n: next metrics"
     return head
@@ -376,8 +385,10 @@ class TestMonitorsPane(Vertical):
         stamps = [p.ts for p in detail[1].points] if detail is not None and detail[0].id == self.test_id else []
         live = test is not None and test.state not in TERMINAL_TEST_STATES
         for index, chart in enumerate(self.query(MarkedChart)):
-            if not series:
-                chart.title, chart.metric, chart.values, chart.times = "no monitor series yet", "", (), ()
+            chart.display = index == 0 or index < len(series)  # one series: one chart, the whole width
+            if not series or index >= len(series):
+                chart.title = "" if series else "no monitor series yet"
+                chart.metric, chart.values, chart.times = "", (), ()
                 chart.refresh()
                 continue
             s = series[(self.first + index) % len(series)]
