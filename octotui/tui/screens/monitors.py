@@ -256,6 +256,18 @@ def alarm_rows(alarms: Iterable[Alarm]) -> tuple[dict[str, list[Cell]], dict[str
     return rows, order
 
 
+def missing_raised(recent: Sequence[Alarm], monitors: Sequence[Monitor]) -> bool:
+    """True when the monitors count more raised alarms than the newest ``recent`` hold (raised long
+    ago, then many others raised and cleared): the table must still list every raised one."""
+    return sum(1 for a in recent if a.ended_at is None) < sum(m.alarms for m in monitors)
+
+
+def with_raised(raised: Sequence[Alarm], recent: Sequence[Alarm]) -> list[Alarm]:
+    """Every raised alarm, then the recent ones not among them."""
+    known = {a.id for a in raised}
+    return [*raised, *(a for a in recent if a.id not in known)]
+
+
 def alarm_line(a: Alarm) -> str:
     """One alarm in full words."""
     end = "still raised" if a.ended_at is None else f"cleared at {clock(a.ended_at)}"
@@ -393,9 +405,8 @@ class MonitorsScreen(DashboardScreen):
         try:
             monitors = await client.monitors()
             alarms = await client.alarms(limit=ALARMS_SHOWN)
-            raised = [a for a in alarms if a.ended_at is None]
-            if len(raised) == len(alarms) == ALARMS_SHOWN:  # more raised than shown: every raised one
-                alarms = await client.alarms(active=True, limit=1000)
+            if missing_raised(alarms, monitors):
+                alarms = with_raised(await client.alarms(active=True, limit=1000), alarms)
         except ServerUnreachable:
             return
         except ClientError as exc:
