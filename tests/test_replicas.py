@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from tests.support.beating import Beating
 from tests.support.processes import ServerProcess
@@ -20,8 +19,6 @@ from tests.support.replicas import lease_holders, listeners, replicas
 from tests.support.waiting import wait_until
 from tests.support.wire import PLAN, bearer
 from tests.support.wireagent import WireAgent
-
-pytestmark = pytest.mark.slow
 
 
 def _provider(server: ServerProcess) -> str:
@@ -37,7 +34,7 @@ def _agent_on(server: ServerProcess, token: str, origin: ServerProcess) -> WireA
     agent.beat()
     with origin.client() as http:
         wait_until(
-            lambda: http.get(f"/agents/{agent.id}").json()["status"] == "online",
+            lambda: (got := http.get(f"/agents/{agent.id}").json())["status"] == "online" and got["docker"],
             timeout=10,
             what="agent online on the replica it does not beat",
         )
@@ -88,11 +85,10 @@ def test_a_command_queued_through_one_replica_reaches_a_long_poll_on_another(tmp
         with psycopg.connect(pg_database, autocommit=True) as conn:
             for pid in listeners(pg_database):
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with a.client() as http:
-            stopped = http.post(f"/tests/{made.json()['id']}/stop")
-            assert stopped.status_code == 200, stopped.text
-        kinds = wait_until(lambda: [c["kind"] for c in _poll(agent, 5.0)] or None, timeout=20, what="stop on b")
-        assert "stop" in kinds
+        second = _launch(a)
+        assert second.status_code == 201, second.text
+        wanted = second.json()["id"]
+        wait_until(lambda: wanted in [c["test_id"] for c in _poll(agent, 5.0)], timeout=20, what="2nd launch on b")
         agent.close()
 
 
@@ -101,7 +97,7 @@ def test_without_notifications_the_replicas_still_deliver_by_reading_the_table(
 ) -> None:
     # b never LISTENs (as behind a pooler in transaction mode): a command reaches it by the poll.
     with replicas(tmp_path, pg_database, env={"b": {"OCTOTUI_REPLICA_LISTEN": "0"}}) as (a, b):
-        assert "LISTEN off" in b.log_path.read_text()
+        wait_until(lambda: "LISTEN off" in b.log_path.read_text(), timeout=10, what="b polling")
         agent = _agent_on(b, _provider(a), a)
         made = _launch(a)
         assert made.status_code == 201, made.text
@@ -113,6 +109,10 @@ def test_without_notifications_the_replicas_still_deliver_by_reading_the_table(
 def _test_on(server: ServerProcess, test_id: str) -> dict[str, Any]:
     with server.client() as http:
         return dict(http.get(f"/tests/{test_id}").raise_for_status().json())
+
+
+def _finished(server: ServerProcess, test_id: str) -> bool:
+    return bool(_test_on(server, test_id)["state"] == "finished")
 
 
 def _feed_test(server: ServerProcess, test_id: str) -> dict[str, Any]:
@@ -133,13 +133,13 @@ def test_a_test_launched_on_one_replica_run_through_another_shows_the_same_on_bo
         (cmd,) = wait_until(lambda: _poll(agent, 5.0), timeout=20, what="launch on b")
         acked = agent.http.post(f"/agents/{agent.id}/commands/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
         assert acked.status_code == 204, acked.text
-        beating = Beating(agent, {"container_id": cmd["container_id"], "state": "running"})
+        beating = Beating(agent, {"container_id": cmd["container_id"], "test_id": test_id, "state": "running"})
         wait_until(lambda: _test_on(a, test_id)["state"] == "running", timeout=20, what="running on a")
         # Live figures of a heartbeat on b are readable on a.
         wait_until(lambda: _test_on(a, test_id)["containers"][0]["figures"], timeout=10, what="live figures on a")
         beating.end()
         for server in (a, b):
-            wait_until(lambda s=server: _test_on(s, test_id)["state"] == "finished", timeout=20, what="finished")
+            wait_until(lambda: _finished(server, test_id), timeout=20, what="finished")  # noqa: B023
         on_a, on_b = _test_on(a, test_id), _test_on(b, test_id)
         assert on_a == on_b and on_a["results"]["samples"] == 40 * beating.beats
         assert _feed_test(a, test_id) == _feed_test(b, test_id)

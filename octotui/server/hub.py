@@ -1,8 +1,8 @@
 """Live, in-memory parts of the server behind small interfaces: windows of recent figures and
 the delivery of commands to agents waiting on their long poll.
 
-With several server replicas these would move to a shared service (the long poll of an agent may
-sit on one replica while its command is queued on another); nothing else reaches into them.
+With several server replicas on one PostgreSQL each keeps its own (``replica.py`` pushes the
+commands queued through another replica here, waking the long polls waiting on this one).
 """
 
 from __future__ import annotations
@@ -210,6 +210,13 @@ class CommandHub:
     def remove(self, agent_id: str, command_id: str) -> CommandRec | None:
         queue = self._queues.get(agent_id)
         return queue.pop(command_id, None) if queue else None
+
+    def discard(self, command_id: str) -> CommandRec | None:
+        """Take a command out by its id alone (acknowledged through another replica)."""
+        for queue in self._queues.values():
+            if (rec := queue.pop(command_id, None)) is not None:
+                return rec
+        return None
 
     def pending(self, agent_id: str) -> list[CommandRec]:
         return list(self._queues.get(agent_id, {}).values())

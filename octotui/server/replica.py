@@ -559,6 +559,8 @@ def _container(s: ServerState, c: ContainerRec) -> None:
             setattr(old, name, getattr(c, name))
         if old.figures is None:
             old.figures = figures
+        if old.state in lifecycle.TERMINAL:  # ended: no live figures any more (as on its agent's replica)
+            old.cpu_percent, old.memory_bytes, old.pull_progress = c.cpu_percent, c.memory_bytes, c.pull_progress
     if old.state == "stopping" and old.stopping_since is None:
         old.stopping_since = time.time()
     live = s.live.setdefault(old.agent_id, set())

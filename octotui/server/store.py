@@ -53,6 +53,14 @@ class Snapshot:
     files: list[FileRec] = field(default_factory=list)
 
 
+class LaunchKeyTaken(Exception):
+    """The Idempotency-Key of a launch was stored meanwhile (by another replica): its (fingerprint, test id)."""
+
+    def __init__(self, fingerprint: str, test_id: str) -> None:
+        super().__init__(test_id)
+        self.fingerprint, self.test_id = fingerprint, test_id
+
+
 #: Changed records are written over their rows, never deleted and inserted again.
 _UPSERT_TESTS = tables.upsert("tests", tables.TEST_COLUMNS)
 _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
@@ -168,6 +176,7 @@ class Store(ResultRows, MonitorRows):
                 " ON CONFLICT(id) DO UPDATE SET name = excluded.name, token_hash = excluded.token_hash",
                 (p.id, p.name, p.token_hash, p.created_at),
             )
+            self.note("provider", p.id)
 
         await self._run(self._tx, run)
 
@@ -180,6 +189,9 @@ class Store(ResultRows, MonitorRows):
             db.executemany("DELETE FROM agents WHERE id = ?", [(i,) for i in ids])
             db.executemany("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", [(i,) for i in ids])
             db.executemany("DELETE FROM commands WHERE agent_id = ?", [(i,) for i in ids])
+            self.note("provider", provider_id)
+            for i in ids:
+                self.note("agent", i)
 
         await self._run(self._tx, run)
 
@@ -188,6 +200,7 @@ class Store(ResultRows, MonitorRows):
 
         def run(db: sqlite3.Connection) -> None:
             db.execute(_UPSERT_TOKEN, (token_hash, role, subject, created_at))
+            self.note("operators" if role != "agent" else "agent", "" if role != "agent" else subject)
 
         await self._run(self._tx, run)
 
@@ -233,6 +246,7 @@ class Store(ResultRows, MonitorRows):
                 "INSERT INTO tokens (hash, role, subject, created_at) VALUES (?, ?, ?, ?)",
                 (token_hash, role, name, created_at),
             )
+            self.note("operators", "")
             return True
 
         return await self._run(self._immediate, run)
@@ -242,6 +256,7 @@ class Store(ResultRows, MonitorRows):
 
         def run(db: sqlite3.Connection) -> bool:
             cur = db.execute("DELETE FROM tokens WHERE subject = ? AND role IN ('admin', 'read-only')", (name,))
+            self.note("operators", "")
             return cur.rowcount > 0
 
         return await self._run(self._immediate, run)
@@ -313,6 +328,7 @@ class Store(ResultRows, MonitorRows):
             )
             db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (a.id,))
             db.execute(_UPSERT_TOKEN, (a.token_hash, "agent", a.id, a.registered_at))
+            self.note("agent", a.id)
 
         await self._run(self._tx, run)
 
@@ -321,6 +337,7 @@ class Store(ResultRows, MonitorRows):
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             db.execute("DELETE FROM tokens WHERE subject = ? AND role = 'agent'", (agent_id,))
             db.execute("DELETE FROM commands WHERE agent_id = ?", (agent_id,))
+            self.note("agent", agent_id)
 
         await self._run(self._tx, run)
 
@@ -355,15 +372,27 @@ class Store(ResultRows, MonitorRows):
             raise Unstorable(f"the test cannot be stored, nothing was made: {tables.why(exc)}") from None
 
         def run(db: sqlite3.Connection) -> None:
+            if launch_key is not None and self.origin is not None:
+                # Another replica (or server) may have taken the key since memory was checked: the
+                # transaction holds the write lock, so of two launches with one key one makes the test.
+                row = db.execute(
+                    "SELECT fingerprint, test_id FROM idempotency WHERE key = ?", (launch_key[0],)
+                ).fetchone()
+                if row is not None:
+                    raise LaunchKeyTaken(row[0], row[1])
             db.executemany(tables.insert("tests", tables.TEST_COLUMNS), test_rows)
             db.executemany(tables.insert("containers", tables.CONTAINER_COLUMNS), container_rows)
             db.executemany(tables.insert("commands", tables.COMMAND_COLUMNS), command_rows)
             db.executemany(tables.insert("test_files", tables.TEST_FILE_COLUMNS), file_rows)
             if launch_key is not None:
                 db.execute(_UPSERT_LAUNCH_KEY, (*launch_key, t.id, t.created_at))
+            self.note("test", t.id)
+            for agent_id in dict.fromkeys(c.agent_id for c in commands):
+                self.note("commands", agent_id)
 
         try:
-            await self._run(self._tx, run)
+            replicated = launch_key is not None and self.origin is not None
+            await self._run(self._immediate if replicated else self._tx, run)
         except (ValueError, sqlite3.InterfaceError) as exc:  # UnicodeEncodeError is a ValueError
             # (on PostgreSQL, a refused value is a pgstore.StoreValueError: a ValueError too)
             raise Unstorable(f"the test cannot be stored, nothing was made: {tables.why(exc)}") from None
@@ -399,14 +428,26 @@ class Store(ResultRows, MonitorRows):
         container_rows = [tables.container_row(c) for c in containers]
         command_rows = [tables.command_row(c) for c in new_commands or ()]
         done_rows = [(i,) for i in done_commands or ()]
+        keys = [("test", t.id) for t in tests] + [("container", c.id) for c in containers]
+        agents = list(dict.fromkeys(c.agent_id for c in new_commands or ()))
 
         def run(db: sqlite3.Connection) -> None:
             db.executemany(_UPSERT_TESTS, test_rows)
             db.executemany(_UPSERT_CONTAINERS, container_rows)
             db.executemany(_UPSERT_COMMANDS, command_rows)
             db.executemany("DELETE FROM commands WHERE id = ?", done_rows)
+            for kind, key in keys:
+                self.note(kind, key)
+            for agent_id in agents:
+                self.note("commands", agent_id)
+            for (command_id,) in done_rows:
+                self.note("done", command_id)
 
-        await self._run(self._tx, run)
+        self.writing_begin(keys)
+        try:
+            await self._run(self._tx, run)
+        finally:
+            self.writing_end(keys)
 
     # --- deletion ------------------------------------------------------------------------------
 
@@ -420,5 +461,6 @@ class Store(ResultRows, MonitorRows):
             for table in ("containers", "commands", "container_labels", "test_series", "container_jtl", "idempotency",
                           "test_files"):  # fmt: skip
                 db.execute(f"DELETE FROM {table} WHERE test_id = ?", (test_id,))
+            self.note("test", test_id)
 
         await self._run(self._tx, run)

@@ -33,6 +33,13 @@ class Connection:
         self._db: sqlite3.Connection | None = None
         self._pg: PgDb | None = PgDb(self.database) if self.database else None
         self._data_version: int | None = None
+        #: Replicas on one PostgreSQL (``replica.py``): when ``origin`` is set, each transaction writes
+        #: the records it changed (``note``) to ``replica_changes`` and NOTIFYs the others, atomically.
+        self.origin: str | None = None
+        self._journal: list[tuple[str, str]] = []
+        #: Records whose write is submitted but not committed yet (kind, key): a change another replica
+        #: made to one of them is not taken over this one's (which lands after it, and wins).
+        self.writing: dict[tuple[str, str], int] = {}
 
     @property
     def where(self) -> str:
@@ -62,15 +69,43 @@ class Connection:
         else:
             self.db.execute("COMMIT" if ok else "ROLLBACK")
 
+    def note(self, kind: str, key: str) -> None:
+        """In a transaction (on the store's thread): record ``kind`` ``key`` changed, for the other
+        replicas (nothing without replicas, e.g. on SQLite)."""
+        if self.origin is not None:
+            self._journal.append((kind, key))
+
     def _in_tx(self, fn: Callable[[sqlite3.Connection], T], immediate: bool) -> T:
         self._begin(immediate)
+        self._journal = []
         try:
             result = fn(self.db)
+            if self._journal and self.origin is not None:
+                # In the same transaction: the others learn of a change only once it is committed,
+                # and a change is never committed without them learning of it.
+                rows = [(self.origin, kind, key) for kind, key in dict.fromkeys(self._journal)]
+                self.db.executemany("INSERT INTO replica_changes (origin, kind, key) VALUES (?, ?, ?)", rows)
+                self.db.execute("SELECT pg_notify('octotui_changes', ?)", (self.origin,))
         except BaseException:
+            self._journal = []
             self._end(False)
             raise
+        self._journal = []
         self._end(True)
         return result
+
+    def writing_begin(self, keys: list[tuple[str, str]]) -> None:
+        """On the event loop, before a write of ``keys`` is submitted (see :attr:`writing`)."""
+        for k in keys:
+            self.writing[k] = self.writing.get(k, 0) + 1
+
+    def writing_end(self, keys: list[tuple[str, str]]) -> None:
+        for k in keys:
+            left = self.writing.get(k, 0) - 1
+            if left > 0:
+                self.writing[k] = left
+            else:
+                self.writing.pop(k, None)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         self._in_tx(fn, immediate=False)

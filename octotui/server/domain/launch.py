@@ -13,6 +13,7 @@ from octotui.server.errors import Conflict, Invalid, TooLarge
 from octotui.server.jmx import PlanError, validate_plan
 from octotui.server.placement import Candidate, PlacementError, place, skipped
 from octotui.server.records import CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.store import LaunchKeyTaken
 
 log = logging.getLogger("octotui.server")
 
@@ -42,6 +43,19 @@ async def create_test(
     try:
         async with s.launching:
             return await _create_test(s, spec, key), False
+    except LaunchKeyTaken as taken:
+        # Another replica made a test with this key meanwhile (the store's check, in the write's
+        # transaction, decides between them): its test is the answer, as it would be here.
+        keys.forget(idempotency_key)
+        if taken.fingerprint != key[1]:
+            raise Invalid("this Idempotency-Key was used for another launch: use a new key") from None
+        keys.done(*key, taken.test_id)
+        made = s.tests.get(taken.test_id)
+        if made is None and s.replica is not None:
+            made = await s.replica.fetch_test(taken.test_id)
+        if made is None:
+            raise Conflict("a launch with this Idempotency-Key is under way: wait for its answer") from None
+        return views.test_out(s, made), True
     except BaseException:
         if keys.get(idempotency_key) == (key[1], None):
             keys.forget(idempotency_key)  # refused before anything was made: the key may be used again

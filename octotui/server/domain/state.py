@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from octotui.server.auth import TokenIndex
 from octotui.server.errors import NotFound
@@ -26,6 +27,9 @@ from octotui.server.secrets import KEY_FILE, Vault
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 from octotui.server.timelines import ResultTimelines, TestTimelines
+
+if TYPE_CHECKING:
+    from octotui.server.replica import Replica
 
 
 def new_id(prefix: str) -> str:
@@ -99,6 +103,8 @@ class ServerState:
         #: the key their credentials are encrypted with (a file beside the database, never in it).
         self.monitors = MonitorBook()
         self.vault = Vault(settings.data_dir / KEY_FILE)
+        #: This server as one of several replicas on one PostgreSQL (``replica.py``); None alone.
+        self.replica: Replica | None = None
 
     def get_provider(self, provider_id: str) -> ProviderRec:
         p = self.providers.get(provider_id)

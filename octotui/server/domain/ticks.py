@@ -45,10 +45,19 @@ def sweep_health(s: ServerState, now: float) -> None:
             s.feed.touch("agent", a.id)
 
 
+def leads(s: ServerState) -> bool:
+    """True when this server does the background duties: alone, or holding the replicas' lease."""
+    return s.replica is None or s.replica.leader
+
+
 def tick(s: ServerState) -> None:
-    """Recompute agent health, mark containers of offline agents lost, sample live tests."""
+    """Recompute agent health, mark containers of offline agents lost, sample live tests (the last
+    two on one replica only: the lease holder's, ``replica.py``)."""
     now = clock.now()
     sweep_health(s, now)
+    if not leads(s):
+        monitors.refresh(s)
+        return
     for a in s.agents.values():
         if now - a.health_ref >= s.settings.offline_after and s.live.get(a.id):
             for cid in list(s.live[a.id]):
@@ -84,7 +93,19 @@ def _sample_tests(s: ServerState, now: float) -> None:
 
 
 async def run_background(s: ServerState, stop: asyncio.Event) -> None:
-    """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal."""
+    """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal.
+    On PostgreSQL, this server is a replica among others (``replica.py``) while it runs."""
+    from octotui.server import replica
+
+    s.replica = await replica.start(s)
+    try:
+        await _run_background(s, stop)
+    finally:
+        if s.replica is not None:
+            await s.replica.stop()
+
+
+async def _run_background(s: ServerState, stop: asyncio.Event) -> None:
     interval = max(0.1, min(1.0, s.settings.late_after / 5, s.settings.flush_interval))
     last_seen_saved = keys_pruned = checkpointed = time.monotonic()
     jtls_pruned = float("-inf")  # at start, then every jtl_prune_interval
@@ -93,7 +114,8 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
             tick(s)
             await persistence.flush(s)
             await alarms.save(s)
-            await agents.retire(s)
+            if leads(s):
+                await agents.retire(s)
             await operators.sync(s)
             if time.monotonic() - last_seen_saved >= LAST_SEEN_EVERY:
                 last_seen_saved = time.monotonic()
@@ -101,10 +123,12 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
             if time.monotonic() - checkpointed >= s.settings.checkpoint_interval:
                 checkpointed = time.monotonic()
                 await s.store.checkpoint()
-            if time.monotonic() - keys_pruned >= KEYS_PRUNED_EVERY:
+            if leads(s) and time.monotonic() - keys_pruned >= KEYS_PRUNED_EVERY:
                 keys_pruned = time.monotonic()
                 await s.store.forget_launch_keys(clock.now() - s.settings.idempotency_ttl)
-            if time.monotonic() - jtls_pruned >= s.settings.jtl_prune_interval:
+                if s.replica is not None:
+                    await s.replica.duties()
+            if leads(s) and time.monotonic() - jtls_pruned >= s.settings.jtl_prune_interval:
                 jtls_pruned = time.monotonic()
                 await jtl.prune(s)
         except Exception:
