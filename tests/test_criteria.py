@@ -40,6 +40,10 @@ def test_every_form_of_the_grammar_parses_to_its_metric_threshold_and_hold() -> 
         "avg of login>200ms for 30s": ("avg", "login", ">", 200.0, 30.0),
         "p99 of Home page < 1.5 s": ("p99", "Home page", "<", 1500.0, None),
         'max of "a<b" < 3ms for 2 s': ("max", "a<b", "<", 3.0, 2.0),
+        # no unit, then the hold (the word 'for' was once read as a unit and refused)
+        "hits/s>1 for 5s": ("hits/s", None, ">", 1.0, 5.0),
+        "errors<1 for 5s": ("errors", None, "<", 1.0, 5.0),
+        "p95<5ms for 5s": ("p95", None, "<", 5.0, 5.0),
     }
     for expr, want in cases.items():
         c = parse(expr)
@@ -50,6 +54,8 @@ def test_every_form_of_the_grammar_parses_to_its_metric_threshold_and_hold() -> 
 BAD = [
     ("p95<500", "criterion 2, position 8: expected a unit ms or s"),
     ("p95<500kg", "criterion 2, position 8: expected a unit ms or s, found 'kg'"),
+    ("p95<500 for 5s", "criterion 2, position 9: expected a unit ms or s, found 'for 5s'"),
+    ("hits/s>1 forever", "criterion 2, position 10: expected no unit (or /s) after hits/s"),
     ("p96<5ms", "criterion 2, position 1: expected a metric"),
     ("p95 = 5ms", "criterion 2, position 5: expected an operator"),
     ("p95<ms", "criterion 2, position 5: expected a number"),

@@ -165,7 +165,11 @@ def _unit(cur: _Cursor, metric: str, value: float) -> float:
     """The unit after the number, the value in the metric's own unit (ms, %, hits/s)."""
     cur.spaces()
     mark = cur.i
-    unit = (cur.match(re.compile(r"ms\b|s\b|%|/s\b|[A-Za-z/]+", re.IGNORECASE)) or "").lower()
+    if cur.word("for"):  # no unit, then the hold: ``hits/s>1 for 5s``, ``errors<1 for 5s``
+        cur.i = mark
+        unit = ""
+    else:
+        unit = (cur.match(re.compile(r"ms\b|s\b|%|/s\b|[A-Za-z/]+", re.IGNORECASE)) or "").lower()
     if metric in TIME_METRICS:
         if unit not in ("ms", "s"):
             cur.i = mark
