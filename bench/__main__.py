@@ -23,6 +23,7 @@ FIGURES = [
     "launch",
     "launch_key",
     "command_delivery",
+    "replica_commands",
     "server_scale",
     "dashboard_load",
     "terminal_output",
