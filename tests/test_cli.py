@@ -559,3 +559,17 @@ def test_the_html_report_compares_with_a_baseline(
     code, _, err = cli(capsys, "export", slow, "--format", "html", "--baseline", "t-000000000000",
                        "-o", str(tmp_path / "none.html"), *remote(server))  # fmt: skip
     assert code == 2 and "t-000000000000" in err and not (tmp_path / "none.html").exists()
+
+
+def test_version_is_the_contracts_and_imports_no_model() -> None:
+    """``octotui --version`` prints the contract's VERSION (the one agents and servers compare) from
+    the installed metadata, without importing pydantic's models (~0.5 s before)."""
+    from octotui.protocol import VERSION
+
+    probe = (
+        "import sys; from octotui.cli import main; code = main(['--version']); "
+        "print(sorted(m for m in sys.modules if m in ('pydantic', 'octotui.protocol', 'httpx')), code, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout == f"octotui {VERSION}\n", done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "[] 0", done.stderr
