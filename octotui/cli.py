@@ -51,9 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["--version"], ["-V"]):
         # The installed distribution's version (the same as the contract's VERSION: tested), read
         # from its metadata: importing the contract's models for it took ~0.5 s.
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        print(f"octotui {version('octotui')}")
+        try:
+            found = version("octotui")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            from octotui.protocol import VERSION as found
+        print(f"octotui {found}")
         return 0
     if _command(args) is not None or args in (["--help"], ["-h"]):
         _without_httpx_cli()  # a one-shot command must start fast (DESIGN.md: agents --json < 0.3 s)
