@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from octotui.server.store import Store
+from octotui.server.store_monitors import ALARM_BLOCK
 from tests.support.beating import Beating
 from tests.support.processes import ServerProcess
 from tests.support.replicas import lease_holders, listeners, replicas
@@ -192,3 +194,19 @@ def test_a_token_revoked_on_one_replica_is_refused_on_another_within_a_second(tm
         took = time.monotonic() - revoked_at
         on_b.close()
         assert took < 1.0, f"refused on b after {took:.2f} s"
+
+
+async def test_servers_on_one_database_hand_out_alarm_ids_of_their_own(tmp_path: Path, pg_database: str) -> None:
+    # Alarm ids are given in memory and written later: two replicas starting on one database must
+    # not count from the same MAX(id) + 1 (the second alarm written would replace the first).
+    stores = [Store(tmp_path / name / "octotui.db", pg_database) for name in ("a", "b")]
+    firsts = []
+    for store in stores:
+        await store.open()
+        firsts.append((await store.monitor_snapshot([])).next_alarm)
+    try:
+        assert firsts[0] != firsts[1] and abs(firsts[0] - firsts[1]) >= ALARM_BLOCK, firsts
+        assert min(firsts) > 0
+    finally:
+        for store in stores:
+            await store.close()

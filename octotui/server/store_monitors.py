@@ -49,8 +49,25 @@ class MonitorSnapshot:
     series: list[MonitorSeriesRow] = field(default_factory=list)
 
 
+#: Alarm ids a server run on PostgreSQL may hand out (``_alarm_block``): 2**24, so 2**29 runs before
+#: ids pass 2**53 (the largest integer a JSON client reads exactly).
+ALARM_BLOCK = 1 << 24
+
+
 class MonitorRows(Connection):
     """What monitors keep in the store (the :class:`~octotui.server.store.Store` is one)."""
+
+    def _alarm_block(self) -> int:
+        """On PostgreSQL, where several replicas raise alarms: the first id of a block of
+        :data:`ALARM_BLOCK` ids of this run's own (a sequence hands blocks out), so that two replicas
+        never give one id to two alarms (ids stay in memory until the alarms are written)."""
+        assert self._pg is not None
+        self._pg.lock_migrations()  # CREATE … IF NOT EXISTS is not safe against a concurrent one
+        try:
+            self.db.execute("CREATE SEQUENCE IF NOT EXISTS alarm_blocks")
+        finally:
+            self._pg.unlock_migrations()
+        return int(self.db.execute("SELECT nextval('alarm_blocks')").fetchone()[0]) * ALARM_BLOCK + 1
 
     def _monitor_snapshot(self, live_tests: list[str]) -> MonitorSnapshot:
         db = self.db
@@ -59,6 +76,8 @@ class MonitorRows(Connection):
         rows = db.execute(f"SELECT {_cols(ALARM_COLUMNS)} FROM alarms WHERE ended_at IS NULL ORDER BY id")
         snap.active_alarms = [tuple(r) for r in rows]
         snap.next_alarm = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM alarms").fetchone()[0]) + 1
+        if self._pg is not None:
+            snap.next_alarm = max(snap.next_alarm, self._alarm_block())
         rows = db.execute("SELECT test_id, monitors, stop_on_critical FROM test_monitors")
         snap.test_monitors = [(r[0], r[1], int(r[2])) for r in rows]
         for test_id in live_tests:
