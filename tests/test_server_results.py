@@ -714,15 +714,21 @@ async def test_delete_an_ended_test_and_everything_kept_for_it(tmp_path: Path) -
         # Ended, with labels, a series, JTLs and the idempotency key that made it.
         key = "delete-me-0001"
         keyed = (await env.http.post("/tests", json=spec(containers=1), headers={"Idempotency-Key": key})).json()
+        rec = env.ctl.get_test(t.id)
+        series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), time.time() - 5)  # a point while it runs
         await t.beat(0, "finished", ONE, exit_code=0)
         await t.beat(1, "finished", TWO, exit_code=0)
         env.ctl.series.add(t.id, 1.0, 2.0, 3.0, 4, 5)
         for i in (0, 1):
             assert (await upload(env, t.agents[i], cid(t, i), gzip.compress(jtl_file(i, 5)))).status_code == 204
-        await env.ctl.flush()
+        await env.ctl.flush(all_labels=True)
         assert stored(env, "test_series", "WHERE test_id = ?", t.id) and stored(env, "container_labels")
+        kept = ("label_series", "generator_series")
+        assert all(stored(env, table, "WHERE test_id = ?", t.id) for table in kept)
         r = await env.http.delete(f"/tests/{t.id}")
         assert r.status_code == 204, r.text
+        await env.ctl.flush(all_labels=True)  # the label and generator timelines go at the next full save
+        assert not any(stored(env, table, "WHERE test_id = ?", t.id) for table in kept)
         for path in ("", "/labels", "/series", "/plan", "/export/jtl"):
             assert (await env.http.get(f"/tests/{t.id}{path}")).status_code == 404, path
         assert [x["id"] for x in (await env.http.get("/tests")).json()] == [keyed["id"]]

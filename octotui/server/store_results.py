@@ -79,6 +79,15 @@ class ResultRows(Connection):
 
         await self._run(self._tx, run)
 
+    async def delete_result_series(self, test_ids: list[str]) -> None:
+        """Forget the label and generator timelines of tests deleted."""
+
+        def run(db: sqlite3.Connection) -> None:
+            for table in ("label_series", "generator_series"):
+                db.executemany(f"DELETE FROM {table} WHERE test_id = ?", [(i,) for i in test_ids])
+
+        await self._run(self._tx, run)
+
     async def label_series_of(self, test_id: str, label: str | None = None) -> list[LabelSeriesRow]:
         """The stored label timelines of a test (one label's with ``label``), by label."""
 

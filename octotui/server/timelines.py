@@ -193,6 +193,9 @@ class ResultTimelines:
         self.dirty: set[str] = set()
         self.restore: set[str] = set()
         self.seed: set[str] = set()
+        #: The tests known at the last full save: those gone since were deleted (their stored
+        #: timelines are deleted too; ``domain/deletion.py`` deletes the rest of a test).
+        self.known: set[str] = set()
 
     def __contains__(self, test_id: str) -> bool:
         return test_id in self.labels or test_id in self.generators

@@ -197,6 +197,11 @@ async def save(s: ServerState, everything: bool = False) -> None:
         del tl.sampled[tid]
     for tid in [tid for tid in tl.ids() if tid not in s.tests]:  # deleted
         tl.drop(tid)
+    if everything:
+        gone = [tid for tid in tl.known if tid not in s.tests]
+        if gone:
+            await s.store.delete_result_series(gone)
+        tl.known = set(s.tests)
 
 
 async def points(s: ServerState, t: TestRec) -> list[TestSeriesPoint]:
