@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import json
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,10 @@ from octotui.client import Client, ServerUnreachable
 from octotui.config import connection_problem
 from octotui.protocol import RegisterRequest
 from tests.support.haproxy import HAProxy
+from tests.support.postgres import Cluster
 from tests.support.processes import AgentProcess, ServerProcess, free_port
 from tests.support.waiting import wait_until, wait_until_async
-from tests.support.wire import bearer
+from tests.support.wire import PLAN, bearer
 
 FAST = ("--heartbeat-interval", "1", "--late-after", "3", "--offline-after", "6")
 
@@ -184,3 +187,192 @@ def test_the_client_says_what_each_server_answered_when_none_serves(tmp_path: Pa
     asyncio.run(scenario())
     with pytest.raises(ValueError, match="no server URL"):
         Client("http://127.0.0.1:1,", "t")
+
+
+# --- HAProxy in front of two replicas ----------------------------------------------------------
+
+
+class _Agent:
+    """A wire agent behind HAProxy that, like the real one, sends a call again when it is answered
+    502/503/504 or cut; keeps every command delivered to it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=url + "/api/v1", timeout=10)
+        self.retries = 0
+        self.delivered: list[dict[str, Any]] = []
+        # the provider was made through either replica: the other knows its token within a second
+        answer = wait_until(
+            lambda: self.http.post("/agents/register", json={"name": "gen1", "location": "paris"},
+                                   headers=bearer(token)).raise_for_status(),
+            timeout=10, what="the provider's token taken by either replica",
+        )  # fmt: skip
+        self.id, self.auth = answer.json()["agent_id"], bearer(answer.json()["agent_token"])
+
+    def known_by(self, servers: Sequence[ServerProcess]) -> None:
+        """Wait until each replica takes this agent's token (a second at most after its registration),
+        then beat once and wait until each sees it online."""
+        for server in servers:
+            url = f"{server.url}/api/v1/agents/{self.id}/commands"
+            wait_until(partial(_answers, url, self.auth), timeout=10, what=f"the agent's token taken by {server.url}")
+        self.beat()
+        for server in servers:
+            wait_until(partial(_online, server, self.id), timeout=10, what=f"the agent online on {server.url}")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        pause = threading.Event()
+        for _ in range(100):  # 100 x 0.2 s: longer than any fault these tests make
+            try:
+                answer = self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                answer = None
+            if answer is not None and answer.status_code not in (502, 503, 504):
+                assert answer.is_success, f"{method} {path}: {answer.status_code} {answer.text}"
+                return answer
+            self.retries += 1
+            pause.wait(0.2)  # the agent's retry delay, not a synchronisation
+        raise AssertionError(f"{method} {path}: no replica served it in 20 s")
+
+    def beat(self, *reports: dict[str, Any]) -> None:
+        host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 10.0, "memory_total": 2**33}
+        body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
+        self._call("POST", f"/agents/{self.id}/heartbeat", json=body, headers=self.auth)
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Commands waiting (none held), each acknowledged."""
+        commands = self._call("GET", f"/agents/{self.id}/commands", params={"timeout": 0}, headers=self.auth).json()
+        for command in commands:
+            self.delivered.append(command)
+            self._call("POST", f"/agents/{self.id}/commands/{command['id']}/ack", json={"ok": True},
+                       headers=self.auth)  # fmt: skip
+        return list(commands)
+
+
+def _answers(url: str, auth: dict[str, str]) -> bool:
+    return httpx.get(url, params={"timeout": 0}, headers=auth).status_code == 200
+
+
+def _online(server: ServerProcess, agent_id: str) -> bool:
+    with server.client() as http:
+        answer = http.get(f"/agents/{agent_id}").json()
+        return answer["status"] == "online" and bool((answer.get("docker") or {}).get("available"))
+
+
+class _Running:
+    """A test of one container on a wire agent behind HAProxy, its heartbeats every 0.25 s in a thread."""
+
+    def __init__(self, proxy: HAProxy, servers: Sequence[ServerProcess]) -> None:
+        self.proxy = proxy
+        self.agent = _Agent(proxy.url, _provider(proxy))
+        self.agent.known_by(servers)
+        with _admin(proxy) as http:
+            made = http.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1},
+                             headers={"Idempotency-Key": "failover-shop"})  # fmt: skip
+            assert made.status_code == 201, made.text
+        self.test_id = made.json()["id"]
+        (launch,) = wait_until(self.agent.poll, timeout=15, what="the launch delivered through haproxy")
+        self.report = {"container_id": launch["container_id"], "test_id": self.test_id,
+                       "command_id": launch["id"], "state": "running"}  # fmt: skip
+        self.beats = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and self.beats < 2000:
+            self.beats += 1
+            figures = {"samples": 40 * self.beats, "errors": 0, "rate": 40.0, "avg_ms": 50.0, "min_ms": 2,
+                       "max_ms": 400, "active": 4}  # fmt: skip
+            self.agent.beat({**self.report, "figures": figures})
+            self.agent.poll()
+            self.stop.wait(0.25)
+
+    def goes_on(self, beats: int = 4) -> None:
+        """Wait until ``beats`` more heartbeats have been answered."""
+        target = self.beats + beats
+        wait_until(lambda: self.beats >= target and self.thread.is_alive(), timeout=30, what="heartbeats go on")
+
+    def finish(self) -> dict[str, Any]:
+        """The container ends (JMeter exited 0); the test as the replicas then see it, once ended."""
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        self.agent.beat({**self.report, "state": "finished", "exit_code": 0})
+        with _admin(self.proxy) as http:
+            ended = wait_until(lambda: _ended(http, self.test_id), timeout=30, what="the test ends")
+        launches = [c for c in self.agent.delivered if c["kind"] == "launch"]
+        assert [c["container_id"] for c in launches] == [self.report["container_id"]], "launched once"
+        return dict(ended)
+
+
+def _ended(http: httpx.Client, test_id: str) -> dict[str, Any] | None:
+    answer = http.get(f"/tests/{test_id}")
+    return answer.json() if answer.status_code == 200 and answer.json()["state"] == "finished" else None
+
+
+def _behind_haproxy(haproxy: Callable[[Sequence[int]], HAProxy], servers: Sequence[ServerProcess]) -> HAProxy:
+    proxy = haproxy([server.port for server in servers])
+    for i in range(1, len(servers) + 1):
+        proxy.wait_for(f"replica{i}", "UP")
+    return proxy
+
+
+def test_a_replica_killed_mid_test_behind_haproxy_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, pg_database: str, haproxy: Callable[[Sequence[int]], HAProxy]
+) -> None:
+    with _replicas(tmp_path, pg_database) as servers:
+        a = servers[0]
+        proxy = _behind_haproxy(haproxy, servers)
+        running = _Running(proxy, servers)
+        running.goes_on()
+        a.stop(signal.SIGKILL)
+        proxy.wait_for("replica1", "DOWN")
+        running.goes_on()
+
+        async def operator() -> None:  # the dashboard's client through HAProxy goes on too
+            async with Client(proxy.url, "test-admin-token") as client:
+                assert (await client.test(running.test_id)).state == "running"
+
+        asyncio.run(operator())
+        assert running.finish()["reason"] is None, "finished, not degraded by the replica's death"
+
+
+def test_a_rolling_restart_of_both_replicas_during_a_test(
+    tmp_path: Path, pg_database: str, haproxy: Callable[[Sequence[int]], HAProxy]
+) -> None:
+    with _replicas(tmp_path, pg_database) as servers:
+        proxy = _behind_haproxy(haproxy, servers)
+        running = _Running(proxy, servers)
+        for i, server in enumerate(servers, 1):
+            server.stop()  # SIGTERM: the replica ends its requests and goes
+            proxy.wait_for(f"replica{i}", "DOWN")
+            running.goes_on()
+            server.start()
+            proxy.wait_for(f"replica{i}", "UP")
+        running.goes_on()
+        running.finish()
+
+
+def test_postgresql_stopped_for_10_s_behind_haproxy_gives_clear_503s_then_everything_recovers(
+    dedicated_postgres: Cluster, tmp_path: Path, haproxy: Callable[[Sequence[int]], HAProxy]
+) -> None:
+    dsn = dedicated_postgres.dsn(dedicated_postgres.create_database())
+    with _replicas(tmp_path, dsn) as servers:
+        proxy = _behind_haproxy(haproxy, servers)
+        running = _Running(proxy, servers)
+        dedicated_postgres.stop()
+        stopped = time.monotonic()
+        reasons: set[str] = set()
+        with _admin(proxy) as http:
+            while time.monotonic() - stopped < 10:  # the outage lasts 10 s: every write meanwhile is refused
+                answer = http.post("/providers", json={"name": f"p{len(reasons)}-{time.monotonic_ns()}"})
+                assert answer.status_code == 503, answer.text
+                reasons.add(answer.json()["detail"].split(" (")[0])
+                threading.Event().wait(0.5)
+            assert reasons and all("store" in reason for reason in reasons), reasons
+            dedicated_postgres.start_same_port()
+            wait_until(lambda: http.post("/providers", json={"name": "after"}).status_code == 201, timeout=30,
+                       what="writes taken again once PostgreSQL is back")  # fmt: skip
+            for i in range(1, len(servers) + 1):
+                assert proxy.states()[f"replica{i}"] == "UP", "replicas kept in rotation: their 503s say why"
+        running.goes_on()
+        running.finish()

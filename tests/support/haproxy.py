@@ -34,6 +34,8 @@ def config_for(port: int, backends: Sequence[int], admin_socket: Path) -> str:
             continue
         if word == "bind":
             line = f"    bind 127.0.0.1:{port}"
+        if word == "maxconn":
+            line = "    maxconn 500"  # within any test machine's file descriptor limit
         lines.append(line)
         if line.strip() == "global":
             lines.append(f"    stats socket {admin_socket} mode 600 level admin")
