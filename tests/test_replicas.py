@@ -12,15 +12,18 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from octotui.server.store import Store
 from octotui.server.store_monitors import ALARM_BLOCK
 from tests.support.beating import Beating
-from tests.support.processes import ServerProcess
+from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.replicas import lease_holders, listeners, replicas
 from tests.support.waiting import wait_until
 from tests.support.wire import PLAN, bearer
 from tests.support.wireagent import WireAgent
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _provider(server: ServerProcess) -> str:
@@ -142,8 +145,8 @@ def test_a_test_launched_on_one_replica_run_through_another_shows_the_same_on_bo
         beating.end()
         for server in (a, b):
             wait_until(lambda: _finished(server, test_id), timeout=20, what="finished")  # noqa: B023
-        on_a, on_b = _test_on(a, test_id), _test_on(b, test_id)
-        assert on_a == on_b and on_a["results"]["samples"] == 40 * beating.beats
+        wait_until(lambda: _test_on(a, test_id) == _test_on(b, test_id), timeout=10, what="the same test on a and b")
+        assert _test_on(a, test_id)["results"]["samples"] == 40 * beating.beats
         assert _feed_test(a, test_id) == _feed_test(b, test_id)
         agent.close()
 
@@ -210,3 +213,36 @@ async def test_servers_on_one_database_hand_out_alarm_ids_of_their_own(tmp_path:
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.docker
+@pytest.mark.jmeter
+@pytest.mark.xdist_group("jmeter")
+def test_a_real_agent_on_one_replica_runs_jmeter_for_a_test_launched_on_another(  # type: ignore[no-untyped-def]
+    tmp_path: Path, pg_database: str, agents: list[AgentProcess], docker_client, jmeter_image, http_target
+) -> None:
+    plan = (ROOT / "examples" / "http-get.jmx").read_text()
+    with replicas(tmp_path, pg_database) as (a, b):
+        token = _provider(a)
+        wait_until(lambda: _registers(b, token), timeout=10, what="provider known on b")
+        agents.append(AgentProcess(b.url, token, tmp_path / "gen", name="gen").start())
+        with a.client() as http:
+            wait_until(lambda: [x for x in http.get("/agents").json() if (x.get("docker") or {}).get("available")],
+                       timeout=40, what="the agent on b, online with Docker, seen on a")  # fmt: skip
+            spec = {"name": "across", "plan": plan, "provider": "lab", "containers": 1, "image": jmeter_image,
+                    "users": 1, "duration": 4,
+                    "properties": {"host": "127.0.0.1", "port": str(http_target.port), "path": "/"}}  # fmt: skip
+            made = http.post("/tests", json=spec)
+            assert made.status_code == 201, made.text
+        test_id = made.json()["id"]
+        for server in (a, b):
+            wait_until(lambda: _ended(server, test_id), timeout=120, interval=0.5, what="ended")  # noqa: B023
+        on_a = _test_on(a, test_id)
+        assert on_a["state"] == "finished", on_a
+        assert on_a["results"]["samples"] > 0 and http_target.hits > 0
+        # The same on both once b's last live data (the final report's figures) reached a.
+        wait_until(lambda: _test_on(a, test_id) == _test_on(b, test_id), timeout=10, what="the same test on a and b")
+
+
+def _ended(server: ServerProcess, test_id: str) -> bool:
+    return _test_on(server, test_id)["state"] in ("finished", "failed")

@@ -229,6 +229,7 @@ class Replica:
         self._seq = 0
         self._live_seen: dict[str, int] = {}
         self._published: dict[str, float] = {}
+        self._live_containers: dict[str, set[str]] = {}
         #: last_seen of agents as taken from another replica: those are not published again here.
         self._remote_seen: dict[str, float] = {}
         self.listening = listen_enabled()
@@ -406,7 +407,11 @@ class Replica:
                 a.host.model_dump(mode="json") if a.host else None,
                 a.docker.model_dump(mode="json") if a.docker else None,
             ]
-            for cid in s.live.get(a.id, ()):
+            # Its live containers, and once more those that ended since (their last report's figures).
+            live = set(s.live.get(a.id, ()))
+            ended = self._live_containers.get(a.id, set()) - live
+            self._live_containers[a.id] = live
+            for cid in live | ended:
                 if (c := s.containers.get(cid)) is not None:
                     containers_out[cid] = [c.updated_at, c.cpu_percent, c.memory_bytes, c.pull_progress, c.docker_id,
                                            c.figures.model_dump(mode="json") if c.figures else None]  # fmt: skip
@@ -437,7 +442,7 @@ def take_live(r: Replica, data: dict[str, Any]) -> None:
         s.feed.touch("agent", agent_id)
     for cid, (updated, cpu, mem, pull, docker_id, figures) in data.get("containers", {}).items():
         c = s.containers.get(cid)
-        if c is None or c.updated_at > updated or c.state in lifecycle.TERMINAL:
+        if c is None or c.updated_at > updated:
             continue
         c.cpu_percent, c.memory_bytes, c.pull_progress = cpu, mem, pull
         c.docker_id = docker_id or c.docker_id
@@ -559,8 +564,6 @@ def _container(s: ServerState, c: ContainerRec) -> None:
             setattr(old, name, getattr(c, name))
         if old.figures is None:
             old.figures = figures
-        if old.state in lifecycle.TERMINAL:  # ended: no live figures any more (as on its agent's replica)
-            old.cpu_percent, old.memory_bytes, old.pull_progress = c.cpu_percent, c.memory_bytes, c.pull_progress
     if old.state == "stopping" and old.stopping_since is None:
         old.stopping_since = time.time()
     live = s.live.setdefault(old.agent_id, set())
