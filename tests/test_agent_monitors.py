@@ -70,6 +70,16 @@ async def test_samples_stay_until_a_heartbeat_is_answered(scheduler: MonitorSche
     assert "web" in reports(scheduler) and scheduler.revision == 3
 
 
+async def test_an_agent_says_it_runs_monitors_holding_none(scheduler: MonitorScheduler, nginx_peer: Nginx) -> None:
+    """Revision 0, never None (the server takes None for an agent older than monitors, given none)."""
+    host = HostSample(ts=1.0, cpu_percent=1.0, memory_percent=1.0, memory_total=1)
+    beat = Heartbeat(host=host, monitors=scheduler.take({}), monitor_revision=scheduler.revision)
+    assert b'"monitor_revision":0' in beat.model_dump_json().encode()
+    scheduler.apply([assignment("web", "nginx", f"{nginx_peer.url}/status")], revision=5)
+    scheduler.apply([], revision=None)  # emptied by an answer without a revision: none held again
+    assert scheduler.revision == 0 and scheduler.monitors == {}
+
+
 async def test_buffer_is_bounded_dropping_the_oldest(nginx_peer: Nginx) -> None:
     scheduler = MonitorScheduler(buffer=3)
     try:

@@ -10,8 +10,8 @@ from typing import Any
 from octotui.server.domain import alarms
 from tests.support.app import Env
 from tests.support.labelkit import serving
-from tests.support.monitorkit import beat_monitors, create, mreport, prom_body, sample
-from tests.support.wire import ack, fleet, poll, report, spec
+from tests.support.monitorkit import beat_monitors, create, fleet, mreport, prom_body, sample
+from tests.support.wire import ack, poll, report, spec
 
 T0 = 1_700_000_000.0
 LOAD = [

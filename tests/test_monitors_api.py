@@ -3,6 +3,7 @@ write-only credentials, roles, validation, assignments by revision, ingest, rest
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -14,12 +15,14 @@ import pytest
 
 from octotui.client import Client, ClientError
 from octotui.protocol import MonitorCreate, MonitorUpdate
+from tests.support import wire
 from tests.support.app import ADMIN, Env, Starter
 from tests.support.labelkit import serving
 from tests.support.monitorkit import (
     PASSWORD,
     beat_monitors,
     create,
+    fleet,
     mreport,
     prom_body,
     readable,
@@ -27,7 +30,7 @@ from tests.support.monitorkit import (
     ssh_body,
 )
 from tests.support.waiting import wait_until_async
-from tests.support.wire import PLAN, bearer, fleet
+from tests.support.wire import PLAN, bearer
 
 # --- Credentials are write-only: set, listed by name, sent to their agent only, encrypted at rest.
 
@@ -87,7 +90,7 @@ async def test_a_database_without_its_key_file_says_so_for_those_monitors(tmp_pa
         prom = await create(env, prom_body(agent))
     (tmp_path / "d" / "monitors.key").unlink()
     async with serving(tmp_path / "d") as env:
-        await env.beat(agent, token)
+        await beat_monitors(env, agent, token)
         got = (await env.http.get(f"/monitors/{ssh['id']}")).json()
         assert got["state"] == "error" and "key file" in got["error"] and "missing" in got["error"]
         assert (await env.http.get(f"/monitors/{prom['id']}")).json()["state"] == "pending"
@@ -98,6 +101,96 @@ async def test_a_database_without_its_key_file_says_so_for_those_monitors(tmp_pa
         assert r.status_code == 200 and r.json()["state"] == "pending", r.text
         answer = await beat_monitors(env, agent, token, answer["monitor_revision"])
         assert sorted(a["id"] for a in answer["monitors"]) == sorted([ssh["id"], prom["id"]])
+
+
+# --- Stored credentials never follow a monitor to another host or agent unless given again.
+
+MOVES: list[tuple[str, dict[str, Any]]] = [
+    ("another host", {"target": "127.0.0.2:2222"}),
+    ("another port", {"target": "127.0.0.1:22"}),
+    ("the host spelled another way", {"target": "localhost:2222"}),
+    ("another agent", {"agent": "OTHER"}),
+]
+
+
+@pytest.mark.parametrize(("what", "move"), MOVES, ids=[m[0] for m in MOVES])
+async def test_moving_a_monitor_needs_its_credentials_again(env: Env, what: str, move: dict[str, Any]) -> None:
+    [(agent, token), (other, _)] = await fleet(env, "gen1", "gen2")
+    m = await create(env, ssh_body(agent))
+    move = {k: other if v == "OTHER" else v for k, v in move.items()}
+    rev = (await beat_monitors(env, agent, token))["monitor_revision"]
+    before = await readable(env)
+    for body in (move, {**move, "interval": 10}):
+        r = await env.http.patch(f"/monitors/{m['id']}", json=body)
+        assert r.status_code == 422 and "needs its credentials again" in r.text, r.text
+        assert PASSWORD not in r.text
+    assert await readable(env) == before
+    assert (await beat_monitors(env, agent, token, rev))["monitors"] is None  # still the same assignment
+    # Given again: moved, with the new ones only.
+    r = await env.http.patch(f"/monitors/{m['id']}", json={**move, "credentials": {"username": "u", "password": "new"}})
+    assert r.status_code == 200, r.text
+
+
+async def test_a_move_without_stored_credentials_or_within_the_host_is_free(env: Env) -> None:
+    [(agent, token), (other, other_token)] = await fleet(env, "gen1", "gen2")
+    ssh = await create(env, ssh_body(agent))
+    # The same host and port (a database named, the host's case): its credentials stay.
+    pg = await create(env, ssh_body(agent, name="pg", kind="postgresql", target="DB.example:5432/app", thresholds=[]))
+    r = await env.http.patch(f"/monitors/{pg['id']}", json={"target": "db.example:5432/other"})
+    assert r.status_code == 200 and r.json()["credentials_set"] == ["password", "username"], r.text
+    prom = await create(env, prom_body(agent))
+    r = await env.http.patch(f"/monitors/{prom['id']}", json={"agent": other, "target": "http://127.0.0.9:9100/m"})
+    assert r.status_code == 200, r.text
+    # Dropped explicitly: an http monitor may then move (a linux-ssh one needs them, as ever).
+    web = await create(env, prom_body(agent, name="web", kind="http", target="http://127.0.0.1/",
+                                      credentials={"username": "u", "password": PASSWORD}))  # fmt: skip
+    r = await env.http.patch(f"/monitors/{web['id']}", json={"agent": other, "credentials": None})
+    assert r.status_code == 200 and r.json()["credentials_set"] == [], r.text
+    answer = await beat_monitors(env, other, other_token)
+    assert sorted(a["id"] for a in answer["monitors"]) == sorted([prom["id"], web["id"]])
+    assert PASSWORD not in json.dumps(answer)
+    assert [a["id"] for a in (await beat_monitors(env, agent, token))["monitors"]] == sorted([ssh["id"], pg["id"]])
+
+
+# --- An agent older than monitors sends no revision: it is given none, and its monitors say why.
+
+
+async def test_an_agent_older_than_monitors_gets_no_assignment(env: Env) -> None:
+    [(agent, token)] = await wire.fleet(env, "gen1")
+    m = await create(env, ssh_body(agent))
+    for _ in range(2):
+        answer = await beat_monitors(env, agent, token, None)
+        assert answer["monitors"] is None and answer["monitor_revision"] is None
+        assert PASSWORD not in json.dumps(answer)
+    got = (await env.http.get(f"/monitors/{m['id']}")).json()
+    version = (await env.http.get(f"/agents/{agent}")).json()["version"]
+    assert got["state"] == "error" and got["error"] == f"agent gen1 is too old to run monitors (version {version})"
+    # Upgraded: it sends 0 (none held), gets its assignment, and the monitor waits for its first report.
+    assert [a["id"] for a in (await beat_monitors(env, agent, token, 0))["monitors"]] == [m["id"]]
+    assert (await env.http.get(f"/monitors/{m['id']}")).json()["state"] == "pending"
+
+
+# --- A deleted agent's monitors are kept (settings, history), run by none, read "agent deleted".
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_a_deleted_agents_monitors_stay_in_error_until_moved(env: Env, force: bool) -> None:
+    [(agent, _), (other, other_token)] = await fleet(env, "gen1", "gen2")
+    m = await create(env, prom_body(agent, mode="tests"))
+    r = await env.http.delete(f"/agents/{agent}", params={"force": "true"} if force else None)
+    assert r.status_code == 204, r.text
+    got = (await env.http.get(f"/monitors/{m['id']}")).json()
+    assert got["state"] == "error" and got["error"].startswith("agent deleted"), got
+    # No test may name it (no one would run it), nothing is made.
+    before = await env.snapshot()
+    r = await env.http.post("/tests", json={"name": "t", "plan": PLAN, "provider": "local", "containers": 1,
+                                            "monitors": ["node"]})  # fmt: skip
+    assert r.status_code == 422 and "agent deleted" in r.text, r.text
+    assert await env.snapshot() == before
+    # Moved to a live agent, it runs there.
+    r = await env.http.patch(f"/monitors/{m['id']}", json={"agent": other, "mode": "always"})
+    assert r.status_code == 200 and r.json()["state"] == "pending", r.text
+    assert [a["id"] for a in (await beat_monitors(env, other, other_token))["monitors"]] == [m["id"]]
 
 
 # --- Every bad input is a clear 4xx that changes nothing.
@@ -196,7 +289,10 @@ async def test_sent_only_on_revision_change(env: Env) -> None:
     changed = await beat_monitors(env, agent, token, rev)
     assert changed["monitor_revision"] != rev and changed["monitors"][0]["interval"] == 10
     # Moved to the other agent: the first is told to run none.
-    await env.http.patch(f"/monitors/{m['id']}", json={"agent": other})
+    r = await env.http.patch(
+        f"/monitors/{m['id']}", json={"agent": other, "credentials": {"username": "u", "password": "p"}}
+    )
+    assert r.status_code == 200, r.text
     emptied = await beat_monitors(env, agent, token, changed["monitor_revision"])
     assert emptied["monitors"] == [] and emptied["monitor_revision"] == 0
     moved = await beat_monitors(env, other, other_token)
@@ -304,7 +400,7 @@ async def test_restart_keeps_monitors(tmp_path: Path) -> None:
 async def test_the_client_speaks_monitors(env: Env) -> None:
     [(agent, token)] = await fleet(env, "gen1")
     transport = httpx.ASGITransport(app=env.app)
-    async with Client("http://test", ADMIN, transport=transport) as client:  # type: ignore[arg-type]
+    async with Client("http://test", ADMIN, transport=transport) as client:
         made = await client.create_monitor(MonitorCreate.model_validate(ssh_body(agent)))
         assert made.credentials_set == ["password", "username"] and made.thresholds[0].for_s == 10
         assert [m.id for m in await client.monitors()] == [made.id]

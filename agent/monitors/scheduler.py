@@ -95,7 +95,9 @@ class MonitorScheduler:
     ) -> None:
         self.values_per_beat = values_per_beat
         self._turn = 0
-        self.revision: int | None = None
+        #: The revision of the assignments held, 0 for none: always sent, so the server knows this
+        #: agent runs monitors (one sending none is older than monitors and is given none).
+        self.revision = 0
         self.monitors: dict[str, _Monitor] = {}
         self.concurrency = concurrency
         self.buffer = buffer
@@ -111,7 +113,7 @@ class MonitorScheduler:
         if len(assignments) > MAX_MONITORS_PER_AGENT:
             log.warning("%d monitors assigned: running the first %d", len(assignments), MAX_MONITORS_PER_AGENT)
             assignments = assignments[:MAX_MONITORS_PER_AGENT]
-        self.revision = revision
+        self.revision = revision or 0
         wanted = {a.id: a for a in assignments}
         for monitor_id in list(self.monitors):
             current = self.monitors[monitor_id]

@@ -247,7 +247,9 @@ class Heartbeat(Model):
     #: the server reconciles only complete reports.
     complete: bool = True
     #: Monitors of the servers under test this agent runs (see ``protocol.monitors``), and the
-    #: revision of the assignments it holds (None: it holds none yet, or is older than monitors).
+    #: revision of the assignments it holds: 0 when it holds none (it always sends one). None: the
+    #: agent is older than monitors; the server then sends it no assignment (no credential either)
+    #: and shows its monitors in error ("agent NAME is too old to run monitors (version X)").
     monitors: list[MonitorReport] = Field(default_factory=list, max_length=MAX_MONITORS_PER_AGENT)
     monitor_revision: int | None = None
 
@@ -261,7 +263,7 @@ class HeartbeatResponse(Model):
     #: this field ignore it.
     labels_wanted: list[str] = Field(default_factory=list)
     #: The monitors this agent is to run, sent only when they differ from ``monitor_revision`` of
-    #: the heartbeat (None: keep what you run). An empty list: run none.
+    #: the heartbeat, never when that was None (None here: keep what you run). An empty list: run none.
     monitors: list[MonitorAssignment] | None = None
     monitor_revision: int | None = None
 

@@ -158,6 +158,8 @@ class MonitorBook:
     live_key: frozenset[str] | None = None
     #: Each agent's assignment: (revision, monitor ids); revision 0: none.
     assigned: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    #: Agents whose last heartbeat held no ``monitor_revision``: older than monitors, sent none.
+    too_old: set[str] = field(default_factory=set)
     #: Series of monitors' metrics kept with tests not ended, by (test id, monitor id, metric).
     series: dict[tuple[str, str, str], MetricLine] = field(default_factory=dict)
     series_unsaved: set[tuple[str, str, str]] = field(default_factory=set)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support import wire
 from tests.support.app import Env
 from tests.support.wire import bearer
 
@@ -42,10 +43,11 @@ def mreport(monitor_id: str, *samples: dict[str, Any], state: str = "ok", error:
 
 
 async def beat_monitors(
-    env: Env, agent_id: str, token: str, revision: int | None = None, reports: list[dict[str, Any]] | None = None,
+    env: Env, agent_id: str, token: str, revision: int | None = 0, reports: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """One heartbeat holding ``revision`` of the assignments, with monitor ``reports``; the answer.
+    """One heartbeat holding ``revision`` of the assignments (0: none held; None: an agent older
+    than monitors), with monitor ``reports``; the answer.
     Not a complete container list (unless ``complete=True``): containers of a test keep running."""
     extra.setdefault("complete", False)
     return await env.beat(agent_id, token, monitor_revision=revision, monitors=reports or [], **extra)
@@ -66,3 +68,12 @@ async def create(env: Env, body: dict[str, Any], token: str | None = None) -> di
     r = await env.http.post("/monitors", json=body, headers=headers)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+async def fleet(env: Env, *names: str, **kw: Any) -> list[tuple[str, str]]:
+    """:func:`tests.support.wire.fleet`'s agents, each then beating as an agent that runs monitors
+    (revision 0, none held): its first heartbeat named none, as an agent older than monitors does."""
+    agents = await wire.fleet(env, *names, **kw)
+    for agent_id, token in agents:
+        await beat_monitors(env, agent_id, token)
+    return agents

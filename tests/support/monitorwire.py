@@ -25,7 +25,7 @@ class MonitorBeating:
         self.agent = WireAgent(server, token, name)
         self.reports: dict[str, Report] = {}
         self.assignments: dict[str, dict[str, Any]] = {}
-        self.revision: int | None = None
+        self.revision: int | None = 0  # none held (an agent sending None is older than monitors)
         #: A running container's report (``WireAgent.take_launch``): reported with rising figures.
         self.container: dict[str, Any] | None = None
         self.beats = 0

@@ -32,6 +32,21 @@ def _check_host_port(kind: str, target: str, database: bool) -> None:
         raise Invalid(f"a {kind} monitor's target port must be 1-65535")
 
 
+def endpoint(kind: str, target: str) -> tuple[str, int | None] | str:
+    """Where a monitor's credentials go: its target's host and port (a port left out is None);
+    the target itself when it cannot be read (then any change of it counts as a move)."""
+    try:
+        if kind in URL_KINDS:
+            u = urlsplit(target)
+            return ((u.hostname or "").lower(), u.port)
+        m = _HOST_PORT.fullmatch(target.split("/", 1)[0] if kind == "postgresql" else target)
+    except ValueError:
+        return target
+    if m is None:
+        return target
+    return (m.group(1).lower(), int(m.group(2)) if m.group(2) else None)
+
+
 def _check_target(kind: str, target: str) -> None:
     if kind in URL_KINDS:
         u = urlsplit(target)

@@ -26,7 +26,7 @@ from octotui.protocol.monitors import (
     Threshold,
 )
 from octotui.server.domain import alarms, clock
-from octotui.server.domain.monitorchecks import check, check_place
+from octotui.server.domain.monitorchecks import check, check_place, endpoint
 from octotui.server.domain.state import ServerState, new_id
 from octotui.server.domain.views import dt
 from octotui.server.errors import Conflict, Invalid, NotFound
@@ -35,6 +35,10 @@ from octotui.server.secrets import SecretUnavailable
 from octotui.server.store_monitors import MonitorRow
 
 log = logging.getLogger("octotui.server")
+
+#: The error of a monitor whose agent was deleted: kept (its settings, thresholds and alarms' history),
+#: run by none and named by no new test, until it is moved to another agent or deleted.
+AGENT_DELETED = "agent deleted: move the monitor to another agent (PATCH agent) or delete it"
 
 _NOT_NULL = ("name", "agent", "target", "interval", "metrics", "thresholds", "mode", "insecure")
 
@@ -107,6 +111,7 @@ async def update(s: ServerState, monitor_id: str, body: MonitorUpdate) -> tuple[
         fields = set(values or ())
     else:
         values, fields = None, set(m.spec.get("credentials_set", []))
+        _refuse_moved_credentials(m, spec["target"], agent_id)
     check(s, spec, m.kind, agent_id, fields)
     check_place(s, name, agent_id, m.id)
     spec["credentials_set"] = sorted(fields)
@@ -128,6 +133,24 @@ async def update(s: ServerState, monitor_id: str, body: MonitorUpdate) -> tuple[
     refresh(s, force=True)
     log.info("monitor %s (%s) changed: %s", m.name, m.id, ", ".join(changed) or "nothing")
     return m, changed
+
+
+def _refuse_moved_credentials(m: MonitorRec, target: str, agent_id: str) -> None:
+    """Stored credentials never follow a monitor to another host or agent unless given again: else
+    whoever may change a monitor (or holds a stolen admin token) could send a password they do not
+    know to a host of their choosing."""
+    if m.credentials is None:
+        return
+    moved = []
+    if agent_id != m.agent_id:
+        moved.append("agent")
+    if endpoint(m.kind, target) != endpoint(m.kind, m.spec["target"]):
+        moved.append("target host")
+    if moved:
+        raise Invalid(
+            f"changing the {' and '.join(moved)} of a monitor holding credentials needs its credentials again"
+            " (or credentials: null to drop them): stored ones never follow it to another host or agent"
+        )
 
 
 def _shown(m: MonitorRec, key: str) -> Any:
@@ -179,11 +202,13 @@ def live_state(s: ServerState, m: MonitorRec) -> tuple[str, str | None]:
     """(state, error) as shown: ``offline`` with its agent, ``idle`` without a test to run for."""
     a = s.agents.get(m.agent_id)
     if a is None:
-        return "offline", f"agent {m.agent_id} is gone"
+        return "error", AGENT_DELETED
     if a.status == "offline":
         return "offline", f"agent {a.name} is offline"
     if m.secret_error is not None:
         return "error", m.secret_error
+    if a.id in s.monitors.too_old:
+        return "error", f"agent {a.name} is too old to run monitors (version {a.version or 'unknown'})"
     if m.mode == "tests" and m.id not in s.monitors.live_tests:
         return "idle", None
     return m.state, m.error
@@ -241,6 +266,8 @@ def check_test(s: ServerState, refs: list[str], stop_on_critical: bool) -> list[
         m = find(s, ref)
         if m.id in ids:
             raise Invalid(f"monitor {ref!r} is named twice")
+        if m.agent_id not in s.agents:
+            raise Invalid(f"monitor {m.name!r}: {AGENT_DELETED}")
         ids.append(m.id)
     if stop_on_critical and not any(r.severity == "critical" for i in ids for r in s.monitors.by_id[i].rules):
         raise Invalid("stop_on_critical needs a named monitor with a critical threshold")
@@ -285,8 +312,8 @@ def refresh(s: ServerState, force: bool = False) -> None:
             except SecretUnavailable as exc:
                 m.secret_error = str(exc)
             continue
-        if m.mode == "tests" and m.id not in live:
-            continue
+        if (m.mode == "tests" and m.id not in live) or m.agent_id not in s.agents:
+            continue  # nothing to run now, or its agent was deleted (no one runs it)
         per_agent.setdefault(m.agent_id, []).append(m)
     for agent_id in set(per_agent) | set(book.assigned):
         ms = sorted(per_agent.get(agent_id, []), key=lambda m: m.id)
@@ -329,11 +356,19 @@ def _assignment(s: ServerState, m: MonitorRec) -> MonitorAssignment | None:
 def heartbeat(
     s: ServerState, agent_id: str, reports: list[MonitorReport], revision: int | None
 ) -> tuple[list[MonitorAssignment], int] | None:
-    """Take a heartbeat's monitor reports; the agent's assignment when its ``revision`` differs."""
+    """Take a heartbeat's monitor reports; the agent's assignment when its ``revision`` differs.
+
+    An agent sending no revision is older than monitors (today's send 0 when they hold none): it
+    would ignore an assignment, so it gets none (credentials included), and its monitors say why.
+    """
     if reports:
         _ingest(s, agent_id, reports)
+    if revision is None:
+        s.monitors.too_old.add(agent_id)
+        return None
+    s.monitors.too_old.discard(agent_id)
     current, ids = s.monitors.assigned.get(agent_id, (0, []))
-    if revision == current or (revision is None and current == 0):
+    if revision == current:
         return None
     out = [a for i in ids if (m := s.monitors.by_id.get(i)) is not None and (a := _assignment(s, m)) is not None]
     return out, current
