@@ -208,11 +208,11 @@ async def test_contents_and_escaping(env: Env, monkeypatch: pytest.MonkeyPatch) 
     kept = json.loads(data[1])
     # A point every 5 s while it ran, and one as it ended (at 30 s).
     assert [p[0] for p in kept["series"]] == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
-    # Each label's series: every sample counted once over the points (hits/s x the interval: 1 s
-    # for the first point, 5 s after), the hostile label among them as data, not markup.
+    # Each label's series: every sample counted once over the points (hits/s x the seconds since
+    # the label's previous point), the hostile label among them as data, not markup.
     assert [x["name"] for x in kept["labels"]] == sorted({r[0] for r in EVERYTHING})
     for x in kept["labels"]:
-        counted = sum(p[1] * (5.0 if p[0] > 0 else 1.0) for p in x["points"])
+        counted = sum(p[1] * p[7] for p in x["points"])  # hits/s x the seconds each point stands for
         assert counted == pytest.approx(sum(1 for r in EVERYTHING if r[0] == x["name"])), x["name"]
     assert f'<option value="0">{html.escape(sorted({r[0] for r in EVERYTHING})[0])}</option>' in page
     # The generators' CPU and memory kept with the test, one point a second of the series each.

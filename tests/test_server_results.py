@@ -459,14 +459,40 @@ async def test_each_label_over_time_exact_over_containers_kept_after_the_end_and
         await env.ctl.flush()
         assert t.id not in env.ctl.timelines and len(stored(env, "label_series", "WHERE test_id = ?", t.id)) == 4
         again = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
-        # One more point as it ended: nothing came since the last one.
+        # One more point of the test as it ended; none of a label (nothing new came), or one of none
+        # when its last was 10 s ago (a slow machine).
         assert again["generators"] == got["generators"] and again["points"][:-1] == got["points"]
         for before, now in zip(got["labels"], again["labels"], strict=True):
-            assert now["points"][:-1] == before["points"] and now["points"][-1]["rate"] == 0.0
+            n = len(before["points"])
+            assert now["points"][:n] == before["points"] and all(p["rate"] == 0.0 for p in now["points"][n:])
         got = again
     async with serving(tmp_path / "d") as env:
         after = (await env.http.get(f"/tests/{t.id}/series", params={"labels": "true", "generators": "true"})).json()
         assert after == got
+
+
+async def test_a_label_gets_a_point_when_new_figures_of_it_come_or_after_10_s_without(tmp_path: Path) -> None:
+    """An agent reports a label once a heartbeat: its point covers the seconds since its previous
+    one (no run of empty seconds then one five times too high); idle, a point of none each 10 s."""
+    async with serving(tmp_path / "d") as env:
+        t = await started(env)
+        rec = env.ctl.get_test(t.id)
+        at = time.time() - 60
+
+        def tick(s: float) -> None:
+            series_domain.sample(env.ctl, rec, env.ctl.containers_of(rec), at + s)
+
+        await t.beat(0, "running", ONE[:5])  # five "home" samples
+        tick(0)
+        for s in range(1, 5):  # four seconds without a heartbeat
+            tick(s)
+        await t.beat(0, "running", ONE[:10])  # five more, in the next heartbeat
+        tick(5)
+        for s in range(6, 17):
+            tick(s)
+        got = (await env.http.get(f"/tests/{t.id}/series", params={"label": "home"})).json()["labels"][0]["points"]
+        assert [(p["ts"] - at, p["rate"]) for p in got] == [(0, 5.0), (5, 1.0), (15, 0.0)]
+        assert len((await env.http.get(f"/tests/{t.id}/series")).json()["points"]) == 17  # the test's: every second
 
 
 async def test_a_running_test_goes_on_after_a_restart_without_counting_the_past_again(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ Three kinds, one algorithm (:class:`Packed`), each with its own point and merge:
   sent_bps, n)``, every figure the interval's own.
 - :class:`GeneratorTimeline`, one agent's host during a test: ``(ts, cpu_percent, memory_percent, n)``.
 
-``n`` is the count of points merged. Merging keeps what the finer points said:
+``n`` is the count of points merged (a label's: the seconds its points stand for, as a label's
+point is taken when new figures of it come, once a heartbeat). Merging keeps what the finer
+points said (means weighted by ``n``):
 
 - ``ts``: the bucket's last point's; cumulative figures (the test's ``avg_ms`` and ``errors``): the
   last one, exact (the average over every sample up to it; the errors it adds are the sum of its

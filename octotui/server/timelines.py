@@ -103,9 +103,10 @@ class TestTimelines(SeriesWindows):
 class Interval:
     """One label's interval, summed over the containers: samples, errors, sum of ms, bytes, histogram."""
 
-    __slots__ = ("errors", "hist", "received", "samples", "sent", "sum_ms")
+    __slots__ = ("changed", "errors", "hist", "received", "samples", "sent", "sum_ms")
 
     def __init__(self) -> None:
+        self.changed = False  # a container reported new figures of it
         self.samples = 0
         self.errors = 0
         self.sum_ms = 0.0
@@ -114,10 +115,19 @@ class Interval:
         self.hist: dict[int, int] = {}
 
     def point(self, ts: float, dt: float) -> Point:
-        """The label's point (:class:`LabelTimeline`) over ``dt`` seconds."""
+        """The label's point (:class:`LabelTimeline`) over ``dt`` seconds (its weight)."""
         n = self.samples
         p95 = p95_of(self.hist) if n > 0 else math.nan
-        return (ts, n / dt, self.errors / dt, self.sum_ms / n if n else 0.0, p95, self.received / dt, self.sent / dt, 1)
+        return (
+            ts,
+            n / dt,
+            self.errors / dt,
+            self.sum_ms / n if n else 0.0,
+            p95,
+            self.received / dt,
+            self.sent / dt,
+            dt,
+        )
 
 
 def p95_of(hist: Mapping[int, int]) -> float:
@@ -148,6 +158,7 @@ def intervals(
             old = previous.get(key)
             if old is blob or old == blob:
                 continue
+            acc.changed = True
             (n, err, total, _, _, rx, tx, _, _), buckets, counts = unpack(blob)
             hist = acc.hist
             if old is not None:
@@ -173,6 +184,8 @@ class Sampled:
     ts: float
     errors: int
     figures: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    #: When each label's last point was taken (a label's point waits for new figures of it).
+    emitted: dict[str, float] = field(default_factory=dict)
 
 
 class ResultTimelines:

@@ -42,6 +42,8 @@ log = logging.getLogger("octotui.server")
 
 #: The interval assumed for a test's first point.
 FIRST_INTERVAL = 1.0
+#: Seconds a label may go without new figures before it gets a point of none.
+LABEL_IDLE = 10.0
 
 
 def load(s: ServerState, rows: list[SeriesRow]) -> None:
@@ -69,10 +71,17 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
         return
     dt = max(now - prev.ts if prev is not None else FIRST_INTERVAL, least)
     per_label, figures = intervals(prev.figures if prev is not None else {}, books)
-    tl.sampled[t.id] = Sampled(now, r.errors, figures)
+    emitted = prev.emitted if prev is not None else {}
+    tl.sampled[t.id] = Sampled(now, r.errors, figures, emitted)
     whole = Interval()
     for label, iv in per_label.items():
-        tl.add_label(t.id, label, iv.point(now, dt))
+        # A label's point when new figures of it came (over the time since its previous point:
+        # an agent reports a label once a heartbeat, not each second), or after LABEL_IDLE s
+        # without any (its samples stopped: a point of none).
+        last = emitted.get(label)
+        if iv.changed or last is None or now - last >= LABEL_IDLE:
+            tl.add_label(t.id, label, iv.point(now, max(now - last, least) if last is not None else dt))
+            emitted[label] = now
         whole.received += iv.received
         whole.sent += iv.sent
         whole.samples += iv.samples

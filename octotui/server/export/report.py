@@ -357,7 +357,7 @@ def _errors_per_second(pts: list[TestSeriesPoint]) -> list[float]:
 def _series_json(data: ExportData) -> str:
     """The series as compact JSON safe inside ``<script>``, times in seconds from the test's first
     point: ``series`` [t, hits/s, avg ms, errors, active, errors/s, 95th ms, received B/s, sent
-    B/s]; ``labels`` [{name, points: [t, hits/s, errors/s, avg ms, 95th ms, received B/s, sent B/s]}];
+    B/s]; ``labels`` [{name, points: [t, hits/s, errors/s, avg ms, 95th ms, received B/s, sent B/s, seconds]}];
     ``generators`` [{name, points: [t, CPU %, memory %]}]."""
     pts = data.series
     lines = [(x.name, x.points()) for x in data.label_series]
@@ -383,8 +383,9 @@ def _series_json(data: ExportData) -> str:
                     p95 if p95 is None else round(p95, 3),
                     round(rx, 3),
                     round(tx, 3),
+                    round(n, 3),
                 ]
-                for ts, r, er, avg, p95, rx, tx, _ in points
+                for ts, r, er, avg, p95, rx, tx, n in points
             ],
         }
         for name, points in lines
