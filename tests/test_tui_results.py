@@ -36,6 +36,7 @@ from octotui.tui.usage import ContainerUsage
 from octotui.tui.widgets.charts import Chart, bar_lines, columns, elapsed, time_axis
 from octotui.tui.widgets.tables import TestsTable
 from tests.support.beating import Beating
+from tests.support.online import beating_every
 from tests.support.processes import ServerProcess
 from tests.support.tui import SIZE, build_app, text_of
 from tests.support.waiting import wait_until, wait_until_pilot
@@ -376,50 +377,51 @@ async def test_rerun_and_the_dialog_filled_with_the_test(server: ServerProcess) 
             if http.get(f"/tests/{first['id']}/plan").status_code == 404:
                 pytest.skip("the server has no GET /tests/{id}/plan yet")
         app = build_app(server)
-        async with app.run_test(size=SIZE) as pilot:
-            tests = app.screen.query_one(TestsTable)
-            await wait_until_pilot(pilot, lambda: tests.row_count == 1, what="the test")
-            await pilot.press("t", "enter")
-            await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
-            await wait_until_pilot(pilot, lambda: "· stopped ·" in text_of(app, "#test-title"), what="stopped")
-            await pilot.press("R")
-            assert isinstance(app.screen, ConfirmScreen)
-            question = app.screen.question
-            assert "2 containers on lab (paris) · 3 users each · 60 s · ramp-up 5 s" in question
-            assert "image example.org/jmeter:5.6" in question and "host=127.0.0.1 think_ms=50" in question
-            await pilot.press("y")
-            await wait_until_pilot(pilot, lambda: len(app.tests) == 2, what="a second test")
+        with beating_every(agent.beat):  # the agent stays online for the re-run
+            async with app.run_test(size=SIZE) as pilot:
+                tests = app.screen.query_one(TestsTable)
+                await wait_until_pilot(pilot, lambda: tests.row_count == 1, what="the test")
+                await pilot.press("t", "enter")
+                await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
+                await wait_until_pilot(pilot, lambda: "· stopped ·" in text_of(app, "#test-title"), what="stopped")
+                await pilot.press("R")
+                assert isinstance(app.screen, ConfirmScreen)
+                question = app.screen.question
+                assert "2 containers on lab (paris) · 3 users each · 60 s · ramp-up 5 s" in question
+                assert "image example.org/jmeter:5.6" in question and "host=127.0.0.1 think_ms=50" in question
+                await pilot.press("y")
+                await wait_until_pilot(pilot, lambda: len(app.tests) == 2, what="a second test")
 
-            await pilot.press("E")
-            await wait_until_pilot(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the launch dialog")
-            dialog = app.screen
-            assert isinstance(dialog, LaunchScreen)
+                await pilot.press("E")
+                await wait_until_pilot(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the launch dialog")
+                dialog = app.screen
+                assert isinstance(dialog, LaunchScreen)
 
-            def value(field: str) -> str:
-                return dialog.query_one(f"#{field}", Input).value
+                def value(field: str) -> str:
+                    return dialog.query_one(f"#{field}", Input).value
 
-            assert value("plan") == "plan of test shop (from the server)"
-            shown = {f: value(f) for f in ("name", "locations", "containers", "users", "duration", "rampup")}
-            assert shown == {"name": "shop", "locations": "paris", "containers": "2", "users": "3",
-                             "duration": "60", "rampup": "5"}  # fmt: skip
-            assert value("properties") == "host=127.0.0.1 think_ms=50" and value("image") == SETTINGS["image"]
-            assert "plan of test shop (from the server)" in text_of(app, "#plan-status")
-            assert "Launch a test like shop" in text_of(app, ".title")
-            await pilot.press("ctrl+r")
-            await wait_until_pilot(
-                pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
-            )
-            await pilot.press("ctrl+l")
-            await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
-            await wait_until_pilot(pilot, lambda: len(app.tests) == 3, what="a third test")
+                assert value("plan") == "plan of test shop (from the server)"
+                shown = {f: value(f) for f in ("name", "locations", "containers", "users", "duration", "rampup")}
+                assert shown == {"name": "shop", "locations": "paris", "containers": "2", "users": "3",
+                                 "duration": "60", "rampup": "5"}  # fmt: skip
+                assert value("properties") == "host=127.0.0.1 think_ms=50" and value("image") == SETTINGS["image"]
+                assert "plan of test shop (from the server)" in text_of(app, "#plan-status")
+                assert "Launch a test like shop" in text_of(app, ".title")
+                await pilot.press("ctrl+r")
+                await wait_until_pilot(
+                    pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
+                )
+                await pilot.press("ctrl+l")
+                await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
+                await wait_until_pilot(pilot, lambda: len(app.tests) == 3, what="a third test")
 
-        with server.client() as http:
-            listed = http.get("/tests").json()
-            assert len(listed) == 3
-            for test in listed:
-                assert {k: test[k] for k in KEPT} == {k: first[k] for k in KEPT}, test
-                assert len(test["containers"]) == 2
-                assert http.get(f"/tests/{test['id']}/plan").text == PLAN
+            with server.client() as http:
+                listed = http.get("/tests").json()
+                assert len(listed) == 3
+                for test in listed:
+                    assert {k: test[k] for k in KEPT} == {k: first[k] for k in KEPT}, test
+                    assert len(test["containers"]) == 2
+                    assert http.get(f"/tests/{test['id']}/plan").text == PLAN
     finally:
         agent.close()
 
