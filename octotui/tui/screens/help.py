@@ -15,10 +15,10 @@ HELP = """\
   ?          this help              escape   back / close
   ctrl+p     command palette        tab      next table
   o          cycle the sort column  home/end first / last row
-  q          quit (asks first while tests run)
+  q          quit (asks first)      :        command line (tab completes)
 [b]Main screen[/b]: enter opens the agent, test or provider under the cursor
-  /          filter agents (name, provider, location, status)
-  a / p / t  focus agents / providers / tests
+  /          filter agents          space    mark a row (esc unmarks all)
+  a / p / t  agents/providers/tests D / U    drain / undrain marked
   l          launch a test          s        stop the selected test
   d / u      distribution / audit   del      remove agent / ended test
 [b]Providers table[/b] (p)
@@ -26,9 +26,9 @@ HELP = """\
   n          new provider           r        rename
   del        delete (asks first)    k        new token (asks first)
 [b]Test screen[/b]: c l e m b  containers, labels, errors, CPU+mem, baseline
-  s / x      stop test / container  /        filter labels and errors
+  s / x      stop test / container  X        stop the marked containers
   R / E      re-run / edit a copy   del      delete it once ended
-  b          compare to a baseline  tab      the summary: pgdn/end
+  /          filter labels, errors  tab      the summary: pgdn/end
 [b]Monitors[/b] (:monitors): enter its charts (m next metrics), tab alarms
   n / e      add / edit (ctrl+s)    del      delete (asks first)
 [b]Launch dialog[/b]: plan, where, how many, how long, files, criteria
