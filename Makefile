@@ -10,7 +10,7 @@ LOCK_ARGS ?=
 JMETER_IMAGE ?= octotui-jmeter:local
 PYTEST_ARGS ?=
 
-.PHONY: install lock run test test-fast lint screenshots docker-engine jmeter-image agent-image test-tools bench clean
+.PHONY: install lock run test test-fast lint screenshots docker-engine jmeter-image agent-image server-image cluster cluster-status cluster-down test-tools bench clean
 
 # The lock (with --require-hashes) installs every dependency, the test extra and the build backend;
 # then the project itself, built with that backend; `pip check` fails when pyproject.toml asks for a
@@ -61,6 +61,22 @@ jmeter-image: docker-engine
 ## agent-image: the agent as a Docker image (octotui-agent:latest), built from a local Debian base
 agent-image: install docker-engine
 	bash scripts/agent-image.sh
+
+## server-image: the control server as a Docker image (octotui-server:latest), from the same local Debian base
+server-image: install docker-engine
+	bash scripts/server-image.sh
+
+REPLICAS ?= 2
+## cluster: PostgreSQL + REPLICAS server replicas (containers) + HAProxy on this host (deploy/cluster.sh; README "Several servers")
+cluster: server-image
+	bash deploy/cluster.sh up $(REPLICAS)
+
+cluster-status:
+	bash deploy/cluster.sh status
+
+## cluster-down: stop what `make cluster` started (its data stays)
+cluster-down:
+	bash deploy/cluster.sh down
 
 ## test-tools: Debian's tinyproxy (proxy tests), openssl (TLS tests), docker-registry + apache2-utils' htpasswd (image pull and registry login tests)
 test-tools:
