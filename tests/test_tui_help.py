@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from rich.text import Text
 from textual.binding import Binding
+from textual.dom import DOMNode
 
 from octotui.tui.app import OctoApp
 from octotui.tui.screens.help import HELP
@@ -26,7 +27,7 @@ KEYS = [
 
 
 @pytest.mark.parametrize(("owner", "key", "words"), KEYS, ids=[k[1] for k in KEYS])
-def test_help_names_each_hidden_key(owner: type, key: str, words: str) -> None:
+def test_help_names_each_hidden_key(owner: type[DOMNode], key: str, words: str) -> None:
     bound = [b for b in owner.BINDINGS if isinstance(b, Binding) and key in b.key.split(",")]
     assert bound, f"{owner.__name__} binds no {key!r}"
     shown = bound[0].key_display or key
