@@ -80,6 +80,10 @@ _TABLES = (
 )
 
 _SELECT_TEST_FILES = tables.select("test_files", tables.TEST_FILE_COLUMNS) + " WHERE test_id = ? ORDER BY position"
+_SELECT_COMMANDS = (
+    "SELECT " + ", ".join(f"c.{col}" for col in tables.COMMAND_COLUMNS) + ", t.plan FROM commands c"
+    " LEFT JOIN tests t ON t.id = c.test_id WHERE c.agent_id = ? ORDER BY c.created_at"
+)
 _TEST_FIELDS = (*tables.TEST_COLUMNS[1:], "files")
 _CONTAINER_FIELDS = tuple("index" if c == "idx" else c for c in tables.CONTAINER_COLUMNS[1:])
 _AGENT_FIELDS = ("provider_id", "name", "location", "version", "registered_at", "cpu_count", "memory_total",
@@ -153,16 +157,9 @@ class Reader(Connection):
                 ).fetchone()
                 d.containers[key] = tables.container_from_row(row) if row else None
             elif kind == "commands":
-                rows = db.execute(
-                    tables.select("commands", tables.COMMAND_COLUMNS) + " WHERE agent_id = ? ORDER BY created_at",
-                    (key,),
-                ).fetchall()
-                plans = {
-                    r[0]: r[1]
-                    for t in {r[4] for r in rows}
-                    for r in db.execute("SELECT id, plan FROM tests WHERE id = ?", (t,))
-                }
-                d.commands[key] = [tables.command_from_row(r, plans) for r in rows]
+                rows = db.execute(_SELECT_COMMANDS, (key,)).fetchall()  # with their tests' plans, in one statement
+                plans = {r[4]: r[-1] for r in rows if r[-1] is not None}
+                d.commands[key] = [tables.command_from_row(r[:-1], plans) for r in rows]
             elif kind == "done":
                 d.done.append(key)
             elif kind == "operators":
@@ -308,12 +305,10 @@ class Replica:
 
     async def sync(self) -> None:
         """Read the others' changes since the last read and take them into memory."""
-        rows = await self.reader._run(self.reader.changes, self.last_id, self.id)
-        fresh = [(i, kind, key) for i, kind, key in rows if i not in self._seen]
-        if not fresh:
+        got = await self.reader._run(self._read_new, self.last_id)  # one hop to the reader's thread
+        if got is None:
             return
-        keys = list(dict.fromkeys((kind, key) for _, kind, key in fresh))
-        delta = await self.reader._run(self.reader.read, keys)
+        fresh, delta = got
         for i, _, _ in fresh:
             self._seen[i] = None
             self.last_id = max(self.last_id, i)
@@ -321,6 +316,15 @@ class Replica:
             self._seen.popitem(last=False)
         apply(self.s, delta)
         self.applied += len(fresh)
+
+    def _read_new(self, after: int) -> tuple[list[tuple[int, str, str]], Delta] | None:
+        """On the reader's thread: the changes not taken yet and their records."""
+        rows = self.reader.changes(after, self.id)
+        seen = self._seen
+        fresh = [(i, kind, key) for i, kind, key in rows if i not in seen]
+        if not fresh:
+            return None
+        return fresh, self.reader.read(list(dict.fromkeys((kind, key) for _, kind, key in fresh)))
 
     async def fetch_test(self, test_id: str) -> TestRec | None:
         """A test (with its containers) read now, taken into memory."""
