@@ -34,6 +34,7 @@ FIGURES = [
     "label_latency",
     "dashboard_labels",
     "monitors",
+    "monitor_ingest",
 ]
 
 

@@ -68,7 +68,8 @@ async def _world(tmp: Path) -> tuple[list[float], float]:
                 r = await http.post("/monitors", json=body)
                 assert r.status_code == 201, r.text
                 ids.append(r.json()["id"])
-            answer = await wire.beat(http, agent_id, agent_token)
+            answer = await wire.beat(http, agent_id, agent_token, monitor_revision=0)  # runs monitors, holds none
+            assert len(answer["monitors"]) == PER_AGENT, answer
             agents.append((agent_id, agent_token, ids, answer["monitor_revision"]))
         latencies: list[float] = []
         cpu = time.process_time()
