@@ -77,7 +77,7 @@ haproxy_up() {
     command -v haproxy >/dev/null || die "no haproxy here (apt-get install haproxy)"
     {
         grep -v '^[[:space:]]*server ' "$HERE/haproxy.cfg" | sed "s|^\([[:space:]]*\)bind .*|\1bind $BIND|"
-        for i in $(seq 1 "$n"); do echo "    server replica$i 127.0.0.1:$((REPLICA_BASE + i)) check"; done
+        for i in $(seq 1 "$n"); do echo "    server replica$i 127.0.0.1:$((REPLICA_BASE + i)) check cookie replica$i"; done
     } >"$DIR/haproxy.cfg"
     sed -i "s|^global$|global\n    stats socket $DIR/haproxy.sock mode 600 level admin|" "$DIR/haproxy.cfg"
     haproxy -c -q -f "$DIR/haproxy.cfg" || die "haproxy refuses $DIR/haproxy.cfg"

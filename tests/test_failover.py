@@ -320,13 +320,15 @@ def test_a_replica_killed_mid_test_behind_haproxy_loses_nothing_and_runs_nothing
     tmp_path: Path, pg_database: str, haproxy: Callable[[Sequence[int]], HAProxy]
 ) -> None:
     with _replicas(tmp_path, pg_database) as servers:
-        a = servers[0]
         proxy = _behind_haproxy(haproxy, servers)
         running = _Running(proxy, servers)
         running.goes_on()
-        a.stop(signal.SIGKILL)
-        proxy.wait_for("replica1", "DOWN")
+        sticky = running.agent.http.cookies["OCTOTUI_REPLICA"]  # HAProxy keeps the agent on one replica
+        index = int(sticky.removeprefix("replica")) - 1
+        servers[index].stop(signal.SIGKILL)  # the agent's own: its next call finds it dead
+        proxy.wait_for(sticky, "DOWN")
         running.goes_on()
+        assert running.agent.http.cookies["OCTOTUI_REPLICA"] != sticky, "redispatched to the other replica"
 
         async def operator() -> None:  # the dashboard's client through HAProxy goes on too
             async with Client(proxy.url, "test-admin-token") as client:

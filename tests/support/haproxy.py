@@ -39,7 +39,8 @@ def config_for(port: int, backends: Sequence[int], admin_socket: Path) -> str:
         lines.append(line)
         if line.strip() == "global":
             lines.append(f"    stats socket {admin_socket} mode 600 level admin")
-    lines += [f"    server replica{i} 127.0.0.1:{backend} check" for i, backend in enumerate(backends, 1)]
+    for i, backend in enumerate(backends, 1):
+        lines.append(f"    server replica{i} 127.0.0.1:{backend} check cookie replica{i}")
     return "\n".join(lines) + "\n"
 
 
