@@ -29,6 +29,7 @@ from octotui.tui.screens.monitors import (
     RoundFetcher,
     alarm_line,
     clock,
+    fetch_period,
     number,
     shown_metrics,
     state_words,
@@ -174,6 +175,7 @@ class MonitorScreen(DashboardScreen):
         return [name for name in dict.fromkeys(order) if name in seen]
 
     def show(self, monitor: Monitor, alarms: list[Alarm]) -> None:
+        self.fetcher.period = fetch_period([monitor.interval])
         self.monitor, self.alarms = monitor, alarms
         self.query_one("#monitor-title", Label).update(
             f"{monitor.name} · {monitor.kind} {monitor.target} · every {monitor.interval:g}s ({monitor.mode})"

@@ -320,25 +320,42 @@ class AlarmsTable(KeyedTable):
 # --- fetching once per poll round -------------------------------------------------------------
 
 
+#: The fastest and slowest a screen fetches its monitors again: a monitor's new values come once
+#: per its interval, so a screen whose monitors all collect every 10 s asks every 5 s, not every round.
+FETCH_MIN_S = 1.0
+FETCH_MAX_S = 5.0
+
+
+def fetch_period(intervals: Iterable[float]) -> float:
+    """How often a screen showing monitors of these collection intervals fetches them again."""
+    shortest = min(intervals, default=FETCH_MAX_S)
+    return min(max(shortest / 2, FETCH_MIN_S), FETCH_MAX_S)
+
+
 class RoundFetcher:
-    """Runs ``fetch`` after each round of the app's poll worker while ``screen`` is shown, one at a
-    time: a round that comes while the previous fetch is still out is skipped, not queued."""
+    """Runs ``fetch`` after a round of the app's poll worker while ``screen`` is shown, at most
+    every ``period`` seconds, one at a time: a round that comes while the previous fetch is still
+    out, or too soon after it, is skipped, not queued. :meth:`now` fetches at once (after a change)."""
 
     def __init__(self, screen: DashboardScreen) -> None:
         self.screen = screen
         self.busy = False
+        self.period = FETCH_MIN_S
+        self._at = 0.0
 
     def start(self) -> None:
         self.screen.watch(self.screen.app, "connection", self._round, init=False)
 
     def _round(self, connection: Connection) -> None:
-        if connection.state == "ok" and not self.busy and self.screen.feeding:
+        due = time.monotonic() - self._at >= self.period - 0.05  # a round's jitter is not a skip
+        if connection.state == "ok" and due and not self.busy and self.screen.feeding:
             self.now()
 
     def now(self) -> None:
         if self.busy:
             return
         self.busy = True
+        self._at = time.monotonic()
         self.screen.run_worker(self._run(), group="round-fetch", exit_on_error=False)
 
     async def _run(self) -> None:
@@ -416,6 +433,7 @@ class MonitorsScreen(DashboardScreen):
         self.show(monitors, alarms)
 
     def show(self, monitors: list[Monitor], alarms: list[Alarm]) -> None:
+        self.fetcher.period = fetch_period(m.interval for m in monitors)
         self.loaded = True
         self.error = ""
         self.monitors = {m.id: m for m in monitors}
