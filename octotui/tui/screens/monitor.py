@@ -22,47 +22,26 @@ from octotui.client import ClientError, ServerUnreachable
 from octotui.protocol import TERMINAL_TEST_STATES, Alarm, Monitor, MonitorSample, Test
 from octotui.protocol.monitors import TestMonitors  # not re-exported by the package
 from octotui.tui.dashboard import DashboardApp
-from octotui.tui.screens.base import DashboardScreen
-from octotui.tui.screens.monitors import (
+from octotui.tui.monitorlines import (
     READ_ONLY,
-    MonitorForm,
-    RoundFetcher,
     alarm_line,
-    clock,
+    alarm_marks,
     fetch_period,
     number,
+    on_times,
+    pane_head,
     shown_metrics,
     state_words,
     threshold_text,
 )
+from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.monitorform import MonitorForm
+from octotui.tui.screens.monitors import RoundFetcher
 from octotui.tui.widgets.charts import Chart, columns
 
 #: How far back the charts reach.
 WINDOW_S = 600.0
 ALARMS_SHOWN = 20
-
-
-def alarm_marks(alarms: Sequence[Alarm], metric: str, at: Sequence[float], origin: float, now: float) -> str:
-    """One character per chart column: ``▲`` where an alarm of ``metric`` was raised, ``━`` while
-    it stayed raised, blank elsewhere; ``at``: each column's first time, in seconds since ``origin``."""
-    marks = [" "] * len(at)
-    if not at:
-        return ""
-    for a in alarms:
-        if a.metric != metric:
-            continue
-        start = a.started_at.timestamp() - origin
-        end = (a.ended_at.timestamp() if a.ended_at else now) - origin
-        first = True
-        for i, t in enumerate(at):
-            t_next = at[i + 1] if i + 1 < len(at) else t + 1e-9
-            if t_next > start and t <= end:
-                if first:
-                    marks[i] = "▲"
-                    first = False
-                elif marks[i] == " ":
-                    marks[i] = "━"
-    return "".join(marks)
 
 
 class MarkedChart(Chart):
@@ -244,56 +223,10 @@ class MonitorScreen(DashboardScreen):
         self.fetcher.now()
 
 
-def latest(samples: Sequence[MonitorSample], metric: str) -> float | None:
-    """The newest value of ``metric`` in ``samples``."""
-    for s in reversed(samples):
-        if metric in s.values:
-            return s.values[metric]
-    return None
-
-
 # --- the test screen's monitors pane ----------------------------------------------------------
 
 #: How often a running test's monitor series are asked for again (an ended test's: once).
 TEST_MONITORS_EVERY_S = 2.0
-
-
-def on_times(points: Sequence[tuple[float, float]], stamps: Sequence[float]) -> tuple[float, ...]:
-    """``points`` (``(ts, value)``, oldest first) read at each of ``stamps``: the latest value at or
-    before it (0 before the first), so that a monitor's chart has the response times' columns."""
-    out: list[float] = []
-    i, value = 0, 0.0
-    for ts in stamps:
-        while i < len(points) and points[i][0] <= ts:
-            value = points[i][1]
-            i += 1
-        out.append(value)
-    return tuple(out)
-
-
-def alarm_short(a: Alarm) -> str:
-    """One alarm on one line of 80 columns: ``critical node node_load1 9 (above 4) 21:52:05-21:52:15``."""
-    value = f" {number(a.value)}" if a.value is not None else ""
-    when = f"{clock(a.started_at)}-{clock(a.ended_at)}" if a.ended_at else f"raised since {clock(a.started_at)}"
-    return f"{a.severity} {a.monitor_name or a.monitor[:8]} {a.metric}{value} ({a.threshold}) {when}"
-
-
-def test_alarms_line(tm: TestMonitors) -> str:
-    """The pane's head: the monitors kept with the test and its alarms, raised ones first."""
-    if not tm.monitors:
-        return "no monitor kept with this test (name some in the launch dialog's Monitors field)"
-    names = sorted({s.monitor_name or s.monitor[:8] for s in tm.series}) or [m[:8] for m in tm.monitors]
-    head = f"{len(tm.monitors)} monitor(s): {', '.join(names)}"
-    if tm.stop_on_critical:
-        head += " · stops on a critical alarm"
-    raised = [a for a in tm.alarms if a.ended_at is None]
-    if tm.alarms:
-        head += f" · {len(tm.alarms)} alarm(s), {len(raised)} raised"
-        shown = sorted(tm.alarms, key=lambda a: (a.ended_at is not None, -a.started_at.timestamp()))[0]
-        head += "\n" + alarm_short(shown)
-    else:
-        head += " · no alarm · n: next metrics"
-    return head
 
 
 class TestMonitorsPane(Vertical):
@@ -378,7 +311,7 @@ class TestMonitorsPane(Vertical):
         data = self.data
         if data is None:
             return
-        self._say(test_alarms_line(data))
+        self._say(pane_head(data))
         series = [s for s in data.series if s.points]
         alarmed = {(a.monitor, a.metric) for a in data.alarms}
         series.sort(key=lambda s: ((s.monitor, s.metric) not in alarmed, s.monitor_name, s.metric))
