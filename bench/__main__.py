@@ -24,6 +24,7 @@ FIGURES = [
     "launch_key",
     "command_delivery",
     "replica_commands",
+    "replica_failover",
     "server_scale",
     "dashboard_load",
     "terminal_output",
