@@ -9,21 +9,24 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from textual.widgets import Input, TextArea
+from textual.widgets import Input, Label, TextArea
 
 from octotui.tui.app import OctoApp
-from octotui.tui.screens.confirm import ConfirmScreen
-from octotui.tui.screens.monitor import MarkedChart, MonitorScreen, alarm_marks
-from octotui.tui.screens.monitors import (
-    AlarmsTable,
-    MonitorForm,
-    MonitorsScreen,
-    MonitorsTable,
+from octotui.tui.monitorlines import (
+    alarm_marks,
+    alarm_rows,
+    missing_raised,
+    on_times,
     parse_threshold,
     parse_thresholds,
     split_metrics,
     threshold_text,
+    with_raised,
 )
+from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.monitor import MarkedChart, MonitorScreen
+from octotui.tui.screens.monitorform import MonitorForm
+from octotui.tui.screens.monitors import AlarmsTable, MonitorsScreen, MonitorsTable
 from tests.support.monitorkit import PASSWORD
 from tests.support.monitorwire import MonitorBeating
 from tests.support.processes import ServerProcess
@@ -185,22 +188,20 @@ async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
         await wait_until_pilot(pilot, lambda: app.screen.query_one(MonitorsTable).row_count == 0, what="row gone")
 
 
-@pytest.mark.parametrize(
-    ("fields", "why"),
-    [
-        ({"#name": ""}, "name: type one"),
-        ({"#interval": "soon"}, "interval: a number of seconds"),
-        ({"#interval": "0.5"}, "interval: must be at least 1"),
-        ({"#target": "127.0.0.1:9100"}, "an http:// or https:// URL"),  # the server's reason
-        ({"#username": "u"}, "a username and a password together"),  # the server's reason
-        ({"#key-file": "/nonexistent/id_ed25519"}, "key file /nonexistent/id_ed25519: No such file"),
-        ({"thresholds": "up above 1\nup above 2"}, "a second warning threshold on the same metric"),
-        ({"thresholds": "up above 1 for ever"}, "threshold line 1: for 'ever': a duration"),
-    ],
-)
-async def test_each_bad_form_says_why_and_adds_nothing(
-    server: ServerProcess, lab: MonitorBeating, fields: dict[str, str], why: str
-) -> None:
+#: Each kind of bad form and what the form says (the server's reason for the last three).
+BAD_FORMS: list[tuple[dict[str, str], str]] = [
+    ({"#name": ""}, "name: type one"),
+    ({"#interval": "soon"}, "interval: a number of seconds"),
+    ({"#interval": "0.5"}, "interval: must be at least 1"),
+    ({"#key-file": "/nonexistent/id_ed25519"}, "key file /nonexistent/id_ed25519: No such file"),
+    ({"thresholds": "up above 1 for ever"}, "threshold line 1: for 'ever': a duration"),
+    ({"#target": "127.0.0.1:9100"}, "an http:// or https:// URL"),
+    ({"#username": "u"}, "a username and a password together"),
+    ({"thresholds": "up above 1\nup above 2"}, "a second warning threshold on the same metric"),
+]
+
+
+async def test_each_bad_form_says_why_and_adds_nothing(server: ServerProcess, lab: MonitorBeating) -> None:
     wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
@@ -209,16 +210,19 @@ async def test_each_bad_form_says_why_and_adds_nothing(
         await pilot.press("n")
         await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the form")
         form = app.screen
-        good = {"#name": "node", "#target": NODE, "#interval": "5"}
-        for selector, value in {**good, **fields}.items():
-            if selector == "thresholds":
-                form.query_one("#thresholds", TextArea).text = value
-            else:
-                form.query_one(selector, Input).value = value
-        await pilot.press("ctrl+s")
-        await wait_until_pilot(pilot, lambda: "✗" in str(form.query_one("#form-error").render()), what="a refusal")
-        assert why in str(form.query_one("#form-error").render())
-        assert app.screen is form and monitors(server) == []
+        error = form.query_one("#form-error", Label)
+        good = {"#name": "node", "#target": NODE, "#interval": "5", "#username": "", "#key-file": "", "thresholds": ""}
+        for fields, why in BAD_FORMS:
+            for selector, value in {**good, **fields}.items():
+                if selector == "thresholds":
+                    form.query_one("#thresholds", TextArea).text = value
+                else:
+                    form.query_one(selector, Input).value = value
+            error.update("")
+            await pilot.press("ctrl+s")
+            await wait_until_pilot(pilot, lambda: "✗" in str(error.render()), what=f"a refusal: {why}")
+            assert why in str(error.render()), fields
+            assert app.screen is form and monitors(server) == []
 
 
 async def test_read_only_sees_monitors_and_every_change_is_refused_in_words(
@@ -303,6 +307,26 @@ def test_each_bad_threshold_line_says_why(line: str, why: str) -> None:
     assert problem is not None and problem.startswith("threshold line 2: ")
 
 
+def test_raised_alarms_older_than_the_recent_ones_are_still_listed() -> None:
+    from datetime import UTC, datetime
+
+    from octotui.protocol import Alarm, Monitor
+
+    def alarm(n: int, ended: bool) -> Alarm:
+        started = datetime.fromtimestamp(1000 + n, UTC)
+        return Alarm(id=n, monitor="m", metric=f"x{n}", severity="warning", started_at=started,
+                     ended_at=datetime.fromtimestamp(2000 + n, UTC) if ended else None)  # fmt: skip
+
+    monitor = Monitor(id="m", name="node", agent="a", kind="http", target="http://127.0.0.1/", interval=5, alarms=2)
+    recent = [alarm(n, ended=n != 99) for n in range(99, 49, -1)]  # the newest 50: one raised
+    assert missing_raised(recent, [monitor])
+    merged = with_raised([alarm(1, False), alarm(99, False)], recent)
+    assert [a.id for a in merged[:3]] == [1, 99, 98] and len(merged) == 51
+    assert not missing_raised(merged, [monitor])
+    _, order = alarm_rows(merged)
+    assert sorted(order, key=order.__getitem__)[:2] == ["99", "1"]  # raised first, newest first
+
+
 def test_alarm_marks_start_and_span_their_columns() -> None:
     from datetime import UTC, datetime
 
@@ -315,3 +339,9 @@ def test_alarm_marks_start_and_span_their_columns() -> None:
     other = Alarm(id=2, monitor="m", metric="y", severity="warning", started_at=at(1000))
     assert alarm_marks([raised, other], "x", [0, 2, 4, 6, 8], origin=1000, now=1010) == " ▲━  "
     assert alarm_marks([other], "y", [0, 2, 4], origin=1000, now=1010) == "▲━━"
+
+
+def test_a_monitor_read_at_the_response_times() -> None:
+    points = [(10.0, 1.0), (12.0, 5.0), (15.0, 2.0)]
+    assert on_times(points, [9.0, 10.0, 11.0, 12.5, 14.9, 15.0, 20.0]) == (0.0, 1.0, 1.0, 5.0, 5.0, 2.0, 2.0)
+    assert on_times([], [1.0, 2.0]) == (0.0, 0.0)
