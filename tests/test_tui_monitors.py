@@ -179,7 +179,18 @@ async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
         await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorForm), what="the edit form")
         assert f"set: {', '.join(made['credentials_set'])} (left empty: kept" in screen_text(app)
         assert all(f.value == "" for f in app.screen.query(Input) if f.password)
-        await pilot.press("escape")
+        # Saved with the credential fields left empty: the server keeps them.
+        app.screen.query_one("#interval", Input).focus()
+        await pilot.press("end", "backspace", "3", "ctrl+s")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, MonitorsScreen), what="the edit saved")
+        (saved,) = monitors(server)
+        assert saved["interval"] == 3 and sorted(saved["credentials_set"]) == ["password", "username"]
+
+        def reassigned() -> bool:
+            held = lab.assignments.get(made["id"]) or {}
+            return held.get("interval") == 3 and (held.get("credentials") or {}).get("password") == PASSWORD
+
+        wait_until(reassigned, what="the agent told the new interval, the same credentials")
         # Deleting asks first, by keys only.
         await pilot.press("delete")
         await wait_until_pilot(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
