@@ -27,6 +27,9 @@ from octotui.server.export.report import render
 from tests.support.admin import create_provider
 from tests.support.app import ADMIN, Env
 from tests.support.labelkit import ONE, TWO, Launched, Sample, by_hand, samples
+from tests.support.monitorkit import beat_monitors, mreport, prom_body, sample
+from tests.support.monitorkit import create as create_monitor
+from tests.support.monitorkit import fleet as monitor_fleet
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
 from tests.support.wire import ack, bearer, figures, fleet, poll, spec
@@ -316,6 +319,7 @@ async def test_report_renders_in_headless_chromium(env: Env, monkeypatch: pytest
     assert f'data-label-shown="{html.escape(first)}"' in dom
     assert len(re.findall(r'<th [^>]*tabindex="0"', dom)) >= 14  # the tables were made sortable
     assert '<td class="t">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in dom
+    assert 'id="monitors-section"' not in dom  # it named no monitor
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert not console, console
     # Another label, picked by its name in the address: its charts are drawn instead.
@@ -397,3 +401,50 @@ async def test_failed_container_error_and_reason_are_escaped(env: Env) -> None:
     assert reason is not None and "container 0 on gen-1: failed: JMeter said &lt;img src=x" in reason[1]
     assert "Containers that reported a problem" in page and "exit code 1" in page
     assert "<img" not in page
+
+
+async def test_report_shows_the_monitors_in_headless_chromium(
+    env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A test naming a monitor, stopped by its critical alarm: the report's Monitors section charts
+    the metric kept with the test on the test's time axis with the alarms' start and end marked,
+    lists the alarms and says which one stopped the test; drawn by Chromium with no script error."""
+    chromium()
+    [(agent, token)] = await monitor_fleet(env, "gen-1")
+    thresholds = [{"metric": "node_load1", "severity": "warning", "above": 2},
+                  {"metric": "node_load1", "severity": "critical", "above": 4}]  # fmt: skip
+    m = await create_monitor(env, prom_body(agent, name="db 1", thresholds=thresholds))
+    rev = (await beat_monitors(env, agent, token))["monitor_revision"]
+    r = await env.http.post(
+        "/tests", json=spec(name="watched", containers=1, monitors=[m["id"]], stop_on_critical=True)
+    )
+    assert r.status_code == 201, r.text
+    test_id = r.json()["id"]
+    now = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: now + 15)
+    loads = [1.0, 3.0, 3.5, 1.0, 2.5, 6.0]  # warning raised, ended, raised again; then critical: stopped
+    samples = [sample(now + 2 * i, node_load1=v) for i, v in enumerate(loads)]
+    await beat_monitors(env, agent, token, rev, [mreport(m["id"], *samples)])
+    page = tmp_path / "watched.html"
+    r = await env.http.get(f"/tests/{test_id}/export/report.html")
+    assert r.status_code == 200, r.text
+    page.write_bytes(r.content)
+    run = browse(page, tmp_path / "profile", "--dump-dom")
+    dom = run.stdout
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '<div id="page-errors" hidden=""></div>' in dom, re.findall(r'<div id="page-errors".*?</div>', dom, re.S)
+    assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
+    assert drawn(dom)["mon-0"] == 1
+    chart = re.search(r'<figure data-chart="mon-0".*?</figure>', dom, re.S)
+    assert chart is not None
+    assert chart.group(0).count('class="alarm-start"') == 3 and chart.group(0).count('class="alarm-end"') == 1
+    section = re.search(r'<section id="monitors-section">.*?</section>', dom, re.S)
+    assert section is not None
+    rows = re.findall(r"<tr class=\"row[^\"]*\">(.*?)</tr>", section.group(0), re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [c[2] for c in cells] == ["warning", "warning", "critical"]
+    assert cells[0][0] == "db 1" and cells[0][1] == "node_load1"
+    assert [c[5] for c in cells][1:] == ["still raised", "still raised"] and cells[0][5] != "still raised"
+    assert [c[6] for c in cells] == ["3.50", "6", "6"]  # the latest value while raised
+    stop = 'id="critical-stop">Stopped by a critical alarm: db 1 node_load1 = 6 (above 4) before its planned end'
+    assert stop in section.group(0)

@@ -85,16 +85,19 @@ function num(v){if(Math.abs(v)>=1e6){return (v/1e6).toFixed(1)+'M';}if(Math.abs(
 if(Math.abs(v)>=100||v===Math.round(v)){return String(Math.round(v));}return String(parseFloat(v.toFixed(2)));}
 function clock(s){s=Math.max(0,Math.round(s));var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;
 var mm=(m<10&&h?'0':'')+m,ss=(x<10?'0':'')+x;return (h?h+':':'')+mm+':'+ss;}
-/* One chart: lines [{xs, ys, color, name}] (null values left out) on one time axis and scale. */
-function chart(fig,lines,unit){
+/* One chart: lines [{xs, ys, color, name}] (null values left out) on one time axis and scale;
+opt.axis [x0, x1]: that time axis (points outside left out), opt.marks [[start, end|null, severity]]. */
+function chart(fig,lines,unit,opt){opt=opt||{};var ax=opt.axis;
+function out(x){return ax?(x<ax[0]||x>ax[1]):false;}
 var old=fig.querySelector('svg');if(old){fig.removeChild(old);}
 var W=560,H=200,L=48,R=12,T=10,B=28,w=W-L-R,h=H-T-B;
 var svg=el('svg',{viewBox:'0 0 '+W+' '+H,'class':'chart',role:'img'},fig);
 var title=el('title',{},svg);title.textContent=fig.getAttribute('data-title');
 var x0=Infinity,x1=-Infinity,ymax=0,any=false;
-lines.forEach(function(l){for(var i=0;i<l.xs.length;i++){if(l.ys[i]===null){continue;}any=true;
+lines.forEach(function(l){for(var i=0;i<l.xs.length;i++){if(l.ys[i]===null||out(l.xs[i])){continue;}any=true;
 x0=Math.min(x0,l.xs[i]);x1=Math.max(x1,l.xs[i]);ymax=Math.max(ymax,l.ys[i]);}});
 if(!any){txt(svg,W/2,H/2,'no points recorded','middle');return false;}
+if(ax){x0=ax[0];x1=ax[1];}
 var span=Math.max(x1-x0,1),top=nice(ymax);
 for(var i=0;i<=4;i++){var y=T+h-h*i/4;el('line',{x1:L,x2:L+w,y1:y,y2:y,'class':'grid'},svg);
 txt(svg,L-6,y+4,num(top*i/4),'end');}
@@ -102,8 +105,16 @@ for(var j=0;j<=5;j++){var x=L+w*j/5;el('line',{x1:x,x2:x,y1:T+h,y2:T+h+4,'class'
 txt(svg,x,H-8,clock(x0+span*j/5),'middle');}
 el('line',{x1:L,x2:L+w,y1:T+h,y2:T+h,'class':'axis'},svg);
 txt(svg,L+4,T+10,unit);
+(opt.marks||[]).forEach(function(m){var c=m[2]==='critical'?'#c62f2f':'#b7791f';
+var a=Math.max(m[0],x0),b=Math.min(m[1]===null?x1:m[1],x1);
+function at(t){return (L+w*(t-x0)/span).toFixed(1);}
+if(b>=a){el('rect',{x:at(a),y:T,width:Math.max(1,at(b)-at(a)),height:h,fill:c,opacity:0.08,'class':'alarm-band'},svg);}
+if(m[0]>=x0&&m[0]<=x1){el('line',{x1:at(m[0]),x2:at(m[0]),y1:T,y2:T+h,stroke:c,'stroke-width':1.5,'class':'alarm-start'},svg);}
+if(m[1]!==null&&m[1]>=x0&&m[1]<=x1){el('line',{x1:at(m[1]),x2:at(m[1]),y1:T,y2:T+h,stroke:c,'stroke-width':1.5,
+'stroke-dasharray':'4 3','class':'alarm-end'},svg);}});
 lines.forEach(function(l,n){var pts=[];
-for(var k=0;k<l.xs.length;k++){if(l.ys[k]===null){continue;}pts.push((L+w*(l.xs[k]-x0)/span).toFixed(1)+','+
+for(var k=0;k<l.xs.length;k++){if(l.ys[k]===null||out(l.xs[k])){continue;}
+pts.push((L+w*(l.xs[k]-x0)/span).toFixed(1)+','+
 (T+h-h*Math.max(0,l.ys[k])/top).toFixed(1));}
 if(pts.length===0){return;}
 if(pts.length===1){var p=pts[0].split(',');el('circle',{cx:p[0],cy:p[1],r:3,fill:l.color},svg);}
@@ -130,11 +141,14 @@ return {'label-hits':[[{xs:x,ys:col(r,1),color:PALETTE[0],name:'hits/s'}],'hits/
 'label-errors':[[{xs:x,ys:col(r,2),color:PALETTE[1],name:'errors/s'}],'errors/s'],
 'label-times':[[{xs:x,ys:col(r,3),color:PALETTE[3],name:'average'},{xs:x,ys:col(r,4),color:PALETTE[4],name:'95th'}],'ms'],
 'label-bytes':[[{xs:x,ys:kb(r,5),color:PALETTE[5],name:'received'},{xs:x,ys:kb(r,6),color:PALETTE[6],name:'sent'}],'KiB/s']};}
+(data.monitors||[]).forEach(function(m,i){defs['mon-'+i]=[[{xs:col(m.points,0),ys:col(m.points,1),
+color:PALETTE[(i+2)%PALETTE.length],name:m.metric}],m.metric.length>40?m.metric.slice(0,39)+'\u2026':m.metric,
+{axis:data.axis,marks:m.alarms}];});
 var pick=document.getElementById('label-pick');
 if(pick&&data.labels.length){var ld=labelDefs(data.labels[0]);for(var key in ld){defs[key]=ld[key];}}
 var drawn=0;var figs=document.querySelectorAll('figure[data-chart]');
 for(var f=0;f<figs.length;f++){var d=defs[figs[f].getAttribute('data-chart')];
-if(d){chart(figs[f],d[0],d[1]);drawn++;}}
+if(d){chart(figs[f],d[0],d[1],d[2]);drawn++;}}
 if(pick){pick.addEventListener('change',function(){var l=data.labels[parseInt(pick.value,10)];if(!l){return;}
 var ld=labelDefs(l);
 Array.prototype.forEach.call(document.querySelectorAll('figure[data-chart^="label-"]'),function(fig){

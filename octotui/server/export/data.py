@@ -15,7 +15,8 @@ from octotui.protocol import (
     Test,
     TestSeriesPoint,
 )
-from octotui.server.domain import clock, compare, labels, series, views
+from octotui.protocol.monitors import Alarm, MonitorSeries
+from octotui.server.domain import alarms, clock, compare, labels, series, views
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.labelbook import merge_errors, merge_labels
@@ -83,6 +84,11 @@ class ExportData:
     #: Each label's series and each generator's CPU/memory over the test, as kept with it.
     label_series: list[Line] = field(default_factory=list)
     generator_series: list[Line] = field(default_factory=list)
+    #: The monitors the test named (ids; none: no Monitors section), each metric of theirs kept
+    #: with the test (thinned to CHART_POINTS points), and the alarms raised during it.
+    monitors: list[str] = field(default_factory=list)
+    monitor_series: list[MonitorSeries] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -93,6 +99,16 @@ class ExportData:
         if self.stopped and self.test.state == "finished":
             return "stopped"
         return self.test.state
+
+
+def thinned(points: list[tuple[float, float]], limit: int = CHART_POINTS) -> list[tuple[float, float]]:
+    """At most ``limit`` points: runs of neighbours merged into their mean time and value."""
+    points = [(ts, v) for ts, v in points if math.isfinite(ts) and math.isfinite(v)]
+    if len(points) <= limit:
+        return points
+    size = math.ceil(len(points) / limit)
+    runs = [points[i : i + size] for i in range(0, len(points), size)]
+    return [(sum(p[0] for p in run) / len(run), sum(p[1] for p in run) / len(run)) for run in runs]
 
 
 def plan_name(plan: str) -> str:
@@ -187,6 +203,7 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
     if any(x.label == OTHER_LABEL for x in merged):
         notes.append(f"the plan made more labels than a container reports: the excess is counted as {OTHER_LABEL!r}")
     kept = await series.generator_lines(s, t)
+    watched = await alarms.of_test(s, t.id) if t.id in s.monitors.of_test else None
     return ExportData(
         test=test,
         plan_name=plan_name(t.plan),
@@ -203,6 +220,9 @@ async def gather(s: ServerState, t: TestRec, baseline_id: str | None = None) -> 
         baseline_name=s.tests[baseline_id].name if baseline_id is not None else "",
         label_series=[Line(name, line) for name, line in await series.label_lines(s, t)],
         generator_series=[Line(name or aid, line) for aid, name, line in kept],
+        monitors=watched.monitors if watched else [],
+        monitor_series=[x.model_copy(update={"points": thinned(x.points)}) for x in watched.series] if watched else [],
+        alarms=sorted(watched.alarms, key=lambda a: (a.started_at, a.id)) if watched else [],
     )
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from octotui.protocol import VERSION, LabelFigures, TestSeriesPoint
+from octotui.server.domain.lifecycle import CRITICAL_STOP
 from octotui.server.export import assets
 from octotui.server.export.data import ExportData, Generator
 
@@ -237,6 +238,54 @@ def _criteria(data: ExportData) -> str:
     )
 
 
+def _monitor_title(name: str, metric: str) -> str:
+    return f"{name} · {metric}"
+
+
+def _monitors(data: ExportData) -> str:
+    """The monitors the test named: a chart per metric kept with it (on the test's time axis, its
+    alarms marked), the alarms table, and the critical alarm that stopped it (none named: no section)."""
+    if not data.monitors and not data.alarms:
+        return ""
+    t = data.test
+    parts = []
+    if t.reason and t.reason.startswith(f"stopped by {CRITICAL_STOP}:"):  # stopping.stop_test's words
+        parts.append(f'<div class="banner bad" id="critical-stop">{e(t.reason[0].upper() + t.reason[1:])}</div>')
+    if data.monitor_series:
+        parts.append(
+            '<p class="sub">Each monitor metric kept with the test, on the time axis of the charts above; '
+            "alarms marked: a solid line where one was raised, a dashed one where it ended (red: critical, "
+            "amber: warning), the time between shaded.</p>"
+        )
+        figures = "".join(
+            _figure(f"mon-{i}", _monitor_title(x.monitor_name or x.monitor, x.metric))
+            for i, x in enumerate(data.monitor_series)
+        )
+        parts.append(f'<div class="charts">{figures}</div>')
+    else:
+        parts.append('<p class="none">No monitor metric was kept with this test.</p>')
+    parts.append("<h3>Alarms</h3>")
+    if data.alarms:
+        head = _head(
+            (("Monitor", "t"), ("Metric", "t"), ("Severity", "t"), ("Threshold", "t"), ("Started", "t"),
+             ("Ended", "t"), ("Value", ""))
+        )  # fmt: skip
+        rows = "".join(
+            f'<tr class="row{" err" if a.severity == "critical" else ""}">'
+            f'<td class="t">{e(a.monitor_name or a.monitor)}</td><td class="t">{e(a.metric)}</td>'
+            f'<td class="t e">{e(a.severity)}</td><td class="t">{e(a.threshold)}</td>'
+            f'<td class="t">{e(_when(a.started_at))}</td><td class="t">'
+            f"{e(_when(a.ended_at)) if a.ended_at else 'still raised'}</td>"
+            + (_td(a.value, 2) if a.value is not None else '<td data-v="-1" class="none">—</td>')
+            + "</tr>"
+            for a in data.alarms
+        )
+        parts.append(f'<table class="sortable" id="alarms">{head}<tbody>{rows}</tbody></table>')
+    else:
+        parts.append('<p class="none">No alarm was raised during the test.</p>')
+    return f'<section id="monitors-section"><h2>Monitors</h2>{"".join(parts)}</section>'
+
+
 def _settings(data: ExportData) -> str:
     t = data.test
     props = t.properties
@@ -364,7 +413,12 @@ def _series_json(data: ExportData) -> str:
     generators = [(g.name, g.points()) for g in data.generator_series]
     firsts = [pts[0].ts] if pts else []
     firsts += [points[0][0] for _, points in (*lines, *generators) if points]
-    t0 = min(firsts) if firsts else 0.0
+    t = data.test
+    start = (t.started_at or t.created_at).timestamp()
+    end = t.ended_at.timestamp() if t.ended_at else data.generated_at
+    t0 = min(firsts) if firsts else start
+    # The test's time axis, for the monitors' charts: its series' span, else its own.
+    axis = [_f(pts[0].ts - t0), _f(pts[-1].ts - t0)] if len(pts) > 1 else [_f(start - t0), _f(end - t0)]
     rows = [
         [_f(p.ts - t0), _f(p.rate), _f(p.avg_ms), p.errors, p.active, _f(er), _o(p.p95_ms), _f(p.received_bps),
          _f(p.sent_bps)]
@@ -393,7 +447,24 @@ def _series_json(data: ExportData) -> str:
     gens = [
         {"name": name, "points": [[_f(p[0] - t0), _f(p[1]), _f(p[2])] for p in points]} for name, points in generators
     ]
-    text = json.dumps({"series": rows, "labels": labels, "generators": gens}, separators=(",", ":"), allow_nan=False)
+    monitors = [
+        {
+            "name": x.monitor_name or x.monitor,
+            "metric": x.metric,
+            "points": [[_f(ts - t0), _f(v)] for ts, v in x.points],
+            "alarms": [
+                [_f(a.started_at.timestamp() - t0), _o(a.ended_at.timestamp() - t0 if a.ended_at else None), a.severity]
+                for a in data.alarms
+                if a.monitor == x.monitor and a.metric.split("{", 1)[0] == x.metric.split("{", 1)[0]
+            ],
+        }
+        for x in data.monitor_series
+    ]
+    text = json.dumps(
+        {"series": rows, "labels": labels, "generators": gens, "monitors": monitors, "axis": axis},
+        separators=(",", ":"),
+        allow_nan=False,
+    )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -436,6 +507,7 @@ def render(data: ExportData) -> str:
 <noscript><p class="none">The charts are drawn by the page's script.</p></noscript>
 <div class="charts">{charts}</div>
 <h3>Per label</h3>{_per_label(data)}</section>
+{_monitors(data)}
 <section id="errors-section"><h2>Errors</h2>{_errors(data)}</section>
 <section id="settings"><h2>Settings</h2>{_settings(data)}</section>
 <section id="times"><h2>Times</h2>{_times(data)}</section>
