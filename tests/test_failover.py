@@ -76,7 +76,9 @@ def test_an_agent_given_two_servers_goes_on_through_the_second_when_the_first_is
         with a.client() as http:
             wait_until(lambda: [x["status"] for x in http.get("/agents").json()] == ["online"], timeout=30,
                        what=f"agent online through the first server (log {proc.log_path})")  # fmt: skip
-        agent_id = json.loads((state / "identity.json").read_text())["agent_id"]
+        # online from its registration on: its identity file is written just after the answer
+        agent_id = wait_until(lambda: json.loads((state / "identity.json").read_text())["agent_id"], timeout=10,
+                              what="the agent's identity written")  # fmt: skip
         b.start()  # after the registration: it reads it from the database
         killed = time.time()
         a.stop(signal.SIGKILL)
