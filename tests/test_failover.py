@@ -191,6 +191,30 @@ def test_the_client_says_what_each_server_answered_when_none_serves(tmp_path: Pa
         Client("http://127.0.0.1:1,", "t")
 
 
+def test_a_balancer_answering_503_sends_the_client_and_the_agent_to_the_next_url(
+    server: ServerProcess, haproxy: Callable[[Sequence[int]], HAProxy]
+) -> None:
+    empty = haproxy([free_port()])  # its only replica never answers: HAProxy says 503 itself
+    empty.wait_for("replica1", "DOWN")
+    assert httpx.get(f"{empty.url}/api/v1/health").status_code == 503
+    token = _provider(server)
+    settings = parse_settings(["--server", f"{empty.url},{server.url}", "--state-dir", "/nonexistent"], env={})
+
+    async def scenario() -> None:
+        async with Client(f"{empty.url},{server.url}", "test-admin-token") as client:
+            assert [p.name for p in await client.providers()] == ["lab"] and client.base_url == server.url
+        link = ServerLink(settings)
+        try:
+            await link.register(token, RegisterRequest(name="gen1", location="paris"))
+            assert link.server == server.url
+        finally:
+            await link.aclose()
+
+    asyncio.run(scenario())
+    with _admin(server) as http:
+        assert [a["name"] for a in http.get("/agents").json()] == ["gen1"], "registered once, on the second"
+
+
 # --- HAProxy in front of two replicas ----------------------------------------------------------
 
 
