@@ -250,7 +250,8 @@ def _monitors(data: ExportData) -> str:
     t = data.test
     parts = []
     if t.reason and t.reason.startswith(f"stopped by {CRITICAL_STOP}:"):  # stopping.stop_test's words
-        parts.append(f'<div class="banner bad" id="critical-stop">{e(t.reason[0].upper() + t.reason[1:])}</div>')
+        alarm = t.reason.split(" before its planned end", 1)[0]  # the rest is in the header's banner
+        parts.append(f'<div class="banner bad" id="critical-stop">S{e(alarm[1:])}</div>')
     if data.monitor_series:
         parts.append(
             '<p class="sub">Each monitor metric kept with the test, on the time axis of the charts above; '
