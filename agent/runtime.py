@@ -173,7 +173,9 @@ class AgentRuntime:
     async def _ensure_identity(self) -> Identity:
         self.instance = await asyncio.to_thread(self._prepare_state)
         stored = await asyncio.to_thread(Identity.load, self.identity_path)
-        if stored is not None and stored.server == self.settings.server:
+        # Any URL of the list: they are replicas of one server, listed in whatever order (an
+        # operator reordering --server to spread agents keeps each agent's identity).
+        if stored is not None and stored.server in self.settings.server_urls:
             log.info("agent %s (identity from %s)", stored.agent_id, self.identity_path)
             return stored
         if stored is not None:

@@ -95,6 +95,32 @@ def test_an_agent_given_two_servers_goes_on_through_the_second_when_the_first_is
         assert proc.proc is not None and proc.proc.poll() is None, "the agent runs on"
 
 
+def test_an_agent_keeps_its_identity_when_its_server_list_is_reordered(
+    tmp_path: Path, server: ServerProcess, agents: list[AgentProcess]
+) -> None:
+    """Registered with ``--server A``, restarted with ``--server B,A`` (B not answering): the same
+    identity, through A, no second registration (it was kept only for the list's first URL)."""
+    state = tmp_path / "agent-state"
+    with _admin(server) as http:
+        token = str(http.post("/providers", json={"name": "lab"}).raise_for_status().json()["token"])
+    first = AgentProcess(server.url, token, state, "local", "gen1")
+    agents.append(first.start())
+    agent_id = wait_until(lambda: json.loads((state / "identity.json").read_text())["agent_id"], timeout=30,
+                          what="the agent's identity written")  # fmt: skip
+    first.stop()
+    dead = f"http://127.0.0.1:{free_port()}"
+    again = AgentProcess(f"{dead},{server.url}", token, state, "local", "gen1")
+    agents.append(again.start())
+    with _admin(server) as http:
+
+        def beating_again() -> bool:
+            return bool(http.get(f"/agents/{agent_id}").json()["status"] == "online") and "going on with" in again.log()
+
+        wait_until(beating_again, timeout=30, what=f"the same agent through {server.url} (log {again.log_path})")
+        assert [x["id"] for x in http.get("/agents").json()] == [agent_id], "one identity, no new registration"
+    assert "registering with" not in again.log(), again.log()[-2000:]
+
+
 def test_the_agent_link_registers_through_the_second_server_and_comes_back_to_the_first_once_healthy(
     tmp_path: Path, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
