@@ -22,6 +22,9 @@ DIR="${OCTOTUI_CLUSTER_DIR:-/var/lib/octotui-cluster}"
 PG_PORT="${OCTOTUI_CLUSTER_PG_PORT:-5433}"
 REPLICA_BASE="${OCTOTUI_CLUSTER_REPLICA_BASE:-8430}"
 BIND="${OCTOTUI_CLUSTER_BIND:-:8427}"
+# The URL agents and dashboards use (HAProxy's): what the replicas give in /info and in the
+# providers' install lines, never their own loopback address.
+PUBLIC_URL="${OCTOTUI_PUBLIC_URL:-http://$(hostname -f 2>/dev/null || hostname):${BIND##*:}}"
 IMAGE="${OCTOTUI_SERVER_IMAGE:-octotui-server:latest}"
 PG_BIN="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)"
 
@@ -67,6 +70,7 @@ replicas_up() {
         docker run -d --name "octotui-replica$i" --label io.octotui.cluster="$DIR" --restart unless-stopped \
             --network host --user "$(id -u):$(id -g)" -v "$DIR/replica$i:/var/lib/octotui" \
             -e OCTOTUI_DATABASE="$dsn" -e OCTOTUI_ADMIN_TOKEN="$(cat "$DIR/admin.token")" \
+            -e OCTOTUI_PUBLIC_URL="$PUBLIC_URL" \
             "$IMAGE" --host 127.0.0.1 --port "$port" >/dev/null
         say "replica $i: container octotui-replica$i on 127.0.0.1:$port"
     done

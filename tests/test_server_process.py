@@ -70,11 +70,24 @@ def test_port_zero_picks_a_free_port_written_to_server_url(tmp_path: Path) -> No
             proc.wait(timeout=5)
 
 
+def test_a_replica_behind_a_balancer_gives_the_public_url(tmp_path: Path) -> None:
+    """Behind HAProxy, /info (and so the providers' install lines) must give the balancer's URL,
+    never the replica's own loopback address."""
+    proc = ServerProcess(tmp_path / "data", "--public-url", "https://octotui.example.org:8443/").start()
+    try:
+        with proc.client() as http:
+            assert http.get("/info").json()["url"] == "https://octotui.example.org:8443"
+    finally:
+        proc.stop()
+
+
 def test_bad_flags_exit_with_a_message(tmp_path: Path) -> None:
     for args, words in (
         (["--port", "70000"], "port must be 0..65535"),
         (["--late-after", "10", "--offline-after", "5"], "--offline-after must be greater"),
         (["--tls-cert", "x.pem"], "go together"),
+        (["--public-url", "lb.example:8427"], "expected an http(s)://host[:port] URL"),
+        (["--public-url", "http://lb.example:99999"], "expected an http(s)://host[:port] URL"),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "octotui", "server", "--data-dir", str(tmp_path / "d"), *args],

@@ -54,6 +54,17 @@ def _byte_count(text: str) -> int:
     return int(text)
 
 
+def _public_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"expected an http(s)://host[:port] URL, got {text!r}")
+    try:
+        parts.port  # noqa: B018 (a port out of range raises)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an http(s)://host[:port] URL, got {text!r}") from None
+    return text.strip().rstrip("/")
+
+
 OPTIONS: list[Option] = [
     Option("data-dir", "directory of the server's state (SQLite, admin.token, server.url)", type=Path),
     Option(
@@ -63,6 +74,12 @@ OPTIONS: list[Option] = [
     ),
     Option("host", "address to listen on", default="127.0.0.1"),
     Option("port", "port to listen on (0: pick a free one, see DATA_DIR/server.url)", default=8427, type=port_number),
+    Option(
+        "public-url",
+        "URL agents and dashboards reach this server at, when not the one it listens on (replicas behind a"
+        " load balancer: the balancer's); given in /info and the providers' install lines",
+        type=_public_url,
+    ),
     Option("admin-token", "admin token (default: DATA_DIR/admin.token, generated at first start)"),
     Option("heartbeat-interval", "seconds between agent heartbeats", default=5.0, type=positive_float),
     Option("late-after", "seconds without heartbeat before an agent is late", default=15.0, type=positive_float),
@@ -203,7 +220,7 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
     settings_port = settings if settings.port == port else _with_port(settings, port)
     app = create_app(settings_port)
     url = _url(settings.scheme, settings.host, port)
-    app.state.controller.url = url
+    app.state.controller.url = settings.public_url or url
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -301,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         database=database,
         host=values["host"],
         port=values["port"],
+        public_url=values["public_url"] or None,
         admin_token=admin_token(data_dir, values["admin_token"]),
         heartbeat_interval=values["heartbeat_interval"],
         late_after=values["late_after"],

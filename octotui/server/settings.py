@@ -18,6 +18,10 @@ class ServerSettings:
     database: str | None = None
     host: str = "127.0.0.1"
     port: int = 8427
+    #: The URL agents and dashboards reach this server at when it is not the one it listens on (a
+    #: replica behind a load balancer: the balancer's URL). /info and the providers' install lines
+    #: give it; None: the URL it listens on.
+    public_url: str | None = None
     admin_token: str | None = None
     heartbeat_interval: float = 5.0
     late_after: float = 15.0
