@@ -30,12 +30,14 @@ FIGURES = [
     "terminal_output",
     "first_frame",
     "export_report",
+    "report_series",
     "jtl_export",
     "agent_jtl",
     "label_latency",
     "dashboard_labels",
     "monitors",
     "monitor_ingest",
+    "cli_agents",
 ]
 
 
