@@ -463,8 +463,8 @@ class TestScreen(DashboardScreen):
     @work(group="series", exit_on_error=False)
     async def _fetch_series(self, what: str, params: dict[str, str]) -> None:
         try:
-            # The client has no parameters on test_series: the series route takes them as a query.
-            series = await self.app.actions.client._get(f"/tests/{self.test_id}/series", TestSeries, params=params)
+            label, generators = params.get("label"), "generators" in params
+            series = await self.app.actions.client.test_series(self.test_id, label=label, generators=generators)
         except (ClientError, OSError):
             self._asked.pop(what, None)  # asked again at the next update
             return
