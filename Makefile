@@ -51,6 +51,7 @@ lint: install
 
 screenshots: install
 	$(BIN)/pytest tests/test_snapshots.py --snapshot-update -p no:xdist
+	OCTOTUI_SCREENSHOTS=1 $(BIN)/pytest tests/test_tui_test_screen.py -p no:xdist -q
 
 docker-engine:
 	bash scripts/docker-engine.sh
