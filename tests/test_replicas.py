@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pytest
 
 from octotui.server.store import Store
 from octotui.server.store_monitors import ALARM_BLOCK
+from tests.support.app import Env, Starter
 from tests.support.beating import Beating
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.replicas import lease_holders, listeners, replicas
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 from tests.support.wire import PLAN, bearer
 from tests.support.wireagent import WireAgent
 
@@ -246,3 +248,30 @@ def test_a_real_agent_on_one_replica_runs_jmeter_for_a_test_launched_on_another(
 
 def _ended(server: ServerProcess, test_id: str) -> bool:
     return _test_on(server, test_id)["state"] in ("finished", "failed")
+
+
+async def test_a_replica_that_missed_pruned_changes_reads_everything_again(
+    pg_database: str, start_server: Starter
+) -> None:
+    # pg_database first: the servers stop before their database is dropped.
+    a = await start_server(database=pg_database)
+    b = await start_server(database=pg_database)
+    await wait_until_async(_replicas_started(a, b), timeout=10, what="both replicas started")
+    replica = b.ctl.replica
+    assert replica is not None
+    replica._tasks[0].cancel()  # b reads no change (as if cut from the database) until told below
+    first = await a.provider("first")
+    # The lease holder deleted the changes before b read them (they are kept CHANGES_KEPT seconds).
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DELETE FROM replica_changes")
+    second = await a.provider("second")
+    await replica.sync()
+    assert {first["id"], second["id"]} <= set(b.ctl.providers)
+    assert {p["name"] for p in (await b.http.get("/providers")).json()} == {"first", "second"}
+
+
+def _replicas_started(*envs: Env) -> Callable[[], Awaitable[bool]]:
+    async def started() -> bool:
+        return all(env.ctl.replica is not None and env.ctl.replica.ready for env in envs)
+
+    return started

@@ -62,7 +62,7 @@ POLL = 1.0
 LEASE_EVERY = 1.0
 LIVE_EVERY = 1.0
 #: Changes are re-read this many seconds back as well (identities committed out of order).
-WINDOW = 10.0
+WINDOW = 2.0
 #: ``replica_changes`` rows older than this are deleted by the lease holder.
 CHANGES_KEPT = 600.0
 #: Slots of live data per replica: a reader that misses up to SLOTS - 1 publications loses nothing.
@@ -129,13 +129,14 @@ class Reader(Connection):
         row = self.db.execute("SELECT max(id) FROM replica_changes").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def changes(self, after: int, origin: str) -> list[tuple[int, str, str]]:
+    def changes(self, after: int) -> list[tuple[int, str, str, str]]:
+        """Changes after ``after`` and those of the last :data:`WINDOW` seconds: (id, kind, key, origin)."""
         rows = self.db.execute(
-            "SELECT id, kind, key FROM replica_changes WHERE (id > ? OR at > extract(epoch FROM clock_timestamp()) - ?)"
-            " AND origin <> ? ORDER BY id",
-            (after, WINDOW, origin),
+            "SELECT id, kind, key, origin FROM replica_changes"
+            " WHERE id > ? OR at > extract(epoch FROM clock_timestamp()) - ? ORDER BY id",
+            (after, WINDOW),
         ).fetchall()
-        return [(int(r[0]), r[1], r[2]) for r in rows]
+        return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def read(self, keys: list[tuple[str, str]]) -> Delta:
         """The records ``keys`` name as the tables hold them now."""
@@ -181,6 +182,22 @@ class Reader(Connection):
         rows = db.execute(tables.select("containers", tables.CONTAINER_COLUMNS) + " WHERE test_id = ?", (test_id,))
         return t, [tables.container_from_row(r) for r in rows]
 
+    def pruned_past(self, after: int) -> bool:
+        """True when changes after ``after`` may have been deleted before this replica read them."""
+        row = self.db.execute("SELECT min(id) FROM replica_changes").fetchone()
+        oldest = row[0] if row else None
+        return oldest is not None and int(oldest) > after + 1
+
+    def everything(self) -> tuple[int, list[tuple[str, str]]]:
+        """The newest change's id and a key for every record the replicas keep in memory."""
+        row = self.db.execute("SELECT max(id) FROM replica_changes").fetchone()
+        newest = int(row[0]) if row and row[0] is not None else 0
+        keys = [("provider", r[0]) for r in self.db.execute("SELECT id FROM providers")]
+        agent_ids = [r[0] for r in self.db.execute("SELECT id FROM agents")]
+        keys += [("agent", i) for i in agent_ids] + [("commands", i) for i in agent_ids]
+        keys += [("test", r[0]) for r in self.db.execute("SELECT id FROM tests")]
+        return newest, [*keys, ("operators", "")]
+
     def publish(self, origin: str, seq: int, data: bytes) -> None:
         """This replica's live data: one statement (an upsert of one row)."""
         self.db.execute(
@@ -223,6 +240,9 @@ class Replica:
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-lease")
         self._listener: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._setup: asyncio.Task[None] | None = None
+        #: True once its tables exist and its loops run (its writes are told to the others from then).
+        self.ready = False
         self._seq = 0
         self._live_seen: dict[str, int] = {}
         self._published: dict[str, float] = {}
@@ -235,9 +255,20 @@ class Replica:
 
     # --- start and stop ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        """Start in the background: the database may be unreachable now (the server serves anyway,
+        and becomes a replica once it can reach it)."""
         self._loop = asyncio.get_running_loop()
-        self.last_id = await self.reader._run(self.reader.ensure_tables)
+        self._setup = asyncio.create_task(self._start(), name="octotui-replica-start")
+
+    async def _start(self) -> None:
+        while True:
+            try:
+                self.last_id = await self.reader._run(self.reader.ensure_tables)
+                break
+            except (sqlite3.Error, psycopg.Error) as exc:
+                log.warning("replica: PostgreSQL not usable yet (%s): trying again", exc)
+                await asyncio.sleep(POLL)
         self.s.store.origin = self.id  # from now on the store's transactions tell the others
         if self.listening:
             self._listener = threading.Thread(target=self._listen, name="octotui-listen", daemon=True)
@@ -247,10 +278,15 @@ class Replica:
             asyncio.create_task(self._lease_loop(), name="octotui-replica-lease"),
             asyncio.create_task(self._live_loop(), name="octotui-replica-live"),
         ]
+        self.ready = True
         log.info("replica %s on %s (LISTEN %s)", self.id, redact(self.url), "on" if self.listening else "off: polling")
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._setup is not None:
+            self._setup.cancel()
+            with contextlib.suppress(BaseException):
+                await self._setup
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -305,6 +341,9 @@ class Replica:
 
     async def sync(self) -> None:
         """Read the others' changes since the last read and take them into memory."""
+        if await self.reader._run(self.reader.pruned_past, self.last_id):
+            await self.resync()
+            return
         got = await self.reader._run(self._read_new, self.last_id)  # one hop to the reader's thread
         if got is None:
             return
@@ -317,14 +356,27 @@ class Replica:
         apply(self.s, delta)
         self.applied += len(fresh)
 
+    async def resync(self) -> None:
+        """Changes this replica had not read were pruned (it was cut from the database longer than
+        :data:`CHANGES_KEPT`): every record is read again, those of memory and those of the tables."""
+        s = self.s
+        known = [("provider", k) for k in s.providers] + [("agent", k) for k in s.agents]
+        known += [("test", k) for k in s.tests] + [("commands", k) for k in s.agents]
+        newest, stored = await self.reader._run(self.reader.everything)
+        log.warning("replica %s: changes of the others were pruned before it read them: reading everything", self.id)
+        delta = await self.reader._run(self.reader.read, list(dict.fromkeys(known + stored)))
+        apply(s, delta)
+        self.last_id = max(self.last_id, newest)
+
     def _read_new(self, after: int) -> tuple[list[tuple[int, str, str]], Delta] | None:
-        """On the reader's thread: the changes not taken yet and their records."""
-        rows = self.reader.changes(after, self.id)
+        """On the reader's thread: the changes not taken yet (this replica's own are only counted as
+        read) and the records the others' name."""
         seen = self._seen
-        fresh = [(i, kind, key) for i, kind, key in rows if i not in seen]
-        if not fresh:
+        rows = [(i, kind, key, origin) for i, kind, key, origin in self.reader.changes(after) if i not in seen]
+        if not rows:
             return None
-        return fresh, self.reader.read(list(dict.fromkeys((kind, key) for _, kind, key in fresh)))
+        keys = list(dict.fromkeys((kind, key) for _, kind, key, origin in rows if origin != self.id))
+        return [(i, kind, key) for i, kind, key, _ in rows], self.reader.read(keys)
 
     async def fetch_test(self, test_id: str) -> TestRec | None:
         """A test (with its containers) read now, taken into memory."""
@@ -587,5 +639,5 @@ async def start(s: ServerState) -> Replica | None:
     if url is None:
         return None
     replica = Replica(s, url)
-    await replica.start()
+    replica.start()
     return replica

@@ -50,7 +50,9 @@ def lease_holders(dsn: str) -> list[int]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s",
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+            # advisory locks are per database: other tests' replicas run on other databases of the cluster
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LEASE >> 32, LEASE & 0xFFFFFFFF),
         ).fetchall()
     # application_name: "octotui-lease <host>:<port>:<pid>:<random>"
@@ -62,5 +64,6 @@ def listeners(dsn: str) -> list[int]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'octotui-listen %%'"
+            " AND datname = current_database()"
         ).fetchall()
     return [pid for (pid,) in rows]
