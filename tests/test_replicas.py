@@ -275,3 +275,18 @@ def _replicas_started(*envs: Env) -> Callable[[], Awaitable[bool]]:
         return all(env.ctl.replica is not None and env.ctl.replica.ready for env in envs)
 
     return started
+
+
+def test_a_provider_token_rotated_on_one_replica_is_refused_on_another(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database) as (a, b):
+        with a.client() as http:
+            made = http.post("/providers", json={"name": "lab"}).raise_for_status().json()
+        wait_until(lambda: _registers(b, made["token"]), timeout=5, what="provider known on b")
+        with a.client() as http:
+            rotated = http.post(f"/providers/{made['id']}/rotate-token").raise_for_status().json()
+        wait_until(lambda: not _registers(b, made["token"]), timeout=5, what="old token refused on b")
+        assert _registers(b, rotated["token"])
+        with a.client() as http:
+            assert http.patch(f"/providers/{made['id']}", json={"name": "lab-2"}).status_code == 200
+        with b.client() as http:
+            wait_until(lambda: http.get(f"/providers/{made['id']}").json()["name"] == "lab-2", timeout=5, what="rename")
