@@ -8,16 +8,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from textual.widgets import Static
 
 from octotui.tui.forms import check_plan_path
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.launch import LaunchScreen
+from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, ProvidersTable
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.tui import SIZE, agent_id, build_app, make_provider, start_agent
 from tests.support.waiting import wait_until_pilot
+from tests.support.wireagent import running_test
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ async def test_agent_appears_online_with_figures(server: ServerProcess, live: st
 
         def online_with_cpu() -> bool:
             cells = table.row_cells(live)
-            return bool(cells) and cells[0].text == "online" and cells[4].text != "-"
+            return cells is not None and cells[0].text == "online" and cells[4].text != "-"
 
         await wait_until_pilot(pilot, online_with_cpu, what="box1 online with a CPU figure")
         cells = table.row_cells(live)
@@ -278,3 +281,23 @@ async def test_same_named_agents_are_two_rows_flagged(
             return names if len(names) == 2 and all(n == "box1 (same name, same machine)" for n in names) else []
 
         await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (same name, same machine)'")
+
+
+async def test_agent_screen_reads_a_containers_whole_error_and_opens_its_test(server: ServerProcess) -> None:
+    # At 80 columns the table cuts the error ("pull of justb4/jmete"): the line under it has it
+    # all, and enter opens the container's test.
+    agent, report = running_test(server, name="shop")
+    error = 'pull of justb4/jmeter:5.5 failed: Get "https://registry-1.docker.io/v2/": no such host'
+    agent.beat({**report, "state": "failed", "error": error})
+    app = build_app(server)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until_pilot(pilot, lambda: bool(app.tests) and app.tests[0].state == "failed", what="failed")
+            await app.push_screen(AgentScreen(agent.id))
+            line = app.screen.query_one("#agent-container-line", Static)
+            await wait_until_pilot(pilot, lambda: error in str(line.render()), what="the whole error")
+            assert str(line.render()).startswith("shop #0 · failed: pull of")
+            await pilot.press("enter")
+            assert isinstance(app.screen, TestScreen) and app.screen.test_id == app.tests[0].id
+    finally:
+        agent.close()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
-from octotui.protocol import Agent, AgentMetrics, HostSample, Test
+from octotui.protocol import Agent, AgentMetrics, ContainerRecord, HostSample, Test
 from octotui.tui import format as fmt
 from octotui.tui import messages
 from octotui.tui.rows import agent_container_rows, agent_flags, agent_state
 from octotui.tui.screens.base import DashboardScreen
+from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart, CoreBars
 from octotui.tui.widgets.tables import AgentContainersTable
 
@@ -66,6 +68,8 @@ class AgentScreen(DashboardScreen):
             yield CoreBars(id="cores")
             yield Static("", id="figures", markup=False)
         yield AgentContainersTable(id="agent-containers")
+        # The row under the cursor in full: its error is cut in the table at 80 columns.
+        yield Static("", id="agent-container-line", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -153,3 +157,38 @@ class AgentScreen(DashboardScreen):
         if not self.feeding:
             return
         self.query_one(AgentContainersTable).sync(agent_container_rows(tests, self.agent_id))
+        self._show_container()
+
+    def _selected(self) -> tuple[Test, ContainerRecord] | None:
+        table = self.query_one(AgentContainersTable)
+        key = table.selected_key if table.row_count else None
+        for test in self.app.tests:
+            for container in test.containers:
+                if container.id == key:
+                    return test, container
+        return None
+
+    def _show_container(self) -> None:
+        line = self.query_one("#agent-container-line", Static)
+        selected = self._selected()
+        if selected is None:
+            text = (
+                "no container of any test on this agent" if not self.query_one(AgentContainersTable).row_count else ""
+            )
+        else:
+            test, c = selected
+            text = f"{test.name} #{c.index} · {c.state}"
+            if c.error:
+                text += f": {c.error.strip()}"
+            text += " · enter opens the test"
+        line.update(text)
+
+    @on(DataTable.RowHighlighted, "#agent-containers")
+    def _highlighted(self) -> None:
+        self._show_container()
+
+    @on(DataTable.RowSelected, "#agent-containers")
+    def _open_test(self) -> None:
+        selected = self._selected()
+        if selected is not None:
+            self.app.push_screen(TestScreen(selected[0].id))
