@@ -222,6 +222,29 @@ class Reader(Connection):
         self.db.execute("DELETE FROM replica_live WHERE at < extract(epoch FROM clock_timestamp()) - ?", (3600.0,))
 
 
+class Complaint:
+    """A failure that repeats every second while PostgreSQL is away: logged when it starts, then at
+    most once a minute, and once when it ends."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.said = 0.0
+
+    def failed(self, exc: object) -> None:
+        now = time.monotonic()
+        if self.since is None or now - self.said >= 60.0:
+            log.warning("replica: %s (%s): retrying", self.what, exc)
+            self.said = now
+        if self.since is None:
+            self.since = now
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.info("replica: %s for %.0f s: back", self.what, time.monotonic() - self.since)
+            self.since = None
+
+
 class Replica:
     """This server as one replica among others on one PostgreSQL (see the module's docstring)."""
 
@@ -243,6 +266,9 @@ class Replica:
         self._setup: asyncio.Task[None] | None = None
         #: True once its tables exist and its loops run (its writes are told to the others from then).
         self.ready = False
+        self._sync_fails = Complaint("changes of the others not read")
+        self._live_fails = Complaint("live data not exchanged")
+        self._listen_fails = Complaint("LISTEN connection lost")
         self._seq = 0
         self._live_seen: dict[str, int] = {}
         self._published: dict[str, float] = {}
@@ -310,6 +336,7 @@ class Replica:
                     keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
                 ) as conn:  # fmt: skip
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._listen_fails.ok()
                     self._poke()  # (re)connected: whatever was notified meanwhile is read now
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
@@ -317,7 +344,7 @@ class Replica:
                                 self._poke()
             except psycopg.Error as exc:
                 if not self._stop.is_set():
-                    log.warning("replica: LISTEN connection lost (%s): reconnecting", " ".join(str(exc).split())[:200])
+                    self._listen_fails.failed(" ".join(str(exc).split())[:200])
                     self._stop.wait(0.5)
 
     def _poke(self) -> None:
@@ -332,8 +359,9 @@ class Replica:
             self._wake.clear()
             try:
                 await self.sync()
+                self._sync_fails.ok()
             except (sqlite3.Error, psycopg.Error, ValueError) as exc:
-                log.warning("replica: changes of the others not read (%s): retrying", exc)
+                self._sync_fails.failed(exc)
                 await asyncio.sleep(POLL)
             except Exception:
                 log.exception("replica: changes of the others not taken; retrying")
@@ -341,11 +369,11 @@ class Replica:
 
     async def sync(self) -> None:
         """Read the others' changes since the last read and take them into memory."""
-        if await self.reader._run(self.reader.pruned_past, self.last_id):
+        got = await self.reader._run(self._read_new, self.last_id)  # one hop to the reader's thread
+        if got == "pruned":
             await self.resync()
             return
-        got = await self.reader._run(self._read_new, self.last_id)  # one hop to the reader's thread
-        if got is None:
+        if got is None or isinstance(got, str):
             return
         fresh, delta = got
         for i, _, _ in fresh:
@@ -368,9 +396,11 @@ class Replica:
         apply(s, delta)
         self.last_id = max(self.last_id, newest)
 
-    def _read_new(self, after: int) -> tuple[list[tuple[int, str, str]], Delta] | None:
+    def _read_new(self, after: int) -> tuple[list[tuple[int, str, str]], Delta] | str | None:
         """On the reader's thread: the changes not taken yet (this replica's own are only counted as
-        read) and the records the others' name."""
+        read) and the records the others' name; "pruned" when some were deleted before read."""
+        if self.reader.pruned_past(after):
+            return "pruned"
         seen = self._seen
         rows = [(i, kind, key, origin) for i, kind, key, origin in self.reader.changes(after) if i not in seen]
         if not rows:
@@ -443,8 +473,9 @@ class Replica:
                     if seq > self._live_seen.get(replica, 0):
                         self._live_seen[replica] = seq
                         take_live(self, json.loads(zlib.decompress(blob)))
+                self._live_fails.ok()
             except (sqlite3.Error, psycopg.Error) as exc:
-                log.warning("replica: live data not exchanged (%s): retrying", exc)
+                self._live_fails.failed(exc)
             except Exception:
                 log.exception("replica: live data not exchanged; retrying")
 
