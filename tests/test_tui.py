@@ -8,7 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from textual.widgets import Static
+from rich.color import ColorSystem
+from textual.color import Color
+from textual.widgets import Button, Static
 
 from octotui.tui.forms import check_plan_path
 from octotui.tui.screens.agent import AgentScreen
@@ -301,3 +303,21 @@ async def test_agent_screen_reads_a_containers_whole_error_and_opens_its_test(se
             assert isinstance(app.screen, TestScreen) and app.screen.test_id == app.tests[0].id
     finally:
         agent.close()
+
+
+async def test_a_disabled_launch_button_reads_in_16_colours(server: ServerProcess) -> None:
+    # "Launch ^l" before a preview read grey on grey once a 16-colour terminal rounded it.
+    make_provider(server)
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until_pilot(pilot, lambda: bool(app.providers), what="providers")
+        await pilot.press("l")
+        button = app.screen.query_one("#do-launch", Button)
+        assert button.disabled
+        style = button.rich_style
+        assert style.color is not None and style.bgcolor is not None
+        bg = Color.from_rich_color(style.bgcolor)
+        # As painted: the text blended onto the background at the button's text opacity.
+        fg = bg.blend(Color.from_rich_color(style.color), button.styles.text_opacity)
+        fg16, bg16 = (c.rich_color.downgrade(ColorSystem.STANDARD).number for c in (fg, bg))
+        assert fg16 != bg16, (fg, bg)

@@ -71,7 +71,8 @@ class CommandScreen(ModalScreen[Callable[[], object] | None]):
                     self._initial,
                     id="command-input",
                     suggester=_Completion(self._state),
-                    placeholder="agents tests providers monitors agent test provider drain undrain stop help q",
+                    # Reads as a hint, not as typed text, in 16 colours too (where grey is white).
+                    placeholder="a command: tab lists them (agents, test NAME, help…)",
                     select_on_focus=False,
                 )
 
