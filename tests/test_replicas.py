@@ -290,3 +290,24 @@ def test_a_provider_token_rotated_on_one_replica_is_refused_on_another(tmp_path:
             assert http.patch(f"/providers/{made['id']}", json={"name": "lab-2"}).status_code == 200
         with b.client() as http:
             wait_until(lambda: http.get(f"/providers/{made['id']}").json()["name"] == "lab-2", timeout=5, what="rename")
+
+
+def test_launches_through_two_replicas_at_once_take_distinct_shutdown_ports(tmp_path: Path, pg_database: str) -> None:
+    # Each replica places on its memory: without the launch lock they share, both gave the agent's
+    # first free shutdown port to their container (the second JMeter could not bind it).
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(_launch, (a, b, a, b)))
+        assert [r.status_code for r in answers] == [201] * 4, [r.text for r in answers]
+        launches = wait_until(lambda: _all_queued(agent, 4), timeout=20, what="the 4 launches queued on b")
+        ports = [c["launch"]["shutdown_port"] for c in launches]
+        assert len(set(ports)) == 4, ports
+        agent.close()
+
+
+def _all_queued(agent: WireAgent, count: int) -> list[dict[str, Any]] | None:
+    """Every command queued for the agent (a "fresh" poll hands out those handed out before too)."""
+    answer = agent.http.get(f"/agents/{agent.id}/commands", params={"timeout": 0, "fresh": "true"}, headers=agent.auth)
+    got = list(answer.json())
+    return got if len(got) == count else None

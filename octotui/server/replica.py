@@ -37,6 +37,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ import psycopg
 
 from octotui.protocol import DockerInfo, HostSample, JMeterFigures
 from octotui.server import tables
-from octotui.server.pgstore import CONNECT_TIMEOUT, redact
+from octotui.server.pgstore import CONNECT_TIMEOUT, StoreUnavailable, redact
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
 from octotui.server.storebase import Connection
 
@@ -56,6 +57,9 @@ log = logging.getLogger("octotui.server")
 
 #: The advisory lock whose holder does the background duties.
 LEASE = 0x6F63746F0003
+#: The advisory lock a launch holds on every replica from its placement to its write: two launches
+#: through two replicas never place on the same capacity, nor give one shutdown port twice.
+LAUNCH_LOCK = 0x6F63746F0004
 #: Seconds between two reads of ``replica_changes`` without a notification; between two tries at the
 #: lease (and checks that it is still held); between two publications of live data.
 POLL = 1.0
@@ -261,6 +265,8 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lease_conn: psycopg.Connection[Any] | None = None
         self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-lease")
+        self._launch_conn: psycopg.Connection[Any] | None = None
+        self._launch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-launch")
         self._listener: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._setup: asyncio.Task[None] | None = None
@@ -321,6 +327,10 @@ class Replica:
         with contextlib.suppress(Exception):
             await asyncio.get_running_loop().run_in_executor(self._lease_pool, self._lease_close)
         self._lease_pool.shutdown(wait=False)
+        if self._launch_conn is not None:
+            with contextlib.suppress(Exception):
+                self._launch_conn.close()
+        self._launch_pool.shutdown(wait=False)
         with contextlib.suppress(Exception):
             await self.reader.close()
 
@@ -413,6 +423,39 @@ class Replica:
         delta = await self.reader._run(self.reader.read, [("test", test_id)])
         apply(self.s, delta)
         return self.s.tests.get(test_id)
+
+    # --- launches ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def launching(self) -> AsyncIterator[None]:
+        """Hold the replicas' launch lock, with every change of the others taken, while placing and
+        writing a launch. Raises the store's :class:`StoreUnavailable` when PostgreSQL cannot be reached."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._launch_pool, self._launch_lock, True)
+        try:
+            if self.ready:
+                await self.sync()  # what the others launched up to now is in memory
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await loop.run_in_executor(self._launch_pool, self._launch_lock, False)
+
+    def _launch_lock(self, take: bool) -> None:
+        try:
+            if self._launch_conn is None or self._launch_conn.closed:
+                self._launch_conn = psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                    application_name=f"octotui-launch {self.id}"[:63],
+                )  # fmt: skip
+            fn = "pg_advisory_lock" if take else "pg_advisory_unlock"
+            self._launch_conn.execute(f"SELECT {fn}(%s)", (LAUNCH_LOCK,))
+        except psycopg.Error as exc:
+            if self._launch_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._launch_conn.close()
+            self._launch_conn = None
+            if take:
+                raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} is unreachable ({exc})") from None
 
     # --- lease ---------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ launch queued per container, and ``Idempotency-Key``s so that a retried launch n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 
@@ -27,7 +28,7 @@ async def create_test(
     """Validate, place and (unless a dry run) queue one launch per container; True with the
     test an earlier launch with the same ``idempotency_key`` made (its answer was lost)."""
     if idempotency_key is None or spec.dry_run:
-        async with s.launching:  # placement and ports see every earlier launch
+        async with s.launching, _across(s, not spec.dry_run):  # placement and ports see every earlier launch
             return await _create_test(s, spec, None), False
     keys = s.launch_keys
     key = (idempotency_key, hashlib.sha256(spec.model_dump_json().encode()).hexdigest())
@@ -41,7 +42,7 @@ async def create_test(
             return views.test_out(s, made), True
     keys.begin(*key)
     try:
-        async with s.launching:
+        async with s.launching, _across(s):
             return await _create_test(s, spec, key), False
     except LaunchKeyTaken as taken:
         # Another replica made a test with this key meanwhile (the store's check, in the write's
@@ -60,6 +61,13 @@ async def create_test(
         if keys.get(idempotency_key) == (key[1], None):
             keys.forget(idempotency_key)  # refused before anything was made: the key may be used again
         raise
+
+
+def _across(s: ServerState, launches: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
+    """With replicas, the launch lock they share (``replica.py``): placement sees their launches too."""
+    if s.replica is None or not launches:
+        return contextlib.nullcontext()
+    return s.replica.launching()
 
 
 def _check_plan(s: ServerState, plan: str) -> None:
