@@ -311,3 +311,16 @@ def _all_queued(agent: WireAgent, count: int) -> list[dict[str, Any]] | None:
     answer = agent.http.get(f"/agents/{agent.id}/commands", params={"timeout": 0, "fresh": "true"}, headers=agent.auth)
     got = list(answer.json())
     return got if len(got) == count else None
+
+
+def test_a_container_unknown_to_a_replica_is_stopped_only_after_a_grace(tmp_path: Path, pg_database: str) -> None:
+    """A container another replica launched may be reported to this one before it read the launch
+    (the others' changes come within about a second): stopping it as a stray at once would kill a
+    test's container on a failover. A true stray is still stopped, once unknown for the grace."""
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        stray = {"container_id": "c-nobody", "test_id": "t-nobody", "state": "running"}
+        first = time.monotonic()
+        assert agent.beat(stray)["stop"] == [], "not stopped at first sight"
+        wait_until(lambda: "c-nobody" in agent.beat(stray)["stop"], timeout=20, what="the stray stopped")
+        assert time.monotonic() - first >= 5.0  # reconcile.STRAY_GRACE

@@ -22,12 +22,13 @@ class WireAgent:
         assert answer.status_code == 200, answer.text
         self.id, self.auth = answer.json()["agent_id"], bearer(answer.json()["agent_token"])
 
-    def beat(self, *reports: dict[str, Any]) -> None:
-        """One heartbeat with these container reports."""
+    def beat(self, *reports: dict[str, Any]) -> dict[str, Any]:
+        """One heartbeat with these container reports; the server's answer."""
         host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 10.0, "memory_total": 2**33}
         body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
         answer = self.http.post(f"/agents/{self.id}/heartbeat", json=body, headers=self.auth)
         assert answer.status_code == 200, answer.text
+        return dict(answer.json())
 
     def take_launch(self) -> dict[str, Any]:
         """The launch command waiting for this agent, acknowledged; its container's report, running."""
