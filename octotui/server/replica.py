@@ -282,6 +282,8 @@ class Replica:
         #: last_seen of agents as taken from another replica: those are not published again here.
         self._remote_seen: dict[str, float] = {}
         self.listening = listen_enabled()
+        #: Other replicas running on the database now (their lease connections), read with the lease.
+        self.others = 0
         #: Applied changes, and how many notifications woke the reader (for tests and logs).
         self.applied = 0
 
@@ -482,8 +484,14 @@ class Replica:
                 held = False
             else:
                 held = self.leader
+            # How many other replicas run now (each keeps a lease connection): also shows the session
+            # (and with it the lock) alive.
+            count = self._lease_conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'octotui-lease %%'"
+                " AND pid <> pg_backend_pid() AND datname = current_database()"
+            ).fetchone()
+            self.others = int(count[0]) if count else 0
             if held:
-                self._lease_conn.execute("SELECT 1")  # the session (and with it the lock) is alive
                 return True
             row = self._lease_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEASE,)).fetchone()
             return bool(row and row[0])

@@ -71,7 +71,7 @@ def _apply_reports(s: ServerState, a: AgentRec, hb: Heartbeat, now: float, stop:
 
 def _stray(s: ServerState, container_id: str, now: float) -> bool:
     """Whether a container this server has no record of is to be stopped now."""
-    if s.replica is None:
+    if s.replica is None or not s.replica.others:  # alone: it knows every container it made
         return True
     unknown = s.unknown_since
     if len(unknown) > 10_000:  # bounded: forget the sightings of long ago
