@@ -2,7 +2,9 @@
 paste without brackets, typing over a slow ssh link): the keys typed right after one that opens a
 dialog (``l``, ``:``, ``?``, ``s``, ``R``) go to that dialog once it is up, not to the screen below,
 and the keys typed after a paste that went on into the next fields go where the paste ended. Pilot
-against a real server process at 80x24; keys queued at once by tests/support/keys.py."""
+against a real server process at 80x24; keys queued at once by tests/support/keys.py.
+The ":" and "s" tests passed before the fence too (":" is a priority binding, and a key that
+bubbled up late met the question's own bindings): they guard the fence against regressions."""
 
 from __future__ import annotations
 
