@@ -18,6 +18,7 @@ from octotui.tui.rows import AgentRows, provider_rows, test_rows, test_state
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.confirm import ConfirmScreen
+from octotui.tui.screens.monitors import AlarmBadge
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.provider import ProviderScreen, rotation_question
 from octotui.tui.screens.test import TestScreen
@@ -94,6 +95,8 @@ class MainScreen(DashboardScreen):
         self.watch(self.app, "providers", self._providers_changed)
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(AgentsTable).focus()
+        # While monitors' alarms are raised: "2 ALARMS" in the status bar (:monitors lists them).
+        self.query_one("#status").mount(AlarmBadge(), after="#sb-readonly")
 
     @property
     def needle(self) -> str:
