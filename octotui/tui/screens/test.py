@@ -44,6 +44,7 @@ from octotui.tui.screens.base import DashboardScreen
 from octotui.tui.screens.baseline import BaselinePicker, baseline_candidates
 from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.launch import LaunchScreen
+from octotui.tui.screens.monitor import TestMonitorsPane
 from octotui.tui.state import TestLabels
 from octotui.tui.testlines import (
     baseline_line,
@@ -72,6 +73,7 @@ PANES = (
     Pane("test-errors", "errors", "e"),
     Pane("test-usage", "cpu/mem", "m"),
     Pane("test-baseline", "baseline", "b"),
+    Pane("test-monitors", "monitors", "M"),
 )
 #: Keys of this screen that change something, and what a read-only dashboard says of them.
 READ_ONLY_KEYS = {"s": "stopping", "x": "stopping", "delete": "deleting tests", "R": "launching", "E": "launching"}
@@ -126,6 +128,7 @@ class TestScreen(DashboardScreen):
         Binding("e", "pane('test-errors')", "Errors", show=False),
         Binding("m", "pane('test-usage')", "CPU/mem", show=False),
         Binding("b", "baseline", "Baseline"),
+        Binding("M", "pane('test-monitors')", "Monitors", key_display="M", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("R", "rerun", "Re-run", key_display="R"),
         Binding("E", "edit_copy", "Edit & launch", key_display="E", show=False),
@@ -179,6 +182,7 @@ class TestScreen(DashboardScreen):
             with Horizontal(id="test-usage"):
                 yield Chart("CPU", formatter=number, unit=" %", latest="now", peak="peak", id="cpu-usage")
                 yield Chart("mem", formatter=fmt.size, latest="now", peak="peak", id="mem-usage")
+            yield TestMonitorsPane(self.test_id, id="test-monitors")
         with Horizontal(id="filter-bar"):
             yield Label("filter:", id="filter-label")
             yield Input(placeholder="labels and errors by label, code, message · esc clears", id="filter")
@@ -266,7 +270,10 @@ class TestScreen(DashboardScreen):
         self.set_class(pane != "test-containers", "-table-pane")
         # The cpu/mem pane has no table: the keyboard stays on the containers, whose cursor picks.
         table = pane if pane != "test-usage" else "test-containers"
-        self.set_focus(self.query_one(f"#{table}", KeyedTable))
+        if pane == "test-monitors":  # its charts take the keyboard (n: the next metrics)
+            self.set_focus(self.query_one(TestMonitorsPane))
+        else:
+            self.set_focus(self.query_one(f"#{table}", KeyedTable))
         self._show_line()
         self._usage_changed(self.app.container_usage)
         self._draw_charts()
