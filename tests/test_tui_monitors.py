@@ -24,15 +24,18 @@ from octotui.tui.monitorlines import (
     with_raised,
 )
 from octotui.tui.screens.confirm import ConfirmScreen
-from octotui.tui.screens.monitor import MarkedChart, MonitorScreen
+from octotui.tui.screens.monitor import MarkedChart, MonitorScreen, TestMonitorsPane
 from octotui.tui.screens.monitorform import MonitorForm
-from octotui.tui.screens.monitors import AlarmsTable, MonitorsScreen, MonitorsTable
+from octotui.tui.screens.monitors import AlarmBadge, AlarmsTable, MonitorsScreen, MonitorsTable
+from octotui.tui.screens.test import TestScreen
+from octotui.tui.widgets.charts import Chart
 from tests.support.monitorkit import PASSWORD
 from tests.support.monitorwire import MonitorBeating
 from tests.support.processes import ServerProcess
 from tests.support.shots import save_screenshot
 from tests.support.tui import SIZE, build_app, make_provider
 from tests.support.waiting import wait_until, wait_until_pilot
+from tests.support.wire import PLAN
 
 NODE = "http://127.0.0.1:9/metrics"
 WEB = "http://127.0.0.1:7/health"
@@ -94,6 +97,12 @@ async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
     create_monitor(server, name="web", agent=lab.id, kind="http", target=WEB, interval=1)
     app = build_app(server)
     async with app.run_test(size=SIZE) as pilot:
+        # The main screen's badge while an alarm is raised (critical: in the error colour).
+        badge = app.screen.query_one(AlarmBadge)
+        await wait_until_pilot(pilot, lambda: badge.count == 1, what="the main screen's alarm badge")
+        await wait_until_pilot(pilot, lambda: " 1 ALARM " in screen_text(app), what="the badge drawn")
+        assert badge.display and badge.has_class("-critical")
+        save_screenshot(app, "main-alarms")
         screen = await open_monitors(app, pilot)
         table, alarms = screen.query_one(MonitorsTable), screen.query_one(AlarmsTable)
 
@@ -129,6 +138,10 @@ async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
         save_screenshot(app, "monitor")
         await pilot.press("escape")
         assert isinstance(app.screen, MonitorsScreen)
+        # Back in bounds: the alarm is cleared, the badge goes.
+        lab.reports[NODE] = lambda n: {"node_load1": 1.0, "up": 1.0}
+        await pilot.press("escape")
+        await wait_until_pilot(pilot, lambda: badge.count == 0 and not badge.display, what="no badge once cleared")
 
 
 async def test_admin_adds_a_monitor_with_credentials_the_screen_never_shows(
@@ -350,6 +363,38 @@ def test_alarm_marks_start_and_span_their_columns() -> None:
     other = Alarm(id=2, monitor="m", metric="y", severity="warning", started_at=at(1000))
     assert alarm_marks([raised, other], "x", [0, 2, 4, 6, 8], origin=1000, now=1010) == " ▲━  "
     assert alarm_marks([other], "y", [0, 2, 4], origin=1000, now=1010) == "▲━━"
+
+
+async def test_test_screen_shows_monitor_metrics_on_the_response_times_axis(
+    server: ServerProcess, lab: MonitorBeating
+) -> None:
+    lab.reports[NODE] = lambda n: {"node_load1": 9.0 if n % 40 < 20 else 1.0}
+    wait_until(lambda: lab.beats > 0, what="the agent's first heartbeat")
+    threshold = {"metric": "node_load1", "severity": "critical", "above": 4, "for": 0}
+    create_monitor(server, name="node", agent=lab.id, kind="prometheus", target=NODE, interval=1, mode="tests",
+                   thresholds=[threshold])  # fmt: skip
+    with server.client() as http:
+        made = http.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1,
+                                         "duration": 600, "monitors": ["node"]})  # fmt: skip
+        assert made.status_code == 201, made.text
+    lab.container = wait_until(lab.agent.take_launch, what="the launch")
+    app = build_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until_pilot(pilot, lambda: bool(app.tests), what="the test listed")
+        await pilot.press("colon", *"test shop", "enter")
+        await wait_until_pilot(pilot, lambda: isinstance(app.screen, TestScreen), what="the test screen")
+        await pilot.press("M")
+        pane = app.screen.query_one(TestMonitorsPane)
+        chart, rt = pane.query_one("#tm-a", MarkedChart), app.screen.query_one("#rt-chart", Chart)
+
+        def aligned() -> bool:
+            return len(chart.values) >= 3 and chart.times == rt.times and chart.metric == "node_load1"
+
+        await wait_until_pilot(pilot, aligned, what="node_load1 on the response times' time axis")
+        await wait_until_pilot(pilot, lambda: "▲" in screen_text(app), what="the test's alarm marked")
+        text = screen_text(app)
+        assert "1 monitor(s): node" in text and "critical node node_load1 9 (above 4) " in text
+        save_screenshot(app, "test-monitors")
 
 
 def test_a_monitor_read_at_the_response_times() -> None:
