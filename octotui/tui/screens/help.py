@@ -29,7 +29,7 @@ HELP = """\
   s / x      stop test / container  X        stop the marked containers
   R / E      re-run / edit a copy   del      delete it once ended
   /          filter labels, errors  tab      the summary: pgdn/end
-[b]Monitors[/b] (:monitors): enter its charts (m next metrics), tab alarms
+[b]Monitors[/b] (:monitors): enter charts (m more), tab alarms; M in a test
   n / e      add / edit (ctrl+s)    del      delete (asks first)
 [b]Launch dialog[/b]: plan, where, how many, how long, files, criteria
   enter      preview the placement  ctrl+l   launch it"""
