@@ -76,9 +76,11 @@ from octotui.protocol.monitors import (
     MonitorMode,
     MonitorReport,
     MonitorSample,
+    MonitorSeries,
     MonitorState,
     MonitorUpdate,
     Severity,
+    TestMonitors,
     Threshold,
 )
 from octotui.protocol.runs import (
@@ -214,6 +216,7 @@ __all__ = [
     "MonitorMode",
     "MonitorReport",
     "MonitorSample",
+    "MonitorSeries",
     "MonitorState",
     "MonitorUpdate",
     "Name",
@@ -233,6 +236,7 @@ __all__ = [
     "Test",
     "TestCreate",
     "TestFile",
+    "TestMonitors",
     "TestResults",
     "TestSeries",
     "TestSeriesPoint",
