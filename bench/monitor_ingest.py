@@ -118,8 +118,9 @@ def run(runs: int = 3, quick: bool = False) -> Result:
         f"What this machine limits ({os.cpu_count()} cores shared with other work): a heartbeat is served on"
         " the server's one event loop, so its latency includes every moment the process waits for a core"
         " another process holds (a load average over the core count means waiting); the p99 of 300 beats is"
-        " its 4th-slowest: four such waits. The CPU figure is the process's own (time.process_time), so it does"
-        " not grow with the machine's load; it includes the in-process client's work on each 110 KB body."
+        " its 4th-slowest, so four slow beats in a run decide it. The CPU figure is the process's own"
+        " (time.process_time): it does not grow with the machine's load; it includes the in-process client's"
+        " work on each 110 KB body."
     )
     return Result("monitor_ingest", TITLE, TARGET, METHOD, metrics, details)
 
