@@ -196,7 +196,8 @@ async def test_heartbeats_good_and_bad_answer_alike(sides: tuple[Side, Side]) ->
                 and b"content-type: application/json" in answer
             )
         if label == "good, a stray to stop":
-            assert answer.endswith(b'{"ok":true,"stop":["c-stray"],"labels_wanted":[],"monitors":null,"monitor_revision":null}')
+            stray = b'{"ok":true,"stop":["c-stray"],"labels_wanted":[],"monitors":null,"monitor_revision":null}'
+            assert answer.endswith(stray)
     assert fast.fast[1] > 10  # the refusals did reach the fast path before FastAPI
 
 
