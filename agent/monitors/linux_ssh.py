@@ -15,6 +15,7 @@ MemTotal, MemAvailable excluded), ``load1``/``load5``/``load15``, ``disk_percent
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from agent.monitors.base import CollectError, Collector, Rates
@@ -77,7 +78,11 @@ class LinuxSshCollector(Collector):
         self._cpu: tuple[float, float] | None = None
 
     async def _connect(self) -> Any:
-        import asyncssh
+        with warnings.catch_warnings():
+            # asyncssh 2.24 still names DSA keys at import; cryptography 51 warns of that on stderr,
+            # once per process, about keys this agent never offers.
+            warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning)
+            import asyncssh
 
         # asyncssh logs every connection at INFO: keep the agent's log to what it says itself
         logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger("asyncssh").level))
