@@ -280,9 +280,9 @@ async def test_same_named_agents_are_two_rows_flagged(
         def flagged() -> list[str]:
             names = [cells[1].text for key in table.row_keys if (cells := table.row_cells(key))]
             # both agents run here: one machine id as well as one name
-            return names if len(names) == 2 and all(n == "box1 (same name, same machine)" for n in names) else []
+            return names if len(names) == 2 and all(n == "box1 (dup name+host)" for n in names) else []
 
-        await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (same name, same machine)'")
+        await wait_until_pilot(pilot, flagged, what="two rows named 'box1 (dup name+host)'")
 
 
 async def test_agent_screen_reads_a_containers_whole_error_and_opens_its_test(server: ServerProcess) -> None:

@@ -359,7 +359,7 @@ async def test_states_reported_by_the_server(server: ServerProcess) -> None:
             return [c.text for c in row]
 
         await wait_until_pilot(pilot, lambda: cells(gen1)[:1] == ["drained"], what="gen1 drained")
-        assert cells(gen1)[1] == "gen1 (same machine)" and cells(gen2)[1] == "gen2 (same machine)"
+        assert cells(gen1)[1] == "gen1 (dup host)" and cells(gen2)[1] == "gen2 (dup host)"
         assert cells(old)[0] == "outdated" and (table.row_cells(old.id) or ())[7].style == "warning"
         cpu = (table.row_cells(gen2.id) or ())[4]
         assert cpu.text == "97.0" and cpu.bar == pytest.approx(0.97) and cpu.style == "warning"

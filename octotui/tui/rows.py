@@ -139,8 +139,9 @@ def agent_cells(agent: Agent, late_after: float, now: float, stale: bool = False
     state, style = agent_state(agent)
     # Same-named agents are distinct identities (an operator may have cloned a machine or forgotten
     # --name); two identities on one machine count it twice in figures and placement: say both.
-    same = [w for w, flag in (("same name", agent.duplicate_name), ("same machine", agent.duplicate_machine)) if flag]
-    name = Cell(f"{agent.name} ({', '.join(same)})", "warning", sort=agent.name) if same else Cell(agent.name)
+    # Short, so that the name still shows at 80 columns; the agent screen's title says which.
+    same = [w for w, flag in (("name", agent.duplicate_name), ("host", agent.duplicate_machine)) if flag]
+    name = Cell(f"{agent.name} (dup {'+'.join(same)})", "warning", sort=agent.name) if same else Cell(agent.name)
     return (
         Cell(state, style, sort=STATUS_ORDER.index(state)),
         name,
