@@ -19,6 +19,7 @@ from octotui.server.store import Store
 from octotui.server.store_monitors import ALARM_BLOCK
 from tests.support.app import Env, Starter
 from tests.support.beating import Beating
+from tests.support.monitorkit import prom_body
 from tests.support.processes import AgentProcess, ServerProcess
 from tests.support.replicas import lease_holders, listeners, replicas
 from tests.support.waiting import wait_until, wait_until_async
@@ -324,3 +325,46 @@ def test_a_container_unknown_to_a_replica_is_stopped_only_after_a_grace(tmp_path
         assert agent.beat(stray)["stop"] == [], "not stopped at first sight"
         wait_until(lambda: "c-nobody" in agent.beat(stray)["stop"], timeout=20, what="the stray stopped")
         assert time.monotonic() - first >= 5.0  # reconcile.STRAY_GRACE
+
+
+def _monitor_beat(agent: WireAgent, revision: int) -> dict[str, Any]:
+    """One heartbeat of ``agent`` holding monitor ``revision``: the answer's monitors and revision."""
+    host = {"ts": time.time(), "cpu_percent": 5.0, "memory_percent": 10.0, "memory_total": 2**33}
+    body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": [], "complete": False,
+            "monitors": [], "monitor_revision": revision}  # fmt: skip
+    answer = agent.http.post(f"/agents/{agent.id}/heartbeat", json=body, headers=agent.auth)
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    return {"monitors": got.get("monitors"), "monitor_revision": got.get("monitor_revision")}
+
+
+def test_a_monitor_created_changed_and_deleted_on_one_replica_follows_on_another(
+    tmp_path: Path, pg_database: str
+) -> None:
+    # Monitors go through the change log too: an agent beating through b gets what was done on a
+    # (else b kept assigning the monitors it loaded at its start until restarted).
+    with replicas(tmp_path, pg_database) as (a, b):
+        agent = _agent_on(b, _provider(a), a)
+        assert _monitor_beat(agent, 0)["monitors"] is None  # nothing assigned yet
+        with a.client() as http:
+            made = http.post("/monitors", json=prom_body(agent.id, interval=5))
+            assert made.status_code == 201, made.text
+            mid = made.json()["id"]
+            got = wait_until(lambda: (g := _monitor_beat(agent, 0))["monitors"] and g, timeout=5, what="created on b")
+            assert [(m["id"], m["interval"]) for m in got["monitors"]] == [(mid, 5)]
+            first = got["monitor_revision"]
+            assert first != 0
+            edited = http.patch(f"/monitors/{mid}", json={"interval": 10})
+            assert edited.status_code == 200, edited.text
+            got = wait_until(lambda: (g := _monitor_beat(agent, first))["monitors"] and g, timeout=5, what="edit on b")
+            assert [(m["id"], m["interval"]) for m in got["monitors"]] == [(mid, 10)]
+            second = got["monitor_revision"]
+            assert second not in (0, first)
+            assert http.delete(f"/monitors/{mid}").status_code in (200, 204)
+            got = wait_until(
+                lambda: (g := _monitor_beat(agent, second))["monitors"] is not None and g, timeout=5, what="gone on b"
+            )
+            assert got == {"monitors": [], "monitor_revision": 0}
+        with b.client() as http:
+            assert http.get(f"/monitors/{mid}").status_code == 404
+        agent.close()

@@ -48,6 +48,7 @@ from octotui.protocol import DockerInfo, HostSample, JMeterFigures
 from octotui.server import tables
 from octotui.server.pgstore import CONNECT_TIMEOUT, StoreUnavailable, redact
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
+from octotui.server.store_monitors import MonitorRow, read_monitor
 from octotui.server.storebase import Connection
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ class Delta:
     commands: dict[str, list[CommandRec]] = field(default_factory=dict)
     done: list[str] = field(default_factory=list)
     operators: list[tuple[str, str, str, float]] | None = None
+    #: Monitors as stored (credentials still encrypted), None: deleted.
+    monitors: dict[str, MonitorRow | None] = field(default_factory=dict)
 
 
 class Reader(Connection):
@@ -173,6 +176,8 @@ class Reader(Connection):
                     " ORDER BY created_at"
                 ).fetchall()
                 d.operators = [(h, role, name or f"token-{h[:8]}", created) for h, role, name, created in rows]
+            elif kind == "monitor":
+                d.monitors[key] = read_monitor(db, key)
         return d
 
     def _test(self, test_id: str) -> tuple[TestRec | None, list[ContainerRec]]:
@@ -200,6 +205,7 @@ class Reader(Connection):
         agent_ids = [r[0] for r in self.db.execute("SELECT id FROM agents")]
         keys += [("agent", i) for i in agent_ids] + [("commands", i) for i in agent_ids]
         keys += [("test", r[0]) for r in self.db.execute("SELECT id FROM tests")]
+        keys += [("monitor", r[0]) for r in self.db.execute("SELECT id FROM monitors")]
         return newest, [*keys, ("operators", "")]
 
     def publish(self, origin: str, seq: int, data: bytes) -> None:
@@ -402,6 +408,7 @@ class Replica:
         s = self.s
         known = [("provider", k) for k in s.providers] + [("agent", k) for k in s.agents]
         known += [("test", k) for k in s.tests] + [("commands", k) for k in s.agents]
+        known += [("monitor", k) for k in s.monitors.by_id]
         newest, stored = await self.reader._run(self.reader.everything)
         log.warning("replica %s: changes of the others were pruned before it read them: reading everything", self.id)
         delta = await self.reader._run(self.reader.read, list(dict.fromkeys(known + stored)))
@@ -607,6 +614,10 @@ def apply(s: ServerState, d: Delta) -> None:
             _container(s, c)
     if d.operators is not None:
         s.tokens.replace_operators(d.operators)
+    if d.monitors:
+        from octotui.server.domain import monitors
+
+        monitors.take(s, d.monitors)  # after the agents: a monitor's agent is known by then
     for command_id in d.done:
         s.commands.discard(command_id)
     for agent_id, cmds in d.commands.items():

@@ -100,6 +100,7 @@ class MonitorRows(Connection):
 
         def run(db: sqlite3.Connection) -> None:
             db.execute(_UPSERT_MONITOR, row)
+            self.note("monitor", row[0])
 
         await self._run(self._tx, run)
 
@@ -109,6 +110,7 @@ class MonitorRows(Connection):
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM monitors WHERE id = ?", (monitor_id,))
             db.executemany(_UPSERT_ALARM, ended)
+            self.note("monitor", monitor_id)
 
         await self._run(self._tx, run)
 
@@ -163,6 +165,12 @@ class MonitorRows(Connection):
             db.execute("DELETE FROM test_monitors WHERE test_id = ?", (test_id,))
 
         await self._run(self._tx, run)
+
+
+def read_monitor(db: sqlite3.Connection, monitor_id: str) -> MonitorRow | None:
+    """One monitor's row as stored now (for the other replicas: ``replica.py``); None: deleted."""
+    row = db.execute(f"SELECT {_cols(MONITOR_COLUMNS)} FROM monitors WHERE id = ?", (monitor_id,)).fetchone()
+    return None if row is None else _monitor_row(row)
 
 
 def _monitor_row(r: Any) -> MonitorRow:

@@ -409,9 +409,8 @@ async def load(s: ServerState) -> None:
     live = [t.id for t in s.tests.values() if t.state not in TERMINAL_TEST_STATES]
     snap = await s.store.monitor_snapshot(live)
     book = s.monitors
-    for mid, name, agent_id, kind, spec, blob, created, updated in snap.monitors:
-        m = MonitorRec(mid, name, agent_id, kind, json.loads(spec), blob, created, updated)
-        m.rules = [Threshold.model_validate(t) for t in m.spec.get("thresholds", [])]
+    for stored in snap.monitors:
+        m = _from_row(stored)
         book.by_id[m.id] = m
     for row in snap.active_alarms:
         a = alarms.from_row(row)
@@ -424,3 +423,42 @@ async def load(s: ServerState) -> None:
     for test_id, mid, metric, width, packed in snap.series:
         book.series[(test_id, mid, metric)] = MetricLine.unpack(width, packed)
     refresh(s, force=True)
+
+
+def _from_row(row: MonitorRow) -> MonitorRec:
+    """A monitor as stored (its credentials kept encrypted, as read)."""
+    mid, name, agent_id, kind, spec, blob, created, updated = row
+    m = MonitorRec(mid, name, agent_id, kind, json.loads(spec), blob, created, updated)
+    m.rules = [Threshold.model_validate(t) for t in m.spec.get("thresholds", [])]
+    return m
+
+
+def take(s: ServerState, rows: dict[str, MonitorRow | None]) -> None:
+    """Monitors another replica created, changed or deleted (as the table holds them now; None:
+    deleted) into memory; the assignments of their agents follow (a new revision for each)."""
+    book = s.monitors
+    for mid, row in rows.items():
+        old = book.by_id.get(mid)
+        if row is None:
+            if old is not None:
+                del book.by_id[mid]
+                book.active.pop(mid, None)  # ended and written by the replica that deleted it
+            continue
+        new = _from_row(row)
+        if old is None:
+            book.by_id[mid] = new
+            continue
+        if old.updated_at == new.updated_at and old.spec == new.spec and old.credentials == new.credentials:
+            continue  # this replica's own change, read back
+        moved = old.agent_id != new.agent_id or any(old.spec.get(k) != new.spec.get(k) for k in ("target", "metrics"))
+        old.name, old.agent_id, old.kind, old.spec = new.name, new.agent_id, new.kind, new.spec
+        old.credentials, old.created_at, old.updated_at, old.rules = (
+            new.credentials, new.created_at, new.updated_at, new.rules,
+        )  # fmt: skip
+        old.secret_error = None
+        if moved:
+            old.state, old.error, old.last_values = "pending", None, {}
+            old.window.clear()
+        alarms.rules_changed(s, old)
+    if rows:
+        refresh(s, force=True)
