@@ -96,7 +96,7 @@ class MainScreen(DashboardScreen):
         self.watch(self.app, "tests", self._tests_changed)
         self.query_one(AgentsTable).focus()
         # While monitors' alarms are raised: "2 ALARMS" in the status bar (:monitors lists them).
-        self.query_one("#status").mount(AlarmBadge(), after="#sb-readonly")
+        self.query_one("#status").mount(AlarmBadge(), after="#sb-state")  # the state stays first
 
     @property
     def needle(self) -> str:
