@@ -39,7 +39,7 @@ die() {
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # What the image ships, and how it is built: any change to these files means a rebuild.
-SHIPPED=(agent/*.py agent/Dockerfile octotui/__init__.py octotui/protocol/*.py pyproject.toml requirements.lock README.md
+SHIPPED=(agent/*.py agent/monitors/*.py agent/Dockerfile octotui/__init__.py octotui/protocol/*.py pyproject.toml requirements.lock README.md
     scripts/agent-entrypoint.sh scripts/agent-image.sh)
 source_hash() {
     (cd "$ROOT" && for f in "${SHIPPED[@]}"; do
