@@ -155,6 +155,20 @@ def _v8(db: sqlite3.Connection) -> None:
     )
 
 
+def _v9(db: sqlite3.Connection) -> None:
+    """Several replicas on one database: the bytes of uploaded files and JTLs in the database in
+    chunks of at most 1 MiB (``kind`` 'file' or 'jtl', ``key`` the file's or container's id, ``seq``
+    from 0; each replica keeps a disk copy as a cache), and the fingerprint of the secrets key (an
+    HMAC of a constant, never the key) that every replica's key must match."""
+    db.execute(
+        "CREATE TABLE blobs (kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (kind, key, seq))"
+    )
+    db.execute(
+        "CREATE TABLE key_fingerprints (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
@@ -167,6 +181,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v6,
     _v7,
     _v8,
+    _v9,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
