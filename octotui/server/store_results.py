@@ -157,6 +157,7 @@ class ResultRows(Connection):
 
         def run(db: sqlite3.Connection) -> None:
             db.execute(tables.insert("files", tables.FILE_COLUMNS), row)
+            self.note("file", f.id)
 
         try:
             await self._run(self._tx, run)
@@ -168,5 +169,18 @@ class ResultRows(Connection):
 
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            self.note("file", file_id)
 
         await self._run(self._tx, run)
+
+    async def files_now(self, file_id: str | None = None) -> list[FileRec]:
+        """The uploaded files as the database holds them now (one, or all, oldest first): with
+        replicas on one PostgreSQL, what another replica uploaded or deleted."""
+
+        def run() -> list[FileRec]:
+            sql = tables.select("files", tables.FILE_COLUMNS)
+            if file_id is not None:
+                return [tables.file_from_row(r) for r in self.db.execute(sql + " WHERE id = ?", (file_id,))]
+            return [tables.file_from_row(r) for r in self.db.execute(sql + " ORDER BY created_at, id")]
+
+        return await self._run(run)
