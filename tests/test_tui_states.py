@@ -13,18 +13,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from rich.segment import Segment
+from textual.app import App, ComposeResult
 from textual.widgets import Input
 
+import octotui.tui.app
 from octotui.client import Client
 from octotui.embedded import Embedded, local_agent_name
-from octotui.tui.app import DashboardSettings, OctoApp, create_app
+from octotui.tui.app import THEME, DashboardSettings, OctoApp, create_app
+from octotui.tui.rows import CONTAINER_STATE_STYLE
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.confirm import ConfirmScreen
 from octotui.tui.screens.launch import LaunchScreen
 from octotui.tui.screens.prompt import PromptScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.charts import Chart
-from octotui.tui.widgets.keyed_table import KeyedTable
+from octotui.tui.widgets.keyed_table import Cell, KeyedTable, theme_style
 from octotui.tui.widgets.status_bar import StatusBar
 from octotui.tui.widgets.tables import AgentsTable, AuditTable, ContainersTable, ProvidersTable, TestsTable
 from tests.support.processes import AgentProcess, ServerProcess
@@ -358,3 +362,41 @@ async def test_read_only_keys_say_why_they_do_nothing(server: ServerProcess) -> 
         assert notes(app)[-1] == ": read-only: changing providers is disabled"
         await pilot.press("slash", "l")  # typed into the filter: no notice
         assert len(notes(app)) == 3 and app.screen.query_one("#filter", Input).value == "l"
+
+
+class _Containers(App[None]):
+    """A containers table alone, in the dashboard's stylesheet and theme."""
+
+    CSS_PATH = Path(octotui.tui.app.__file__).with_name("app.tcss")
+
+    def compose(self) -> ComposeResult:
+        yield ContainersTable(id="test-containers")
+
+    def on_mount(self) -> None:
+        self.register_theme(THEME)
+        self.theme = THEME.name
+
+
+@pytest.mark.parametrize("state", ["failed", "lost"])
+async def test_a_failed_state_keeps_its_colour_under_the_cursor(state: str) -> None:
+    app = _Containers()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(ContainersTable)
+        cols = [c.key for c in table.COLUMNS]
+        row = [Cell(state, CONTAINER_STATE_STYLE[state]) if k == "state" else Cell(k[:4]) for k in cols]
+        table.sync({"c1": row, "c2": [Cell("-") for _ in cols]})
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.pause()
+        error = theme_style(app.theme_variables, "error")
+        assert not isinstance(error, str)
+
+        def state_segment(y: int) -> Segment:
+            return next(s for s in table.render_line(y) if s.text.strip() == state)
+
+        under = state_segment(1)  # line 0 is the header; the cursor is on the first row
+        cursor = table.get_component_rich_style("datatable--cursor")
+        assert under.style is not None and under.style.bgcolor == cursor.bgcolor, "the row is the cursor's"
+        assert under.style.color == error.color, f"{state} under the cursor drawn in {under.style.color}"
+        other = next(s for s in table.render_line(1) if s.text.strip() == "agen")
+        assert other.style is not None and other.style.color == cursor.color, "plain cells keep the cursor's colour"

@@ -152,7 +152,11 @@ class KeyedTable(DataTable[Text]):
         reverse: bool
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        # The cells' own colours over the cursor's: a failed or lost state under the cursor still
+        # reads red (the cursor's background marks the row; plain cells take its foreground).
+        super().__init__(
+            id=id, classes=classes, cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable"
+        )
         self._cells: dict[str, tuple[Cell, ...]] = {}
         #: Row key -> how the row sorts while no column is chosen (absent: order of arrival).
         self._order: dict[str, Any] = {}
