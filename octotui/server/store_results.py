@@ -141,10 +141,16 @@ class ResultRows(Connection):
         return await self._run(run)
 
     async def jtls_pruned(self, container_ids: list[str], ts: float) -> None:
-        """Mark JTLs removed by retention (their rows stay: an export then says why)."""
+        """Mark JTLs removed by retention (their rows stay: an export then says why; their bytes go)."""
 
         def run(db: sqlite3.Connection) -> None:
             rows = [(ts, i) for i in container_ids]
+            # Their bytes with them, in the same transaction (with --database; none on SQLite: blobs.py).
+            db.executemany(
+                "DELETE FROM blobs WHERE kind = 'jtl' AND key IN"
+                " (SELECT test_id || '/' || container_id FROM container_jtl WHERE container_id = ?)",
+                [(i,) for i in container_ids],
+            )
             db.executemany("UPDATE container_jtl SET pruned_at = ? WHERE container_id = ?", rows)
 
         await self._run(self._tx, run)
@@ -169,6 +175,8 @@ class ResultRows(Connection):
 
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            # Its bytes with it, in the same transaction (with --database; none on SQLite: blobs.py).
+            db.execute("DELETE FROM blobs WHERE kind = 'file' AND key = ?", (file_id,))
             self.note("file", file_id)
 
         await self._run(self._tx, run)
