@@ -62,13 +62,23 @@ def failed_run(tracked: Tracked, root: Path, final: FinalResults | None) -> str 
         return None if tracked.stop_requested else "JMeter recorded no samples"
     if final.samples > 0 and final.errors == final.samples:
         first = first_failure(root / "results" / "results.jtl")
-        if tracked.stop_requested and first and "InterruptedIOException" in first:
+        if tracked.stop_requested and first and cut_by_stop(first):
             # the first sample to end was cut by the stop: every sample was in flight when it
             # came (a JVM that started late), which says nothing of the target
             return None
         text = f"every sample failed ({final.errors} of {final.samples})"
         return text + (f": {first}" if first else "") + (f"\n{errors}" if errors else "")
     return None
+
+
+def cut_by_stop(failure: str) -> bool:
+    """True when a failed sample's code and message (:func:`first_failure`) are those of a request
+    JMeter's ``StopTestNow`` cut: interrupted while it waited (``InterruptedIOException``), or
+    aborted while it read the answer, its socket closed by JMeter itself (``SocketException`` "Socket
+    closed"; a target that closes the connection reads "Connection reset" or "failed to respond")."""
+    if "InterruptedIOException" in failure:
+        return True
+    return "SocketException" in failure and ("Socket closed" in failure or "Socket is closed" in failure)
 
 
 def jmeter_errors(tracked: Tracked, root: Path) -> str | None:

@@ -349,6 +349,58 @@ async def test_stop_while_jmeter_still_starts_is_still_graceful(
         httpd.server_close()
 
 
+class _Holding(http.server.BaseHTTPRequestHandler):
+    """Answers only once ``release`` is set (60 s at most): a sample stays in flight meanwhile."""
+
+    arrived = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        type(self).arrived.set()
+        type(self).release.wait(60)
+        with contextlib.suppress(OSError):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.jmeter
+async def test_a_stop_that_cuts_the_only_sample_in_flight_ends_finished(
+    runtime: DockerRuntime, docker_client: Any, jmeter_image: str
+) -> None:
+    """StopTestNow aborts the request JMeter is reading an answer of ("Socket closed"): when that
+    sample was the run's only one (a stop racing a slow start), the run still ended as asked, not
+    ``failed`` with "every sample failed"."""
+    _Holding.arrived.clear()
+    _Holding.release.clear()
+    httpd = _Server(("127.0.0.1", 0), _Holding)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        props = {"host": "127.0.0.1", "port": str(httpd.server_address[1]), "users": "1", "duration": "120",
+                 "think_ms": "50"}  # fmt: skip
+        command = _launch(jmeter_image, properties=props)
+        command.launch.plan = (ROOT / "examples" / "http-get.jmx").read_text()  # type: ignore[union-attr]
+        cid = command.container_id
+        await runtime.launch(command)
+
+        async def in_flight() -> bool:
+            return _Holding.arrived.is_set()
+
+        await wait_until_async(in_flight, timeout=90, what="JMeter's first request at the target")
+        assert await runtime.stop(cid, grace_s=60) == "StopTestNow sent"
+        done = await _reported(runtime, cid, "finished", "failed", within=60, what="graceful stop")
+        assert (done.state, done.exit_code, done.error) == ("finished", 0, None)
+        assert done.final is not None and (done.final.samples, done.final.errors) == (1, 1), "the cut sample"
+    finally:
+        _Holding.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
 async def test_agent_network_mode_applies_unless_the_launch_names_another(
     tmp_path: Path, docker_client: Any, fake_jmeter_image: str, agent_id: str
 ) -> None:
