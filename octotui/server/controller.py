@@ -82,6 +82,11 @@ class Controller(ServerState):
     async def save_last_seen(self) -> None:
         await persistence.save_last_seen(self)
 
+    async def final_write(self) -> dict[str, int]:
+        """Everything not written yet, at shutdown: never raises for an unavailable store, says what
+        it could not write (and returns those counts)."""
+        return await persistence.final_write(self)
+
     def sweep_health(self, now: float) -> None:
         ticks.sweep_health(self, now)
 

@@ -1,14 +1,18 @@
 """Coalesced store writes: tests, containers and commands changed since the last flush, in one
-transaction; agents' last heartbeat times now and then (a heartbeat that changes no state writes nothing)."""
+transaction; agents' last heartbeat times now and then (a heartbeat that changes no state writes nothing).
+While the store cannot be written (PostgreSQL stopped, SQLite locked) everything stays in memory for
+the next flush; :class:`Outage` says so in a few lines, :func:`final_write` at shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 
-from octotui.server.domain import labels, series
+from octotui.server.domain import alarms, labels, series
 from octotui.server.domain.state import ServerState, Unsaved
 from octotui.server.records import CommandRec, ContainerRec, TestRec
 
@@ -91,4 +95,99 @@ async def save_last_seen(s: ServerState) -> None:
     ids, s.seen_unsaved = s.seen_unsaved, set()
     rows = [(s.agents[i].last_seen, i) for i in ids if i in s.agents]
     if rows:
-        await s.store.save_last_seen(rows)
+        try:
+            await s.store.save_last_seen(rows)
+        except sqlite3.Error:
+            s.seen_unsaved |= ids  # kept for the next time (heartbeats since only add to it)
+            raise
+
+
+#: Seconds between two reminders that the store is still unavailable.
+REMIND_EVERY = 60.0
+#: Seconds the shutdown waits for an unavailable store to come back (PostgreSQL restarting) before
+#: it gives up on what is not written (a restart re-reads only what the store holds).
+SHUTDOWN_WAIT = 5.0
+RETRY_EVERY = 1.0
+
+
+def pending(s: ServerState) -> dict[str, int]:
+    """What is changed in memory and not written yet, counted by kind (kinds with none left out)."""
+    counts = {
+        "test(s)": len(s.unsaved.tests),
+        "container(s)": len(s.unsaved.containers),
+        "command(s)": len(s.unsaved.new_commands) + len(s.unsaved.done_commands),
+        "containers' labels": len(s.labels_unsaved),
+        "tests' timelines": len(s.series.dirty | s.timelines.dirty),
+        "alarm(s)": len(s.monitors.unsaved_alarms),
+        "monitor series": len(s.monitors.series_unsaved),
+        "agents' last heartbeat times": len(s.seen_unsaved),
+    }
+    return {kind: n for kind, n in counts.items() if n}
+
+
+def said(counts: dict[str, int]) -> str:
+    """``pending``'s counts in words: "2 test(s), 1 container(s)" (or "nothing")."""
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+
+
+class Outage:
+    """The background loop's view of the store: one line when it becomes unavailable (with the
+    reason), a reminder at most every ``REMIND_EVERY`` s while it stays so, one line when it is back
+    (instead of a traceback per iteration)."""
+
+    def __init__(self, remind_every: float = REMIND_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.remind_every = remind_every
+        self.clock = clock
+        self.since: float | None = None
+        self._told = 0.0
+
+    def failed(self, s: ServerState, exc: sqlite3.Error) -> None:
+        now = self.clock()
+        if self.since is None:
+            self.since = self._told = now
+            log.error("store unavailable: %s; changes are kept in memory and written when it is back", exc)
+        elif now - self._told >= self.remind_every:
+            self._told = now
+            log.warning(
+                "store still unavailable after %.0f s: %s; not written yet: %s", now - self.since, exc, said(pending(s))
+            )
+
+    def worked(self) -> None:
+        if self.since is not None:
+            log.info(
+                "store available again after %.0f s: the changes kept meanwhile are written",
+                self.clock() - self.since,
+            )
+            self.since = None
+
+
+async def final_write(s: ServerState, wait: float = SHUTDOWN_WAIT) -> dict[str, int]:
+    """The shutdown's last writes: every change, the labels, timelines and alarms, the agents' last
+    heartbeat times. An unavailable store is tried again for up to ``wait`` s; what is still not
+    written then is named in one line (a restart re-reads the store as it was last written; the agents'
+    next heartbeats bring their containers' states back). Never raises a store error; returns the
+    counts not written (empty when all was)."""
+    deadline = time.monotonic() + wait
+    while True:
+        error: Exception | None = None
+        for write in (
+            functools.partial(flush, s, True),
+            functools.partial(alarms.save, s, True),
+            functools.partial(save_last_seen, s),
+        ):
+            try:
+                await write()
+            except (sqlite3.Error, ValueError) as exc:  # each part tried, whatever an earlier one met
+                error = exc
+        left = pending(s)
+        if error is None or not left:
+            return left
+        if not isinstance(error, sqlite3.OperationalError) or time.monotonic() + RETRY_EVERY > deadline:
+            log.error(
+                "store unavailable at shutdown: %s; NOT written: %s (a restart re-reads the store as it was"
+                " last written; agents' next heartbeats report their containers again)",
+                error,
+                said(left),
+            )
+            return left
+        await asyncio.sleep(RETRY_EVERY)

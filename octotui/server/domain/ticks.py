@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 
 from octotui.server.domain import (
@@ -93,8 +94,9 @@ def _sample_tests(s: ServerState, now: float) -> None:
 
 
 async def run_background(s: ServerState, stop: asyncio.Event) -> None:
-    """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal.
-    On PostgreSQL, this server is a replica among others (``replica.py``) while it runs."""
+    """Health ticks and coalesced store writes until ``stop`` is set; a failure is logged, not fatal
+    (an unavailable store in a few lines: ``persistence.Outage``).
+        On PostgreSQL, this server is a replica among others (``replica.py``) while it runs."""
     from octotui.server import replica
 
     s.replica = await replica.start(s)
@@ -109,6 +111,7 @@ async def _run_background(s: ServerState, stop: asyncio.Event) -> None:
     interval = max(0.1, min(1.0, s.settings.late_after / 5, s.settings.flush_interval))
     last_seen_saved = keys_pruned = checkpointed = time.monotonic()
     jtls_pruned = float("-inf")  # at start, then every jtl_prune_interval
+    outage = persistence.Outage()
     while not stop.is_set():
         try:
             tick(s)
@@ -131,7 +134,11 @@ async def _run_background(s: ServerState, stop: asyncio.Event) -> None:
             if leads(s) and time.monotonic() - jtls_pruned >= s.settings.jtl_prune_interval:
                 jtls_pruned = time.monotonic()
                 await jtl.prune(s)
+        except sqlite3.OperationalError as exc:  # the store cannot be written now (pgstore.StoreUnavailable…)
+            outage.failed(s, exc)
         except Exception:
             log.exception("background work failed; retrying")
+        else:
+            outage.worked()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

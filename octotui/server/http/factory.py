@@ -11,7 +11,6 @@ from fastapi import APIRouter, FastAPI
 
 from octotui.protocol import API_PREFIX, VERSION
 from octotui.server.controller import Controller
-from octotui.server.domain.alarms import save as save_alarms
 from octotui.server.domain.monitors import load as load_monitors
 from octotui.server.http import errors
 from octotui.server.http.fastpath import AgentFastPath
@@ -64,9 +63,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
             stop.set()
             controller.commands.close()
             await task
-            await controller.flush(all_labels=True)
-            await save_alarms(controller, everything=True)
-            await controller.save_last_seen()
+            await controller.final_write()  # PostgreSQL down: says what was not written, ends cleanly
             await store.close()
 
     app = FastAPI(
