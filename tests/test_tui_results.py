@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input
+from textual.widgets._footer import FooterKey
 
 from octotui.protocol import ContainerRecord, Test, TestFile, TestResults
 from octotui.tui import rows
@@ -442,13 +443,19 @@ async def test_keys_follow_the_state_of_the_test(
         def shown() -> set[str]:
             return {b.binding.action for b in app.active_bindings.values() if b.binding.show}
 
-        assert {"stop_test", "stop_container"} <= shown() and not {"rerun", "delete_test"} & shown()
+        def footer_fits() -> bool:
+            keys = [k for k in app.screen.query(FooterKey) if not k.has_class("-command-palette")]
+            return {k.action for k in keys} == shown() and all(0 < k.region.right <= SIZE[0] for k in keys)
+
+        assert {"stop_test", "stop_container", "edit_copy"} <= shown() and not {"rerun", "delete_test"} & shown()
+        await wait_until_pilot(pilot, footer_fits, what="every key of a running test in the footer at 80 columns")
         await pilot.press("R", "delete")
         assert isinstance(app.screen, TestScreen) and any("R and del apply once it has ended" in n for n in notes)
         with server.client() as http:
             http.post(f"/tests/{report['test_id']}/stop").raise_for_status()
         beating.end()
         await wait_until_pilot(pilot, lambda: {"rerun", "delete_test"} <= shown(), what="the keys of an ended test")
-        assert not {"stop_test", "stop_container"} & shown()
+        assert not {"stop_test", "stop_container"} & shown() and "edit_copy" in shown()
+        await wait_until_pilot(pilot, footer_fits, what="every key of an ended test in the footer at 80 columns")
         await pilot.press("s")
         assert isinstance(app.screen, TestScreen) and any("nothing to stop" in n for n in notes)

@@ -127,11 +127,12 @@ class TestScreen(DashboardScreen):
         Binding("l", "pane('test-labels')", "Labels", show=False),
         Binding("e", "pane('test-errors')", "Errors", show=False),
         Binding("m", "pane('test-usage')", "CPU/mem", show=False),
-        Binding("b", "baseline", "Baseline"),
+        # In the panes' tabs ("b baseline"): not again in the footer, which then holds E at 80 columns.
+        Binding("b", "baseline", "Baseline", show=False),
         Binding("M", "pane('test-monitors')", "Monitors", key_display="M", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("R", "rerun", "Re-run", key_display="R"),
-        Binding("E", "edit_copy", "Edit & launch", key_display="E", show=False),
+        Binding("E", "edit_copy", "Edit copy", key_display="E"),
         Binding("delete", "delete_test", "Delete", key_display="del"),
     ]
 
@@ -187,7 +188,8 @@ class TestScreen(DashboardScreen):
             yield Label("filter:", id="filter-label")
             yield Input(placeholder="labels and errors by label, code, message · esc clears", id="filter")
         yield Static("", id="container-line", markup=False)
-        yield Footer()
+        # Compact (one space between keys): a running test's keys, E included, fit in 80 columns.
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for part in ("#test-reason", "#test-warnings", "#test-verdict"):
