@@ -21,6 +21,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from octotui.httpcommon import FAILOVER_STATUSES, server_urls, tls_verify, unreachable
+from octotui.httpcommon import detail as _detail
 from octotui.protocol import (
     API_PREFIX,
     TERMINAL_TEST_STATES,
@@ -66,52 +68,12 @@ class ServerUnreachable(ClientError):
     """No answer from the server: refused, timed out, TLS failure, DNS failure."""
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list):  # FastAPI's validation errors
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
-        return "; ".join(parts) or response.reason_phrase
-    return response.reason_phrase
-
-
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-
-
-def _plain_http_only(base_url: str) -> bool:
-    """True when requests to ``base_url`` can never use TLS: an ``http://`` URL and no proxy
-    variable that httpx would honour (a proxy may itself be reached over HTTPS)."""
-    if not base_url.lower().startswith("http://"):
-        return False
-    return not any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
-
-
-#: Answers saying that this server (or the proxy before it) cannot serve now, where a replica may.
-FAILOVER_STATUSES = frozenset({502, 503, 504})
 #: While a replica other than the first is in use, the first's health is asked this often (s)…
 RETURN_PROBE = 10.0
 #: … and it is used again after this many healthy answers in a row.
 RETURN_AFTER = 2
 #: Transport errors raised before any byte of the request was sent: safe to send again anywhere.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
-
-
-def server_urls(base_url: str | Sequence[str]) -> tuple[str, ...]:
-    """The URLs of ``URL[,URL…]`` (or a sequence of them), without trailing slashes; ValueError for none."""
-    items = base_url.split(",") if isinstance(base_url, str) else list(base_url)
-    urls = tuple(item.strip().rstrip("/") for item in items)
-    if not urls or "" in urls:
-        raise ValueError(f"no server URL in {base_url!r}")
-    return urls
 
 
 class Client:
@@ -143,17 +105,11 @@ class Client:
         self._return: asyncio.Task[None] | None = None
         self.on_switch = on_switch
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if isinstance(verify, str):  # a CA bundle path; httpx 0.28 wants an SSLContext for it
-            verify = ssl.create_default_context(cafile=verify)
-        elif verify is True and all(_plain_http_only(url) for url in self.servers):
-            # No TLS can happen (http:// server, no proxy, redirects not followed): skip loading the
-            # CA bundle, ~20 ms of every command's start (DESIGN.md: agents --json < 0.3 s).
-            verify = False
         self._http = httpx.AsyncClient(
             base_url=self.base_url + API_PREFIX,
             headers=headers,
             timeout=timeout,
-            verify=verify,
+            verify=tls_verify(verify, self.servers),
             transport=transport,
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like the agent does
         )
@@ -207,11 +163,6 @@ class Client:
             if healthy >= RETURN_AFTER and self._current != 0:
                 self._use(0)
 
-    def _unreachable(self, url: str, exc: httpx.TransportError) -> ServerUnreachable:
-        if isinstance(exc, httpx.TimeoutException):
-            return ServerUnreachable(f"{url}: no answer in time")
-        return ServerUnreachable(f"{url}: {str(exc) or type(exc).__name__}")
-
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The answer, or ClientError; with several servers, a failure another replica may not have
         is tried there at once (each once; a streamed body only after a failure to connect)."""
@@ -225,7 +176,7 @@ class Client:
             try:
                 response = await self._http.request(method, url + API_PREFIX + path, **kwargs)
             except httpx.TransportError as exc:
-                error = self._unreachable(url, exc)
+                error = ServerUnreachable(unreachable(url, exc))
                 if several and (replayable or isinstance(exc, _NOT_SENT)):
                     failures.append(error.message)
                     self._give_up_on(index)
@@ -401,7 +352,7 @@ class Client:
         except httpx.TransportError as exc:
             url = self.servers[index]
             self._give_up_on(index)  # written already: the caller decides whether to ask again
-            raise self._unreachable(url, exc) from exc
+            raise ServerUnreachable(unreachable(url, exc)) from exc
         return written
 
     async def compare(self, test_id: str, baseline_id: str, tolerances: dict[str, float] | None = None) -> Comparison:
