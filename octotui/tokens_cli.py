@@ -1,9 +1,11 @@
 """``octotui token create|list|revoke``: operator tokens, through a server or on its data dir.
 
 With ``--server URL --token ADMIN`` (or ``OCTOTUI_SERVER`` / ``OCTOTUI_TOKEN``) it asks the server;
-otherwise it opens the SQLite store of ``--data-dir`` (default: the standalone server's) directly.
-A server running on that data dir takes the change within a second (it watches the file), so a
-revoked token stops working even when it was revoked without the server.
+with ``--database postgresql://…`` (``OCTOTUI_DATABASE``) it opens the servers' PostgreSQL directly;
+otherwise the SQLite store of ``--data-dir`` (default: the standalone server's). A server running on
+that data dir takes the change within a second (it watches the file), and servers on that PostgreSQL
+too (the change is journalled for them like their own), so a revoked token stops working even when
+it was revoked without a server.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from octotui.client import Client, ClientError
 from octotui.config import ConfigError, Option, add_options, resolve, user_data_dir
 from octotui.protocol import TokenCreate, TokenCreated, TokenInfo
 from octotui.server.auth import STARTUP_ADMIN, hash_token, new_token
-from octotui.server.datadir import DataDirError, check_database
+from octotui.server.datadir import DataDirError, check_database, check_postgres
+from octotui.server.pgstore import CONNECT_TIMEOUT, PgStartError, is_url, redact
 from octotui.server.store import Store
 
 OPTIONS: list[Option] = [
@@ -31,6 +34,11 @@ OPTIONS: list[Option] = [
     Option("token", "admin token of --server"),
     Option("ca-bundle", "CA certificates (PEM) to verify an HTTPS server with", type=Path),
     Option("data-dir", "the server's data directory, used when no --server is named", type=Path),
+    Option(
+        "database",
+        "the servers' PostgreSQL URL (postgresql://user:password@host:port/db), opened directly when no"
+        " --server is named, instead of the data dir's SQLite",
+    ),
 ]
 
 
@@ -81,12 +89,36 @@ async def _remote(args: argparse.Namespace, url: str, token: str | None, ca: Pat
 # --- on the data dir -------------------------------------------------------------------------------
 
 
-async def _local(args: argparse.Namespace, data_dir: Path) -> None:
+def _journal_kept(database: str) -> bool:
+    """True when servers on ``database`` keep a journal of changes (``replica.py``): a change made
+    here then goes in it, and they take it as another server's."""
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+        row = conn.execute("SELECT to_regclass('replica_changes') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+async def _open(data_dir: Path, database: str | None) -> tuple[Store, str]:
+    """The store (SQLite of ``data_dir``, or PostgreSQL at ``database``) and where it is, as shown."""
     db = data_dir / "octotui.db"
+    if database is not None:
+        try:
+            check_postgres(database)  # unreachable, foreign or newer: one line, left untouched
+        except DataDirError as exc:
+            raise Failure(str(exc)) from None
+        store = Store(db, database)
+        try:
+            await store.open()
+        except PgStartError as exc:
+            raise Failure(str(exc)) from None
+        if await asyncio.to_thread(_journal_kept, database):
+            store.origin = f"cli:{getpass.getuser()}"
+        return store, redact(database)
     if not db.is_file():
         raise Failure(
             f"no server state in {data_dir} (no octotui.db): name a data dir with --data-dir DIR, "
-            "or a server with --server URL --token ADMIN"
+            "a database with --database URL, or a server with --server URL --token ADMIN"
         )
     try:
         check_database(db)  # an empty, foreign, newer or damaged file: one line, left untouched
@@ -94,6 +126,11 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
         raise Failure(str(exc)) from None
     store = Store(db)
     await store.open()
+    return store, str(data_dir)
+
+
+async def _local(args: argparse.Namespace, data_dir: Path, database: str | None = None) -> None:
+    store, where = await _open(data_dir, database)
     actor = f"local:{getpass.getuser()}"
     try:
         if args.command == "create":
@@ -103,7 +140,7 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
             now = time.time()
             if not await store.add_operator(args.name, args.role, hash_token(secret), now):
                 raise Failure(f"a token named {args.name!r} already exists")
-            await store.add_audit(now, actor, "local", "token.create", args.name, f"role={args.role}", str(data_dir))
+            await store.add_audit(now, actor, "local", "token.create", args.name, f"role={args.role}", where)
             _print_created(TokenCreated(name=args.name, role=args.role, token=secret))
         elif args.command == "list":
             rows = await store.operators()
@@ -116,7 +153,7 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
                 raise Failure("the start-up admin token is DATA_DIR/admin.token (or --admin-token): replace it there")
             if not await store.remove_operator(args.name):
                 raise Failure(f"no token named {args.name!r}")
-            await store.add_audit(time.time(), actor, "local", "token.revoke", args.name, "", str(data_dir))
+            await store.add_audit(time.time(), actor, "local", "token.revoke", args.name, "", where)
             print(f"token {args.name!r} revoked")
     finally:
         await store.close()
@@ -159,8 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if values["server"]:
             asyncio.run(_remote(args, values["server"], values["token"], values["ca_bundle"]))
         else:
+            database = values["database"] or None
+            if database is not None and not is_url(database):
+                parser.error(
+                    f"--database: expected a postgresql://user:password@host:port/db URL, got {redact(database)!r}"
+                )
             data_dir = Path(values["data_dir"] or user_data_dir() / "server").expanduser()
-            asyncio.run(_local(args, data_dir))
+            asyncio.run(_local(args, data_dir, database))
     except Failure as exc:
         print(f"octotui token: {exc}", file=sys.stderr)
         return 1

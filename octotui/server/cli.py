@@ -10,10 +10,12 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -32,7 +34,9 @@ from octotui.server.app import create_app
 from octotui.server.auth import new_token
 from octotui.server.collector import Collector
 from octotui.server.datadir import DataDirError, check_database, check_postgres, lock_data_dir
-from octotui.server.pgstore import is_url, redact
+from octotui.server.pgstore import PgDb, PgStartError, is_url, redact
+from octotui.server.schema import migrate
+from octotui.server.secrets import KEY_FILE, KeyRefused, Vault, check_shared_key
 from octotui.server.settings import ServerSettings
 
 log = logging.getLogger("octotui.server")
@@ -70,7 +74,13 @@ OPTIONS: list[Option] = [
     Option(
         "database",
         "PostgreSQL URL of the durable state (postgresql://user:password@host:port/db) instead of SQLite in the"
-        " data dir, which still holds JTLs, uploaded files and keys",
+        " data dir; uploaded files and JTLs are then kept in it too (the data dir holds a copy of them)",
+    ),
+    Option(
+        "secrets-key-file",
+        "key monitors' credentials are encrypted with (default: DATA_DIR/monitors.key, made at first need);"
+        " servers on one --database must share one (a server whose key differs refuses to start)",
+        type=Path,
     ),
     Option("host", "address to listen on", default="127.0.0.1"),
     Option("port", "port to listen on (0: pick a free one, see DATA_DIR/server.url)", default=8427, type=port_number),
@@ -219,6 +229,8 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
     port = sock.getsockname()[1]
     settings_port = settings if settings.port == port else _with_port(settings, port)
     app = create_app(settings_port)
+    if settings.secrets_key_file is not None:
+        app.state.controller.vault = Vault(settings.secrets_key_file)
     url = _url(settings.scheme, settings.host, port)
     app.state.controller.url = settings.public_url or url
     config = uvicorn.Config(
@@ -268,6 +280,23 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
         sock.close()
 
 
+def _check_key(database: str, path: Path, given: bool) -> None:
+    """The schema brought up to date (its key fingerprint table), then this server's secrets key
+    checked against the fingerprint the database holds: :class:`DataDirError` (one line) when refused."""
+    db = PgDb(database)
+    try:
+        db.connect()
+        migrate(cast(sqlite3.Connection, db))  # PgDb offers the calls (pgstore.py)
+    except (PgStartError, sqlite3.Error) as exc:
+        raise DataDirError(f"PostgreSQL at {db.where}: {exc}") from None
+    finally:
+        db.close()
+    try:
+        check_shared_key(database, path, given)
+    except KeyRefused as exc:
+        raise DataDirError(str(exc)) from None
+
+
 def _with_port(settings: ServerSettings, port: int) -> ServerSettings:
     from dataclasses import replace
 
@@ -294,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         parser.error("--tls-cert and --tls-key go together")
     database = values["database"] or None
+    key_file = Path(values["secrets_key_file"]).expanduser() if values["secrets_key_file"] else None
     if database is not None and not is_url(database):
         parser.error(f"--database: expected a postgresql://user:password@host:port/db URL, got {redact(database)!r}")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -306,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Refused here in one line, not in a startup traceback.
         if database is not None:
             check_postgres(database)
+            _check_key(database, key_file or data_dir / KEY_FILE, key_file is not None)
         else:
             check_database(data_dir / "octotui.db")
     except DataDirError as exc:
@@ -332,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_image=values["default_image"],
         tls_cert=Path(values["tls_cert"]) if values["tls_cert"] else None,
         tls_key=Path(values["tls_key"]) if values["tls_key"] else None,
+        secrets_key_file=key_file,
     )
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

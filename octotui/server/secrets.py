@@ -2,20 +2,38 @@
 in a file of the data dir (mode 0600), never in the database. A database copied without its key
 file keeps working: only the monitors that need credentials say they cannot read them.
 
+Several servers on one PostgreSQL (``--database``) must share ONE key: ``--secrets-key-file FILE``
+(``OCTOTUI_SECRETS_KEY_FILE``; default ``DATA_DIR/monitors.key``). The database never holds the key,
+only its fingerprint (an HMAC of a constant under the key), stored by the first server that starts
+on it; a server whose key has another fingerprint refuses to start (:func:`check_shared_key`), so
+none writes credentials the others cannot read.
+
 Each encrypted value names the monitor it belongs to, so a value copied onto another monitor's row
 is refused rather than handed to the wrong agent.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
 KEY_FILE = "monitors.key"
+KEY_FILE_ENV = "OCTOTUI_SECRETS_KEY_FILE"
+#: The ``key_fingerprints`` row of this key, and the constant its fingerprint is the HMAC of.
+_FINGERPRINT_NAME = "monitors"
+_FINGERPRINT_OF = b"octotui secrets key fingerprint v1"
+
+
+class KeyRefused(Exception):
+    """This server's key is not the one of the others on its database: ``str()`` is one line saying
+    which file and what to do."""
 
 
 class SecretUnavailable(Exception):
@@ -89,3 +107,60 @@ class Vault:
         if not isinstance(plain, dict) or plain.get("owner") != owner or not isinstance(plain.get("values"), dict):
             raise SecretUnavailable("the stored credentials belong to another monitor: set them again")
         return plain["values"]  # type: ignore[no-any-return]
+
+
+def fingerprint(key: bytes) -> str:
+    """What the database keeps of a key: an HMAC-SHA256 of a constant under it (not the key)."""
+    return hmac.new(key.strip(), _FINGERPRINT_OF, hashlib.sha256).hexdigest()
+
+
+def check_shared_key(url: str, path: Path, given: bool) -> None:
+    """At the start of a server on PostgreSQL (``url``): its key (``path``; ``given``: named by
+    ``--secrets-key-file``, then it must exist) must be the one of the fingerprint the database holds.
+    The first server stores its key's fingerprint (making the key in the data dir when missing);
+    a server whose key differs, or that lacks it, is refused (:class:`KeyRefused`) and changes nothing.
+    """
+    import psycopg
+
+    from octotui.server.pgstore import CONNECT_TIMEOUT, redact
+
+    flag = f"--secrets-key-file (or {KEY_FILE_ENV})"
+    if given and not path.is_file():
+        raise KeyRefused(f"the secrets key file {path} does not exist: give {flag} the file every server shares")
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            row = conn.execute("SELECT fingerprint FROM key_fingerprints WHERE name = %s", (_FINGERPRINT_NAME,))
+            stored = row.fetchone()
+            if stored is None or path.exists():
+                key = _load(path)
+            else:
+                raise KeyRefused(
+                    f"the monitors' credentials in the database are encrypted with a key this server lacks:"
+                    f" {path} is missing; copy the other servers' key file there, or name it with {flag}"
+                )
+            mine = fingerprint(key)
+            if stored is None:
+                conn.execute(
+                    "INSERT INTO key_fingerprints (name, fingerprint, created_at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (_FINGERPRINT_NAME, mine, time.time()),
+                )
+                row = conn.execute("SELECT fingerprint FROM key_fingerprints WHERE name = %s", (_FINGERPRINT_NAME,))
+                stored = row.fetchone()
+    except psycopg.Error as exc:
+        raise KeyRefused(f"the secrets key cannot be checked against PostgreSQL at {redact(url)}: {exc}") from None
+    if stored is None or stored[0] != mine:
+        raise KeyRefused(
+            f"the secrets key file {path} is not the key of the other servers on this database (its"
+            f" fingerprint differs): give every server the same key file with {flag}"
+        )
+
+
+def _load(path: Path) -> bytes:
+    """The key of ``path`` (made when missing), checked to be a Fernet key."""
+    vault = Vault(path)
+    try:
+        vault._key(create=True)
+    except SecretUnavailable as exc:
+        raise KeyRefused(str(exc)) from None
+    return path.read_bytes().strip()

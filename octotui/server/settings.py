@@ -71,6 +71,14 @@ class ServerSettings:
     jtl_prune_interval: float = 3600.0
     #: Largest file an operator may upload (``POST /files``, streamed to disk).
     max_file_bytes: int = 1024 * MIB
+    #: The key monitors' credentials are encrypted with (``secrets.py``): ``--secrets-key-file``, one
+    #: file shared by every replica on one PostgreSQL; None: ``DATA_DIR/monitors.key``.
+    secrets_key_file: Path | None = None
+
+    @property
+    def secrets_key_path(self) -> Path:
+        """The secrets key file this server uses."""
+        return self.secrets_key_file or self.data_dir / "monitors.key"
 
     @property
     def results_dir(self) -> Path:

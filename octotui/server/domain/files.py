@@ -18,6 +18,11 @@ Each container's launch lists its files with the API path its agent fetches them
 may fetch a file only while it runs a live container of a test that brings it, and a share only for
 the container index it runs.
 
+**Replicas on one PostgreSQL** (``--database``): the bytes are in the database too (``blobs.py``),
+stored before the record; the file under ``files/`` is each replica's cache of them. The record in the
+database is the truth: the routes re-read it (:func:`refresh`) before they answer, so a file uploaded
+through another replica is known, and one deleted through another is gone (its copy removed here).
+
 **Kept until deleted:** a file belongs to the operator who uploaded it, not to a test: it stays
 until ``DELETE /files/{id}`` (refused while a test that has not ended brings it). Deleting a test
 drops its links to its files, never a file. A file deleted after the ended tests that used it
@@ -39,6 +44,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from octotui.protocol import FileInfo, FileName, LaunchFile, TestCreate
+from octotui.server import blobs
 from octotui.server.domain import clock
 from octotui.server.domain.lifecycle import TEST_TERMINAL
 from octotui.server.domain.state import ServerState, new_id
@@ -146,11 +152,15 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
     final = path_of(s, file_id)
     tmp = final.with_name(f".{file_id}.{secrets.token_hex(4)}.part")
     scan = _Scan()
-    kept = False
+    kept = put = False
+    store = blobs.of(s.settings.database)
     try:
         size, sha256 = await spool(body, tmp, limit, too_big(limit), scan.feed)
         rec = FileRec(file_id, name, size, sha256, clock.now(), scan.lines(size))
+        put = True
+        await store.put("file", file_id, tmp)  # before the record: a record never lacks its bytes
         await asyncio.to_thread(os.replace, tmp, final)
+        store.mark(final, sha256)
         try:
             await s.store.save_file(rec)
         except BaseException:
@@ -165,10 +175,33 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
         if not kept:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(tmp.unlink, True)
+            if put:
+                with contextlib.suppress(Exception):
+                    await store.drop("file", [file_id])
     s.files[rec.id] = rec
     kind = f"{rec.lines} lines" if rec.lines is not None else "binary"
     log.info("file %s (%s) stored: %s, %s, sha256 %s…", rec.name, rec.id, _size(size), kind, rec.sha256[:12])
     return rec
+
+
+async def refresh(s: ServerState, file_id: str | None = None) -> None:
+    """With ``--database``: take the record of ``file_id`` (or every record) as the database holds it
+    now, so that another replica's upload is known here and its deletion forgotten here (with the
+    copy on this replica's disk). Nothing on SQLite (this server is the only writer)."""
+    if not blobs.of(s.settings.database).shared:
+        return
+    found = {f.id: f for f in await s.store.files_now(file_id)}
+    gone = [i for i in ([file_id] if file_id is not None else list(s.files)) if i not in found]
+    for i in gone:
+        s.files.pop(i, None)
+        await asyncio.to_thread(blobs.of(s.settings.database).forget, path_of(s, i))
+    s.files.update(found)
+
+
+async def local_copy(s: ServerState, f: FileRec) -> Path:
+    """Where this server reads the bytes of ``f`` (read from the database when its copy is missing
+    or not ``f``'s bytes, with ``--database``)."""
+    return await blobs.of(s.settings.database).ensure("file", f.id, path_of(s, f.id), f.sha256)
 
 
 def users(s: ServerState, file_id: str) -> list[TestRec]:
@@ -185,9 +218,9 @@ async def delete(s: ServerState, file_id: str) -> FileRec:
         if live:
             names = ", ".join(f"{t.name!r} ({t.id}, {t.state})" for t in live)
             raise Conflict(f"file {f.name!r} ({f.id}) is brought by test(s) not ended: {names}; stop them first")
-        await s.store.delete_file(f.id)
+        await s.store.delete_file(f.id)  # its bytes in the database with it
         del s.files[f.id]
-    await asyncio.to_thread(path_of(s, f.id).unlink, True)
+    await asyncio.to_thread(blobs.of(s.settings.database).forget, path_of(s, f.id))
     log.info("file %s (%s) deleted", f.name, f.id)
     return f
 
@@ -288,7 +321,8 @@ async def uses(s: ServerState, spec: TestCreate, chosen: list[FileRec]) -> list[
         shares: list[Share] = []
         if want.split:
             assert f.lines is not None  # checked
-            shares = await asyncio.to_thread(compute_shares, path_of(s, f.id), f.lines, want.header, spec.containers)
+            path = await local_copy(s, f)
+            shares = await asyncio.to_thread(compute_shares, path, f.lines, want.header, spec.containers)
         out.append(FileUse(file_id=f.id, split=want.split, header=want.header, shares=shares))
     return out
 

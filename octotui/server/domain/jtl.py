@@ -7,6 +7,11 @@ agent sent it, with the SHA-256 of those bytes: streamed to a temporary file bes
 renamed into place only once complete and checked, then recorded (size, checksum, header line,
 when). A repeated upload replaces the earlier one.
 
+With ``--database`` (replicas on one PostgreSQL) the bytes go to the database too (``blobs.py``),
+checked, before the record; the file under ``results/`` is each replica's cache of them, read back
+from the database when missing or not the record's bytes. Retention and test deletion remove them
+from the database; another replica serves only what the records in the database still name.
+
 The merged JTL is the header line once, then each container's rows in container index order,
 each container's rows in the order JMeter wrote them (completion order): it is **not** sorted by
 time across containers (a sort would need every row at once, or a k-way merge of files that
@@ -27,6 +32,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from octotui.server import blobs
 from octotui.server.domain import clock
 from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
@@ -133,6 +139,9 @@ async def receive(
     final = path_of(s, c.test_id, c.id)
     tmp = final.with_name(f".{c.id}.{secrets.token_hex(4)}.part")
     header = _Header()
+    store = blobs.of(s.settings.database)
+    key = blobs.jtl_key(c.test_id, c.id)
+    put = kept = False
     try:
         size, got = await spool(body, tmp, limit, too_big(limit), header.feed)
         if size == 0:
@@ -142,7 +151,13 @@ async def receive(
             raise Invalid(f"checksum mismatch: the body received has SHA-256 {got}, X-Checksum-Sha256 says {want}")
         if s.containers.get(c.id) is not c:
             raise NotFound(f"no container with id {container_id!r} (its test was deleted)")
+        put = True
+        await store.put("jtl", key, tmp)  # before the record: a record never lacks its bytes
         await asyncio.to_thread(os.replace, tmp, final)
+        store.mark(final, got)
+        row: JtlRow = (c.id, c.test_id, size, got, line, clock.now(), None)
+        await s.store.save_jtl(row)
+        kept = True
     except OSError as exc:
         if exc.errno == 28:  # ENOSPC
             raise NoSpace(f"the server's disk is full, the JTL was not kept ({exc.strerror})") from None
@@ -150,8 +165,9 @@ async def receive(
     finally:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(tmp.unlink, True)
-    row: JtlRow = (c.id, c.test_id, size, got, line, clock.now(), None)
-    await s.store.save_jtl(row)
+        if put and not kept:
+            with contextlib.suppress(Exception):
+                await store.drop("jtl", [key])
     log.info("container %s: JTL stored (%s, sha256 %s…)", c.id, _mib(size), got[:12])
     return row
 
@@ -219,15 +235,21 @@ async def merged(s: ServerState, test_id: str) -> Merged:
     if t.state not in TEST_TERMINAL:
         raise Conflict("still running: the merged JTL is made once it ended")
     rows = {row[0]: row for row in await s.store.jtls_of(t.id)}
+    store = blobs.of(s.settings.database)
     present: list[tuple[ContainerRec, JtlRow]] = []
     missing: list[str] = []
     pruned = 0
     for c in sorted(s.containers_of(t), key=lambda c: c.index):
         row = rows.get(c.id)
-        if row is not None and row[6] is None and await asyncio.to_thread(path_of(s, t.id, c.id).is_file):
+        path = path_of(s, t.id, c.id)
+        # With --database the record is the truth (the bytes are read back when this copy lacks them).
+        if row is not None and row[6] is None and (store.shared or await asyncio.to_thread(path.is_file)):
             present.append((c, row))
         else:
-            pruned += row is not None and row[6] is not None
+            if row is not None and row[6] is not None:
+                pruned += 1
+                if store.shared:  # pruned through another replica: this copy goes too
+                    await asyncio.to_thread(store.forget, path)
             missing.append(c.id)
     if not present:
         if pruned:
@@ -235,7 +257,11 @@ async def merged(s: ServerState, test_id: str) -> Merged:
             raise Gone(f"the JTLs of test {t.id} were deleted {days:g} days after it ended (--jtl-retention)")
         raise Conflict(f"no container of test {t.id} has uploaded its JTL yet (missing: {', '.join(missing)})")
     _same_columns(t, present)
-    paths = [path_of(s, t.id, c.id) for c, row in present if row[2] > 0]
+    paths = [
+        await store.ensure("jtl", blobs.jtl_key(t.id, c.id), path_of(s, t.id, c.id), row[3])
+        for c, row in present
+        if row[2] > 0
+    ]
     return Merged(_rows(paths), missing, f"{t.id}.jtl")
 
 
@@ -267,6 +293,7 @@ async def prune(s: ServerState) -> int:
 
 
 async def remove_files(s: ServerState, test_id: str) -> None:
-    """Delete every JTL kept for a test (its folder)."""
+    """Delete every JTL kept for a test (its folder, and its bytes in the database with ``--database``)."""
+    await blobs.of(s.settings.database).drop_prefix("jtl", blobs.jtl_key(test_id, ""))
     folder = s.settings.results_dir / test_id
     await asyncio.to_thread(shutil.rmtree, folder, True)

@@ -62,11 +62,13 @@ async def upload_file(
 @router.get("/files", response_model=list[FileInfo], tags=["files"])
 async def list_files(ctl: Ctl, _: Reader) -> list[FileInfo]:
     """Every uploaded file, oldest first."""
+    await files_domain.refresh(ctl)
     return ctl.file_list()
 
 
 @router.get("/files/{file_id}", response_model=FileInfo, tags=["files"])
 async def get_file(file_id: str, ctl: Ctl, _: Reader) -> FileInfo:
+    await files_domain.refresh(ctl, file_id)
     return ctl.file_info(file_id)
 
 
@@ -74,6 +76,7 @@ async def get_file(file_id: str, ctl: Ctl, _: Reader) -> FileInfo:
 async def delete_file(file_id: str, ctl: Ctl, who: Writer, request: Request) -> Response:
     """Delete an uploaded file (409 while a test that has not ended brings it). Files are kept until
     deleted here: deleting a test never deletes its files."""
+    await files_domain.refresh(ctl, file_id)
     f = await ctl.delete_file(file_id)
     await audit_change(request, who, "file.delete", file_id, f"name={f.name}")
     return Response(status_code=204)
@@ -85,8 +88,9 @@ async def delete_file(file_id: str, ctl: Ctl, who: Writer, request: Request) -> 
 async def agent_file(agent_id: str, file_id: str, ctl: Ctl, who: Anyone) -> FileResponse:
     """A file whole, for the agent running a live container of a test that brings it (403 else)."""
     require_agent(who, agent_id)
+    await files_domain.refresh(ctl, file_id)  # another replica's upload, or deletion
     f = ctl.file_for_agent(agent_id, file_id)
-    return FileResponse(files_domain.path_of(ctl, f.id), media_type="application/octet-stream")
+    return FileResponse(await files_domain.local_copy(ctl, f), media_type="application/octet-stream")
 
 
 @router.get(
@@ -106,8 +110,9 @@ async def agent_share(
     """Share ``index`` of a file split by ``test`` (the header line first when it keeps one), for the
     agent running that container index, live (403 else); ``Content-Length`` exact."""
     require_agent(who, agent_id)
+    await files_domain.refresh(ctl, file_id)
     f, share = ctl.share_for_agent(agent_id, file_id, index, test)
-    chunks = files_domain.share_chunks(files_domain.path_of(ctl, f.id), share)
+    chunks = files_domain.share_chunks(await files_domain.local_copy(ctl, f), share)
     return StreamingResponse(
         chunks,
         media_type="application/octet-stream",

@@ -1,0 +1,223 @@
+"""The bytes of uploaded files and JTLs, wherever the server keeps its state.
+
+**Alone, on SQLite**: the file under the data dir *is* the bytes (``files/<id>``,
+``results/<test>/<container>.jtl.gz``), as it always was: :meth:`Blobs.put` and :meth:`Blobs.drop`
+do nothing, :meth:`Blobs.ensure` hands the path back.
+
+**On PostgreSQL** (``--database``, replicas on one database): the ``blobs`` table is the truth, in
+chunks of :data:`CHUNK` bytes (``kind`` 'file' or 'jtl', ``key`` the file id or
+``<test id>/<container id>``, ``seq`` from 0), written in ONE transaction (every chunk, or none)
+once the upload is complete and checked. Each replica's data dir keeps a copy as a cache: a copy
+missing, or whose SHA-256 is not the record's (corrupted, an older upload), is read back from the
+database a chunk at a time (a server-side cursor: never a whole file in memory) into a temporary
+file, checked, renamed into place. A copy is hashed once per (size, mtime, inode): not on every read.
+
+Callers check the record (``files``, ``container_jtl``) in the database before they serve a copy, so
+a replica that did not see a deletion never serves a deleted file; its copy is removed at that check.
+
+Each operation takes a connection of its own (in a worker thread): a 1 GiB upload does not hold
+the store's connection. PostgreSQL stores ``bytea`` uncompressed here (gzip JTLs do not compress
+further; ``STORAGE EXTERNAL`` is not worth a migration): a file costs its size in the database, plus
+TOAST overhead (~1 %), and its size again in each replica's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from octotui.server.pgstore import CONNECT_TIMEOUT, StoreUnavailable, is_url, redact
+
+log = logging.getLogger("octotui.server")
+
+#: Bytes per row of ``blobs`` (and read from disk at a time when stored).
+CHUNK = 1024 * 1024
+#: Rows a reading cursor fetches at once.
+_FETCH = 2
+T = TypeVar("T")
+
+
+class BlobError(sqlite3.OperationalError):
+    """The bytes of a record are not in the database (or not the record's): ``str()`` says which
+    (answered 503 like the store's other failures)."""
+
+
+def jtl_key(test_id: str, container_id: str) -> str:
+    return f"{test_id}/{container_id}"
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 (hex) of a file, read a chunk at a time (blocking)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while data := f.read(CHUNK):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+class Blobs:
+    """Files' and JTLs' bytes in PostgreSQL (``url``), or on disk only (``url`` None)."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url if is_url(url) else None
+        #: Copies checked: path -> (size, mtime_ns, inode, sha256).
+        self._checked: dict[Path, tuple[int, int, int, str]] = {}
+
+    @property
+    def shared(self) -> bool:
+        """True when the database holds the bytes (the disk is a cache)."""
+        return self.url is not None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in a worker thread; PostgreSQL failing meanwhile is the store's :class:`StoreUnavailable`."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except psycopg.OperationalError as exc:
+            assert self.url is not None
+            raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} failed ({exc})") from None
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        assert self.url is not None
+        try:
+            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, application_name="octotui-blobs")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} is unreachable ({exc})") from None
+
+    # --- in ------------------------------------------------------------------------------------
+
+    async def put(self, kind: str, key: str, path: Path) -> None:
+        """Store the bytes of ``path`` (complete, checked) under ``kind``/``key``, in place of any
+        earlier ones, in one transaction (nothing on SQLite)."""
+        if self.url is None:
+            return
+        await self._call(self._put, kind, key, path)
+
+    def mark(self, path: Path, sha256: str) -> None:
+        """``path`` (just put in place) holds ``sha256``: not hashed again at its next read."""
+        if self.url is not None:
+            self._remember(path, sha256)
+
+    def _put(self, kind: str, key: str, path: Path) -> None:
+        with self._connect() as conn, conn.transaction(), path.open("rb") as f:
+            conn.execute("DELETE FROM blobs WHERE kind = %s AND key = %s", (kind, key))
+            seq = 0
+            while data := f.read(CHUNK):
+                conn.execute("INSERT INTO blobs (kind, key, seq, data) VALUES (%s, %s, %s, %s)", (kind, key, seq, data))
+                seq += 1
+
+    async def drop(self, kind: str, keys: list[str]) -> None:
+        """Delete the bytes of ``keys`` (nothing on SQLite)."""
+        if self.url is None or not keys:
+            return
+        await self._call(self._drop, kind, keys)
+
+    def _drop(self, kind: str, keys: list[str]) -> None:
+        with self._connect() as conn, conn.transaction():
+            conn.execute("DELETE FROM blobs WHERE kind = %s AND key = ANY(%s)", (kind, keys))
+
+    async def drop_prefix(self, kind: str, prefix: str) -> None:
+        """Delete the bytes of every key starting with ``prefix`` (e.g. a test's JTLs: ``<test id>/``)."""
+        if self.url is None:
+            return
+        await self._call(self._drop_prefix, kind, prefix)
+
+    def _drop_prefix(self, kind: str, prefix: str) -> None:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # every key >= prefix and < upper starts with prefix
+        with self._connect() as conn, conn.transaction():
+            conn.execute("DELETE FROM blobs WHERE kind = %s AND key >= %s AND key < %s", (kind, prefix, upper))
+
+    # --- out -----------------------------------------------------------------------------------
+
+    async def ensure(self, kind: str, key: str, path: Path, sha256: str) -> Path:
+        """``path`` holding the bytes whose SHA-256 is ``sha256`` (the record's): the copy on disk when
+        it is that, else read back from the database. :class:`BlobError` when the database does not
+        hold them. On SQLite: ``path`` as it is."""
+        if self.url is None:
+            return path
+        if await asyncio.to_thread(self._copy_ok, path, sha256):
+            return path
+        await self._call(self._fetch, kind, key, path, sha256)
+        return path
+
+    def _stat(self, path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def _remember(self, path: Path, sha256: str) -> None:
+        st = self._stat(path)
+        if st is not None:
+            self._checked[path] = (*st, sha256)
+
+    def _copy_ok(self, path: Path, sha256: str) -> bool:
+        st = self._stat(path)
+        if st is None:
+            return False
+        known = self._checked.get(path)
+        if known is not None and known[:3] == st:
+            return known[3] == sha256
+        got = sha256_of(path)
+        self._checked[path] = (*st, got)
+        if got != sha256:
+            log.warning(
+                "cached copy %s is not the stored bytes (sha256 %s…): read again from the database", path, got[:12]
+            )
+        return got == sha256
+
+    def _fetch(self, kind: str, key: str, path: Path, sha256: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.fetch")
+        digest = hashlib.sha256()
+        rows = 0
+        try:
+            with self._connect() as conn, conn.transaction(), tmp.open("xb") as out:
+                with conn.cursor(name="octotui_blob") as cur:
+                    cur.itersize = _FETCH
+                    cur.execute("SELECT data FROM blobs WHERE kind = %s AND key = %s ORDER BY seq", (kind, key))
+                    for (data,) in cur:
+                        chunk = bytes(data)  # type: ignore[call-overload]
+                        digest.update(chunk)
+                        out.write(chunk)
+                        rows += 1
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != sha256:
+                raise BlobError(
+                    f"the stored bytes of {kind} {key} ({rows} chunk(s)) are not the record's (sha256 {sha256[:12]}…)"
+                )
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        self._remember(path, sha256)
+        log.info("%s %s read from the database into %s", kind, key, path)
+
+    def forget(self, path: Path) -> None:
+        """Remove a copy whose record is gone (blocking)."""
+        self._checked.pop(path, None)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+_ALL: dict[str | None, Blobs] = {}
+
+
+def of(url: str | None) -> Blobs:
+    """The :class:`Blobs` of a server's ``--database`` (one per URL: its checked copies shared)."""
+    key = url if is_url(url) else None
+    found = _ALL.get(key)
+    if found is None:
+        found = _ALL[key] = Blobs(key)
+    return found
