@@ -10,7 +10,7 @@ from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable
+from octotui.tui.widgets.keyed_table import Cell, Column, KeyedTable, fit_widths
 
 SIZE = (60, 20)
 ROWS = 300
@@ -127,3 +127,19 @@ async def test_datatable_internals_keyed_table_relies_on() -> None:
         assert "two" in table.render_line(1).text, "DataTable's render caches no longer follow _update_count"
         assert isinstance(getattr(table, "_require_update_dimensions", None), bool)
         assert callable(getattr(table, "_clear_caches", None))
+
+
+def test_fitted_columns_give_way_widest_first_and_the_stretching_one_last() -> None:
+    columns = (
+        Column("name", "Name", 6, max_width=16),
+        Column("target", "Target", 8, max_width=28),
+        Column("state", "State", 8, max_width=32),
+        Column("values", "Last values", 11, stretch=True),
+    )
+    longest = {"name": 4, "target": 26, "state": 31, "values": 18}
+    # Room for all: each its text (name its floor), the stretching one what is left.
+    assert fit_widths(columns, longest, 100) == {"name": 6, "target": 26, "state": 31, "values": 37}
+    # 20 short: the state gives way to the target's width, then both a cell at a time; values whole.
+    assert fit_widths(columns, longest, 61) == {"name": 6, "target": 18, "state": 19, "values": 18}
+    # Narrower than every floor: the others at theirs, then the stretching one down to its own.
+    assert fit_widths(columns, longest, 30) == {"name": 6, "target": 8, "state": 8, "values": 11}

@@ -5,6 +5,7 @@ and the threshold lines the form takes, each kind of bad one refused with its re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,8 +113,15 @@ async def test_monitors_show_state_in_words_last_values_and_alarms_raised(
 
         await wait_until_pilot(pilot, shown, what="both monitors, web in error, node's alarm raised")
         text = screen_text(app)
-        assert "unreachable: co" in text  # the error in words (in the error colour), cut by the column
-        assert "node_load1=" in text and "critical" in text and "active" in text
+        assert "unreachable" in text  # the error in words (in the error colour), cut by the column
+        assert "critical" in text and "active" in text
+        # At 80 columns the last column is whole, its header and its values: the target and the
+        # error give way (the line under the table holds them whole).
+        lines = [table.render_line(y).text.rstrip() for y in range(table.row_count + 1)]
+        assert lines[0].endswith("Last values") and all(len(line) < SIZE[0] for line in lines), lines
+        node_row = next(line for line in lines if line.lstrip().startswith("node"))
+        assert re.search(r"node_load1=\d+(\.\d+)?  up=1$", node_row), node_row
+        assert table.region.right <= SIZE[0] and alarms.region.bottom <= SIZE[1] - 1
         assert "1 in error" in text and "1 alarm(s) raised" in text
         save_screenshot(app, "monitors")
         # The selected row in full under the table: the web monitor's whole error.

@@ -43,14 +43,18 @@ from octotui.tui.widgets.keyed_table import Column, KeyedTable
 
 
 class MonitorsTable(KeyedTable):
+    """Monitors, columns as wide as their text: at 80 columns a long target or error gives way
+    (the line under the table holds it whole), the last values keep theirs."""
+
+    FIT_COLUMNS = True
     COLUMNS = (
-        Column("name", "Name", 10),
-        Column("agent", "Agent", 6),
-        Column("kind", "Kind", 10),
-        Column("target", "Target", 13),
-        Column("state", "State", 15),
-        Column("alarms", "!", 2, "right"),
-        Column("values", "Last values", 8, stretch=True),
+        Column("name", "Name", 6, max_width=16),
+        Column("agent", "Agent", 5, max_width=10),
+        Column("kind", "Kind", 4, max_width=10),
+        Column("target", "Target", 8, max_width=28),
+        Column("state", "State", 8, max_width=32),
+        Column("alarms", "!", 1, "right", max_width=3),
+        Column("values", "Last values", 11, stretch=True),
     )
 
 
@@ -112,9 +116,9 @@ class MonitorsScreen(DashboardScreen):
 
     DEFAULT_CSS = """
     MonitorsScreen #monitors-title, MonitorsScreen #alarms-title { padding: 0 1; color: $text-muted; height: 1; }
-    MonitorsScreen #monitors { height: 1fr; min-height: 4; }
+    MonitorsScreen #monitors { height: auto; max-height: 50%; min-height: 3; }
     MonitorsScreen #monitor-line { padding: 0 1; height: 3; color: $text-muted; }
-    MonitorsScreen #alarms { height: 7; }
+    MonitorsScreen #alarms { height: 1fr; min-height: 4; }
     """
     BINDINGS: ClassVar = [
         Binding("escape", "back", "Back"),

@@ -65,6 +65,36 @@ class Cell:
         return self.text.lower() if self.sort is None else self.sort
 
 
+def fit_widths(columns: Sequence[Column], longest: Mapping[str, int], room: int) -> dict[str, int]:
+    """Each column's width for ``room`` cells of text: its label's or its longest text's (``longest``,
+    by key), never below ``width`` nor above ``max_width``. Too wide: the widest column gives way a
+    cell at a time down to its ``width``, the stretching one only after all others; room to spare
+    goes to the stretching one (up to its ``max_width``)."""
+    floor = {c.key: c.width or 1 for c in columns}
+    want: dict[str, int] = {}
+    for c in columns:
+        width = max(floor[c.key], len(c.label), longest.get(c.key, 0))
+        want[c.key] = max(floor[c.key], min(width, c.max_width)) if c.max_width is not None else width
+    stretch = next((c.key for c in columns if c.stretch), None)
+    excess = sum(want.values()) - room
+    while excess > 0:
+        wider = [k for k in want if k != stretch and want[k] > floor[k]]
+        if not wider:
+            break
+        widest = max(wider, key=lambda k: want[k])
+        want[widest] -= 1
+        excess -= 1
+    if stretch is not None:
+        if excess > 0:
+            want[stretch] = max(floor[stretch], want[stretch] - excess)
+        elif excess < 0:
+            cap = next(c.max_width for c in columns if c.key == stretch)
+            want[stretch] = (
+                min(want[stretch] - excess, max(cap, floor[stretch])) if cap is not None else want[stretch] - excess
+            )
+    return want
+
+
 class SortText(Text):
     """A cell's rendered text that remembers how it sorts and the key of its row."""
 
@@ -124,6 +154,10 @@ class KeyedTable(DataTable[Text]):
     #: Rows can be marked (space) for an action on several at once; marked rows are drawn in the
     #: ``keyed-table--marked`` style.
     MARKABLE: ClassVar[bool] = False
+    #: Columns as wide as their longest text (between ``width`` and ``max_width``) rather than fixed:
+    #: when the terminal is too narrow the widest give way first, the stretching one last (see
+    #: :func:`fit_widths`). For tables of a few rows: each sync measures every cell.
+    FIT_COLUMNS: ClassVar[bool] = False
     COMPONENT_CLASSES: ClassVar[set[str]] = {"keyed-table--marked"}
     BINDINGS: ClassVar = [
         Binding("o", "cycle_sort", "Sort", show=False),
@@ -174,6 +208,9 @@ class KeyedTable(DataTable[Text]):
 
     def _stretch(self) -> None:
         """Give the stretching column whatever width the other columns leave."""
+        if self.FIT_COLUMNS:
+            self._fit_columns()
+            return
         stretch = next((c for c in self.COLUMNS if c.stretch), None)
         if stretch is None or not self.size.width:
             return
@@ -186,6 +223,25 @@ class KeyedTable(DataTable[Text]):
         if column is not None and column.width != width:
             column.width = width
             _columns_resized(self)
+
+    def _fit_columns(self) -> None:
+        if not self.size.width:
+            return
+        longest: dict[str, int] = {}
+        for cells in self._cells.values():
+            for col, cell in zip(self.COLUMNS, cells, strict=True):
+                size = len(cell.text) + (cell.bar_width + 1 if cell.bar is not None else 0)
+                longest[col.key] = max(longest.get(col.key, 0), size)
+        room = self.size.width - 2 * self.cell_padding * len(self.COLUMNS) - 1  # 1: the vertical scrollbar
+        resized = False
+        for key, width in fit_widths(self.COLUMNS, longest, room).items():
+            column = self.columns.get(ColumnKey(key))
+            if column is not None and column.width != width:
+                column.width = width
+                resized = True
+        if resized:
+            _columns_resized(self)
+            self.refresh()
 
     def _style(self, name: str | None) -> Style | str:
         if not name:
@@ -294,6 +350,8 @@ class KeyedTable(DataTable[Text]):
                 self.update_cell(row_key, col_key, text)
         if reorder and (self.sort_column is not None or self._order):
             self._apply_sort()
+        if self.FIT_COLUMNS and (writes or reorder or gone):
+            self._fit_columns()
 
     def _refresh_rows(self, keys: Sequence[RowKey]) -> None:
         """Repaint these rows only, where visible. ``refresh_row`` sums the heights of every row above
