@@ -16,7 +16,21 @@ import httpx
 from textual.app import App
 
 from octotui.client import Client, ClientError, ServerUnreachable
-from octotui.protocol import Comparison, FileInfo, Placement, Provider, Test, TestCreate, TestFile
+from octotui.protocol import (
+    Alarm,
+    Comparison,
+    FileInfo,
+    Monitor,
+    MonitorCreate,
+    MonitorUpdate,
+    Placement,
+    Provider,
+    Test,
+    TestCreate,
+    TestFile,
+    TestSeries,
+)
+from octotui.protocol.monitors import MonitorMetrics, TestMonitors  # not re-exported by the package
 from octotui.tui.format import human_size
 from octotui.tui.forms import FileChoice, rerun_spec
 from octotui.tui.poller import Poller
@@ -97,6 +111,11 @@ class Actions:
     async def compare(self, test_id: str, baseline_id: str) -> Comparison:
         """Each label of ``test_id`` against ``baseline_id``; raises :class:`ClientError`."""
         return await self.client.compare(test_id, baseline_id)
+
+    async def test_series(self, test_id: str, *, label: str | None = None, generators: bool = False) -> TestSeries:
+        """A test's whole series, with one ``label``'s or the load ``generators``' CPU and memory;
+        raises :class:`ClientError`."""
+        return await self.client.test_series(test_id, label=label, generators=generators)
 
     async def test_plan(self, test_id: str) -> str:
         """The plan a test was launched with, read back from the server; raises :class:`ClientError`."""
@@ -274,6 +293,49 @@ class Actions:
         if provider.token:
             self.provider_tokens[provider.id] = provider.token
         return provider
+
+    # --- monitors (their screens fetch after a poll round and show a refusal themselves) --------
+
+    async def monitors(self) -> list[Monitor]:
+        """Every monitor, with its state, last values and raised alarms; raises :class:`ClientError`."""
+        return await self.client.monitors()
+
+    async def monitor(self, monitor_id: str) -> Monitor:
+        """One monitor; raises :class:`ClientError` (404 once it was deleted)."""
+        return await self.client.monitor(monitor_id)
+
+    async def monitor_metrics(self, monitor_id: str, seconds: float | None = None) -> MonitorMetrics:
+        """A monitor's samples of the last ``seconds``, oldest first; raises :class:`ClientError`."""
+        return await self.client.monitor_metrics(monitor_id, seconds=seconds)
+
+    async def alarms(self, *, monitor: str | None = None, active: bool | None = None, limit: int = 1000) -> list[Alarm]:
+        """Alarms, newest first (of one ``monitor``; only raised ones: ``active``); raises :class:`ClientError`."""
+        return await self.client.alarms(monitor=monitor, active=active, limit=limit)
+
+    async def test_monitors(self, test_id: str) -> TestMonitors:
+        """The series and alarms of the monitors a test names; raises :class:`ClientError`."""
+        return await self.client.test_monitors(test_id)
+
+    async def create_monitor(self, spec: MonitorCreate) -> Monitor:
+        """Add a monitor (its credentials are sent once, never shown again); raises :class:`ClientError`."""
+        try:
+            return await self.client.create_monitor(spec)
+        finally:
+            self.poller.wake()
+
+    async def update_monitor(self, monitor_id: str, change: MonitorUpdate) -> Monitor:
+        """Change the fields set in ``change``; raises :class:`ClientError`."""
+        try:
+            return await self.client.update_monitor(monitor_id, change)
+        finally:
+            self.poller.wake()
+
+    async def delete_monitor(self, monitor_id: str) -> None:
+        """Delete a monitor and its alarms; raises :class:`ClientError`."""
+        try:
+            await self.client.delete_monitor(monitor_id)
+        finally:
+            self.poller.wake()
 
     # --- quitting ------------------------------------------------------------------------------
 

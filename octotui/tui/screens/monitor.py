@@ -121,13 +121,13 @@ class MonitorScreen(DashboardScreen):
         self.dismiss()
 
     async def fetch(self) -> None:
-        client = self.app.actions.client
+        actions = self.app.actions
         whole = not self.samples
         try:
-            monitor = await client.monitor(self.monitor_id)
+            monitor = await actions.monitor(self.monitor_id)
             seconds = WINDOW_S if whole else max(10.0, monitor.interval * 3)
-            metrics = await client.monitor_metrics(self.monitor_id, seconds=seconds)
-            alarms = await client.alarms(monitor=self.monitor_id, limit=ALARMS_SHOWN)
+            metrics = await actions.monitor_metrics(self.monitor_id, seconds=seconds)
+            alarms = await actions.alarms(monitor=self.monitor_id, limit=ALARMS_SHOWN)
         except ServerUnreachable:
             return
         except ClientError as exc:
@@ -219,7 +219,6 @@ class MonitorScreen(DashboardScreen):
     def _edited(self, outcome: str | None) -> None:
         if outcome:
             self.app.notify(outcome, title="Monitors")
-        self.app.actions.poller.wake()
         self.fetcher.now()
 
 
@@ -293,7 +292,7 @@ class TestMonitorsPane(Vertical):
         app = self.app
         try:
             if isinstance(app, DashboardApp):
-                self.data = await app.actions.client.test_monitors(self.test_id)
+                self.data = await app.actions.test_monitors(self.test_id)
         except ClientError as exc:
             self._asked = 0.0 if exc.status != 404 else self._asked
             self._say("monitors: none kept (the server has no monitors)" if exc.status == 404 else "")

@@ -191,16 +191,16 @@ class MonitorForm(ModalScreen[str | None]):
             return
         self.busy = True
         error.update("sending…")
-        client = self.app.actions.client if isinstance(self.app, DashboardApp) else None
+        actions = self.app.actions if isinstance(self.app, DashboardApp) else None
         try:
-            if client is None:
+            if actions is None:
                 raise ClientError("no server")
             if isinstance(spec, MonitorCreate):
-                made = await client.create_monitor(spec)
+                made = await actions.create_monitor(spec)
                 done = f"Monitor {made.name} added"
             else:
                 assert self.monitor is not None
-                made = await client.update_monitor(self.monitor.id, spec)
+                made = await actions.update_monitor(self.monitor.id, spec)
                 done = f"Monitor {made.name} saved"
         except ClientError as exc:
             error.update(f"✗ {exc.message}")

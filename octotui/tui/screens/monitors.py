@@ -159,12 +159,12 @@ class MonitorsScreen(DashboardScreen):
         self.fetcher.now()
 
     async def fetch(self) -> None:
-        client = self.app.actions.client
+        actions = self.app.actions
         try:
-            monitors = await client.monitors()
-            alarms = await client.alarms(limit=ALARMS_SHOWN)
+            monitors = await actions.monitors()
+            alarms = await actions.alarms(limit=ALARMS_SHOWN)
             if missing_raised(alarms, monitors):
-                alarms = with_raised(await client.alarms(active=True, limit=1000), alarms)
+                alarms = with_raised(await actions.alarms(active=True), alarms)
         except ServerUnreachable:
             return
         except ClientError as exc:
@@ -275,7 +275,7 @@ class MonitorsScreen(DashboardScreen):
     @work(group="monitor-change", exit_on_error=False)
     async def _delete(self, monitor: Monitor) -> None:
         try:
-            await self.app.actions.client.delete_monitor(monitor.id)
+            await self.app.actions.delete_monitor(monitor.id)
         except ClientError as exc:
             self.app.notify(f"Monitor {monitor.name} not deleted: {exc.message}", severity="error")
             return
@@ -285,7 +285,6 @@ class MonitorsScreen(DashboardScreen):
     def _changed(self, outcome: str | None) -> None:
         if outcome:
             self.app.notify(outcome, title="Monitors")
-        self.app.actions.poller.wake()
         self.fetcher.now()
 
 
@@ -331,7 +330,7 @@ class AlarmBadge(Label):
         try:
             if not isinstance(app, DashboardApp):
                 return
-            alarms = await app.actions.client.alarms(active=True, limit=1000)
+            alarms = await app.actions.alarms(active=True)
         except ClientError:
             return  # a server without monitors (404), or unreachable: no badge
         finally:

@@ -473,7 +473,7 @@ class TestScreen(DashboardScreen):
     async def _fetch_series(self, what: str, params: dict[str, str]) -> None:
         try:
             label, generators = params.get("label"), "generators" in params
-            series = await self.app.actions.client.test_series(self.test_id, label=label, generators=generators)
+            series = await self.app.actions.test_series(self.test_id, label=label, generators=generators)
         except (ClientError, OSError):
             self._asked.pop(what, None)  # asked again at the next update
             return
