@@ -169,6 +169,20 @@ def _v9(db: sqlite3.Connection) -> None:
     )
 
 
+def _v10(db: sqlite3.Connection) -> None:
+    """Label and generator timelines of running tests appended to, not rewritten: the points of each
+    save since a timeline was last stored whole (``label_series``, ``generator_series``, as before),
+    one chunk a save in ``seq`` order. Rows stored before read as they are (no chunks)."""
+    db.execute(
+        "CREATE TABLE label_series_chunks (test_id TEXT NOT NULL, label TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " points BLOB NOT NULL, PRIMARY KEY (test_id, label, seq))"
+    )
+    db.execute(
+        "CREATE TABLE generator_series_chunks (test_id TEXT NOT NULL, agent_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " points BLOB NOT NULL, PRIMARY KEY (test_id, agent_id, seq))"
+    )
+
+
 #: The schema's history: migration N brings a database from version N-1 (``PRAGMA user_version``)
 #: to N, in one transaction. Version 1 is the schema of the stores made before versions were kept
 #: (they read 0: every statement of version 1 is ``IF NOT EXISTS``). Append, never edit.
@@ -182,6 +196,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v7,
     _v8,
     _v9,
+    _v10,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

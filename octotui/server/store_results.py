@@ -13,7 +13,7 @@ _UPSERT_LABELS = tables.upsert_labels()
 _SELECT_LABELS = tables.select("container_labels", tables.LABEL_COLUMNS)
 _UPSERT_SERIES = tables.upsert("test_series", tables.SERIES_COLUMNS)
 _SELECT_SERIES = tables.select("test_series", tables.SERIES_COLUMNS)
-#: Each label's timeline and each generator's of a test (migration v7), replaced whole.
+#: Each label's timeline and each generator's of a test (migration v7), as stored whole.
 LABEL_SERIES_COLUMNS = ("test_id", "label", "width", "coarse", "points")
 LabelSeriesRow = tuple[str, str, float, int, bytes]
 #: (No ``coarse`` column: a generator's ``points`` start with that count, one double.)
@@ -27,6 +27,17 @@ _UPSERT_GENERATOR_SERIES = (
     tables.insert("generator_series", GENERATOR_SERIES_COLUMNS) + " ON CONFLICT(test_id, agent_id)"
     " DO UPDATE SET agent_name = excluded.agent_name, width = excluded.width, points = excluded.points"
 )
+#: The points appended to a stored label's or generator's timeline since it was stored whole, one
+#: chunk a save, in ``seq`` order (migration v10): reading one replays them after the whole form;
+#: storing it whole again deletes them.
+LABEL_CHUNK_COLUMNS = ("test_id", "label", "seq", "points")
+GENERATOR_CHUNK_COLUMNS = ("test_id", "agent_id", "seq", "points")
+ChunkRow = tuple[str, str, int, bytes]
+#: A stored timeline and its chunks' points, in order.
+StoredLabelSeries = tuple[str, str, float, int, bytes, list[bytes]]
+StoredGeneratorSeries = tuple[str, str, str, float, bytes, list[bytes]]
+_INSERT_LABEL_CHUNK = tables.insert("label_series_chunks", LABEL_CHUNK_COLUMNS)
+_INSERT_GENERATOR_CHUNK = tables.insert("generator_series_chunks", GENERATOR_CHUNK_COLUMNS)
 _UPSERT_JTL = tables.upsert("container_jtl", tables.JTL_COLUMNS)
 _SELECT_JTL = tables.select("container_jtl", tables.JTL_COLUMNS)
 
@@ -69,13 +80,25 @@ class ResultRows(Connection):
         """The stored timeline of a test, None when it has none."""
         return await self._run(self._series_of, test_id)
 
-    async def save_result_series(self, labels: list[LabelSeriesRow], generators: list[GeneratorSeriesRow]) -> None:
-        """Write tests' per-label and per-generator timelines (one row each, replaced whole) in one
-        transaction."""
+    async def save_result_series(
+        self,
+        labels: list[LabelSeriesRow],
+        generators: list[GeneratorSeriesRow],
+        label_chunks: list[ChunkRow] | None = None,
+        generator_chunks: list[ChunkRow] | None = None,
+    ) -> None:
+        """Write tests' per-label and per-generator timelines in one transaction: those stored whole
+        (one row each, replaced; their chunks deleted) and the points appended to others (a chunk each)."""
 
         def run(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM label_series_chunks WHERE test_id = ? AND label = ?", [r[:2] for r in labels])
             db.executemany(_UPSERT_LABEL_SERIES, labels)
+            db.executemany(_INSERT_LABEL_CHUNK, label_chunks or [])
+            db.executemany(
+                "DELETE FROM generator_series_chunks WHERE test_id = ? AND agent_id = ?", [r[:2] for r in generators]
+            )
             db.executemany(_UPSERT_GENERATOR_SERIES, generators)
+            db.executemany(_INSERT_GENERATOR_CHUNK, generator_chunks or [])
 
         await self._run(self._tx, run)
 
@@ -83,29 +106,45 @@ class ResultRows(Connection):
         """Forget the label and generator timelines of tests deleted."""
 
         def run(db: sqlite3.Connection) -> None:
-            for table in ("label_series", "generator_series"):
+            for table in ("label_series", "generator_series", "label_series_chunks", "generator_series_chunks"):
                 db.executemany(f"DELETE FROM {table} WHERE test_id = ?", [(i,) for i in test_ids])
 
         await self._run(self._tx, run)
 
-    async def label_series_of(self, test_id: str, label: str | None = None) -> list[LabelSeriesRow]:
-        """The stored label timelines of a test (one label's with ``label``), by label."""
+    def _chunks(self, table: str, key: str, test_id: str, one: str | None) -> dict[str, list[bytes]]:
+        sql = f"SELECT {key}, points FROM {table} WHERE test_id = ?"
+        args: tuple[str, ...] = (test_id,)
+        if one is not None:
+            sql, args = sql + f" AND {key} = ?", (test_id, one)
+        out: dict[str, list[bytes]] = {}
+        for name, points in self.db.execute(sql + f" ORDER BY {key}, seq", args):
+            out.setdefault(name, []).append(bytes(points))
+        return out
 
-        def run() -> list[LabelSeriesRow]:
+    async def label_series_of(self, test_id: str, label: str | None = None) -> list[StoredLabelSeries]:
+        """The stored label timelines of a test (one label's with ``label``), by label, each with the
+        points appended since it was stored whole."""
+
+        def run() -> list[StoredLabelSeries]:
             sql = tables.select("label_series", LABEL_SERIES_COLUMNS) + " WHERE test_id = ?"
             args: tuple[str, ...] = (test_id,)
             if label is not None:
                 sql, args = sql + " AND label = ?", (test_id, label)
-            return [tuple(r) for r in self.db.execute(sql + " ORDER BY label", args)]
+            rows = self.db.execute(sql + " ORDER BY label", args).fetchall()
+            chunks = self._chunks("label_series_chunks", "label", test_id, label) if rows else {}
+            return [(r[0], r[1], r[2], r[3], r[4], chunks.get(r[1], [])) for r in rows]
 
         return await self._run(run)
 
-    async def generator_series_of(self, test_id: str) -> list[GeneratorSeriesRow]:
-        """The stored generator timelines of a test, by agent name."""
+    async def generator_series_of(self, test_id: str) -> list[StoredGeneratorSeries]:
+        """The stored generator timelines of a test, by agent name, each with the points appended
+        since it was stored whole."""
 
-        def run() -> list[GeneratorSeriesRow]:
+        def run() -> list[StoredGeneratorSeries]:
             sql = tables.select("generator_series", GENERATOR_SERIES_COLUMNS) + " WHERE test_id = ?"
-            return [tuple(r) for r in self.db.execute(sql + " ORDER BY agent_name, agent_id", (test_id,))]
+            rows = self.db.execute(sql + " ORDER BY agent_name, agent_id", (test_id,)).fetchall()
+            chunks = self._chunks("generator_series_chunks", "agent_id", test_id, None) if rows else {}
+            return [(r[0], r[1], r[2], r[3], r[4], chunks.get(r[1], [])) for r in rows]
 
         return await self._run(run)
 

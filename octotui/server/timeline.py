@@ -199,6 +199,24 @@ class Packed:
         return self.width, self.coarse, array("d", (_MARK, float(self.FIELDS))).tobytes() + self.data.tobytes()
 
     @classmethod
+    def pack_points(cls, points: array[float]) -> bytes:
+        """Points as they came (``add_raw``'s, one after the other), packed as :meth:`pack` packs
+        them: what the store appends to a timeline stored already (see :meth:`replay`)."""
+        return array("d", (_MARK, float(cls.FIELDS))).tobytes() + points.tobytes()
+
+    def replay(self, packed: bytes) -> None:
+        """Add the points of :meth:`pack_points` as they came: a timeline stored, then the points
+        added since, read back equal to the one in memory (merging depends only on them)."""
+        values = array("d", packed)
+        fields = self.FIELDS
+        if len(values) >= 2 and values[0] == _MARK:
+            fields = int(values[1])
+            del values[:2]
+        for i in range(0, len(values) - fields + 1, fields):
+            p = tuple(values[i : i + fields])
+            self.add_raw(p if fields == self.FIELDS else self.upgrade(p))
+
+    @classmethod
     def unpack(
         cls, width: float, coarse: int, packed: bytes, fine_span: float | None = None, max_points: int | None = None
     ) -> Self:

@@ -10,6 +10,7 @@ Those differences add over the containers exactly, as the figures do.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from octotui.protocol import (
 )
 from octotui.server.hub import SeriesWindows
 from octotui.server.labelbook import unpack
-from octotui.server.timeline import GeneratorTimeline, LabelTimeline, Point, Timeline
+from octotui.server.timeline import LABEL_MAX_POINTS, GeneratorTimeline, LabelTimeline, Point, Timeline
 
 
 def _none(x: float | None) -> float | None:
@@ -177,6 +178,31 @@ def intervals(
     return out, now
 
 
+#: A stored label's or generator's timeline takes at most this many points appended (chunks of the
+#: points of each save) before it is stored whole again: reading it back replays at most that many.
+#: Past half, it is stored whole when its turn comes: the fullest first, as many as make
+#: ``WHOLE_SHARE`` times the points the save appends (at least one). A test's labels fill alike:
+#: they are not all written whole at one save, and a save writes a few times the points that came
+#: since the previous one, however fast they come.
+LOG_MAX_POINTS = LABEL_MAX_POINTS
+WHOLE_SHARE = 2
+#: A label's timeline (``("label", label)``) or a generator's (``("generator", agent id)``).
+LineKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Log:
+    """What the store holds of a timeline of a running test beyond its whole form (stored once, then
+    at each ``LOG_MAX_POINTS`` points appended): the next chunk's number, the points in chunks, and
+    the points added since the last save (the next chunk). A timeline without one is stored whole
+    at the next save."""
+
+    seq: int = 0
+    logged: int = 0
+    pending: array[float] = field(default_factory=lambda: array("d"))
+    count: int = 0  # points in ``pending``
+
+
 @dataclass(slots=True)
 class Sampled:
     """What a running test's previous point saw: its time, error count and labels' figures."""
@@ -206,6 +232,8 @@ class ResultTimelines:
         self.dirty: set[str] = set()
         self.restore: set[str] = set()
         self.seed: set[str] = set()
+        #: Per test, what the store holds of each timeline beyond its whole form (``Log``).
+        self.logs: dict[str, dict[LineKey, Log]] = {}
         #: The tests known at the last full save: those gone since were deleted (their stored
         #: timelines are deleted too; ``domain/deletion.py`` deletes the rest of a test).
         self.known: set[str] = set()
@@ -222,6 +250,7 @@ class ResultTimelines:
         if line is None:
             line = lines[label] = LabelTimeline()
         line.add_raw(point)
+        self._logged(test_id, ("label", label), point)
         self.dirty.add(test_id)
 
     def add_generator(self, test_id: str, agent_id: str, name: str, ts: float, cpu: float, memory: float) -> None:
@@ -232,11 +261,24 @@ class ResultTimelines:
         if (last := line.last_ts()) is not None and ts <= last:
             return
         line.add_raw((ts, cpu, memory, 1))
+        self._logged(test_id, ("generator", agent_id), (ts, cpu, memory, 1))
         self.names.setdefault(test_id, {})[agent_id] = name
         self.dirty.add(test_id)
 
+    def _logged(self, test_id: str, key: LineKey, point: Point) -> None:
+        """Note a point of a stored timeline, to append at the next save; past what a log takes
+        (the store unreachable a long time), none: the timeline is stored whole instead."""
+        logs = self.logs.get(test_id)
+        log = None if logs is None else logs.get(key)
+        if logs is None or log is None:
+            return
+        log.pending.extend(point)
+        log.count += 1
+        if log.logged + log.count > LOG_MAX_POINTS:
+            del logs[key]
+
     def drop(self, test_id: str) -> None:
-        for d in (self.labels, self.generators, self.names, self.sampled):
+        for d in (self.labels, self.generators, self.names, self.sampled, self.logs):
             d.pop(test_id, None)
         self.dirty.discard(test_id)
         self.restore.discard(test_id)

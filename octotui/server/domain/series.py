@@ -33,10 +33,23 @@ from octotui.protocol import GeneratorSeries, LabelSeries, TestSeriesPoint
 from octotui.server.domain.state import ServerState
 from octotui.server.records import ContainerRec, TestRec
 from octotui.server.results import live_results
-from octotui.server.store_results import GeneratorSeriesRow, LabelSeriesRow
+from octotui.server.store_results import ChunkRow, GeneratorSeriesRow, LabelSeriesRow
 from octotui.server.tables import SeriesRow
-from octotui.server.timeline import GeneratorTimeline, LabelTimeline, Timeline
-from octotui.server.timelines import Interval, Sampled, generator_out, intervals, label_out, p95_of, points_out
+from octotui.server.timeline import GeneratorTimeline, LabelTimeline, Packed, Timeline
+from octotui.server.timelines import (
+    LOG_MAX_POINTS,
+    WHOLE_SHARE,
+    Interval,
+    LineKey,
+    Log,
+    ResultTimelines,
+    Sampled,
+    generator_out,
+    intervals,
+    label_out,
+    p95_of,
+    points_out,
+)
 
 log = logging.getLogger("octotui.server")
 
@@ -128,9 +141,74 @@ def _generator_blob(line: GeneratorTimeline) -> bytes:
     return array("d", (float(coarse),)).tobytes() + packed
 
 
-def _generator_line(width: float, blob: bytes) -> GeneratorTimeline:
+def _generator_line(width: float, blob: bytes, chunks: list[bytes]) -> GeneratorTimeline:
     coarse = int(array("d", blob[:8])[0]) if len(blob) >= 8 else 0
-    return GeneratorTimeline.unpack(width, coarse, blob[8:])
+    line = GeneratorTimeline.unpack(width, coarse, blob[8:])
+    for chunk in chunks:
+        line.replay(chunk)
+    return line
+
+
+def _label_line(width: float, coarse: int, packed: bytes, chunks: list[bytes]) -> LabelTimeline:
+    line = LabelTimeline.unpack(width, coarse, packed)
+    for chunk in chunks:
+        line.replay(chunk)
+    return line
+
+
+def _wholes(logs: dict[LineKey, Log], lines: list[tuple[LineKey, int]], ended: bool) -> set[LineKey]:
+    """The timelines of a test (key, points) that a save stores whole: every one as the test ends;
+    else those not stored yet or whose log is full, and of those whose log passed half, the fullest,
+    up to twice as many points as the others append (at least one): the others are appended to."""
+    if ended:
+        return {key for key, _ in lines}
+    out: set[LineKey] = set()
+    half: list[tuple[int, int, LineKey]] = []
+    appended = 0
+    for key, size in lines:
+        log = logs.get(key)
+        if log is None or log.logged + log.count > LOG_MAX_POINTS:
+            out.add(key)
+            continue
+        appended += log.count
+        if log.logged + log.count > LOG_MAX_POINTS // 2:
+            half.append((-(log.logged + log.count), size, key))
+    budget = WHOLE_SHARE * appended
+    for _, size, key in sorted(half):
+        if budget <= 0:
+            break
+        out.add(key)
+        budget -= size
+    return out
+
+
+def _to_store(logs: dict[LineKey, Log], key: LineKey, line: Packed, whole: bool) -> tuple[int, bytes] | None:
+    """What a save writes of a timeline: None when whole (appending starts again from there), else
+    (chunk number, the points added since the previous save; none: nothing to write)."""
+    log = logs.get(key)
+    if log is None or whole:
+        logs[key] = Log()
+        return None
+    if not log.count:
+        return log.seq, b""
+    logs[key] = Log(log.seq + 1, log.logged + log.count)
+    return log.seq, line.pack_points(log.pending)
+
+
+def _unsaved(tl: ResultTimelines, before: dict[str, dict[LineKey, Log]]) -> None:
+    """A save refused as a whole: each timeline's log as before it, with the points added since."""
+    for tid, old in before.items():
+        logs = tl.logs.get(tid)
+        if logs is None:
+            continue
+        for key, log in list(logs.items()):
+            was = old.get(key)
+            if was is None:
+                del logs[key]  # stored whole next time
+            elif was is not log:
+                was.pending.extend(log.pending)
+                was.count += log.count
+                logs[key] = was
 
 
 async def _restore(s: ServerState) -> None:
@@ -140,14 +218,15 @@ async def _restore(s: ServerState) -> None:
     for tid in list(tl.restore):
         tl.restore.discard(tid)
         lines = tl.labels.setdefault(tid, {})
-        for _, label, width, coarse, packed in await s.store.label_series_of(tid):
-            line: LabelTimeline = LabelTimeline.unpack(width, coarse, packed)
+        tl.logs.pop(tid, None)  # stored whole at this save
+        for _, label, width, coarse, packed, chunks in await s.store.label_series_of(tid):
+            line = _label_line(width, coarse, packed, chunks)
             if (mem := lines.get(label)) is not None:
                 line.extend_after(mem)
             lines[label] = line
         gens = tl.generators.setdefault(tid, {})
-        for _, agent_id, name, width, blob in await s.store.generator_series_of(tid):
-            g = _generator_line(width, blob)
+        for _, agent_id, name, width, blob, chunks in await s.store.generator_series_of(tid):
+            g = _generator_line(width, blob, chunks)
             if (mem_g := gens.get(agent_id)) is not None:
                 g.extend_after(mem_g)
             gens[agent_id] = g
@@ -177,24 +256,41 @@ async def save(s: ServerState, everything: bool = False) -> None:
     due_more = [tid for tid in tl.dirty if tid in s.tests and (everything or _ended(s, tid))]
     label_rows: list[LabelSeriesRow] = []
     generator_rows: list[GeneratorSeriesRow] = []
+    label_chunks: list[ChunkRow] = []
+    generator_chunks: list[ChunkRow] = []
+    before = {tid: dict(tl.logs.get(tid, {})) for tid in due_more}
     for tid in due_more:
+        # Appended to while the test runs (only the points since the previous save); whole as it ends.
+        logs = tl.logs.setdefault(tid, {})
+        keyed: list[tuple[LineKey, int]] = [(("label", x), len(line)) for x, line in tl.labels.get(tid, {}).items()]
+        keyed += [(("generator", x), len(g)) for x, g in tl.generators.get(tid, {}).items()]
+        whole = _wholes(logs, keyed, _ended(s, tid))
         for label, line in tl.labels.get(tid, {}).items():
-            label_rows.append((tid, label, *line.pack()))
+            if (chunk := _to_store(logs, ("label", label), line, ("label", label) in whole)) is None:
+                label_rows.append((tid, label, *line.pack()))
+            elif chunk[1]:
+                label_chunks.append((tid, label, *chunk))
         names = tl.names.get(tid, {})
         for agent_id, g in tl.generators.get(tid, {}).items():
-            generator_rows.append((tid, agent_id, names.get(agent_id, ""), g.width, _generator_blob(g)))
+            if (chunk := _to_store(logs, ("generator", agent_id), g, ("generator", agent_id) in whole)) is None:
+                generator_rows.append((tid, agent_id, names.get(agent_id, ""), g.width, _generator_blob(g)))
+            elif chunk[1]:
+                generator_chunks.append((tid, agent_id, *chunk))
     tl.dirty.difference_update(due_more)
-    if rows or label_rows or generator_rows:
+    if rows or label_rows or generator_rows or label_chunks or generator_chunks:
         try:
             if rows:
                 await s.store.save_series(rows)
-            if label_rows or generator_rows:
-                await s.store.save_result_series(label_rows, generator_rows)
+            if label_rows or generator_rows or label_chunks or generator_chunks:
+                await s.store.save_result_series(label_rows, generator_rows, label_chunks, generator_chunks)
         except sqlite3.OperationalError:
             s.series.dirty.update(due)
             tl.dirty.update(due_more)
+            _unsaved(tl, before)
             raise
         except Exception as exc:
+            for tid in due_more:  # what the store holds is unknown: stored whole next time
+                tl.logs.pop(tid, None)
             log.error("timelines of %d test(s) cannot be stored, left out until they change: %s", len(due), exc)
     for tid in s.series.ids() if everything else due:
         if tid not in s.series.dirty and _ended(s, tid):
@@ -233,8 +329,8 @@ async def label_lines(s: ServerState, t: TestRec, label: str | None = None) -> l
         names = sorted(lines) if label is None else [label] if label in lines else []
         return [(n, lines[n]) for n in names]
     return [
-        (name, LabelTimeline.unpack(width, coarse, packed))
-        for _, name, width, coarse, packed in await s.store.label_series_of(t.id, label)
+        (name, _label_line(width, coarse, packed, chunks))
+        for _, name, width, coarse, packed, chunks in await s.store.label_series_of(t.id, label)
     ]
 
 
@@ -251,8 +347,8 @@ async def generator_lines(s: ServerState, t: TestRec) -> list[tuple[str, str, Ge
         out = [(aid, names.get(aid, ""), g) for aid, g in (lines or {}).items()]
         return sorted(out, key=lambda x: (x[1], x[0]))
     return [
-        (agent_id, name, _generator_line(width, blob))
-        for _, agent_id, name, width, blob in await s.store.generator_series_of(t.id)
+        (agent_id, name, _generator_line(width, blob, chunks))
+        for _, agent_id, name, width, blob, chunks in await s.store.generator_series_of(t.id)
     ]
 
 
