@@ -229,8 +229,8 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
     port = sock.getsockname()[1]
     settings_port = settings if settings.port == port else _with_port(settings, port)
     app = create_app(settings_port)
-    if settings.secrets_key_file is not None:
-        app.state.controller.vault = Vault(settings.secrets_key_file)
+    if settings.secrets_key_file is not None or settings.database is not None:
+        app.state.controller.vault = Vault(settings.secrets_key_path, settings.database)
     url = _url(settings.scheme, settings.host, port)
     app.state.controller.url = settings.public_url or url
     config = uvicorn.Config(
@@ -280,7 +280,7 @@ async def serve(settings: ServerSettings, log_level: str = "info") -> None:
         sock.close()
 
 
-def _check_key(database: str, path: Path, given: bool) -> None:
+def _check_key(database: str, path: Path) -> None:
     """The schema brought up to date (its key fingerprint table), then this server's secrets key
     checked against the fingerprint the database holds: :class:`DataDirError` (one line) when refused."""
     db = PgDb(database)
@@ -292,7 +292,7 @@ def _check_key(database: str, path: Path, given: bool) -> None:
     finally:
         db.close()
     try:
-        check_shared_key(database, path, given)
+        check_shared_key(database, path)
     except KeyRefused as exc:
         raise DataDirError(str(exc)) from None
 
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Refused here in one line, not in a startup traceback.
         if database is not None:
             check_postgres(database)
-            _check_key(database, key_file or data_dir / KEY_FILE, key_file is not None)
+            _check_key(database, key_file or data_dir / KEY_FILE)
         else:
             check_database(data_dir / "octotui.db")
     except DataDirError as exc:

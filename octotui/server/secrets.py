@@ -24,6 +24,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from octotui.server.errors import Conflict
+
 KEY_FILE = "monitors.key"
 KEY_FILE_ENV = "OCTOTUI_SECRETS_KEY_FILE"
 #: The ``key_fingerprints`` row of this key, and the constant its fingerprint is the HMAC of.
@@ -43,8 +45,12 @@ class SecretUnavailable(Exception):
 class Vault:
     """Encrypts and decrypts monitors' credentials with the key in ``path`` (made on first need)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database: str | None = None) -> None:
         self.path = path
+        #: With ``--database``: the first encryption checks (once) that the key is the one whose
+        #: fingerprint the database holds, storing it when none is (:func:`check_shared_key`).
+        self.database = database
+        self._claimed = database is None
         self._fernet: Fernet | None = None
 
     @property
@@ -93,7 +99,15 @@ class Vault:
     def encrypt(self, owner: str, values: dict[str, Any]) -> bytes:
         """``values`` (the credentials' fields) encrypted for monitor ``owner``."""
         plain = json.dumps({"owner": owner, "values": values}, separators=(",", ":")).encode()
-        return self._key(create=True).encrypt(plain)
+        fernet = self._key(create=True)
+        if not self._claimed:
+            assert self.database is not None
+            try:
+                check_shared_key(self.database, self.path, create=True)
+            except KeyRefused as exc:
+                raise Conflict(f"the credentials were not stored: {exc}") from None
+            self._claimed = True
+        return fernet.encrypt(plain)
 
     def decrypt(self, owner: str, blob: bytes) -> dict[str, Any]:
         """The fields encrypted for ``owner``; :class:`SecretUnavailable` when they cannot be read."""
@@ -114,31 +128,30 @@ def fingerprint(key: bytes) -> str:
     return hmac.new(key.strip(), _FINGERPRINT_OF, hashlib.sha256).hexdigest()
 
 
-def check_shared_key(url: str, path: Path, given: bool) -> None:
-    """At the start of a server on PostgreSQL (``url``): its key (``path``; ``given``: named by
-    ``--secrets-key-file``, then it must exist) must be the one of the fingerprint the database holds.
-    The first server stores its key's fingerprint (making the key in the data dir when missing);
-    a server whose key differs, or that lacks it, is refused (:class:`KeyRefused`) and changes nothing.
-    """
+def check_shared_key(url: str, path: Path, create: bool = False) -> None:
+    """At the start of a server on PostgreSQL (``url``), and at its first encryption (``create``):
+    its key (``path``: ``--secrets-key-file``, else the data dir's) must be the one whose fingerprint
+    the database holds. The first use stores the key's fingerprint: a server
+    starting with a key file when the database names none, or the first encryption (which makes the
+    key when missing). A server whose key differs, or that lacks it while the database names one, is
+    refused (:class:`KeyRefused`) and changes nothing."""
     import psycopg
 
     from octotui.server.pgstore import CONNECT_TIMEOUT, redact
 
     flag = f"--secrets-key-file (or {KEY_FILE_ENV})"
-    if given and not path.is_file():
-        raise KeyRefused(f"the secrets key file {path} does not exist: give {flag} the file every server shares")
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
             row = conn.execute("SELECT fingerprint FROM key_fingerprints WHERE name = %s", (_FINGERPRINT_NAME,))
             stored = row.fetchone()
-            if stored is None or path.exists():
-                key = _load(path)
-            else:
+            if stored is None and not path.exists() and not create:
+                return  # no key in use yet: the first encryption makes one and claims it
+            if stored is not None and not path.exists():
                 raise KeyRefused(
                     f"the monitors' credentials in the database are encrypted with a key this server lacks:"
                     f" {path} is missing; copy the other servers' key file there, or name it with {flag}"
                 )
-            mine = fingerprint(key)
+            mine = fingerprint(_load(path))
             if stored is None:
                 conn.execute(
                     "INSERT INTO key_fingerprints (name, fingerprint, created_at) VALUES (%s, %s, %s)"
