@@ -82,3 +82,8 @@ def test_a_proxy_that_cannot_reach_the_server_reads_the_same(
     # tinyproxy's HTML error page is not printed: its status and reason are
     assert fast.startswith("octotui agents: the server refused: ") and "(HTTP 50" in fast and "<" not in fast, fast
     assert tinyproxy.requests("/api/v1/agents") == 2
+
+
+def test_an_empty_url_in_the_list_reads_the_same(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    fast, client = both(capsys, "--server", "http://127.0.0.1:9,", "--token", "t")
+    assert fast == client == "octotui agents: --server: an empty URL in the list: 'http://127.0.0.1:9,'\n"
