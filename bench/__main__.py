@@ -25,6 +25,7 @@ FIGURES = [
     "command_delivery",
     "replica_commands",
     "replica_failover",
+    "replica_scale",
     "server_scale",
     "dashboard_load",
     "terminal_output",

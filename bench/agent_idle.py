@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.common import Metric, Result, Sampler, repeat, running_agent, scratch, server_with_provider, wait_online
+from bench.common import Metric, Result, Sampler, repeat, watched_agent
 
 TITLE = "Agent, idle"
 TARGET = "< 45 MB RSS, < 0.5 % of one core"
@@ -15,15 +15,8 @@ RSS the mean and the highest reading."""
 
 
 def _once(window: float) -> dict[str, float]:
-    with (
-        scratch("idle") as tmp,
-        server_with_provider(tmp) as (server, api, provider),
-        running_agent(server, provider["token"], tmp, "idle-agent") as agent,
-    ):
-        wait_online(api, "idle-agent", docker=True)
-        time.sleep(5)
-        assert agent.proc is not None
-        with Sampler(agent.proc.pid) as sampler:
+    with watched_agent("idle", "idle-agent") as (_, _, _, pid):
+        with Sampler(pid) as sampler:
             time.sleep(window)
         cpu, rss_mean, rss_max = sampler.window()
     return {"cpu": cpu, "rss_mean": rss_mean, "rss_max": rss_max}

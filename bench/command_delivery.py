@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from bench.common import PLAN, Metric, Result, percentile, scratch, server_with_provider
+from bench.common import PLAN, Metric, Result, latency_runs, percentile, scratch, server_with_provider
 
 TITLE = "Command delivery to a waiting agent"
 TARGET = "< 100 ms p99"
@@ -112,19 +112,20 @@ def _once(samples: int) -> dict[str, list[float]]:
 
 def run(runs: int, quick: bool) -> Result:
     samples = 50 if quick else 200
-    p50, p99, mx, after = [], [], [], []
-    details = []
-    for i in range(runs):
+    after: list[float] = []
+
+    def once(i: int) -> list[float]:
         got = _once(samples)
-        q = got["queued"]
-        p50.append(percentile(q, 50))
-        p99.append(percentile(q, 99))
-        mx.append(max(q))
         after.append(percentile(got["answered"], 50))
-        details.append(
-            f"run {i + 1}: {len(q)} commands; POST written → received p50 {p50[-1]:.1f} ms, p99 {p99[-1]:.1f} ms, "
-            f"max {mx[-1]:.1f} ms; POST answered → received p50 {after[-1]:.1f} ms (negative: the agent had it first)"
-        )
+        return got["queued"]
+
+    figures, queued = latency_runs(runs, once)
+    p50, p99, mx = figures["p50"], figures["p99"], figures["max"]
+    details = [
+        f"run {i + 1}: {len(q)} commands; POST written → received p50 {p50[i]:.1f} ms, p99 {p99[i]:.1f} ms, "
+        f"max {mx[i]:.1f} ms; POST answered → received p50 {after[i]:.1f} ms (negative: the agent had it first)"
+        for i, q in enumerate(queued)
+    ]
     return Result(
         figure="command_delivery", title=TITLE, target=TARGET, method=METHOD + f" {samples} commands per run.",
         metrics=[

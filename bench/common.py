@@ -41,12 +41,15 @@ __all__ = [
     "Sampler",
     "ServerProcess",
     "free_port",
+    "latency_runs",
     "machine",
     "percentile",
     "scratch",
     "server_with_provider",
+    "standalone",
     "summarize",
     "wait_until",
+    "watched_agent",
 ]  # fmt: skip
 
 
@@ -278,3 +281,56 @@ def repeat(runs: int, once: Callable[[int], dict[str, float]]) -> dict[str, list
         for key, value in once(i).items():
             gathered.setdefault(key, []).append(value)
     return gathered
+
+
+def latency_runs(runs: int, once: Callable[[int], list[float]]) -> tuple[dict[str, list[float]], list[list[float]]]:
+    """Call ``once(i)`` ``runs`` times, each giving the samples of one run (ms): their p50, p99 and
+    max per run (the figures' metrics hold one value per run), and the samples themselves."""
+    samples = [once(i) for i in range(runs)]
+    figures = {
+        "p50": [percentile(q, 50) for q in samples],
+        "p99": [percentile(q, 99) for q in samples],
+        "max": [max(q) if q else float("nan") for q in samples],
+    }
+    return figures, samples
+
+
+@contextlib.contextmanager
+def watched_agent(
+    prefix: str, name: str, docker: bool = True, settle: float = 5.0
+) -> Iterator[tuple[Path, httpx.Client, str, int]]:
+    """A real server and a real agent ``name``, online (with Docker seen unless ``docker`` is false)
+    and left ``settle`` seconds: (scratch dir, admin client, agent id, agent pid), for a figure that
+    samples the agent."""
+    with (
+        scratch(prefix) as tmp,
+        server_with_provider(tmp) as (server, api, provider),
+        running_agent(server, provider["token"], tmp, name) as agent,
+    ):
+        agent_id = wait_online(api, name, docker=docker)["id"]
+        time.sleep(settle)
+        assert agent.proc is not None
+        yield tmp, api, str(agent_id), agent.proc.pid
+
+
+def standalone(run: Callable[..., Result], argv: list[str] | None = None, doc: str | None = None) -> None:
+    """``python -m bench.NAME`` for a figure: ``--runs N`` (3), ``--no-save``; prints the medians, and
+    unless told not to keeps the result and rewrites docs/BENCHMARKS.md, as ``python -m bench`` does."""
+    import argparse
+
+    from bench.__main__ import FIGURES
+    from bench.report import write_report
+
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    info, date = machine(), now_iso()
+    result = run(runs=args.runs, quick=False)
+    result.machine, result.date, result.runs, result.quick = info, date, args.runs, False
+    for m in result.metrics:
+        print(f"{m.name}: median {m.median:.2f} {m.unit} (runs {', '.join(f'{x:.2f}' for x in m.runs)})")
+    print("\n".join(result.details))
+    if not args.no_save:
+        result.save()
+        print(f"report: {write_report(FIGURES, RESULTS)}")

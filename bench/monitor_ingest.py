@@ -8,7 +8,6 @@ in bench/results and rewrites docs/BENCHMARKS.md, as ``python -m bench`` does).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, Metric, Result, machine, now_iso
+from bench.common import Metric, Result, repeat, standalone
 from octotui.server.app import create_app
 from octotui.server.settings import ServerSettings
 from tests.support import wire
@@ -103,16 +102,23 @@ def measure() -> tuple[float, float, float, float, str]:
 
 
 def run(runs: int = 3, quick: bool = False) -> Result:
-    got = [measure() for _ in range(runs)]
+    loads: list[str] = []
+
+    def once(i: int) -> dict[str, float]:
+        p50, p99, slowest, cpu, load = measure()
+        loads.append(load)
+        return {"p50": p50, "p99": p99, "max": slowest, "cpu": cpu}
+
+    got = repeat(runs, once)
     metrics = [
-        Metric("heartbeat with 200 monitors' samples, p50", "ms", [g[0] for g in got]),
-        Metric("heartbeat with 200 monitors' samples, p99", "ms", [g[1] for g in got], 100.0),
-        Metric("CPU for 1,000 monitors every 5 s", "% of one core", [g[3] for g in got]),
+        Metric("heartbeat with 200 monitors' samples, p50", "ms", got["p50"]),
+        Metric("heartbeat with 200 monitors' samples, p99", "ms", got["p99"], 100.0),
+        Metric("CPU for 1,000 monitors every 5 s", "% of one core", got["cpu"]),
     ]
     details = [
-        f"run {i + 1}: p50 {g[0]:.1f} ms, p99 {g[1]:.1f} ms, slowest {g[2]:.1f} ms, {g[3]:.2f} % of one core;"
-        f" load average before it {g[4]}"
-        for i, g in enumerate(got)
+        f"run {i + 1}: p50 {got['p50'][i]:.1f} ms, p99 {got['p99'][i]:.1f} ms, slowest {got['max'][i]:.1f} ms,"
+        f" {got['cpu'][i]:.2f} % of one core; load average before it {load}"
+        for i, load in enumerate(loads)
     ]
     details.append(
         f"What this machine limits ({os.cpu_count()} cores shared with other work): a heartbeat is served on"
@@ -125,23 +131,5 @@ def run(runs: int = 3, quick: bool = False) -> Result:
     return Result("monitor_ingest", TITLE, TARGET, METHOD, metrics, details)
 
 
-def main() -> None:
-    from bench.__main__ import FIGURES
-    from bench.report import write_report
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-save", action="store_true")
-    args = parser.parse_args()
-    info, date = machine(), now_iso()
-    result = run(args.runs)
-    result.machine, result.date, result.runs, result.quick = info, date, args.runs, False
-    for m in result.metrics:
-        print(f"{m.name}: median {m.median:.2f} {m.unit} (runs {', '.join(f'{x:.2f}' for x in m.runs)})")
-    if not args.no_save:
-        result.save()
-        print(f"report: {write_report(FIGURES, RESULTS)}")
-
-
 if __name__ == "__main__":
-    main()
+    standalone(run, doc=__doc__)

@@ -11,18 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (
-    Metric,
-    Result,
-    Sampler,
-    free_port,
-    repeat,
-    running_agent,
-    scratch,
-    server_with_provider,
-    wait_online,
-    wait_until,
-)
+from bench.common import Metric, Result, Sampler, free_port, repeat, wait_until, watched_agent
 
 TITLE = "Agent, 50 monitors every 5 s"
 TARGET = "< 3 % of one core, < 15 MB more RSS than idle"
@@ -68,15 +57,10 @@ def node_exporter(tmp: Path) -> Iterator[str]:
 
 def _once(window: float) -> dict[str, float]:
     with (
-        scratch("monitors") as tmp,
+        watched_agent("monitors", "mon-agent", docker=False) as (tmp, api, agent_id, pid),
         node_exporter(tmp) as metrics_url,
-        server_with_provider(tmp) as (server, api, provider),
-        running_agent(server, provider["token"], tmp, "mon-agent") as agent,
     ):
-        agent_id = wait_online(api, "mon-agent")["id"]
-        time.sleep(5)
-        assert agent.proc is not None
-        with Sampler(agent.proc.pid) as sampler:
+        with Sampler(pid) as sampler:
             idle_from = time.monotonic()
             time.sleep(window)
             idle_to = time.monotonic()

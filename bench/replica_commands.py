@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import PLAN, Metric, Result, percentile, scratch
+from bench.common import PLAN, Metric, Result, latency_runs, scratch
 from tests.support.postgres import dedicated_cluster
 from tests.support.processes import ServerProcess
 from tests.support.waiting import wait_until
@@ -144,15 +144,13 @@ def _has(received: list[tuple[float, list[dict[str, object]]]], before: int, cid
 
 def run(runs: int, quick: bool) -> Result:
     samples = 50 if quick else 200
-    p50, p99, mx = [], [], []
-    details = []
-    for i in range(runs):
-        q = _once(samples)
-        p50.append(percentile(q, 50))
-        p99.append(percentile(q, 99))
-        mx.append(max(q))
-        details.append(f"run {i + 1}: {len(q)} commands; A's POST written → B's poll answer read: p50 {p50[-1]:.1f} ms,"
-                       f" p99 {p99[-1]:.1f} ms, max {mx[-1]:.1f} ms")  # fmt: skip
+    figures, delays = latency_runs(runs, lambda i: _once(samples))
+    p50, p99, mx = figures["p50"], figures["p99"], figures["max"]
+    details = [
+        f"run {i + 1}: {len(q)} commands; A's POST written → B's poll answer read: p50 {p50[i]:.1f} ms,"
+        f" p99 {p99[i]:.1f} ms, max {mx[i]:.1f} ms"
+        for i, q in enumerate(delays)
+    ]
     return Result(
         figure="replica_commands", title=TITLE, target=TARGET, method=METHOD + f" {samples} commands per run.",
         metrics=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from bench.common import ROOT, Metric, Result
@@ -92,6 +93,21 @@ def write_report(order: list[str], results_dir: Path) -> Path:
             lines += ["", "Details per run:", ""]
             lines += [f"- {d}" for d in r.details]
         lines.append("")
+    text = "\n".join(lines).rstrip() + "\n"
+    dropped = lost_sections(REPORT.read_text() if REPORT.exists() else "", text)
+    if dropped:
+        # Hand-written sections belong in bench/findings.md, which every rewrite keeps.
+        print(
+            f"warning: {REPORT.name} had sections this rewrite drops (move them to bench/findings.md): "
+            + "; ".join(dropped),
+            file=sys.stderr,
+        )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(lines).rstrip() + "\n")
+    REPORT.write_text(text)
     return REPORT
+
+
+def lost_sections(old: str, new: str) -> list[str]:
+    """Headings of ``old`` that ``new`` no longer has (a section written by hand into the report)."""
+    heads = {line for line in new.splitlines() if line.startswith("#")}
+    return [line for line in old.splitlines() if line.startswith("## ") and line not in heads]

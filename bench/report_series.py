@@ -7,7 +7,6 @@ bench/results and rewrites docs/BENCHMARKS.md, as ``python -m bench`` does).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import statistics
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import RESULTS, Metric, Result, machine, now_iso
+from bench.common import Metric, Result, repeat, standalone
 from bench.export_report import _label
 from octotui.server.app import create_app
 from octotui.server.settings import ServerSettings
@@ -116,31 +115,17 @@ def measure(labels: int) -> tuple[float, int]:
 def run(runs: int = 3, quick: bool = False) -> Result:
     metrics, details = [], []
     for labels in (50, 200):
-        got = [measure(labels) for _ in range(runs)]
+
+        def once(i: int, n: int = labels) -> dict[str, float]:
+            took, size = measure(n)
+            return {"seconds": took, "bytes": float(size)}
+
+        got = repeat(runs, once)
         target = 2.0 if labels == 50 else None
-        metrics.append(Metric(f"report.html, 24 h kept, {labels} labels", "s", [g[0] for g in got], target))
-        details.append(f"{labels} labels: report of {statistics.median(g[1] for g in got) / 1024:.0f} KiB")
+        metrics.append(Metric(f"report.html, 24 h kept, {labels} labels", "s", got["seconds"], target))
+        details.append(f"{labels} labels: report of {statistics.median(got['bytes']) / 1024:.0f} KiB")
     return Result("report_series", TITLE, TARGET, METHOD, metrics, details)
 
 
-def main() -> None:
-    from bench.__main__ import FIGURES
-    from bench.report import write_report
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-save", action="store_true")
-    args = parser.parse_args()
-    info, date = machine(), now_iso()
-    result = run(args.runs)
-    result.machine, result.date, result.runs, result.quick = info, date, args.runs, False
-    for m in result.metrics:
-        print(f"{m.name}: median {m.median:.2f} s (runs {', '.join(f'{x:.2f}' for x in m.runs)})")
-    print("\n".join(result.details))
-    if not args.no_save:
-        result.save()
-        print(f"report: {write_report(FIGURES, RESULTS)}")
-
-
 if __name__ == "__main__":
-    main()
+    standalone(run, doc=__doc__)

@@ -103,6 +103,8 @@ class SimAgent:
     index: int
     agent_id: str = ""
     token: str = ""
+    #: which of the swarm's servers (``--url a,b``) this agent talks to
+    target: int = 0
     #: container id -> (test id, command id, started monotonic)
     containers: dict[str, tuple[str, str, float]] = field(default_factory=dict)
     last_ts: float = 0.0
@@ -132,16 +134,20 @@ class SimAgent:
 
 
 class Swarm:
-    """Many simulated agents against one server."""
+    """Many simulated agents against one server, or split over several (agent i talks to server
+    i mod n, replicas of one database: registration, heartbeats and long poll all on that one)."""
 
     def __init__(self, url: str, provider_token: str, interval: float) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.servers: list[tuple[str, int]] = []
+        for one in url.split(","):
+            parts = urlsplit(one.strip())
+            self.servers.append((parts.hostname or "127.0.0.1", parts.port or 80))
+        self.host, self.port = self.servers[0]
         self.provider_token = provider_token
         self.interval = interval
         self.agents: list[SimAgent] = []
         self.tasks: list[asyncio.Task[None]] = []
-        self.latencies: list[tuple[float, float]] = []  # (monotonic at send, seconds)
+        self.latencies: list[tuple[float, float, int]] = []  # (monotonic at send, seconds, server)
         self.errors = 0
         self.poll_answers = 0
         self.commands = 0
@@ -154,9 +160,11 @@ class Swarm:
         todo = list(range(first, first + count))
 
         async def worker() -> None:
-            conn = Conn(self.host, self.port)
+            conns = [Conn(host, port) for host, port in self.servers]
             while todo:
                 i = todo.pop()
+                target = i % len(self.servers)
+                conn = conns[target]
                 body = json.dumps({
                     "name": f"sim-{i:05d}", "location": f"loc-{i % 10}", "cpu_count": 8,
                     "memory_total": 34359738368, "platform": "simulated",
@@ -171,10 +179,11 @@ class Swarm:
                         continue
                     if status == 200:
                         data = json.loads(answer)
-                        self.agents.append(SimAgent(i, data["agent_id"], data["agent_token"]))
+                        self.agents.append(SimAgent(i, data["agent_id"], data["agent_token"], target))
                         break
                     raise HttpError(f"register: {status} {answer[:200]!r}")
-            conn.close()
+            for conn in conns:
+                conn.close()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.monotonic() - start
@@ -185,7 +194,7 @@ class Swarm:
             self.tasks.append(asyncio.create_task(self._poll(agent)))
 
     async def _beat(self, agent: SimAgent) -> None:
-        conn = Conn(self.host, self.port)
+        conn = Conn(*self.servers[agent.target])
         self.conns.append(conn)
         path = f"{PREFIX}/agents/{agent.agent_id}/heartbeat"
         next_at = time.monotonic() + random.uniform(0, self.interval)
@@ -198,7 +207,7 @@ class Swarm:
                 if status != 200:
                     self.errors += 1
                 else:
-                    self.latencies.append((sent, time.monotonic() - sent))
+                    self.latencies.append((sent, time.monotonic() - sent, agent.target))
             except (OSError, asyncio.IncompleteReadError, TimeoutError, HttpError):
                 self.errors += 1
             next_at += self.interval + random.uniform(-0.1, 0.1)
@@ -206,7 +215,7 @@ class Swarm:
                 next_at = time.monotonic()
 
     async def _poll(self, agent: SimAgent) -> None:
-        conn = Conn(self.host, self.port)
+        conn = Conn(*self.servers[agent.target])
         self.conns.append(conn)
         fresh = "true"
         while True:
@@ -240,16 +249,21 @@ class Swarm:
             await asyncio.sleep(0.1)
             self.lags.append((before, time.monotonic() - before - 0.1))
 
-    def window(self, start: float, end: float) -> dict[str, float]:
-        lat = sorted(v * 1000 for t, v in self.latencies if start <= t < end)
+    def window(self, start: float, end: float) -> dict[str, object]:
+        lat = sorted(v * 1000 for t, v, _ in self.latencies if start <= t < end)
         lags = sorted(v * 1000 for t, v in self.lags if start <= t < end)
 
         def pct(values: list[float], p: float) -> float:
             return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
 
+        per_server = []
+        for k in range(len(self.servers)):
+            mine = sorted(v * 1000 for t, v, at in self.latencies if start <= t < end and at == k)
+            per_server.append({"heartbeats": len(mine), "p50_ms": pct(mine, 50), "p99_ms": pct(mine, 99)})
         return {
             "heartbeats": len(lat), "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
             "max_ms": lat[-1] if lat else float("nan"), "client_lag_p99_ms": pct(lags, 99),
+            "per_server": per_server,
         }  # fmt: skip
 
     async def stop(self) -> None:
@@ -305,7 +319,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="simulated octotui agents (benchmarks only; loopback servers)")
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", required=True, help="a server, or several (comma-separated): agents split over them")
     parser.add_argument("--token", required=True, help="provider token")
     parser.add_argument("--steps", default="1000", help="agent counts, e.g. 1000,2500,5000")
     parser.add_argument("--interval", type=float, default=5.0)
@@ -314,9 +328,10 @@ def main() -> None:
     parser.add_argument("--hold", action="store_true", help="after the first step, run until --max-seconds")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="hard bound on the whole run")
     args = parser.parse_args()
-    host = urlsplit(args.url).hostname or ""
-    if not (host.startswith("127.") or host in ("localhost", "::1")):
-        parser.error("loopback servers only")
+    for one in args.url.split(","):
+        host = urlsplit(one.strip()).hostname or ""
+        if not (host.startswith("127.") or host in ("localhost", "::1")):
+            parser.error("loopback servers only")
     try:
         import uvloop
 
