@@ -120,7 +120,7 @@ def pending(s: ServerState) -> dict[str, int]:
         "tests' timelines": len(s.series.dirty | s.timelines.dirty),
         "alarm(s)": len(s.monitors.unsaved_alarms),
         "monitor series": len(s.monitors.series_unsaved),
-        "agents' last heartbeat times": len(s.seen_unsaved),
+        "agent last-seen time(s)": len(s.seen_unsaved),
     }
     return {kind: n for kind, n in counts.items() if n}
 
