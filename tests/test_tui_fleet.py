@@ -16,7 +16,8 @@ from textual.color import Color
 from textual.widgets import Input, Label
 
 from octotui.protocol import Agent, CriterionResult, DockerInfo, HostSample, Test
-from octotui.tui.app import OctoApp, monitors_screen
+from octotui.tui.app import OctoApp
+from octotui.tui.appcommands import monitors_screen
 from octotui.tui.rows import agent_cells, check_cell
 from octotui.tui.screens.agent import AgentScreen
 from octotui.tui.screens.command import CommandScreen
