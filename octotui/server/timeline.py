@@ -31,7 +31,8 @@ merges its older minutes by two, four...: never more than ``max_points``.
 
 Points live in one ``array('d')`` per timeline (8 bytes a field, no Python object per point: 200
 labels x 1,000 points of 8 fields are 12.8 MB), stored as they are (a header ``[-1, fields]``, then
-the points; a timeline stored before the header, six fields a point, is read as such). Floats
+the points; a timeline stored before the header, six fields a point, is read as such), and the
+points added since stored as they came (:meth:`Packed.pack_points`, replayed by :meth:`Packed.replay`). Floats
 survive the round trip exactly, so a timeline read back equals the one written. A missing value
 (``p95_ms`` of an interval without samples) is NaN inside, None outside.
 """
