@@ -21,51 +21,16 @@ from tests.support.app import Env, Starter
 from tests.support.beating import Beating
 from tests.support.monitorkit import prom_body
 from tests.support.processes import AgentProcess, ServerProcess
+from tests.support.replicas import agent_on as _agent_on
+from tests.support.replicas import launch as _launch
 from tests.support.replicas import lease_holders, listeners, replicas
+from tests.support.replicas import provider as _provider
+from tests.support.replicas import registers as _registers
 from tests.support.waiting import wait_until, wait_until_async
-from tests.support.wire import PLAN, bearer
+from tests.support.wire import bearer
 from tests.support.wireagent import WireAgent
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _provider(server: ServerProcess) -> str:
-    with server.client() as http:
-        return str(http.post("/providers", json={"name": "lab"}).raise_for_status().json()["token"])
-
-
-def _agent_on(server: ServerProcess, token: str, origin: ServerProcess) -> WireAgent:
-    """A wire agent registered on ``server`` (the provider made on ``origin``), beating there, that
-    ``origin`` sees online (its heartbeats reach it as another replica's live data)."""
-    wait_until(lambda: _registers(server, token), timeout=10, what="provider known on the other replica")
-    agent = WireAgent(server, token)
-    agent.beat()
-    with origin.client() as http:
-        wait_until(
-            lambda: (got := http.get(f"/agents/{agent.id}").json())["status"] == "online" and got["docker"],
-            timeout=10,
-            what="agent online on the replica it does not beat",
-        )
-    return agent
-
-
-def _registers(server: ServerProcess, token: str) -> bool:
-    answer = httpx.post(f"{server.url}/api/v1/agents/register", json={"name": "probe", "location": "x"},
-                        headers=bearer(token), timeout=5)  # fmt: skip
-    if answer.status_code != 200:
-        return False
-    body = answer.json()
-    with server.client() as http:
-        http.delete(f"/agents/{body['agent_id']}").raise_for_status()
-    return True
-
-
-def _launch(server: ServerProcess, key: str | None = None) -> httpx.Response:
-    headers = {"Idempotency-Key": key} if key else {}
-    with server.client() as http:
-        return http.post(
-            "/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1}, headers=headers
-        )
 
 
 def _poll(agent: WireAgent, wait: float) -> list[dict[str, Any]]:
@@ -312,19 +277,6 @@ def _all_queued(agent: WireAgent, count: int) -> list[dict[str, Any]] | None:
     answer = agent.http.get(f"/agents/{agent.id}/commands", params={"timeout": 0, "fresh": "true"}, headers=agent.auth)
     got = list(answer.json())
     return got if len(got) == count else None
-
-
-def test_a_container_unknown_to_a_replica_is_stopped_only_after_a_grace(tmp_path: Path, pg_database: str) -> None:
-    """A container another replica launched may be reported to this one before it read the launch
-    (the others' changes come within about a second): stopping it as a stray at once would kill a
-    test's container on a failover. A true stray is still stopped, once unknown for the grace."""
-    with replicas(tmp_path, pg_database) as (a, b):
-        agent = _agent_on(b, _provider(a), a)
-        stray = {"container_id": "c-nobody", "test_id": "t-nobody", "state": "running"}
-        first = time.monotonic()
-        assert agent.beat(stray)["stop"] == [], "not stopped at first sight"
-        wait_until(lambda: "c-nobody" in agent.beat(stray)["stop"], timeout=20, what="the stray stopped")
-        assert time.monotonic() - first >= 5.0  # reconcile.STRAY_GRACE
 
 
 def _monitor_beat(agent: WireAgent, revision: int) -> dict[str, Any]:

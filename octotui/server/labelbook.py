@@ -65,14 +65,16 @@ def error_key(code: str, message: str) -> str:
 
 class LabelBook:
     """One container's labels: packed figures per label, error counts per label and code+message,
-    and the labels changed since they were last stored."""
+    the labels changed since they were last stored and, with replicas, since they were last
+    published to the others (``outgoing``, None without replicas)."""
 
-    __slots__ = ("dirty", "errors", "figures")
+    __slots__ = ("dirty", "errors", "figures", "outgoing")
 
     def __init__(self) -> None:
         self.figures: dict[str, bytes] = {}
         self.errors: dict[str, dict[str, int]] = {}
         self.dirty: set[str] = set()
+        self.outgoing: set[str] | None = None
 
     def take(self, labels: Iterable[LabelStats] | None, errors: Iterable[ErrorCount] | None) -> tuple[bool, list[str]]:
         """Replace the reported labels' figures and error counts: whether anything changed, and why
@@ -88,6 +90,8 @@ class LabelBook:
             if self.figures.get(stats.label) != blob:
                 self.figures[stats.label] = blob
                 self.dirty.add(stats.label)
+                if self.outgoing is not None:
+                    self.outgoing.add(stats.label)
                 changed = True
         for e in errors or ():
             counts = self.errors.setdefault(e.label, {})
@@ -95,6 +99,8 @@ class LabelBook:
             if counts.get(key) != e.count:
                 counts[key] = e.count
                 self.dirty.add(e.label)
+                if self.outgoing is not None:
+                    self.outgoing.add(e.label)
                 changed = True
         return changed, refused
 

@@ -117,6 +117,8 @@ class MonitorRows(Connection):
     async def save_alarms(self, rows: list[AlarmRow]) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.executemany(_UPSERT_ALARM, rows)
+            for r in rows:
+                self.note("alarm", str(r[0]))
 
         await self._run(self._tx, run)
 
@@ -154,6 +156,7 @@ class MonitorRows(Connection):
     async def save_test_monitors(self, test_id: str, monitors_json: str, stop_on_critical: bool) -> None:
         def run(db: sqlite3.Connection) -> None:
             db.execute(_UPSERT_TEST, (test_id, monitors_json, int(stop_on_critical)))
+            self.note("test_monitors", test_id)
 
         await self._run(self._tx, run)
 
@@ -163,6 +166,7 @@ class MonitorRows(Connection):
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM monitor_series WHERE test_id = ?", (test_id,))
             db.execute("DELETE FROM test_monitors WHERE test_id = ?", (test_id,))
+            self.note("test_monitors", test_id)
 
         await self._run(self._tx, run)
 
@@ -171,6 +175,18 @@ def read_monitor(db: sqlite3.Connection, monitor_id: str) -> MonitorRow | None:
     """One monitor's row as stored now (for the other replicas: ``replica.py``); None: deleted."""
     row = db.execute(f"SELECT {_cols(MONITOR_COLUMNS)} FROM monitors WHERE id = ?", (monitor_id,)).fetchone()
     return None if row is None else _monitor_row(row)
+
+
+def read_alarm(db: sqlite3.Connection, alarm_id: int) -> AlarmRow | None:
+    """One alarm's row as stored now (for the other replicas)."""
+    row = db.execute(f"SELECT {_cols(ALARM_COLUMNS)} FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+    return None if row is None else tuple(row)
+
+
+def read_test_monitors(db: sqlite3.Connection, test_id: str) -> tuple[str, bool] | None:
+    """The monitors a test names (JSON list of ids) and its stop_on_critical, as stored now; None: none."""
+    row = db.execute("SELECT monitors, stop_on_critical FROM test_monitors WHERE test_id = ?", (test_id,)).fetchone()
+    return None if row is None else (row[0], bool(row[1]))
 
 
 def _monitor_row(r: Any) -> MonitorRow:

@@ -108,6 +108,23 @@ def rules_changed(s: ServerState, m: MonitorRec) -> None:
             alarm.monitor_name = m.name
 
 
+def take(s: ServerState, rows: dict[int, AlarmRow | None]) -> None:
+    """Alarms another replica raised or ended (as the table holds them now) into memory: shown raised
+    here too, never raised again here (each sample is judged by the one replica it reached)."""
+    book = s.monitors
+    for alarm_id, r in rows.items():
+        if r is None or alarm_id in book.unsaved_alarms:
+            continue  # a change of this replica's own, not written yet, wins
+        a = from_row(r)
+        raised = book.active.get(a.monitor_id, {})
+        key = (a.metric, a.severity)
+        if a.ended_at is None:
+            if a.monitor_id in book.by_id:
+                book.active.setdefault(a.monitor_id, {})[key] = a
+        elif (held := raised.get(key)) is not None and held.id == a.id:
+            del raised[key]
+
+
 # --- rows and views ----------------------------------------------------------------------------
 
 

@@ -9,6 +9,10 @@ test ended, the changed labels of live containers every ``labels_save_interval``
 send a label again until it changes, so a restart mid-test takes the stored ones back) and all of
 them at shutdown. Once a test ended and its labels are stored they leave memory, and reading them
 reads the store (with whatever arrived since laid over it).
+
+With replicas, the labels reported through one replica reach the others' books within about a second
+(``replica/live.py``): the lease holder's criteria and series, and every replica's reads, see them
+all; each is stored by the replica it was reported to.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ def take(s: ServerState, c: ContainerRec, r: ContainerReport) -> None:
     book = s.labels.get(c.id)
     if book is None:
         book = s.labels[c.id] = LabelBook()
+    if s.replica is not None and book.outgoing is None:
+        book.outgoing = set()  # the labels reported here go to the other replicas (``replica/live.py``)
     changed, refused = book.take(r.labels, r.errors)
     if refused:
         log.warning("container %s: label figures left as they were: %s", c.id, "; ".join(refused))
     if changed:
         s.labels_unsaved.add(c.id)
         s.feed.touch("test", c.test_id)
+        if s.replica is not None:
+            s.replica.live.labels_out.add(c.id)
 
 
 #: Heartbeat answers that ask for a container's every label before the server gives up asking (an

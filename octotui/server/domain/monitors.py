@@ -433,10 +433,20 @@ def _from_row(row: MonitorRow) -> MonitorRec:
     return m
 
 
-def take(s: ServerState, rows: dict[str, MonitorRow | None]) -> None:
+def take(
+    s: ServerState, rows: dict[str, MonitorRow | None], named: dict[str, tuple[str, bool] | None] | None = None
+) -> None:
     """Monitors another replica created, changed or deleted (as the table holds them now; None:
-    deleted) into memory; the assignments of their agents follow (a new revision for each)."""
+    deleted), and the monitors tests launched through it name (``named``: test id -> (JSON ids,
+    stop_on_critical), None: none), into memory; the assignments follow (a new revision for each
+    agent whose monitors change: a test naming monitors starts them on their agents, wherever those
+    heartbeat; an agent deleted through another replica runs none)."""
     book = s.monitors
+    for test_id, got in (named or {}).items():
+        if got is None:
+            book.of_test.pop(test_id, None)
+        elif test_id in s.tests:
+            book.of_test[test_id] = (json.loads(got[0]), got[1])
     for mid, row in rows.items():
         old = book.by_id.get(mid)
         if row is None:
@@ -460,5 +470,4 @@ def take(s: ServerState, rows: dict[str, MonitorRow | None]) -> None:
             old.state, old.error, old.last_values = "pending", None, {}
             old.window.clear()
         alarms.rules_changed(s, old)
-    if rows:
-        refresh(s, force=True)
+    refresh(s, force=True)

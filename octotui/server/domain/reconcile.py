@@ -14,10 +14,6 @@ log = logging.getLogger("octotui.server")
 
 #: How many complete heartbeats may omit a launched container before it counts as lost.
 MISSING_LIMIT = 2
-#: With replicas, a container another replica just launched may be reported here a moment before
-#: this replica has read its record (the others' changes are read within about a second): it is
-#: stopped as a stray only once unknown for this long. Alone, a server knows every container it made.
-STRAY_GRACE = 5.0
 
 
 def heartbeat(s: ServerState, agent_id: str, hb: Heartbeat) -> HeartbeatResponse:
@@ -60,7 +56,7 @@ def _apply_reports(s: ServerState, a: AgentRec, hb: Heartbeat, now: float, stop:
         reported.add(report.container_id)
         c = s.containers.get(report.container_id)
         if c is None or c.agent_id != a.id:
-            if report.state not in lifecycle.TERMINAL and _stray(s, report.container_id, now):
+            if report.state not in lifecycle.TERMINAL and _stray(s, report):
                 stop.append(report.container_id)  # a stray: no record of it here
             continue
         if _apply_report(s, c, report, now):
@@ -69,16 +65,13 @@ def _apply_reports(s: ServerState, a: AgentRec, hb: Heartbeat, now: float, stop:
         _count_missing(s, a, reported)
 
 
-def _stray(s: ServerState, container_id: str, now: float) -> bool:
-    """Whether a container this server has no record of is to be stopped now."""
-    if s.replica is None or not s.replica.others:  # alone: it knows every container it made
+def _stray(s: ServerState, report: ContainerReport) -> bool:
+    """Whether a container this server has no record of is to be stopped now. Alone, a server knows
+    every container it made; with other replicas, it is a stray once its test, read from the tables
+    on demand, does not hold it (``replica/strays.py``): until then it is left running."""
+    if s.replica is None or not s.replica.others:
         return True
-    unknown = s.unknown_since
-    if len(unknown) > 10_000:  # bounded: forget the sightings of long ago
-        for cid, first in list(unknown.items()):
-            if now - first > 10 * STRAY_GRACE:
-                del unknown[cid]
-    return now - unknown.setdefault(container_id, now) >= STRAY_GRACE
+    return s.replica.strays.stray(report.container_id, report.test_id)
 
 
 def _count_missing(s: ServerState, a: AgentRec, reported: set[str]) -> None:

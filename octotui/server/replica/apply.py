@@ -27,10 +27,13 @@ def apply(s: ServerState, d: Delta) -> None:
             _container(s, c)
     if d.operators is not None:
         s.tokens.replace_operators(d.operators)
-    if d.monitors:
-        from octotui.server.domain import monitors
+    if d.monitors or d.test_monitors or d.alarms or any(a is None for a in d.agents.values()):
+        from octotui.server.domain import alarms, monitors
 
-        monitors.take(s, d.monitors)  # after the agents: a monitor's agent is known by then
+        # After the agents and tests: a monitor's agent and a test naming monitors are known by then.
+        # An agent deleted: its monitors are assigned to none (and read "agent deleted").
+        monitors.take(s, d.monitors, d.test_monitors)
+        alarms.take(s, d.alarms)
     for command_id in d.done:
         s.commands.discard(command_id)
     for agent_id, cmds in d.commands.items():

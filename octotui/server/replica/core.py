@@ -24,6 +24,7 @@ from octotui.server.replica.apply import apply
 from octotui.server.replica.lease import LaunchLock, Lease
 from octotui.server.replica.live import Live
 from octotui.server.replica.reader import CHANNEL, LIVE_EVERY, POLL, Delta, Reader, listen_enabled
+from octotui.server.replica.strays import Strays
 
 if TYPE_CHECKING:
     from octotui.server.domain.state import ServerState
@@ -70,6 +71,7 @@ class Replica:
         self.lease = Lease(url, self.id)
         self._launch = LaunchLock(url, self.id)
         self.live = Live(s, self.reader, self.id)
+        self.strays = Strays(self)
         self._listener: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._setup: asyncio.Task[None] | None = None
@@ -202,7 +204,8 @@ class Replica:
         s = self.s
         known = [("provider", k) for k in s.providers] + [("agent", k) for k in s.agents]
         known += [("test", k) for k in s.tests] + [("commands", k) for k in s.agents]
-        known += [("monitor", k) for k in s.monitors.by_id]
+        known += [("monitor", k) for k in s.monitors.by_id] + [("test_monitors", k) for k in s.monitors.of_test]
+        known += [("alarm", str(a.id)) for raised in s.monitors.active.values() for a in raised.values()]
         newest, stored = await self.reader._run(self.reader.everything)
         log.warning("replica %s: changes of the others were pruned before it read them: reading everything", self.id)
         delta = await self.reader._run(self.reader.read, list(dict.fromkeys(known + stored)))

@@ -1,20 +1,37 @@
-"""Live data (agents' last heartbeat, latest host sample, containers' live figures) exchanged between
-replicas: never written per heartbeat, each replica publishes what changed through it in ONE
-statement per :data:`LIVE_EVERY` seconds (an UNLOGGED table, one row per replica and slot) and takes
-what is newer than its own from the others'."""
+"""Live data exchanged between replicas: agents' last heartbeat, latest host sample, containers' live
+figures, the per-label figures reported (each changed label's row, as stored), and monitors' samples
+and states. Never written per heartbeat: each replica publishes what came through it in ONE statement
+per :data:`LIVE_EVERY` seconds (an UNLOGGED table, one row per replica and slot) and takes what is
+newer than its own from the others'.
+
+Labels: an agent sends a label only when it changed, cumulative, so a changed label's row replaces the
+others' copy (``LabelBook.put_row``), as a restart takes the stored ones back; at most
+:data:`MAX_LABEL_ROWS` rows a publication (the rest go in the next ones). Monitors: the samples taken
+since the last publication (at most :data:`MAX_MONITOR_SAMPLES` a monitor) go into the others'
+windows only: thresholds are judged, alarms raised and series kept with tests by the replica the
+samples reached (``domain/alarms.py``), once."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
 from octotui.protocol import DockerInfo, HostSample, JMeterFigures
+from octotui.server.labelbook import LabelBook
 from octotui.server.replica.reader import Reader
 
 if TYPE_CHECKING:
     from octotui.server.domain.state import ServerState
+
+
+#: Label rows (one container's label) a publication holds at most: 16 containers x 200 labels all
+#: changing every second fit in one.
+MAX_LABEL_ROWS = 5000
+#: Samples of one monitor a publication holds at most (the newest).
+MAX_MONITOR_SAMPLES = 60
 
 
 class Live:
@@ -30,6 +47,13 @@ class Live:
         self._live_containers: dict[str, set[str]] = {}
         #: last_seen of agents as taken from another replica: those are not published again here.
         self._remote_seen: dict[str, float] = {}
+        #: Containers with labels reported here and not published yet (``LabelBook.outgoing``).
+        self.labels_out: set[str] = set()
+        #: Per monitor: the newest sample ts published, and taken from another replica.
+        self._mon_published: dict[str, float] = {}
+        self._mon_remote: dict[str, float] = {}
+        #: Per monitor: (state, error) as last published or taken.
+        self._mon_state: dict[str, tuple[str, str | None]] = {}
 
     async def exchange(self) -> None:
         """Publish what came through this replica since the last time; take the others' news."""
@@ -66,9 +90,55 @@ class Live:
                 if (c := s.containers.get(cid)) is not None:
                     containers_out[cid] = [c.updated_at, c.cpu_percent, c.memory_bytes, c.pull_progress, c.docker_id,
                                            c.figures.model_dump(mode="json") if c.figures else None]  # fmt: skip
-        if not agents_out:
+        data = {"agents": agents_out, "containers": containers_out}
+        if labels_out := self._gather_labels():
+            data["labels"] = labels_out
+        if monitors_out := self._gather_monitors():
+            data["monitors"] = monitors_out
+        if not any(data.values()):
             return None
-        return zlib.compress(json.dumps({"agents": agents_out, "containers": containers_out}).encode(), 1)
+        return zlib.compress(json.dumps(data).encode(), 1)
+
+    def _gather_labels(self) -> dict[str, list[list[str | None]]]:
+        """Rows of the labels changed through this replica: container id -> [label, figures (base64),
+        error counts (JSON)], at most :data:`MAX_LABEL_ROWS` (the others wait for the next one)."""
+        out: dict[str, list[list[str | None]]] = {}
+        room = MAX_LABEL_ROWS
+        for cid in list(self.labels_out):
+            book = self.s.labels.get(cid)
+            if book is None or not book.outgoing:
+                self.labels_out.discard(cid)
+                continue
+            if room <= 0:
+                break
+            taken = list(book.outgoing)[:room]
+            book.outgoing.difference_update(taken)
+            if not book.outgoing:
+                self.labels_out.discard(cid)
+            room -= len(taken)
+            rows = out[cid] = []
+            for label in taken:
+                figures, errors = book.row(label)
+                rows.append([label, base64.b64encode(figures).decode() if figures else None, errors])
+        return out
+
+    def _gather_monitors(self) -> dict[str, list[Any]]:
+        """Monitors whose samples or state came through this replica: id -> [state, error, samples]."""
+        out: dict[str, list[Any]] = {}
+        for m in self.s.monitors.by_id.values():
+            state = (m.state, m.error)
+            last = self._mon_published.get(m.id, float("-inf"))
+            fresh = m.last_ts is not None and m.last_ts > last and m.last_ts != self._mon_remote.get(m.id)
+            if not fresh and self._mon_state.get(m.id, state) == state:
+                continue
+            self._mon_state[m.id] = state
+            samples: list[Any] = []
+            if fresh:
+                assert m.last_ts is not None
+                self._mon_published[m.id] = m.last_ts
+                samples = [[ts, v] for ts, v in m.samples(last) if ts > last][-MAX_MONITOR_SAMPLES:]
+            out[m.id] = [m.state, m.error, samples]
+        return out
 
     def take(self, data: dict[str, Any]) -> None:
         """Another replica's live data into memory (what is newer than this one's)."""
@@ -100,3 +170,28 @@ class Live:
                 c.figures = JMeterFigures.model_validate(figures)
             c.updated_at = updated
             lifecycle.touch_container(s, c)
+        for cid, rows in data.get("labels", {}).items():
+            self._take_labels(cid, rows)
+        for mid, (state, error, samples) in data.get("monitors", {}).items():
+            if (m := s.monitors.by_id.get(mid)) is None:
+                continue
+            m.state, m.error = state, error
+            self._mon_state[mid] = (state, error)
+            for ts, values in samples:
+                m.add(ts, values)  # into the window only: the replica they reached judged them
+            if m.last_ts is not None:
+                self._mon_remote[mid] = m.last_ts
+
+    def _take_labels(self, cid: str, rows: list[list[str | None]]) -> None:
+        """Another replica's rows of a container's labels into this one's book (stored by that one)."""
+        s = self.s
+        c = s.containers.get(cid)
+        if c is None:
+            return
+        book = s.labels.get(cid)
+        if book is None:
+            book = s.labels[cid] = LabelBook()
+        for label, figures, errors in rows:
+            assert label is not None
+            book.put_row(label, base64.b64decode(figures) if figures else None, errors)
+        s.feed.touch("test", c.test_id)

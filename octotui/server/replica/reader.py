@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from octotui.server import tables
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
-from octotui.server.store_monitors import MonitorRow, read_monitor
+from octotui.server.store_monitors import AlarmRow, MonitorRow, read_alarm, read_monitor, read_test_monitors
 from octotui.server.storebase import Connection
 
 #: Seconds between two reads of ``replica_changes`` without a notification; between two tries at the
@@ -63,6 +63,10 @@ class Delta:
     operators: list[tuple[str, str, str, float]] | None = None
     #: Monitors as stored (credentials still encrypted), None: deleted.
     monitors: dict[str, MonitorRow | None] = field(default_factory=dict)
+    #: The monitors tests name (JSON ids, stop_on_critical), None: none (the test deleted).
+    test_monitors: dict[str, tuple[str, bool] | None] = field(default_factory=dict)
+    #: Alarms raised or ended (by the replica their monitor's samples reached).
+    alarms: dict[int, AlarmRow | None] = field(default_factory=dict)
 
 
 class Reader(Connection):
@@ -129,6 +133,12 @@ class Reader(Connection):
                 d.operators = [(h, role, name or f"token-{h[:8]}", created) for h, role, name, created in rows]
             elif kind == "monitor":
                 d.monitors[key] = read_monitor(db, key)
+            elif kind == "test_monitors":
+                d.test_monitors[key] = read_test_monitors(db, key)
+                if key not in d.tests:  # its test with it: never named for a test not known yet
+                    d.tests[key] = self._test(key)
+            elif kind == "alarm" and key.isdigit():
+                d.alarms[int(key)] = read_alarm(db, int(key))
         return d
 
     def _test(self, test_id: str) -> tuple[TestRec | None, list[ContainerRec]]:
@@ -157,6 +167,8 @@ class Reader(Connection):
         keys += [("agent", i) for i in agent_ids] + [("commands", i) for i in agent_ids]
         keys += [("test", r[0]) for r in self.db.execute("SELECT id FROM tests")]
         keys += [("monitor", r[0]) for r in self.db.execute("SELECT id FROM monitors")]
+        keys += [("test_monitors", r[0]) for r in self.db.execute("SELECT test_id FROM test_monitors")]
+        keys += [("alarm", str(r[0])) for r in self.db.execute("SELECT id FROM alarms WHERE ended_at IS NULL")]
         return newest, [*keys, ("operators", "")]
 
     def publish(self, origin: str, seq: int, data: bytes) -> None:
