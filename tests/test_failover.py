@@ -316,6 +316,7 @@ class _Running:
         self.proxy = proxy
         self.agent = _Agent(proxy.url, _provider(proxy))
         self.agent.known_by(servers)
+        self.servers = servers
         with _admin(proxy) as http:
             made = http.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1},
                              headers={"Idempotency-Key": "failover-shop"})  # fmt: skip
@@ -344,13 +345,19 @@ class _Running:
         wait_until(lambda: self.beats >= target and self.thread.is_alive(), timeout=30, what="heartbeats go on")
 
     def finish(self) -> dict[str, Any]:
-        """The container ends (JMeter exited 0); the test as the replicas then see it, once ended."""
+        """The container ends (JMeter exited 0); the test as the replicas then see it, once ended:
+        ``finished`` (the agent beat all along: none of them may have judged its container lost)."""
         self.stop.set()
         self.thread.join(timeout=30)
         assert not self.thread.is_alive()
         self.agent.beat({**self.report, "state": "finished", "exit_code": 0})
         with _admin(self.proxy) as http:
             ended = wait_until(lambda: _ended(http, self.test_id), timeout=30, what="the test ends")
+        for server in self.servers:  # each replica alive, as it sees it: the others' verdict taken
+            if server.proc is not None and server.proc.poll() is None:
+                with _admin(server) as http:
+                    seen = wait_until(partial(_ended, http, self.test_id), timeout=10, what=f"ended on {server.url}")
+                assert (seen["state"], seen["reason"]) == ("finished", None), f"on {server.url}: {seen['reason']}"
         launches = [c for c in self.agent.delivered if c["kind"] == "launch"]
         assert [c["container_id"] for c in launches] == [self.report["container_id"]], "launched once"
         return dict(ended)
@@ -358,7 +365,7 @@ class _Running:
 
 def _ended(http: httpx.Client, test_id: str) -> dict[str, Any] | None:
     answer = http.get(f"/tests/{test_id}")
-    return answer.json() if answer.status_code == 200 and answer.json()["state"] == "finished" else None
+    return answer.json() if answer.status_code == 200 and answer.json()["ended_at"] is not None else None
 
 
 def _behind_haproxy(haproxy: Callable[[Sequence[int]], HAProxy], servers: Sequence[ServerProcess]) -> HAProxy:
