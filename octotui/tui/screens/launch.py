@@ -2,23 +2,21 @@
 Opened from an earlier test, it starts filled with that test's settings and its plan as the server
 keeps it (the plan field then names that plan instead of a path).
 
-What the fields accept, and how they become a ``TestCreate``, is :mod:`octotui.tui.forms`'s.
+What the fields accept, and how they become a ``TestCreate``, is :mod:`octotui.tui.forms`'s; the
+field widgets (keys in order, whole pastes, checks as typed) are :mod:`~octotui.tui.screens.launchfields`'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from textual import events, getters, on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.validation import ValidationResult, Validator
-from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from octotui.client import ClientError, ServerUnreachable
@@ -33,7 +31,6 @@ from octotui.tui.forms import (
     FileChoice,
     Form,
     ServerPlan,
-    check_plan_path,
     criteria_problem,
     files_summary,
     parse_count,
@@ -43,6 +40,7 @@ from octotui.tui.forms import (
     read_plan,
     split_criteria,
 )
+from octotui.tui.screens.launchfields import Answer, FormCheckbox, FormInput, PlanFile, WholeNumber
 
 #: The launch form's text fields, read into :func:`~octotui.tui.forms.read_launch_form`.
 FIELDS = (
@@ -59,96 +57,6 @@ FIELDS = (
     "criteria",
     "monitors",
 )
-
-
-if TYPE_CHECKING:
-    _Field = Widget
-else:  # a mixin, not a Widget: a second Widget base would stand in the CSS names and component classes
-    _Field = object
-
-
-class KeysInOrder(_Field):
-    """A field that runs its own keys (backspace, arrows, home/end, ctrl+u, space on a checkbox…)
-    when it takes them, in the order typed. Textual runs a widget's bindings once the key has
-    bubbled up to the app, by which time the characters typed after it were inserted (a backspace
-    then deleted the wrong one) or a Tab had moved the focus (the key then acted on another field)."""
-
-    async def _on_key(self, event: events.Key) -> None:
-        for binding in self._bindings.key_to_bindings.get(event.key, ()):
-            if not binding.priority and await self.app.run_action(binding.action, self):
-                event.stop()
-                event.prevent_default()  # not again by the widget's own handler
-                return
-
-
-class FormCheckbox(KeysInOrder, Checkbox):
-    """The dialog's checkbox, with its keys in order (see :class:`KeysInOrder`)."""
-
-
-class FormInput(KeysInOrder, Input):
-    """A field of the dialog that keeps every character of a paste: a tab (or a line break) in it
-    goes on in the next field, as typed tabs do; in ``multi`` fields (the criteria) a line break
-    separates entries instead (``;``). Textual's own Input keeps the first line of a paste only."""
-
-    def __init__(self, *args: object, multi: bool = False, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.multi = multi
-
-    def _on_paste(self, event: events.Paste) -> None:
-        event.stop()
-        event.prevent_default()  # not Input's own, which drops all but the first line
-        text = event.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
-        split = text.split("\t") if self.multi else re.split(r"[\t\n]", text)
-        parts = [re.sub(r"\n+", "; ", part) for part in split]
-        self._insert(parts[0])
-        if len(parts) > 1 and isinstance(self.screen, LaunchScreen):
-            self.screen.paste_on(self, parts[1:])
-
-    def _insert(self, text: str) -> None:
-        if self.selection.is_empty:
-            self.insert_text_at_cursor(text)
-        else:
-            self.replace(text, *self.selection)
-
-
-class PlanFile(Validator):
-    """Validates a plan path as it is typed: exists, is a file, readable, not too large."""
-
-    def __init__(self, max_bytes: int | None = None, server_label: str | None = None) -> None:
-        super().__init__()
-        self.max_bytes = max_bytes
-        #: What the field reads when the plan is an earlier test's, from the server: no path to check.
-        self.server_label = server_label
-
-    def validate(self, value: str) -> ValidationResult:
-        if self.server_label is not None and value.strip() == self.server_label:
-            return self.success()
-        problem = check_plan_path(value, self.max_bytes)
-        return self.failure(problem, value) if problem else self.success()
-
-
-class WholeNumber(Validator):
-    """A count field of the dialog, checked as it is typed (see :data:`~octotui.tui.forms.LIMITS`)."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__()
-        self.field = field
-
-    def validate(self, value: str) -> ValidationResult:
-        _, problem = parse_count(value, self.field)
-        return self.failure(problem, value) if problem else self.success()
-
-
-class Answer(Static):
-    """The dialog's answer under the fields (a placement, a refusal). The form scrolls and is no tab
-    stop: at 80x24 the answer lies below the fields, so it is brought into view once laid out at its
-    new height (``scroll_visible`` on update alone scrolled to its old height)."""
-
-    shown = False
-
-    def on_resize(self) -> None:
-        if self.shown:
-            self.scroll_visible(animate=False)
 
 
 class LaunchScreen(ModalScreen[str | None]):
