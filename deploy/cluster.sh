@@ -9,7 +9,9 @@
 #   on 127.0.0.1:$OCTOTUI_CLUSTER_PG_PORT (5433), database and role "octotui", a generated password.
 # - Replicas: containers of octotui-server:latest (`make server-image`), host network, replica i on
 #   127.0.0.1:$((OCTOTUI_CLUSTER_REPLICA_BASE + i)) (8431, 8432…), each with its own data dir; one
-#   admin token for all, generated once in $OCTOTUI_CLUSTER_DIR/admin.token.
+#   admin token for all, generated once in $OCTOTUI_CLUSTER_DIR/admin.token, and one secrets key (the
+#   Fernet key of monitors' credentials) for all, generated once in $OCTOTUI_CLUSTER_DIR/secrets.key and
+#   mounted read-only in every replica (--secrets-key-file): a replica with another key refuses to start.
 # - HAProxy: Debian's (apt-get install haproxy), deploy/haproxy.cfg with one server line per replica,
 #   on $OCTOTUI_CLUSTER_BIND (:8427, every interface): the URL agents and dashboards use.
 #
@@ -62,6 +64,8 @@ replicas_up() {
     local n="$1" i port
     docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE (make server-image)"
     [ -f "$DIR/admin.token" ] || (umask 077 && printf 'octo_%s\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >"$DIR/admin.token")
+    # A Fernet key: 32 random bytes, URL-safe base64. Never in the database (only its fingerprint).
+    [ -f "$DIR/secrets.key" ] || (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' >"$DIR/secrets.key")
     local dsn="postgresql://octotui:$(cat "$DIR/pg.password")@127.0.0.1:$PG_PORT/octotui"
     for i in $(seq 1 "$n"); do
         port=$((REPLICA_BASE + i))
@@ -69,6 +73,7 @@ replicas_up() {
         mkdir -p "$DIR/replica$i"
         docker run -d --name "octotui-replica$i" --label io.octotui.cluster="$DIR" --restart unless-stopped \
             --network host --user "$(id -u):$(id -g)" -v "$DIR/replica$i:/var/lib/octotui" \
+            -v "$DIR/secrets.key:/etc/octotui/secrets.key:ro" -e OCTOTUI_SECRETS_KEY_FILE=/etc/octotui/secrets.key \
             -e OCTOTUI_DATABASE="$dsn" -e OCTOTUI_ADMIN_TOKEN="$(cat "$DIR/admin.token")" \
             -e OCTOTUI_PUBLIC_URL="$PUBLIC_URL" \
             "$IMAGE" --host 127.0.0.1 --port "$port" >/dev/null

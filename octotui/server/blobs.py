@@ -15,10 +15,13 @@ file, checked, renamed into place. A copy is hashed once per (size, mtime, inode
 Callers check the record (``files``, ``container_jtl``) in the database before they serve a copy, so
 a replica that did not see a deletion never serves a deleted file; its copy is removed at that check.
 
-Each operation takes a connection of its own (in a worker thread): a 1 GiB upload does not hold
-the store's connection. PostgreSQL stores ``bytea`` uncompressed here (gzip JTLs do not compress
-further; ``STORAGE EXTERNAL`` is not worth a migration): a file costs its size in the database, plus
-TOAST overhead (~1 %), and its size again in each replica's cache.
+Each transfer takes a connection of its own, in one of :data:`WORKERS` threads (more wait their turn,
+their bytes on disk meanwhile): a 1 GiB upload never holds the store's connection, nor more than
+:data:`WORKERS` of PostgreSQL's connections per server.
+
+**Cost in PostgreSQL**: a file's size (TOAST compresses a text CSV's chunks, not gzip JTLs nor binary
+files), written once more to the WAL (and to each standby); one row per MiB. Each replica's data dir
+holds its size again, as the cache.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +48,8 @@ log = logging.getLogger("octotui.server")
 CHUNK = 1024 * 1024
 #: Rows a reading cursor fetches at once.
 _FETCH = 2
+#: Blob transfers to or from PostgreSQL at once, per server (each holds a connection while it runs).
+WORKERS = 4
 T = TypeVar("T")
 
 
@@ -72,6 +78,7 @@ class Blobs:
         self.url = url if is_url(url) else None
         #: Copies checked: path -> (size, mtime_ns, inode, sha256).
         self._checked: dict[Path, tuple[int, int, int, str]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="octotui-blobs")
 
     @property
     def shared(self) -> bool:
@@ -79,9 +86,10 @@ class Blobs:
         return self.url is not None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn`` in a worker thread; PostgreSQL failing meanwhile is the store's :class:`StoreUnavailable`."""
+        """``fn`` in one of this server's :data:`WORKERS` blob threads (a connection each at most: more
+        uploads at once wait their turn); PostgreSQL failing meanwhile is :class:`StoreUnavailable`."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except psycopg.OperationalError as exc:
             assert self.url is not None
             raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} failed ({exc})") from None
