@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from octotui.server.pgstore import PgDb, redact, translate
 from octotui.server.records import ProviderRec
@@ -227,3 +229,41 @@ async def test_postgres_stopped_under_a_running_server(
     # What changed during the outage was written once it was back: nothing lost.
     assert [(c.state, c.docker_id) for c in snap.containers] == [("running", "d1")]
     assert [t.state for t in snap.tests] == ["running"]
+
+
+async def test_blobs_are_chunked_checked_on_read_and_their_orphan_copies_swept(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes of files and JTLs on PostgreSQL (octotui/server/blobs.py): 1 MiB rows, a copy read
+    back when missing or not the record's, refused when the database's are not, and copies whose
+    record is gone removed by the sweep."""
+    from octotui.server import blobs
+
+    store = Store(tmp_path / "octotui.db", pg_database)
+    await store.open()  # the schema
+    await store.close()
+    data = os.urandom(blobs.CHUNK + 5)
+    src = tmp_path / "upload"
+    src.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    b = blobs.Blobs(pg_database)
+    await b.put("file", "f-1", src)
+    with psycopg.connect(pg_database) as conn:
+        sizes = conn.execute("SELECT seq, length(data) FROM blobs WHERE key = 'f-1' ORDER BY seq").fetchall()
+    assert sizes == [(0, blobs.CHUNK), (1, 5)]
+    files = tmp_path / "files"
+    copy = files / "f-1"
+    assert (await b.ensure("file", "f-1", copy, sha)).read_bytes() == data  # missing: read back
+    copy.write_bytes(b"\0" * len(data))
+    assert (await b.ensure("file", "f-1", copy, sha)).read_bytes() == data  # corrupted: read back
+    with pytest.raises(blobs.BlobError, match="not the record's"):
+        await b.ensure("file", "f-1", tmp_path / "other", "0" * 64)  # the database's are not those
+    assert not (tmp_path / "other").exists()
+
+    jtl = tmp_path / "results" / "t-1" / "c-1.jtl.gz"
+    jtl.parent.mkdir(parents=True)
+    jtl.write_bytes(b"stale")
+    monkeypatch.setattr(blobs, "SWEEP_GRACE", -1.0)
+    assert await b.sweep(files, tmp_path / "results") == 2  # no record of either
+    assert not copy.exists() and not jtl.parent.exists()
+    assert await b.sweep(files, tmp_path / "results") == 0  # once a minute at most

@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,10 @@ CHUNK = 1024 * 1024
 _FETCH = 2
 #: Blob transfers to or from PostgreSQL at once, per server (each holds a connection while it runs).
 WORKERS = 4
+#: Seconds between two sweeps of a data dir's copies (:meth:`Blobs.sweep`), and how old a copy
+#: without a record must be to go (an upload puts its copy in place just before its record).
+SWEEP_EVERY = 60.0
+SWEEP_GRACE = 600.0
 T = TypeVar("T")
 
 
@@ -78,6 +83,7 @@ class Blobs:
         self.url = url if is_url(url) else None
         #: Copies checked: path -> (size, mtime_ns, inode, sha256).
         self._checked: dict[Path, tuple[int, int, int, str]] = {}
+        self._next_sweep = 0.0
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="octotui-blobs")
 
     @property
@@ -211,6 +217,40 @@ class Blobs:
                 tmp.unlink(missing_ok=True)
         self._remember(path, sha256)
         log.info("%s %s read from the database into %s", kind, key, path)
+
+    async def sweep(self, files_dir: Path, results_dir: Path) -> int:
+        """Remove the copies whose record is gone from the database (deleted, pruned, their test
+        deleted through another replica), at most once per :data:`SWEEP_EVERY`; how many went.
+        Called on the way of the file and JTL routes: every replica's copies follow within a minute
+        of its next such request."""
+        if self.url is None or time.monotonic() < self._next_sweep:
+            return 0
+        self._next_sweep = time.monotonic() + SWEEP_EVERY
+        return await self._call(self._sweep, files_dir, results_dir)
+
+    def _sweep(self, files_dir: Path, results_dir: Path) -> int:
+        with self._connect() as conn:
+            files = {r[0] for r in conn.execute("SELECT id FROM files")}
+            jtls = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT test_id || '/' || container_id FROM container_jtl WHERE pruned_at IS NULL"
+                )
+            }
+        before = time.time() - SWEEP_GRACE
+        gone = 0
+        copies = [(p, p.name) for p in files_dir.glob("[!.]*")]
+        copies += [(p, f"{p.parent.name}/{p.name.removesuffix('.jtl.gz')}") for p in results_dir.glob("*/[!.]*.jtl.gz")]
+        for path, key in copies:
+            with contextlib.suppress(OSError):
+                if key not in (files if path.parent == files_dir else jtls) and path.stat().st_mtime < before:
+                    self.forget(path)
+                    gone += 1
+                    if path.parent != files_dir:
+                        path.parent.rmdir()  # the test's folder, once empty
+        if gone:
+            log.info("%d copies of deleted files or JTLs removed from this data dir", gone)
+        return gone
 
     def forget(self, path: Path) -> None:
         """Remove a copy whose record is gone (blocking)."""

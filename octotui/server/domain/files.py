@@ -188,13 +188,16 @@ async def refresh(s: ServerState, file_id: str | None = None) -> None:
     """With ``--database``: take the record of ``file_id`` (or every record) as the database holds it
     now, so that another replica's upload is known here and its deletion forgotten here (with the
     copy on this replica's disk). Nothing on SQLite (this server is the only writer)."""
-    if not blobs.of(s.settings.database).shared:
+    store = blobs.of(s.settings.database)
+    if not store.shared:
         return
+    await store.sweep(s.settings.files_dir, s.settings.results_dir)  # at most once a minute
+    known = [file_id] if file_id is not None else list(s.files)  # before: one uploaded meanwhile stays
     found = {f.id: f for f in await s.store.files_now(file_id)}
-    gone = [i for i in ([file_id] if file_id is not None else list(s.files)) if i not in found]
+    gone = [i for i in known if i not in found]
     for i in gone:
         s.files.pop(i, None)
-        await asyncio.to_thread(blobs.of(s.settings.database).forget, path_of(s, i))
+        await asyncio.to_thread(store.forget, path_of(s, i))
     s.files.update(found)
 
 

@@ -236,6 +236,7 @@ async def merged(s: ServerState, test_id: str) -> Merged:
         raise Conflict("still running: the merged JTL is made once it ended")
     rows = {row[0]: row for row in await s.store.jtls_of(t.id)}
     store = blobs.of(s.settings.database)
+    await store.sweep(s.settings.files_dir, s.settings.results_dir)  # at most once a minute
     present: list[tuple[ContainerRec, JtlRow]] = []
     missing: list[str] = []
     pruned = 0
