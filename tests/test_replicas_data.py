@@ -40,7 +40,7 @@ def _agent_on_b(a: ServerProcess, b: ServerProcess) -> WireAgent:
         except AssertionError:  # the provider not known on b yet
             return None
 
-    agent = wait_until(register, timeout=10, what="provider known on b")
+    agent: WireAgent = wait_until(register, timeout=10, what="provider known on b")
     agent.beat()
     with a.client() as http:
         wait_until(
