@@ -447,8 +447,15 @@ async def test_keys_follow_the_state_of_the_test(
             keys = [k for k in app.screen.query(FooterKey) if not k.has_class("-command-palette")]
             return {k.action for k in keys} == shown() and all(0 < k.region.right <= SIZE[0] for k in keys)
 
+        async def fits_on_every_pane(state: str) -> None:
+            for pane in ("l", "e", "m", "M", "c"):  # each pane adds its own keys (M: n for the next metrics)
+                await pilot.press(pane)
+                await wait_until_pilot(
+                    pilot, footer_fits, what=f"every key of {state} test, pane {pane}, in 80 columns"
+                )
+
         assert {"stop_test", "stop_container", "edit_copy"} <= shown() and not {"rerun", "delete_test"} & shown()
-        await wait_until_pilot(pilot, footer_fits, what="every key of a running test in the footer at 80 columns")
+        await fits_on_every_pane("a running")
         await pilot.press("R", "delete")
         assert isinstance(app.screen, TestScreen) and any("R and del apply once it has ended" in n for n in notes)
         with server.client() as http:
@@ -456,6 +463,6 @@ async def test_keys_follow_the_state_of_the_test(
         beating.end()
         await wait_until_pilot(pilot, lambda: {"rerun", "delete_test"} <= shown(), what="the keys of an ended test")
         assert not {"stop_test", "stop_container"} & shown() and "edit_copy" in shown()
-        await wait_until_pilot(pilot, footer_fits, what="every key of an ended test in the footer at 80 columns")
+        await fits_on_every_pane("an ended")
         await pilot.press("s")
         assert isinstance(app.screen, TestScreen) and any("nothing to stop" in n for n in notes)

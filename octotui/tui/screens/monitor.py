@@ -241,7 +241,7 @@ class TestMonitorsPane(Vertical):
     TestMonitorsPane MarkedChart { width: 1fr; padding: 0 1; }
     TestMonitorsPane:focus { background-tint: $foreground 6%; }
     """
-    BINDINGS: ClassVar = [Binding("n", "next_metrics", "Next metrics")]
+    BINDINGS: ClassVar = [Binding("n", "next_metrics", "Metrics")]
 
     def __init__(self, test_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
