@@ -55,6 +55,8 @@ WORKERS = 4
 #: without a record must be to go (an upload puts its copy in place just before its record).
 SWEEP_EVERY = 60.0
 SWEEP_GRACE = 600.0
+#: The threads of every transfer of this process (one server: one database).
+_POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="octotui-blobs")
 T = TypeVar("T")
 
 
@@ -84,7 +86,6 @@ class Blobs:
         #: Copies checked: path -> (size, mtime_ns, inode, sha256).
         self._checked: dict[Path, tuple[int, int, int, str]] = {}
         self._next_sweep = 0.0
-        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="octotui-blobs")
 
     @property
     def shared(self) -> bool:
@@ -95,7 +96,7 @@ class Blobs:
         """``fn`` in one of this server's :data:`WORKERS` blob threads (a connection each at most: more
         uploads at once wait their turn); PostgreSQL failing meanwhile is :class:`StoreUnavailable`."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
         except psycopg.OperationalError as exc:
             assert self.url is not None
             raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} failed ({exc})") from None
