@@ -143,3 +143,31 @@ def test_fitted_columns_give_way_widest_first_and_the_stretching_one_last() -> N
     assert fit_widths(columns, longest, 61) == {"name": 6, "target": 18, "state": 19, "values": 18}
     # Narrower than every floor: the others at theirs, then the stretching one down to its own.
     assert fit_widths(columns, longest, 30) == {"name": 6, "target": 8, "state": 8, "values": 11}
+
+
+class Fitted(KeyedTable):
+    FIT_COLUMNS: ClassVar = True
+    COLUMNS: ClassVar = (
+        Column("name", "Name", 4, max_width=12),
+        Column("target", "Target", 6, max_width=40),
+        Column("values", "Last values", 11, stretch=True),
+    )
+
+
+class FittedApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Fitted(id="t")
+
+
+async def test_fitted_columns_follow_their_text_and_keep_the_sort_arrow() -> None:
+    app = FittedApp()
+    async with app.run_test(size=(40, 8)) as pilot:
+        table = app.query_one(Fitted)
+        table.sync({"a": [Cell("web"), Cell("http://127.0.0.1:7/health"), Cell("up=1  load=7")]})
+        await pilot.pause()
+        header, row = line(table, 0).rstrip(), line(table, 1).rstrip()
+        # 40 columns: the target gives way, the name and the last values stay whole.
+        assert header.endswith("Last values") and row.endswith("up=1  load=7") and " web " in row, (header, row)
+        table.sort_by("values")
+        await pilot.pause()
+        assert line(table, 0).rstrip().endswith("Last values▲"), line(table, 0)

@@ -232,6 +232,9 @@ class KeyedTable(DataTable[Text]):
             for col, cell in zip(self.COLUMNS, cells, strict=True):
                 size = len(cell.text) + (cell.bar_width + 1 if cell.bar is not None else 0)
                 longest[col.key] = max(longest.get(col.key, 0), size)
+        for col in self.COLUMNS:
+            if col.key == self.sort_column:  # its label and the sort's arrow
+                longest[col.key] = max(longest.get(col.key, 0), len(col.label) + 1)
         room = self.size.width - 2 * self.cell_padding * len(self.COLUMNS) - 1  # 1: the vertical scrollbar
         resized = False
         for key, width in fit_widths(self.COLUMNS, longest, room).items():
@@ -389,12 +392,15 @@ class KeyedTable(DataTable[Text]):
     def sort_by(self, column: str | None, reverse: bool = False) -> None:
         """Sort by ``column`` (None: the default order)."""
         self.sort_column, self.sort_reverse = column, reverse
+        if self.FIT_COLUMNS:
+            self._fit_columns()
         for col in self.COLUMNS:
             label = col.label
             if col.key == column:
                 # The arrow must fit the column, or the sort looks like it did nothing.
                 arrow = "▼" if reverse else "▲"
-                room = (col.width or len(label) + 1) - 1
+                width = self.columns[ColumnKey(col.key)].width if self.FIT_COLUMNS else col.width
+                room = (width or len(label) + 1) - 1
                 label = (label if len(label) <= room else label[: max(0, room)]) + arrow
             self.columns[ColumnKey(col.key)].label = Text(label)
         self._apply_sort()
