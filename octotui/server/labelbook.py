@@ -18,6 +18,7 @@ import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from octotui.protocol import ErrorCount, ErrorFigures, LabelFigures, LabelStats, histogram_percentile
 
@@ -57,6 +58,30 @@ def unpack(blob: bytes) -> tuple[tuple[float, ...], tuple[int, ...], tuple[int, 
     n = (len(blob) - _HEAD.size) // 16
     flat = struct.unpack_from(f"<{2 * n}q", blob, _HEAD.size)
     return head, flat[:n], flat[n:]
+
+
+def to_lists(blob: bytes) -> list[Any]:
+    """One label's packed figures as numbers for JSON (the replicas' live exchange): the header,
+    the buckets as gaps from the previous one (mostly 1: they compress ~2x better than base64 of the
+    packed bytes) and their counts."""
+    head, buckets, counts = unpack(blob)
+    gaps = [b - a for a, b in zip((0, *buckets), buckets, strict=False)]
+    return [list(head), gaps, list(counts)]
+
+
+def from_lists(parts: list[Any]) -> bytes:
+    """:func:`to_lists` back to the packed bytes (``ValueError`` for numbers that do not fit)."""
+    head, gaps, counts = parts
+    buckets, at = [], 0
+    for gap in gaps:
+        at += int(gap)
+        buckets.append(at)
+    if len(buckets) != len(counts):
+        raise ValueError("buckets and counts differ in number")
+    try:
+        return _HEAD.pack(*head) + struct.pack(f"<{2 * len(buckets)}q", *buckets, *(int(n) for n in counts))
+    except struct.error as exc:
+        raise ValueError(str(exc)) from None
 
 
 def error_key(code: str, message: str) -> str:

@@ -10,10 +10,20 @@ kept in step with what the others write.
   anyway, so a lost notification delays a change by at most that. ``OCTOTUI_REPLICA_LISTEN=0`` turns
   LISTEN off (behind a pooler in transaction mode, which cannot LISTEN): changes then come by the poll.
   A record this replica changed and has not written yet keeps its own change (written later, it wins
-  in the table, and the others then take it).
-- **Live data** (agents' last heartbeat, latest host sample, containers' live figures) never goes to
-  the database per heartbeat: each replica publishes what changed through it in ONE statement per
-  :data:`LIVE_EVERY` seconds (an UNLOGGED table, one row per replica and slot) and reads the others'.
+  in the table, and the others then take it). Kinds: providers, agents (a deletion recomputes the
+  monitors' assignments), tests with their containers, commands, operators' tokens, monitors, the
+  monitors a test names (``test_monitors``: a test launched through one replica starts its monitors on
+  agents heartbeating another) and alarms (raised or ended where the samples arrived, shown everywhere).
+- **Live data** never goes to the database per heartbeat: each replica publishes what came through it
+  (agents' last heartbeat, latest host sample, containers' live figures, the per-label rows that
+  changed, monitors' samples and states) in ONE statement per :data:`LIVE_EVERY` seconds (an UNLOGGED
+  table, one row per replica and slot) and takes the others' (:mod:`.live`): the lease holder's held
+  criteria and series see every label, and any replica serves labels and monitors' windows. Alarms are
+  judged once, by the replica the samples reached (it has them in order; the others only fill their
+  windows), so a critical alarm stops a test once.
+- **Strays.** A container reported here that this replica has no record of is read from the tables
+  on demand (its test) before it is called a stray (:mod:`.strays`): another replica's launch is taken
+  into memory, a true stray stopped at its next report.
 - **Background duties** (the test state machine, lost containers, series sampling, retirements,
   JTL retention, forgetting idempotency keys, pruning ``replica_changes``) run on the replica that
   holds a session advisory lock on a connection of its own (:data:`LEASE`): a replica killed loses its
@@ -21,7 +31,7 @@ kept in step with what the others write.
 
 Modules: :mod:`.reader` (the replicas' tables, the connection that reads them), :mod:`.apply` (the
 others' changes into memory), :mod:`.live` (the live exchange), :mod:`.lease` (the lease and the launch
-lock), :mod:`.core` (the :class:`Replica`, its loops).
+lock), :mod:`.strays` (containers read on demand), :mod:`.core` (the :class:`Replica`, its loops).
 
 The change feed (``GET /changes``) stays per replica (its own epoch): changes taken from the others
 are touched in it like local ones, so a dashboard that switches replica pays one full resync.

@@ -13,14 +13,13 @@ samples reached (``domain/alarms.py``), once."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
 from octotui.protocol import DockerInfo, HostSample, JMeterFigures
-from octotui.server.labelbook import LabelBook
+from octotui.server.labelbook import LabelBook, from_lists, to_lists
 from octotui.server.replica.reader import Reader
 
 if TYPE_CHECKING:
@@ -56,19 +55,26 @@ class Live:
         self._mon_state: dict[str, tuple[str, str | None]] = {}
 
     async def exchange(self) -> None:
-        """Publish what came through this replica since the last time; take the others' news."""
-        data = self.gather()
+        """Publish what came through this replica since the last time; take the others' news. Only
+        the gathering and the taking run on the event loop: encoding, the statements and decoding run
+        on the reader's thread, in one hop."""
+        for data in await self.reader._run(self._swap, self.gather()):
+            self.take(data)
+
+    def _swap(self, data: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """On the reader's thread: publish ``data`` (when any); the others' publications not taken yet."""
         if data is not None:
             self._seq += 1
-            await self.reader._run(self.reader.publish, self.id, self._seq, data)
-        rows = await self.reader._run(self.reader.live, self.id)
-        for replica, seq, blob in rows:
+            self.reader.publish(self.id, self._seq, encode(data))
+        out = []
+        for replica, seq, blob in self.reader.live(self.id):
             if seq > self._seen.get(replica, 0):
                 self._seen[replica] = seq
-                self.take(json.loads(zlib.decompress(blob)))
+                out.append(decode(blob))
+        return out
 
-    def gather(self) -> bytes | None:
-        """The live data of agents that heartbeat through this replica since the last publication."""
+    def gather(self) -> dict[str, Any] | None:
+        """What came through this replica since the last publication (None: nothing)."""
         s = self.s
         agents_out: dict[str, Any] = {}
         containers_out: dict[str, Any] = {}
@@ -95,14 +101,12 @@ class Live:
             data["labels"] = labels_out
         if monitors_out := self._gather_monitors():
             data["monitors"] = monitors_out
-        if not any(data.values()):
-            return None
-        return zlib.compress(json.dumps(data).encode(), 1)
+        return data if any(data.values()) else None
 
-    def _gather_labels(self) -> dict[str, list[list[str | None]]]:
-        """Rows of the labels changed through this replica: container id -> [label, figures (base64),
+    def _gather_labels(self) -> dict[str, list[list[Any]]]:
+        """Rows of the labels changed through this replica: container id -> [label, packed figures,
         error counts (JSON)], at most :data:`MAX_LABEL_ROWS` (the others wait for the next one)."""
-        out: dict[str, list[list[str | None]]] = {}
+        out: dict[str, list[list[Any]]] = {}
         room = MAX_LABEL_ROWS
         for cid in list(self.labels_out):
             book = self.s.labels.get(cid)
@@ -119,7 +123,7 @@ class Live:
             rows = out[cid] = []
             for label in taken:
                 figures, errors = book.row(label)
-                rows.append([label, base64.b64encode(figures).decode() if figures else None, errors])
+                rows.append([label, figures, errors])
         return out
 
     def _gather_monitors(self) -> dict[str, list[Any]]:
@@ -182,7 +186,7 @@ class Live:
             if m.last_ts is not None:
                 self._mon_remote[mid] = m.last_ts
 
-    def _take_labels(self, cid: str, rows: list[list[str | None]]) -> None:
+    def _take_labels(self, cid: str, rows: list[list[Any]]) -> None:
         """Another replica's rows of a container's labels into this one's book (stored by that one)."""
         s = self.s
         c = s.containers.get(cid)
@@ -192,6 +196,28 @@ class Live:
         if book is None:
             book = s.labels[cid] = LabelBook()
         for label, figures, errors in rows:
-            assert label is not None
-            book.put_row(label, base64.b64decode(figures) if figures else None, errors)
+            book.put_row(label, figures, errors)
         s.feed.touch("test", c.test_id)
+
+
+def encode(data: dict[str, Any]) -> bytes:
+    """A publication as stored: zlib'd JSON, labels' packed figures as numbers (``to_lists``)."""
+    labels = data.get("labels")
+    if labels:
+        data = {**data, "labels": {cid: [[label, to_lists(fig) if fig else None, errors] for label, fig, errors in rows]
+                                   for cid, rows in labels.items()}}  # fmt: skip
+    return zlib.compress(json.dumps(data).encode(), 1)
+
+
+def decode(blob: bytes) -> dict[str, Any]:
+    """:func:`encode` back (a label row that does not decode is left out)."""
+    data: dict[str, Any] = json.loads(zlib.decompress(blob))
+    for rows in data.get("labels", {}).values():
+        kept = []
+        for label, figures, errors in rows:
+            try:
+                kept.append([label, from_lists(figures) if figures else None, errors])
+            except (ValueError, TypeError):
+                continue
+        rows[:] = kept
+    return data
