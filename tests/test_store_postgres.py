@@ -267,3 +267,23 @@ async def test_blobs_are_chunked_checked_on_read_and_their_orphan_copies_swept(
     assert await b.sweep(files, tmp_path / "results") == 2  # no record of either
     assert not copy.exists() and not jtl.parent.exists()
     assert await b.sweep(files, tmp_path / "results") == 0  # once a minute at most
+
+
+async def test_a_second_key_is_refused_at_its_first_encryption(tmp_path: Path, pg_database: str) -> None:
+    """Servers started before any credential (no fingerprint yet), each with a key of its own: the
+    first encryption claims the database for its key, another key's is refused (409, nothing stored)."""
+    from octotui.server.errors import Conflict
+    from octotui.server.secrets import Vault
+
+    store = Store(tmp_path / "octotui.db", pg_database)
+    await store.open()  # the schema
+    await store.close()
+    first, other = Vault(tmp_path / "a.key", pg_database), Vault(tmp_path / "b.key", pg_database)
+    assert first.decrypt("m-1", first.encrypt("m-1", {"password": PASSWORD})) == {"password": PASSWORD}
+    with psycopg.connect(pg_database) as conn:
+        claimed = conn.execute("SELECT name, fingerprint FROM key_fingerprints").fetchall()
+    assert len(claimed) == 1
+    with pytest.raises(Conflict, match=r"b\.key is not the key of the other servers"):
+        other.encrypt("m-2", {"password": PASSWORD})
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute("SELECT name, fingerprint FROM key_fingerprints").fetchall() == claimed
