@@ -8,6 +8,7 @@ run the rest.
 pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.app",
+    "tests.support.clikit",
     "tests.support.faultkit",
     "tests.support.haproxy",
     "tests.support.httptarget",

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +34,6 @@ from tests.support.wireagent import WireAgent
 HTTP_GET = ROOT / "examples" / "http-get.jmx"
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """No settings from the user's machine: config and data dirs in tmp, no OCTOTUI_* variables."""
-    for name in list(os.environ):
-        if name.startswith("OCTOTUI_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return dict(os.environ)
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``octotui ARGV`` in this process: exit code, stdout, stderr."""
     capsys.readouterr()
@@ -63,29 +50,11 @@ def narrow(text: str) -> bool:
     return all(len(line) <= 80 for line in text.splitlines())
 
 
-@pytest.fixture
-def wire_agent(server: ServerProcess) -> Iterator[WireAgent]:
-    """Provider ``lab`` with one wire-level agent in it, online."""
-    with server.client() as api:
-        token = create_provider(api, "lab")["token"]
-    agent = WireAgent(server, token, "gen1")
-    agent.beat()
-    yield agent
-    agent.close()
-
-
-@pytest.fixture
-def plan_file(tmp_path: Path) -> Path:
-    path = tmp_path / "shop.jmx"
-    path.write_text(PLAN)
-    return path
-
-
 # --- listings: --json is the contract's models; tables fit 80 columns
 
 
 def test_json_parses_into_the_contract_and_tables_fit(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, capsys: Any
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, capsys: Any
 ) -> None:
     code, out, err = cli(capsys, "launch", str(plan_file), "--provider", "lab", "--containers", "1",
                          "-J", "host=127.0.0.1", "--json", *remote(server))  # fmt: skip
@@ -120,7 +89,7 @@ def test_json_parses_into_the_contract_and_tables_fit(
 
 
 def test_settings_come_from_the_config_file_env_and_flags(
-    env: dict[str, str], server: ServerProcess, tmp_path: Path, capsys: Any, monkeypatch: Any
+    cli_env: dict[str, str], server: ServerProcess, tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:
     config = tmp_path / "config" / "octotui" / "config.toml"
     config.parent.mkdir(parents=True)
@@ -134,7 +103,9 @@ def test_settings_come_from_the_config_file_env_and_flags(
     assert code == 0, "connection flags before the command name work too"
 
 
-def test_json_listings_over_https_verify_with_the_ca_bundle(env: dict[str, str], tmp_path: Path, capsys: Any) -> None:
+def test_json_listings_over_https_verify_with_the_ca_bundle(
+    cli_env: dict[str, str], tmp_path: Path, capsys: Any
+) -> None:
     """The --json listings skip the client (rawjson.py): their TLS is checked as the client's is."""
     pki = make_pki(tmp_path / "pki")
     with https_server(tmp_path, pki, "tls-admin") as url:
@@ -148,7 +119,7 @@ def test_json_listings_over_https_verify_with_the_ca_bundle(env: dict[str, str],
             assert "certificate verify failed" in err
 
 
-def test_json_listings_go_on_with_the_next_replica(env: dict[str, str], server: ServerProcess, capsys: Any) -> None:
+def test_json_listings_go_on_with_the_next_replica(cli_env: dict[str, str], server: ServerProcess, capsys: Any) -> None:
     """--server URL,URL: a replica that does not answer is followed by the next, as the client does."""
     dead = f"http://127.0.0.1:{free_port()}"
     for command in (["agents", "--json"], ["providers"]):  # the --json fast path, and the client
@@ -161,7 +132,7 @@ def test_json_listings_go_on_with_the_next_replica(env: dict[str, str], server: 
 
 
 def test_a_running_embedded_server_of_the_data_dir_is_used(
-    env: dict[str, str], server: ServerProcess, capsys: Any
+    cli_env: dict[str, str], server: ServerProcess, capsys: Any
 ) -> None:
     """No --server: the server a dashboard runs on the data dir answers, none is started."""
     code, out, err = cli(capsys, "providers", "--json", "--data-dir", str(server.data_dir),
@@ -170,11 +141,11 @@ def test_a_running_embedded_server_of_the_data_dir_is_used(
     assert "starting an embedded server" not in err
 
 
-def test_no_server_named_starts_the_embedded_one_and_stops_it(env: dict[str, str], tmp_path: Path) -> None:
+def test_no_server_named_starts_the_embedded_one_and_stops_it(cli_env: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "embedded"
     done = subprocess.run(
         [sys.executable, "-m", "octotui", "providers", "--json", "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True, text=True, timeout=60, env=cli_env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [p.name for p in TypeAdapter(list[Provider]).validate_json(done.stdout)] == ["local"]
@@ -186,7 +157,7 @@ def test_no_server_named_starts_the_embedded_one_and_stops_it(env: dict[str, str
 
 
 def test_each_bad_input_exits_2_and_launches_nothing(
-    env: dict[str, str], server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, capsys: Any
+    cli_env: dict[str, str], server: ServerProcess, agents: list[AgentProcess], tmp_path: Path, capsys: Any
 ) -> None:
     api = server.client()
     token = create_provider(api, "lab")["token"]
@@ -215,13 +186,13 @@ def test_each_bad_input_exits_2_and_launches_nothing(
     api.close()
 
 
-def test_a_server_url_that_is_not_http_is_refused(env: dict[str, str], capsys: Any) -> None:
+def test_a_server_url_that_is_not_http_is_refused(cli_env: dict[str, str], capsys: Any) -> None:
     code, _, err = cli(capsys, "agents", "--server", "ftp://x", "--token", "t")
     assert code == 2 and "not an http(s) URL" in err
 
 
 def test_launch_without_wait_needs_a_server_that_outlives_it(
-    env: dict[str, str], plan_file: Path, tmp_path: Path, capsys: Any
+    cli_env: dict[str, str], plan_file: Path, tmp_path: Path, capsys: Any
 ) -> None:
     code, _, err = cli(capsys, "launch", str(plan_file), "--provider", "local", "--containers", "1",
                        "--data-dir", str(tmp_path / "nothing-runs-here"))  # fmt: skip
@@ -232,7 +203,7 @@ def test_launch_without_wait_needs_a_server_that_outlives_it(
 SUBCOMMANDS = ("providers", "agents", "tests", "test", "launch", "stop", "run", "export", "compare", "drain", "undrain")
 
 
-def test_help_lists_every_command_with_examples(env: dict[str, str], capsys: Any) -> None:
+def test_help_lists_every_command_with_examples(cli_env: dict[str, str], capsys: Any) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
@@ -254,7 +225,7 @@ HEAVY = ("textual", "rich", "fastapi", "starlette", "uvicorn", "octotui.server",
 
 @pytest.mark.parametrize("argv", [["agents", "--json"], ["tests"], ["drain", "nobody"]], ids=" ".join)
 def test_a_command_that_only_talks_to_the_server_never_imports_textual_nor_the_server(
-    env: dict[str, str], server: ServerProcess, argv: list[str]
+    cli_env: dict[str, str], server: ServerProcess, argv: list[str]
 ) -> None:
     """And the --json listings not even the contract's pydantic models (DESIGN.md: agents --json < 0.3 s)."""
     probe = (
@@ -263,7 +234,7 @@ def test_a_command_that_only_talks_to_the_server_never_imports_textual_nor_the_s
         " code, file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", probe, *argv, *remote(server)],
-                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+                          capture_output=True, text=True, timeout=60, env=cli_env)  # fmt: skip
     found, code = done.stderr.strip().splitlines()[-1].rsplit(" ", 1)
     if argv == ["agents", "--json"]:
         assert (found, code) == ("[]", "0"), done.stderr
@@ -274,12 +245,12 @@ def test_a_command_that_only_talks_to_the_server_never_imports_textual_nor_the_s
 
 
 def test_ctrl_c_stops_the_test_and_exits_130(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "octotui", "run", str(plan_file), "--provider", "lab", "--containers", "1",
          *remote(server)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env,
     )  # fmt: skip
     try:
         report = wait_until(lambda: launched(wire_agent), timeout=30, what="the launch")
@@ -310,12 +281,12 @@ def _agent(server: ServerProcess, agents: list[AgentProcess], tmp_path: Path) ->
     api.close()
 
 
-def _run(server: ServerProcess, env: dict[str, str], jmeter_image: str, port: int, *extra: str) -> Any:
+def _run(server: ServerProcess, cli_env: dict[str, str], jmeter_image: str, port: int, *extra: str) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "octotui", "run", str(HTTP_GET), "--provider", "lab", "--containers", "1",
          "--users", "1", "--duration", "4", "--image", jmeter_image, "-J", "host=127.0.0.1",
          "-J", f"port={port}", "-J", "path=/", *extra, *remote(server)],
-        capture_output=True, text=True, timeout=180, env=env,
+        capture_output=True, text=True, timeout=180, env=cli_env,
     )  # fmt: skip
 
 
@@ -323,11 +294,11 @@ def _run(server: ServerProcess, env: dict[str, str], jmeter_image: str, port: in
 @pytest.mark.jmeter
 @pytest.mark.xdist_group("jmeter")
 def test_run_exits_0_with_a_summary_then_3_when_every_sample_fails(
-    env: dict[str, str], server: ServerProcess, agents: list[AgentProcess], tmp_path: Path,
+    cli_env: dict[str, str], server: ServerProcess, agents: list[AgentProcess], tmp_path: Path,
     jmeter_image: str, http_target: Any, docker_client: Any,
 ) -> None:  # fmt: skip
     _agent(server, agents, tmp_path)
-    done = _run(server, env, jmeter_image, http_target.port)
+    done = _run(server, cli_env, jmeter_image, http_target.port)
     assert done.returncode == 0, done.stderr
     assert "launched test" in done.stderr and "samples" in done.stderr, "plain progress lines off a terminal"
     lines = done.stdout.splitlines()
@@ -344,11 +315,11 @@ def test_run_exits_0_with_a_summary_then_3_when_every_sample_fails(
         # The merged JTL export exists on this server: streamed to a file once the agent uploaded it.
         export = [sys.executable, "-m", "octotui", "export", test_id, "--format", "jtl", "-o", str(jtl),
                   *remote(server)]  # fmt: skip
-        wait_until(lambda: subprocess.run(export, env=env, timeout=60).returncode == 0, timeout=60,
+        wait_until(lambda: subprocess.run(export, env=cli_env, timeout=60).returncode == 0, timeout=60,
                    interval=1, what="the merged JTL (the agent uploads it once JMeter ended)")  # fmt: skip
         assert len(jtl.read_text().splitlines()) == samples + 1, "the header, then one row per sample"
 
-    refused = _run(server, env, jmeter_image, free_port(), "--json")
+    refused = _run(server, cli_env, jmeter_image, free_port(), "--json")
     assert refused.returncode == 3, refused.stderr
     summary = json.loads(refused.stdout)
     assert summary["test"]["state"] == "failed" and "failed" in refused.stderr
@@ -358,7 +329,7 @@ def test_run_exits_0_with_a_summary_then_3_when_every_sample_fails(
 
 
 def test_export_streams_to_a_file_whole(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path,
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path,
     capsys: Any,
 ) -> None:  # fmt: skip
     with server.client() as api:
@@ -383,7 +354,7 @@ def test_export_streams_to_a_file_whole(
 
 
 def test_files_are_uploaded_and_the_test_brings_them(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path,
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path,
     capsys: Any,
 ) -> None:  # fmt: skip
     users = tmp_path / "users.csv"
@@ -419,7 +390,7 @@ def test_files_are_uploaded_and_the_test_brings_them(
 
 
 def test_each_bad_file_exits_2_launches_nothing_and_leaves_no_file(
-    env: dict[str, str], tmp_path: Path, plan_file: Path, capsys: Any
+    cli_env: dict[str, str], tmp_path: Path, plan_file: Path, capsys: Any
 ) -> None:
     server = ServerProcess(tmp_path / "small", "--max-file-bytes", "4096").start()
     api = server.client()
@@ -497,7 +468,7 @@ AFTER = (
 
 
 def test_a_regression_exits_1_with_its_reasons_none_exits_0(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
 ) -> None:
     base = _ended_test(server, wire_agent, "before", BEFORE)
     slow = _ended_test(server, wire_agent, "after", AFTER)
@@ -541,7 +512,7 @@ def test_a_regression_exits_1_with_its_reasons_none_exits_0(
 
 
 def test_the_html_report_compares_with_a_baseline(
-    env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, tmp_path: Path, capsys: Any
 ) -> None:
     base = _ended_test(server, wire_agent, "before", BEFORE)
     slow = _ended_test(server, wire_agent, "after", AFTER)

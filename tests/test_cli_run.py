@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import TypeAdapter
 
 from octotui.protocol import Agent, Test
@@ -25,39 +23,13 @@ from tests.support.clikit import launched
 from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ServerProcess, free_port
 from tests.support.waiting import wait_until
-from tests.support.wire import PLAN
 from tests.support.wireagent import WireAgent
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """No settings from the user's machine: config and data dirs in tmp, no OCTOTUI_* variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OCTOTUI_")}
-    return {**clean, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
-
-
-@pytest.fixture
-def gen1(server: ServerProcess) -> Iterator[WireAgent]:
-    """Provider ``lab`` with one wire-level agent, gen1, online."""
-    with server.client() as api:
-        token = create_provider(api, "lab")["token"]
-    agent = WireAgent(server, token, "gen1")
-    agent.beat()
-    yield agent
-    agent.close()
-
-
-@pytest.fixture
-def plan_file(tmp_path: Path) -> Path:
-    path = tmp_path / "shop.jmx"
-    path.write_text(PLAN)
-    return path
-
-
-def octotui(server: ServerProcess, env: dict[str, str], *argv: str) -> subprocess.Popen[str]:
+def octotui(server: ServerProcess, cli_env: dict[str, str], *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "octotui", *argv, "--server", server.url, "--token", server.admin_token],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env,
     )  # fmt: skip
 
 
@@ -72,16 +44,23 @@ def done(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 @contextlib.contextmanager
-def online(agent: WireAgent) -> Iterator[None]:
-    """``agent`` beats (running nothing) every 0.5 s meanwhile: the ``server`` fixture calls an agent
-    late after 3 s without a heartbeat, less than a loaded machine may take to start a CLI process."""
+def online(agent: WireAgent, hot_report: dict[str, Any] | None = None) -> Iterator[None]:
+    """``agent`` beats every 0.5 s meanwhile (running nothing, or ``hot_report`` from a saturated
+    machine): the ``server`` fixture calls an agent late after 3 s without a heartbeat, less than a
+    loaded machine may take to start a CLI process."""
     stop = threading.Event()
+
+    def once() -> None:
+        if hot_report is None:
+            agent.beat()
+        else:
+            hot(agent, hot_report)
 
     def beat() -> None:
         while not stop.wait(0.5):
-            agent.beat()
+            once()
 
-    agent.beat()  # online now, before the caller goes on
+    once()  # online now, before the caller goes on
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
     try:
@@ -108,18 +87,19 @@ def _saturated(server: ServerProcess, agent: WireAgent, report: dict[str, Any]) 
 
 
 def run_to_the_end(
-    server: ServerProcess, env: dict[str, str], agent: WireAgent, plan: Path, rows: list[Sample], *argv: str,
+    server: ServerProcess, cli_env: dict[str, str], agent: WireAgent, plan: Path, rows: list[Sample], *argv: str,
     saturate: Callable[[], None] | None = None, end: dict[str, Any] | None = None,
 ) -> tuple[int, str, str]:  # fmt: skip
     """``octotui run PLAN … ARGV`` while ``agent`` runs its container: reports ``rows`` (saturated
     first when asked, ``saturate`` called then), then finishes; the CLI's exit code, stdout and stderr."""
-    proc = octotui(server, env, "run", str(plan), "--provider", "lab", "--containers", "1", *argv)
+    proc = octotui(server, cli_env, "run", str(plan), "--provider", "lab", "--containers", "1", *argv)
     try:
         report = wait_until(lambda: launched(agent), timeout=30, what="the launch")
         agent.beat(report)
         if saturate:
             wait_until(lambda: _saturated(server, agent, report), timeout=15, what="the test's saturation warning")
-            saturate()
+            with online(agent, report):
+                saturate()
         labels, errors = cumulative(rows)
         ms = [r[2] for r in rows]
         failed = sum(1 for r in rows if not r[3])
@@ -138,19 +118,19 @@ FAST = samples("home", 0.0, [100] * 20) + samples("login", 0.0, [150] * 10)
 SLOW = samples("home", 0.0, [700] * 20) + samples("login", 0.0, [150] * 10, fail_every=5)
 
 
-def agents_table(server: ServerProcess, env: dict[str, str]) -> str:
-    code, out, err = done(octotui(server, env, "agents"))
+def agents_table(server: ServerProcess, cli_env: dict[str, str]) -> str:
+    code, out, err = done(octotui(server, cli_env, "agents"))
     assert code == 0, err
     return out
 
 
 def test_criteria_met_exit_0_with_each_result_and_the_saturation_warning(
-    env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
     shown: list[str] = []  # octotui agents while the generator is saturated
-    code, out, err = run_to_the_end(server, env, gen1, plan_file, FAST, "--criteria", "p95<500ms",
+    code, out, err = run_to_the_end(server, cli_env, wire_agent, plan_file, FAST, "--criteria", "p95<500ms",
                                     "--criteria", "errors<1%", "--criteria", "avg of login<=200ms",
-                                    saturate=lambda: shown.append(agents_table(server, env)))  # fmt: skip
+                                    saturate=lambda: shown.append(agents_table(server, cli_env)))  # fmt: skip
     assert code == 0, err
     assert "verdict: passed" in out, out
     lines = out.splitlines()
@@ -163,9 +143,9 @@ def test_criteria_met_exit_0_with_each_result_and_the_saturation_warning(
 
 
 def test_criteria_failed_exit_1_saying_which_and_by_how_much(
-    env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
-    code, out, err = run_to_the_end(server, env, gen1, plan_file, SLOW, "--criteria", "p95<500ms",
+    code, out, err = run_to_the_end(server, cli_env, wire_agent, plan_file, SLOW, "--criteria", "p95<500ms",
                                     "--criteria", "errors<1%", "--criteria", "max of login<1s", "--json")  # fmt: skip
     assert code == 1, err
     summary = json.loads(out)
@@ -182,7 +162,7 @@ def test_criteria_failed_exit_1_saying_which_and_by_how_much(
 
     shown = subprocess.run(
         [sys.executable, "-m", "octotui", "test", test.id, "--server", server.url, "--token", server.admin_token],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True, text=True, timeout=60, env=cli_env,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "verdict: failed (2 of 3 criteria failed)" in shown.stdout
@@ -190,22 +170,24 @@ def test_criteria_failed_exit_1_saying_which_and_by_how_much(
 
 
 def test_a_failed_test_exits_3_whatever_its_criteria(
-    env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
-    code, out, err = run_to_the_end(server, env, gen1, plan_file, [], "--criteria", "errors<1%")
+    code, out, err = run_to_the_end(server, cli_env, wire_agent, plan_file, [], "--criteria", "errors<1%")
     assert code == 3, err
     assert "failed: no samples" in err.splitlines()[-1]
     assert ": finished" in out.splitlines()[0]
 
     crashed = {"state": "failed", "exit_code": 1, "error": "JMeter exited with 1"}
-    code, out, err = run_to_the_end(server, env, gen1, plan_file, FAST, "--criteria", "errors<1%", end=crashed)
+    code, out, err = run_to_the_end(
+        server, cli_env, wire_agent, plan_file, FAST, "--criteria", "errors<1%", end=crashed
+    )
     assert code == 3, err
     assert "verdict: passed" in out and ": failed" in out.splitlines()[0], "judged, yet the test itself failed"
     assert "1 of 1 containers failed" in err.splitlines()[-1] and "JMeter exited with 1" in err
 
 
 def test_each_bad_input_exits_2_and_launches_nothing(
-    env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path, tmp_path: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, tmp_path: Path
 ) -> None:
     good = [str(plan_file), "--provider", "lab", "--containers", "1"]
     cases: list[tuple[list[str], str]] = [
@@ -219,28 +201,31 @@ def test_each_bad_input_exits_2_and_launches_nothing(
         (["run", *good, "--file", str(tmp_path / "users.csv")], "file not found"),
     ]
     for argv, message in cases:
-        code, out, err = done(octotui(server, env, *argv))
+        code, out, err = done(octotui(server, cli_env, *argv))
         assert code == 2, (argv, out, err)
         assert err.startswith(f"octotui {argv[0]}: ") and message in err, (argv, err)
         assert out == "", (argv, out)
     unreachable = subprocess.run(
         [sys.executable, "-m", "octotui", "run", *good, "--criteria", "p95<500ms",
          "--server", f"http://127.0.0.1:{free_port()}", "--token", "t"],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True, text=True, timeout=60, env=cli_env,
     )  # fmt: skip
     assert unreachable.returncode == 2 and "cannot reach the server" in unreachable.stderr
     with server.client() as api:
         assert api.get("/tests").json() == [], "nothing was launched"
-    assert gen1.http.get(f"/agents/{gen1.id}/commands", params={"timeout": 0}, headers=gen1.auth).json() == []
+    assert (
+        wire_agent.http.get(f"/agents/{wire_agent.id}/commands", params={"timeout": 0}, headers=wire_agent.auth).json()
+        == []
+    )
 
 
 def test_drain_and_undrain_by_name_or_id_an_unknown_one_exits_2(
-    env: dict[str, str], server: ServerProcess, gen1: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
-    code, out, err = done(octotui(server, env, "drain", "gen1"))
+    code, out, err = done(octotui(server, cli_env, "drain", "gen1"))
     assert code == 0, err
-    assert out.startswith(f"agent gen1 ({gen1.id}) drained: no new containers")
-    code, out, _ = done(octotui(server, env, "agents", "--json"))
+    assert out.startswith(f"agent gen1 ({wire_agent.id}) drained: no new containers")
+    code, out, _ = done(octotui(server, cli_env, "agents", "--json"))
     (agent,) = TypeAdapter(list[Agent]).validate_json(out)
     assert code == 0 and agent.drained
     with server.client() as api:  # an agent of an older version, as one not upgraded yet would register
@@ -248,20 +233,22 @@ def test_drain_and_undrain_by_name_or_id_an_unknown_one_exits_2(
         old = api.post("/agents/register", json={"name": "gen0", "location": "paris", "version": "0.0.9"},
                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
         assert old.status_code == 200, old.text
-    code, out, _ = done(octotui(server, env, "agents"))
+    code, out, _ = done(octotui(server, cli_env, "agents"))
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line}
     assert " drained" in rows["gen1"] and " outdated" in rows["gen0"], out
     assert "gen1: drained, gets no new containers (octotui undrain gen1)" in out
     assert "gen0: outdated, version 0.0.9 is older than the server's" in out
-    with online(gen1):
-        code, _, err = done(octotui(server, env, "launch", str(plan_file), "--provider", "lab", "--containers", "1"))
+    with online(wire_agent):
+        code, _, err = done(
+            octotui(server, cli_env, "launch", str(plan_file), "--provider", "lab", "--containers", "1")
+        )
     assert code == 2 and "is drained: gen1 (drained); undrain one" in err, err
 
-    code, out, err = done(octotui(server, env, "undrain", gen1.id, "--json"))
+    code, out, err = done(octotui(server, cli_env, "undrain", wire_agent.id, "--json"))
     assert code == 0, err
     assert Agent.model_validate_json(out).drained is False
 
-    code, out, err = done(octotui(server, env, "drain", "nobody"))
+    code, out, err = done(octotui(server, cli_env, "drain", "nobody"))
     assert code == 2 and out == ""
     assert err.startswith("octotui drain: no agent named 'nobody'") and "(HTTP 404)" in err, err
     with server.client() as api:

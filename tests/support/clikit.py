@@ -1,10 +1,51 @@
-"""Helpers of the CLI's tests (tests/test_cli.py, tests/test_cli_run.py)."""
+"""What the CLI's tests share (tests/test_cli.py, tests/test_cli_run.py): a clean environment, a real
+server process (the ``server`` fixture) with provider ``lab`` and one wire-level agent in it, a plan
+file. Fixtures registered for every test module in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support.admin import create_provider
+from tests.support.processes import ServerProcess
+from tests.support.wire import PLAN
 from tests.support.wireagent import WireAgent
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """No settings from the user's machine: config and data dirs in tmp, no OCTOTUI_* variables; set
+    in this process (the CLI run in process) and returned whole (for a CLI subprocess)."""
+    for name in list(os.environ):
+        if name.startswith("OCTOTUI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return dict(os.environ)
+
+
+@pytest.fixture
+def wire_agent(server: ServerProcess) -> Iterator[WireAgent]:
+    """Provider ``lab`` on the ``server`` with one wire-level agent in it, gen1, online."""
+    with server.client() as api:
+        token = create_provider(api, "lab")["token"]
+    agent = WireAgent(server, token, "gen1")
+    agent.beat()
+    yield agent
+    agent.close()
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    """A small valid plan, ``shop.jmx``."""
+    path = tmp_path / "shop.jmx"
+    path.write_text(PLAN)
+    return path
 
 
 def launched(agent: WireAgent) -> dict[str, Any]:
