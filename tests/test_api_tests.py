@@ -244,12 +244,14 @@ async def test_a_launch_lost_before_it_started_ends_the_test(start_server: Start
 async def test_a_stop_or_a_gone_agent_ends_the_wait(start_server: Starter) -> None:
     env = await start_server(late_after=0.5, offline_after=1.0)
     (a1, t1), (a2, t2) = await fleet(env, "gen-1", "gen-2")
-    for n in range(2):
+    for n in range(2):  # both beat just before each launch (late after 0.5 s): one test on each agent
+        for aid, tok in ((a1, t1), (a2, t2)):
+            await env.beat(aid, tok)
         assert (await env.http.post("/tests", json=spec(containers=1, name=f"t{n}"))).status_code == 201
     for aid, tok in ((a1, t1), (a2, t2)):
-        for cmd in await poll(env, aid, tok):
-            await ack(env, aid, tok, cmd["id"])
-            await env.beat(aid, tok, containers=[report(cmd, "running", figures=figures(5, 5.0, 3.0))])
+        (cmd,) = await poll(env, aid, tok)
+        await ack(env, aid, tok, cmd["id"])
+        await env.beat(aid, tok, containers=[report(cmd, "running", figures=figures(5, 5.0, 3.0))])
     deadline = time.monotonic() + 10
     while {c["state"] for t in (await env.http.get("/tests")).json() for c in t["containers"]} != {"lost"}:
         assert time.monotonic() < deadline
@@ -420,7 +422,7 @@ async def test_the_same_launch_twice_at_once_starts_one_test(env: Env) -> None:
 async def test_the_client_sends_the_key(env: Env) -> None:
     await fleet(env, "gen-1", "gen-2")
     transport = env.http._transport  # the same in-process server
-    async with Client("http://test", ADMIN, transport=transport) as client:  # type: ignore[arg-type]
+    async with Client("http://test", ADMIN, transport=transport) as client:
         launch = TestCreate.model_validate(spec())
         first = await client.create_test(launch, idempotency_key="client-key-0001")
         again = await client.create_test(launch, idempotency_key="client-key-0001")
