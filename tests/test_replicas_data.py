@@ -86,14 +86,15 @@ def test_files_and_jtls_uploaded_through_one_replica_are_served_by_the_other(tmp
         agent = _agent_on_b(a, b)
         with a.client() as ha, b.client() as hb:
             info = ha.post("/files", params={"name": "blob.bin"}, content=data).raise_for_status().json()
+            # Launched through b, first thing, before b read the upload: it reads the file's record.
+            made = hb.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1,
+                                           "files": [{"id": info["id"]}]})  # fmt: skip
+            assert made.status_code == 201, made.text
             assert hb.get(f"/files/{info['id']}").json() == info
             assert [f["id"] for f in hb.get("/files").json()] == [info["id"]]
             _cut_short(f"{a.url}/api/v1/files?name=cut.bin", {"Authorization": f"Bearer {a.admin_token}"})
             assert _blob_rows(pg_database, "file") == [(info["id"], 3)]  # the cut upload left nothing
 
-            made = ha.post("/tests", json={"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1,
-                                           "files": [{"id": info["id"]}]})  # fmt: skip
-            assert made.status_code == 201, made.text
             cmd = _launch_taken(agent)
             report = {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"]}
             agent.beat({**report, "state": "running"})

@@ -215,7 +215,8 @@ def users(s: ServerState, file_id: str) -> list[TestRec]:
 async def delete(s: ServerState, file_id: str) -> FileRec:
     """Delete an uploaded file: refused (:class:`Conflict`, naming them) while tests that have not
     ended bring it (their agents may still fetch it). Launches wait meanwhile (none takes it half-gone)."""
-    async with s.launching:
+    across = contextlib.nullcontext() if s.replica is None else s.replica.launching()
+    async with s.launching, across:  # with replicas: their launches up to now are in memory
         f = get(s, file_id)
         live = [t for t in users(s, file_id) if t.state not in TEST_TERMINAL]
         if live:

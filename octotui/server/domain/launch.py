@@ -106,6 +106,8 @@ async def _create_test(s: ServerState, spec: TestCreate, launch_key: tuple[str, 
     transaction: both are made, or neither (then the key may be used again)."""
     _check_plan(s, spec.plan)
     judged = criteria.parse_all(spec.criteria)  # 422 naming the criterion and position: nothing made
+    for want in spec.files:  # with replicas: uploaded through another, or deleted there meanwhile
+        await files.refresh(s, want.id)
     chosen = files.check(s, spec)
     named = monitors.check_test(s, spec.monitors, spec.stop_on_critical)
     p, spread, placement = _place(s, spec)

@@ -23,7 +23,7 @@ from octotui.server.records import (
     ProviderRec,
     TestRec,
 )
-from octotui.server.secrets import KEY_FILE, Vault
+from octotui.server.secrets import Vault
 from octotui.server.settings import ServerSettings
 from octotui.server.store import Store
 from octotui.server.timelines import ResultTimelines, TestTimelines
@@ -105,7 +105,7 @@ class ServerState:
         #: Monitors of the servers under test, their alarms and series (``domain/monitors.py``), and
         #: the key their credentials are encrypted with (a file beside the database, never in it).
         self.monitors = MonitorBook()
-        self.vault = Vault(settings.data_dir / KEY_FILE)
+        self.vault = Vault(settings.secrets_key_path, settings.database)
         #: This server as one of several replicas on one PostgreSQL (``replica.py``); None alone.
         self.replica: Replica | None = None
 
