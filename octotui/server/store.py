@@ -453,11 +453,17 @@ class Store(ResultRows, MonitorRows):
 
     async def delete_test(self, test_id: str) -> None:
         """Delete an ended test and everything kept for it, in one transaction: its containers, their
-        labels, queued commands and JTL records, its timeline, its links to the files it brought and
+        labels, queued commands, JTL records and their bytes, its timeline, its links to the files it brought and
         the idempotency keys that made it."""
 
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM tests WHERE id = ?", (test_id,))
+            # Its JTLs' bytes (with --database; none on SQLite: blobs.py) before their records.
+            db.execute(
+                "DELETE FROM blobs WHERE kind = 'jtl' AND key IN"
+                " (SELECT test_id || '/' || container_id FROM container_jtl WHERE test_id = ?)",
+                (test_id,),
+            )
             for table in ("containers", "commands", "container_labels", "test_series", "container_jtl", "idempotency",
                           "test_files"):  # fmt: skip
                 db.execute(f"DELETE FROM {table} WHERE test_id = ?", (test_id,))
