@@ -13,8 +13,10 @@ its error counts one ``str`` -> ``int`` entry each. The same bytes are what the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -65,21 +67,16 @@ def to_lists(blob: bytes) -> list[Any]:
     the buckets as gaps from the previous one (mostly 1: they compress ~2x better than base64 of the
     packed bytes) and their counts."""
     head, buckets, counts = unpack(blob)
-    gaps = [b - a for a, b in zip((0, *buckets), buckets, strict=False)]
-    return [list(head), gaps, list(counts)]
+    return [list(head), list(map(operator.sub, buckets, (0, *buckets))), list(counts)]
 
 
 def from_lists(parts: list[Any]) -> bytes:
     """:func:`to_lists` back to the packed bytes (``ValueError`` for numbers that do not fit)."""
     head, gaps, counts = parts
-    buckets, at = [], 0
-    for gap in gaps:
-        at += int(gap)
-        buckets.append(at)
-    if len(buckets) != len(counts):
+    if len(gaps) != len(counts):
         raise ValueError("buckets and counts differ in number")
     try:
-        return _HEAD.pack(*head) + struct.pack(f"<{2 * len(buckets)}q", *buckets, *(int(n) for n in counts))
+        return _HEAD.pack(*head) + struct.pack(f"<{2 * len(gaps)}q", *itertools.accumulate(gaps), *counts)
     except struct.error as exc:
         raise ValueError(str(exc)) from None
 
