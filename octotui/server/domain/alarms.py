@@ -4,6 +4,10 @@ with tests are written in batches (never per sample).
 
 An alarm's ``test_id`` is the newest test not ended that names its monitor (None when none does):
 the alarm is kept with that test, as the monitor's samples are.
+
+With replicas, a sample is judged by the replica it reached (it has them in order, from one agent);
+the others get the samples into their windows only (``replica/live.py``) and the alarms through the
+change log (:func:`take`), so an alarm is raised once and a critical one stops its test once.
 """
 
 from __future__ import annotations

@@ -189,15 +189,15 @@ class Live:
     def _take_labels(self, cid: str, rows: list[list[Any]]) -> None:
         """Another replica's rows of a container's labels into this one's book (stored by that one)."""
         s = self.s
-        c = s.containers.get(cid)
-        if c is None:
-            return
         book = s.labels.get(cid)
         if book is None:
+            # Kept even for a container whose launch is not read here yet (a label is sent again only
+            # when it changes); one never known is dropped by the next full save (``labels.save``).
             book = s.labels[cid] = LabelBook()
         for label, figures, errors in rows:
             book.put_row(label, figures, errors)
-        s.feed.touch("test", c.test_id)
+        if (c := s.containers.get(cid)) is not None:
+            s.feed.touch("test", c.test_id)
 
 
 def encode(data: dict[str, Any]) -> bytes:
