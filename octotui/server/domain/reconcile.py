@@ -56,7 +56,7 @@ def _apply_reports(s: ServerState, a: AgentRec, hb: Heartbeat, now: float, stop:
         reported.add(report.container_id)
         c = s.containers.get(report.container_id)
         if c is None or c.agent_id != a.id:
-            if report.state not in lifecycle.TERMINAL and _stray(s, report):
+            if report.state not in lifecycle.TERMINAL and _stray(s, a, report):
                 stop.append(report.container_id)  # a stray: no record of it here
             continue
         if _apply_report(s, c, report, now):
@@ -65,13 +65,13 @@ def _apply_reports(s: ServerState, a: AgentRec, hb: Heartbeat, now: float, stop:
         _count_missing(s, a, reported)
 
 
-def _stray(s: ServerState, report: ContainerReport) -> bool:
+def _stray(s: ServerState, a: AgentRec, report: ContainerReport) -> bool:
     """Whether a container this server has no record of is to be stopped now. Alone, a server knows
     every container it made; with other replicas, it is a stray once its test, read from the tables
     on demand, does not hold it (``replica/strays.py``): until then it is left running."""
     if s.replica is None or not s.replica.others:
         return True
-    return s.replica.strays.stray(report.container_id, report.test_id)
+    return s.replica.strays.stray(report.container_id, report.test_id, a.id)
 
 
 def _count_missing(s: ServerState, a: AgentRec, reported: set[str]) -> None:

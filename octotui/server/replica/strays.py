@@ -28,19 +28,21 @@ class Strays:
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._strays: OrderedDict[str, None] = OrderedDict()
 
-    def stray(self, container_id: str, test_id: str) -> bool:
-        """True once a read found no record of ``container_id``; else False, and a read of its test
-        started (on the event loop, from a heartbeat: the read itself runs on the reader's thread)."""
+    def stray(self, container_id: str, test_id: str, agent_id: str) -> bool:
+        """True once a read found no record of ``container_id`` on ``agent_id``; else False, and a read
+        of its test started (on the event loop, from a heartbeat: the read runs on the reader's thread)."""
         if container_id in self._strays:
             return True
         if container_id not in self._reading and len(self._reading) < MAX_READS:
-            self._reading[container_id] = asyncio.get_running_loop().create_task(self._read(container_id, test_id))
+            read = self._read(container_id, test_id, agent_id)
+            self._reading[container_id] = asyncio.get_running_loop().create_task(read)
         return False
 
-    async def _read(self, container_id: str, test_id: str) -> None:
+    async def _read(self, container_id: str, test_id: str, agent_id: str) -> None:
         try:
             await self.replica.fetch_test(test_id)
-            if container_id not in self.replica.s.containers:
+            c = self.replica.s.containers.get(container_id)
+            if c is None or c.agent_id != agent_id:
                 self._strays[container_id] = None
                 while len(self._strays) > MAX_KNOWN_STRAYS:
                     self._strays.popitem(last=False)
