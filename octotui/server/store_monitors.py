@@ -177,10 +177,15 @@ def read_monitor(db: sqlite3.Connection, monitor_id: str) -> MonitorRow | None:
     return None if row is None else _monitor_row(row)
 
 
-def read_alarm(db: sqlite3.Connection, alarm_id: int) -> AlarmRow | None:
-    """One alarm's row as stored now (for the other replicas)."""
-    row = db.execute(f"SELECT {_cols(ALARM_COLUMNS)} FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-    return None if row is None else tuple(row)
+def read_alarms(db: sqlite3.Connection, ids: list[int]) -> dict[int, AlarmRow]:
+    """Alarms' rows as stored now, by id (for the other replicas), 500 ids a statement."""
+    out: dict[int, AlarmRow] = {}
+    for at in range(0, len(ids), 500):
+        part = ids[at : at + 500]
+        marks = ", ".join("?" for _ in part)
+        for r in db.execute(f"SELECT {_cols(ALARM_COLUMNS)} FROM alarms WHERE id IN ({marks})", part):
+            out[int(r[0])] = tuple(r)
+    return out
 
 
 def read_test_monitors(db: sqlite3.Connection, test_id: str) -> tuple[str, bool] | None:

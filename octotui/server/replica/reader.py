@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from octotui.server import tables
 from octotui.server.records import AgentRec, CommandRec, ContainerRec, ProviderRec, TestRec
-from octotui.server.store_monitors import AlarmRow, MonitorRow, read_alarm, read_monitor, read_test_monitors
+from octotui.server.store_monitors import AlarmRow, MonitorRow, read_alarms, read_monitor, read_test_monitors
 from octotui.server.storebase import Connection
 
 #: Seconds between two reads of ``replica_changes`` without a notification; between two tries at the
@@ -138,7 +138,10 @@ class Reader(Connection):
                 if key not in d.tests:  # its test with it: never named for a test not known yet
                     d.tests[key] = self._test(key)
             elif kind == "alarm" and key.isdigit():
-                d.alarms[int(key)] = read_alarm(db, int(key))
+                d.alarms[int(key)] = None  # read below, all in one statement (a raised alarm's value
+                # changes with each sample: many may change at once)
+        if d.alarms:
+            d.alarms.update(read_alarms(db, list(d.alarms)))
         return d
 
     def _test(self, test_id: str) -> tuple[TestRec | None, list[ContainerRec]]:

@@ -28,6 +28,11 @@ class Strays:
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._strays: OrderedDict[str, None] = OrderedDict()
 
+    @property
+    def reading(self) -> int:
+        """Reads under way now."""
+        return len(self._reading)
+
     def stray(self, container_id: str, test_id: str, agent_id: str) -> bool:
         """True once a read found no record of ``container_id`` on ``agent_id``; else False, and a read
         of its test started (on the event loop, from a heartbeat: the read runs on the reader's thread)."""
