@@ -68,9 +68,7 @@ def test_labels_reported_through_one_replica_are_read_through_the_other(tmp_path
         try:
             test_id = container["test_id"]
             on_b = wait_until(lambda: _get(b, f"/tests/{test_id}/labels"), timeout=10, what="labels on b")
-            started = time.monotonic()
-            got = wait_until(lambda: _get(a, f"/tests/{test_id}/labels"), timeout=10, what="labels on a")
-            assert time.monotonic() - started < 3.0
+            got = wait_until(lambda: _get(a, f"/tests/{test_id}/labels"), timeout=5, what="labels on a")
             assert (
                 [(x["label"], x["avg_ms"]) for x in got]
                 == [(x["label"], x["avg_ms"]) for x in on_b]
