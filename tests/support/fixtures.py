@@ -45,8 +45,22 @@ def jmeter_image(docker_client: Any) -> str:
 #: PostgreSQL; the others on SQLite alone (the whole suite twice would double its time).
 #: OCTOTUI_TEST_STORE=postgres runs every such server on PostgreSQL (a manual full run).
 BOTH_STORES = frozenset({"test_api", "test_api_tests"})
-#: Tests of those modules that read SQLite's own files (the bytes on disk): SQLite alone.
-SQLITE_ONLY = frozenset({"test_registration_tokens_are_stored_hashed_and_shown_once"})
+#: Tests of those modules that run on SQLite alone: those that read SQLite's own files (the bytes
+#: on disk), and those the store never answers past its opening, so that PostgreSQL under them would
+#: prove nothing more at twice the cost: the gate's refusals (401, 403, 413, 422: refused before any
+#: write: tokens are resolved in memory), health from memory, the long poll's timing, the OpenAPI page.
+SQLITE_ONLY = frozenset({
+    "test_registration_tokens_are_stored_hashed_and_shown_once",
+    "test_health_needs_no_token",
+    "test_openapi_is_published",
+    "test_health_goes_online_late_offline",
+    "test_long_poll_is_empty_after_its_timeout",
+    "test_missing_or_wrong_token_is_401_and_changes_nothing",
+    "test_wrong_role_is_403_and_changes_nothing",
+    "test_malformed_json_and_wrong_types_are_422_and_change_nothing",
+    "test_oversized_body_is_413_and_changes_nothing",
+    "test_plan_limit_is_stated_and_enforced",
+})  # fmt: skip
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
