@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from octotui.server.domain import alarms
 from octotui.server.domain.monitors import AGENT_DELETED
 from tests.support.app import Starter
-from tests.support.monitorkit import mreport, prom_body, sample
+from tests.support.monitorkit import beat_monitors, mreport, prom_body, sample
 from tests.support.processes import ServerProcess
 from tests.support.replicas import LabelBeats, agent_on, launch, lease_holders, provider, replicas
 from tests.support.waiting import wait_until, wait_until_async
@@ -198,6 +199,33 @@ async def test_a_container_launched_through_one_replica_reported_first_to_anothe
     assert (await b.beat(agent_id, agent_token, containers=[stray]))["stop"] == []  # read now
     await wait_until_async(lambda: _async(not replica.strays.reading), timeout=5, what="the read done")
     assert (await b.beat(agent_id, agent_token, containers=[stray]))["stop"] == ["c-nobody"]
+
+
+async def test_a_running_tests_monitor_series_kept_by_one_replica_is_read_through_another(
+    pg_database: str, start_server: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(alarms, "SERIES_SAVE_EVERY", 0.2)  # the replica the samples reach stores them at once
+    a = await start_server(database=pg_database)
+    b = await start_server(database=pg_database)
+    token = (await a.provider("lab"))["token"]
+    agent_id, agent_token = await a.register(token)
+    await a.beat(agent_id, agent_token)
+    made = await a.http.post("/monitors", json=prom_body(agent_id, mode="tests"))
+    assert made.status_code == 201, made.text
+    mid = made.json()["id"]
+    body = {"name": "shop", "plan": PLAN, "provider": "lab", "containers": 1, "monitors": [mid]}
+    launched = await a.http.post("/tests", json=body)
+    assert launched.status_code == 201, launched.text
+    test_id = launched.json()["id"]
+    now = time.time()
+    await beat_monitors(a, agent_id, agent_token, 0, [mreport(mid, sample(now - 1, up=1.0), sample(now, up=0.5))])
+
+    async def series_on_b() -> Any:
+        got = await b.http.get(f"/tests/{test_id}/monitors")
+        return got.status_code == 200 and got.json()["series"]
+
+    (line,) = await wait_until_async(series_on_b, timeout=10, what="the series read through b")
+    assert (line["monitor"], line["metric"], line["points"]) == (mid, "up", [[now - 1, 1.0], [now, 0.5]])
 
 
 async def _async(value: bool) -> bool:

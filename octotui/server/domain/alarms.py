@@ -173,7 +173,10 @@ async def of_test(s: ServerState, test_id: str) -> TestMonitors:
     if t.state in TERMINAL_TEST_STATES:
         lines = {(r[1], r[2]): MetricLine.unpack(r[3], r[4]) for r in await s.store.monitor_series_of(t.id)}
     else:
-        lines = {(k[1], k[2]): line for k, line in book.series.items() if k[0] == t.id}
+        lines = {}
+        if s.replica is not None:  # samples that reached another replica: as it last stored them
+            lines = {(r[1], r[2]): MetricLine.unpack(r[3], r[4]) for r in await s.store.monitor_series_of(t.id)}
+        lines.update({(k[1], k[2]): line for k, line in book.series.items() if k[0] == t.id})
     names = {i: m.name for i in ids if (m := book.by_id.get(i)) is not None}
     series = [
         MonitorSeries(monitor=mid, monitor_name=names.get(mid, ""), metric=metric, points=line.points)
