@@ -135,11 +135,18 @@ def _transport_error(exc: httpx.TransportError) -> ServerUnreachable:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The server's ``detail``, a plain text body's first line, or the status's reason (a proxy's
+    HTML error page, HAProxy's 502/503, is not logged)."""
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
         detail = None
-    return detail if isinstance(detail, str) else (response.text.strip()[:300] or response.reason_phrase)
+    if isinstance(detail, str):
+        return detail
+    text = response.text.strip()
+    if not text or text.startswith("<"):
+        return response.reason_phrase
+    return text.splitlines()[0][:300]
 
 
 def _server_verify(settings: AgentSettings) -> ssl.SSLContext | bool:

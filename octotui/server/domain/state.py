@@ -81,9 +81,6 @@ class ServerState:
         self.launch_keys = LaunchKeys()
         #: While a heartbeat's reports are applied: the tests to bring up to date afterwards.
         self.held: set[str] | None = None
-        #: With replicas: containers reported here that this replica has no record of, and when first
-        #: (``domain/reconcile.py``: stopped as strays only once unknown for a grace period).
-        self.unknown_since: dict[str, float] = {}
         #: Agents per (provider id, name): several of one name are flagged (each keeps its identity).
         self.names: dict[tuple[str, str], int] = {}
         #: Agents per machine id they report: two identities on one machine are flagged (``domain/fleet.py``).
