@@ -15,12 +15,13 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from octotui.client import Client, ServerUnreachable
+from octotui.client import Client, ClientError, ServerUnreachable
 from octotui.commands import files
 from octotui.commands import output as o
 from octotui.commands.files import LocalFile
@@ -28,6 +29,7 @@ from octotui.commands.listing import print_test
 from octotui.commands.session import (
     EXIT_CRITERIA,
     EXIT_INTERRUPTED,
+    EXIT_LOST,
     EXIT_OK,
     EXIT_TEST_FAILED,
     EXIT_USAGE,
@@ -41,6 +43,10 @@ PLAIN_EVERY_S = 5.0  # progress lines when stderr is not a terminal (a CI log)
 AGENT_WAIT_S = 30.0  # an embedded agent started for the command registers within a few seconds
 STOP_WAIT_S = 60.0  # after a stop, how long an owned embedded server waits for the containers to end
 VERDICT_WAIT_S = 5.0  # how long an ended test's verdict may be awaited
+BACKOFF_MAX_S = 10.0  # run: the longest wait between two tries while the server is lost
+TRANSIENT_STATUSES = (502, 503, 504)  # a proxy with no replica behind it, a store briefly gone, a timeout
+
+T = TypeVar("T")
 
 
 class RunSummary(BaseModel):
@@ -157,11 +163,11 @@ def _failed_criteria(t: Test) -> str:
     return "; ".join(f"{c.expr} ({c.detail})" if c.detail else c.expr for c in t.criteria if c.passed is False)
 
 
-async def _verdict(client: Client, t: Test, spec: TestCreate) -> Test:
+async def _verdict(client: Client, t: Test, spec: TestCreate, patience: _Patience | None = None) -> Test:
     """The ended test once its criteria are decided (the verdict may follow the end by a moment)."""
     if not spec.criteria or t.verdict is not None or t.results.samples == 0:
         return t
-    return await _until(client, t.id, lambda x: x.verdict is not None, within=VERDICT_WAIT_S)
+    return await _until(client, t.id, lambda x: x.verdict is not None, within=VERDICT_WAIT_S, patience=patience)
 
 
 async def launch(
@@ -202,11 +208,18 @@ def _all_running(t: Test) -> bool:
     return t.state == "running" and bool(t.containers) and all(c.state == "running" for c in t.containers)
 
 
-async def _until(client: Client, test_id: str, done: Callable[[Test], bool], within: float | None = None) -> Test:
-    """The test once ``done`` holds (or after ``within`` seconds), asked every second."""
+async def _until(
+    client: Client,
+    test_id: str,
+    done: Callable[[Test], bool],
+    within: float | None = None,
+    patience: _Patience | None = None,
+) -> Test:
+    """The test once ``done`` holds (or after ``within`` seconds), asked every second (through
+    ``patience`` when given: transient failures retried)."""
     deadline = None if within is None else time.monotonic() + within
     while True:
-        t = await client.test(test_id)
+        t = await (patience.ask(lambda: client.test(test_id)) if patience else client.test(test_id))
         if done(t) or (deadline is not None and time.monotonic() >= deadline):
             return t
         await asyncio.sleep(POLL_S)
@@ -224,6 +237,67 @@ async def stop(client: Client, args: argparse.Namespace, target: Target) -> int:
 
 
 # --- run ---------------------------------------------------------------------------------------
+
+
+def _transient(exc: ClientError) -> bool:
+    """No answer, or an answer a later try may not have (a proxy without replicas, an outage)."""
+    return isinstance(exc, ServerUnreachable) or exc.status in TRANSIENT_STATUSES
+
+
+class _Lost(Exception):
+    """The server stayed lost past ``--follow-timeout`` after the launch."""
+
+
+class _Patience:
+    """Requests about a launched test: a transient failure is tried again, with backoff (1 s, doubling
+    up to :data:`BACKOFF_MAX_S`), said on stderr, until the failures in a row have lasted ``within`` s
+    (then :class:`_Lost`). Any other refusal is raised as it is."""
+
+    def __init__(self, test_id: str, within: float, interrupted: asyncio.Event | None = None) -> None:
+        self.test_id = test_id
+        self.within = within
+        self.interrupted = interrupted
+        self.since: float | None = None  # the first failure of the current run of them
+        self.delay = POLL_S
+
+    def failed(self, exc: ClientError) -> float:
+        """A failure: the seconds to wait before the next try, or :class:`_Lost`."""
+        if not _transient(exc):
+            raise exc
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.delay = POLL_S
+        left = self.since + self.within - now
+        what = f"{exc.message} (HTTP {exc.status})" if exc.status else exc.message
+        if left <= 0:
+            raise _Lost(what)
+        wait = min(self.delay, left)
+        print(f"\noctotui run: test {self.test_id}: {what}; retrying in {wait:.0f} s "
+              f"(giving up in {left:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+        self.delay = min(self.delay * 2, BACKOFF_MAX_S)
+        return wait
+
+    def answered(self) -> None:
+        if self.since is not None:
+            lost = time.monotonic() - self.since
+            print(f"octotui run: test {self.test_id}: the server answers again (after {lost:.0f} s)", file=sys.stderr)
+            self.since = None
+
+    async def ask(self, call: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            try:
+                value = await call()
+            except ClientError as exc:
+                wait = self.failed(exc)
+                if self.interrupted is None:
+                    await asyncio.sleep(wait)
+                else:  # Ctrl-C during the wait: the caller sees it at once
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.interrupted.wait(), wait)
+                continue
+            self.answered()
+            return value
 
 
 class _Progress:
@@ -297,27 +371,53 @@ async def _run(
 ) -> int:
     t = await _launch(client, target, spec, local)  # finished even if Ctrl-C comes meanwhile: then stopped below
     print(_launched_line(t), file=sys.stderr)
+    # From here on the test runs whatever happens to this command: losing the server is exit 4, not 2.
+    patience = _Patience(t.id, args.follow_timeout, interrupted)
+    try:
+        return await _follow(client, args, target, spec, t, interrupted, patience)
+    except _Lost as exc:
+        print(f"\noctotui run: lost the server while following test {t.id} for {args.follow_timeout:g} s: {exc}; "
+              f"the test was launched and may still be running: its outcome is unknown "
+              f"(see octotui test {t.id})", file=sys.stderr)  # fmt: skip
+        return EXIT_LOST
+
+
+async def _follow(
+    client: Client,
+    args: argparse.Namespace,
+    target: Target,
+    spec: TestCreate,
+    t: Test,
+    interrupted: asyncio.Event,
+    patience: _Patience,
+) -> int:
     progress = _Progress()
+    wait = POLL_S
     while t.state not in TERMINAL_TEST_STATES and not interrupted.is_set():
-        progress.show(t)
+        if patience.since is None:
+            progress.show(t)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(interrupted.wait(), POLL_S)
+            await asyncio.wait_for(interrupted.wait(), wait)
         if not interrupted.is_set():
             try:
                 t = await client.test(t.id)
-            except ServerUnreachable as exc:  # a server restarting: keep following, say so
-                print(f"\n{exc.message}; retrying", file=sys.stderr)
+            except ClientError as exc:  # a server restarting, a proxy without replicas: keep following
+                wait = patience.failed(exc)
+            else:
+                patience.answered()
+                wait = POLL_S
     progress.end()
     if interrupted.is_set() and t.state not in TERMINAL_TEST_STATES:
-        t = await client.stop_test(t.id)
+        patience.interrupted = None  # the stop must go through: retried while the server is lost
+        t = await patience.ask(lambda: client.stop_test(t.id))
         print(f"interrupted: stopped test {t.id} (now {t.state})", file=sys.stderr)
         if target.owned:  # the server and agent stop with this command: let the containers end first
             print("waiting for its containers to end before stopping the embedded server…", file=sys.stderr)
             await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES, within=STOP_WAIT_S)
         return EXIT_INTERRUPTED
-    t = await _verdict(client, t, spec)
-    labels = await client.labels(t.id) or []
-    errors = await client.errors(t.id) or []
+    t = await _verdict(client, t, spec, patience)
+    labels = await patience.ask(lambda: client.labels(t.id)) or []
+    errors = await patience.ask(lambda: client.errors(t.id)) or []
     if args.json:
         o.print_json(RunSummary(test=t, labels=labels, errors=errors))
     else:

@@ -36,6 +36,7 @@ EXIT_OK = 0
 EXIT_CRITERIA = 1
 EXIT_USAGE = 2  # bad usage, bad input, an unreachable server, a refused request
 EXIT_TEST_FAILED = 3  # the test ran but failed: no samples, every container lost or failed
+EXIT_LOST = 4  # run: the test was launched, then the server was lost: its outcome is unknown
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
