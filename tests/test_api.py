@@ -128,10 +128,10 @@ def test_a_store_with_plain_registration_tokens_is_hashed_on_open(tmp_path: Path
     assert asyncio.run(use()) == [200, 200, 401], "a second start finds the store as it left it"
     db = sqlite3.connect(settings.db_path)
     columns = [row[1] for row in db.execute("PRAGMA table_info(providers)")]
-    rows = db.execute("SELECT id, token_hash FROM providers ORDER BY id").fetchall()
+    hashed = db.execute("SELECT id, token_hash FROM providers ORDER BY id").fetchall()
     db.close()
     assert columns == ["id", "name", "token_hash", "created_at"]
-    assert rows == [("p-old1", hash_token("plain-token-one")), ("p-old2", hash_token("plain-token-two"))]
+    assert hashed == [("p-old1", hash_token("plain-token-one")), ("p-old2", hash_token("plain-token-two"))]
     stored = b"".join(f.read_bytes() for f in settings.data_dir.iterdir() if f.name.startswith("octotui.db"))
     assert b"plain-token" not in stored, "no readable token left in freed pages or the log"
 
