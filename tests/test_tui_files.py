@@ -58,6 +58,7 @@ async def test_a_split_text_file_is_uploaded_and_the_test_brings_it(server: Serv
             assert isinstance(dialog, LaunchScreen)
             for field, value in {"plan": str(plan), "containers": "1", "files": f"{users}:split:header"}.items():
                 dialog.query_one(f"#{field}", Input).value = value
+            agent.beat()  # online at the preview: one beat at the start went late on a loaded machine
             await pilot.press("ctrl+r")
             await wait_until_pilot(
                 pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
@@ -66,6 +67,7 @@ async def test_a_split_text_file_is_uploaded_and_the_test_brings_it(server: Serv
                 app, "#preview"
             )
             assert api(server, "/files") == [], "nothing uploaded by a preview"
+            agent.beat()
             await pilot.press("ctrl+l")
             await wait_until_pilot(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="launched")
         (test,) = api(server, "/tests")
@@ -91,10 +93,12 @@ async def test_a_binary_split_is_refused_and_its_upload_deleted(server: ServerPr
             assert isinstance(dialog, LaunchScreen)
             for field, value in {"plan": str(plan), "containers": "1", "files": f"{blob}:split"}.items():
                 dialog.query_one(f"#{field}", Input).value = value
+            agent.beat()  # online at the preview: one beat at the start went late on a loaded machine
             await pilot.press("ctrl+r")
             await wait_until_pilot(
                 pilot, lambda: "ctrl+l launches it" in text_of(app, "#preview"), what="the placement"
             )
+            agent.beat()
             await pilot.press("ctrl+l")
             await wait_until_pilot(pilot, lambda: "✗" in text_of(app, "#preview"), what="the refusal")
             refusal = text_of(app, "#preview")
