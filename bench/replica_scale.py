@@ -449,14 +449,7 @@ def run(runs: int, quick: bool) -> Result:
     metrics = [
         Metric(f"agents held by 1 replica at p99 < {P99_MS:.0f} ms ({budget})", "agents", got.get("capacity 1", nan)),
         Metric(f"agents held by 2 replicas at p99 < {P99_MS:.0f} ms ({budget})", "agents", got.get("capacity 2", nan)),
-        Metric(
-            "2 replicas / 1 replica, agents held",
-            "x",
-            got.get("ratio", nan),
-            1.8,
-            ">",
-            "a lower bound when the 2-replica search ended on the load generator: see details",
-        ),
+        ratio_metric(got.get("ratio", nan)),
         Metric(
             "replica CPU per heartbeat, 1 replica",
             "ms",
@@ -494,6 +487,15 @@ def run(runs: int, quick: bool) -> Result:
         method=METHOD.replace("SHARE", f"{SHARE:.2f}") + f" Window {'15' if quick else '30'} s per capacity step.",
         metrics=metrics, details=details,
     )  # fmt: skip
+
+
+def ratio_metric(runs: list[float]) -> Metric:
+    """The direct ratio, judged against 1.8 only when its runs agree (highest / lowest < 1.5): on this
+    shared machine a load spike in one configuration's search moves it by more than the target's margin,
+    and the median of two disagreeing runs is their mean, which would judge nothing."""
+    agree = bool(runs) and min(runs) > 0 and max(runs) / min(runs) < 1.5
+    note = "judged: the runs agree" if agree else "NOT judged: the runs disagree by more than 1.5x (see details)"
+    return Metric("2 replicas / 1 replica, agents held", "x", runs, 1.8 if agree else None, ">", note)
 
 
 def _uptime() -> str:

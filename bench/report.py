@@ -61,8 +61,8 @@ def write_report(order: list[str], results_dir: Path) -> Path:
         for m in r.metrics:
             lo, hi = m.spread
             lines.append(
-                f"| {r.title} | {m.name} | {_fmt(m.median)} {m.unit} | {_fmt(lo)}..{_fmt(hi)} ({len(m.runs)}) "
-                f"| {_target(m)} | {_verdict(m)} |"
+                f"| {r.title} | {m.name}{f' ({m.note})' if m.note else ''} | {_fmt(m.median)} {m.unit} "
+                f"| {_fmt(lo)}..{_fmt(hi)} ({len(m.runs)}) | {_target(m)} | {_verdict(m)} |"
             )
     lines.append("")
     machines = {tuple(sorted(r.machine.items())) for r in results.values() if r.machine}
