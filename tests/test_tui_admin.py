@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -295,7 +296,7 @@ async def test_a_busy_agent_deleted_with_force_reads_retiring_until_its_results_
         reg = http.post("/agents/register", json={"name": "busy", "location": "paris"}, headers=_bearer(token))
         agent, auth = reg.json()["agent_id"], _bearer(reg.json()["agent_token"])
 
-        def beat(*reports: dict[str, object]) -> dict[str, object]:
+        def beat(*reports: dict[str, object]) -> dict[str, Any]:
             host = {"ts": time.time(), "cpu_percent": 1.0, "memory_percent": 1.0, "memory_total": 2**33}
             body = {"host": host, "docker": {"available": True, "version": "28"}, "containers": list(reports)}
             answer = http.post(f"/agents/{agent}/heartbeat", json=body, headers=auth)

@@ -298,10 +298,10 @@ async def test_filter_line_sort_arrow_and_stale_figures(
         await wait_until_pilot(pilot, lambda: app.screen.has_class("-stale"), what="stale class")
         cells = table.row_cells(found)
         assert cells is not None and cells[6].text == "stale"
-        assert "stale" in app.screen.query_one("#status").query_one("#sb-state").render().plain  # type: ignore[attr-defined]
+        assert "stale" in app.screen.query_one("#status").query_one("#sb-state").render().plain
         server.start()
         await wait_until_pilot(pilot, lambda: not app.screen.has_class("-stale"), timeout=40, what="fresh again")
-        await wait_until_pilot(pilot, lambda: (table.row_cells(found) or [None] * 7)[6].text != "stale")  # type: ignore[union-attr]
+        await wait_until_pilot(pilot, lambda: (table.row_cells(found) or [None] * 7)[6].text != "stale")
 
 
 # --- 8. the audit table's last column takes the room left -----------------------------------------
