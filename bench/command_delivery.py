@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -95,7 +96,7 @@ def _once(samples: int) -> dict[str, list[float]]:
                 response.raise_for_status()
                 cid = response.json()["containers"][0]["id"]
                 with arrived:
-                    arrived.wait_for(lambda n=before: len(received) > n, timeout=10)
+                    arrived.wait_for(functools.partial(_more, received, before), timeout=10)
                     got = next(
                         (at for at, cmds in received[before:] if any(c["container_id"] == cid for c in cmds)), None
                     )
@@ -108,6 +109,10 @@ def _once(samples: int) -> dict[str, list[float]]:
             # the parked poll ends with the server; the threads are daemons
         agent.close()
         return {"queued": queued_to_received, "answered": answered_to_received}
+
+
+def _more(received: list[tuple[float, list[dict[str, object]]]], before: int) -> bool:
+    return len(received) > before
 
 
 def run(runs: int, quick: bool) -> Result:

@@ -19,7 +19,6 @@ import contextlib
 import json
 import random
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -343,4 +342,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
