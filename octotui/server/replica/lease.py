@@ -104,21 +104,29 @@ class LaunchLock:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._lock, False)
 
     def _lock(self, take: bool) -> None:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                    application_name=f"octotui-launch {self.id}"[:63],
-                )  # fmt: skip
-            fn = "pg_advisory_lock" if take else "pg_advisory_unlock"
-            self._conn.execute(f"SELECT {fn}(%s)", (LAUNCH_LOCK,))
-        except psycopg.Error as exc:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.close()
-            self._conn = None
-            if take:
-                raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} is unreachable ({exc})") from None
+        # A connection kept since the last launch may have been ended meanwhile (PostgreSQL restarted):
+        # it held no lock then, so the lock is asked once more on a new one before the launch is refused.
+        for again in (True, False):
+            kept = self._conn is not None and not self._conn.closed
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                        application_name=f"octotui-launch {self.id}"[:63],
+                    )  # fmt: skip
+                fn = "pg_advisory_lock" if take else "pg_advisory_unlock"
+                self._conn.execute(f"SELECT {fn}(%s)", (LAUNCH_LOCK,))
+                return
+            except psycopg.Error as exc:
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        self._conn.close()
+                self._conn = None
+                if take and again and kept and isinstance(exc, psycopg.OperationalError):
+                    continue
+                if take:
+                    raise StoreUnavailable(f"PostgreSQL at {redact(self.url)} is unreachable ({exc})") from None
+                return
 
     def close(self) -> None:
         if self._conn is not None:
