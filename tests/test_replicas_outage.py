@@ -3,6 +3,7 @@ launch lock's connection, ended by PostgreSQL's restart, is made again rather th
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from tests.support.postgres import Cluster
@@ -32,7 +33,8 @@ def test_the_first_launch_on_each_replica_after_postgresql_restarted_succeeds(
         dedicated_postgres.stop()
         dedicated_postgres.start_same_port()
         for i, server in enumerate((a, b)):
-            wait_until(lambda s=server, n=f"probe{i}": _writes(s, n), timeout=30, what="the store back")
+            probe = functools.partial(_writes, server, f"probe{i}")
+            wait_until(probe, timeout=30, what="the store back")
         agent.beat()
         answers = [launch(server) for server in (a, b)]
         assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
