@@ -100,6 +100,29 @@ class TestTimelines(SeriesWindows):
         series = self._series.get(test_id)
         return [] if series is None else points_out(series.points())
 
+    def line(self, test_id: str) -> Timeline | None:
+        return self._series.get(test_id)
+
+    def last_ts(self, test_id: str) -> float | None:
+        series = self._series.get(test_id)
+        return None if series is None else series.last_ts()
+
+    def add_raw(self, test_id: str, point: Point) -> None:
+        """A point as another replica took it (``Timeline.add_raw``'s fields), when newer than the last."""
+        series = self._series.get(test_id)
+        if series is None:
+            series = self._series[test_id] = Timeline(self.fine_span, max_points=self.max_points)
+        if (last := series.last_ts()) is None or point[0] > last:
+            series.add_raw(point)
+            self.dirty.add(test_id)
+
+    def restore(self, test_id: str, width: float, coarse: int, packed: bytes) -> None:
+        """The stored timeline, with the points in memory newer than its last laid after it."""
+        stored = Timeline.unpack(width, coarse, packed, self.fine_span, self.max_points)
+        if (mem := self._series.get(test_id)) is not None:
+            stored.extend_after(mem)
+        self._series[test_id] = stored
+
 
 class Interval:
     """One label's interval, summed over the containers: samples, errors, sum of ms, bytes, histogram."""
@@ -204,6 +227,17 @@ class Log:
 
 
 @dataclass(slots=True)
+class Outgoing:
+    """The points a lease holder added to a running test's timelines since its last publication
+    (``domain/seriesshare.py``): ``prev`` is the test's timeline's last point before them (None:
+    none), by which the others tell they missed none."""
+
+    prev: float | None
+    test: array[float] = field(default_factory=lambda: array("d"))
+    lines: dict[LineKey, array[float]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Sampled:
     """What a running test's previous point saw: its time, error count and labels' figures."""
 
@@ -237,6 +271,14 @@ class ResultTimelines:
         #: The tests known at the last full save: those gone since were deleted (their stored
         #: timelines are deleted too; ``domain/deletion.py`` deletes the rest of a test).
         self.known: set[str] = set()
+        #: With replicas (``domain/seriesshare.py``): whether this one samples (holds the lease, and
+        #: took over); the points it added since its last publication (None: it does not publish);
+        #: and, on the others, the tests whose timelines missed points before the one at that ts.
+        self.leading = False
+        self.outgoing: dict[str, Outgoing] | None = None
+        self.behind: dict[str, float] = {}
+        #: When the last store of the timelines was asked (by a replica behind) or done on request.
+        self.wanted_at = float("-inf")
 
     def __contains__(self, test_id: str) -> bool:
         return test_id in self.labels or test_id in self.generators
@@ -251,6 +293,7 @@ class ResultTimelines:
             line = lines[label] = LabelTimeline()
         line.add_raw(point)
         self._logged(test_id, ("label", label), point)
+        self._out(test_id, ("label", label), point)
         self.dirty.add(test_id)
 
     def add_generator(self, test_id: str, agent_id: str, name: str, ts: float, cpu: float, memory: float) -> None:
@@ -262,8 +305,24 @@ class ResultTimelines:
             return
         line.add_raw((ts, cpu, memory, 1))
         self._logged(test_id, ("generator", agent_id), (ts, cpu, memory, 1))
+        self._out(test_id, ("generator", agent_id), (ts, cpu, memory, 1))
         self.names.setdefault(test_id, {})[agent_id] = name
         self.dirty.add(test_id)
+
+    def opening(self, test_id: str, prev: float | None) -> None:
+        """A point of ``test_id`` begins (its timeline's last point before: ``prev``): noted for the
+        next publication, when this replica publishes."""
+        if self.outgoing is not None and test_id not in self.outgoing:
+            self.outgoing[test_id] = Outgoing(prev)
+
+    def note_test(self, test_id: str, line: Timeline | None) -> None:
+        """The test's own point just added to ``line``, for the next publication."""
+        if self.outgoing is not None and (out := self.outgoing.get(test_id)) is not None and line is not None:
+            out.test.extend(line.data[-line.FIELDS :])
+
+    def _out(self, test_id: str, key: LineKey, point: Point) -> None:
+        if self.outgoing is not None and (out := self.outgoing.get(test_id)) is not None:
+            out.lines.setdefault(key, array("d")).extend(point)
 
     def _logged(self, test_id: str, key: LineKey, point: Point) -> None:
         """Note a point of a stored timeline, to append at the next save; past what a log takes
@@ -278,8 +337,9 @@ class ResultTimelines:
             del logs[key]
 
     def drop(self, test_id: str) -> None:
-        for d in (self.labels, self.generators, self.names, self.sampled, self.logs):
+        for d in (self.labels, self.generators, self.names, self.sampled, self.logs, self.behind):
             d.pop(test_id, None)
+
         self.dirty.discard(test_id)
         self.restore.discard(test_id)
         self.seed.discard(test_id)

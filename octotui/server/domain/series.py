@@ -80,12 +80,14 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
     tl = s.timelines
     prev = tl.sampled.get(t.id)
     books = [(c.id, book.figures) for c in cs if (book := s.labels.get(c.id)) is not None]
+    if prev is not None and now <= prev.ts:
+        return
+    tl.opening(t.id, s.series.last_ts(t.id))  # published to the other replicas (``seriesshare.py``)
     if prev is None and t.id in tl.seed:
         tl.seed.discard(t.id)
         tl.sampled[t.id] = Sampled(now, r.errors, intervals({}, books)[1])
         s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
-        return
-    if prev is not None and now <= prev.ts:
+        tl.note_test(t.id, s.series.line(t.id))
         return
     dt = max(now - prev.ts if prev is not None else FIRST_INTERVAL, least)
     per_label, figures = intervals(prev.figures if prev is not None else {}, books)
@@ -119,16 +121,25 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
         whole.received / dt,
         whole.sent / dt,
     )
+    tl.note_test(t.id, s.series.line(t.id))
     for agent_id in sorted({c.agent_id for c in cs if c.state not in TERMINAL}):
         a = s.agents.get(agent_id)
         if a is not None and a.host is not None:
             tl.add_generator(t.id, agent_id, a.name, now, a.host.cpu_percent, a.host.memory_percent)
 
 
+def leading(s: ServerState) -> bool:
+    """True when this server takes the points of tests' timelines: alone, or the replica holding the
+    lease once it took over (``seriesshare.py``); the others take them from it."""
+    return s.replica is None or s.timelines.leading
+
+
 def last_point(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float) -> None:
     """A test's last point as it ends (``lifecycle``, before its labels leave memory): what its
     labels did since the previous point (the JTL's tail, a test shorter than a point) is kept.
     Over at least one second, as every point stands for about one."""
+    if not leading(s):
+        return
     if not any(c.figures is not None or c.id in s.labels for c in cs):
         return
     s.timelines.seed.discard(t.id)
@@ -219,23 +230,31 @@ def _unsaved(tl: ResultTimelines, before: dict[str, dict[LineKey, Log]]) -> None
 async def _restore(s: ServerState) -> None:
     """Take back the stored label and generator timelines of tests under way at start-up, with the
     points taken since laid after them."""
+    for tid in list(s.timelines.restore):
+        await restore(s, tid, test_line=False)
+
+
+async def restore(s: ServerState, tid: str, test_line: bool = True) -> None:
+    """Take back a test's stored timelines (its own too with ``test_line``), with the points in
+    memory newer than each one's last laid after it; each is stored whole at the next save."""
     tl = s.timelines
-    for tid in list(tl.restore):
-        tl.restore.discard(tid)
-        lines = tl.labels.setdefault(tid, {})
-        tl.logs.pop(tid, None)  # stored whole at this save
-        for _, label, width, coarse, packed, chunks in await s.store.label_series_of(tid):
-            line = _label_line(width, coarse, packed, chunks)
-            if (mem := lines.get(label)) is not None:
-                line.extend_after(mem)
-            lines[label] = line
-        gens = tl.generators.setdefault(tid, {})
-        for _, agent_id, name, width, blob, chunks in await s.store.generator_series_of(tid):
-            g = _generator_line(width, blob, chunks)
-            if (mem_g := gens.get(agent_id)) is not None:
-                g.extend_after(mem_g)
-            gens[agent_id] = g
-            tl.names.setdefault(tid, {}).setdefault(agent_id, name)
+    tl.restore.discard(tid)
+    if test_line and (row := await s.store.series_of(tid)) is not None:
+        s.series.restore(tid, *row[1:])
+    lines = tl.labels.setdefault(tid, {})
+    tl.logs.pop(tid, None)  # stored whole at the next save
+    for _, label, width, coarse, packed, chunks in await s.store.label_series_of(tid):
+        line = _label_line(width, coarse, packed, chunks)
+        if (mem := lines.get(label)) is not None:
+            line.extend_after(mem)
+        lines[label] = line
+    gens = tl.generators.setdefault(tid, {})
+    for _, agent_id, name, width, blob, chunks in await s.store.generator_series_of(tid):
+        g = _generator_line(width, blob, chunks)
+        if (mem_g := gens.get(agent_id)) is not None:
+            g.extend_after(mem_g)
+        gens[agent_id] = g
+        tl.names.setdefault(tid, {}).setdefault(agent_id, name)
 
 
 async def save(s: ServerState, everything: bool = False) -> None:
@@ -284,10 +303,12 @@ async def save(s: ServerState, everything: bool = False) -> None:
     tl.dirty.difference_update(due_more)
     if rows or label_rows or generator_rows or label_chunks or generator_chunks:
         try:
-            if rows:
-                await s.store.save_series(rows)
+            # The test's own last: once it is stored up to a point, so are its labels' and generators'
+            # (a replica catching up reads them after it: ``seriesshare.py``).
             if label_rows or generator_rows or label_chunks or generator_chunks:
                 await s.store.save_result_series(label_rows, generator_rows, label_chunks, generator_chunks)
+            if rows:
+                await s.store.save_series(rows)
         except sqlite3.OperationalError:
             s.series.dirty.update(due)
             tl.dirty.update(due_more)

@@ -23,6 +23,7 @@ from octotui.server.domain import (
     persistence,
     saturation,
     series,
+    seriesshare,
     stopping,
 )
 from octotui.server.domain.state import ServerState
@@ -89,7 +90,7 @@ def _sample_tests(s: ServerState, now: float) -> None:
         if held and (broken := criteria.watch(s, t, now)) is not None:
             stopping.stop_test(s, t, f"{lifecycle.CRITERION_STOP} {broken.expr!r} ({broken.detail})")
             continue
-        if t.state != "pending" and any(c.figures is not None for c in cs):
+        if t.state != "pending" and any(c.figures is not None for c in cs) and series.leading(s):
             series.sample(s, t, cs, now)
 
 
@@ -114,6 +115,7 @@ async def _run_background(s: ServerState, stop: asyncio.Event) -> None:
     outage = persistence.Outage()
     while not stop.is_set():
         try:
+            await seriesshare.follow(s)  # tests' timelines across replicas: taken over with the lease
             tick(s)
             await persistence.flush(s)
             await alarms.save(s)

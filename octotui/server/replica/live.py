@@ -19,6 +19,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from octotui.protocol import DockerInfo, HostSample, JMeterFigures
+from octotui.server.domain import seriesshare
 from octotui.server.labelbook import LabelBook, from_lists, to_lists
 from octotui.server.replica.reader import Reader
 
@@ -101,6 +102,8 @@ class Live:
             data["labels"] = labels_out
         if monitors_out := self._gather_monitors():
             data["monitors"] = monitors_out
+        if series_out := seriesshare.gather(s):  # tests' timelines: the lease holder's new points
+            data["series"] = series_out
         return data if any(data.values()) else None
 
     def _gather_labels(self) -> dict[str, list[list[Any]]]:
@@ -185,6 +188,8 @@ class Live:
                 m.add(ts, values)  # into the window only: the replica they reached judged them
             if m.last_ts is not None:
                 self._mon_remote[mid] = m.last_ts
+        if "series" in data:
+            seriesshare.take(s, data["series"])
 
     def _take_labels(self, cid: str, rows: list[list[Any]]) -> None:
         """Another replica's rows of a container's labels into this one's book (stored by that one)."""

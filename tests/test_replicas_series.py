@@ -1,0 +1,141 @@
+"""A running test's timeline (``GET /tests/{id}/series``) across replicas on one PostgreSQL (issue 14,
+``octotui/server/domain/seriesshare.py``): the replica without the lease serves the holder's, a
+takeover of the lease (its holder killed) loses nothing before it, and a replica restarted mid-test
+serves the whole timeline again. Two real ``octotui server`` processes, a wire agent beating one."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import ServerProcess
+from tests.support.replicas import LabelBeats, agent_on, launch, lease_holders, provider, replicas
+from tests.support.waiting import wait_until
+from tests.support.wireagent import WireAgent
+
+pytestmark = [pytest.mark.timeout(120)]
+
+
+def _get(server: ServerProcess, test_id: str, **params: str) -> dict[str, Any]:
+    with server.client() as http:
+        answer = http.get(f"/tests/{test_id}/series", params=params)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def _series(server: ServerProcess, test_id: str) -> list[dict[str, Any]]:
+    return list(_get(server, test_id)["points"])
+
+
+def _labels(server: ServerProcess, test_id: str) -> list[dict[str, Any]]:
+    """The test's labels' and generators' timelines."""
+    got = _get(server, test_id, labels="true", generators="true")
+    return list(got["labels"]) + list(got["generators"])
+
+
+def _running(agent: WireAgent, origin: ServerProcess) -> dict[str, Any]:
+    """A test launched through ``origin`` onto ``agent``: its container's report, running."""
+    made = launch(origin)
+    assert made.status_code == 201, made.text
+    path = f"/agents/{agent.id}/commands"
+    (cmd,) = wait_until(lambda: agent.http.get(path, params={"timeout": 0}, headers=agent.auth).json(), timeout=10,
+                        what="the launch queued")  # fmt: skip
+    acked = agent.http.post(f"{path}/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
+    assert acked.status_code == 204, acked.text
+    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": "running"}
+
+
+def _holder_and_other(servers: list[ServerProcess], dsn: str) -> tuple[ServerProcess, ServerProcess]:
+    (port,) = wait_until(lambda: lease_holders(dsn) or None, timeout=10, what="a lease holder")
+    (holder,) = [s for s in servers if s.port == port]
+    (other,) = [s for s in servers if s is not holder]
+    return holder, other
+
+
+def _ts(points: list[dict[str, Any]]) -> list[float]:
+    return [p["ts"] for p in points]
+
+
+def _same_within_a_point(mine: list[float], theirs: list[float]) -> bool:
+    """``mine`` is ``theirs`` up to the point in flight (one more or less at the end)."""
+    n = min(len(mine), len(theirs))
+    return n >= 3 and abs(len(mine) - len(theirs)) <= 1 and mine[:n] == theirs[:n]
+
+
+def test_the_replica_without_the_lease_serves_the_running_tests_timeline_of_the_holder(
+    tmp_path: Path, pg_database: str
+) -> None:
+    with replicas(tmp_path, pg_database) as servers:
+        holder, other = _holder_and_other(servers, pg_database)
+        agent = agent_on(other, provider(holder), holder)
+        container = _running(agent, holder)
+        beats = LabelBeats(agent, container, ms=40.0)
+        try:
+            tid = container["test_id"]
+            wait_until(lambda: len(_series(holder, tid)) >= 4, timeout=20, what="4 points on the holder")
+
+            def agree() -> bool:
+                return _same_within_a_point(_ts(_series(other, tid)), _ts(_series(holder, tid)))
+
+            wait_until(agree, timeout=10, what="the other replica's timeline equal to the holder's")
+            theirs, mine = _series(holder, tid), _series(other, tid)
+            n = min(len(theirs), len(mine))
+            assert mine[:n] == theirs[:n]  # every figure, not only the times
+            assert any(p["rate"] > 0 for p in mine)
+
+            def lines_agree() -> bool:
+                mine, theirs = _labels(other, tid), _labels(holder, tid)
+                return len(mine) == len(theirs) == 2 and all(
+                    _same_within_a_point(_ts(a["points"]), _ts(b["points"])) for a, b in zip(mine, theirs, strict=True)
+                )
+
+            wait_until(lines_agree, timeout=10, what="the label's and generator's timelines on the other replica")
+        finally:
+            beats.end()
+        agent.close()
+
+
+def test_a_takeover_and_a_restart_mid_test_lose_none_of_the_timeline(tmp_path: Path, pg_database: str) -> None:
+    with replicas(tmp_path, pg_database) as servers:
+        holder, other = _holder_and_other(servers, pg_database)
+        agent = agent_on(other, provider(holder), holder)
+        container = _running(agent, holder)
+        beats = LabelBeats(agent, container, ms=40.0)
+        try:
+            tid = container["test_id"]
+            wait_until(lambda: len(_series(holder, tid)) >= 4, timeout=20, what="4 points on the holder")
+            before = _ts(_series(holder, tid))
+            killed_at = time.time()
+            holder.stop(signal.SIGKILL)
+            wait_until(lambda: lease_holders(pg_database) == [other.port], timeout=15, what="the lease taken over")
+
+            def resumed() -> bool:
+                got = _ts(_series(other, tid))
+                return got[-1] > time.time() - 2 and len(got) > len(before) + 2
+
+            wait_until(resumed, timeout=15, what="points after the takeover")
+            taken_over_at = time.time()
+            after = _ts(_series(other, tid))
+            assert after[0] == before[0], "the timeline starts at the test's start, not at the takeover"
+            kept = [x for x in after if x <= before[-1]]  # all but the point(s) in flight at the kill
+            assert kept == before[: len(kept)] and len(kept) >= len(before) - 2, (kept, before)
+            gaps = [b - a for a, b in itertools.pairwise(after)]
+            assert max(gaps) <= taken_over_at - killed_at + 1.5, gaps
+
+            # The killed one back mid-test (without the lease): the stored timeline and the points since.
+            holder.start()
+            wait_until(lambda: len(_series(holder, tid)) > len(after), timeout=20, what="points on the restarted one")
+
+            def whole() -> bool:
+                return _same_within_a_point(_ts(_series(holder, tid)), _ts(_series(other, tid)))
+
+            wait_until(whole, timeout=15, what="the restarted replica serving the whole timeline")
+            assert _ts(_series(holder, tid))[0] == before[0]
+        finally:
+            beats.end()
+        agent.close()
