@@ -17,6 +17,7 @@ from textual.theme import Theme
 
 from octotui.client import Client
 from octotui.embedded import Embedded
+from octotui.tui import format as fmt
 from octotui.tui import messages
 from octotui.tui.actions import Actions
 from octotui.tui.appcommands import AppCommands
@@ -119,6 +120,13 @@ class OctoApp(KeysInTurn, AppCommands):
         self._token_refused = False
         #: The open test's containers' CPU and memory, kept while its screen is open.
         self._usage: ContainerUsage | None = None
+        #: The replica in use when several server URLs were given ("" with one): the status bar
+        #: names it, and a switch is announced (the client calls back, :meth:`on_replica_switched`).
+        self._replica = ""
+        if client is not None and len(client.servers) > 1:
+            self._replica = client.base_url
+            self.server_label = fmt.replica_label(client.servers, self._replica)
+            client.on_switch = lambda url: self.post_message(messages.ReplicaSwitched(url))
 
     @property
     def client(self) -> Client:
@@ -155,14 +163,17 @@ class OctoApp(KeysInTurn, AppCommands):
     def on_embedded_restarted(self, message: messages.EmbeddedRestarted) -> None:
         if message.client is not None:
             self.actions.use(message.client)
-            self.server_label = f"{message.url} (embedded)"
-            for screen in self.screen_stack:
-                for bar in screen.query(StatusBar):
-                    bar.server_label = self.server_label
+            self._set_server_label(f"{message.url} (embedded)")
         if self._down:
             self._set_down("")
         self.notify(f"Embedded {message.which} started again ({message.url})", title="Embedded mode")
         self.poller.wake()
+
+    def _set_server_label(self, label: str) -> None:
+        self.server_label = label
+        for screen in self.screen_stack:
+            for bar in screen.query(StatusBar):
+                bar.server_label = label
 
     def _set_down(self, note: str) -> None:
         self._down = note
@@ -206,6 +217,20 @@ class OctoApp(KeysInTurn, AppCommands):
     def on_audit_updated(self, message: messages.AuditUpdated) -> None:
         if self.poller.audit:
             self.audit = (message.entries, message.error)
+
+    def on_replica_switched(self, message: messages.ReplicaSwitched) -> None:
+        old, self._replica = self._replica, message.url
+        if not old or old == message.url:
+            return
+        servers = self.client.servers
+        self._set_server_label(fmt.replica_label(servers, message.url))
+        back = message.url == servers[0]
+        self.notify(
+            f"{fmt.host_port(old)} → {fmt.host_port(message.url)}"
+            + (" (the first is healthy again)" if back else f" ({fmt.host_port(old)} did not answer)"),
+            title="Back on the first replica" if back else "Switched replica",
+            severity="information" if back else "warning",
+        )
 
     def on_server_reached(self, message: messages.ServerReached) -> None:
         self.connection = Connection("ok", last_update=message.at, refresh=self.refresh_s, note=self._down)

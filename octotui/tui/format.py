@@ -1,9 +1,12 @@
-"""Small text formatters shared by the screens and widgets: ages, durations, sizes, rates, counts."""
+"""Small text formatters shared by the screens and widgets: ages, durations, sizes, rates, counts,
+server addresses."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import urlsplit
 
 
 def age_seconds(when: datetime | None, now: float | None = None) -> float | None:
@@ -108,3 +111,16 @@ def error_percent(value: float) -> str:
     if value < 0.1:
         return "<0.1"
     return f"{value:.1f}"
+
+
+def host_port(url: str) -> str:
+    """A server URL as ``host:port`` (``host`` alone when the scheme's default port is implied),
+    short enough for the status bar; the URL itself when it has no host."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    return netloc or url
+
+
+def replica_label(servers: Sequence[str], current: str) -> str:
+    """The replica in use among several, as the status bar shows it: ``host:port (1/2)``."""
+    index = servers.index(current) + 1 if current in servers else 0
+    return f"{host_port(current)} ({index}/{len(servers)})"

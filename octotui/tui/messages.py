@@ -141,6 +141,14 @@ class EmbeddedRestarted(Message):
     client: Client | None
 
 
+@dataclass
+class ReplicaSwitched(Message):
+    """The client moved to another of the servers it was given (``url``; see
+    :attr:`~octotui.client.Client.on_switch`)."""
+
+    url: str
+
+
 # --- what screens ask for ----------------------------------------------------------------------
 
 #: What a detail screen needs fetched on every round, besides the lists.
