@@ -38,6 +38,8 @@ import hashlib
 import logging
 import os
 import secrets
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -184,13 +186,35 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
     return rec
 
 
-async def refresh(s: ServerState, file_id: str | None = None) -> None:
+#: While the database cannot be read, a read of the files from memory says so at most this often (s).
+STALE_SAID_EVERY = 60.0
+_stale_said: dict[int, float] = {}  # id(state) -> when it was last said
+
+
+async def refresh(s: ServerState, file_id: str | None = None, *, stale_ok: bool = False) -> None:
     """With ``--database``: take the record of ``file_id`` (or every record) as the database holds it
     now, so that another replica's upload is known here and its deletion forgotten here (with the
-    copy on this replica's disk). Nothing on SQLite (this server is the only writer)."""
+    copy on this replica's disk). Nothing on SQLite (this server is the only writer).
+
+    With ``stale_ok`` (a read), a database that cannot be read now (PostgreSQL away) leaves the
+    records as this replica last knew them, with a warning (once a minute at most); otherwise its
+    error is raised (a delete or a launch must not act on what may be stale)."""
     store = blobs.of(s.settings.database)
     if not store.shared:
         return
+    try:
+        await _refresh(s, store, file_id)
+    except sqlite3.OperationalError as exc:  # pgstore.StoreUnavailable: PostgreSQL cannot be reached now
+        if not stale_ok:
+            raise
+        now = time.monotonic()
+        if now - _stale_said.get(id(s), -STALE_SAID_EVERY) >= STALE_SAID_EVERY:
+            _stale_said[id(s)] = now
+            log.warning("files listed from memory, maybe stale (another replica's uploads and deletes "
+                        "unseen) while the store cannot be read: %s", exc)  # fmt: skip
+
+
+async def _refresh(s: ServerState, store: blobs.Blobs, file_id: str | None) -> None:
     await store.sweep(s.settings.files_dir, s.settings.results_dir)  # at most once a minute
     known = [file_id] if file_id is not None else list(s.files)  # before: one uploaded meanwhile stays
     found = {f.id: f for f in await s.store.files_now(file_id)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -97,10 +99,50 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+#: While the store keeps refusing, a refusal is logged once, then at most once this often (s).
+REMIND_EVERY = 60.0
+_READS = ("GET", "HEAD")
+
+
+class Refusals:
+    """The store's refusals of requests, logged once, then at most once every ``remind_every`` s with
+    how many more there were (a dashboard asks every 1-2 s: not a line each time), for reads and for
+    writes apart."""
+
+    def __init__(self, remind_every: float = REMIND_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.remind_every = remind_every
+        self.clock = clock
+        self._told: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def tell(self, kind: str, request: Request, message: str) -> None:
+        now = self.clock()
+        told = self._told.get(kind)
+        if told is not None and now - told < self.remind_every:
+            self._quiet[kind] = self._quiet.get(kind, 0) + 1
+            return
+        quiet = self._quiet.pop(kind, 0)
+        more = f" ({quiet} more refused in the last {now - told:.0f} s)" if quiet and told is not None else ""
+        self._told[kind] = now
+        log.error("store %s failed on %s %s: %s%s", kind, request.method, request.url.path, message, more)
+
+
+def _refusals(request: Request) -> Refusals:
+    state = request.app.state
+    if not hasattr(state, "store_refusals"):
+        state.store_refusals = Refusals()
+    refusals: Refusals = state.store_refusals
+    return refusals
+
+
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
-    """A write the store refused (disk full, read-only): say so; the change was not made."""
+    """A read or write the store refused (PostgreSQL away, disk full, read-only): say which; the
+    change, if any, was not made."""
     message = str(exc)
-    log.error("store write failed on %s %s: %s", request.method, request.url.path, message)
+    read = request.method in _READS
+    _refusals(request).tell("read" if read else "write", request, message)
+    if read:
+        return JSONResponse({"detail": f"the server's store cannot be read now, try again shortly ({message})"}, 503)
     if "full" in message:
         return JSONResponse({"detail": f"the server's disk is full, nothing was changed ({message})"}, status_code=507)
     return JSONResponse({"detail": f"the server's store cannot be written, nothing was changed ({message})"}, 503)
