@@ -87,7 +87,7 @@ class Replica:
     @property
     def leader(self) -> bool:
         """True while this replica holds the lease (it does the background duties)."""
-        return self.lease.held
+        return self.lease.held and self._live_fails.since is None
 
     @property
     def others(self) -> int:
@@ -255,6 +255,12 @@ class Replica:
             await asyncio.sleep(LIVE_EVERY)
             try:
                 await self.live.exchange()
+                if self._live_fails.since is not None:
+                    # Cut from the others, this replica could not see the heartbeats they took: agents
+                    # get offline_after from now to be seen again, as after a restart.
+                    now = time.time()
+                    for a in self.s.agents.values():
+                        a.health_ref = max(a.health_ref, now)
                 self._live_fails.ok()
             except (sqlite3.Error, psycopg.Error) as exc:
                 self._live_fails.failed(exc)
