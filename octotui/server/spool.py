@@ -1,12 +1,19 @@
 """A request body streamed to a file of the server's disk: never whole in memory, hashed and written
 a block at a time in a worker thread (the event loop only gathers chunks), fsynced before it is
-used. Shared by file uploads and JTL uploads."""
+used. Shared by file uploads and JTL uploads.
+
+The spool file (``.<id>.<random>.part`` beside its final place; ``.fetch`` for a copy read from the
+database) is removed when the upload ends either way; one cut by a kill of the server is not, so the
+first upload, list or fetch of files after a start removes those an earlier run left
+(:func:`remove_stale`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +22,55 @@ from octotui.server.errors import TooLarge
 
 #: Bytes gathered before one write (and hash) in the worker thread.
 BLOCK = 1024 * 1024
+#: When this server started (this module loaded): a spool file last written before is an earlier run's.
+STARTED = time.time()
+#: How the spool files end (uploads of files and JTLs; copies fetched from the database).
+SPOOL_SUFFIXES = (".part", ".fetch")
+
+log = logging.getLogger("octotui.server")
+_swept: set[Path] = set()
+
+
+def _stale(folder: Path) -> list[Path]:
+    """The spool files under ``folder`` (hidden, a spool suffix) last written before this run."""
+    found = []
+    for path in folder.rglob(".*"):
+        if path.suffix not in SPOOL_SUFFIXES:
+            continue
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < STARTED:
+                found.append(path)
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def _remove_stale(folders: tuple[Path, ...]) -> None:
+    removed, size = [], 0
+    for folder in folders:
+        for path in _stale(folder):
+            try:
+                n = path.stat().st_size
+                path.unlink()
+            except OSError as exc:
+                log.warning("cannot remove the spool file %s an earlier run left: %s", path, exc)
+                continue
+            removed.append(path.name)
+            size += n
+    if removed:
+        names = ", ".join(removed[:10]) + (" …" if len(removed) > 10 else "")
+        log.info("removed %d spool file(s) of uploads an earlier run did not finish (%.1f MiB): %s",
+                 len(removed), size / 1024**2, names)  # fmt: skip
+
+
+async def remove_stale(*folders: Path) -> None:
+    """Remove the spool files of uploads cut by a kill of an earlier run, under ``folders``, once per
+    folder and run (the first call; the later ones return at once). Files this run writes are kept."""
+    todo = tuple(f for f in folders if f not in _swept)
+    if not todo:
+        return
+    _swept.update(todo)
+    await asyncio.to_thread(_remove_stale, todo)
 
 
 def _write(f: BinaryIO, digest: hashlib._Hash, feed: Callable[[bytes], None] | None, data: bytes) -> None:

@@ -53,7 +53,7 @@ from octotui.server.domain.state import ServerState, new_id
 from octotui.server.domain.views import dt
 from octotui.server.errors import Conflict, Forbidden, Invalid, NoSpace, NotFound, TooLarge
 from octotui.server.records import FileRec, FileUse, Share, TestRec
-from octotui.server.spool import spool
+from octotui.server.spool import remove_stale, spool
 
 log = logging.getLogger("octotui.server")
 
@@ -150,6 +150,7 @@ async def receive(s: ServerState, name: str, declared: int | None, body: AsyncIt
     limit = s.settings.max_file_bytes
     if declared is not None and declared > limit:
         raise TooLarge(too_big(limit))
+    await remove_stale(s.settings.files_dir, s.settings.results_dir)  # an earlier run's cut uploads
     file_id = new_id("f")
     final = path_of(s, file_id)
     tmp = final.with_name(f".{file_id}.{secrets.token_hex(4)}.part")
@@ -199,6 +200,7 @@ async def refresh(s: ServerState, file_id: str | None = None, *, stale_ok: bool 
     With ``stale_ok`` (a read), a database that cannot be read now (PostgreSQL away) leaves the
     records as this replica last knew them, with a warning (once a minute at most); otherwise its
     error is raised (a delete or a launch must not act on what may be stale)."""
+    await remove_stale(s.settings.files_dir, s.settings.results_dir)  # an earlier run's cut uploads
     store = blobs.of(s.settings.database)
     if not store.shared:
         return

@@ -38,7 +38,7 @@ from octotui.server.domain.lifecycle import TERMINAL, TEST_TERMINAL
 from octotui.server.domain.state import ServerState
 from octotui.server.errors import Conflict, Gone, Invalid, NoSpace, NotFound, TooLarge
 from octotui.server.records import ContainerRec, TestRec
-from octotui.server.spool import spool
+from octotui.server.spool import remove_stale, spool
 from octotui.server.tables import JtlRow
 
 log = logging.getLogger("octotui.server")
@@ -136,6 +136,7 @@ async def receive(
     limit = s.settings.max_jtl_bytes
     if declared is not None and declared > limit:
         raise TooLarge(too_big(limit))
+    await remove_stale(s.settings.files_dir, s.settings.results_dir)  # an earlier run's cut uploads
     final = path_of(s, c.test_id, c.id)
     tmp = final.with_name(f".{c.id}.{secrets.token_hex(4)}.part")
     header = _Header()
