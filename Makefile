@@ -51,7 +51,8 @@ lint: install
 
 screenshots: install
 	$(BIN)/pytest tests/test_snapshots.py --snapshot-update -p no:xdist
-	OCTOTUI_SCREENSHOTS=1 $(BIN)/pytest tests/test_tui_test_screen.py -p no:xdist -q
+	OCTOTUI_SCREENSHOTS=1 $(BIN)/pytest tests/test_tui_test_screen.py tests/test_tui_monitors.py \
+		tests/test_tui_fleet.py tests/test_tui_replicas.py -p no:xdist -q
 
 docker-engine:
 	bash scripts/docker-engine.sh
