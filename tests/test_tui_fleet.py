@@ -4,7 +4,6 @@ trouble only, even on a 16-colour terminal. Against a real server process and wi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -29,7 +28,8 @@ from octotui.tui.screens.quit import QuitScreen
 from octotui.tui.screens.test import TestScreen
 from octotui.tui.widgets.tables import AgentContainersTable, AgentsTable, ProvidersTable, TestsTable
 from tests.support.fleet import FleetAgent, Heartbeats, agents_by_name, fleet, run_launches
-from tests.support.processes import ROOT, ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.shots import save_screenshot
 from tests.support.tui import SIZE, build_app
 from tests.support.waiting import wait_until_pilot
 from tests.support.wire import PLAN
@@ -65,13 +65,6 @@ async def loaded(app: OctoApp, pilot: object, agents: int = 2, tests: int = 1) -
         lambda: len(app.agents) == agents and len(app.tests) == tests and app.providers,
         what="agents, tests and providers",
     )
-
-
-def shoot(app: OctoApp, name: str) -> None:
-    """Write screenshots/NAME.svg when screenshots are asked for (``OCTOTUI_SCREENSHOTS=1``)."""
-    if os.environ.get("OCTOTUI_SCREENSHOTS") == "1":
-        text = app.export_screenshot(title=f"octotui — {name}").replace("<svg ", '<svg xml:space="preserve" ', 1)
-        (ROOT / "screenshots" / f"{name}.svg").write_text(text, encoding="utf-8")
 
 
 def hints(app: OctoApp) -> str:
@@ -115,7 +108,7 @@ async def test_completion_and_each_command(server: ServerProcess, lab: list[Flee
         field = app.screen.field
         await pilot.press("a", "g")
         assert ":agents" in hints(app) and ":agent" in hints(app)
-        shoot(app, "main-command")
+        save_screenshot(app, "main-command")
         await pilot.press("tab")
         assert field.value == "agent"
         await pilot.press("space", "g", "tab")
@@ -237,7 +230,7 @@ async def test_mark_two_and_drain_them(server: ServerProcess, lab: list[FleetAge
         assert table.marks == {lab[0].id, lab[1].id}
         bar = str(app.screen.query_one("#marks-bar", Label).render())
         assert "2 agents marked" in bar and "D drain" in bar
-        shoot(app, "main-marks")
+        save_screenshot(app, "main-marks")
         await pilot.press("D")
         assert isinstance(app.screen, ConfirmScreen)
         assert "Drain 2 agents (gen1, gen2)?" in app.screen.question

@@ -60,10 +60,11 @@ async def test_status_bar_follows_the_replica_in_use(
     app = create_app(settings, Client(urls, settings.token, timeout=3))
     on_first = f"127.0.0.1:{first.port} (1/2)"
     on_second = f"127.0.0.1:{second.port} (2/2)"
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts drawn, for the screenshot
         await wait_until_pilot(pilot, lambda: app.info is not None, what="the first answer")
         assert fits(app, on_first), text_of(app, "#sb-server")
         assert not any("replica" in n for n in notices(app))
+        assert app.actions.base_url == urls  # what the install lines give agents: both, to fail over too
 
         assert first.proc is not None
         os.kill(first.proc.pid, signal.SIGKILL)
@@ -73,6 +74,7 @@ async def test_status_bar_follows_the_replica_in_use(
         said = f"Switched replica: 127.0.0.1:{first.port} → 127.0.0.1:{second.port}"
         assert any(n.startswith(said) for n in notices(app)), notices(app)
         assert "live" in text_of(app, "#sb-state")
+        await pilot.pause(0.3)  # the notice drawn
         save_screenshot(app, "main-replica")
 
         first.start()  # healthy again: the client goes back to the operator's first choice

@@ -57,8 +57,9 @@ class Actions:
 
     @property
     def base_url(self) -> str:
-        """The address this dashboard reaches the server at."""
-        return self.client.base_url
+        """The address this dashboard reaches the server at: every replica's, comma-separated, when
+        it was given several (what an agent's ``--server`` takes, to fail over as the dashboard does)."""
+        return ",".join(self.client.servers)
 
     def use(self, client: Client) -> None:
         """Talk to ``client`` from now on (the embedded server came back on another port)."""

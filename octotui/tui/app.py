@@ -230,6 +230,7 @@ class OctoApp(KeysInTurn, AppCommands):
             + (" (the first is healthy again)" if back else f" ({fmt.host_port(old)} did not answer)"),
             title="Back on the first replica" if back else "Switched replica",
             severity="information" if back else "warning",
+            markup=False,  # an IPv6 address is bracketed
         )
 
     def on_server_reached(self, message: messages.ServerReached) -> None:
