@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from tests.support.clikit import launched
 from tests.support.haproxy import HAProxy
 from tests.support.labelkit import cumulative, samples
@@ -29,7 +31,7 @@ class Cli:
 
     def __init__(self, url: str, token: str, env: dict[str, str], argv: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "octotui", "run", *argv, "--server", url, "--token", token],
+            [sys.executable, "-m", "octotui", *argv, "--server", url, "--token", token],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         self.err: list[str] = []
@@ -46,7 +48,7 @@ class Cli:
             into.append(line)
 
     def said(self, text: str) -> bool:
-        return any(text in line for line in list(self.err))
+        return any(text in line for line in list(self.err) + list(self.out))
 
     def end(self) -> tuple[int, str, str]:
         try:
@@ -98,7 +100,8 @@ def test_run_follows_through_503s_and_a_server_killed_and_restarted(
 ) -> None:
     proxy = haproxy([server.port])
     proxy.wait_for("replica1", "UP")
-    cli = Cli(proxy.url, server.admin_token, cli_env, [str(plan_file), "--provider", "lab", "--containers", "1"])
+    argv = ["run", str(plan_file), "--provider", "lab", "--containers", "1"]
+    cli = Cli(proxy.url, server.admin_token, cli_env, argv)
     try:
         report = wait_until(lambda: launched(wire_agent), timeout=30, what="the launch")
         wire_agent.beat(report)
@@ -119,25 +122,25 @@ def test_run_follows_through_503s_and_a_server_killed_and_restarted(
     assert ": finished" in out.splitlines()[0], out
 
 
+@pytest.mark.parametrize("command", [["run"], ["launch", "--wait"]], ids=["run", "launch-wait"])
 def test_a_server_lost_past_follow_timeout_exits_4_naming_the_launched_test(
-    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
+    cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path, command: list[str]
 ) -> None:
-    argv = [str(plan_file), "--provider", "lab", "--containers", "1", "--follow-timeout", "2"]
+    argv = [*command, str(plan_file), "--provider", "lab", "--containers", "1", "--follow-timeout", "2"]
     cli = Cli(server.url, server.admin_token, cli_env, argv)
     try:
         report = wait_until(lambda: launched(wire_agent), timeout=30, what="the launch")
-        wire_agent.beat(report)
-        wait_until(lambda: cli.said("launched test"), timeout=30, what="run following the test")
-        server.stop(signal.SIGKILL)
+        wait_until(lambda: cli.said("launched test"), timeout=30, what="the CLI following the test")
+        server.stop(signal.SIGKILL)  # its container never said it runs: launch --wait waits on too
     except BaseException:
         cli.proc.kill()
         raise
     code, out, err = cli.end()
     test_id = report["test_id"]
     assert code == 4, err
-    assert out == ""
+    assert out == "" if command == ["run"] else out.startswith(f"launched test {test_id} "), out
     last = err.splitlines()[-1]
-    assert last.startswith(f"octotui run: lost the server while following test {test_id} for 2 s: "), last
+    assert last.startswith(f"octotui {command[0]}: lost the server while following test {test_id} for 2 s: "), last
     assert f"may still be running: its outcome is unknown (see octotui test {test_id})" in last
     assert "retrying in" in err
 
@@ -146,8 +149,8 @@ def test_a_bad_follow_timeout_exits_2_and_launches_nothing(
     cli_env: dict[str, str], server: ServerProcess, wire_agent: WireAgent, plan_file: Path
 ) -> None:
     for bad in ("-1", "nan", "soon"):
-        cli = Cli(server.url, server.admin_token, cli_env, [str(plan_file), "--provider", "lab", "--containers", "1",
-                                                            "--follow-timeout", bad])  # fmt: skip
+        argv = ["run", str(plan_file), "--provider", "lab", "--containers", "1", "--follow-timeout", bad]
+        cli = Cli(server.url, server.admin_token, cli_env, argv)
         code, _, err = cli.end()
         assert code == 2, (bad, err)
         assert "--follow-timeout" in err, err

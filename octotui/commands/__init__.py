@@ -35,8 +35,8 @@ exit codes:
   2  bad usage or input (a missing plan, a bad -J or --criteria, a missing --file), unreachable
      server, unknown agent or test, refused token or request (message on stderr; nothing launched)
   3  the test failed (run, launch --wait): no samples, or every container lost or failed
-  4  run: the test WAS launched, then the server stayed unreachable (or answered 502/503/504)
-     longer than --follow-timeout: its outcome is unknown (test id on stderr: octotui test ID)
+  4  run (launch --wait): the test WAS launched, then the server stayed unreachable (or answered
+     502/503/504) longer than --follow-timeout: its outcome is unknown (test id on stderr)
   130  interrupted by Ctrl-C (run: the test was stopped first; 143 for SIGTERM)"""
 
 CRITERIA_HELP = """\
@@ -175,6 +175,11 @@ def _launch_options(parser: argparse.ArgumentParser) -> None:
         "container, or with :split divided evenly between them by lines (:split:header keeps the first "
         "line on every share). Uploaded before the launch; deleted again if the server refuses it",
     )
+    parser.add_argument(
+        "--follow-timeout", type=float, default=120.0, metavar="SECONDS",
+        help="once launched (run; launch --wait), how long the server may stay unreachable (or answer "
+        "502/503/504) before giving up with exit 4; retried with backoff meanwhile (default: 120)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,11 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--wait", action="store_true", help="wait until the test has ended")
     run = add("run", "launch a test, follow it on one line, print its summary; exit code for CI")
     _launch_options(run)
-    run.add_argument(
-        "--follow-timeout", type=float, default=120.0, metavar="SECONDS",
-        help="after the launch, how long the server may stay unreachable (or answer 502/503/504) "
-        "before run gives up with exit 4; retried with backoff meanwhile (default: 120)",
-    )  # fmt: skip
     export = add("export", "download a test's export, streamed to a file")
     export.add_argument("id", help="test id")
     export.add_argument("--format", required=True, choices=("jtl", "csv", "junit", "html"))
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             spec = test_spec(args)  # before any connection: a bad input launches nothing
             local = parse_all(args.file)
-        if name == "run" and not args.follow_timeout >= 0:  # NaN too
+        if name in ("launch", "run") and not args.follow_timeout >= 0:  # NaN too
             raise Usage(f"--follow-timeout must be 0 or more seconds, not {args.follow_timeout}")
         if name == "export" and args.baseline is not None and args.format != "html":
             raise Usage("--baseline applies to --format html only (the report's 'Compared with' section)")

@@ -176,14 +176,25 @@ async def launch(
     t = await _launch(client, target, spec, local)
     if not args.json:
         print(_launched_line(t))
-    if args.wait:
-        t = await _until(client, t.id, lambda x: x.state in TERMINAL_TEST_STATES or _all_running(x))
+    patience = None
+    if args.wait:  # launched: a server lost meanwhile is retried, then exit 4, never 2
+        patience = _Patience(t.id, args.follow_timeout, command="launch")
+        try:
+            t = await _until(
+                client, t.id, lambda x: x.state in TERMINAL_TEST_STATES or _all_running(x), patience=patience
+            )
+        except _Lost as exc:
+            return _lost(patience, exc)
         if not args.json:
             print(f"test {t.id}: {t.state}" + (f" ({t.reason})" if t.reason else ""))
     if args.json:
         o.print_json(t)
     if t.state in TERMINAL_TEST_STATES:  # ended while waited for: judged as run judges it
-        t = await _verdict(client, t, spec)
+        try:
+            t = await _verdict(client, t, spec, patience)
+        except _Lost as exc:
+            assert patience is not None  # lost only when retried
+            return _lost(patience, exc)
         return _judged(t, "launch", spec)
     return EXIT_OK
 
@@ -253,7 +264,10 @@ class _Patience:
     up to :data:`BACKOFF_MAX_S`), said on stderr, until the failures in a row have lasted ``within`` s
     (then :class:`_Lost`). Any other refusal is raised as it is."""
 
-    def __init__(self, test_id: str, within: float, interrupted: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, test_id: str, within: float, interrupted: asyncio.Event | None = None, command: str = "run"
+    ) -> None:
+        self.command = command
         self.test_id = test_id
         self.within = within
         self.interrupted = interrupted
@@ -273,7 +287,7 @@ class _Patience:
         if left <= 0:
             raise _Lost(what)
         wait = min(self.delay, left)
-        print(f"\noctotui run: test {self.test_id}: {what}; retrying in {wait:.0f} s "
+        print(f"\noctotui {self.command}: test {self.test_id}: {what}; retrying in {wait:.0f} s "
               f"(giving up in {left:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
         self.delay = min(self.delay * 2, BACKOFF_MAX_S)
         return wait
@@ -281,7 +295,8 @@ class _Patience:
     def answered(self) -> None:
         if self.since is not None:
             lost = time.monotonic() - self.since
-            print(f"octotui run: test {self.test_id}: the server answers again (after {lost:.0f} s)", file=sys.stderr)
+            again = f"the server answers again (after {lost:.0f} s)"
+            print(f"octotui {self.command}: test {self.test_id}: {again}", file=sys.stderr)
             self.since = None
 
     async def ask(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -376,10 +391,14 @@ async def _run(
     try:
         return await _follow(client, args, target, spec, t, interrupted, patience)
     except _Lost as exc:
-        print(f"\noctotui run: lost the server while following test {t.id} for {args.follow_timeout:g} s: {exc}; "
-              f"the test was launched and may still be running: its outcome is unknown "
-              f"(see octotui test {t.id})", file=sys.stderr)  # fmt: skip
-        return EXIT_LOST
+        return _lost(patience, exc)
+
+
+def _lost(patience: _Patience, exc: _Lost) -> int:
+    print(f"\noctotui {patience.command}: lost the server while following test {patience.test_id} for "
+          f"{patience.within:g} s: {exc}; the test was launched and may still be running: its outcome is "
+          f"unknown (see octotui test {patience.test_id})", file=sys.stderr)  # fmt: skip
+    return EXIT_LOST
 
 
 async def _follow(
