@@ -68,7 +68,7 @@ def _same_within_a_point(mine: list[float], theirs: list[float]) -> bool:
     return n >= 3 and -2 <= len(mine) - len(theirs) <= 1 and mine[:n] == theirs[:n]
 
 
-def test_the_replica_without_the_lease_serves_the_running_tests_timeline_of_the_holder(
+def test_every_replica_serves_the_running_tests_timeline_and_a_takeover_or_a_restart_loses_none_of_it(
     tmp_path: Path, pg_database: str
 ) -> None:
     with replicas(tmp_path, pg_database) as servers:
@@ -80,6 +80,7 @@ def test_the_replica_without_the_lease_serves_the_running_tests_timeline_of_the_
             tid = container["test_id"]
             wait_until(lambda: len(_series(holder, tid)) >= 4, timeout=20, what="4 points on the holder")
 
+            # The replica without the lease serves the holder's timeline (it used to serve none).
             def agree() -> bool:
                 return _same_within_a_point(_ts(_series(other, tid)), _ts(_series(holder, tid)))
 
@@ -96,37 +97,28 @@ def test_the_replica_without_the_lease_serves_the_running_tests_timeline_of_the_
                 )
 
             wait_until(lines_agree, timeout=10, what="the label's and generator's timelines on the other replica")
-        finally:
-            beats.end()
-        agent.close()
 
-
-def test_a_takeover_and_a_restart_mid_test_lose_none_of_the_timeline(tmp_path: Path, pg_database: str) -> None:
-    with replicas(tmp_path, pg_database) as servers:
-        holder, other = _holder_and_other(servers, pg_database)
-        agent = agent_on(other, provider(holder), holder)
-        container = _running(agent, holder)
-        beats = LabelBeats(agent, container, ms=40.0)
-        try:
-            tid = container["test_id"]
-            wait_until(lambda: len(_series(holder, tid)) >= 4, timeout=20, what="4 points on the holder")
+            # The holder killed: the other takes the lease and goes on from the test's start (it used
+            # to start from nothing at the takeover and overwrite what was stored).
             before = _ts(_series(holder, tid))
             killed_at = time.time()
             holder.stop(signal.SIGKILL)
             wait_until(lambda: lease_holders(pg_database) == [other.port], timeout=15, what="the lease taken over")
+            leased_at = time.time()
 
             def resumed() -> bool:
                 got = _ts(_series(other, tid))
-                return got[-1] > time.time() - 2 and len(got) > len(before) + 2
+                return got[-1] > leased_at and len(got) > len(before) + 2
 
             wait_until(resumed, timeout=15, what="points after the takeover")
-            taken_over_at = time.time()
             after = _ts(_series(other, tid))
             assert after[0] == before[0], "the timeline starts at the test's start, not at the takeover"
             kept = [x for x in after if x <= before[-1]]  # all but the point(s) in flight at the kill
             assert kept == before[: len(kept)] and len(kept) >= len(before) - 2, (kept, before)
             gaps = [b - a for a, b in itertools.pairwise(after)]
-            assert max(gaps) <= taken_over_at - killed_at + 1.5, gaps
+            # No gap but the takeover's: the lease's delay, a background round and the next point.
+            assert max(gaps) <= leased_at - killed_at + 3.0, (gaps, leased_at - killed_at)
+            print(f"lease taken {leased_at - killed_at:.1f} s after the kill; the widest gap {max(gaps):.1f} s")
 
             # The killed one back mid-test (without the lease): the stored timeline and the points since.
             holder.start()
