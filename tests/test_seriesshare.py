@@ -133,5 +133,9 @@ def test_points_that_do_not_decode_are_left_out_and_the_test_read_back_from_the_
         assert _lines(b) == ([], {}, {}), bad
         assert "t1" in b.timelines.behind
         b.timelines.behind.clear()
+    bad_part: Any
+    for bad_part in ([], {"points": ["t1"]}, "x"):
+        seriesshare.take(b, bad_part)
+        assert _lines(b) == ([], {}, {}) and not b.timelines.behind, bad_part
     seriesshare.take(b, {"points": {"unknown": [None, "", {}, {}]}})  # a test not read here: left out
     assert b.timelines.behind == {} and "unknown" not in b.series

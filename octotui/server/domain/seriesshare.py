@@ -84,6 +84,9 @@ def gather(s: ServerState) -> dict[str, Any] | None:
 def take(s: ServerState, data: dict[str, Any]) -> None:
     """Another replica's part of a publication (:func:`gather`) into this one's timelines."""
     tl = s.timelines
+    if not isinstance(data, dict) or not isinstance(data.get("points") or {}, dict):
+        log.warning("replica: a publication's timelines are not what this version reads: left out")
+        return
     if data.get("wanted") and tl.leading:
         now = time.monotonic()
         if now - tl.wanted_at >= WANTED_EVERY:
