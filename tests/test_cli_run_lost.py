@@ -156,3 +156,29 @@ def test_a_bad_follow_timeout_exits_2_and_launches_nothing(
         assert "--follow-timeout" in err, err
     with server.client() as api:
         assert api.get("/tests").json() == []
+
+
+def test_a_launch_answered_503_is_sent_again_and_starts_one_test(
+    cli_env: dict[str, str],
+    server: ServerProcess,
+    wire_agent: WireAgent,
+    plan_file: Path,
+    haproxy: Callable[[Sequence[int]], HAProxy],
+) -> None:
+    proxy = haproxy([server.port])
+    proxy.wait_for("replica1", "UP")
+    proxy.command("disable server replicas/replica1")  # the launch itself meets HAProxy's 503
+    cli = Cli(
+        proxy.url, server.admin_token, cli_env, ["launch", str(plan_file), "--provider", "lab", "--containers", "1"]
+    )
+    try:
+        wait_until(lambda: cli.said("with the same Idempotency-Key"), timeout=30, what="the launch sent again")
+        proxy.command("enable server replicas/replica1")
+    except BaseException:
+        cli.proc.kill()
+        raise
+    code, out, err = cli.end()
+    assert code == 0, err
+    with server.client() as api:
+        (made,) = api.get("/tests").json()
+    assert out.startswith(f"launched test {made['id']} "), out

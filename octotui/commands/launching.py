@@ -46,6 +46,7 @@ VERDICT_WAIT_S = 5.0  # how long an ended test's verdict may be awaited
 BACKOFF_MAX_S = 10.0  # run: the longest wait between two tries while the server is lost
 TRANSIENT_STATUSES = (502, 503, 504)  # a proxy with no replica behind it, a store briefly gone, a timeout
 
+LAUNCH_RESEND_S = 30.0  # how long a launch whose answer was lost is sent again (same Idempotency-Key)
 T = TypeVar("T")
 
 
@@ -128,11 +129,30 @@ async def _launch(client: Client, target: Target, spec: TestCreate, local: list[
         await client.plan_test(spec)
     spec, uploaded = await files.upload(client, spec, local)
     try:
-        # A launch whose answer is lost and sent again must not start a second test.
-        return await client.create_test(spec, idempotency_key=uuid.uuid4().hex)
+        return await _create(client, spec)
     except Exception:
         await files.forget(client, uploaded)  # refused; if it did start, the server keeps its files (409)
         raise
+
+
+async def _create(client: Client, spec: TestCreate) -> Test:
+    """``POST /tests`` with one Idempotency-Key, sent again with it (nothing starts twice) while its
+    answer is lost: no answer, or a proxy's 502/503/504 (a replica that died with the launch made or
+    not), for up to :data:`LAUNCH_RESEND_S` seconds; a refusal is final at once."""
+    key = uuid.uuid4().hex
+    deadline = time.monotonic() + LAUNCH_RESEND_S
+    pause = 1.0
+    while True:
+        try:
+            return await client.create_test(spec, idempotency_key=key)
+        except ClientError as exc:
+            lost = isinstance(exc, ServerUnreachable) or exc.status in TRANSIENT_STATUSES
+            if not lost or time.monotonic() + pause > deadline:
+                raise
+            print(f"launch: answer lost ({exc.message}); sending it again in {pause:.0f} s with the same "
+                  "Idempotency-Key (nothing starts twice)", file=sys.stderr)  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 8.0)
 
 
 def _placed(t: Test) -> str:
