@@ -62,6 +62,8 @@ class LaunchKeyTaken(Exception):
 
 
 #: Changed records are written over their rows, never deleted and inserted again.
+#: Agents' last heartbeat times written in one statement (2 parameters each: SQLite allows 32,766).
+LAST_SEEN_BATCH = 1000
 _UPSERT_TESTS = tables.upsert("tests", tables.TEST_COLUMNS)
 _UPSERT_CONTAINERS = tables.upsert("containers", tables.CONTAINER_COLUMNS)
 _UPSERT_COMMANDS = tables.upsert("commands", tables.COMMAND_COLUMNS)
@@ -345,7 +347,15 @@ class Store(ResultRows, MonitorRows):
         """Bulk update of agents' last heartbeat times (written now and then, never per heartbeat)."""
 
         def run(db: sqlite3.Connection) -> None:
-            db.executemany("UPDATE agents SET last_seen = ? WHERE id = ?", rows)
+            # One statement per LAST_SEEN_BATCH agents, not one per agent: at 5,000 agents on
+            # PostgreSQL that was 5,000 statements every 30 s, 99 % of its writes (bench/replica_scale).
+            for i in range(0, len(rows), LAST_SEEN_BATCH):
+                part = rows[i : i + LAST_SEEN_BATCH]
+                values = ", ".join(["(CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT))"] * len(part))
+                db.execute(
+                    f"UPDATE agents SET last_seen = v.column1 FROM (VALUES {values}) AS v WHERE agents.id = v.column2",
+                    [x for row in part for x in row],
+                )
 
         await self._run(self._tx, run)
 
