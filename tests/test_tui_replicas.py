@@ -47,6 +47,7 @@ def test_replica_labels() -> None:
     assert host_port(servers[0]) == "127.0.0.1:8431"
     assert host_port(servers[1]) == "db.example:8432"  # no credentials on screen
     assert host_port(servers[2]) == "lb.example"
+    assert host_port("lb") == "lb"  # no host to take: the text as given
     assert replica_label(servers, servers[1]) == "db.example:8432 (2/3)"
 
 
