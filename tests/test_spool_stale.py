@@ -1,5 +1,5 @@
 """Spool files of uploads an earlier run did not finish (the server killed mid-upload) are removed
-after a start, at the first upload, list or fetch of files; every other file is kept."""
+at the start; every other file is kept."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.processes import ServerProcess
 
 
-def test_an_earlier_runs_cut_uploads_are_removed_after_a_start_and_nothing_else(tmp_path: Path) -> None:
+def test_an_earlier_runs_cut_uploads_are_removed_at_the_start_and_nothing_else(tmp_path: Path) -> None:
     data = tmp_path / "server"
     files, results = data / "files", data / "results" / "t-old"
     files.mkdir(parents=True)
@@ -22,10 +22,10 @@ def test_an_earlier_runs_cut_uploads_are_removed_after_a_start_and_nothing_else(
 
     server = ServerProcess(data).start()
     try:
-        assert cut_file.exists(), "nothing removed before the first use of files"
+        assert not cut_file.exists() and not cut_jtl.exists() and not cut_fetch.exists()
+        assert all(path.exists() for path in kept), [p for p in kept if not p.exists()]
         with server.client() as http:
             assert http.get("/files").json() == []
-            assert not cut_file.exists() and not cut_jtl.exists() and not cut_fetch.exists()
             assert all(path.exists() for path in kept), [p for p in kept if not p.exists()]
             uploaded = http.post("/files", params={"name": "users.csv"}, content=b"u\n1\n")
             assert uploaded.status_code == 201, uploaded.text

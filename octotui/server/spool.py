@@ -4,8 +4,8 @@ used. Shared by file uploads and JTL uploads.
 
 The spool file (``.<id>.<random>.part`` beside its final place; ``.fetch`` for a copy read from the
 database) is removed when the upload ends either way; one cut by a kill of the server is not, so the
-first upload, list or fetch of files after a start removes those an earlier run left
-(:func:`remove_stale`)."""
+server's start removes those an earlier run left (:func:`remove_stale`; the first upload, list or
+fetch of files does it too where a start did not: in-process apps of tests)."""
 
 from __future__ import annotations
 

@@ -104,8 +104,13 @@ async def run_background(s: ServerState, stop: asyncio.Event) -> None:
     try:
         await _run_background(s, stop)
     finally:
-        if s.replica is not None:
-            await s.replica.stop()
+        try:
+            # The last writes while this replica still holds the lease: written after letting it go,
+            # they could overwrite what a new holder saved meanwhile (its tests' timelines).
+            await persistence.final_write(s)  # PostgreSQL down: says what was not written, ends cleanly
+        finally:
+            if s.replica is not None:
+                await s.replica.stop()
 
 
 async def _run_background(s: ServerState, stop: asyncio.Event) -> None:

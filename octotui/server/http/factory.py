@@ -31,6 +31,7 @@ from octotui.server.http.routes import (
     tokens,
 )
 from octotui.server.settings import ServerSettings
+from octotui.server.spool import remove_stale
 from octotui.server.store import Store
 
 
@@ -83,6 +84,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         controller.load(await store.open())
         await load_monitors(controller)
+        await remove_stale(settings.files_dir, settings.results_dir)  # uploads an earlier run's kill cut
         stop = asyncio.Event()
         task = asyncio.create_task(controller.run_background(stop), name="octotui-background")
         try:
@@ -90,8 +92,7 @@ def create_app(settings: ServerSettings, *, fast_path: bool = True) -> FastAPI:
         finally:
             stop.set()
             controller.commands.close()
-            await task
-            await controller.final_write()  # PostgreSQL down: says what was not written, ends cleanly
+            await task  # its end makes the last writes (ticks.run_background)
             await store.close()
 
     app = FastAPI(
