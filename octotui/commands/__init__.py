@@ -85,7 +85,8 @@ _EXAMPLES = {
         "  octotui launch plan.jmx --provider lab --containers 2 --file users.csv:split:header --file logo.png\n"
         "  ID=$(octotui launch plan.jmx --provider lab --containers 1 --json | jq -r .id)\n"
         "  octotui launch plan.jmx --provider lab --containers 2 --locations paris,lyon --wait\n"
-        "  octotui launch plan.jmx --provider lab --containers 2 --duration 600 --criteria 'p99<2s for 60s'"
+        "  octotui launch plan.jmx --provider lab --containers 2 --duration 600 --criteria 'p99<2s for 60s'\n"
+        "  octotui launch plan.jmx --provider lab --containers 2 --monitor db-host,node --stop-on-critical"
     ),
     "stop": "octotui stop t-0a1b2c3d4e5f\n  octotui stop t-0a1b2c3d4e5f --wait --json",
     "run": (
@@ -93,7 +94,8 @@ _EXAMPLES = {
         '  octotui run plan.jmx --provider local --containers 1 --json > summary.json || echo "exit $?"\n'
         "  octotui run plan.jmx --provider lab --containers 4 --file accounts.csv:split\n"
         "  octotui run plan.jmx --provider lab --containers 2 --criteria 'p95<500ms' --criteria 'errors<1%' \\\n"
-        "      --criteria 'hits/s>100' --criteria 'avg of login<200ms for 30s'"
+        "      --criteria 'hits/s>100' --criteria 'avg of login<200ms for 30s'\n"
+        "  octotui run plan.jmx --provider lab --containers 2 --monitor db-host --monitor node --stop-on-critical"
     ),
     "export": (
         "octotui export t-0a1b2c3d4e5f --format jtl -o results.jtl\n"
@@ -167,6 +169,18 @@ def _launch_options(parser: argparse.ArgumentParser) -> None:
         "'avg of login<200ms for 30s'; repeatable (see below)",
     )
     parser.add_argument("--locations", help="only agents in these locations, comma-separated")
+    parser.add_argument(
+        "--monitor",
+        action="append",
+        metavar="ID|NAME[,…]",
+        help="a monitor (id or name, see the dashboard's :monitors) that runs during the test, its samples and "
+        "alarms kept with it; repeatable or comma-separated. One the server does not know: exit 2, nothing launched",
+    )
+    parser.add_argument(
+        "--stop-on-critical",
+        action="store_true",
+        help="stop the test (as failed) when one of its --monitor raises a critical alarm",
+    )
     parser.add_argument(
         "--file",
         action="append",

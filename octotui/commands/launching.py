@@ -88,6 +88,11 @@ def test_spec(args: argparse.Namespace) -> TestCreate:
             raise Usage(f"-J {item!r}: the property name is empty")
         properties[key] = value
     locations = [x.strip() for x in args.locations.split(",") if x.strip()] if args.locations else None
+    monitors = [x.strip() for item in args.monitor or [] for x in item.split(",")]
+    if "" in monitors:
+        raise Usage("--monitor: an empty monitor id or name (give ids or names, comma-separated)")
+    if args.stop_on_critical and not monitors:
+        raise Usage("--stop-on-critical needs at least one --monitor (its critical alarms stop the test)")
     try:
         return TestCreate(
             name=args.name or path.stem or "test",
@@ -101,6 +106,8 @@ def test_spec(args: argparse.Namespace) -> TestCreate:
             duration=args.duration,
             rampup=args.rampup,
             criteria=args.criteria or [],  # parsed by the server: its 422 names the bad one and where
+            monitors=list(dict.fromkeys(monitors)),  # checked by the server: its 422 names an unknown one
+            stop_on_critical=args.stop_on_critical,
         )
     except ValidationError as exc:
         raise Usage(f"invalid launch: {_problem(exc)}") from None

@@ -9,7 +9,7 @@ import textwrap
 from octotui.client import Client
 from octotui.commands import output as o
 from octotui.commands.session import EXIT_OK
-from octotui.protocol import Agent, CriterionResult, ErrorFigures, LabelFigures, Test
+from octotui.protocol import TERMINAL_TEST_STATES, Agent, CriterionResult, ErrorFigures, LabelFigures, Test
 
 
 async def providers(client: Client, args: argparse.Namespace) -> int:
@@ -122,8 +122,11 @@ def print_test(t: Test, labels: list[LabelFigures] | None, errors: list[ErrorFig
     r = t.results
     print(f"samples {o.count(r.samples)}  hits/s {o.rate(r.throughput)}  "
           f"errors {o.count(r.errors)} ({o.percent(r.error_percent)} %)")  # fmt: skip
-    print(f"response time (ms)  avg {o.ms(r.avg_ms)}  p95 {o.ms(r.p95_ms)}  p99 {o.ms(r.p99_ms)}  "
+    p95, p99, note = _percentiles(t)
+    print(f"response time (ms)  avg {o.ms(r.avg_ms)}  p95 {p95}  p99 {p99}  "
           f"min {o.ms(r.min_ms)}  max {o.ms(r.max_ms)}")  # fmt: skip
+    if note:
+        print(textwrap.fill(note, limit, subsequent_indent=" "))
     _print_judgement(t, limit)
     if t.containers:
         print()
@@ -148,6 +151,28 @@ def print_test(t: Test, labels: list[LabelFigures] | None, errors: list[ErrorFig
         print(f"\nerrors{more}")
         rows = [(o.count(e.count), e.label, e.code, " ".join(e.message.split())) for e in top_errors]
         o.table(("COUNT", "LABEL", "CODE", "MESSAGE"), rows, right=(0,), flex=(3, 1, 2), limit=limit)
+
+
+def _percentiles(t: Test) -> tuple[str, str, str]:
+    """The p95 and p99 to show, and a note when one is unknown. A running test's live figures hold no
+    percentiles (the server merges the containers' histograms when it ends), but a whole-test
+    criterion on one (``p95<500ms``, without ``for``) carries the live figure so far: shown with
+    "so far", so that the line never says "-" beside a criterion reading "so far: p95 17 ms"."""
+    r = t.results
+    if r.final or t.state in TERMINAL_TEST_STATES:
+        return o.ms(r.p95_ms), o.ms(r.p99_ms), ""
+    live = {c.metric: c.actual for c in t.criteria if c.label is None and c.for_s is None and c.actual is not None}
+    shown = []
+    for value, metric in ((r.p95_ms, "p95"), (r.p99_ms, "p99")):
+        if value is None and (so_far := live.get(metric)) is not None:
+            shown.append(f"{o.ms(so_far)} so far")
+        else:
+            shown.append(o.ms(value))
+    note = ""
+    if r.samples and "-" in shown:
+        note = "(percentiles of a running test: from its whole-test criteria, e.g. 'p95<500ms'; else at the end)"
+
+    return shown[0], shown[1], note
 
 
 def _mark(c: CriterionResult) -> str:
