@@ -161,10 +161,14 @@ def p95_of(hist: Mapping[int, int]) -> float:
 
 
 def intervals(
-    previous: Mapping[tuple[str, str], bytes], books: Iterable[tuple[str, Mapping[str, bytes]]]
+    previous: Mapping[tuple[str, str], bytes],
+    books: Iterable[tuple[str, Mapping[str, bytes]]],
+    by_container: dict[str, Interval] | None = None,
 ) -> tuple[dict[str, Interval], dict[tuple[str, str], bytes]]:
     """What each label did since ``previous`` (the packed figures per (container, label) at the
     last point), summed over the containers' ``books``; and the figures of now, for the next time.
+    With ``by_container``, what each container did too (its bytes, and whether it reported anything
+    new), by container id.
 
     A (container, label) unchanged since (the same ``bytes``: a book replaces a label's only when it
     changed) adds nothing; a label seen for the first time adds all it says; one whose samples went
@@ -173,6 +177,7 @@ def intervals(
     out: dict[str, Interval] = {}
     now: dict[tuple[str, str], bytes] = {}
     for cid, figures in books:
+        mine = None if by_container is None else by_container.setdefault(cid, Interval())
         for label, blob in figures.items():
             key = (cid, label)
             now[key] = blob
@@ -196,6 +201,10 @@ def intervals(
             acc.sum_ms += total
             acc.received += int(rx)
             acc.sent += int(tx)
+            if mine is not None:
+                mine.changed = True
+                mine.received += int(rx)
+                mine.sent += int(tx)
             for b, c in zip(buckets, counts, strict=True):
                 hist[b] = hist.get(b, 0) + c
     return out, now
@@ -238,6 +247,20 @@ class Outgoing:
 
 
 @dataclass(slots=True)
+class Spread:
+    """A container's last report as the test's timeline spreads it: when its figures last changed
+    (``since``), its samples and errors then, and the errors/s and bytes/s of that report's delta
+    over the time it covers (held by the points until the next report, or 0 once it is overdue)."""
+
+    since: float
+    samples: int
+    errors: int
+    error_rate: float = 0.0
+    received_bps: float = 0.0
+    sent_bps: float = 0.0
+
+
+@dataclass(slots=True)
 class Sampled:
     """What a running test's previous point saw: its time, error count and labels' figures."""
 
@@ -246,6 +269,8 @@ class Sampled:
     figures: dict[tuple[str, str], bytes] = field(default_factory=dict)
     #: When each label's last point was taken (a label's point waits for new figures of it).
     emitted: dict[str, float] = field(default_factory=dict)
+    #: Each container's last report, by container id (the test's errors/s and bytes/s).
+    spreads: dict[str, Spread] = field(default_factory=dict)
 
 
 class ResultTimelines:

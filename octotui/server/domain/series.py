@@ -49,6 +49,7 @@ from octotui.server.timelines import (
     Log,
     ResultTimelines,
     Sampled,
+    Spread,
     generator_out,
     intervals,
     label_out,
@@ -85,14 +86,20 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
     tl.opening(t.id, s.series.last_ts(t.id))  # published to the other replicas (``seriesshare.py``)
     if prev is None and t.id in tl.seed:
         tl.seed.discard(t.id)
-        tl.sampled[t.id] = Sampled(now, r.errors, intervals({}, books)[1])
+        marks = {c.id: Spread(now, c.figures.samples, c.figures.errors) for c in cs if c.figures is not None}
+        tl.sampled[t.id] = Sampled(now, r.errors, intervals({}, books)[1], spreads=marks)
         s.series.add(t.id, now, r.throughput, r.avg_ms, r.errors, r.active)
         tl.note_test(t.id, s.series.line(t.id))
         return
     dt = max(now - prev.ts if prev is not None else FIRST_INTERVAL, least)
-    per_label, figures = intervals(prev.figures if prev is not None else {}, books)
+    by_container: dict[str, Interval] = {}
+    per_label, figures = intervals(prev.figures if prev is not None else {}, books, by_container)
     emitted = prev.emitted if prev is not None else {}
-    tl.sampled[t.id] = Sampled(now, r.errors, figures, emitted)
+    hold = max(LABEL_IDLE, 2 * s.settings.heartbeat_interval)
+    spreads, (error_rate, received_bps, sent_bps) = _spreads(
+        cs, prev.spreads if prev is not None else {}, by_container, now, dt, least, hold
+    )
+    tl.sampled[t.id] = Sampled(now, r.errors, figures, emitted, spreads)
     whole = Interval()
     for label, iv in per_label.items():
         # A label's point when new figures of it came (over the time since its previous point:
@@ -102,13 +109,12 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
         if iv.changed or last is None or now - last >= LABEL_IDLE:
             tl.add_label(t.id, label, iv.point(now, max(now - last, least) if last is not None else dt))
             emitted[label] = now
-        whole.received += iv.received
-        whole.sent += iv.sent
         whole.samples += iv.samples
         for b, n in iv.hist.items():
             whole.hist[b] = whole.hist.get(b, 0) + n
     p95 = p95_of(whole.hist) if whole.samples > 0 else None
-    errors = max(0, r.errors - (prev.errors if prev is not None else 0))
+    # Errors/s and bytes/s: each container's last report spread over the time it covers, held until
+    # its next one (a point a second, a report a heartbeat: not 0, then the whole interval's in one).
     s.series.add(
         t.id,
         now,
@@ -116,16 +122,56 @@ def sample(s: ServerState, t: TestRec, cs: list[ContainerRec], now: float, least
         r.avg_ms,
         r.errors,
         r.active,
-        errors / dt,
+        error_rate,
         None if p95 is None or p95 != p95 else p95,
-        whole.received / dt,
-        whole.sent / dt,
+        received_bps,
+        sent_bps,
     )
     tl.note_test(t.id, s.series.line(t.id))
     for agent_id in sorted({c.agent_id for c in cs if c.state not in TERMINAL}):
         a = s.agents.get(agent_id)
         if a is not None and a.host is not None:
             tl.add_generator(t.id, agent_id, a.name, now, a.host.cpu_percent, a.host.memory_percent)
+
+
+def _spreads(
+    cs: list[ContainerRec],
+    before: dict[str, Spread],
+    by_container: dict[str, Interval],
+    now: float,
+    dt: float,
+    least: float,
+    hold: float,
+) -> tuple[dict[str, Spread], tuple[float, float, float]]:
+    """Each container's last report (:class:`Spread`) as of ``now``, and the test's errors/s,
+    received and sent bytes/s: the sum of each container's last report's rates, over the time since
+    its figures changed before (``dt``, the time since the previous point, for one not seen yet).
+    A report is held ``hold`` seconds at most (two heartbeats: its agent stopped reporting, or its
+    samples stopped), and not at all once its container ended: then it adds nothing."""
+    out: dict[str, Spread] = {}
+    errors = received = sent = 0.0
+    for c in cs:
+        f = c.figures
+        samples, errs = (f.samples, f.errors) if f is not None else (0, 0)
+        old = before.get(c.id)
+        iv = by_container.get(c.id)
+        if old is not None and (iv is None or not iv.changed) and (samples, errs) == (old.samples, old.errors):
+            out[c.id] = old
+            if now - old.since < hold and c.state not in TERMINAL:
+                errors += old.error_rate
+                received += old.received_bps
+                sent += old.sent_bps
+            continue
+        if f is None and iv is None:
+            continue
+        span = max(now - old.since, least) if old is not None else dt
+        new_errors = errs - old.errors if old is not None and old.samples <= samples else errs
+        rx, tx = (iv.received, iv.sent) if iv is not None else (0, 0)
+        x = out[c.id] = Spread(now, samples, errs, max(0, new_errors) / span, rx / span, tx / span)
+        errors += x.error_rate
+        received += x.received_bps
+        sent += x.sent_bps
+    return out, (errors, received, sent)
 
 
 def leading(s: ServerState) -> bool:
