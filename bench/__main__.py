@@ -26,6 +26,7 @@ FIGURES = [
     "replica_commands",
     "replica_failover",
     "replica_scale",
+    "replica_labels",
     "server_scale",
     "dashboard_load",
     "terminal_output",

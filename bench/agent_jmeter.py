@@ -65,7 +65,7 @@ def _once(window: float) -> dict[str, float]:
 
             def all_running() -> bool:
                 t = api.get(f"/tests/{test['id']}").json()
-                return sum(c["state"] == "running" for c in t["containers"]) == count
+                return int(sum(c["state"] == "running" for c in t["containers"])) == count
 
             wait_until(all_running, timeout=180, interval=1, what=f"{count} containers running")
             time.sleep(10)

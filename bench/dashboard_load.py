@@ -53,7 +53,7 @@ def _once(window: float) -> dict[str, float]:
 
             def running() -> bool:
                 tests = api.get("/tests", timeout=60).json()
-                return sum(c["state"] == "running" for t in tests for c in t["containers"]) >= CONTAINERS
+                return int(sum(c["state"] == "running" for t in tests for c in t["containers"])) >= CONTAINERS
 
             wait_until(running, timeout=120, interval=2, what=f"{CONTAINERS} containers running")
             with Sampler(server.proc.pid) as sampler:

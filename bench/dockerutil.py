@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,16 @@ def started_at(container: Any) -> float | None:
     head, _, frac = raw.rstrip("Z").partition(".")
     stamp = f"{head}.{(frac + '000000')[:6]}+00:00"
     return datetime.fromisoformat(stamp).timestamp()
+
+
+def first_start(dc: Any, test_id: str) -> Callable[[], float | None]:
+    """A ``wait_until`` predicate: when the first of the test's containers started (None before)."""
+    return lambda: next((s for c in of_test(dc, test_id) if (s := started_at(c))), None)
+
+
+def containers_gone(dc: Any, test_id: str) -> Callable[[], bool]:
+    """A ``wait_until`` predicate: True once every container of the test is gone."""
+    return lambda: not of_test(dc, test_id)
 
 
 def remove_tests(dc: Any, test_ids: list[str]) -> int:

@@ -54,7 +54,7 @@ def _sample(api, provider, target: HttpTarget, dc) -> tuple[float, float, list[s
     watcher = threading.Thread(target=watch_server, daemon=True)
     watcher.start()
     started = wait_until(
-        lambda: next((s for c in dockerutil.of_test(dc, test_id) if (s := dockerutil.started_at(c))), None),
+        dockerutil.first_start(dc, test_id),
         timeout=30, interval=0.02, what="container started",
     )  # fmt: skip
     watcher.join(timeout=35)
@@ -81,7 +81,7 @@ def _once(samples: int) -> dict[str, list[float]]:
                 tests += ids
                 docker_s.append(d)
                 server_s.append(s)
-                wait_until(lambda i=ids[0]: not dockerutil.of_test(dc, i), timeout=60, what="container removed")
+                wait_until(dockerutil.containers_gone(dc, ids[0]), timeout=60, what="container removed")
     finally:
         dockerutil.remove_tests(dc, tests)
         dc.close()

@@ -54,17 +54,12 @@ def _once(samples: int) -> dict[str, list[float]]:
                 test = next(t for t in api.get("/tests").json() if t["name"] == got["name"])
                 tests.append(test["id"])
                 started = wait_until(
-                    lambda i=test["id"]: next(
-                        (s for c in dockerutil.of_test(dc, i) if (s := dockerutil.started_at(c))), None
-                    ),
-                    timeout=30,
-                    interval=0.1,
-                    what="container started",
+                    dockerutil.first_start(dc, test["id"]), timeout=30, interval=0.1, what="container started"
                 )
                 docker_s.append(started - got["pressed"])
                 shown_s.append((got["shown"] - got["pressed"]) if got["shown"] else float("nan"))
                 api.post(f"/tests/{test['id']}/stop")
-                wait_until(lambda i=test["id"]: not dockerutil.of_test(dc, i), timeout=60, what="container removed")
+                wait_until(dockerutil.containers_gone(dc, test["id"]), timeout=60, what="container removed")
                 time.sleep(1)
     finally:
         dockerutil.remove_tests(dc, tests)
