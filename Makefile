@@ -47,7 +47,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check octotui agent tests
 	$(BIN)/ruff format --check octotui agent tests
-	$(BIN)/mypy octotui agent
+	$(BIN)/mypy octotui agent bench
 
 screenshots: install
 	$(BIN)/pytest tests/test_snapshots.py --snapshot-update -p no:xdist
