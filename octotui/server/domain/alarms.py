@@ -164,26 +164,57 @@ async def listed(s: ServerState, monitor: str | None, test: str | None, active: 
     return [out(from_row(r)) for r in rows]
 
 
+#: While the store cannot be read, a running test's monitors answered from memory say so at most
+#: this often (s).
+MEMORY_SAID_EVERY = 60.0
+
+
 async def of_test(s: ServerState, test_id: str) -> TestMonitors:
-    """The monitors a test names: each metric's points during it, and its alarms."""
+    """The monitors a test names: each metric's points during it, and its alarms.
+
+    A running test's, while the store cannot be read (PostgreSQL away), come from memory: the series
+    this server holds and the alarms it holds (raised and not cleared, or not written yet), without
+    what only the store has (alarms cleared and written, other replicas' samples), said in the log
+    once a minute at most. An ended test's need the store (its 503 says so)."""
     t = s.get_test(test_id)
     book = s.monitors
     ids, stop = book.of_test.get(t.id, ([], False))
-    await save(s)
-    if t.state in TERMINAL_TEST_STATES:
-        lines = {(r[1], r[2]): MetricLine.unpack(r[3], r[4]) for r in await s.store.monitor_series_of(t.id)}
-    else:
-        lines = {}
-        if s.replica is not None:  # samples that reached another replica: as it last stored them
-            lines = {(r[1], r[2]): MetricLine.unpack(r[3], r[4]) for r in await s.store.monitor_series_of(t.id)}
+    running = t.state not in TERMINAL_TEST_STATES
+    try:
+        await save(s)
+        stored = {}
+        if not running or s.replica is not None:  # with replicas: samples that reached another, as last stored
+            stored = {(r[1], r[2]): MetricLine.unpack(r[3], r[4]) for r in await s.store.monitor_series_of(t.id)}
+        alarms = [out(from_row(r)) for r in await s.store.alarms(None, t.id, None, 10_000)]
+    except sqlite3.OperationalError as exc:  # the store cannot be read now (pgstore.StoreUnavailable…)
+        if not running:
+            raise
+        _from_memory(s, t.id, exc)
+        stored = {}
+        held = {a.id: a for raised in book.active.values() for a in raised.values() if a.test_id == t.id}
+        held.update({i: a for i, a in book.unsaved_alarms.items() if a.test_id == t.id})
+        alarms = [out(held[i]) for i in sorted(held, reverse=True)]
+    lines = stored
+    if running:
         lines.update({(k[1], k[2]): line for k, line in book.series.items() if k[0] == t.id})
     names = {i: m.name for i in ids if (m := book.by_id.get(i)) is not None}
     series = [
         MonitorSeries(monitor=mid, monitor_name=names.get(mid, ""), metric=metric, points=line.points)
         for (mid, metric), line in sorted(lines.items())
     ]
-    alarms = [out(from_row(r)) for r in await s.store.alarms(None, t.id, None, 10_000)]
     return TestMonitors(test_id=t.id, monitors=ids, stop_on_critical=stop, series=series, alarms=alarms)
+
+
+_memory_said: dict[int, float] = {}  # id(state) -> when it was last said
+
+
+def _from_memory(s: ServerState, test_id: str, exc: Exception) -> None:
+    now = clock.now()
+    if now - _memory_said.get(id(s), -MEMORY_SAID_EVERY) >= MEMORY_SAID_EVERY:
+        _memory_said[id(s)] = now
+        log.warning("monitors of running test %s answered from memory: their stored history (alarms "
+                    "cleared and written, other replicas' samples) is not available now, the store "
+                    "cannot be read: %s", test_id, exc)  # fmt: skip
 
 
 # --- batched writes ------------------------------------------------------------------------------
