@@ -16,10 +16,17 @@ log = logging.getLogger("octotui.server")
 
 
 def status(s: ServerState, a: AgentRec, now: float) -> AgentStatus:
-    """An agent's health from the age of its last heartbeat."""
+    """An agent's health from the age of its last heartbeat; in a grace (``health_ref`` later than it:
+    this server restarted, or a replica was cut from the others' heartbeats and just got them back),
+    from the grace's start, as the containers' loss is (``ticks.tick``): it could not see heartbeats
+    before, so an agent that was not offline then is not called late (the log's "is late" lines)
+    until ``late_after`` seconds after it."""
     if a.last_seen is None:
         return "offline"
-    age = now - a.last_seen
+    ref = a.last_seen
+    if ref < a.health_ref and a.health_ref - ref < s.settings.offline_after:
+        ref = a.health_ref
+    age = now - ref
     if age < s.settings.late_after:
         return "online"
     return "late" if age < s.settings.offline_after else "offline"

@@ -1,0 +1,52 @@
+"""Agents' health after a server restart (``octotui/server/domain/agents.py`` ``status``): the server
+could not see heartbeats while it was down, so an agent heard shortly before is not called late
+(no false "agent … is late" line, trial finding F8) until ``late_after`` after the start; one that
+does not come back then is, and one offline before the restart is offline at once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from octotui.server.domain import agents as agents_domain
+from tests.support.labelkit import serving
+from tests.support.waiting import wait_until, wait_until_async
+from tests.support.wire import fleet
+
+LATE, OFFLINE = 3.0, 8.0
+
+
+async def test_no_late_line_for_an_agent_heard_before_a_restart_that_beats_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(tmp_path / "d", late_after=LATE, offline_after=OFFLINE) as env:
+        (back, back_token), (gone, _), (dead, _) = await fleet(env, "back", "gone", "dead")
+        env.ctl.agents[dead].last_seen = time.time() - 3600  # offline long before the restart
+        env.ctl.seen_unsaved.add(dead)
+        heard = time.time()
+    wait_until(lambda: time.time() >= heard + 2.5, timeout=5, what="the server down 2.5 s")
+    with caplog.at_level(logging.INFO, logger="octotui.server"):
+        async with serving(tmp_path / "d", late_after=LATE, offline_after=OFFLINE) as env:
+            started = time.time()
+            assert {a.name: a.status for a in env.ctl.agents.values()} == {
+                "back": "online", "gone": "online", "dead": "offline"
+            }  # fmt: skip
+
+            async def swept_past_late() -> bool:  # health swept past late_after since the last heartbeat
+                return env.ctl.last_point >= heard + LATE + 0.3
+
+            await wait_until_async(swept_past_late, timeout=10, what="late_after since the last heartbeat")
+            assert time.time() < started + LATE
+            await env.beat(back, back_token)
+
+            async def gone_late() -> bool:
+                return env.ctl.agents[gone].status == "late"
+
+            await wait_until_async(gone_late, timeout=10, what="the agent not back called late")
+            assert time.time() >= started + LATE
+            assert agents_domain.status(env.ctl, env.ctl.agents[back], time.time()) == "online"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("agent ")]
+    assert lines == [f"agent gone ({gone}) is late"], lines
