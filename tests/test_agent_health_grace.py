@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 
 from octotui.server.domain import agents as agents_domain
+from octotui.server.domain import ticks
+from octotui.server.domain.state import ServerState
+from octotui.server.records import AgentRec
+from octotui.server.settings import ServerSettings
+from octotui.server.store import Store
 from tests.support.labelkit import serving
 from tests.support.waiting import wait_until, wait_until_async
 from tests.support.wire import fleet
@@ -50,3 +55,25 @@ async def test_no_late_line_for_an_agent_heard_before_a_restart_that_beats_again
             assert agents_domain.status(env.ctl, env.ctl.agents[back], time.time()) == "online"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("agent ")]
     assert lines == [f"agent gone ({gone}) is late"], lines
+
+
+def test_no_late_line_for_an_agent_of_another_replica_when_the_live_exchange_comes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica cut from the others' heartbeats (PostgreSQL away) gives each agent a grace when the
+    exchange is back (``replica/core.py`` sets ``health_ref``): its health sweep, before the others'
+    next publication names the agent, does not call it late; one long offline stays so, silently."""
+    settings = ServerSettings(data_dir=tmp_path / "d", late_after=LATE, offline_after=OFFLINE)
+    s = ServerState(settings, Store(tmp_path / "d" / "octotui.db"))
+    now = time.time()
+    for name, seen in (("beating", now - LATE + 0.5), ("long-gone", now - 3600)):
+        a = AgentRec(name, "p1", name, "x", "1", 0.0, 2, 2**33, "linux", "h", last_seen=seen)
+        a.health_ref = seen
+        a.status = agents_domain.status(s, a, now)  # as the outage left it
+        a.health_ref = now  # the exchange back, as replica/core.py does
+        s.agents[a.id] = a
+    with caplog.at_level(logging.INFO, logger="octotui.server"):
+        ticks.sweep_health(s, now + 1)
+        assert {a.id: a.status for a in s.agents.values()} == {"beating": "online", "long-gone": "offline"}
+        ticks.sweep_health(s, now + LATE)
+    assert [r.getMessage() for r in caplog.records] == ["agent beating (beating) is late"]
