@@ -11,8 +11,10 @@ chunks after its whole form: merging depends only on the points, so it reads bac
 Each point (one a second, ``ticks.py``) takes the test's figures of now, and what each label did
 since the previous point: the difference of the containers' cumulative per-label figures
 (``timelines.intervals``), exact over the containers: hits/s, errors/s, the interval's average and
-95th, bytes/s, per label and for the whole test. A generator's point is its agent's last host
-sample, while it runs a container of the test.
+95th, bytes/s, per label and for the whole test. A label gets a point when new figures of it came
+(over the time since its previous one); the test's errors/s and bytes/s, a point every second, are
+each container's last report spread over the time it covers, held until its next (``_spreads``). A
+generator's point is its agent's last host sample, while it runs a container of the test.
 
 Bounds: the test's timeline <= ``series_max_points`` (5,000) points; each label's and each
 generator's <= 1,000 (the last 10 minutes one a second, older ones merged by minute, then by two,
