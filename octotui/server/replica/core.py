@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from octotui.server.pgstore import CONNECT_TIMEOUT, redact
+from octotui.server.pgstore import CONNECT_TIMEOUT, RETRY_AFTER, StoreUnavailable, redact
 from octotui.server.records import TestRec
 from octotui.server.replica.apply import apply
 from octotui.server.replica.lease import LaunchLock, Lease
@@ -239,7 +239,13 @@ class Replica:
         await self._launch.take()
         try:
             if self.ready:
-                await self.sync()  # what the others launched up to now is in memory
+                try:
+                    await self.sync()  # what the others launched up to now is in memory
+                except StoreUnavailable:
+                    # The reader's connection may have failed a moment before PostgreSQL came back:
+                    # it waits RETRY_AFTER before connecting again, so the launch asks once more then.
+                    await asyncio.sleep(RETRY_AFTER)
+                    await self.sync()
             yield
         finally:
             await self._launch.release()
