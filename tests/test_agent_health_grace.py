@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -20,6 +21,9 @@ from octotui.server.store import Store
 from tests.support.labelkit import serving
 from tests.support.waiting import wait_until, wait_until_async
 from tests.support.wire import fleet
+
+if TYPE_CHECKING:
+    from octotui.server.replica import Replica
 
 LATE, OFFLINE = 3.0, 8.0
 
@@ -77,3 +81,33 @@ def test_no_late_line_for_an_agent_of_another_replica_when_the_live_exchange_com
         assert {a.id: a.status for a in s.agents.values()} == {"beating": "online", "long-gone": "offline"}
         ticks.sweep_health(s, now + LATE)
     assert [r.getMessage() for r in caplog.records] == ["agent beating (beating) is late"]
+
+
+class _CutReplica:
+    """What sweep_health asks of a replica cut from the others (the live exchange failing)."""
+
+    cut = True
+
+
+def test_a_replica_cut_from_the_others_calls_no_agent_late_meanwhile(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While PostgreSQL is away, the heartbeats the other replicas take are not seen here: an agent
+    beating through them must not be called late or offline by this one; one beating here again
+    comes back online."""
+    settings = ServerSettings(data_dir=tmp_path / "d", late_after=LATE, offline_after=OFFLINE)
+    s = ServerState(settings, Store(tmp_path / "d" / "octotui.db"))
+    now = time.time()
+    for name in ("elsewhere", "here"):
+        a = AgentRec(name, "p1", name, "x", "1", 0.0, 2, 2**33, "linux", "h", last_seen=now)
+        a.health_ref, a.status = now, "online"
+        s.agents[a.id] = a
+    s.agents["here"].status = "late"
+    s.replica = cast("Replica", _CutReplica())
+    with caplog.at_level(logging.INFO, logger="octotui.server"):
+        ticks.sweep_health(s, now + OFFLINE + 1)  # both silent past offline_after, as seen here
+        assert s.agents["elsewhere"].status == "online"
+        s.agents["here"].last_seen = now + OFFLINE + 1  # a heartbeat here
+        ticks.sweep_health(s, now + OFFLINE + 1.5)
+    assert {a.id: a.status for a in s.agents.values()} == {"elsewhere": "online", "here": "online"}
+    assert [r.getMessage() for r in caplog.records] == ["agent here (here) is online"]

@@ -37,10 +37,19 @@ LAST_SEEN_EVERY = 30.0
 KEYS_PRUNED_EVERY = 3600.0
 
 
+#: How an agent's status ranks: a replica cut from the others only ever raises it (below).
+_RANK = {"online": 2, "late": 1, "offline": 0}
+
+
 def sweep_health(s: ServerState, now: float) -> None:
-    """Take each agent's status from the age of its last heartbeat."""
+    """Take each agent's status from the age of its last heartbeat. A replica cut from the others
+    (``Replica.cut``: PostgreSQL away) does not see the heartbeats they take, so it calls no agent
+    late or offline meanwhile (once the exchange is back, each gets a grace: ``replica/core.py``)."""
+    cut = s.replica is not None and s.replica.cut
     for a in s.agents.values():
         status = agents.status(s, a, now)
+        if cut and _RANK.get(status, 0) < _RANK.get(a.status, 0):
+            continue
         if status != a.status:
             log.info("agent %s (%s) is %s", a.name, a.id, status)
             a.status = status

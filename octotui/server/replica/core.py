@@ -90,6 +90,12 @@ class Replica:
         return self.lease.held and self._live_fails.since is None
 
     @property
+    def cut(self) -> bool:
+        """True while the live exchange fails (PostgreSQL away) with other replicas running: the
+        heartbeats they take are not seen here meanwhile."""
+        return self._live_fails.since is not None and self.lease.others > 0
+
+    @property
     def others(self) -> int:
         """Other replicas running on the database now."""
         return self.lease.others
