@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from octotui.cli import main
 from octotui.protocol import Agent, Comparison, FileInfo, Provider, Test, TestFile
 from tests.support.admin import create_provider, online_agent
-from tests.support.clikit import launched
+from tests.support.clikit import cli, launched, remote
 from tests.support.labelkit import Sample, cumulative, samples
 from tests.support.processes import ROOT, AgentProcess, ServerProcess, free_port
 from tests.support.tlskit import https_server, make_pki
@@ -32,18 +32,6 @@ from tests.support.wire import PLAN
 from tests.support.wireagent import WireAgent
 
 HTTP_GET = ROOT / "examples" / "http-get.jmx"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``octotui ARGV`` in this process: exit code, stdout, stderr."""
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def remote(server: ServerProcess) -> list[str]:
-    return ["--server", server.url, "--token", server.admin_token]
 
 
 def narrow(text: str) -> bool:

@@ -10,24 +10,12 @@ from typing import Any
 import pytest
 
 from octotui.cli import main
+from tests.support.clikit import cli, remote
 from tests.support.monitorkit import prom_body
 from tests.support.processes import ServerProcess
 from tests.support.waiting import wait_until
 from tests.support.wire import figures
 from tests.support.wireagent import WireAgent, label_stats
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``octotui ARGV`` in this process: exit code, stdout, stderr."""
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def remote(server: ServerProcess) -> list[str]:
-    return ["--server", server.url, "--token", server.admin_token]
-
 
 CRITICAL = [{"metric": "node_load1", "severity": "critical", "above": 4, "for": 10}]
 

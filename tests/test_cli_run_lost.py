@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +19,7 @@ import pytest
 from tests.support.clikit import launched
 from tests.support.haproxy import HAProxy
 from tests.support.labelkit import cumulative, samples
+from tests.support.online import beating_every
 from tests.support.processes import ServerProcess
 from tests.support.waiting import wait_until
 from tests.support.wireagent import WireAgent
@@ -62,24 +63,15 @@ class Cli:
         return self.proc.returncode, "".join(self.out), "".join(self.err)
 
 
-@contextlib.contextmanager
-def beating(agent: WireAgent, report: dict[str, object]) -> Iterator[None]:
+def beating(agent: WireAgent, report: dict[str, object]) -> contextlib.AbstractContextManager[None]:
     """``agent`` reports ``report`` every 0.5 s meanwhile, as a real one does, whether or not the
     server answers (so that it stays online across the server's restart)."""
-    stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(0.5):
-            with contextlib.suppress(Exception):
-                agent.beat(report)
+        with contextlib.suppress(Exception):
+            agent.beat(report)
 
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    return beating_every(beat)
 
 
 def finish(agent: WireAgent, report: dict[str, object]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from octotui.commands import main
 from tests.support.admin import create_provider
 from tests.support.processes import ServerProcess
 from tests.support.wire import PLAN
@@ -54,3 +55,16 @@ def launched(agent: WireAgent) -> dict[str, Any]:
     which a loaded machine may take longer to do than the ``server`` fixture's 3 s before late."""
     agent.beat()
     return agent.take_launch()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``octotui ARGV`` in this process: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def remote(server: ServerProcess) -> list[str]:
+    """The options that name ``server`` and its admin token."""
+    return ["--server", server.url, "--token", server.admin_token]
