@@ -115,6 +115,11 @@ class Store(ResultRows, MonitorRows):
         self._pg.connect()
         try:
             migrate(self.db)
+            # Before the snapshot: a replica reads the others' changes from there on, so that none
+            # committed between this snapshot and its start is missed (replica/core.py).
+            exists = self.db.execute("SELECT to_regclass('replica_changes') IS NOT NULL").fetchone()
+            row = self.db.execute("SELECT max(id) FROM replica_changes").fetchone() if exists and exists[0] else None
+            self.changes_seen = int(row[0]) if row and row[0] is not None else 0
             return self._load()
         except sqlite3.OperationalError as exc:  # lost while opening: one line, as at connection
             self._close()

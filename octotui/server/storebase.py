@@ -32,6 +32,8 @@ class Connection:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octotui-store")
         self._db: sqlite3.Connection | None = None
         self._pg: PgDb | None = PgDb(self.database) if self.database else None
+        #: With --database: the newest replicas' change when the start-up snapshot was read.
+        self.changes_seen: int | None = None
         self._data_version: int | None = None
         #: Replicas on one PostgreSQL (``replica.py``): when ``origin`` is set, each transaction writes
         #: the records it changed (``note``) to ``replica_changes`` and NOTIFYs the others, atomically.

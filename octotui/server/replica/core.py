@@ -111,7 +111,11 @@ class Replica:
     async def _start(self) -> None:
         while True:
             try:
-                self.last_id = await self.reader._run(self.reader.ensure_tables)
+                newest = await self.reader._run(self.reader.ensure_tables)
+                # From the store's start-up snapshot on, not from now: the others' changes made in
+                # between (this replica's start may come seconds after its snapshot) are read too.
+                seen = self.s.store.changes_seen
+                self.last_id = newest if seen is None else min(seen, newest)
                 break
             except (sqlite3.Error, psycopg.Error) as exc:
                 log.warning("replica: PostgreSQL not usable yet (%s): trying again", exc)
