@@ -177,9 +177,12 @@ class Replica:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _sync_loop(self) -> None:
-        while True:
+        # Not asyncio.wait_for: on Python 3.11 a cancel arriving as the wake-up comes is swallowed
+        # by it, and this loop went on for good, stop() awaiting it (a test's shutdown hung 300 s).
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL)
+                async with asyncio.timeout(POLL):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.sync()
@@ -267,7 +270,7 @@ class Replica:
     # --- live data -----------------------------------------------------------------------------
 
     async def _live_loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             await asyncio.sleep(LIVE_EVERY)
             try:
                 await self.live.exchange()
