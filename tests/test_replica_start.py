@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from octotui.server import replica
 from octotui.server.controller import Controller
+from octotui.server.http.factory import create_app
 from octotui.server.records import ProviderRec
 from octotui.server.replica import reader
 from octotui.server.settings import ServerSettings
@@ -45,3 +47,15 @@ async def test_changes_between_the_snapshot_and_the_replicas_start_are_read(
         await started.stop()
         await a.store.close()
         await writer.close()
+
+
+async def test_a_replica_is_not_healthy_before_it_takes_part_in_the_exchange(tmp_path: Path, pg_database: str) -> None:
+    """HAProxy's health check (and the clients' failover) must keep a replica out until its writes
+    reach the others: before its replica start, a write would not be journalled for them."""
+    for database, expected in ((pg_database, 503), (None, 200)):
+        app = create_app(ServerSettings(data_dir=tmp_path / str(expected), database=database))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            got = await http.get("/api/v1/health")  # the lifespan not run: no replica started yet
+        assert got.status_code == expected, got.text
+        if expected == 503:
+            assert "replica starting" in got.json()["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from octotui.protocol import (
     VERSION,
@@ -53,6 +54,13 @@ async def changes(
     return ctl.changes(since, epoch, ended)
 
 
-@public_router.get("/health", response_model=Health, tags=["server"])
-async def health() -> Health:
+@public_router.get(
+    "/health", response_model=Health, tags=["server"], responses={503: {"description": "a replica still starting"}}
+)
+async def health(ctl: Ctl) -> Health | JSONResponse:
+    """Healthy once this server can serve: a replica (``--database``) only once it takes part in the
+    replicas' exchange, since a write it took before would not reach the others (HAProxy's check and
+    the clients' failover keep it out meanwhile)."""
+    if ctl.store.database is not None and (ctl.replica is None or not ctl.replica.ready):
+        return JSONResponse({"detail": "replica starting: not yet in step with the other replicas"}, 503)
     return Health()
