@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.processes import ServerProcess
-from tests.support.replicas import LabelBeats, agent_on, launch, lease_holders, provider, replicas
+from tests.support.replicas import LabelBeats, agent_on, lease_holders, provider, replicas, running
 from tests.support.waiting import wait_until
-from tests.support.wireagent import WireAgent
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -36,18 +35,6 @@ def _labels(server: ServerProcess, test_id: str) -> list[dict[str, Any]]:
     """The test's labels' and generators' timelines."""
     got = _get(server, test_id, labels="true", generators="true")
     return list(got["labels"]) + list(got["generators"])
-
-
-def _running(agent: WireAgent, origin: ServerProcess) -> dict[str, Any]:
-    """A test launched through ``origin`` onto ``agent``: its container's report, running."""
-    made = launch(origin)
-    assert made.status_code == 201, made.text
-    path = f"/agents/{agent.id}/commands"
-    (cmd,) = wait_until(lambda: agent.http.get(path, params={"timeout": 0}, headers=agent.auth).json(), timeout=10,
-                        what="the launch queued")  # fmt: skip
-    acked = agent.http.post(f"{path}/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
-    assert acked.status_code == 204, acked.text
-    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": "running"}
 
 
 def _holder_and_other(servers: list[ServerProcess], dsn: str) -> tuple[ServerProcess, ServerProcess]:
@@ -74,7 +61,7 @@ def test_every_replica_serves_the_running_tests_timeline_and_a_takeover_or_a_res
     with replicas(tmp_path, pg_database) as servers:
         holder, other = _holder_and_other(servers, pg_database)
         agent = agent_on(other, provider(holder), holder)
-        container = _running(agent, holder)
+        container = running(agent, holder)
         beats = LabelBeats(agent, container, ms=40.0)
         try:
             tid = container["test_id"]

@@ -16,7 +16,7 @@ from octotui.server.domain.monitors import AGENT_DELETED
 from tests.support.app import Starter
 from tests.support.monitorkit import beat_monitors, mreport, prom_body, sample
 from tests.support.processes import ServerProcess
-from tests.support.replicas import LabelBeats, agent_on, launch, lease_holders, provider, replicas
+from tests.support.replicas import LabelBeats, agent_on, lease_holders, provider, replicas, running
 from tests.support.waiting import wait_until, wait_until_async
 from tests.support.wire import PLAN, ack, poll, report
 from tests.support.wireagent import WireAgent
@@ -29,19 +29,6 @@ def _get(server: ServerProcess, path: str) -> Any:
         answer = http.get(path)
         assert answer.status_code == 200, answer.text
         return answer.json()
-
-
-def _running(agent: WireAgent, origin: ServerProcess, **launch_extra: Any) -> dict[str, Any]:
-    """A test launched through ``origin`` onto ``agent`` (beating another replica): its container's
-    report, running."""
-    made = launch(origin, **launch_extra)
-    assert made.status_code == 201, made.text
-    path = f"/agents/{agent.id}/commands"
-    (cmd,) = wait_until(lambda: agent.http.get(path, params={"timeout": 0}, headers=agent.auth).json(), timeout=10,
-                        what="the launch queued")  # fmt: skip
-    acked = agent.http.post(f"{path}/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
-    assert acked.status_code == 204, acked.text
-    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": "running"}
 
 
 def _poll_fresh(agent: WireAgent) -> list[dict[str, Any]]:
@@ -64,7 +51,7 @@ def _monitor_beat(agent: WireAgent, revision: int, *reports: dict[str, Any]) -> 
 def test_labels_reported_through_one_replica_are_read_through_the_other(tmp_path: Path, pg_database: str) -> None:
     with replicas(tmp_path, pg_database) as (a, b):
         agent = agent_on(b, provider(a), a)
-        container = _running(agent, a)
+        container = running(agent, a)
         beats = LabelBeats(agent, container, ms=40.0)
         try:
             test_id = container["test_id"]
@@ -88,7 +75,7 @@ def test_a_held_criterion_on_the_lease_holder_judges_labels_reported_to_the_othe
         (holder,) = [s for s in servers if s.port == holder_port]
         (other,) = [s for s in servers if s is not holder]
         agent = agent_on(other, provider(holder), holder)
-        container = _running(agent, holder, criteria=["avg of login<100ms for 2s"])
+        container = running(agent, holder, criteria=["avg of login<100ms for 2s"])
         beats = LabelBeats(agent, container, ms=300.0)  # broken from the start, reported to the other
         try:
             wait_until(lambda: any(container["container_id"] in x["stop"] for x in beats.answers), timeout=20,
@@ -146,7 +133,7 @@ def test_a_test_naming_monitors_launched_on_one_replica_starts_them_and_stops_on
         mid = made.json()["id"]
         time.sleep(1.5)  # not synchronisation: b has read the monitor; of mode tests, it runs for none yet
         assert _monitor_beat(agent, 0).get("monitors") is None
-        container = _running(agent, a, monitors=[mid], stop_on_critical=True)
+        container = running(agent, a, monitors=[mid], stop_on_critical=True)
         got = wait_until(lambda: _monitor_beat(agent, 0).get("monitors"), timeout=5, what="the monitor runs on b")
         assert [m["id"] for m in got] == [mid]
         agent.beat(container)

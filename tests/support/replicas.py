@@ -144,3 +144,16 @@ class LabelBeats:
     def end(self) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+def running(agent: WireAgent, origin: ServerProcess, **launch_extra: Any) -> dict[str, Any]:
+    """A test launched through ``origin`` onto ``agent`` (beating another replica): its container's
+    report, running."""
+    made = launch(origin, **launch_extra)
+    assert made.status_code == 201, made.text
+    path = f"/agents/{agent.id}/commands"
+    (cmd,) = wait_until(lambda: agent.http.get(path, params={"timeout": 0}, headers=agent.auth).json(), timeout=10,
+                        what="the launch queued")  # fmt: skip
+    acked = agent.http.post(f"{path}/{cmd['id']}/ack", json={"ok": True}, headers=agent.auth)
+    assert acked.status_code == 204, acked.text
+    return {"container_id": cmd["container_id"], "test_id": cmd["test_id"], "command_id": cmd["id"], "state": "running"}
